@@ -1,0 +1,489 @@
+#include "controlplane/config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
+#include "lib/maglev.h"
+
+namespace lb {
+namespace {
+
+// Config files are small; the bound only stops a wrong path (a disk image, a
+// device) from being read whole.
+constexpr size_t kMaxConfigBytes = 64u << 20;
+constexpr size_t kMaxPoolNameLen = 64;
+
+// Collects text-format syntax errors with their position. The tokenizer
+// reports 0-based lines and columns; people and editors count from 1.
+class TextErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  explicit TextErrorCollector(absl::string_view source) : source_(source) {}
+
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    errors_.push_back(absl::StrCat(source_, ":", line + 1, ":", column + 1, ": ", message));
+  }
+  void AddWarning(int line, google::protobuf::io::ColumnNumber column,
+                  const std::string& message) override {
+    AddError(line, column, message);
+  }
+
+  const std::vector<std::string>& errors() const { return errors_; }
+
+ private:
+  std::string source_;
+  std::vector<std::string> errors_;
+};
+
+bool IsPoolNameChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == ':' ||
+         c == '-';
+}
+
+const char* ProtoName(uint8_t proto) {
+  switch (proto) {
+    case IPPROTO_TCP:
+      return "tcp";
+    case IPPROTO_UDP:
+      return "udp";
+    default:
+      return "?";
+  }
+}
+
+bool MapAlgorithm(v1::Algorithm a, Algorithm* out) {
+  switch (a) {
+    case v1::ALGORITHM_UNSPECIFIED:
+    case v1::ALGORITHM_MAGLEV:
+      *out = Algorithm::kMaglev;
+      return true;
+    case v1::ALGORITHM_IP_HASH:
+      *out = Algorithm::kIpHash;
+      return true;
+    case v1::ALGORITHM_ROUND_ROBIN:
+      *out = Algorithm::kRoundRobin;
+      return true;
+    case v1::ALGORITHM_WEIGHTED_ROUND_ROBIN:
+      *out = Algorithm::kWeightedRoundRobin;
+      return true;
+    case v1::ALGORITHM_RANDOM:
+      *out = Algorithm::kRandom;
+      return true;
+    case v1::ALGORITHM_LEAST_CONNECTIONS:
+      *out = Algorithm::kLeastConnections;
+      return true;
+    case v1::ALGORITHM_WEIGHTED_LEAST_CONNECTIONS:
+      *out = Algorithm::kWeightedLeastConnections;
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool MapBackendState(v1::BackendState s, BackendState* out) {
+  switch (s) {
+    case v1::BACKEND_STATE_UNSPECIFIED:
+    case v1::BACKEND_STATE_ACTIVE:
+      *out = BackendState::kActive;
+      return true;
+    case v1::BACKEND_STATE_DRAINING:
+      *out = BackendState::kDraining;
+      return true;
+    case v1::BACKEND_STATE_DOWN:
+      *out = BackendState::kDown;
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Accumulates "<path>: <what>" findings so that one pass reports every
+// problem of a config, not just the first.
+class Findings {
+ public:
+  template <typename... Args>
+  void Error(absl::string_view path, const absl::FormatSpec<Args...>& fmt, const Args&... args) {
+    errors_.push_back(absl::StrCat(path, ": ", absl::StrFormat(fmt, args...)));
+  }
+  template <typename... Args>
+  void Warning(absl::string_view path, const absl::FormatSpec<Args...>& fmt, const Args&... args) {
+    warnings_.push_back(absl::StrCat(path, ": ", absl::StrFormat(fmt, args...)));
+  }
+  bool ok() const { return errors_.empty(); }
+  absl::Status ToStatus() const {
+    if (errors_.empty()) return absl::OkStatus();
+    std::vector<std::string> shown(errors_.begin(),
+                                   errors_.begin() + std::min(errors_.size(), kMaxReportedErrors));
+    std::string msg = absl::StrJoin(shown, "; ");
+    if (errors_.size() > shown.size()) {
+      absl::StrAppend(&msg, "; ... and ", errors_.size() - shown.size(), " more");
+    }
+    return absl::InvalidArgumentError(msg);
+  }
+  std::vector<std::string>& warnings() { return warnings_; }
+
+ private:
+  std::vector<std::string> errors_;
+  std::vector<std::string> warnings_;
+};
+
+// Parses an address field, recording an error naming `path` when it is bad.
+// Returns an empty IpAddress on error.
+IpAddress ParseAddressField(Findings& f, const std::string& path, const std::string& text,
+                            AddrFamily required = AddrFamily::kNone) {
+  if (text.empty()) {
+    f.Error(path, "required");
+    return {};
+  }
+  auto a = ParseIpAddress(text);
+  if (!a.ok()) {
+    f.Error(path, "%s", a.status().message());
+    return {};
+  }
+  if (required != AddrFamily::kNone && a->family != required) {
+    f.Error(path, "\"%s\" is not an %s address", text,
+            required == AddrFamily::kIPv4 ? "IPv4" : "IPv6");
+    return {};
+  }
+  return *std::move(a);
+}
+
+}  // namespace
+
+// -------------------------------------------------------------- loading ---
+
+absl::StatusOr<v1::Config> ParseConfigText(absl::string_view text, absl::string_view source) {
+  v1::Config config;
+  google::protobuf::TextFormat::Parser parser;
+  TextErrorCollector errors(source);
+  parser.RecordErrorsTo(&errors);
+  const bool ok = parser.ParseFromString(std::string(text), &config);
+  if (!ok || !errors.errors().empty()) {
+    if (errors.errors().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": not a valid lb.v1.Config"));
+    }
+    return absl::InvalidArgumentError(absl::StrJoin(errors.errors(), "; "));
+  }
+  return config;
+}
+
+absl::StatusOr<v1::Config> ParseConfigJson(absl::string_view json, absl::string_view source) {
+  v1::Config config;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto st = google::protobuf::util::JsonStringToMessage(std::string(json), &config, options);
+  if (!st.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": invalid JSON config: ", std::string(st.message())));
+  }
+  return config;
+}
+
+absl::StatusOr<v1::Config> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read config ", path));
+  std::string text;
+  char buf[65536];
+  while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
+    text.append(buf, static_cast<size_t>(in.gcount()));
+    if (text.size() > kMaxConfigBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": larger than ", kMaxConfigBytes, " bytes; not a config file?"));
+    }
+  }
+  if (in.bad()) return absl::UnavailableError(absl::StrCat("error reading config ", path));
+  const std::string lower = absl::AsciiStrToLower(path);
+  if (absl::EndsWith(lower, ".json")) return ParseConfigJson(text, path);
+  for (const char* ext : {".textproto", ".txtpb", ".pbtxt", ".textpb"}) {
+    if (absl::EndsWith(lower, ext)) return ParseConfigText(text, path);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(path,
+                   ": unknown config format; name it *.textproto (protobuf text format) "
+                   "or *.json (proto3 JSON)"));
+}
+
+// ------------------------------------------------------------ addresses ---
+
+absl::StatusOr<IpAddress> ParseIpAddress(absl::string_view text) {
+  IpAddress a;
+  const std::string s(text);
+  char buf[INET6_ADDRSTRLEN];
+  if (inet_pton(AF_INET, s.c_str(), a.bytes.data()) == 1) {
+    a.family = AddrFamily::kIPv4;
+    inet_ntop(AF_INET, a.bytes.data(), buf, sizeof(buf));
+  } else if (inet_pton(AF_INET6, s.c_str(), a.bytes.data()) == 1) {
+    a.family = AddrFamily::kIPv6;
+    inet_ntop(AF_INET6, a.bytes.data(), buf, sizeof(buf));
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("\"%s\" is not an IPv4 or IPv6 address", absl::CHexEscape(s)));
+  }
+  a.text = buf;
+  bool all_zero = true;
+  for (uint8_t b : a.bytes) all_zero &= (b == 0);
+  if (all_zero) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("\"%s\" is the unspecified address", absl::CHexEscape(s)));
+  }
+  return a;
+}
+
+IpAddress IpAddressFromBytes(AddrFamily family, const uint8_t* bytes) {
+  IpAddress a;
+  a.family = family;
+  const size_t len = family == AddrFamily::kIPv4 ? 4 : 16;
+  std::copy(bytes, bytes + len, a.bytes.begin());
+  char buf[INET6_ADDRSTRLEN];
+  inet_ntop(family == AddrFamily::kIPv4 ? AF_INET : AF_INET6, a.bytes.data(), buf, sizeof(buf));
+  a.text = buf;
+  return a;
+}
+
+std::string VipKey(const IpAddress& address, uint8_t proto, uint16_t port) {
+  if (address.family == AddrFamily::kIPv6) {
+    return absl::StrCat("[", address.text, "]:", port, "/", ProtoName(proto));
+  }
+  return absl::StrCat(address.text, ":", port, "/", ProtoName(proto));
+}
+
+std::string DesiredVip::Key() const { return VipKey(address, proto, port); }
+
+uint32_t DesiredPool::NumTakingNewFlows() const {
+  uint32_t n = 0;
+  for (const DesiredBackend& b : backends) n += b.TakesNewFlows() ? 1 : 0;
+  return n;
+}
+
+const DesiredPool* DesiredState::FindPool(absl::string_view name) const {
+  for (const DesiredPool& p : pools) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+size_t DesiredState::NumBackends() const {
+  size_t n = 0;
+  for (const DesiredPool& p : pools) n += p.backends.size();
+  return n;
+}
+
+// ----------------------------------------------------------- validation ---
+
+absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const TableCapacities& caps,
+                                            std::vector<std::string>* warnings) {
+  Findings f;
+  DesiredState d;
+
+  // node
+  if (!config.node().tunnel_source_ipv4().empty()) {
+    d.tunnel_source_v4 = ParseAddressField(f, "node.tunnel_source_ipv4",
+                                           config.node().tunnel_source_ipv4(), AddrFamily::kIPv4);
+  }
+  if (!config.node().tunnel_source_ipv6().empty()) {
+    d.tunnel_source_v6 = ParseAddressField(f, "node.tunnel_source_ipv6",
+                                           config.node().tunnel_source_ipv6(), AddrFamily::kIPv6);
+  }
+
+  // tables
+  d.ring_size = config.tables().ring_size() == 0 ? kDefaultRingSize : config.tables().ring_size();
+  bool ring_ok = true;
+  if (absl::Status st = ValidateMaglevTableSize(d.ring_size); !st.ok()) {
+    f.Error("tables.ring_size", "%u is not a valid Maglev table size (%s)", d.ring_size,
+            st.message());
+    ring_ok = false;
+  } else if (d.ring_size > caps.max_ring_size) {
+    f.Error("tables.ring_size",
+            "%u exceeds the table region's max_ring_size %u (raise --max_ring_size)", d.ring_size,
+            caps.max_ring_size);
+    ring_ok = false;
+  }
+
+  // pools
+  std::map<std::string, int> pool_index;        // name -> first index
+  std::map<uint32_t, std::string> backend_ids;  // explicit id -> path
+  size_t total_backends = 0;
+  bool capacity_reported = false;
+  for (int i = 0; i < config.pools_size(); ++i) {
+    const v1::Pool& p = config.pools(i);
+    const std::string pp = absl::StrCat("pools[", i, "]");
+    DesiredPool dp;
+    dp.name = p.name();
+    if (p.name().empty()) {
+      f.Error(pp + ".name", "must not be empty");
+    } else if (p.name().size() > kMaxPoolNameLen ||
+               !std::all_of(p.name().begin(), p.name().end(), IsPoolNameChar)) {
+      f.Error(pp + ".name", "\"%s\" must be 1-%u characters of [A-Za-z0-9_.:-]",
+              absl::CHexEscape(p.name()), kMaxPoolNameLen);
+    } else if (auto [it, fresh] = pool_index.emplace(p.name(), i); !fresh) {
+      f.Error(pp + ".name", "duplicate pool name \"%s\" (first at pools[%d])", p.name(),
+              it->second);
+    }
+    if (!MapAlgorithm(p.algorithm(), &dp.algorithm)) {
+      f.Error(pp + ".algorithm", "unknown algorithm %d", static_cast<int>(p.algorithm()));
+    }
+    std::map<std::array<uint8_t, 17>, int> addresses;  // family + bytes -> first index
+    for (int j = 0; j < p.backends_size(); ++j) {
+      const v1::Backend& b = p.backends(j);
+      const std::string bp = absl::StrCat(pp, ".backends[", j, "]");
+      DesiredBackend db;
+      ++total_backends;
+      if (total_backends > caps.max_backends - 1 && !capacity_reported) {
+        f.Error(bp,
+                "backend number %u exceeds the table capacity of %u backends (--max_backends %u "
+                "includes the reserved slot 0)",
+                total_backends, caps.max_backends - 1, caps.max_backends);
+        capacity_reported = true;
+      }
+      db.id = b.id();
+      if (b.id() != 0) {
+        if (auto [it, fresh] = backend_ids.emplace(b.id(), bp); !fresh) {
+          f.Error(bp + ".id", "duplicate backend id %u (first at %s)", b.id(), it->second);
+        }
+      }
+      db.address = ParseAddressField(f, bp + ".address", b.address());
+      if (!db.address.empty()) {
+        std::array<uint8_t, 17> k{};
+        k[0] = static_cast<uint8_t>(db.address.family);
+        std::copy(db.address.bytes.begin(), db.address.bytes.end(), k.begin() + 1);
+        if (auto [it, fresh] = addresses.emplace(k, j); !fresh) {
+          f.Error(bp + ".address", "duplicate address %s in pool \"%s\" (first at %s.backends[%d])",
+                  db.address.text, p.name(), pp, it->second);
+        }
+      }
+      if (b.port() > 65535) {
+        f.Error(bp + ".port", "%u is not a port (0..65535)", b.port());
+      }
+      db.port = static_cast<uint16_t>(b.port());
+      db.weight = b.has_weight() ? b.weight() : kDefaultBackendWeight;
+      if (db.weight > kMaxBackendWeight) {
+        f.Error(bp + ".weight", "%u out of range [0, %u]", db.weight, kMaxBackendWeight);
+      }
+      db.max_connections = b.max_connections();
+      if (!MapBackendState(b.state(), &db.state)) {
+        f.Error(bp + ".state", "unknown state %d", static_cast<int>(b.state()));
+      }
+      dp.backends.push_back(std::move(db));
+    }
+    if (ring_ok && dp.NumTakingNewFlows() > d.ring_size) {
+      f.Error("tables.ring_size", "%u is smaller than the %u active backends of pool \"%s\"",
+              d.ring_size, dp.NumTakingNewFlows(), dp.name);
+    }
+    d.pools.push_back(std::move(dp));
+  }
+  // A backend of a family needs an outer source of that family: the
+  // dataplane's port address is not necessarily one its backends route back to.
+  auto find_backend = [&](AddrFamily fam) -> std::string {
+    for (int i = 0; i < config.pools_size(); ++i) {
+      for (int j = 0; j < config.pools(i).backends_size(); ++j) {
+        const DesiredBackend& b = d.pools[i].backends[j];
+        if (b.address.family == fam) {
+          return absl::StrCat("pools[", i, "].backends[", j, "] (", b.address.text, ")");
+        }
+      }
+    }
+    return "";
+  };
+  if (d.tunnel_source_v4.empty() && config.node().tunnel_source_ipv4().empty()) {
+    if (std::string who = find_backend(AddrFamily::kIPv4); !who.empty()) {
+      f.Error("node.tunnel_source_ipv4", "required: %s is an IPv4 backend", who);
+    }
+  }
+  if (d.tunnel_source_v6.empty() && config.node().tunnel_source_ipv6().empty()) {
+    if (std::string who = find_backend(AddrFamily::kIPv6); !who.empty()) {
+      f.Error("node.tunnel_source_ipv6", "required: %s is an IPv6 backend", who);
+    }
+  }
+
+  // vips
+  std::map<std::string, int> vip_keys;
+  std::map<uint32_t, int> vip_ids;
+  uint64_t members = 0;
+  bool members_reported = false;
+  for (int i = 0; i < config.vips_size(); ++i) {
+    const v1::Vip& v = config.vips(i);
+    const std::string vp = absl::StrCat("vips[", i, "]");
+    DesiredVip dv;
+    if (static_cast<uint32_t>(i) == caps.max_vips) {
+      f.Error(vp, "VIP number %d exceeds the table capacity of %u VIPs (--max_vips)", i + 1,
+              caps.max_vips);
+    }
+    dv.id = v.id();
+    if (v.id() != 0) {
+      if (auto [it, fresh] = vip_ids.emplace(v.id(), i); !fresh) {
+        f.Error(vp + ".id", "duplicate VIP id %u (first at vips[%d])", v.id(), it->second);
+      }
+    }
+    dv.address = ParseAddressField(f, vp + ".address", v.address());
+    switch (v.protocol()) {
+      case v1::PROTOCOL_TCP:
+        dv.proto = IPPROTO_TCP;
+        break;
+      case v1::PROTOCOL_UDP:
+        dv.proto = IPPROTO_UDP;
+        break;
+      case v1::PROTOCOL_UNSPECIFIED:
+        f.Error(vp + ".protocol", "required (PROTOCOL_TCP or PROTOCOL_UDP)");
+        break;
+      default:
+        f.Error(vp + ".protocol", "unknown protocol %d", static_cast<int>(v.protocol()));
+        break;
+    }
+    if (v.port() > 65535) {
+      f.Error(vp + ".port", "%u is not a port (0..65535; 0 = all ports)", v.port());
+    }
+    dv.port = static_cast<uint16_t>(v.port());
+    dv.pool = v.pool();
+    dv.fragment_tolerant = v.fragment_tolerant();
+    if (!dv.address.empty() && dv.proto != 0 && v.port() <= 65535) {
+      if (auto [it, fresh] = vip_keys.emplace(dv.Key(), i); !fresh) {
+        f.Error(vp, "duplicate VIP %s (first at vips[%d])", dv.Key(), it->second);
+      }
+    }
+    const DesiredPool* pool = nullptr;
+    if (v.pool().empty()) {
+      f.Error(vp + ".pool", "required: the name of a pool");
+    } else if (pool = d.FindPool(v.pool()); pool == nullptr) {
+      f.Error(vp + ".pool", "no pool named \"%s\"", absl::CHexEscape(v.pool()));
+    } else {
+      const uint32_t n = pool->NumTakingNewFlows();
+      if (n == 0) {
+        f.Warning(vp + ".pool",
+                  "pool \"%s\" has no active backend with weight > 0; traffic to %s is dropped "
+                  "(no_backend)",
+                  pool->name, dv.address.empty() ? v.address() : dv.Key());
+      }
+      members += n;
+      if (members > caps.max_members && !members_reported) {
+        f.Error(vp + ".pool",
+                "VIP member lists would total %u entries, beyond the table capacity of %u "
+                "(--max_members)",
+                members, caps.max_members);
+        members_reported = true;
+      }
+    }
+    d.vips.push_back(std::move(dv));
+  }
+
+  if (warnings != nullptr) {
+    for (std::string& w : f.warnings()) warnings->push_back(std::move(w));
+  }
+  if (!f.ok()) return f.ToStatus();
+  return d;
+}
+
+}  // namespace lb

@@ -1,0 +1,82 @@
+// The publisher: owns the table region (the control plane is its only writer)
+// and turns a DesiredState into a published generation, safely.
+//
+// Publish(desired), for generation G = published + 1 into slot G % 2:
+//  1. Reclaim: the slot last held G - 2, which a dataplane lcore may still
+//     read. Wait until every live lcore in the stats region has observed
+//     G - 1 (StatsRegion::CheckReclaim, protocol in lib/table_format.h),
+//     polling every 50 us (backing off to 1 ms), for at most
+//     reclaim_timeout_ns. No stats region file = no dataplane ever ran:
+//     publish at once. On timeout: FailedPrecondition naming the lcores that
+//     are stuck (heartbeat stalled) or still waiting; the slot is NOT touched
+//     and the published generation stays what it was.
+//  2. Build: BuildTables(desired, last assignment, NextSlot()).
+//  3. Check: the slot must pass ValidateSlot, as the dataplane will check it.
+//  4. TableWriter::Publish(): one release-store of G.
+// The assignment of the build becomes the next build's `previous`; on open it
+// is recovered from the published slot (SeedAssignmentFromSlot), so that a
+// restart with the same config republishes identical rings and slots.
+//
+// Errors: Open fails as TableWriter::Open does (FailedPrecondition for a
+// region of other geometry unless recreate_tables), or with
+// FailedPrecondition when the published slot is corrupt. Publish fails as
+// above, or with BuildTables' errors; a failed Publish leaves the published
+// generation unchanged.
+//
+// Threads: one thread at a time (the control plane's publishing thread).
+#ifndef LB_CONTROLPLANE_PUBLISHER_H_
+#define LB_CONTROLPLANE_PUBLISHER_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "controlplane/config.h"
+#include "controlplane/table_builder.h"
+#include "lib/shm_region.h"
+
+namespace lb {
+
+struct PublisherOptions {
+  std::string table_path;
+  std::string stats_path;  // may not exist yet (no dataplane ran)
+  TableCapacities caps;
+  bool recreate_tables = false;
+  uint64_t reclaim_timeout_ns = 2'000'000'000;
+  uint64_t stuck_after_ns = 500'000'000;  // heartbeat age that makes a waiting lcore "stuck"
+};
+
+struct PublishReport {
+  uint64_t generation = 0;
+  double wait_ms = 0;   // reclamation wait
+  double build_ms = 0;  // BuildTables + ValidateSlot
+  bool stats_region_present = false;
+  BuildResult build;
+};
+
+class Publisher {
+ public:
+  static absl::StatusOr<Publisher> Open(const PublisherOptions& options);
+
+  absl::StatusOr<PublishReport> Publish(const DesiredState& desired);
+
+  uint64_t published_generation() const { return writer_.published_generation(); }
+  const SlotAssignment& assignment() const { return assignment_; }
+  const TableWriter& writer() const { return writer_; }
+  const PublisherOptions& options() const { return options_; }
+
+ private:
+  Publisher(PublisherOptions options, TableWriter writer)
+      : options_(std::move(options)), writer_(std::move(writer)) {}
+
+  // Step 1 above for the slot generation `next` will fill.
+  absl::Status WaitForReclaim(uint64_t next, PublishReport* report);
+
+  PublisherOptions options_;
+  TableWriter writer_;
+  SlotAssignment assignment_;
+};
+
+}  // namespace lb
+
+#endif  // LB_CONTROLPLANE_PUBLISHER_H_

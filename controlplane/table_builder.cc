@@ -1,0 +1,437 @@
+#include "controlplane/table_builder.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <set>
+#include <tuple>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "lib/maglev.h"
+
+namespace lb {
+namespace {
+
+// One backend of the desired state with its identity.
+struct Identity {
+  const std::string* pool;
+  const DesiredBackend* backend;
+  const std::string& address() const { return backend->address.text; }
+};
+
+bool IdentityLess(const Identity& a, const Identity& b) {
+  return std::tie(*a.pool, a.address()) < std::tie(*b.pool, b.address());
+}
+
+// Hands out ids: explicit ones are reserved up front; a "0 = assign" entity
+// keeps its previous id when still free, else takes the lowest free one.
+class IdAllocator {
+ public:
+  void Reserve(uint32_t id) { used_.insert(id); }
+  bool TryKeep(uint32_t id) { return id != 0 && used_.insert(id).second; }
+  uint32_t Next() {
+    while (used_.count(next_) != 0) ++next_;
+    used_.insert(next_);
+    return next_;
+  }
+
+ private:
+  std::set<uint32_t> used_;
+  uint32_t next_ = 1;
+};
+
+uint32_t NextIncarnation(uint32_t previous) {
+  // 0 never names an owner; after 2^32 owners of one slot, wrap to 1.
+  return previous + 1 == 0 ? 1 : previous + 1;
+}
+
+}  // namespace
+
+// --------------------------------------------------------- assignment ---
+
+absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
+                                           const SlotAssignment& previous,
+                                           const TableCapacityLimits& caps) {
+  // Placement order is (pool, address), not config order: two nodes that
+  // start from nothing must number slots identically.
+  std::vector<Identity> ids;
+  ids.reserve(desired.NumBackends());
+  for (const DesiredPool& p : desired.pools) {
+    for (const DesiredBackend& b : p.backends) ids.push_back({&p.name, &b});
+  }
+  std::sort(ids.begin(), ids.end(), IdentityLess);
+
+  const auto& prev = previous.backends;
+  std::vector<bool> taken(std::max<size_t>(prev.size(), 1), false);
+  taken[0] = true;  // reserved: "no backend"
+  std::vector<int64_t> slot_of(ids.size(), -1);
+  std::vector<bool> kept(ids.size(), false);  // same owner as before
+
+  // Pass 1: exact identity.
+  std::map<std::pair<std::string, std::string>, size_t> exact;
+  for (size_t s = 1; s < prev.size(); ++s) {
+    if (prev[s].in_use() && !prev[s].pool.empty()) exact[{prev[s].pool, prev[s].address}] = s;
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto it = exact.find({*ids[i].pool, ids[i].address()});
+    if (it != exact.end() && !taken[it->second]) {
+      slot_of[i] = static_cast<int64_t>(it->second);
+      taken[it->second] = true;
+      kept[i] = true;
+    }
+  }
+
+  // Passes 2 and 3: slots recovered from a table, whose pool is unknown.
+  // First those whose VIP memberships point at the identity's pool, then any
+  // with the same address; lowest slot first in both.
+  std::map<std::string, const std::string*> pool_of_vip;
+  for (const DesiredVip& v : desired.vips) pool_of_vip[v.Key()] = &v.pool;
+  auto hinted = [&](const SlotAssignment::BackendSlot& s, const std::string& pool) {
+    for (const std::string& key : s.member_of) {
+      auto it = pool_of_vip.find(key);
+      if (it != pool_of_vip.end() && *it->second == pool) return true;
+    }
+    return false;
+  };
+  std::map<std::string, std::vector<size_t>> unknown_pool;  // address -> slots, ascending
+  for (size_t s = 1; s < prev.size(); ++s) {
+    if (prev[s].in_use() && prev[s].pool.empty()) unknown_pool[prev[s].address].push_back(s);
+  }
+  for (int pass = 0; pass < 2 && !unknown_pool.empty(); ++pass) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (slot_of[i] >= 0) continue;
+      auto candidates = unknown_pool.find(ids[i].address());
+      if (candidates == unknown_pool.end()) continue;
+      for (size_t s : candidates->second) {
+        if (taken[s]) continue;
+        if (pass == 0 && !hinted(prev[s], *ids[i].pool)) continue;
+        slot_of[i] = static_cast<int64_t>(s);
+        taken[s] = true;
+        kept[i] = true;
+        break;
+      }
+    }
+  }
+
+  // Pass 4: new identities take the lowest free slot.
+  size_t cursor = 1;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (slot_of[i] >= 0) continue;
+    while (cursor < taken.size() && taken[cursor]) ++cursor;
+    if (cursor >= caps.max_backends) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("no free backend slot for ", ids[i].address(), " in pool \"", *ids[i].pool,
+                       "\": max_backends ", caps.max_backends, " (slot 0 reserved)"));
+    }
+    if (cursor == taken.size()) taken.push_back(false);
+    slot_of[i] = static_cast<int64_t>(cursor);
+    taken[cursor] = true;
+  }
+
+  SlotAssignment out;
+  out.backends.resize(taken.size());
+  for (size_t s = 1; s < out.backends.size(); ++s) {
+    // Free slots keep the last incarnation so that the next owner gets +1.
+    if (s < prev.size()) out.backends[s].incarnation = prev[s].incarnation;
+  }
+  IdAllocator backend_ids;
+  for (const Identity& id : ids) {
+    if (id.backend->id != 0) backend_ids.Reserve(id.backend->id);
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    SlotAssignment::BackendSlot& s = out.backends[static_cast<size_t>(slot_of[i])];
+    s.pool = *ids[i].pool;
+    s.address = ids[i].address();
+    if (!kept[i]) s.incarnation = NextIncarnation(s.incarnation);
+    if (ids[i].backend->id != 0) {
+      s.backend_id = ids[i].backend->id;
+    } else if (kept[i] && backend_ids.TryKeep(prev[static_cast<size_t>(slot_of[i])].backend_id)) {
+      s.backend_id = prev[static_cast<size_t>(slot_of[i])].backend_id;
+    }
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    SlotAssignment::BackendSlot& s = out.backends[static_cast<size_t>(slot_of[i])];
+    if (s.backend_id == 0) s.backend_id = backend_ids.Next();
+  }
+  // Trailing slots that never had an owner carry no information.
+  while (out.backends.size() > 1 && !out.backends.back().in_use() &&
+         out.backends.back().incarnation == 0) {
+    out.backends.pop_back();
+  }
+
+  // VIP positions: same scheme, keyed by (address, protocol, port).
+  std::vector<const DesiredVip*> vips;
+  for (const DesiredVip& v : desired.vips) vips.push_back(&v);
+  std::vector<std::string> keys;
+  for (const DesiredVip* v : vips) keys.push_back(v->Key());
+  std::vector<size_t> order(vips.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return keys[a] < keys[b]; });
+
+  std::map<std::string, size_t> prev_pos;
+  for (size_t p = 0; p < previous.vips.size(); ++p) {
+    if (!previous.vips[p].key.empty()) prev_pos[previous.vips[p].key] = p;
+  }
+  std::vector<bool> vtaken(previous.vips.size(), false);
+  std::vector<int64_t> pos_of(vips.size(), -1);
+  for (size_t i : order) {
+    auto it = prev_pos.find(keys[i]);
+    if (it != prev_pos.end()) {
+      pos_of[i] = static_cast<int64_t>(it->second);
+      vtaken[it->second] = true;
+    }
+  }
+  size_t vcursor = 0;
+  for (size_t i : order) {
+    if (pos_of[i] >= 0) continue;
+    while (vcursor < vtaken.size() && vtaken[vcursor]) ++vcursor;
+    if (vcursor >= caps.max_vips) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("no free VIP position for ", keys[i], ": max_vips ", caps.max_vips));
+    }
+    if (vcursor == vtaken.size()) vtaken.push_back(false);
+    pos_of[i] = static_cast<int64_t>(vcursor);
+    vtaken[vcursor] = true;
+  }
+  out.vips.resize(vtaken.size());
+  IdAllocator vip_ids;
+  for (const DesiredVip* v : vips) {
+    if (v->id != 0) vip_ids.Reserve(v->id);
+  }
+  for (size_t i : order) {
+    SlotAssignment::VipSlot& s = out.vips[static_cast<size_t>(pos_of[i])];
+    s.key = keys[i];
+    if (vips[i]->id != 0) {
+      s.vip_id = vips[i]->id;
+    } else {
+      auto it = prev_pos.find(keys[i]);
+      if (it != prev_pos.end() && vip_ids.TryKeep(previous.vips[it->second].vip_id)) {
+        s.vip_id = previous.vips[it->second].vip_id;
+      }
+    }
+  }
+  for (size_t i : order) {
+    SlotAssignment::VipSlot& s = out.vips[static_cast<size_t>(pos_of[i])];
+    if (s.vip_id == 0) s.vip_id = vip_ids.Next();
+  }
+  while (!out.vips.empty() && out.vips.back().key.empty()) out.vips.pop_back();
+  return out;
+}
+
+absl::StatusOr<SlotAssignment> SeedAssignmentFromSlot(const SlotView& slot) {
+  SlotAssignment a;
+  const SlotHeader& h = *slot.header;
+  if (h.generation == 0) return a;
+  a.backends.resize(std::max<uint32_t>(h.num_backends, 1));
+  for (uint32_t s = 1; s < h.num_backends; ++s) {
+    const BackendEntry& e = slot.backends[s];
+    SlotAssignment::BackendSlot& b = a.backends[s];
+    b.incarnation = e.incarnation;
+    if (e.state == static_cast<uint8_t>(BackendState::kUnused)) continue;
+    if (e.state > static_cast<uint8_t>(BackendState::kDown)) {
+      return absl::DataLossError(absl::StrCat("backends[", s, "].state ", e.state, " unknown"));
+    }
+    if (e.family != static_cast<uint8_t>(AddrFamily::kIPv4) &&
+        e.family != static_cast<uint8_t>(AddrFamily::kIPv6)) {
+      return absl::DataLossError(absl::StrCat("backends[", s, "].family ", e.family, " unknown"));
+    }
+    b.address = IpAddressFromBytes(static_cast<AddrFamily>(e.family), e.addr).text;
+    b.backend_id = e.backend_id;
+  }
+  a.vips.resize(h.num_vips);
+  for (uint32_t v = 0; v < h.num_vips; ++v) {
+    const VipEntry& e = slot.vips[v];
+    if (!(e.flags & kVipInUse)) continue;
+    if (e.family != static_cast<uint8_t>(AddrFamily::kIPv4) &&
+        e.family != static_cast<uint8_t>(AddrFamily::kIPv6)) {
+      return absl::DataLossError(absl::StrCat("vips[", v, "].family ", e.family, " unknown"));
+    }
+    a.vips[v].key =
+        VipKey(IpAddressFromBytes(static_cast<AddrFamily>(e.family), e.addr), e.proto, e.port);
+    a.vips[v].vip_id = e.vip_id;
+    for (uint32_t m = e.member_begin; m < e.member_begin + e.member_count; ++m) {
+      const uint32_t s = slot.members[m];
+      if (s < a.backends.size()) a.backends[s].member_of.push_back(a.vips[v].key);
+    }
+  }
+  while (!a.vips.empty() && a.vips.back().key.empty()) a.vips.pop_back();
+  return a;
+}
+
+// -------------------------------------------------------------- build ---
+
+absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotAssignment& previous,
+                                        const SlotView& out) {
+  if (absl::Status st = ValidateMaglevTableSize(desired.ring_size); !st.ok()) return st;
+  if (desired.ring_size > out.ring_stride) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ring_size ", desired.ring_size, " > the region's max_ring_size ", out.ring_stride));
+  }
+  auto assigned = AssignSlots(desired, previous, {out.max_vips, out.max_backends});
+  if (!assigned.ok()) return assigned.status();
+
+  BuildResult r;
+  r.assignment = *std::move(assigned);
+  const SlotAssignment& a = r.assignment;
+
+  std::map<std::pair<std::string, std::string>, uint32_t> slot_of;
+  for (uint32_t s = 1; s < a.backends.size(); ++s) {
+    if (a.backends[s].in_use()) slot_of[{a.backends[s].pool, a.backends[s].address}] = s;
+  }
+  std::map<std::string, uint32_t> pos_of;
+  for (uint32_t p = 0; p < a.vips.size(); ++p) {
+    if (!a.vips[p].key.empty()) pos_of[a.vips[p].key] = p;
+  }
+
+  // Member lists per pool, sorted by the Maglev key. Checked against the
+  // capacity before anything is written.
+  struct PoolTables {
+    std::vector<uint32_t> member_slots;   // sorted by address
+    std::vector<MaglevBackend> maglev;    // value = 1-based position
+    std::vector<uint32_t> position_ring;  // built lazily, once per pool
+    uint64_t fingerprint = 0;
+    bool built = false;
+  };
+  std::map<std::string, PoolTables> pools;
+  uint64_t total_members = 0;
+  for (const DesiredVip& v : desired.vips) {
+    const DesiredPool* p = desired.FindPool(v.pool);
+    if (p == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("VIP ", v.Key(), ": no pool named \"", v.pool, "\""));
+    }
+    auto [it, fresh] = pools.try_emplace(p->name);
+    if (fresh) {
+      std::vector<const DesiredBackend*> active;
+      for (const DesiredBackend& b : p->backends) {
+        if (b.TakesNewFlows()) active.push_back(&b);
+      }
+      std::sort(active.begin(), active.end(), [](const DesiredBackend* x, const DesiredBackend* y) {
+        return x->address.text < y->address.text;
+      });
+      for (size_t i = 0; i < active.size(); ++i) {
+        it->second.member_slots.push_back(slot_of.at({p->name, active[i]->address.text}));
+        it->second.maglev.push_back(
+            {active[i]->address.text, active[i]->weight, static_cast<uint32_t>(i + 1)});
+      }
+    }
+    total_members += it->second.member_slots.size();
+  }
+  if (total_members > out.max_members) {
+    return absl::ResourceExhaustedError(absl::StrCat("VIP member lists total ", total_members,
+                                                     " entries; max_members is ", out.max_members));
+  }
+
+  // The slot last held generation G - kNumTableSlots: clear what could leak
+  // from it (entries past the new counts are never read, but stay tidy).
+  std::memset(static_cast<void*>(out.header), 0, sizeof(SlotHeader));
+  std::memset(static_cast<void*>(out.vips), 0, sizeof(VipEntry) * out.max_vips);
+  std::memset(static_cast<void*>(out.backends), 0, sizeof(BackendEntry) * out.max_backends);
+  std::memset(out.vip_hash, 0, sizeof(uint32_t) * (out.vip_hash_mask + 1));
+
+  SlotHeader& h = *out.header;
+  h.ring_size = desired.ring_size;
+  if (!desired.tunnel_source_v4.empty()) {
+    std::memcpy(h.node.tunnel_src_v4, desired.tunnel_source_v4.bytes.data(), 4);
+  }
+  if (!desired.tunnel_source_v6.empty()) {
+    std::memcpy(h.node.tunnel_src_v6, desired.tunnel_source_v6.bytes.data(), 16);
+  }
+
+  // Backends.
+  for (const DesiredPool& p : desired.pools) {
+    for (const DesiredBackend& b : p.backends) {
+      const uint32_t s = slot_of.at({p.name, b.address.text});
+      BackendEntry& e = out.backends[s];
+      std::memcpy(e.addr, b.address.bytes.data(), 16);
+      e.family = static_cast<uint8_t>(b.address.family);
+      e.state = static_cast<uint8_t>(b.PublishedState());
+      e.incarnation = a.backends[s].incarnation;
+      e.weight = b.weight;
+      e.max_connections = b.max_connections;
+      e.backend_id = a.backends[s].backend_id;
+      ++r.backends_in_use;
+    }
+  }
+  for (uint32_t s = 1; s < a.backends.size(); ++s) {
+    if (!a.backends[s].in_use()) out.backends[s].incarnation = a.backends[s].incarnation;
+  }
+  h.num_backends = static_cast<uint32_t>(a.backends.size());
+
+  // VIPs, in position order so that the member array's layout does not
+  // depend on the order of the config.
+  std::vector<const DesiredVip*> by_pos(a.vips.size(), nullptr);
+  for (const DesiredVip& v : desired.vips) by_pos[pos_of.at(v.Key())] = &v;
+  std::vector<VipSummary> summaries(a.vips.size());
+  uint32_t next_member = 0;
+  for (uint32_t pos = 0; pos < by_pos.size(); ++pos) {
+    const DesiredVip* v = by_pos[pos];
+    if (v == nullptr) continue;
+    PoolTables& pt = pools.at(v->pool);
+    if (!pt.built) {
+      pt.position_ring.assign(desired.ring_size, 0);
+      if (absl::Status st = BuildMaglevTable(pt.maglev, absl::MakeSpan(pt.position_ring));
+          !st.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("pool \"", v->pool, "\": ring build failed: ", st.message()));
+      }
+      pt.fingerprint = MaglevFingerprint(pt.position_ring);
+      pt.built = true;
+    }
+    VipEntry& e = out.vips[pos];
+    std::memcpy(e.addr, v->address.bytes.data(), 16);
+    e.family = static_cast<uint8_t>(v->address.family);
+    e.proto = v->proto;
+    e.port = v->port;
+    e.algorithm = static_cast<uint8_t>(desired.FindPool(v->pool)->algorithm);
+    e.flags = kVipInUse | (v->fragment_tolerant ? kVipFragmentTolerant : 0);
+    e.member_begin = next_member;
+    e.member_count = static_cast<uint32_t>(pt.member_slots.size());
+    e.vip_id = a.vips[pos].vip_id;
+    e.fingerprint = pt.fingerprint;
+    std::copy(pt.member_slots.begin(), pt.member_slots.end(), out.members + next_member);
+    next_member += e.member_count;
+    uint32_t* ring = out.Ring(pos);
+    for (uint32_t k = 0; k < desired.ring_size; ++k) {
+      const uint32_t p = pt.position_ring[k];
+      ring[k] = p == 0 ? 0 : pt.member_slots[p - 1];
+    }
+    // VIP index: the probe sequence SlotView::FindVipExact follows.
+    uint32_t cell = VipHashKey(v->address.family, e.addr, e.proto, e.port) & out.vip_hash_mask;
+    while (out.vip_hash[cell] != 0) cell = (cell + 1) & out.vip_hash_mask;
+    out.vip_hash[cell] = pos + 1;
+
+    VipSummary& sum = summaries[pos];
+    sum.key = a.vips[pos].key;
+    sum.pool = v->pool;
+    sum.vip_id = e.vip_id;
+    sum.position = pos;
+    sum.members = e.member_count;
+    sum.fingerprint = e.fingerprint;
+  }
+  h.num_vips = static_cast<uint32_t>(a.vips.size());
+  h.num_members = next_member;
+
+  for (const DesiredVip& v : desired.vips) r.vips.push_back(summaries[pos_of.at(v.Key())]);
+  r.num_vips = h.num_vips;
+  r.num_backends = h.num_backends;
+  r.num_members = h.num_members;
+  return r;
+}
+
+uint64_t ComputeVipFingerprint(const SlotView& slot, uint32_t vip_index) {
+  const VipEntry& e = slot.vips[vip_index];
+  const uint32_t m = slot.header->ring_size;
+  std::map<uint32_t, uint32_t> position;  // slot -> 1-based member position
+  for (uint32_t i = 0; i < e.member_count; ++i) position[slot.members[e.member_begin + i]] = i + 1;
+  std::vector<uint32_t> ring(m);
+  const uint32_t* r = slot.Ring(vip_index);
+  for (uint32_t k = 0; k < m; ++k) {
+    auto it = position.find(r[k]);
+    ring[k] = it == position.end() ? 0 : it->second;
+  }
+  return MaglevFingerprint(ring);
+}
+
+}  // namespace lb

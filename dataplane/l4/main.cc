@@ -1,0 +1,351 @@
+// lb-dataplane: DPDK run-to-completion L4 load balancer.
+//
+//   lb-dataplane [EAL options] -- [options]
+//
+// Attaches to the table region published by lb-controlplane, creates its
+// stats region, brings up every port DPDK offers with one RX/TX queue per
+// lcore, and runs one Worker per lcore until SIGINT/SIGTERM.
+#include <arpa/inet.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "dataplane/l4/port.h"
+#include "dataplane/l4/worker.h"
+#include "gflags/gflags.h"
+#include "lib/shm_region.h"
+
+DEFINE_string(table_region, "",
+              "Table region file published by lb-controlplane (default: <hugetlbfs mount or "
+              "/dev/shm>/lb-tables).");
+DEFINE_string(stats_region, "",
+              "Stats region file this process creates (default: next to the table region, "
+              "lb-stats).");
+DEFINE_int32(wait_for_table_s, 30,
+             "Seconds to wait at start-up for the table region to appear before giving up.");
+DEFINE_string(ipv4, "",
+              "This node's IPv4 address on its ports: answers ARP and ICMP echo, and is the "
+              "outer source of IPv4 tunnels unless the config sets node.tunnel_source_ipv4.");
+DEFINE_string(ipv6, "", "This node's IPv6 address (NDP, ICMPv6 echo, IPv6 tunnel source).");
+DEFINE_string(gateway_ipv4, "",
+              "IPv4 next hop for encapsulated traffic; its MAC is resolved by ARP.");
+DEFINE_string(gateway_ipv6, "",
+              "IPv6 next hop for encapsulated traffic; its MAC is resolved by NDP.");
+DEFINE_string(gateway_mac, "",
+              "Static next-hop MAC (aa:bb:cc:dd:ee:ff) for both families; disables ARP/NDP "
+              "resolution.");
+DEFINE_int32(mtu, 1500,
+             "Egress IP MTU. A packet that would exceed it once encapsulated gets ICMP "
+             "frag-needed / packet-too-big back (DF set) or is dropped (reason too_big).");
+DEFINE_bool(set_port_mtu, false, "Also program --mtu (+ encapsulation overhead) into the ports.");
+DEFINE_uint32(conn_table_size, 1u << 20, "Connection-table entries per lcore (fixed memory).");
+DEFINE_uint32(tcp_timeout_s, 300, "Idle timeout of an established TCP flow.");
+DEFINE_uint32(tcp_closing_timeout_s, 10, "Idle timeout of a TCP flow after FIN or RST.");
+DEFINE_uint32(udp_timeout_s, 30, "Idle timeout of a UDP (or other) flow.");
+DEFINE_uint32(rx_desc, 1024, "RX descriptors per queue.");
+DEFINE_uint32(tx_desc, 1024, "TX descriptors per queue.");
+DEFINE_uint32(mbufs, 0, "mbufs per port pool (0 = sized from descriptors and lcores).");
+DEFINE_bool(promiscuous, false, "Put the ports in promiscuous mode.");
+DEFINE_uint32(idle_exit_ms, 0,
+              "Exit after this many ms without a received packet, once one has been received "
+              "(for pcap replay runs). 0 = run until SIGINT/SIGTERM.");
+DEFINE_uint32(drain_us, 100, "TX drain period in microseconds.");
+
+namespace {
+
+std::atomic<bool> g_quit{false};
+
+void OnSignal(int) { g_quit.store(true); }
+
+bool ParseAddr(const std::string& s, int af, uint8_t* out) {
+  return inet_pton(af, s.c_str(), out) == 1;
+}
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "lb-dataplane: %s\n", msg.c_str());
+  return 1;
+}
+
+struct LaunchArg {
+  lb::dp::Worker* worker;
+};
+
+int WorkerMain(void* arg) {
+  static_cast<LaunchArg*>(arg)->worker->Run(&g_quit);
+  return 0;
+}
+
+bool WantsHelp(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-help") == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage(
+      "lb-dataplane [EAL options] -- [options]\n\n"
+      "DPDK L4 load balancer: matches VIPs, pins flows per lcore, picks backends with the\n"
+      "tables lb-controlplane publishes, and forwards by IP-in-IP / IPv6-in-IPv6 (DSR).\n\n"
+      "Examples:\n"
+      "  lb-dataplane -l 0-1 --vdev=net_af_xdp0,iface=eth0 -- --ipv4 10.0.0.2 "
+      "--gateway_ipv4 10.0.0.1\n"
+      "  lb-dataplane -l 0 --no-huge -m 256 --no-pci "
+      "--vdev=net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap -- --gateway_mac 02:00:00:00:00:01 "
+      "--ipv4 10.0.0.2 --idle_exit_ms 500");
+  if (WantsHelp(argc, argv)) {
+    gflags::ShowUsageWithFlagsRestrict(argv[0], "dataplane/l4");
+    return 0;
+  }
+  const int eal = rte_eal_init(argc, argv);
+  if (eal < 0) {
+    return Fail(absl::StrCat("EAL init failed: ", rte_strerror(rte_errno),
+                             " (try --no-huge -m 256 without hugepages)"));
+  }
+  argc -= eal;
+  argv += eal;
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  if (argc > 1) return Fail(absl::StrCat("unexpected argument: ", argv[1]));
+
+  lb::RegionDir dir = lb::DefaultRegionDir();
+  const std::string table_path =
+      FLAGS_table_region.empty() ? dir.path + "/lb-tables" : FLAGS_table_region;
+  std::string stats_path = FLAGS_stats_region;
+  if (stats_path.empty()) {
+    const size_t slash = table_path.rfind('/');
+    stats_path =
+        (slash == std::string::npos ? std::string(".") : table_path.substr(0, slash)) + "/lb-stats";
+  }
+
+  // --- node state from flags ---
+  auto node = std::make_unique<lb::dp::NodeState>();
+  if (!FLAGS_ipv4.empty()) {
+    if (!ParseAddr(FLAGS_ipv4, AF_INET, node->ipv4)) {
+      return Fail(absl::StrCat("--ipv4: \"", FLAGS_ipv4, "\" is not an IPv4 address"));
+    }
+    node->has_ipv4 = true;
+  }
+  if (!FLAGS_ipv6.empty()) {
+    if (!ParseAddr(FLAGS_ipv6, AF_INET6, node->ipv6)) {
+      return Fail(absl::StrCat("--ipv6: \"", FLAGS_ipv6, "\" is not an IPv6 address"));
+    }
+    node->has_ipv6 = true;
+  }
+  if (!FLAGS_gateway_ipv4.empty()) {
+    if (!ParseAddr(FLAGS_gateway_ipv4, AF_INET, node->gw4.ip)) {
+      return Fail(
+          absl::StrCat("--gateway_ipv4: \"", FLAGS_gateway_ipv4, "\" is not an IPv4 address"));
+    }
+    node->gw4.configured = true;
+  }
+  if (!FLAGS_gateway_ipv6.empty()) {
+    if (!ParseAddr(FLAGS_gateway_ipv6, AF_INET6, node->gw6.ip)) {
+      return Fail(
+          absl::StrCat("--gateway_ipv6: \"", FLAGS_gateway_ipv6, "\" is not an IPv6 address"));
+    }
+    node->gw6.configured = true;
+  }
+  if (!FLAGS_gateway_mac.empty()) {
+    rte_ether_addr mac;
+    if (rte_ether_unformat_addr(FLAGS_gateway_mac.c_str(), &mac) != 0) {
+      return Fail(absl::StrCat("--gateway_mac: \"", FLAGS_gateway_mac, "\" is not a MAC address"));
+    }
+    for (lb::dp::NextHop* nh : {&node->gw4, &node->gw6}) {
+      nh->configured = true;
+      nh->is_static = true;
+      nh->Set(mac.addr_bytes, lb::MonotonicNs());
+    }
+  }
+  if (!node->gw4.configured && !node->gw6.configured) {
+    return Fail(
+        "no next hop: set --gateway_ipv4/--gateway_ipv6 (resolved by ARP/NDP) or "
+        "--gateway_mac");
+  }
+  if (node->gw4.configured && !node->gw4.is_static && !node->has_ipv4) {
+    return Fail("--gateway_ipv4 needs --ipv4 (the source address of ARP requests)");
+  }
+  if (node->gw6.configured && !node->gw6.is_static && !node->has_ipv6) {
+    return Fail("--gateway_ipv6 needs --ipv6 (the source address of neighbour solicitations)");
+  }
+  if (FLAGS_mtu < 576 || FLAGS_mtu > 9600) {
+    return Fail(absl::StrCat("--mtu: ", FLAGS_mtu, " outside [576, 9600]"));
+  }
+  node->mtu = static_cast<uint16_t>(FLAGS_mtu);
+  node->tsc_hz = rte_get_tsc_hz();
+
+  // --- the table region: wait for the control plane's first publish ---
+  absl::StatusOr<lb::TableReader> tables = absl::NotFoundError("not yet attached");
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(FLAGS_wait_for_table_s);
+  bool told = false;
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  while (true) {
+    tables = lb::TableReader::Attach(table_path);
+    if (tables.ok() || !absl::IsNotFound(tables.status())) break;
+    if (std::chrono::steady_clock::now() > deadline || g_quit.load()) break;
+    if (!told) {
+      std::printf("lb-dataplane: waiting for %s (start lb-controlplane)\n", table_path.c_str());
+      std::fflush(stdout);
+      told = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (!tables.ok()) return Fail(absl::StrCat("table region: ", tables.status().message()));
+  const uint64_t gen = tables->generation();
+  if (gen != 0) {
+    absl::Status st = lb::ValidateSlot(tables->Slot(gen));
+    if (!st.ok()) {
+      return Fail(absl::StrCat(table_path, ": published generation ", gen,
+                               " is not valid: ", st.message()));
+    }
+  }
+
+  const uint16_t num_workers = static_cast<uint16_t>(rte_lcore_count());
+  if (num_workers > lb::kMaxLcores) {
+    return Fail(absl::StrCat(num_workers, " lcores; at most ", lb::kMaxLcores, " are supported"));
+  }
+  lb::StatsCapacities sc;
+  sc.max_lcores = num_workers;
+  sc.max_vips = tables->header().max_vips;
+  sc.max_backends = tables->header().max_backends;
+  auto stats = lb::StatsRegion::Create(stats_path, sc);
+  if (!stats.ok()) return Fail(absl::StrCat("stats region: ", stats.status().message()));
+
+  // --- ports ---
+  const uint16_t num_ports = rte_eth_dev_count_avail();
+  if (num_ports == 0) {
+    return Fail("no ports: give DPDK a NIC or a vdev (e.g. --vdev=net_af_xdp0,iface=eth0)");
+  }
+  if (num_ports > lb::dp::kMaxPorts) {
+    return Fail(absl::StrCat(num_ports, " ports; at most ", lb::dp::kMaxPorts));
+  }
+  lb::dp::PortOptions po;
+  po.num_queues = num_workers;
+  po.rx_desc = static_cast<uint16_t>(FLAGS_rx_desc);
+  po.tx_desc = static_cast<uint16_t>(FLAGS_tx_desc);
+  po.mbufs = FLAGS_mbufs;
+  po.promiscuous = FLAGS_promiscuous;
+  if (FLAGS_set_port_mtu) po.mtu = static_cast<uint16_t>(FLAGS_mtu + 40);
+  std::vector<lb::dp::PortInfo> ports;
+  uint16_t pid;
+  RTE_ETH_FOREACH_DEV(pid) {
+    if (pid >= lb::dp::kMaxPorts) return Fail(absl::StrCat("port id ", pid, " too large"));
+    auto pi = lb::dp::SetUpPort(pid, po);
+    if (!pi.ok()) return Fail(std::string(pi.status().message()));
+    node->port_mac[pid] = pi->mac;
+    ports.push_back(*pi);
+  }
+  node->num_ports = static_cast<uint16_t>(ports.size());
+
+  // --- workers: worker i polls RX queue i of every port, owns TX queue i ---
+  lb::dp::WorkerOptions wo;
+  wo.conn_capacity = FLAGS_conn_table_size;
+  wo.conn.tcp_timeout_ms = FLAGS_tcp_timeout_s * 1000;
+  wo.conn.tcp_closing_timeout_ms = FLAGS_tcp_closing_timeout_s * 1000;
+  wo.conn.udp_timeout_ms = FLAGS_udp_timeout_s * 1000;
+  wo.drain_us = FLAGS_drain_us;
+  std::vector<std::unique_ptr<lb::dp::Worker>> workers;
+  std::vector<lb::dp::Worker*> peers;
+  for (uint16_t i = 0; i < num_workers; ++i) {
+    wo.index = i;
+    auto w = lb::dp::Worker::Create(wo, &*tables, &*stats, node.get(), ports[0].pool);
+    if (!w.ok()) return Fail(absl::StrCat("worker ", i, ": ", w.status().message()));
+    for (const auto& p : ports) {
+      if (i < p.rx_queues) (*w)->AddRxQueue(p.port_id, i);
+    }
+    peers.push_back(w->get());
+    workers.push_back(std::move(*w));
+  }
+  for (auto& w : workers) w->SetPeers(peers);
+  stats->control().num_lcores.store(num_workers, std::memory_order_release);
+
+  std::printf("lb-dataplane: table %s (generation %llu%s), stats %s, %u lcores, mtu %d\n",
+              table_path.c_str(), static_cast<unsigned long long>(gen),
+              gen == 0 ? ", waiting for the first publish" : "", stats_path.c_str(), num_workers,
+              FLAGS_mtu);
+  for (const auto& p : ports) {
+    char mac[RTE_ETHER_ADDR_FMT_SIZE];
+    rte_ether_format_addr(mac, sizeof(mac), &p.mac);
+    std::printf("lb-dataplane: port %u %s mac %s rx_queues %u\n", p.port_id, p.name.c_str(), mac,
+                p.rx_queues);
+  }
+  std::fflush(stdout);
+
+  // --- run ---
+  std::vector<LaunchArg> args(num_workers);
+  unsigned lcore;
+  uint16_t wi = 1;
+  RTE_LCORE_FOREACH_WORKER(lcore) {
+    args[wi].worker = workers[wi].get();
+    rte_eal_remote_launch(WorkerMain, &args[wi], lcore);
+    ++wi;
+  }
+  std::thread idle_watch;
+  if (FLAGS_idle_exit_ms != 0) {
+    // Replay mode: stop once traffic has come and gone.
+    idle_watch = std::thread([&] {
+      uint64_t last = 0;
+      auto last_change = std::chrono::steady_clock::now();
+      while (!g_quit.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        uint64_t rx = 0;
+        for (uint16_t i = 0; i < num_workers; ++i) rx += stats->Lcore(i).rx_packets.load();
+        auto now = std::chrono::steady_clock::now();
+        if (rx != last) {
+          last = rx;
+          last_change = now;
+        } else if (rx != 0 && now - last_change > std::chrono::milliseconds(FLAGS_idle_exit_ms)) {
+          g_quit.store(true);
+        }
+      }
+    });
+  }
+  args[0].worker = workers[0].get();
+  WorkerMain(&args[0]);
+  rte_eal_mp_wait_lcore();
+  if (idle_watch.joinable()) idle_watch.join();
+
+  // --- shutdown: summary, ports (pcap writes its file on close), regions ---
+  uint64_t rx = 0, tx = 0, fwd = 0, rep = 0, drops[lb::kNumDropReasons] = {};
+  for (uint16_t i = 0; i < num_workers; ++i) {
+    const lb::LcoreStats& l = stats->Lcore(i);
+    rx += l.rx_packets.load();
+    tx += l.tx_packets.load();
+    fwd += l.forwarded.load();
+    rep += l.replies.load();
+    for (int r = 0; r < lb::kNumDropReasons; ++r) drops[r] += l.drops[r].load();
+  }
+  std::printf("lb-dataplane: stopped: rx=%llu tx=%llu forwarded=%llu replies=%llu",
+              static_cast<unsigned long long>(rx), static_cast<unsigned long long>(tx),
+              static_cast<unsigned long long>(fwd), static_cast<unsigned long long>(rep));
+  for (int r = 0; r < lb::kNumDropReasons; ++r) {
+    if (drops[r] != 0) {
+      std::printf(" drop_%s=%llu", lb::DropReasonName(static_cast<lb::DropReason>(r)),
+                  static_cast<unsigned long long>(drops[r]));
+    }
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+  for (const auto& p : ports) lb::dp::StopPort(p.port_id);
+  stats->control().writer_pid.store(0, std::memory_order_release);
+  workers.clear();
+  rte_eal_cleanup();
+  return 0;
+}

@@ -1,0 +1,94 @@
+#include "dataplane/l4/port.h"
+
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace lb::dp {
+
+absl::StatusOr<PortInfo> SetUpPort(uint16_t port_id, const PortOptions& opt) {
+  PortInfo info;
+  info.port_id = port_id;
+  char name[RTE_ETH_NAME_MAX_LEN];
+  if (rte_eth_dev_get_name_by_port(port_id, name) == 0) info.name = name;
+  const std::string who = absl::StrCat("port ", port_id, " (", info.name, ")");
+
+  rte_eth_dev_info dev;
+  int rc = rte_eth_dev_info_get(port_id, &dev);
+  if (rc != 0) return absl::UnavailableError(absl::StrCat(who, ": no device info: ", rc));
+
+  // Every worker needs its own TX queue (shared-nothing TX). RX queues beyond
+  // what the device has are simply not polled by the extra workers.
+  if (dev.max_tx_queues < opt.num_queues) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        who, ": has ", dev.max_tx_queues, " TX queues but ", opt.num_queues,
+        " workers need one each (use fewer lcores, or one vdev per queue for af_xdp)"));
+  }
+  const uint16_t nrx = std::min<uint16_t>(opt.num_queues, dev.max_rx_queues);
+  const uint16_t ntx = opt.num_queues;
+
+  rte_eth_conf conf{};
+  if (nrx > 1) {
+    conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+    conf.rx_adv_conf.rss_conf.rss_key = nullptr;  // the driver's default key
+    conf.rx_adv_conf.rss_conf.rss_hf =
+        (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & dev.flow_type_rss_offloads;
+  }
+  if (dev.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE) {
+    conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
+  }
+  rc = rte_eth_dev_configure(port_id, nrx, ntx, &conf);
+  if (rc != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(who, ": configure with ", nrx, " RX / ", ntx, " TX queues failed: ", rc));
+  }
+  if (opt.mtu != 0) {
+    rc = rte_eth_dev_set_mtu(port_id, opt.mtu);
+    if (rc != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(who, ": MTU ", opt.mtu, " refused: ", rc));
+    }
+  }
+  uint16_t rxd = opt.rx_desc, txd = opt.tx_desc;
+  rc = rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &rxd, &txd);
+  if (rc != 0) return absl::InvalidArgumentError(absl::StrCat(who, ": descriptor counts: ", rc));
+
+  const int socket = rte_eth_dev_socket_id(port_id);
+  uint32_t mbufs = opt.mbufs;
+  if (mbufs == 0) {
+    // RX rings full + TX rings full + per-lcore caches + in-flight bursts.
+    mbufs = static_cast<uint32_t>(nrx) * rxd + static_cast<uint32_t>(ntx) * txd +
+            static_cast<uint32_t>(ntx) * (256 + 2 * 64) + 4096;
+  }
+  const std::string pool_name = absl::StrCat("mbuf_p", port_id);
+  info.pool = rte_pktmbuf_pool_create(pool_name.c_str(), mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                      socket < 0 ? SOCKET_ID_ANY : socket);
+  if (info.pool == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(who, ": cannot allocate ", mbufs, " mbufs: ", rte_strerror(rte_errno),
+                     " (more hugepages, or a larger -m with --no-huge)"));
+  }
+  for (uint16_t q = 0; q < nrx; ++q) {
+    rc = rte_eth_rx_queue_setup(port_id, q, rxd, socket, nullptr, info.pool);
+    if (rc != 0) return absl::InvalidArgumentError(absl::StrCat(who, ": RX queue ", q, ": ", rc));
+  }
+  for (uint16_t q = 0; q < ntx; ++q) {
+    rc = rte_eth_tx_queue_setup(port_id, q, txd, socket, nullptr);
+    if (rc != 0) return absl::InvalidArgumentError(absl::StrCat(who, ": TX queue ", q, ": ", rc));
+  }
+  rc = rte_eth_dev_start(port_id);
+  if (rc != 0) return absl::UnavailableError(absl::StrCat(who, ": start failed: ", rc));
+  if (opt.promiscuous) rte_eth_promiscuous_enable(port_id);
+  rte_eth_macaddr_get(port_id, &info.mac);
+  info.rx_queues = nrx;
+  return info;
+}
+
+void StopPort(uint16_t port_id) {
+  rte_eth_dev_stop(port_id);
+  rte_eth_dev_close(port_id);
+}
+
+}  // namespace lb::dp

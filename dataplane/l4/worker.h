@@ -1,0 +1,208 @@
+// The lcore fast path: one Worker per lcore, shared-nothing.
+//
+// A Worker owns a set of (port, RX queue) pairs, one TX queue per port, its
+// connection table, its TX buffers and its slice of the stats region. The
+// loop (RunWorker) has the fixed shape of DPDK's l3fwd:
+//
+//   drain TX on a TSC timer -> acquire-load the table generation (swap the
+//   slot pointer if it changed, record the generation we now read) ->
+//   rx_burst -> ProcessBurst -> sweep a few connection-table buckets.
+//
+// ProcessBurst is the function packet fixtures and benchmarks drive directly:
+// every mbuf handed to it ends up either queued for TX in the worker's TX
+// buffer (forwarded to a backend, or an ARP/ICMP/NDP reply) or freed with
+// exactly one drop reason counted. It never allocates from the heap, logs,
+// throws or makes a system call.
+//
+// Threads: a Worker is touched only by its own lcore, except Peek() into its
+// connection table by other lcores (ICMP errors, see ConnTable::Peek) and the
+// stats slice, which the control plane reads.
+#ifndef LB_DATAPLANE_L4_WORKER_H_
+#define LB_DATAPLANE_L4_WORKER_H_
+
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "lib/conn_table.h"
+#include "lib/packet.h"
+#include "lib/shm_region.h"
+#include "lib/table_format.h"
+
+namespace lb::dp {
+
+inline constexpr uint16_t kBurst = 32;
+inline constexpr uint16_t kMaxPorts = 8;
+
+// A next hop resolved by ARP/NDP (or set statically). Any lcore may write it
+// when it sees the answer; lcores read it per forwarded packet. The MAC is
+// packed into one 64-bit word (bit 48 = valid) so readers never see half of
+// an update.
+struct NextHop {
+  uint8_t ip[16] = {};
+  bool configured = false;
+  bool is_static = false;
+  std::atomic<uint64_t> mac_word{0};
+  std::atomic<uint64_t> resolved_ns{0};
+
+  bool Get(rte_ether_addr* out) const {
+    uint64_t w = mac_word.load(std::memory_order_relaxed);
+    if (!(w >> 48 & 1)) return false;
+    for (int i = 0; i < 6; ++i) out->addr_bytes[i] = static_cast<uint8_t>(w >> (8 * i));
+    return true;
+  }
+  void Set(const uint8_t mac[6], uint64_t now_ns) {
+    uint64_t w = 1ull << 48;
+    for (int i = 0; i < 6; ++i) w |= static_cast<uint64_t>(mac[i]) << (8 * i);
+    mac_word.store(w, std::memory_order_relaxed);
+    resolved_ns.store(now_ns, std::memory_order_relaxed);
+  }
+};
+
+// Node-wide, read-mostly settings shared by all workers (set before launch).
+struct NodeState {
+  bool has_ipv4 = false;
+  bool has_ipv6 = false;
+  uint8_t ipv4[4] = {};  // the node's address on its ports (ARP, ICMP, tunnel source)
+  uint8_t ipv6[16] = {};
+  uint16_t mtu = 1500;  // egress IP MTU of the ports
+  uint16_t num_ports = 0;
+  rte_ether_addr port_mac[kMaxPorts] = {};
+  NextHop gw4;  // IPv4 next hop for encapsulated traffic
+  NextHop gw6;  // IPv6 next hop
+  uint64_t tsc_hz = 0;
+};
+
+struct WorkerOptions {
+  uint32_t index = 0;  // worker index = stats slice = TX queue
+  uint32_t conn_capacity = 1u << 20;
+  ConnTableOptions conn;       // timeouts (capacity taken from conn_capacity)
+  uint32_t sweep_buckets = 8;  // connection-table buckets swept per loop iteration
+  uint64_t drain_us = 100;     // TX drain period
+};
+
+struct RxQueue {
+  uint16_t port;
+  uint16_t queue;
+};
+
+inline constexpr uint16_t kTxBufferCap = kBurst * 2;
+
+struct TxBuffer {
+  uint16_t count = 0;
+  rte_mbuf* pkts[kTxBufferCap];
+};
+
+class Worker {
+ public:
+  // `stats` and `node` outlive the worker. `peers` (all workers, including
+  // this one) is filled before launch, for cross-lcore ICMP lookups.
+  static absl::StatusOr<std::unique_ptr<Worker>> Create(const WorkerOptions& opt,
+                                                        const TableReader* tables,
+                                                        StatsRegion* stats, NodeState* node,
+                                                        rte_mempool* pool);
+
+  void AddRxQueue(uint16_t port, uint16_t queue) { rx_.push_back({port, queue}); }
+  void SetPeers(const std::vector<Worker*>& peers) { peers_ = peers; }
+
+  // Marks this lcore online and attaches to the current generation (protocol
+  // step 3 in lib/table_format.h). Call on the lcore before the first burst.
+  void GoOnline();
+  // Marks it offline (clean shutdown); frees what is still buffered.
+  void GoOffline();
+
+  // Between bursts: one acquire-load of the generation; swaps the slot view
+  // when it changed and records the generation this lcore now reads.
+  void MaybeSwapTable();
+
+  // The fast path. `port` is where the burst came from (replies go back out
+  // of it; forwarded packets leave by it too: a one-armed load balancer).
+  void ProcessBurst(uint16_t port, rte_mbuf** pkts, uint16_t n);
+
+  // Sends every buffered packet (rte_eth_tx_burst); frees what the NIC
+  // refuses, counted as kTxFull.
+  void FlushTx();
+  // For fixtures and benchmarks: hands over the buffered packets of `port`
+  // instead of sending them. Returns how many were written to out (<= cap).
+  // With capture on, buffered packets stay buffered (up to 2 bursts per
+  // port; a fixture or benchmark must take them between bursts).
+  uint16_t TakeTx(uint16_t port, rte_mbuf** out, uint16_t cap);
+  void SetCaptureTx(bool on) { capture_tx_ = on; }
+
+  // Housekeeping run by worker 0 only: (re)resolve next hops by ARP/NDP.
+  void ResolveNextHops(uint64_t now_ns);
+
+  // Runs until *quit becomes true.
+  void Run(const std::atomic<bool>* quit);
+
+  // Advances the connection-table clock (milliseconds); Run does this from
+  // the TSC, fixtures set it explicitly.
+  void SetNowMs(uint32_t now_ms) { now_ms_ = now_ms; }
+  void Sweep(uint32_t buckets);
+
+  LcoreStats& stats() const { return *lstats_; }
+  ConnTable& conn() const { return *conn_; }
+  uint64_t generation() const { return generation_; }
+  uint32_t index() const { return opt_.index; }
+
+ private:
+  Worker() = default;
+
+  struct Pick {
+    uint32_t slot;
+    uint32_t incarnation;
+  };
+
+  void HandleOne(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash, int vip);
+  bool HandleLocal(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
+  void HandleIcmpError(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
+  bool PickBackend(int vip, const FlowKey& key, uint64_t flow_hash, Pick* out);
+  void Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip, uint32_t slot,
+               uint64_t flow_hash);
+  void SendTooBig(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint32_t mtu);
+  void Drop(rte_mbuf* m, DropReason r);
+  void DropVip(rte_mbuf* m, DropReason r, int vip);
+  void EnqueueTx(uint16_t port, rte_mbuf* m);
+  void SendPort(uint16_t port);
+  void ReleaseFlow(const ConnValue& v);
+  static void ReleaseFlowThunk(void* ctx, const ConnValue& v);
+  int FindFragmentVip(const FlowKey& key) const;
+  bool PeekPeers(const FlowKey& key, uint64_t hash, ConnValue* out) const;
+
+  WorkerOptions opt_;
+  const TableReader* tables_ = nullptr;
+  StatsRegion* stats_ = nullptr;
+  NodeState* node_ = nullptr;
+  rte_mempool* pool_ = nullptr;
+  std::unique_ptr<ConnTable> conn_;
+  std::vector<RxQueue> rx_;
+  std::vector<Worker*> peers_;
+
+  // Current table generation and its slot (valid when generation_ != 0).
+  uint64_t generation_ = 0;
+  SlotView slot_;
+
+  LcoreStats* lstats_ = nullptr;
+  VipCounters* vstats_ = nullptr;
+  BackendCounters* bstats_ = nullptr;
+
+  // Per-VIP selection state, reset on every table swap (member lists change).
+  std::vector<uint32_t> rr_cursor_;       // [max_vips]
+  std::vector<int64_t> swrr_current_;     // [max_members], smooth WRR weights
+  uint64_t rng_ = 0x9E3779B97F4A7C15ull;  // xorshift64* state
+
+  uint32_t now_ms_ = 0;
+  uint64_t last_try_[2] = {0, 0};  // last ARP / NDP resolution attempt
+  bool capture_tx_ = false;
+  TxBuffer tx_[kMaxPorts];
+};
+
+}  // namespace lb::dp
+
+#endif  // LB_DATAPLANE_L4_WORKER_H_

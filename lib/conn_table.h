@@ -1,0 +1,227 @@
+// ConnTable: the per-lcore connection table. It pins a flow (FlowKey) to the
+// backend that served its first packet, so that a Maglev table change or a
+// backend going down (see Update) does not move established connections.
+//
+// Shape: a fixed array of 64-byte entries (key, value, seqlock) and, per group
+// of 8 entries, a 64-byte bucket header (8 x 16-bit signature, 8 x 32-bit
+// last-seen stamp, 8 x class, occupancy bits). All memory is mapped once by
+// Create() (2 MiB aligned, transparent hugepages requested, pre-faulted) and
+// never grows: insert into a full bucket evicts.
+//
+// Placement (two-choice, primary first): a flow lives in its primary bucket
+// (the low bits of the hash, at most bits 0..23) or, when that is full, in its
+// alternate bucket (from bits 24..47); the signature is bits 48..63. A bucket
+// header counts how many of its flows overflowed to their alternate, so a
+// lookup reads the alternate only when that count is non-zero. A hit costs
+// two cache lines (header + entry) when the flow is in its primary bucket,
+// three when it overflowed (about 1% of flows at 50% load, 5% at 75%, 10-14%
+// when full). The second choice is what keeps a loaded table from evicting
+// live flows: capacity-many random inserts leave it ~92% full (one choice:
+// ~86%), and at half load almost nothing is evicted (one choice: 0.7% of
+// inserts evict a live flow).
+//
+// Time: the caller passes monotonic milliseconds as uint32_t; it may wrap (every
+// 49.7 days). Ages are computed as (int32_t)(now - stamp), so every timeout must
+// be below 2^31 ms (checked by Create) and Sweep must visit every bucket within
+// 2^31 ms (24 days; a sweep every loop iteration takes seconds at most).
+// An entry idle for longer than the timeout of its class is expired: a miss for
+// Lookup and Peek, reused first by Insert, freed by Sweep.
+//
+// Hashing: the caller passes the 64-bit flow hash (lib/flow_hash.h HashFlow); the
+// table never hashes. Keys are compared in full (all 40 bytes).
+//
+// Entry handles: Lookup and Insert return the entry's index. A handle stays valid
+// until the next Insert, Erase or Sweep on this table (those may free or reuse
+// slots); Lookup, Touch, Update and Peek never move entries.
+//
+// Failure: only Create fails (InvalidArgument naming the option at fault,
+// ResourceExhausted when the memory cannot be mapped). Nothing on the packet
+// path (everything but Create and Validate) fails, allocates, throws, logs or
+// makes a syscall; Insert always succeeds (by eviction if it must).
+//
+// Cost, 1M flows, batches of 32 on a 2.6 GHz EPYC VM (tests/unit
+// conn_table_test BatchedLookupCycles): ~110 TSC ticks per hit with Prefetch
+// then PrefetchEntry over the batch before the lookups, ~200 with Prefetch
+// alone, ~290 with neither.
+//
+// Threads: one owner thread (the lcore that created or was given the table) calls
+// everything except Peek. Peek may be called by any thread concurrently with the
+// owner; see Peek for what it guarantees. The counters are plain owner-thread
+// values: the owner copies them into its stats slice.
+#ifndef LB_LIB_CONN_TABLE_H_
+#define LB_LIB_CONN_TABLE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "lib/flow_key.h"
+
+namespace lb {
+
+// What a flow is pinned to. The incarnation makes a reused backend slot unable
+// to capture the flows of the backend that held it before.
+struct ConnValue {
+  uint32_t backend_slot;
+  uint32_t incarnation;
+};
+static_assert(sizeof(ConnValue) == 8, "ConnValue is stored as one 64-bit word");
+
+// Idle-timeout class of an entry.
+enum class ConnClass : uint8_t {
+  kTcp = 0,         // established or opening TCP
+  kTcpClosing = 1,  // TCP after a FIN or RST was seen (short timeout)
+  kUdp = 2,         // UDP and every other protocol
+};
+
+struct ConnTableOptions {
+  // Entries. Rounded up to a power of two, at least 16; see Create.
+  uint32_t capacity = 1u << 20;
+  // Idle timeouts per class, in ms; each in [1, 2^31).
+  uint32_t tcp_timeout_ms = 300000;
+  uint32_t tcp_closing_timeout_ms = 10000;
+  uint32_t udp_timeout_ms = 30000;
+  // Try explicit hugepages (MAP_HUGETLB) first. Off by default: the hugetlb
+  // pool belongs to DPDK's mbuf pools; transparent hugepages are requested in
+  // either case.
+  bool try_hugetlb = false;
+};
+
+class ConnTable {
+ public:
+  static constexpr uint32_t kNoEntry = ~0u;
+  static constexpr uint32_t kWays = 8;
+  // Largest accepted capacity: 2^27 entries, 9 GiB of memory.
+  static constexpr uint32_t kMaxCapacity = 1u << 27;
+  // TCP header flag bits (FIN 0x01 | RST 0x04) that move kTcp to kTcpClosing.
+  static constexpr uint8_t kFinOrRst = 0x05;
+
+  // Maps and pre-faults the table. Fails with InvalidArgument for capacity 0,
+  // capacity > kMaxCapacity or a timeout outside [1, 2^31) (the message names
+  // the field), ResourceExhausted if the table would not fit in physical memory
+  // or the mapping fails. Start-up only.
+  static absl::StatusOr<std::unique_ptr<ConnTable>> Create(const ConnTableOptions& options);
+  ~ConnTable();
+  ConnTable(const ConnTable&) = delete;
+  ConnTable& operator=(const ConnTable&) = delete;
+
+  // Starts loading the primary bucket header for `hash` (for writing, since a
+  // hit refreshes its stamp). Call it for a whole burst before the lookups.
+  void Prefetch(uint64_t hash) const { __builtin_prefetch(&buckets_[hash & bucket_mask_], 1, 3); }
+  // Optional second prefetch stage, once Prefetch's line has arrived: reads
+  // the header and prefetches the entry line(s) whose signature matches, or
+  // the alternate header when the flow may have overflowed.
+  void PrefetchEntry(uint64_t hash) const;
+
+  // Finds the unexpired entry for k. On a hit: fills *out, refreshes the
+  // stamp to now_ms, moves kTcp to kTcpClosing if tcp_flags has FIN or RST
+  // (pass 0 for non-TCP), and returns the handle. Otherwise kNoEntry; an
+  // expired entry stays in place until Insert reuses it or Sweep frees it.
+  uint32_t Lookup(const FlowKey& k, uint64_t hash, uint32_t now_ms, uint8_t tcp_flags,
+                  ConnValue* out);
+
+  // Pins a new flow (the caller has just missed). Takes, in order: the slot
+  // already holding k (expired, or live if the caller did not look up first),
+  // a free way of the primary bucket, a free way of the alternate bucket, the
+  // stalest way of the two buckets (expired ones first). Whenever an existing
+  // entry is overwritten, *evicted is true and *evicted_value is its value, so
+  // the caller can release what it counted for it; otherwise *evicted is false.
+  // Only the removal of an unexpired entry of another flow counts in
+  // evictions(); a reused expired entry counts in expirations(). Never fails.
+  uint32_t Insert(const FlowKey& k, uint64_t hash, const ConnValue& v, ConnClass c, uint32_t now_ms,
+                  bool* evicted, ConnValue* evicted_value);
+
+  // Refreshes a live entry as a Lookup hit does (Lookup already does this).
+  void Touch(uint32_t entry, uint32_t now_ms, uint8_t tcp_flags);
+  // Re-pins a live entry, e.g. when its backend went down. Keeps its stamp.
+  void Update(uint32_t entry, const ConnValue& v);
+  // Frees an entry. No-op for a handle that is out of range or already free.
+  // The caller reads ValueOf first if it needs the value.
+  void Erase(uint32_t entry);
+
+  ConnValue ValueOf(uint32_t entry) const;
+  ConnClass ClassOf(uint32_t entry) const;  // kTcpClosing == FIN or RST seen
+
+  // Expiry sweep: visits the next min(max_buckets, number of buckets) buckets
+  // after a persistent cursor, frees every expired entry there and calls
+  // removed(ctx, value) once for each (removed may be null). Returns the
+  // number freed. Meant to be called once per loop iteration with a small
+  // budget (e.g. 4 buckets: 4 header lines, plus one entry line per freed
+  // entry).
+  using RemovedFn = void (*)(void* ctx, const ConnValue& value);
+  size_t Sweep(uint32_t now_ms, uint32_t max_buckets, RemovedFn removed, void* ctx);
+
+  // Read-only lookup that any thread may call while the owner writes (e.g. an
+  // lcore that received an ICMP error for a flow another lcore owns). Memory
+  // safe: it reads only the fixed arrays. Each entry carries a seqlock (odd
+  // while the owner rewrites key or value), so a true result always pairs k
+  // with a value that was written for k; a torn key/value is rejected. A
+  // racing owner write may still make it miss (the flow is being inserted,
+  // moved to its alternate or erased) or return the value it held just
+  // before an Update/Erase. Does not refresh the stamp.
+  bool Peek(const FlowKey& k, uint64_t hash, uint32_t now_ms, ConnValue* out) const;
+
+  // Walks the whole table and checks its bookkeeping (size, occupancy bits,
+  // signatures, primary/alternate placement, overflow counts). Slow: for
+  // tests and debugging only, owner thread.
+  absl::Status Validate() const;
+
+  size_t size() const { return size_; }
+  size_t capacity() const { return capacity_; }
+  size_t memory_bytes() const { return map_bytes_; }
+  bool hugetlb() const { return hugetlb_; }
+  // Unexpired entries of other flows removed by Insert because both buckets
+  // were full. A steady rise means the table is too small.
+  uint64_t evictions() const { return evictions_; }
+  // Expired entries freed by Sweep or reused by Insert.
+  uint64_t expirations() const { return expirations_; }
+
+ private:
+  // One cache line per 8 ways. The owner reads these fields plainly (it is
+  // the only writer) and writes them with relaxed atomic stores, so that
+  // Peek's relaxed atomic loads from other threads are race-free.
+  struct alignas(64) Bucket {
+    uint16_t sig[kWays];    // hash bits 48..63 of the entry in each way
+    uint32_t stamp[kWays];  // last-seen now_ms
+    uint8_t cls[kWays];     // ConnClass
+    uint8_t valid;          // bit w: way w holds an entry
+    uint8_t in_alt;         // bit w: way w's entry has this as its alternate bucket
+    uint16_t reserved;
+    uint32_t overflow;  // entries whose primary is this bucket that live in their alternate
+  };
+  // One cache line per entry, so a hit reads exactly one line of it.
+  struct alignas(64) Entry {
+    uint64_t key[5];  // the FlowKey bytes
+    uint64_t value;   // the ConnValue bytes
+    uint64_t hash;    // the caller's flow hash: finds the primary bucket when this entry is freed
+    uint32_t seq;     // seqlock for Peek: odd while key/value are being rewritten
+    uint32_t reserved;
+  };
+  static_assert(sizeof(Bucket) == 64 && sizeof(Entry) == 64, "one cache line each");
+
+  ConnTable() = default;
+  int FindWay(uint32_t bucket, uint16_t sig, const uint64_t* key_words) const;
+  bool Expired(uint32_t stamp, uint8_t cls, uint32_t now_ms) const;
+  void Free(uint32_t bucket, uint32_t way);
+  void Write(uint32_t bucket, uint32_t way, const uint64_t* key_words, uint64_t hash,
+             const ConnValue& v, ConnClass c, uint32_t now_ms);
+  uint32_t Alternate(uint64_t hash) const;
+
+  Bucket* buckets_ = nullptr;  // num_buckets_ headers
+  Entry* entries_ = nullptr;   // capacity_ entries; entry i is way i % 8 of bucket i / 8
+  uint32_t bucket_mask_ = 0;   // num_buckets_ - 1 (a power of two, >= 2)
+  uint32_t capacity_ = 0;
+  uint32_t size_ = 0;
+  uint32_t sweep_cursor_ = 0;
+  uint32_t timeout_ms_[3] = {};  // indexed by ConnClass
+  uint64_t evictions_ = 0;
+  uint64_t expirations_ = 0;
+  void* map_base_ = nullptr;
+  size_t map_bytes_ = 0;
+  bool hugetlb_ = false;
+};
+
+}  // namespace lb
+
+#endif  // LB_LIB_CONN_TABLE_H_

@@ -1,0 +1,163 @@
+#include "lib/encap.h"
+
+#include <cstring>
+
+#include "lib/checksum.h"
+
+namespace lb {
+namespace {
+
+constexpr size_t kMaxIpLength = 65535;
+constexpr uint16_t kIpv4FlagDf = 0x4000;
+constexpr uint16_t kIpv4FlagMf = 0x2000;
+constexpr uint16_t kIpv4FragOffsetMask = 0x1fff;
+
+uint16_t LoadBe16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+
+void StoreBe16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+
+// What the outer header copies from the inner one, after checking that the
+// inner packet is what inner_len says it is.
+struct InnerInfo {
+  uint8_t tos;     // DSCP + ECN (IPv4 TOS / IPv6 traffic class)
+  bool df;         // IPv4 DF; true for IPv6, which routers never fragment
+  uint16_t ip_id;  // IPv4 identification; 0 for IPv6
+  uint8_t proto;   // outer protocol / next header announcing this inner
+};
+
+bool InspectInner(const uint8_t* inner, size_t inner_len, AddrFamily family, InnerInfo* info) {
+  if (family == AddrFamily::kIPv4) {
+    if (inner_len < kIPv4HeaderLen || (inner[0] >> 4) != 4) return false;
+    const size_t ihl = static_cast<size_t>(inner[0] & 0x0f) * 4;
+    if (ihl < kIPv4HeaderLen || ihl > inner_len || LoadBe16(inner + 2) != inner_len) return false;
+    info->tos = inner[1];
+    info->df = (LoadBe16(inner + 6) & kIpv4FlagDf) != 0;
+    info->ip_id = LoadBe16(inner + 4);
+    info->proto = kIpProtoIpip;
+    return true;
+  }
+  if (family == AddrFamily::kIPv6) {
+    if (inner_len < kIPv6HeaderLen || (inner[0] >> 4) != 6) return false;
+    // A payload length of 0 announces a jumbogram (RFC 2675), which cannot be
+    // carried: the outer length field would overflow.
+    const size_t payload = LoadBe16(inner + 4);
+    if (payload == 0 || kIPv6HeaderLen + payload != inner_len) return false;
+    info->tos = static_cast<uint8_t>(((inner[0] & 0x0f) << 4) | (inner[1] >> 4));
+    info->df = true;
+    info->ip_id = 0;
+    info->proto = kIpProtoIpv6;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+size_t EncapOverhead(AddrFamily outer) {
+  switch (outer) {
+    case AddrFamily::kIPv4:
+      return kIPv4HeaderLen;
+    case AddrFamily::kIPv6:
+      return kIPv6HeaderLen;
+    case AddrFamily::kNone:
+      break;
+  }
+  return 0;
+}
+
+size_t WriteEncapHeader(uint8_t* outer, const uint8_t* inner, size_t inner_len,
+                        AddrFamily inner_family, const EncapParams& p, uint32_t flow_hash) {
+  InnerInfo info;
+  if (p.ttl == 0 || !InspectInner(inner, inner_len, inner_family, &info)) return 0;
+
+  if (p.outer_family == AddrFamily::kIPv4) {
+    if (inner_len > kMaxIpLength - kIPv4HeaderLen) return 0;
+    const uint16_t ver_tos = static_cast<uint16_t>(0x4500 | info.tos);
+    const uint16_t total = static_cast<uint16_t>(kIPv4HeaderLen + inner_len);
+    // RFC 6864: an atomic datagram (DF set) needs no unique ID; otherwise a
+    // per-flow bijection of the client's ID keeps fragments of different
+    // datagrams apart at the backend.
+    const uint16_t id = info.df ? 0 : static_cast<uint16_t>(info.ip_id ^ (flow_hash & 0xffff));
+    const uint16_t flags = info.df ? kIpv4FlagDf : 0;
+    const uint16_t ttl_proto = static_cast<uint16_t>((p.ttl << 8) | info.proto);
+    // The checksum is summed from the values, not re-read from `outer`: wide
+    // loads right after byte stores would stall on store forwarding.
+    uint32_t sum = ChecksumPartial(p.src, 4, 0);
+    sum = ChecksumPartial(p.dst, 4, sum);
+    sum = ChecksumAdd(sum, static_cast<uint32_t>(ver_tos) + total + id + flags + ttl_proto);
+    StoreBe16(outer, ver_tos);
+    StoreBe16(outer + 2, total);
+    StoreBe16(outer + 4, id);
+    StoreBe16(outer + 6, flags);
+    StoreBe16(outer + 8, ttl_proto);
+    StoreBe16(outer + 10, ChecksumFold(sum));
+    std::memcpy(outer + 12, p.src, 4);
+    std::memcpy(outer + 16, p.dst, 4);
+    return kIPv4HeaderLen;
+  }
+
+  if (p.outer_family == AddrFamily::kIPv6) {
+    if (inner_len > kMaxIpLength) return 0;
+    uint32_t label = flow_hash & 0xfffff;
+    if (label == 0) label = 1;  // 0 would mean "no flow label" (RFC 6437 §2)
+    outer[0] = static_cast<uint8_t>(0x60 | (info.tos >> 4));
+    outer[1] = static_cast<uint8_t>((info.tos << 4) | (label >> 16));
+    StoreBe16(outer + 2, static_cast<uint16_t>(label));
+    StoreBe16(outer + 4, static_cast<uint16_t>(inner_len));
+    outer[6] = info.proto;
+    outer[7] = p.ttl;
+    std::memcpy(outer + 8, p.src, 16);
+    std::memcpy(outer + 24, p.dst, 16);
+    return kIPv6HeaderLen;
+  }
+  return 0;
+}
+
+bool ParseEncap(const uint8_t* pkt, size_t len, size_t* inner_off, size_t* inner_len,
+                AddrFamily* inner_family) {
+  if (len < 1) return false;
+  size_t off;
+  size_t total;
+  uint8_t proto;
+  const unsigned version = pkt[0] >> 4;
+  if (version == 4) {
+    if (len < kIPv4HeaderLen) return false;
+    off = static_cast<size_t>(pkt[0] & 0x0f) * 4;
+    total = LoadBe16(pkt + 2);
+    if (off < kIPv4HeaderLen || total < off || total > len) return false;
+    if ((LoadBe16(pkt + 6) & (kIpv4FlagMf | kIpv4FragOffsetMask)) != 0) return false;
+    if (Ipv4HeaderChecksum(pkt, off) != 0) return false;
+    proto = pkt[9];
+  } else if (version == 6) {
+    if (len < kIPv6HeaderLen) return false;
+    off = kIPv6HeaderLen;
+    total = kIPv6HeaderLen + LoadBe16(pkt + 4);
+    if (total > len) return false;
+    proto = pkt[6];
+  } else {
+    return false;
+  }
+
+  AddrFamily family;
+  size_t min_inner;
+  if (proto == kIpProtoIpip) {
+    family = AddrFamily::kIPv4;
+    min_inner = kIPv4HeaderLen;
+  } else if (proto == kIpProtoIpv6) {
+    family = AddrFamily::kIPv6;
+    min_inner = kIPv6HeaderLen;
+  } else {
+    return false;
+  }
+  const size_t n = total - off;
+  if (n < min_inner || (pkt[off] >> 4) != static_cast<unsigned>(family)) return false;
+  *inner_off = off;
+  *inner_len = n;
+  *inner_family = family;
+  return true;
+}
+
+}  // namespace lb

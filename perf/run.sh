@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds and runs one benchmark in a release build (build-perf/).
+#
+#   perf/run.sh <name>      name: maglev | l4 | control | e2e
+#
+# Sets up build-perf with buildtype=release if it does not exist, builds only
+# the benchmark's own target (ninja -j1: the machine is shared), then runs it.
+# The benchmark's output goes to stdout unchanged, one line per case (see each
+# benchmark's header comment for the format); results belong in perf/RESULTS.md.
+# Exit status: the benchmark's; 2 for an unknown or not yet built benchmark.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="$ROOT/build-perf"
+
+usage() {
+  echo "usage: perf/run.sh <maglev|l4|control|e2e>" >&2
+  exit 2
+}
+
+not_yet_built() {
+  echo "perf/run.sh: benchmark '$1' not yet built" >&2
+  exit 2
+}
+
+# Configures build-perf once, then builds the given ninja targets.
+build() {
+  if [[ ! -d "$BUILD" ]]; then
+    meson setup "$BUILD" "$ROOT" --buildtype=release >&2
+  fi
+  ninja -C "$BUILD" -j1 "$@" >&2
+}
+
+[[ $# -eq 1 ]] || usage
+
+case "$1" in
+  maglev)
+    build perf/maglev_bench
+    exec "$BUILD/perf/maglev_bench"
+    ;;
+  l4)
+    not_yet_built l4
+    ;;
+  control)
+    not_yet_built control
+    ;;
+  e2e)
+    not_yet_built e2e
+    ;;
+  *)
+    usage
+    ;;
+esac

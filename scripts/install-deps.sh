@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs every Debian package the build, tests and benchmarks need.
+# Idempotent: packages already present are not fetched again, and apt-get
+# update runs only when something is missing.
+set -euo pipefail
+
+PKGS=(
+  # build
+  build-essential pkg-config meson ninja-build clang llvm clang-format
+  # dataplane
+  dpdk dpdk-dev libdpdk-dev libnuma-dev libpcap-dev
+  libbpf-dev libxdp-dev bpftool linux-libc-dev
+  # common libraries
+  libabsl-dev libgflags-dev libgoogle-glog-dev
+  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
+  libgtest-dev libgmock-dev libbenchmark-dev libssl-dev libnghttp2-dev
+  # tools used by tests
+  python3-scapy tcpdump iproute2 iputils-ping ethtool curl
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
