@@ -8,7 +8,8 @@
 #   2. a backend taken down: only its flows move,
 #   3. the backend back: every flow returns to where it was,
 #   4. a broken config refused by name while the running table stays.
-# Everything it starts or creates is removed on exit, Ctrl-C or failure.
+# Everything it starts or creates is removed on exit, Ctrl-C or failure, and
+# it exits non-zero if any of the four outcomes above is not what it says.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -92,19 +93,28 @@ write_config BACKEND_STATE_DOWN
 kill -HUP "$CP_PID"
 wait_generation 2
 replay down
-/usr/bin/python3 scripts/demo_pcap.py read "$WORK/out-down.pcap" "$WORK/first.json"
+/usr/bin/python3 scripts/demo_pcap.py read "$WORK/out-down.pcap" "$WORK/first.json" \
+  | tee "$WORK/down.txt"
+# Only the downed backend's flows may move, and all of them must.
+grep -Eq "kept their backend, ([0-9]+) moved \(\1 of them were on a backend that is now down\)" \
+  "$WORK/down.txt" || { echo "demo: flows moved that should not have"; exit 1; }
 
 say "Backend 10.1.0.2 comes back: consistent hashing returns every flow to its backend"
 write_config BACKEND_STATE_ACTIVE
 kill -HUP "$CP_PID"
 wait_generation 3
 replay back
-/usr/bin/python3 scripts/demo_pcap.py read "$WORK/out-back.pcap" "$WORK/first.json"
+/usr/bin/python3 scripts/demo_pcap.py read "$WORK/out-back.pcap" "$WORK/first.json" \
+  | tee "$WORK/back.txt"
+grep -q "2000 flows kept their backend, 0 moved" "$WORK/back.txt" \
+  || { echo "demo: flows did not return to their backends"; exit 1; }
 
 say "A broken config is refused by name; the running table stays at generation 3"
 sed -i 's/10.1.0.3/10.1.0.300/' "$WORK/lb.textproto"
 kill -HUP "$CP_PID"
 for _ in $(seq 50); do grep -q "10.1.0.300" "$WORK/cp.log" && break; sleep 0.1; done
 grep -E "10.1.0.300|keeping" "$WORK/cp.log" | sed 's/^/  /'
+grep -q 'pools\[0\].backends\[2\].address.*keeping generation 3' "$WORK/cp.log" \
+  || { echo "demo: the broken config was not refused by name"; exit 1; }
 
 say "Done: everything the demo created is being removed"
