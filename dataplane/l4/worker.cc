@@ -329,13 +329,14 @@ void Worker::Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip,
   const auto outer = static_cast<AddrFamily>(be.family);
   const size_t overhead = EncapOverhead(outer);
   const uint32_t inner_len = p.l3_total_len;
+  if (overhead == 0) {  // slot not (or no longer) holding a backend
+    DropVip(m, DropReason::kNoBackend, vip);
+    return;
+  }
   if (inner_len + overhead > node_->mtu) {
-    // Tell the client the path MTU it must use (DF set, or IPv6), else drop.
-    if (p.df && inner_len <= node_->mtu) {
-      SendTooBig(port, m, p, static_cast<uint32_t>(node_->mtu - overhead));
-    } else if (p.df) {
-      SendTooBig(port, m, p, node_->mtu);
-    }
+    // Tell the client the MTU the tunnel leaves it (DF set, or IPv6), so its
+    // next try fits; without DF the packet is only dropped.
+    if (p.df) SendTooBig(port, m, p, static_cast<uint32_t>(node_->mtu - overhead));
     DropVip(m, DropReason::kTooBig, vip);
     return;
   }
@@ -502,9 +503,15 @@ void Worker::HandleIcmpError(uint16_t port, rte_mbuf* m, const ParsedPacket& p) 
   ConnValue cv;
   uint32_t slot = 0;
   if (conn_->Peek(key, hash, now_ms_, &cv) || PeekPeers(key, hash, &cv)) {
-    if (cv.backend_slot < slot_.header->num_backends &&
-        slot_.backends[cv.backend_slot].incarnation == cv.incarnation) {
-      slot = cv.backend_slot;
+    // The same test as a data packet's hit (HandleOne): the pinned backend
+    // must still be this incarnation and still take its flows.
+    if (cv.backend_slot != 0 && cv.backend_slot < slot_.header->num_backends) {
+      const BackendEntry& b = slot_.backends[cv.backend_slot];
+      if (b.incarnation == cv.incarnation &&
+          (b.state == static_cast<uint8_t>(BackendState::kActive) ||
+           b.state == static_cast<uint8_t>(BackendState::kDraining))) {
+        slot = cv.backend_slot;
+      }
     }
   }
   if (slot == 0) {
