@@ -96,6 +96,7 @@ enum class BackendState : uint8_t {
 // VipEntry::flags
 inline constexpr uint8_t kVipInUse = 1u << 0;
 inline constexpr uint8_t kVipFragmentTolerant = 1u << 1;  // hash src/dst/proto
+inline constexpr uint8_t kVipSticky = 1u << 2;  // client address persistence, sticky_ttl_s
 
 struct VipEntry {
   uint8_t addr[16];   // network order; IPv4 in bytes [0,4), rest zero
@@ -108,7 +109,7 @@ struct VipEntry {
   uint32_t member_begin;  // index into the slot's members[] array
   uint32_t member_count;  // active members (each a backend slot)
   uint32_t vip_id;        // operator-visible id (stable across publishes)
-  uint32_t reserved1;
+  uint32_t sticky_ttl_s;  // with kVipSticky: persistence after the client's last packet
   uint64_t fingerprint;  // MaglevFingerprint of this VIP's ring
   uint8_t reserved2[16];
 };

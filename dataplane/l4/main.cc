@@ -53,6 +53,9 @@ DEFINE_int32(mtu, 1500,
              "frag-needed / packet-too-big back (DF set) or is dropped (reason too_big).");
 DEFINE_bool(set_port_mtu, false, "Also program --mtu (+ encapsulation overhead) into the ports.");
 DEFINE_uint32(conn_table_size, 1u << 20, "Connection-table entries per lcore (fixed memory).");
+DEFINE_uint32(sticky_table_size, 1u << 18,
+              "Client entries of the session-persistence table shared by all lcores (sticky "
+              "VIPs).");
 DEFINE_uint32(tcp_timeout_s, 300, "Idle timeout of an established TCP flow.");
 DEFINE_uint32(tcp_closing_timeout_s, 10, "Idle timeout of a TCP flow after FIN or RST.");
 DEFINE_uint32(udp_timeout_s, 30, "Idle timeout of a UDP (or other) flow.");
@@ -187,6 +190,9 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("--mtu: ", FLAGS_mtu, " outside [576, 9600]"));
   }
   node->mtu = static_cast<uint16_t>(FLAGS_mtu);
+  auto sticky = lb::StickyTable::Create(FLAGS_sticky_table_size);
+  if (!sticky.ok()) return Fail(absl::StrCat("--sticky_table_size: ", sticky.status().message()));
+  node->sticky = sticky->get();
   node->tsc_hz = rte_get_tsc_hz();
 
   // --- the table region: wait for the control plane's first publish ---

@@ -293,6 +293,33 @@ bool Worker::PickBackend(int vip, const FlowKey& key, uint64_t flow_hash, Pick* 
   return true;
 }
 
+bool Worker::PickForNewFlow(int vip, const FlowKey& key, uint64_t flow_hash, Pick* out) {
+  const VipEntry& v = slot_.vips[vip];
+  if (!(v.flags & kVipSticky) || node_->sticky == nullptr) {
+    return PickBackend(vip, key, flow_hash, out);
+  }
+  const uint32_t ttl_ms = v.sticky_ttl_s * 1000;
+  StickyValue sv;
+  if (node_->sticky->Lookup(static_cast<uint32_t>(vip), key.family, key.src, now_ms_, ttl_ms,
+                            &sv) &&
+      sv.backend_slot != 0 && sv.backend_slot < slot_.header->num_backends) {
+    const BackendEntry& b = slot_.backends[sv.backend_slot];
+    // A persistent client follows its backend while it exists and is not
+    // down, even when draining (IPVS persistence does the same).
+    if (b.incarnation == sv.incarnation &&
+        (b.state == static_cast<uint8_t>(BackendState::kActive) ||
+         b.state == static_cast<uint8_t>(BackendState::kDraining))) {
+      out->slot = sv.backend_slot;
+      out->incarnation = sv.incarnation;
+      return true;
+    }
+  }
+  if (!PickBackend(vip, key, flow_hash, out)) return false;
+  node_->sticky->Insert(static_cast<uint32_t>(vip), key.family, key.src,
+                        StickyValue{out->slot, out->incarnation}, now_ms_);
+  return true;
+}
+
 void Worker::SendTooBig(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint32_t mtu) {
   uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
   const auto* eth = reinterpret_cast<const rte_ether_hdr*>(data);
@@ -422,13 +449,18 @@ void Worker::HandleOne(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64
       if (b.incarnation == cv.incarnation &&
           (b.state == static_cast<uint8_t>(BackendState::kActive) ||
            b.state == static_cast<uint8_t>(BackendState::kDraining))) {
+        const VipEntry& v = slot_.vips[vip];
+        if ((v.flags & kVipSticky) && node_->sticky != nullptr) {
+          node_->sticky->Refresh(static_cast<uint32_t>(vip), key.family, key.src, now_ms_,
+                                 v.sticky_ttl_s * 1000);
+        }
         Forward(port, m, p, vip, s, hash);
         return;
       }
     }
     Pick pick;
     ReleaseFlow(cv);
-    if (!PickBackend(vip, key, hash, &pick)) {
+    if (!PickForNewFlow(vip, key, hash, &pick)) {
       conn_->Erase(e);
       DropVip(m, DropReason::kNoBackend, vip);
       return;
@@ -440,7 +472,7 @@ void Worker::HandleOne(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64
     return;
   }
   Pick pick;
-  if (!PickBackend(vip, key, hash, &pick)) {
+  if (!PickForNewFlow(vip, key, hash, &pick)) {
     DropVip(m, DropReason::kNoBackend, vip);
     return;
   }

@@ -33,6 +33,7 @@
 #include "lib/conn_table.h"
 #include "lib/packet.h"
 #include "lib/shm_region.h"
+#include "lib/sticky_table.h"
 #include "lib/table_format.h"
 
 namespace lb::dp {
@@ -77,6 +78,7 @@ struct NodeState {
   NextHop gw4;  // IPv4 next hop for encapsulated traffic
   NextHop gw6;  // IPv6 next hop
   uint64_t tsc_hz = 0;
+  StickyTable* sticky = nullptr;  // shared by all workers; sticky VIPs need it
 };
 
 struct WorkerOptions {
@@ -163,6 +165,8 @@ class Worker {
   bool HandleLocal(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
   void HandleIcmpError(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
   bool PickBackend(int vip, const FlowKey& key, uint64_t flow_hash, Pick* out);
+  // PickBackend behind the VIP's session persistence, if it has one.
+  bool PickForNewFlow(int vip, const FlowKey& key, uint64_t flow_hash, Pick* out);
   void Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip, uint32_t slot,
                uint64_t flow_hash);
   void SendTooBig(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint32_t mtu);
