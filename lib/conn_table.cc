@@ -224,8 +224,15 @@ void ConnTable::PrefetchEntry(uint64_t hash) const {
       __builtin_prefetch(&entries_[bucket * kWays + __builtin_ctz(match)], 0, 3);
       match &= match - 1;
     } while (match != 0);
-  } else if (b.overflow != 0) {
-    __builtin_prefetch(&buckets_[Alternate(hash)], 1, 3);
+  } else {
+    // Probably a new flow: Insert will write the first free way of this
+    // bucket, so start loading that line for writing now; without it every
+    // new flow pays a serialized DRAM access in Write.
+    const uint32_t free_ways = ~static_cast<uint32_t>(b.valid) & ((1u << kWays) - 1);
+    if (free_ways != 0) {
+      __builtin_prefetch(&entries_[bucket * kWays + __builtin_ctz(free_ways)], 1, 3);
+    }
+    if (b.overflow != 0) __builtin_prefetch(&buckets_[Alternate(hash)], 1, 3);
   }
 }
 

@@ -115,6 +115,30 @@ void Worker::MaybeSwapTable() {
   if (v.header->generation != g) return;
   slot_ = v;
   generation_ = g;
+  vip_cache_valid_ = false;
+  // Outer sources for this generation: the config's tunnel source, else the
+  // node's own address; ttl 0 marks "none" (packets drop as no_next_hop).
+  const NodeEntry& ne = v.header->node;
+  encap4_ = EncapParams{};
+  encap4_.outer_family = AddrFamily::kIPv4;
+  encap4_.ttl = 64;
+  if (!AddrIsZero(ne.tunnel_src_v4, 4)) {
+    std::memcpy(encap4_.src, ne.tunnel_src_v4, 4);
+  } else if (node_->has_ipv4) {
+    std::memcpy(encap4_.src, node_->ipv4, 4);
+  } else {
+    encap4_.ttl = 0;
+  }
+  encap6_ = EncapParams{};
+  encap6_.outer_family = AddrFamily::kIPv6;
+  encap6_.ttl = 64;
+  if (!AddrIsZero(ne.tunnel_src_v6, 16)) {
+    std::memcpy(encap6_.src, ne.tunnel_src_v6, 16);
+  } else if (node_->has_ipv6) {
+    std::memcpy(encap6_.src, node_->ipv6, 16);
+  } else {
+    encap6_.ttl = 0;
+  }
   // Member lists may have changed: per-VIP rotation state restarts.
   std::fill(rr_cursor_.begin(), rr_cursor_.end(), 0);
   std::fill(swrr_current_.begin(), swrr_current_.end(), 0);
@@ -198,6 +222,24 @@ void Worker::Sweep(uint32_t buckets) {
 // Non-first fragments carry no ports: they can only belong to a
 // fragment-tolerant VIP on their destination address and protocol. Fragments
 // are rare, so a scan of the VIP array is acceptable here.
+// Traffic comes in runs of one VIP: remember the last match (reset on every
+// table swap) and skip the hash probe when the next packet has the same
+// destination, protocol and port.
+int Worker::FindVipCached(const FlowKey& key) {
+  if (vip_cache_valid_ && key.dport == vip_cache_key_.dport && key.proto == vip_cache_key_.proto &&
+      key.family == vip_cache_key_.family && std::memcmp(key.dst, vip_cache_key_.dst, 16) == 0) {
+    return vip_cache_;
+  }
+  const int vip = slot_.FindVip(key.family, key.dst, key.proto, key.dport);
+  std::memcpy(vip_cache_key_.dst, key.dst, 16);
+  vip_cache_key_.dport = key.dport;
+  vip_cache_key_.proto = key.proto;
+  vip_cache_key_.family = key.family;
+  vip_cache_ = vip;
+  vip_cache_valid_ = true;
+  return vip;
+}
+
 int Worker::FindFragmentVip(const FlowKey& key) const {
   const size_t alen = key.family == AddrFamily::kIPv4 ? 4 : 16;
   int plain = -1;
@@ -373,46 +415,39 @@ void Worker::Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip,
     DropVip(m, DropReason::kNoNextHop, vip);
     return;
   }
-  EncapParams ep;
-  ep.outer_family = outer;
-  std::memset(ep.src, 0, sizeof(ep.src));
-  const NodeEntry& ne = slot_.header->node;
-  if (outer == AddrFamily::kIPv4) {
-    if (!AddrIsZero(ne.tunnel_src_v4, 4)) {
-      std::memcpy(ep.src, ne.tunnel_src_v4, 4);
-    } else if (node_->has_ipv4) {
-      std::memcpy(ep.src, node_->ipv4, 4);
-    } else {
-      DropVip(m, DropReason::kNoNextHop, vip);
-      return;
-    }
-  } else {
-    if (!AddrIsZero(ne.tunnel_src_v6, 16)) {
-      std::memcpy(ep.src, ne.tunnel_src_v6, 16);
-    } else if (node_->has_ipv6) {
-      std::memcpy(ep.src, node_->ipv6, 16);
-    } else {
-      DropVip(m, DropReason::kNoNextHop, vip);
-      return;
-    }
+  // Outer source chosen once per table generation (MaybeSwapTable).
+  EncapParams& ep = outer == AddrFamily::kIPv4 ? encap4_ : encap6_;
+  if (ep.ttl == 0) {  // no tunnel source for this family
+    DropVip(m, DropReason::kNoNextHop, vip);
+    return;
   }
   std::memcpy(ep.dst, be.addr, 16);
-  ep.ttl = 64;
 
   // Trim Ethernet padding so the inner packet is exactly what its header says.
   const uint32_t frame_len = p.l3_offset + inner_len;
   if (m->pkt_len > frame_len) rte_pktmbuf_trim(m, static_cast<uint16_t>(m->pkt_len - frame_len));
 
+  // Move the L2 header `overhead` bytes forward. Fixed-size copies for the
+  // untagged case keep this a few register moves instead of a memcpy call.
   uint8_t l2[32];
   const uint16_t l2_len = p.l2_len;
-  std::memcpy(l2, rte_pktmbuf_mtod(m, uint8_t*), l2_len);
+  const uint8_t* old_l2 = rte_pktmbuf_mtod(m, const uint8_t*);
+  if (l2_len == RTE_ETHER_HDR_LEN) {
+    std::memcpy(l2, old_l2, RTE_ETHER_HDR_LEN);
+  } else {
+    std::memcpy(l2, old_l2, l2_len);
+  }
   uint8_t* data =
       reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, static_cast<uint16_t>(overhead)));
   if (data == nullptr) {
     DropVip(m, DropReason::kNoBuffer, vip);
     return;
   }
-  std::memcpy(data, l2, l2_len);
+  if (l2_len == RTE_ETHER_HDR_LEN) {
+    std::memcpy(data, l2, RTE_ETHER_HDR_LEN);
+  } else {
+    std::memcpy(data, l2, l2_len);
+  }
   const size_t w = WriteEncapHeader(data + l2_len, data + l2_len + overhead, inner_len,
                                     p.key.family, ep, static_cast<uint32_t>(flow_hash));
   if (w != overhead) {
@@ -427,7 +462,7 @@ void Worker::Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip,
   std::memcpy(data + l2_len - 2, &et, 2);
   m->ol_flags = 0;
 
-  CounterAdd(lstats_->forwarded, 1);
+  ++burst_forwarded_;
   CounterAdd(vstats_[vip].packets, 1);
   CounterAdd(vstats_[vip].bytes, inner_len);
   CounterAdd(bstats_[slot].packets, 1);
@@ -681,13 +716,15 @@ void Worker::ProcessBurst(uint16_t port, rte_mbuf** pkts, uint16_t n) {
   uint16_t np = 0;
 
   if (n > 0) rte_prefetch0(rte_pktmbuf_mtod(pkts[0], void*));
+  // Counters of the whole burst are added once, at the end.
+  uint64_t rx_bytes = 0;
+  burst_forwarded_ = 0;
   // Pass 1: parse, classify, match the VIP, hash, prefetch the connection
   // table bucket. Everything that is not VIP traffic is finished here.
   for (uint16_t i = 0; i < n; ++i) {
     if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
     rte_mbuf* m = pkts[i];
-    CounterAdd(lstats_->rx_packets, 1);
-    CounterAdd(lstats_->rx_bytes, m->pkt_len);
+    rx_bytes += m->pkt_len;
     ParsedPacket& p = parsed[i];
     DropReason why;
     if (ParsePacket(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), &p, &why) !=
@@ -711,7 +748,7 @@ void Worker::ProcessBurst(uint16_t port, rte_mbuf** pkts, uint16_t n) {
       HandleIcmpError(port, m, p);
       continue;
     } else {
-      vip = slot_.FindVip(p.key.family, p.key.dst, p.key.proto, p.key.dport);
+      vip = FindVipCached(p.key);
     }
     if (vip < 0) {
       Drop(m, DropReason::kNotForUs);
@@ -742,6 +779,9 @@ void Worker::ProcessBurst(uint16_t port, rte_mbuf** pkts, uint16_t n) {
     const uint16_t i = pending[k];
     HandleOne(port, pkts[i], parsed[i], hashes[i], vips[i]);
   }
+  CounterAdd(lstats_->rx_packets, n);
+  CounterAdd(lstats_->rx_bytes, rx_bytes);
+  CounterAdd(lstats_->forwarded, burst_forwarded_);
 }
 
 void Worker::ResolveNextHops(uint64_t now_ns) {

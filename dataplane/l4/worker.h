@@ -26,11 +26,13 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "lib/conn_table.h"
+#include "lib/encap.h"
 #include "lib/packet.h"
 #include "lib/shm_region.h"
 #include "lib/sticky_table.h"
@@ -53,9 +55,12 @@ struct NextHop {
   std::atomic<uint64_t> resolved_ns{0};
 
   bool Get(rte_ether_addr* out) const {
-    uint64_t w = mac_word.load(std::memory_order_relaxed);
+    const uint64_t w = mac_word.load(std::memory_order_relaxed);
     if (!(w >> 48 & 1)) return false;
-    for (int i = 0; i < 6; ++i) out->addr_bytes[i] = static_cast<uint8_t>(w >> (8 * i));
+    // Byte i of the MAC is bits 8i..8i+7: on a little-endian CPU the first
+    // six bytes of the word, in order.
+    static_assert(RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN, "NextHop packs the MAC little-endian");
+    std::memcpy(out->addr_bytes, &w, 6);
     return true;
   }
   void Set(const uint8_t mac[6], uint64_t now_ns) {
@@ -177,6 +182,7 @@ class Worker {
   void ReleaseFlow(const ConnValue& v);
   static void ReleaseFlowThunk(void* ctx, const ConnValue& v);
   int FindFragmentVip(const FlowKey& key) const;
+  int FindVipCached(const FlowKey& key);
   bool PeekPeers(const FlowKey& key, uint64_t hash, ConnValue* out) const;
 
   WorkerOptions opt_;
@@ -200,6 +206,15 @@ class Worker {
   std::vector<uint32_t> rr_cursor_;       // [max_vips]
   std::vector<int64_t> swrr_current_;     // [max_members], smooth WRR weights
   uint64_t rng_ = 0x9E3779B97F4A7C15ull;  // xorshift64* state
+
+  // Per-generation encapsulation parameters (outer source), see MaybeSwapTable.
+  EncapParams encap4_{};
+  EncapParams encap6_{};
+  // One-entry VIP cache (FindVipCached).
+  bool vip_cache_valid_ = false;
+  int vip_cache_ = -1;
+  FlowKey vip_cache_key_{};
+  uint64_t burst_forwarded_ = 0;
 
   uint32_t now_ms_ = 0;
   uint64_t last_try_[2] = {0, 0};  // last ARP / NDP resolution attempt
