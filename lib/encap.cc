@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "lib/byte_order.h"
 #include "lib/checksum.h"
 
 namespace lb {
@@ -11,13 +12,6 @@ constexpr size_t kMaxIpLength = 65535;
 constexpr uint16_t kIpv4FlagDf = 0x4000;
 constexpr uint16_t kIpv4FlagMf = 0x2000;
 constexpr uint16_t kIpv4FragOffsetMask = 0x1fff;
-
-uint16_t LoadBe16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-
-void StoreBe16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
 
 // What the outer header copies from the inner one, after checking that the
 // inner packet is what inner_len says it is.

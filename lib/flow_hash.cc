@@ -96,24 +96,24 @@ uint64_t Rrmxmx(uint64_t h, uint64_t len) {
 }
 
 uint64_t Mix16B(const uint8_t* in, const uint8_t* secret, uint64_t seed) {
-  return fh::Mul128Fold64(fh::LoadLe64(in) ^ (fh::LoadLe64(secret) + seed),
-                          fh::LoadLe64(in + 8) ^ (fh::LoadLe64(secret + 8) - seed));
+  return fh::Mul128Fold64(LoadLe64(in) ^ (LoadLe64(secret) + seed),
+                          LoadLe64(in + 8) ^ (LoadLe64(secret + 8) - seed));
 }
 
 uint64_t Len0To16(const uint8_t* in, size_t len, uint64_t seed) {
   const uint8_t* s = kSecret;
   if (len > 8) {
-    const uint64_t flip1 = (fh::LoadLe64(s + 24) ^ fh::LoadLe64(s + 32)) + seed;
-    const uint64_t flip2 = (fh::LoadLe64(s + 40) ^ fh::LoadLe64(s + 48)) - seed;
-    const uint64_t lo = fh::LoadLe64(in) ^ flip1;
-    const uint64_t hi = fh::LoadLe64(in + len - 8) ^ flip2;
+    const uint64_t flip1 = (LoadLe64(s + 24) ^ LoadLe64(s + 32)) + seed;
+    const uint64_t flip2 = (LoadLe64(s + 40) ^ LoadLe64(s + 48)) - seed;
+    const uint64_t lo = LoadLe64(in) ^ flip1;
+    const uint64_t hi = LoadLe64(in + len - 8) ^ flip2;
     return fh::Xxh3Avalanche(len + __builtin_bswap64(lo) + hi + fh::Mul128Fold64(lo, hi));
   }
   if (len >= 4) {
     seed ^= static_cast<uint64_t>(__builtin_bswap32(static_cast<uint32_t>(seed))) << 32;
     const uint64_t in1 = LoadLe32(in);
     const uint64_t in2 = LoadLe32(in + len - 4);
-    const uint64_t flip = (fh::LoadLe64(s + 8) ^ fh::LoadLe64(s + 16)) - seed;
+    const uint64_t flip = (LoadLe64(s + 8) ^ LoadLe64(s + 16)) - seed;
     return Rrmxmx((in2 + (in1 << 32)) ^ flip, len);
   }
   if (len > 0) {
@@ -122,7 +122,7 @@ uint64_t Len0To16(const uint8_t* in, size_t len, uint64_t seed) {
     const uint64_t flip = (uint64_t{LoadLe32(s)} ^ LoadLe32(s + 4)) + seed;
     return Xxh64Avalanche(combined ^ flip);
   }
-  return Xxh64Avalanche(seed ^ fh::LoadLe64(s + 56) ^ fh::LoadLe64(s + 64));
+  return Xxh64Avalanche(seed ^ LoadLe64(s + 56) ^ LoadLe64(s + 64));
 }
 
 uint64_t Len17To128(const uint8_t* in, size_t len, uint64_t seed) {
@@ -158,8 +158,8 @@ uint64_t Len129To240(const uint8_t* in, size_t len, uint64_t seed) {
 
 void Accumulate512(uint64_t* acc, const uint8_t* in, const uint8_t* secret) {
   for (size_t i = 0; i < kAccNb; ++i) {
-    const uint64_t data = fh::LoadLe64(in + 8 * i);
-    const uint64_t key = data ^ fh::LoadLe64(secret + 8 * i);
+    const uint64_t data = LoadLe64(in + 8 * i);
+    const uint64_t key = data ^ LoadLe64(secret + 8 * i);
     acc[i ^ 1] += data;
     acc[i] += (key & 0xffffffffULL) * (key >> 32);
   }
@@ -169,7 +169,7 @@ void ScrambleAcc(uint64_t* acc, const uint8_t* secret) {
   for (size_t i = 0; i < kAccNb; ++i) {
     uint64_t a = acc[i];
     a ^= a >> 47;
-    a ^= fh::LoadLe64(secret + 8 * i);
+    a ^= LoadLe64(secret + 8 * i);
     acc[i] = a * kPrime32_1;
   }
 }
@@ -178,8 +178,8 @@ uint64_t HashLong(const uint8_t* in, size_t len, uint64_t seed) {
   // XXH3_initCustomSecret: the seed is folded into a derived secret.
   uint8_t secret[kSecretSize];
   for (size_t i = 0; i < kSecretSize / 16; ++i) {
-    StoreLe64(secret + 16 * i, fh::LoadLe64(kSecret + 16 * i) + seed);
-    StoreLe64(secret + 16 * i + 8, fh::LoadLe64(kSecret + 16 * i + 8) - seed);
+    StoreLe64(secret + 16 * i, LoadLe64(kSecret + 16 * i) + seed);
+    StoreLe64(secret + 16 * i + 8, LoadLe64(kSecret + 16 * i + 8) - seed);
   }
   uint64_t acc[kAccNb] = {kPrime32_3, kPrime64_1, kPrime64_2, kPrime64_3,
                           kPrime64_4, kPrime32_2, kPrime64_5, kPrime32_1};
@@ -201,7 +201,7 @@ uint64_t HashLong(const uint8_t* in, size_t len, uint64_t seed) {
   uint64_t result = len * kPrime64_1;
   for (size_t i = 0; i < 4; ++i) {
     const uint8_t* s = secret + kSecretMergeAccsStart + 16 * i;
-    result += fh::Mul128Fold64(acc[2 * i] ^ fh::LoadLe64(s), acc[2 * i + 1] ^ fh::LoadLe64(s + 8));
+    result += fh::Mul128Fold64(acc[2 * i] ^ LoadLe64(s), acc[2 * i + 1] ^ LoadLe64(s + 8));
   }
   return fh::Xxh3Avalanche(result);
 }

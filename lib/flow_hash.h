@@ -46,6 +46,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "lib/byte_order.h"
 #include "lib/flow_key.h"
 
 namespace lb {
@@ -95,16 +96,6 @@ inline uint64_t Xxh3Avalanche(uint64_t h) {
   return h;
 }
 
-// Little-endian 64-bit load (the byte-defined part of the encoding).
-inline uint64_t LoadLe64(const uint8_t* p) {
-  uint64_t v;
-  std::memcpy(&v, p, sizeof(v));
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  v = __builtin_bswap64(v);
-#endif
-  return v;
-}
-
 // XXH3_64bits_withSeed specialised to exactly 40 input bytes given as five
 // little-endian words (XXH3_len_17to128_64b with len = 40: four independent
 // 128-bit multiplies over the overlapping 16-byte windows at 0, 24, 16, 8).
@@ -138,8 +129,8 @@ inline constexpr uint64_t kTailProtoFamilyMask = 0xffffULL << 32;
 // Full 5-tuple hash (plus family). The per-packet default.
 inline uint64_t HashFlow(const FlowKey& k) {
   namespace fh = flow_hash_internal;
-  return fh::Xxh3Words40(fh::LoadLe64(k.src), fh::LoadLe64(k.src + 8), fh::LoadLe64(k.dst),
-                         fh::LoadLe64(k.dst + 8), fh::TailWord(k), kFlowHashSeed);
+  return fh::Xxh3Words40(LoadLe64(k.src), LoadLe64(k.src + 8), LoadLe64(k.dst), LoadLe64(k.dst + 8),
+                         fh::TailWord(k), kFlowHashSeed);
 }
 
 inline uint64_t HashFlowMode(const FlowKey& k, HashMode m) {
@@ -149,9 +140,9 @@ inline uint64_t HashFlowMode(const FlowKey& k, HashMode m) {
   const uint64_t tail_mask = m == HashMode::kFiveTuple  ? ~0ULL
                              : m == HashMode::kSourceIp ? fh::kTailFamilyMask
                                                         : fh::kTailProtoFamilyMask;
-  return fh::Xxh3Words40(fh::LoadLe64(k.src), fh::LoadLe64(k.src + 8),
-                         fh::LoadLe64(k.dst) & dst_mask, fh::LoadLe64(k.dst + 8) & dst_mask,
-                         fh::TailWord(k) & tail_mask, kFlowHashSeed);
+  return fh::Xxh3Words40(LoadLe64(k.src), LoadLe64(k.src + 8), LoadLe64(k.dst) & dst_mask,
+                         LoadLe64(k.dst + 8) & dst_mask, fh::TailWord(k) & tail_mask,
+                         kFlowHashSeed);
 }
 
 }  // namespace lb

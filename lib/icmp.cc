@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "lib/byte_order.h"
 #include "lib/checksum.h"
 #include "lib/encap.h"
 
@@ -41,18 +42,6 @@ constexpr uint8_t kNdOptSourceLla = 1;
 constexpr uint8_t kNdOptTargetLla = 2;
 constexpr uint8_t kNaFlagSolicited = 0x40;
 constexpr uint8_t kNaFlagOverride = 0x20;
-
-uint16_t LoadBe16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-
-void StoreBe16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-
-void StoreBe32(uint8_t* p, uint32_t v) {
-  StoreBe16(p, static_cast<uint16_t>(v >> 16));
-  StoreBe16(p + 2, static_cast<uint16_t>(v));
-}
 
 void Swap(uint8_t* a, uint8_t* b, size_t n) {
   uint8_t tmp[16];

@@ -10,6 +10,7 @@
 #include "absl/numeric/bits.h"
 #include "absl/numeric/int128.h"
 #include "absl/strings/str_cat.h"
+#include "lib/byte_order.h"
 
 namespace lb {
 namespace {
@@ -22,14 +23,6 @@ constexpr uint64_t kSkipSeed = 1;
 // MurmurHash64A (Austin Appleby, public domain) constants.
 constexpr uint64_t kMurmurMul = 0xc6a4a7935bd1e995ULL;
 constexpr int kMurmurShift = 47;
-
-// Reads 8 bytes as a little-endian integer whatever the host byte order, so
-// that every node hashes a key to the same value.
-uint64_t LoadLe64(const unsigned char* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
 
 uint64_t MurmurMix(uint64_t k) {
   k *= kMurmurMul;

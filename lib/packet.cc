@@ -4,6 +4,7 @@
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
+#include "lib/byte_order.h"
 
 namespace lb {
 
@@ -44,25 +45,6 @@ constexpr uint8_t kIcmpV6PacketTooBig = 2;
 constexpr uint8_t kIcmpV6ParamProblem = 4;
 constexpr uint8_t kIcmpV6NeighborSolicit = 135;
 constexpr uint8_t kNdOptSourceLinkAddr = 1;
-
-// Big-endian (network order) loads; memcpy because nothing here is aligned.
-inline uint16_t Load16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof(v));
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  v = __builtin_bswap16(v);
-#endif
-  return v;
-}
-
-inline uint32_t Load32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, sizeof(v));
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  v = __builtin_bswap32(v);
-#endif
-  return v;
-}
 
 inline ParseStatus Drop(DropReason r, DropReason* why) {
   *why = r;
@@ -110,7 +92,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool WalkIpv6Chain(const uint8_t* data, size
         if (seen_frag || end - off < kFragHdrLen) return false;
         if (count >= kMaxIpv6ExtHeaders) return false;
         seen_frag = true;
-        const uint16_t offset_flags = Load16(data + off + 2);
+        const uint16_t offset_flags = LoadBe16(data + off + 2);
         const uint16_t frag_offset = offset_flags >> 3;
         if (frag_offset != 0 || (offset_flags & 1) != 0) {
           c->is_fragment = true;
@@ -150,20 +132,20 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline ParseStatus ParseL4(const uint8_t* data, siz
       if (ABSL_PREDICT_FALSE(doff < kTcpMinHdrLen || doff > avail)) {
         return Drop(DropReason::kBadL4Header, why);
       }
-      out->key.sport = Load16(l4);
-      out->key.dport = Load16(l4 + 2);
+      out->key.sport = LoadBe16(l4);
+      out->key.dport = LoadBe16(l4 + 2);
       out->tcp_flags = l4[13];
       out->has_l4 = true;
       return ParseStatus::kOk;
     }
     case kIpProtoUdp: {
       if (ABSL_PREDICT_FALSE(avail < kUdpHdrLen)) return Drop(DropReason::kTruncated, why);
-      const size_t ulen = Load16(l4 + 4);
+      const size_t ulen = LoadBe16(l4 + 4);
       if (ABSL_PREDICT_FALSE(ulen < kUdpHdrLen || (!fragment && ulen > avail))) {
         return Drop(DropReason::kBadLength, why);
       }
-      out->key.sport = Load16(l4);
-      out->key.dport = Load16(l4 + 2);
+      out->key.sport = LoadBe16(l4);
+      out->key.dport = LoadBe16(l4 + 2);
       out->has_l4 = true;
       return ParseStatus::kOk;
     }
@@ -194,7 +176,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline ParseStatus ParseIpv4(const uint8_t* data, s
     return Drop(DropReason::kBadIpHeader, why);
   }
   if (ABSL_PREDICT_FALSE(ihl > avail)) return Drop(DropReason::kTruncated, why);
-  const size_t total = Load16(ip + 2);
+  const size_t total = LoadBe16(ip + 2);
   if (ABSL_PREDICT_FALSE(total < ihl || total > avail)) return Drop(DropReason::kBadLength, why);
 
   out->l3 = L3Kind::kIPv4;
@@ -207,7 +189,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline ParseStatus ParseIpv4(const uint8_t* data, s
   out->key.family = AddrFamily::kIPv4;
   std::memcpy(out->key.src, ip + 12, 4);
   std::memcpy(out->key.dst, ip + 16, 4);
-  const uint16_t frag = Load16(ip + 6);
+  const uint16_t frag = LoadBe16(ip + 6);
   out->df = (frag & kIpv4FlagDf) != 0;
   const uint16_t frag_offset = frag & kIpv4OffsetMask;
   const size_t l4_off = off + ihl;
@@ -227,12 +209,12 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline ParseStatus ParseIpv6(const uint8_t* data, s
   const size_t avail = len - off;
   if (ABSL_PREDICT_FALSE(avail < kIpv6HdrLen)) return Drop(DropReason::kTruncated, why);
   if (ABSL_PREDICT_FALSE((ip[0] >> 4) != 6)) return Drop(DropReason::kBadIpHeader, why);
-  const size_t total = kIpv6HdrLen + Load16(ip + 4);
+  const size_t total = kIpv6HdrLen + LoadBe16(ip + 4);
   if (ABSL_PREDICT_FALSE(total > avail)) return Drop(DropReason::kBadLength, why);
 
   out->l3 = L3Kind::kIPv6;
   out->l3_total_len = static_cast<uint32_t>(total);
-  out->tos = static_cast<uint8_t>(Load16(ip) >> 4);
+  out->tos = static_cast<uint8_t>(LoadBe16(ip) >> 4);
   out->ttl = ip[7];
   out->df = true;
   out->key.family = AddrFamily::kIPv6;
@@ -265,7 +247,7 @@ ParseStatus ParsePacket(const uint8_t* data, size_t len, ParsedPacket* out, Drop
   *out = ParsedPacket{};
   if (ABSL_PREDICT_FALSE(len < kEthHdrLen)) return Drop(DropReason::kTruncated, why);
   size_t off = kEthHdrLen;
-  uint16_t ether_type = Load16(data + 12);
+  uint16_t ether_type = LoadBe16(data + 12);
   if (ABSL_PREDICT_FALSE(ether_type == kEtherTypeVlan || ether_type == kEtherTypeQinQ)) {
     do {
       if (out->num_vlans == kMaxVlanTags) {
@@ -274,8 +256,8 @@ ParseStatus ParsePacket(const uint8_t* data, size_t len, ParsedPacket* out, Drop
         return Drop(DropReason::kUnsupportedL3, why);
       }
       if (len - off < kVlanTagLen) return Drop(DropReason::kTruncated, why);
-      out->vlan_tci[out->num_vlans++] = Load16(data + off);
-      ether_type = Load16(data + off + 2);
+      out->vlan_tci[out->num_vlans++] = LoadBe16(data + off);
+      ether_type = LoadBe16(data + off + 2);
       off += kVlanTagLen;
     } while (ether_type == kEtherTypeVlan || ether_type == kEtherTypeQinQ);
   }
@@ -302,8 +284,8 @@ bool ParseArp(const uint8_t* data, size_t len, const ParsedPacket& p, ArpInfo* o
   const size_t off = p.l3_offset;
   if (p.l3 != L3Kind::kArp || off > len || len - off < kArpEthIpv4Len) return false;
   const uint8_t* a = data + off;
-  if (Load16(a) != 1 || Load16(a + 2) != kEtherTypeIPv4 || a[4] != 6 || a[5] != 4) return false;
-  out->op = Load16(a + 6);
+  if (LoadBe16(a) != 1 || LoadBe16(a + 2) != kEtherTypeIPv4 || a[4] != 6 || a[5] != 4) return false;
+  out->op = LoadBe16(a + 6);
   std::memcpy(out->sha, a + 8, 6);
   std::memcpy(out->spa, a + 14, 4);
   std::memcpy(out->tha, a + 18, 6);
@@ -324,9 +306,9 @@ bool ParseIcmpError(const uint8_t* data, size_t len, const ParsedPacket& p, Flow
 
   *mtu = 0;
   if (!v6 && icmp[0] == kIcmpDestUnreachable && icmp[1] == kIcmpCodeFragNeeded) {
-    *mtu = Load16(icmp + 6);
+    *mtu = LoadBe16(icmp + 6);
   } else if (v6 && icmp[0] == kIcmpV6PacketTooBig) {
-    *mtu = Load32(icmp + 4);
+    *mtu = LoadBe32(icmp + 4);
   }
 
   *inner = FlowKey{};
@@ -338,13 +320,13 @@ bool ParseIcmpError(const uint8_t* data, size_t len, const ParsedPacket& p, Flow
     if (avail < kIpv4MinHdrLen || (ip[0] >> 4) != 4) return false;
     const size_t ihl = static_cast<size_t>(ip[0] & 0xf) * 4;
     // The embedded total_length is the original packet's; only sanity-check it.
-    if (ihl < kIpv4MinHdrLen || ihl > avail || Load16(ip + 2) < ihl) return false;
+    if (ihl < kIpv4MinHdrLen || ihl > avail || LoadBe16(ip + 2) < ihl) return false;
     inner->family = AddrFamily::kIPv4;
     inner->proto = ip[9];
     std::memcpy(inner->src, ip + 12, 4);
     std::memcpy(inner->dst, ip + 16, 4);
     l4_off = off + ihl;
-    has_ports = (Load16(ip + 6) & kIpv4OffsetMask) == 0;
+    has_ports = (LoadBe16(ip + 6) & kIpv4OffsetMask) == 0;
   } else {
     if (avail < kIpv6HdrLen || (ip[0] >> 4) != 6) return false;
     inner->family = AddrFamily::kIPv6;
@@ -360,8 +342,8 @@ bool ParseIcmpError(const uint8_t* data, size_t len, const ParsedPacket& p, Flow
   // RFC 792 / RFC 1812 section 4.3.2.3: at least 8 bytes of the original L4 header.
   if (end - l4_off < 8) return false;
   if (inner->proto == kIpProtoTcp || inner->proto == kIpProtoUdp) {
-    inner->sport = Load16(data + l4_off);
-    inner->dport = Load16(data + l4_off + 2);
+    inner->sport = LoadBe16(data + l4_off);
+    inner->dport = LoadBe16(data + l4_off + 2);
   }
   return true;
 }
