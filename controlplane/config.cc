@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -141,25 +142,95 @@ class Findings {
   std::vector<std::string> warnings_;
 };
 
-// Parses an address field, recording an error naming `path` when it is bad.
-// Returns an empty IpAddress on error.
-IpAddress ParseAddressField(Findings& f, const std::string& path, const std::string& text,
-                            AddrFamily required = AddrFamily::kNone) {
+// Parses an address field, recording an error naming the field when it is
+// bad. `path()` builds the field's path; it is called only for an error, so
+// that validating thousands of backends allocates no path strings. Returns
+// an empty IpAddress on error.
+template <typename PathFn>
+IpAddress ParseAddress(Findings& f, const PathFn& path, const std::string& text,
+                       AddrFamily required = AddrFamily::kNone) {
   if (text.empty()) {
-    f.Error(path, "required");
+    f.Error(path(), "required");
     return {};
   }
   auto a = ParseIpAddress(text);
   if (!a.ok()) {
-    f.Error(path, "%s", a.status().message());
+    f.Error(path(), "%s", a.status().message());
     return {};
   }
   if (required != AddrFamily::kNone && a->family != required) {
-    f.Error(path, "\"%s\" is not an %s address", text,
+    f.Error(path(), "\"%s\" is not an %s address", text,
             required == AddrFamily::kIPv4 ? "IPv4" : "IPv6");
     return {};
   }
   return *std::move(a);
+}
+
+IpAddress ParseAddressField(Findings& f, const std::string& path, const std::string& text,
+                            AddrFamily required = AddrFamily::kNone) {
+  return ParseAddress(
+      f, [&path] { return path; }, text, required);
+}
+
+// An HTTP request-target or Host value goes into a request line verbatim:
+// visible ASCII only, so no field can smuggle spaces, CR or LF into it.
+bool IsVisibleAscii(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
+void CheckHttpPath(Findings& f, const std::string& path, const std::string& value) {
+  if (value.empty()) return;
+  if (value[0] != '/') {
+    f.Error(path, "\"%s\" must start with \"/\"", absl::CHexEscape(value));
+  } else if (value.size() > kMaxHttpPathLen) {
+    f.Error(path, "longer than %u characters", kMaxHttpPathLen);
+  } else if (!IsVisibleAscii(value)) {
+    f.Error(path, "\"%s\" may contain only visible ASCII characters (no spaces or controls)",
+            absl::CHexEscape(value));
+  }
+}
+
+// `0 = default` fields: zero passes, anything else must be in [lo, hi].
+void CheckRange(Findings& f, const std::string& path, uint32_t value, uint32_t lo, uint32_t hi,
+                const char* zero_means) {
+  if (value != 0 && (value < lo || value > hi)) {
+    f.Error(path, "%u out of range [%u, %u] (0 = %s)", value, lo, hi, zero_means);
+  }
+}
+
+void CheckHealthCheck(Findings& f, const std::string& path, const v1::HealthCheck& hc) {
+  if (!v1::HealthCheckKind_IsValid(hc.kind())) {
+    f.Error(path + ".kind", "unknown kind %d", static_cast<int>(hc.kind()));
+  }
+  CheckRange(f, path + ".interval_ms", hc.interval_ms(), kMinHealthIntervalMs, kMaxHealthIntervalMs,
+             "5000");
+  CheckRange(f, path + ".timeout_ms", hc.timeout_ms(), 1, kMaxHealthTimeoutMs, "3000");
+  CheckRange(f, path + ".healthy_threshold", hc.healthy_threshold(), 1, kMaxHealthThreshold, "2");
+  CheckRange(f, path + ".unhealthy_threshold", hc.unhealthy_threshold(), 1, kMaxHealthThreshold,
+             "3");
+  CheckHttpPath(f, path + ".http_path", hc.http_path());
+  if (hc.http_host().size() > kMaxHttpHostLen) {
+    f.Error(path + ".http_host", "longer than %u characters", kMaxHttpHostLen);
+  } else if (!IsVisibleAscii(hc.http_host())) {
+    f.Error(path + ".http_host",
+            "\"%s\" may contain only visible ASCII characters (no spaces or controls)",
+            absl::CHexEscape(hc.http_host()));
+  }
+  CheckRange(f, path + ".http_max_body_bytes", hc.http_max_body_bytes(), 1, kMaxHealthMaxBodyBytes,
+             "4096");
+  CheckRange(f, path + ".min_state_duration_ms", hc.min_state_duration_ms(), 1,
+             kMaxHealthMinStateMs, "2 * interval");
+  if (hc.kind() == v1::HEALTH_CHECK_KIND_SCRIPT) {
+    if (hc.script().empty() || hc.script(0).empty()) {
+      f.Error(path + ".script",
+              "required for HEALTH_CHECK_KIND_SCRIPT: the program (argv[0]) and its arguments");
+    }
+  }
+  for (int k = 0; k < hc.script_size(); ++k) {
+    if (hc.script(k).find('\0') != std::string::npos) {
+      f.Error(absl::StrCat(path, ".script[", k, "]"), "contains a NUL byte");
+    }
+  }
 }
 
 }  // namespace
@@ -314,8 +385,11 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
   }
 
   // pools
-  std::map<std::string, int> pool_index;        // name -> first index
-  std::map<uint32_t, std::string> backend_ids;  // explicit id -> path
+  std::map<std::string, int> pool_index;  // name -> first index
+  // Explicit id -> (pool, backend) index of its first use. Paths are built
+  // only for errors: validation runs in every API transaction, over every
+  // backend, and must stay cheap at thousands of backends.
+  std::map<uint32_t, std::pair<int, int>> backend_ids;
   size_t total_backends = 0;
   bool capacity_reported = false;
   for (int i = 0; i < config.pools_size(); ++i) {
@@ -336,14 +410,25 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
     if (!MapAlgorithm(p.algorithm(), &dp.algorithm)) {
       f.Error(pp + ".algorithm", "unknown algorithm %d", static_cast<int>(p.algorithm()));
     }
+    CheckRange(f, pp + ".sticky_ttl_seconds", p.sticky_ttl_seconds(), 1, kMaxStickyTtlSeconds,
+               "3600");
+    dp.sticky_sessions = p.sticky_sessions();
+    dp.sticky_ttl_seconds =
+        p.sticky_ttl_seconds() == 0 ? kDefaultStickyTtlSeconds : p.sticky_ttl_seconds();
+    CheckRange(f, pp + ".drain_timeout_seconds", p.drain_timeout_seconds(), 1,
+               kMaxDrainTimeoutSeconds, "30");
+    if (p.has_health_check()) CheckHealthCheck(f, pp + ".health_check", p.health_check());
     std::map<std::array<uint8_t, 17>, int> addresses;  // family + bytes -> first index
+    dp.backends.reserve(static_cast<size_t>(p.backends_size()));
     for (int j = 0; j < p.backends_size(); ++j) {
       const v1::Backend& b = p.backends(j);
-      const std::string bp = absl::StrCat(pp, ".backends[", j, "]");
+      const auto field = [&pp, j](const char* name) {
+        return absl::StrCat(pp, ".backends[", j, "]", name);
+      };
       DesiredBackend db;
       ++total_backends;
       if (total_backends > caps.max_backends - 1 && !capacity_reported) {
-        f.Error(bp,
+        f.Error(field(""),
                 "backend number %u exceeds the table capacity of %u backends (--max_backends %u "
                 "includes the reserved slot 0)",
                 total_backends, caps.max_backends - 1, caps.max_backends);
@@ -351,31 +436,41 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
       }
       db.id = b.id();
       if (b.id() != 0) {
-        if (auto [it, fresh] = backend_ids.emplace(b.id(), bp); !fresh) {
-          f.Error(bp + ".id", "duplicate backend id %u (first at %s)", b.id(), it->second);
+        if (auto [it, fresh] = backend_ids.emplace(b.id(), std::make_pair(i, j)); !fresh) {
+          f.Error(field(".id"), "duplicate backend id %u (first at pools[%d].backends[%d])", b.id(),
+                  it->second.first, it->second.second);
         }
       }
-      db.address = ParseAddressField(f, bp + ".address", b.address());
+      db.address = ParseAddress(
+          f, [&field] { return field(".address"); }, b.address());
       if (!db.address.empty()) {
         std::array<uint8_t, 17> k{};
         k[0] = static_cast<uint8_t>(db.address.family);
         std::copy(db.address.bytes.begin(), db.address.bytes.end(), k.begin() + 1);
         if (auto [it, fresh] = addresses.emplace(k, j); !fresh) {
-          f.Error(bp + ".address", "duplicate address %s in pool \"%s\" (first at %s.backends[%d])",
-                  db.address.text, p.name(), pp, it->second);
+          f.Error(field(".address"),
+                  "duplicate address %s in pool \"%s\" (first at %s.backends[%d])", db.address.text,
+                  p.name(), pp, it->second);
         }
       }
       if (b.port() > 65535) {
-        f.Error(bp + ".port", "%u is not a port (0..65535)", b.port());
+        f.Error(field(".port"), "%u is not a port (0..65535)", b.port());
       }
       db.port = static_cast<uint16_t>(b.port());
       db.weight = b.has_weight() ? b.weight() : kDefaultBackendWeight;
       if (db.weight > kMaxBackendWeight) {
-        f.Error(bp + ".weight", "%u out of range [0, %u]", db.weight, kMaxBackendWeight);
+        f.Error(field(".weight"), "%u out of range [0, %u]", db.weight, kMaxBackendWeight);
       }
       db.max_connections = b.max_connections();
       if (!MapBackendState(b.state(), &db.state)) {
-        f.Error(bp + ".state", "unknown state %d", static_cast<int>(b.state()));
+        f.Error(field(".state"), "unknown state %d", static_cast<int>(b.state()));
+      }
+      if (!b.health_check_path().empty()) {
+        CheckHttpPath(f, field(".health_check_path"), b.health_check_path());
+      }
+      if (b.remove_at_unix_ms() != 0 && b.state() != v1::BACKEND_STATE_DRAINING) {
+        f.Error(field(".remove_at_unix_ms"),
+                "set only on a BACKEND_STATE_DRAINING backend (one being removed)");
       }
       dp.backends.push_back(std::move(db));
     }

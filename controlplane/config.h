@@ -16,7 +16,10 @@
 //    "<field path>: <what>", e.g.
 //    `vips[2].address: "10.0.0.300" is not an IPv4 or IPv6 address`.
 //    Non-fatal findings (a VIP whose pool has no active backend) are returned
-//    as warnings in the same form.
+//    as warnings in the same form. Pool settings the table does not carry
+//    (sticky sessions, health checks, drain timeout) and per-backend
+//    health_check_path / remove_at_unix_ms are checked here too, so a config
+//    the API or a file hands in is refused as a whole with the field named.
 //
 // Threads: all functions are reentrant; DesiredState is a plain value.
 #ifndef LB_CONTROLPLANE_CONFIG_H_
@@ -44,6 +47,28 @@ inline constexpr uint32_t kMaxBackendWeight = 65535;
 // Backend.weight when the field is unset.
 inline constexpr uint32_t kDefaultBackendWeight = 1;
 inline constexpr size_t kMaxReportedErrors = 10;
+
+// Pool and health-check defaults (what a zero field means) and bounds. The
+// health checker, the REST API and the control plane read them from here so
+// that the config, the API and the behaviour agree.
+inline constexpr uint32_t kDefaultStickyTtlSeconds = 3600;
+inline constexpr uint32_t kMaxStickyTtlSeconds = 7 * 86400;
+inline constexpr uint32_t kDefaultDrainTimeoutSeconds = 30;
+inline constexpr uint32_t kMaxDrainTimeoutSeconds = 86400;
+inline constexpr uint32_t kDefaultHealthIntervalMs = 5000;
+inline constexpr uint32_t kMinHealthIntervalMs = 10;
+inline constexpr uint32_t kMaxHealthIntervalMs = 3'600'000;
+inline constexpr uint32_t kDefaultHealthTimeoutMs = 3000;
+inline constexpr uint32_t kMaxHealthTimeoutMs = 600'000;
+inline constexpr uint32_t kDefaultHealthyThreshold = 2;
+inline constexpr uint32_t kDefaultUnhealthyThreshold = 3;
+inline constexpr uint32_t kMaxHealthThreshold = 100;
+inline constexpr char kDefaultHealthCheckPath[] = "/health";
+inline constexpr uint32_t kDefaultHealthMaxBodyBytes = 4096;
+inline constexpr uint32_t kMaxHealthMaxBodyBytes = 1u << 20;
+inline constexpr uint32_t kMaxHealthMinStateMs = 3'600'000;
+inline constexpr size_t kMaxHttpPathLen = 1024;
+inline constexpr size_t kMaxHttpHostLen = 255;
 
 // Format by file extension: .textproto/.txtpb/.pbtxt/.textpb -> text
 // format, .json -> proto3 JSON. Unknown fields are errors in both.
@@ -89,6 +114,9 @@ struct DesiredPool {
   std::string name;
   Algorithm algorithm = Algorithm::kMaglev;
   std::vector<DesiredBackend> backends;  // config order
+  // Session persistence for every VIP of the pool (published as kVipSticky).
+  bool sticky_sessions = false;
+  uint32_t sticky_ttl_seconds = kDefaultStickyTtlSeconds;
 
   uint32_t NumTakingNewFlows() const;
 };

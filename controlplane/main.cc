@@ -1,30 +1,72 @@
-// lb-controlplane: loads the config, validates it as a whole, builds the
-// forwarding tables and publishes them into the shared table region that
-// lb-dataplane reads. Runs until SIGTERM/SIGINT; SIGHUP reloads the config.
+// lb-controlplane: the load balancer's control plane. It keeps the desired
+// state (a lb.v1.Config) in a store under --state_dir, serves the admin API
+// (gRPC on --grpc_listen, the classic REST API and /metrics on
+// --http_listen), runs the health checks, and turns every accepted change
+// into a table generation in the shared table region lb-dataplane reads.
+//
+//   server (default)  load the store (or bootstrap it from --config when it is
+//                     empty), publish, serve until SIGTERM/SIGINT (exit 0).
+//                     SIGHUP re-reads --config and applies it as one
+//                     transaction; a refused file is logged by field and the
+//                     running state stays.
+//   --once            validate --config, publish one generation, exit (no
+//                     store, no listeners).
+//   --check           validate --config only.
 //
 // Output: one line per publish on stdout,
 //   published generation=N vips=V backends=B build_ms=X wait_ms=Y
 // followed by one line per VIP,
 //   vip <addr>:<port>/<proto> pool=<name> members=<n> fingerprint=<16 hex>
-// Errors and warnings go to stderr, one line each, naming the flag or the
-// config field at fault. Exit status: 0 on a clean stop (or --once/--check
-// success), 1 on any error.
+// Errors, warnings and events go to stderr, one line each, naming the flag
+// or the config field at fault. Exit status: 0 on a clean stop (or
+// --once/--check success), 1 on any error.
 #include <signal.h>
 
 #include <cinttypes>
 #include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "controlplane/config.h"
+#include "controlplane/control_plane.h"
+#include "controlplane/grpc_service.h"
+#include "controlplane/health_checker.h"
+#include "controlplane/http_server.h"
+#include "controlplane/metrics.h"
 #include "controlplane/publisher.h"
+#include "controlplane/rest_api.h"
+#include "controlplane/store.h"
 #include "gflags/gflags.h"
 #include "lib/shm_region.h"
 
 DEFINE_string(config, "",
-              "Required. Config file: protobuf text format (*.textproto, *.txtpb, *.pbtxt) or "
-              "proto3 JSON (*.json) of lb.v1.Config (proto/lb/v1/config.proto).");
+              "Config file: protobuf text format (*.textproto, *.txtpb, *.pbtxt) or proto3 JSON "
+              "(*.json) of lb.v1.Config (proto/lb/v1/config.proto). Server mode: the bootstrap "
+              "state, used only while the store in --state_dir is empty, and what SIGHUP "
+              "applies. Required with --once and --check.");
+DEFINE_string(state_dir, "/var/lib/lb-controlplane",
+              "Directory of the persistent desired state (state.textproto, written atomically, "
+              "with a version). One lb-controlplane per directory.");
+DEFINE_string(grpc_listen, "127.0.0.1:50051",
+              "gRPC admin API listen address (host:port, [v6]:port, unix:path; port 0 = any "
+              "free port). Empty = no gRPC listener.");
+DEFINE_string(http_listen, "127.0.0.1:8080",
+              "HTTP listen address of the classic REST API and /metrics (host:port or "
+              "[v6]:port; port 0 = any free port). Empty = no HTTP listener.");
+DEFINE_string(auth_token_file, "",
+              "File holding the bearer token that mutations (REST and gRPC) must present as "
+              "\"Authorization: Bearer <token>\". Required when a listener is not on loopback.");
+DEFINE_string(grpc_tls_cert, "",
+              "PEM certificate chain for the gRPC listener (with --grpc_tls_key).");
+DEFINE_string(grpc_tls_key, "", "PEM private key for the gRPC listener (with --grpc_tls_cert).");
 DEFINE_string(table_region, "",
               "Table region file the dataplane reads. Default: <first writable hugetlbfs "
               "mount, else /dev/shm>/lb-tables.");
@@ -53,7 +95,8 @@ DEFINE_uint32(stuck_lcore_ms, 500,
               "An lcore whose heartbeat is older than this while it still holds the slot is "
               "reported as stuck.");
 DEFINE_bool(once, false,
-            "Validate, publish one generation and exit: 0 on success, 1 on any error.");
+            "Validate --config, publish one generation and exit: 0 on success, 1 on any error. "
+            "Uses no store and opens no listener.");
 DEFINE_bool(check, false,
             "Validate the config against the --max_* capacities, print OK or the errors, and exit "
             "0/1. Touches no region.");
@@ -80,8 +123,9 @@ TableCapacities CapacitiesFromFlags() {
   return c;
 }
 
-// Loads and validates; on failure the message names the file and the field.
-absl::StatusOr<DesiredState> LoadDesired(const TableCapacities& caps) {
+// Loads --config and validates it (printing warnings); on failure the
+// message names the file and the field.
+absl::StatusOr<v1::Config> LoadConfig(const TableCapacities& caps, DesiredState* desired_out) {
   auto config = LoadConfigFile(FLAGS_config);
   if (!config.ok()) return config.status();
   std::vector<std::string> warnings;
@@ -92,7 +136,8 @@ absl::StatusOr<DesiredState> LoadDesired(const TableCapacities& caps) {
         desired.status().code(),
         absl::StrCat("config ", FLAGS_config, " refused: ", desired.status().message()));
   }
-  return desired;
+  if (desired_out != nullptr) *desired_out = *std::move(desired);
+  return config;
 }
 
 void PrintReport(const PublishReport& r) {
@@ -105,38 +150,7 @@ void PrintReport(const PublishReport& r) {
   std::fflush(stdout);
 }
 
-int Run() {
-  if (FLAGS_config.empty()) {
-    Error("--config is required (see --help)");
-    return 1;
-  }
-  const TableCapacities caps = CapacitiesFromFlags();
-  if (auto layout = ComputeTableLayout(caps); !layout.ok()) {
-    Error(absl::StrCat("--", layout.status().message()));
-    return 1;
-  }
-
-  auto desired = LoadDesired(caps);
-  if (!desired.ok()) {
-    Error(std::string(desired.status().message()));
-    return 1;
-  }
-  if (FLAGS_check) {
-    std::printf("OK %s: %zu pools, %zu backends, %zu vips, ring_size %u\n", FLAGS_config.c_str(),
-                desired->pools.size(), desired->NumBackends(), desired->vips.size(),
-                desired->ring_size);
-    return 0;
-  }
-
-  // Signals are taken synchronously with sigwait(); block them before any
-  // wait so that a SIGHUP sent during start-up is not lost.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGHUP);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  if (!FLAGS_once) pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
+PublisherOptions PublisherOptionsFromFlags(const TableCapacities& caps, RegionDir* dir_out) {
   const RegionDir dir = DefaultRegionDir();
   PublisherOptions opts;
   opts.table_path = FLAGS_table_region.empty() ? dir.path + "/lb-tables" : FLAGS_table_region;
@@ -145,48 +159,271 @@ int Run() {
   opts.recreate_tables = FLAGS_recreate_tables;
   opts.reclaim_timeout_ns = uint64_t{FLAGS_reclaim_timeout_ms} * 1'000'000;
   opts.stuck_after_ns = uint64_t{FLAGS_stuck_lcore_ms} * 1'000'000;
+  *dir_out = dir;
+  return opts;
+}
 
+std::string RegionNote(const RegionDir& dir) {
+  return FLAGS_table_region.empty() ? (dir.hugetlbfs ? " (hugetlbfs)" : " (tmpfs)") : "";
+}
+
+// --once: publish the file once, as before the server existed.
+int RunOnce(const TableCapacities& caps, const DesiredState& desired) {
+  RegionDir dir;
+  const PublisherOptions opts = PublisherOptionsFromFlags(caps, &dir);
   auto publisher = Publisher::Open(opts);
   if (!publisher.ok()) {
     Error(std::string(publisher.status().message()));
     return 1;
   }
-  Info(absl::StrCat("table region ", opts.table_path,
-                    FLAGS_table_region.empty() ? (dir.hugetlbfs ? " (hugetlbfs)" : " (tmpfs)") : "",
-                    " at generation ", publisher->published_generation(), "; stats region ",
-                    opts.stats_path));
-
-  auto report = publisher->Publish(*desired);
+  Info(absl::StrCat("table region ", opts.table_path, RegionNote(dir), " at generation ",
+                    publisher->published_generation(), "; stats region ", opts.stats_path));
+  auto report = publisher->Publish(desired);
   if (!report.ok()) {
     Error(std::string(report.status().message()));
     return 1;
   }
   PrintReport(*report);
-  if (FLAGS_once) return 0;
+  return 0;
+}
 
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("--", flag, ": cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().size() > (1u << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", path, " is over 1 MiB"));
+  }
+  return ss.str();
+}
+
+// The server: store, ControlPlane, listeners, health checker, Tick thread,
+// signals.
+int RunServer(const TableCapacities& caps) {
+  // Signals are taken synchronously with sigwait(); block them before any
+  // thread starts (threads inherit the mask) so none is lost or delivered
+  // elsewhere.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // --- start-up checks that need no state: flags naming their problem ---
+  std::string token;
+  if (!FLAGS_auth_token_file.empty()) {
+    auto t = ReadSmallFile(FLAGS_auth_token_file, "auth_token_file");
+    if (!t.ok()) {
+      Error(std::string(t.status().message()));
+      return 1;
+    }
+    token = std::string(absl::StripAsciiWhitespace(*t));
+    if (token.empty()) {
+      Error(absl::StrCat("--auth_token_file: ", FLAGS_auth_token_file, " holds no token"));
+      return 1;
+    }
+  }
+  bool http_loopback = true;
+  if (!FLAGS_http_listen.empty()) {
+    auto a = ParseListenAddress(FLAGS_http_listen, "--http_listen");
+    if (!a.ok()) {
+      Error(std::string(a.status().message()));
+      return 1;
+    }
+    http_loopback = a->loopback;
+  }
+  const bool grpc_loopback =
+      FLAGS_grpc_listen.empty() || IsLoopbackListenAddress(FLAGS_grpc_listen);
+  if (token.empty() && (!http_loopback || !grpc_loopback)) {
+    Error(absl::StrCat(!grpc_loopback ? "--grpc_listen " + FLAGS_grpc_listen
+                                      : "--http_listen " + FLAGS_http_listen,
+                       " is not a loopback address: mutations off this host need a bearer token; "
+                       "give --auth_token_file (or listen on 127.0.0.1 / ::1)"));
+    return 1;
+  }
+  if (FLAGS_grpc_tls_cert.empty() != FLAGS_grpc_tls_key.empty()) {
+    Error(FLAGS_grpc_tls_cert.empty() ? "--grpc_tls_cert is required with --grpc_tls_key"
+                                      : "--grpc_tls_key is required with --grpc_tls_cert");
+    return 1;
+  }
+
+  // --- state ---
+  auto store = NewFileStore(FLAGS_state_dir);
+  if (!store.ok()) {
+    Error(absl::StrCat("--state_dir: ", store.status().message()));
+    return 1;
+  }
+  const std::string store_name = (*store)->Describe();
+  RegionDir dir;
+  ControlPlaneOptions options;
+  options.publisher = PublisherOptionsFromFlags(caps, &dir);
+  options.on_publish = PrintReport;
+  // Cumulative since start (a Prometheus histogram must never decrease).
+  LatencyHistogram publish_latency;
+  options.on_publish_latency = [&publish_latency](double publish_ms, double) {
+    publish_latency.Observe(publish_ms / 1e3);
+  };
+  if (!FLAGS_config.empty()) {
+    auto boot = LoadConfig(caps, nullptr);
+    if (!boot.ok()) {
+      Error(std::string(boot.status().message()));
+      return 1;
+    }
+    options.bootstrap = *std::move(boot);
+  }
+  const std::string table_path = options.publisher.table_path;
+  const std::string stats_path = options.publisher.stats_path;
+  Info(absl::StrCat("table region ", table_path, RegionNote(dir), "; stats region ", stats_path,
+                    "; state ", store_name));
+  auto created = ControlPlane::Create(options, *std::move(store));
+  if (!created.ok()) {
+    Error(std::string(created.status().message()));
+    return 1;
+  }
+  std::unique_ptr<ControlPlane> cp = *std::move(created);
+  Info(absl::StrCat("state version ", cp->version(), " at generation ", cp->generation(),
+                    FLAGS_config.empty() || cp->version() <= 1
+                        ? ""
+                        : absl::StrCat(" (--config ", FLAGS_config,
+                                       " is applied on SIGHUP only: the store is not empty)")));
+
+  // Events worth a log line (publishes are printed by on_publish).
+  const uint64_t log_token = cp->Subscribe([](const v1::Event& e) {
+    if (e.kind() == "publish") return;
+    Info(absl::StrCat(e.kind(), ": ", e.message()));
+  });
+
+  // --- health checks ---
+  ControlPlane* cpp = cp.get();
+  auto checker = HealthChecker::Start([cpp](const HealthReport& r) { cpp->ReportHealth(r); });
+  if (!checker.ok()) {
+    Error(absl::StrCat("health checker: ", checker.status().message()));
+    return 1;
+  }
+  uint64_t targets_version = cp->version();
+  (*checker)->SetTargets(TargetsFromConfig(cp->config()));
+  LatencyHistogram health_latency;
+
+  // --- listeners ---
+  std::unique_ptr<grpc::Server> grpc_server;
+  if (!FLAGS_grpc_listen.empty()) {
+    GrpcServerOptions g;
+    g.listen_address = FLAGS_grpc_listen;
+    g.tls_cert_file = FLAGS_grpc_tls_cert;
+    g.tls_key_file = FLAGS_grpc_tls_key;
+    g.token = token;
+    int port = 0;
+    g.selected_port = &port;
+    auto s = StartGrpcServer(g, cpp);
+    if (!s.ok()) {
+      Error(absl::StrCat("--grpc_listen ", FLAGS_grpc_listen, ": ", s.status().message()));
+      return 1;
+    }
+    grpc_server = *std::move(s);
+    Info(absl::StrCat("gRPC admin API on ", FLAGS_grpc_listen, " (port ", port, ")",
+                      FLAGS_grpc_tls_cert.empty() ? "" : ", TLS",
+                      token.empty() ? "" : ", bearer token required"));
+  }
+  std::unique_ptr<HttpServer> http_server;
+  if (!FLAGS_http_listen.empty()) {
+    HttpServerOptions h;
+    h.listen = FLAGS_http_listen;
+    RestApiOptions rest;
+    rest.bearer_token = token;
+    MetricsInputs inputs;
+    inputs.version = gflags::VersionString();
+    inputs.table_path = table_path;
+    inputs.stats_path = stats_path;
+    inputs.health_check_latency = &health_latency;
+    inputs.publish_latency = &publish_latency;
+    rest.render_metrics = [cpp, inputs]() { return RenderMetrics(*cpp, inputs); };
+    auto s = StartRestServer(h, rest, cpp);
+    if (!s.ok()) {
+      Error(absl::StrCat("--http_listen ", FLAGS_http_listen, ": ", s.status().message()));
+      return 1;
+    }
+    http_server = *std::move(s);
+    Info(absl::StrCat("REST API and /metrics on http://", http_server->address(),
+                      token.empty() ? "" : " (bearer token required for changes)"));
+  }
+
+  // --- periodic work: drains, publish retries, health targets ---
+  absl::Notification stop;
+  std::thread ticker([&] {
+    while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
+      cpp->Tick();
+      if (const uint64_t v = cpp->version(); v != targets_version) {
+        targets_version = v;
+        (*checker)->SetTargets(TargetsFromConfig(cpp->config()));
+      }
+      for (double ms : (*checker)->DrainLatencyObservationsMs()) health_latency.Observe(ms / 1e3);
+    }
+  });
+
+  int exit_code = 0;
   while (true) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGTERM || sig == SIGINT) {
-      Info(absl::StrCat("signal ", sig, ": exiting; generation ", publisher->published_generation(),
-                        " stays published"));
-      return 0;
+      Info(absl::StrCat("signal ", sig, ": exiting; generation ", cp->generation(),
+                        " stays published, state version ", cp->version(), " stored"));
+      break;
+    }
+    if (FLAGS_config.empty()) {
+      Info("SIGHUP: no --config to reload");
+      continue;
     }
     Info(absl::StrCat("SIGHUP: reloading ", FLAGS_config));
-    auto next = LoadDesired(caps);
-    if (!next.ok()) {
-      Error(absl::StrCat(next.status().message(), "; keeping generation ",
-                         publisher->published_generation()));
+    auto next = LoadConfig(caps, nullptr);
+    absl::Status st = next.ok() ? cp->ReplaceConfig(*next) : next.status();
+    if (!st.ok()) {
+      Error(absl::StrCat(st.message(), "; keeping generation ", cp->generation(), " (version ",
+                         cp->version(), ")"));
       continue;
     }
-    auto r = publisher->Publish(*next);
-    if (!r.ok()) {
-      Error(absl::StrCat(r.status().message(), "; keeping generation ",
-                         publisher->published_generation()));
-      continue;
-    }
-    PrintReport(*r);
+    Info(absl::StrCat("SIGHUP: committed version=", cp->version(),
+                      " generation=", cp->generation()));
   }
+
+  // Stop taking requests first, then the periodic work, then the checker.
+  if (http_server) http_server->Stop();
+  if (grpc_server)
+    grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  stop.Notify();
+  ticker.join();
+  (*checker)->Stop();
+  cp->Unsubscribe(log_token);
+  return exit_code;
+}
+
+int Run() {
+  const TableCapacities caps = CapacitiesFromFlags();
+  if (auto layout = ComputeTableLayout(caps); !layout.ok()) {
+    Error(absl::StrCat("--", layout.status().message()));
+    return 1;
+  }
+  if (FLAGS_once || FLAGS_check) {
+    if (FLAGS_config.empty()) {
+      Error("--config is required with --once and --check (see --help)");
+      return 1;
+    }
+    DesiredState desired;
+    auto config = LoadConfig(caps, &desired);
+    if (!config.ok()) {
+      Error(std::string(config.status().message()));
+      return 1;
+    }
+    if (FLAGS_check) {
+      std::printf("OK %s: %zu pools, %zu backends, %zu vips, ring_size %u\n", FLAGS_config.c_str(),
+                  desired.pools.size(), desired.NumBackends(), desired.vips.size(),
+                  desired.ring_size);
+      return 0;
+    }
+    return RunOnce(caps, desired);
+  }
+  return RunServer(caps);
 }
 
 }  // namespace
@@ -194,9 +431,12 @@ int Run() {
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
-      "builds the load balancer's forwarding tables from a config and publishes them into "
-      "shared memory for lb-dataplane.\n"
-      "  lb-controlplane --config=lb.textproto            publish, then run: SIGHUP reloads,\n"
+      "the load balancer's control plane: admin API (gRPC + REST), health checks, persistent "
+      "desired state, and the forwarding tables it publishes into shared memory for "
+      "lb-dataplane.\n"
+      "  lb-controlplane --config=lb.textproto            serve: the store in --state_dir, or\n"
+      "                                                   the config when the store is empty;\n"
+      "                                                   SIGHUP reloads the config,\n"
       "                                                   SIGTERM/SIGINT exit 0\n"
       "  lb-controlplane --config=lb.textproto --once     publish once and exit\n"
       "  lb-controlplane --config=lb.json --check         validate only");

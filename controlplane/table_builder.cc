@@ -384,8 +384,11 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
     e.family = static_cast<uint8_t>(v->address.family);
     e.proto = v->proto;
     e.port = v->port;
-    e.algorithm = static_cast<uint8_t>(desired.FindPool(v->pool)->algorithm);
-    e.flags = kVipInUse | (v->fragment_tolerant ? kVipFragmentTolerant : 0);
+    const DesiredPool& vp = *desired.FindPool(v->pool);
+    e.algorithm = static_cast<uint8_t>(vp.algorithm);
+    e.flags = kVipInUse | (v->fragment_tolerant ? kVipFragmentTolerant : 0) |
+              (vp.sticky_sessions ? kVipSticky : 0);
+    e.sticky_ttl_s = vp.sticky_sessions ? vp.sticky_ttl_seconds : 0;
     e.member_begin = next_member;
     e.member_count = static_cast<uint32_t>(pt.member_slots.size());
     e.vip_id = a.vips[pos].vip_id;

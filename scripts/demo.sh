@@ -78,7 +78,8 @@ replay() {  # $1 = label
 say "Starting lb-controlplane: VIP 198.51.100.10:80 -> 10.1.0.1 (w1), 10.1.0.2 (w1), 10.1.0.3 (w2)"
 write_config BACKEND_STATE_ACTIVE
 "$BUILD/controlplane/lb-controlplane" --config "$WORK/lb.textproto" --table_region "$TABLES" \
-    --stats_region "$STATS" --max_vips 16 --max_backends 64 >"$WORK/cp.log" 2>&1 &
+    --stats_region "$STATS" --max_vips 16 --max_backends 64 --state_dir "$WORK/state" \
+    --grpc_listen= --http_listen= >"$WORK/cp.log" 2>&1 &
 CP_PID=$!
 wait_generation 1
 grep -E "^(published|vip)" "$WORK/cp.log" | sed 's/^/  /'

@@ -4,12 +4,14 @@
 // reload keeps the last published table and the process running.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <filesystem>
 
 #include <cerrno>
 #include <fstream>
@@ -516,11 +518,15 @@ class CliTest : public ::testing::Test {
     unlink(tables_.c_str());
     unlink(stats_.c_str());
     unlink(config_.c_str());
+    std::error_code ec;
+    std::filesystem::remove_all(prefix_ + "state", ec);
   }
   std::vector<std::string> Args(const std::string& config, std::vector<std::string> extra = {}) {
-    std::vector<std::string> a = {"--config=" + config,       "--table_region=" + tables_,
-                                  "--stats_region=" + stats_, "--max_vips=8",
-                                  "--max_backends=64",        "--max_members=64"};
+    std::vector<std::string> a = {
+        "--config=" + config, "--table_region=" + tables_, "--stats_region=" + stats_,
+        "--max_vips=8", "--max_backends=64", "--max_members=64",
+        // The server's own state and listeners: a temp dir, none.
+        "--state_dir=" + prefix_ + "state", "--grpc_listen=", "--http_listen="};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }

@@ -1,0 +1,200 @@
+// The dynamic control plane's core: the one place that owns the desired state
+// (a lb.v1.Config) and turns every accepted change into a published table
+// generation and a persisted version. The gRPC service, the REST API, the
+// health checker and the drain timer all go through it.
+//
+// Every mutation runs, under one mutex, as a transaction:
+//   candidate = current config + change      (NotFound / AlreadyExists here)
+//   ValidateConfig(candidate)                (InvalidArgument naming the field)
+//   effective = candidate + runtime health   (unhealthy backends published DOWN)
+//   Publisher::Publish(effective)            (FailedPrecondition: stuck lcore)
+//   Store::Save(candidate, version + 1)      (Internal / Unavailable)
+// and only then becomes the current config. Ids given as 0 (backends, VIPs)
+// are assigned in the transaction (the lowest free one) and stored, so the
+// API can return them and restarts keep them. Any failure leaves the running
+// tables and the stored state exactly as they were (a publish that succeeded
+// before a failed save is rolled back by republishing the current config).
+// A call that changes nothing (same weight, already draining, ...) succeeds
+// without a transaction: no publish, no version bump.
+//
+// Codes: NotFound (unknown id or pool), AlreadyExists (a VIP's address/
+// protocol/port, a backend address in its pool, a pool name, an explicit
+// id), InvalidArgument (validation; the config path of the edited entity is
+// renamed to the request's: "backend.port", "vip.address", "pool.health_check
+// .interval_ms", "weight"), FailedPrecondition (deleting a pool a VIP uses,
+// changing the state of a backend being removed, a publish refused because
+// an lcore still holds the slot), and the store's codes for a failed save.
+//
+// Errors carry absl status codes that the gRPC layer maps 1:1 and REST maps
+// to 400 / 404 / 409 / 412 / 500; messages name the field at fault.
+//
+// Queries (config(), GetBackend, ListVips, GetTables, ...) read a snapshot
+// taken at the last commit and never wait for a transaction in progress;
+// counters come from the dataplane's stats region (attached lazily, and
+// again when the dataplane restarts).
+//
+// Threads: every public method is thread-safe. Event callbacks run on the
+// thread that caused the event, without the mutex held; they must not block.
+#ifndef LB_CONTROLPLANE_CONTROL_PLANE_H_
+#define LB_CONTROLPLANE_CONTROL_PLANE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "controlplane/config.h"
+#include "controlplane/publisher.h"
+#include "controlplane/store.h"
+#include "lb/v1/admin.pb.h"
+#include "lb/v1/config.pb.h"
+
+namespace lb {
+
+// The pool the classic REST API acts on; created on first use.
+inline constexpr char kDefaultPool[] = "default";
+
+struct ControlPlaneOptions {
+  PublisherOptions publisher;
+  // Used when the store is empty (first start): the initial config. Empty =
+  // start with no VIPs.
+  std::optional<v1::Config> bootstrap;
+  // Called after every successful publish (API change, health republish,
+  // drain completion, start-up), with the mutex held: for the one-line
+  // publish log. It must not block or call back into the ControlPlane.
+  std::function<void(const PublishReport&)> on_publish;
+  // Called after every successful publish with its latencies in ms (API call
+  // accepted -> generation stored; -> every live lcore observed it), same
+  // rules as on_publish: feeds the cumulative Prometheus histogram, which a
+  // bounded sample ring cannot.
+  std::function<void(double publish_ms, double api_to_lcores_ms)> on_publish_latency;
+  // Publish latencies kept for PublishLatenciesMs / ApiToLcoresLatenciesMs.
+  size_t latency_samples = 4096;
+  // After a publish, how long to wait for every live lcore to observe the
+  // new generation before the call returns (api_to_lcores_ms). The next
+  // publish waits for that anyway (slot reclamation); this bounds the call.
+  uint64_t observe_timeout_ns = 100'000'000;
+};
+
+// Runtime health of one backend, as the health checker reports it.
+struct HealthReport {
+  uint32_t backend_id = 0;
+  v1::HealthStatus status = v1::HEALTH_STATUS_UNKNOWN;
+  uint64_t check_unix_ms = 0;
+  double latency_ms = 0;
+  uint32_t consecutive_successes = 0;
+  uint32_t consecutive_failures = 0;
+  uint64_t failed_checks = 0;
+  std::string last_error;
+};
+
+class ControlPlane {
+ public:
+  // Loads the store (or takes options.bootstrap when it is empty), validates,
+  // publishes. A stored state that no longer validates is refused with
+  // FailedPrecondition (the process must not forward a config nobody
+  // accepted); a stored file that does not parse with the store's DataLoss
+  // (it is never replaced by the bootstrap). A bootstrap is stored as
+  // version 1; without one, an empty store stays empty until the first
+  // change. When an lcore holds the slot at start-up, the stored state is
+  // kept and Tick publishes it once it can.
+  static absl::StatusOr<std::unique_ptr<ControlPlane>> Create(ControlPlaneOptions options,
+                                                              std::unique_ptr<Store> store);
+
+  // --- mutations (each a transaction as described above) ---
+  absl::StatusOr<v1::Vip> CreateVip(const v1::Vip& vip);
+  absl::Status DeleteVip(uint32_t id);
+  absl::StatusOr<v1::Pool> CreatePool(const v1::Pool& pool);
+  absl::Status DeletePool(const std::string& name);  // FailedPrecondition while a VIP uses it
+  absl::StatusOr<v1::Pool> SetPoolAlgorithm(const std::string& pool, v1::Algorithm algorithm,
+                                            bool sticky, uint32_t sticky_ttl_seconds);
+  absl::StatusOr<v1::Pool> SetHealthCheck(const std::string& pool, const v1::HealthCheck& hc);
+  // pool "" = kDefaultPool (created if missing); the address is stored in
+  // canonical form. AlreadyExists for an address:port already in the pool,
+  // and for the same address with another port (a pool's backend identity,
+  // and Maglev key, is its address).
+  absl::StatusOr<v1::BackendStatus> AddBackend(const std::string& pool, const v1::Backend& b);
+  absl::StatusOr<v1::BackendStatus> UpdateBackend(const v1::UpdateBackendRequest& req);
+  // state DRAINING: no new flows, existing ones continue. Idempotent.
+  absl::StatusOr<v1::BackendStatus> DrainBackend(uint32_t id);
+  // Marks the backend draining with remove_at = now + the pool's drain
+  // timeout; it leaves (a further transaction) when its flows reach zero or
+  // at that time (see Tick). Returns the live flows it had (sum over lcores
+  // of the stats region's active_flows for its slot; 0 without a running
+  // dataplane). Calling it again for a backend being removed changes
+  // nothing and reports its live flows now.
+  absl::StatusOr<v1::RemoveBackendResponse> RemoveBackend(uint32_t id);
+
+  // Replaces node, tables, pools and VIPs with `config` (SIGHUP reload) as
+  // one transaction. Backends and VIPs given with id 0 keep the id their
+  // identity (pool + address, resp. address/protocol/port) has now; new ones
+  // get the lowest free id. config.version is ignored. Always publishes,
+  // even when nothing changed (an operator asked for it).
+  absl::Status ReplaceConfig(const v1::Config& config);
+
+  // Health checker input, for backends of pools with a health check (other
+  // reports are ignored). Republishes when the effective state changes
+  // (healthy <-> unhealthy); no version bump, nothing stored. When the
+  // publish cannot proceed right now (an lcore holds the slot) it is retried
+  // by Tick.
+  void ReportHealth(const HealthReport& report);
+
+  // Periodic work (call every ~100 ms): completes drains whose flows ended or
+  // whose deadline passed; retries a publish that failed on a stuck lcore.
+  void Tick();
+
+  // --- queries ---
+  v1::Config config() const;  // a copy of the current desired state
+  uint64_t version() const;
+  uint64_t generation() const;
+  absl::StatusOr<v1::BackendStatus> GetBackend(uint32_t id) const;
+  std::vector<v1::BackendStatus> ListBackends(const std::string& pool) const;
+  std::vector<v1::VipStatus> ListVips() const;
+  absl::StatusOr<v1::BackendHealth> GetBackendHealth(uint32_t id) const;
+  v1::Stats GetStats() const;
+  v1::TablesInfo GetTables() const;
+  // Which backend the published table gives a 5-tuple (hash-based
+  // algorithms), or the candidates (per-lcore algorithms). The dataplane's
+  // connection tables are not consulted. InvalidArgument naming the request
+  // field, NotFound when no VIP matches, FailedPrecondition before the first
+  // publish.
+  absl::StatusOr<v1::ExplainResponse> Explain(const v1::ExplainRequest& req) const;
+
+  // --- events (Watch, logs, metrics) ---
+  using EventFn = std::function<void(const v1::Event&)>;
+  // Returns a token for Unsubscribe. `fn` runs on the thread that caused the
+  // event, without the ControlPlane mutex held, one event at a time per
+  // subscriber; it must not block and must not call Unsubscribe.
+  uint64_t Subscribe(EventFn fn);
+  // After it returns, `fn` is not running and is never called again.
+  void Unsubscribe(uint64_t token);
+
+  // The last options.latency_samples publishes (oldest first), in ms:
+  // API call accepted -> Publish returned (the new generation is stored in
+  // the table region)...
+  std::vector<double> PublishLatenciesMs() const;
+  // ... and API call accepted -> every live lcore observed the new
+  // generation (equal to the above when no dataplane runs; capped at
+  // observe_timeout_ns).
+  std::vector<double> ApiToLcoresLatenciesMs() const;
+
+ private:
+  ControlPlane();
+
+ public:
+  ~ControlPlane();
+
+ private:
+  // ... implementation state (config, version, publisher, store, health map,
+  // subscribers) lives in control_plane.cc's Impl.
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lb
+
+#endif  // LB_CONTROLPLANE_CONTROL_PLANE_H_

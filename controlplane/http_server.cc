@@ -1,0 +1,876 @@
+#include "controlplane/http_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+
+namespace lb {
+namespace {
+
+// Output beyond this stops the parsing of further pipelined requests until
+// the client reads: memory per connection stays bounded.
+constexpr size_t kMaxPendingOutput = 1024 * 1024;
+// After an error response: how long and how much of the client's remaining
+// upload we read and throw away before closing, so that the close does not
+// turn into a reset that destroys the response in flight.
+constexpr uint64_t kLingerNs = 3'000'000'000;
+constexpr size_t kLingerMaxBytes = 16 * 1024 * 1024;
+// How often the loop checks deadlines when nothing happens.
+constexpr int kTickMs = 100;
+// How long accepting pauses when the process is out of file descriptors.
+constexpr uint64_t kAcceptPauseNs = 100'000'000;
+constexpr size_t kReadChunk = 16 * 1024;
+// Longer than any method we serve; a longer first word is not HTTP.
+constexpr size_t kMaxMethodLength = 32;
+
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+uint64_t ToNs(absl::Duration d) {
+  return d <= absl::ZeroDuration() ? 0 : static_cast<uint64_t>(absl::ToInt64Nanoseconds(d));
+}
+
+bool IsTchar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || std::strchr("!#$%&'*+-.^_`|~", c);
+}
+
+bool IsToken(absl::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (c == '\0' || !IsTchar(c)) return false;
+  }
+  return true;
+}
+
+// Field values: visible ASCII, obs-text, SP and HTAB; no other controls.
+bool IsFieldValue(absl::string_view s) {
+  for (unsigned char c : s) {
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
+}
+
+bool IsTargetChar(unsigned char c) { return c > 0x20 && c < 0x7f; }
+
+// Does the comma-separated header value contain `token` (case-insensitive)?
+bool HasToken(absl::string_view value, absl::string_view token) {
+  for (absl::string_view part : absl::StrSplit(value, ',')) {
+    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(part), token)) return true;
+  }
+  return false;
+}
+
+std::string PeerString(const sockaddr_storage& ss) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
+    return absl::StrCat(buf, ":", ntohs(a->sin_port));
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
+    return absl::StrCat("[", buf, "]:", ntohs(a->sin6_port));
+  }
+  return "?";
+}
+
+std::string HttpDate() {
+  return absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT", absl::Now(), absl::UTCTimeZone());
+}
+
+// A parsed request head, or the status to answer with.
+struct Head {
+  int error = 0;  // 0 = ok, else the status to answer
+  std::string error_text;
+  HttpRequest req;
+  size_t content_length = 0;
+  bool keep_alive = true;
+  bool expect_continue = false;
+};
+
+// request-line = method SP request-target SP HTTP-version. On failure sets
+// h->error and returns false.
+bool ParseRequestLine(absl::string_view line, Head* hp) {
+  Head& h = *hp;
+  auto fail = [&h](int status, std::string text) {
+    h.error = status;
+    h.error_text = std::move(text);
+    return false;
+  };
+  if (absl::EndsWith(line, "\r")) line.remove_suffix(1);
+  if (line.find('\r') != absl::string_view::npos || line.find('\0') != absl::string_view::npos) {
+    return fail(400, "stray CR or NUL in the request line");
+  }
+  std::vector<absl::string_view> parts = absl::StrSplit(line, ' ');
+  if (parts.size() != 3) return fail(400, "malformed request line");
+  if (!IsToken(parts[0])) return fail(400, "malformed method");
+  absl::string_view version = parts[2];
+  if (version.size() != 8 || !absl::StartsWith(version, "HTTP/") || version[6] != '.' ||
+      !absl::ascii_isdigit(version[5]) || !absl::ascii_isdigit(version[7])) {
+    return fail(400, "malformed HTTP version");
+  }
+  if (version[5] != '1' || (version[7] != '0' && version[7] != '1')) {
+    return fail(505, absl::StrCat("HTTP version ", version, " is not supported"));
+  }
+  h.req.version_minor = version[7] - '0';
+  absl::string_view target = parts[1];
+  for (unsigned char c : target) {
+    if (!IsTargetChar(c)) return fail(400, "malformed request target");
+  }
+  // absolute-form (RFC 9112 3.2.2): keep the path only.
+  if (absl::StartsWithIgnoreCase(target, "http://") ||
+      absl::StartsWithIgnoreCase(target, "https://")) {
+    size_t slash = target.find('/', target.find("//") + 2);
+    target = slash == absl::string_view::npos ? absl::string_view("/") : target.substr(slash);
+  }
+  if (target.empty() || target[0] != '/') return fail(400, "request target must start with '/'");
+  h.req.method = std::string(parts[0]);
+  if (h.req.method == "HEAD") {
+    h.req.method = "GET";
+    h.req.head = true;
+  }
+  h.req.target = std::string(target);
+  size_t q = target.find('?');
+  h.req.path = std::string(target.substr(0, q));
+  if (q != absl::string_view::npos) h.req.query = std::string(target.substr(q + 1));
+
+  return true;
+}
+
+Head ParseHead(absl::string_view head) {
+  Head h;
+  auto fail = [&h](int status, std::string text) {
+    h.error = status;
+    h.error_text = std::move(text);
+    return h;
+  };
+  std::vector<absl::string_view> lines = absl::StrSplit(head, '\n');
+  // The head ends with an empty line; drop the trailing empties.
+  while (!lines.empty() && (lines.back().empty() || lines.back() == "\r")) lines.pop_back();
+  if (lines.empty()) return fail(400, "empty request");
+  for (absl::string_view& l : lines) {
+    if (absl::EndsWith(l, "\r")) l.remove_suffix(1);
+    if (l.find('\r') != absl::string_view::npos || l.find('\0') != absl::string_view::npos) {
+      return fail(400, "stray CR or NUL in the request head");
+    }
+  }
+
+  if (!ParseRequestLine(lines[0], &h)) return h;
+  bool have_length = false;
+  bool have_host = false;
+  bool have_te = false;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    absl::string_view l = lines[i];
+    if (l.empty()) return fail(400, "empty line inside the header section");
+    if (l[0] == ' ' || l[0] == '\t') return fail(400, "obsolete header line folding");
+    size_t colon = l.find(':');
+    if (colon == absl::string_view::npos) return fail(400, "header line without ':'");
+    absl::string_view name = l.substr(0, colon);
+    if (!IsToken(name)) return fail(400, "malformed header name");
+    absl::string_view value = absl::StripAsciiWhitespace(l.substr(colon + 1));
+    if (!IsFieldValue(value)) return fail(400, "control character in a header value");
+    std::string lname = absl::AsciiStrToLower(name);
+    if (lname == "content-length") {
+      uint64_t n = 0;
+      if (value.empty() || value.size() > 18 ||
+          !std::all_of(value.begin(), value.end(),
+                       [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); }) ||
+          !absl::SimpleAtoi(value, &n)) {
+        return fail(400, "malformed Content-Length");
+      }
+      if (have_length && n != h.content_length) return fail(400, "conflicting Content-Length");
+      have_length = true;
+      h.content_length = n;
+    } else if (lname == "transfer-encoding") {
+      have_te = true;
+    } else if (lname == "host") {
+      if (have_host) return fail(400, "more than one Host header");
+      have_host = true;
+    }
+    h.req.headers.emplace_back(std::move(lname), std::string(value));
+  }
+  if (have_te) {
+    if (have_length) return fail(400, "both Transfer-Encoding and Content-Length");
+    return fail(501, "Transfer-Encoding is not supported; send a Content-Length");
+  }
+  if (h.req.version_minor == 1 && !have_host) return fail(400, "HTTP/1.1 request without Host");
+
+  const std::string* conn = h.req.Header("connection");
+  if (h.req.version_minor == 0) {
+    h.keep_alive = conn != nullptr && HasToken(*conn, "keep-alive");
+  } else {
+    h.keep_alive = conn == nullptr || !HasToken(*conn, "close");
+  }
+  const std::string* expect = h.req.Header("expect");
+  h.expect_continue = expect != nullptr && h.req.version_minor == 1 &&
+                      absl::EqualsIgnoreCase(*expect, "100-continue");
+  return h;
+}
+
+}  // namespace
+
+const std::string* HttpRequest::Header(absl::string_view lower_name) const {
+  for (const auto& [name, value] : headers) {
+    if (name == lower_name) return &value;
+  }
+  return nullptr;
+}
+
+const char* HttpReason(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Content Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
+  }
+}
+
+absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view text, absl::string_view what) {
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": \"", text, "\" ", why, " (expected host:port or [v6]:port)"));
+  };
+  size_t colon = text.rfind(':');
+  if (colon == absl::string_view::npos) return bad("has no port");
+  absl::string_view host = text.substr(0, colon);
+  absl::string_view port_text = text.substr(colon + 1);
+  uint32_t port = 0;
+  if (port_text.empty() || !absl::SimpleAtoi(port_text, &port) || port > 65535) {
+    return bad("has a bad port");
+  }
+  ListenAddress a;
+  a.port = static_cast<uint16_t>(port);
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
+    host = host.substr(1, host.size() - 2);
+    in6_addr a6;
+    if (inet_pton(AF_INET6, std::string(host).c_str(), &a6) != 1)
+      return bad("has a bad IPv6 address");
+    a.ipv6 = true;
+    a.loopback = IN6_IS_ADDR_LOOPBACK(&a6);
+    a.host = std::string(host);
+    return a;
+  }
+  if (host == "localhost") host = "127.0.0.1";
+  in_addr a4;
+  if (inet_pton(AF_INET, std::string(host).c_str(), &a4) != 1) return bad("has a bad IPv4 address");
+  a.host = std::string(host);
+  a.loopback = (ntohl(a4.s_addr) >> 24) == 127;
+  return a;
+}
+
+struct HttpServer::Impl {
+  struct Conn {
+    int fd = -1;
+    std::string peer;
+    std::string in;
+    size_t scan = 0;            // bytes of `in` already searched for the end of the head
+    bool line_checked = false;  // the request line was validated early
+    std::string out;
+    size_t out_off = 0;
+    bool have_head = false;
+    Head head;
+    size_t head_len = 0;
+    bool continue_sent = false;
+    uint64_t request_start_ns = 0;  // 0 = no request in progress
+    uint64_t idle_since_ns = 0;
+    uint64_t write_progress_ns = 0;
+    bool reading = true;  // EPOLLIN wanted
+    bool close_after_write = false;
+    bool linger = false;  // error path: discard input after the response
+    bool shut_wr = false;
+    uint64_t linger_until_ns = 0;
+    size_t discarded = 0;
+    uint32_t events = 0;
+  };
+
+  HttpServerOptions options;
+  HttpHandler handler;
+  ListenAddress address;
+  int listen_fd = -1;
+  int epoll_fd = -1;
+  int wake_fd = -1;
+  std::thread thread;
+  uint64_t accept_paused_until_ns = 0;  // 0 = the listener is in the epoll set
+  std::atomic<bool> stop_requested{false};
+  bool stopped = false;  // Stop() ran (caller thread only)
+  std::map<int, Conn> conns;
+  mutable absl::Mutex stats_mu;
+  HttpServerStats stats ABSL_GUARDED_BY(stats_mu);
+
+  ~Impl() {
+    if (listen_fd >= 0) close(listen_fd);
+    if (epoll_fd >= 0) close(epoll_fd);
+    if (wake_fd >= 0) close(wake_fd);
+  }
+
+  template <typename F>
+  void Count(F f) {
+    absl::MutexLock l(&stats_mu);
+    f(stats);
+  }
+
+  void SetEvents(Conn& c) {
+    uint32_t ev = 0;
+    // Reading pauses while a backlog of unprocessed input is at its cap
+    // (Process is waiting for the client to read its responses).
+    if (c.reading && (c.close_after_write || c.in.size() < InputCap())) ev |= EPOLLIN;
+    if (c.out_off < c.out.size()) ev |= EPOLLOUT;
+    if (ev == c.events) return;
+    epoll_event e{};
+    e.events = ev;
+    e.data.fd = c.fd;
+    epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c.fd, &e);
+    c.events = ev;
+  }
+
+  void CloseConn(int fd) {
+    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+    close(fd);
+    conns.erase(fd);
+  }
+
+  void Accept() {
+    while (true) {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof(ss);
+      int fd =
+          accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // Out of descriptors: the pending connection keeps the listener
+          // readable, so stop polling it for a while instead of spinning.
+          epoll_ctl(epoll_fd, EPOLL_CTL_DEL, listen_fd, nullptr);
+          accept_paused_until_ns = NowNs() + kAcceptPauseNs;
+        }
+        return;  // EAGAIN, or paused
+      }
+      if (conns.size() >= options.max_connections) {
+        static constexpr char k503[] =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            "Content-Length: 57\r\nConnection: close\r\n\r\n"
+            "{\"error\":\"too many connections to the admin HTTP server\"}";
+        static_assert(sizeof("{\"error\":\"too many connections to the admin HTTP server\"}") ==
+                      58);
+        ssize_t ignored = send(fd, k503, sizeof(k503) - 1, MSG_NOSIGNAL);
+        (void)ignored;
+        close(fd);
+        Count([](HttpServerStats& s) { ++s.rejected_connections; });
+        continue;
+      }
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      Conn& c = conns[fd];
+      c.fd = fd;
+      c.peer = PeerString(ss);
+      c.idle_since_ns = NowNs();
+      c.events = EPOLLIN;
+      epoll_event e{};
+      e.events = EPOLLIN;
+      e.data.fd = fd;
+      epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &e);
+      Count([](HttpServerStats& s) { ++s.connections_accepted; });
+    }
+  }
+
+  void AppendResponse(Conn& c, const HttpResponse& r, bool head_only, bool keep_alive,
+                      int version_minor) {
+    std::string& o = c.out;
+    absl::StrAppend(&o, "HTTP/1.1 ", r.status, " ", HttpReason(r.status), "\r\nDate: ", HttpDate(),
+                    "\r\n");
+    if (!r.content_type.empty()) absl::StrAppend(&o, "Content-Type: ", r.content_type, "\r\n");
+    absl::StrAppend(&o, "Content-Length: ", r.body.size(), "\r\n");
+    for (const auto& [name, value] : r.headers) absl::StrAppend(&o, name, ": ", value, "\r\n");
+    if (!keep_alive) {
+      o += "Connection: close\r\n";
+    } else if (version_minor == 0) {
+      o += "Connection: keep-alive\r\n";
+    }
+    o += "\r\n";
+    if (!head_only) o += r.body;
+    if (c.write_progress_ns == 0 || c.out_off == c.out.size()) c.write_progress_ns = NowNs();
+  }
+
+  // An error answered by the server itself; the connection is then closed
+  // after lingering.
+  void Refuse(Conn& c, int status, const std::string& why) {
+    HttpResponse r;
+    r.status = status;
+    std::string escaped;
+    for (char ch : why) {
+      if (ch == '"' || ch == '\\') escaped += '\\';
+      escaped += ch;
+    }
+    r.body = absl::StrCat("{\"error\":\"", escaped, "\",\"field\":\"\"}\n");
+    AppendResponse(c, r, false, false, 1);
+    c.close_after_write = true;
+    c.linger = true;
+    c.in.clear();
+    Count([status](HttpServerStats& s) {
+      if (status == 408) {
+        ++s.timeouts;
+      } else {
+        ++s.bad_requests;
+      }
+    });
+  }
+
+  // Parses and answers as many complete requests as `in` holds.
+  void Process(Conn& c) {
+    while (!c.close_after_write && c.out.size() - c.out_off < kMaxPendingOutput) {
+      if (!c.have_head) {
+        // Empty lines before a request line are ignored (RFC 9112 2.2).
+        if (c.request_start_ns == 0) {
+          size_t skip = 0;
+          while (skip < c.in.size() && (c.in[skip] == '\r' || c.in[skip] == '\n')) ++skip;
+          c.in.erase(0, skip);
+          c.scan = 0;
+          if (c.in.empty()) return;
+          c.request_start_ns = NowNs();
+          c.line_checked = false;
+        }
+        size_t end = std::string::npos;
+        const size_t limit = std::min(c.in.size(), options.max_header_bytes);
+        for (size_t i = c.scan; i < limit; ++i) {
+          if (c.in[i] != '\n') continue;
+          if (i + 1 < c.in.size() && c.in[i + 1] == '\n') {
+            end = i + 2;
+            break;
+          }
+          if (i + 2 < c.in.size() && c.in[i + 1] == '\r' && c.in[i + 2] == '\n') {
+            end = i + 3;
+            break;
+          }
+        }
+        if (end == std::string::npos) {
+          // A garbage request line is refused as soon as it is complete,
+          // not when the client finally sends a blank line (or never).
+          if (!c.line_checked) {
+            const size_t eol = c.in.find('\n');
+            if (eol != std::string::npos) {
+              c.line_checked = true;
+              Head probe;
+              if (!ParseRequestLine(absl::string_view(c.in).substr(0, eol), &probe)) {
+                Refuse(c, probe.error, probe.error_text);
+                return;
+              }
+            } else {
+              // Not even a method yet (binary garbage, a TLS ClientHello).
+              const absl::string_view method =
+                  absl::string_view(c.in).substr(0, std::min(c.in.find(' '), c.in.size()));
+              if (method.size() > kMaxMethodLength ||
+                  !std::all_of(method.begin(), method.end(), IsTchar)) {
+                Refuse(c, 400, "malformed method");
+                return;
+              }
+            }
+          }
+          if (c.in.size() >= options.max_header_bytes) {
+            Refuse(c, 431,
+                   absl::StrCat("request head larger than ", options.max_header_bytes, " bytes"));
+            return;
+          }
+          // Resume two bytes back: the terminator may straddle reads.
+          c.scan = c.in.size() > 2 ? c.in.size() - 2 : 0;
+          return;
+        }
+        if (end > options.max_header_bytes) {
+          Refuse(c, 431,
+                 absl::StrCat("request head larger than ", options.max_header_bytes, " bytes"));
+          return;
+        }
+        c.head = ParseHead(absl::string_view(c.in).substr(0, end));
+        if (c.head.error != 0) {
+          Refuse(c, c.head.error, c.head.error_text);
+          return;
+        }
+        if (c.head.content_length > options.max_body_bytes) {
+          Refuse(c, 413,
+                 absl::StrCat("body: ", c.head.content_length, " bytes is more than the limit of ",
+                              options.max_body_bytes));
+          return;
+        }
+        c.have_head = true;
+        c.head_len = end;
+        c.continue_sent = false;
+      }
+      const size_t need = c.head_len + c.head.content_length;
+      if (c.in.size() < need) {
+        if (c.head.expect_continue && !c.continue_sent) {
+          c.out += "HTTP/1.1 100 Continue\r\n\r\n";
+          c.continue_sent = true;
+          if (c.write_progress_ns == 0) c.write_progress_ns = NowNs();
+        }
+        return;
+      }
+      HttpRequest& req = c.head.req;
+      req.body = c.in.substr(c.head_len, c.head.content_length);
+      req.peer = c.peer;
+      c.in.erase(0, need);
+      c.scan = 0;
+      c.have_head = false;
+      c.request_start_ns = 0;
+      c.idle_since_ns = NowNs();
+
+      HttpResponse resp;
+      try {
+        resp = handler(req);
+      } catch (const std::exception& e) {
+        resp = HttpResponse();
+        resp.status = 500;
+        resp.body = "{\"error\":\"internal error\",\"field\":\"\"}\n";
+      }
+      Count([](HttpServerStats& s) { ++s.requests; });
+      const bool keep_alive = c.head.keep_alive && !resp.close && !stop_requested.load();
+      AppendResponse(c, resp, req.head, keep_alive, req.version_minor);
+      if (!keep_alive) {
+        c.close_after_write = true;
+        c.in.clear();
+      }
+    }
+  }
+
+  // Writes what it can. Returns false when the connection was closed.
+  bool Flush(Conn& c) {
+    while (c.out_off < c.out.size()) {
+      ssize_t n = send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+      if (n > 0) {
+        c.out_off += static_cast<size_t>(n);
+        c.write_progress_ns = NowNs();
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      CloseConn(c.fd);
+      return false;
+    }
+    if (c.out_off == c.out.size()) {
+      c.out.clear();
+      c.out_off = 0;
+      c.write_progress_ns = 0;
+      if (c.close_after_write) {
+        if (!c.linger) {
+          CloseConn(c.fd);
+          return false;
+        }
+        if (!c.shut_wr) {
+          shutdown(c.fd, SHUT_WR);
+          c.shut_wr = true;
+          c.linger_until_ns = NowNs() + kLingerNs;
+        }
+      }
+    }
+    SetEvents(c);
+    return true;
+  }
+
+  // The input backlog beyond which we stop reading until Process consumes
+  // it: one maximal request plus a read chunk.
+  size_t InputCap() const { return options.max_header_bytes + options.max_body_bytes + kReadChunk; }
+
+  void OnReadable(Conn& c) {
+    char buf[kReadChunk];
+    while (true) {
+      ssize_t n = recv(c.fd, buf, sizeof(buf), 0);
+      if (n > 0) {
+        if (c.close_after_write) {
+          // Error path or last response queued: what follows is discarded.
+          c.discarded += static_cast<size_t>(n);
+          if (c.discarded > kLingerMaxBytes) {
+            CloseConn(c.fd);
+            return;
+          }
+          continue;
+        }
+        c.in.append(buf, static_cast<size_t>(n));
+        if (c.in.size() >= InputCap()) break;  // SetEvents pauses reading
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      if (n < 0) {
+        CloseConn(c.fd);
+        return;
+      }
+      // EOF. Complete requests already received are still answered (the
+      // client may only have half-closed); a request cut short is dropped.
+      if (!c.close_after_write) Process(c);
+      c.reading = false;
+      c.close_after_write = true;
+      c.linger = false;
+      c.in.clear();
+      Flush(c);  // closes once the output is out (at once when there is none)
+      return;
+    }
+    Process(c);
+    Flush(c);
+  }
+
+  // Deadline sweep.
+  void Sweep(uint64_t now) {
+    std::vector<int> to_close;
+    std::vector<int> to_timeout;
+    for (auto& [fd, c] : conns) {
+      if (c.shut_wr) {
+        if (now >= c.linger_until_ns) to_close.push_back(fd);
+        continue;
+      }
+      if (c.out_off < c.out.size()) {
+        if (now - c.write_progress_ns >= ToNs(options.write_timeout)) to_close.push_back(fd);
+        continue;
+      }
+      if (c.request_start_ns != 0) {
+        if (now - c.request_start_ns >= ToNs(options.request_timeout)) to_timeout.push_back(fd);
+      } else if (now - c.idle_since_ns >= ToNs(options.idle_timeout)) {
+        to_close.push_back(fd);
+      }
+    }
+    for (int fd : to_close) {
+      Count([](HttpServerStats& s) { ++s.timeouts; });
+      CloseConn(fd);
+    }
+    for (int fd : to_timeout) {
+      Conn& c = conns[fd];
+      Refuse(c, 408, "request not complete in time");
+      c.reading = true;
+      Flush(c);
+    }
+  }
+
+  void Run() {
+    std::vector<epoll_event> events(256);
+    uint64_t last_sweep = NowNs();
+    uint64_t stop_deadline = 0;
+    while (true) {
+      if (stop_requested.load() && stop_deadline == 0) {
+        stop_deadline = NowNs() + ToNs(options.stop_grace);
+        epoll_ctl(epoll_fd, EPOLL_CTL_DEL, listen_fd, nullptr);
+        close(listen_fd);
+        listen_fd = -1;
+        std::vector<int> idle;
+        for (auto& [fd, c] : conns) {
+          if (c.out_off == c.out.size()) {
+            idle.push_back(fd);
+          } else {
+            c.close_after_write = true;
+            c.reading = false;
+            SetEvents(c);
+          }
+        }
+        for (int fd : idle) CloseConn(fd);
+      }
+      if (stop_deadline != 0 && (conns.empty() || NowNs() >= stop_deadline)) break;
+
+      int n = epoll_wait(epoll_fd, events.data(), static_cast<int>(events.size()), kTickMs);
+      if (n < 0 && errno != EINTR) break;
+      for (int i = 0; i < n; ++i) {
+        const int fd = events[i].data.fd;
+        const uint32_t ev = events[i].events;
+        if (fd == wake_fd) {
+          uint64_t v;
+          ssize_t ignored = read(wake_fd, &v, sizeof(v));
+          (void)ignored;
+          continue;
+        }
+        if (fd == listen_fd) {
+          Accept();
+          continue;
+        }
+        auto it = conns.find(fd);
+        if (it == conns.end()) continue;
+        Conn& c = it->second;
+        if (ev & EPOLLOUT) {
+          if (!Flush(c)) continue;
+          // Output drained: pipelined requests held back may proceed.
+          if (!c.close_after_write && !c.in.empty()) {
+            Process(c);
+            if (!Flush(c)) continue;
+          }
+        }
+        if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+          if (conns.count(fd) == 0) continue;
+          if (!c.reading && !(ev & (EPOLLHUP | EPOLLERR))) continue;
+          if ((ev & EPOLLERR) && !(ev & EPOLLIN)) {
+            CloseConn(fd);
+            continue;
+          }
+          OnReadable(c);
+        }
+      }
+      const uint64_t now = NowNs();
+      if (accept_paused_until_ns != 0 && now >= accept_paused_until_ns && listen_fd >= 0) {
+        accept_paused_until_ns = 0;
+        epoll_event e{};
+        e.events = EPOLLIN;
+        e.data.fd = listen_fd;
+        epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &e);
+      }
+      if (now - last_sweep >= kTickMs * 1'000'000ull) {
+        last_sweep = now;
+        Sweep(now);
+      }
+    }
+    std::vector<int> fds;
+    for (auto& [fd, c] : conns) fds.push_back(fd);
+    for (int fd : fds) CloseConn(fd);
+  }
+};
+
+HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
+                                                              HttpHandler handler) {
+  auto addr = ParseListenAddress(options.listen, "http listen address");
+  if (!addr.ok()) return addr.status();
+  if (options.max_connections == 0 || options.max_header_bytes < 64) {
+    return absl::InvalidArgumentError(
+        "http server: max_connections and max_header_bytes must be set");
+  }
+  std::unique_ptr<HttpServer> server(new HttpServer());
+  Impl& s = *server->impl_;
+  s.options = options;
+  s.handler = std::move(handler);
+  s.address = *addr;
+
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (addr->ipv6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(addr->port);
+    inet_pton(AF_INET6, addr->host.c_str(), &a->sin6_addr);
+    len = sizeof(*a);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(addr->port);
+    inet_pton(AF_INET, addr->host.c_str(), &a->sin_addr);
+    len = sizeof(*a);
+  }
+  s.listen_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s.listen_fd < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("http listen ", options.listen, ": socket: ", std::strerror(errno)));
+  }
+  int one = 1;
+  setsockopt(s.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (addr->ipv6) setsockopt(s.listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  if (bind(s.listen_fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("http listen ", options.listen, ": bind: ", std::strerror(errno)));
+  }
+  if (listen(s.listen_fd, 128) != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("http listen ", options.listen, ": listen: ", std::strerror(errno)));
+  }
+  sockaddr_storage bound{};
+  socklen_t blen = sizeof(bound);
+  getsockname(s.listen_fd, reinterpret_cast<sockaddr*>(&bound), &blen);
+  s.address.port =
+      ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                        : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+
+  s.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  s.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s.epoll_fd < 0 || s.wake_fd < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("http server: epoll/eventfd: ", std::strerror(errno)));
+  }
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.fd = s.listen_fd;
+  epoll_ctl(s.epoll_fd, EPOLL_CTL_ADD, s.listen_fd, &e);
+  e.data.fd = s.wake_fd;
+  epoll_ctl(s.epoll_fd, EPOLL_CTL_ADD, s.wake_fd, &e);
+  s.thread = std::thread([&s] { s.Run(); });
+  return server;
+}
+
+void HttpServer::Stop() {
+  if (impl_->stopped) return;
+  impl_->stopped = true;
+  impl_->stop_requested.store(true);
+  uint64_t one = 1;
+  ssize_t ignored = write(impl_->wake_fd, &one, sizeof(one));
+  (void)ignored;
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+uint16_t HttpServer::port() const { return impl_->address.port; }
+
+std::string HttpServer::address() const {
+  return impl_->address.ipv6 ? absl::StrCat("[", impl_->address.host, "]:", impl_->address.port)
+                             : absl::StrCat(impl_->address.host, ":", impl_->address.port);
+}
+
+HttpServerStats HttpServer::stats() const {
+  absl::MutexLock l(&impl_->stats_mu);
+  return impl_->stats;
+}
+
+}  // namespace lb

@@ -1,0 +1,144 @@
+// A small HTTP/1.1 server for the admin REST API and /metrics, written on
+// epoll and non-blocking sockets (the project's dependency list has no HTTP
+// library).
+//
+// Model: one thread runs an event loop that accepts, reads, parses, calls the
+// handler and writes. The handler runs on that thread, synchronously, one
+// request at a time (the REST handlers serialize on ControlPlane's mutex
+// anyway), so responses on a connection leave in request order and
+// pipelined requests need nothing special.
+//
+// Protocol subset (RFC 9112): origin-form request targets; HTTP/1.1 and 1.0;
+// keep-alive (1.1 default, 1.0 with "Connection: keep-alive"); bodies by
+// Content-Length only ("Transfer-Encoding" gets 501); "Expect: 100-continue"
+// honoured; HEAD served as GET without the body.
+//
+// What the server answers by itself, always with "Connection: close":
+//   400 malformed request line, header or Content-Length
+//   408 a request not complete within request_timeout (slow clients)
+//   413 Content-Length above max_body_bytes (decided before reading the body)
+//   431 request line + headers above max_header_bytes
+//   501 Transfer-Encoding
+//   503 more than max_connections connections
+//   505 an HTTP version other than 1.0/1.1
+//   500 the handler threw
+// Idle keep-alive connections are closed after idle_timeout; a client that
+// does not read its responses is closed after write_timeout. After an error
+// response the server stops reading, shuts its side down and discards what
+// the client still sends (bounded), so the client sees the response rather
+// than a reset.
+//
+// Threads: Start() and Stop() (and the destructor) from any one thread; the
+// handler is called only on the server thread. Stop() is graceful: the
+// listener closes at once, responses already produced are flushed for up to
+// stop_grace, then every connection is closed and the thread joined.
+//
+// Errors: Start() fails with InvalidArgument for a listen address it cannot
+// parse (naming the option) and Unavailable when the socket cannot be bound.
+#ifndef LB_CONTROLPLANE_HTTP_SERVER_H_
+#define LB_CONTROLPLANE_HTTP_SERVER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace lb {
+
+struct HttpRequest {
+  std::string method;     // as sent, e.g. "GET" (HEAD arrives as "GET", see head)
+  std::string target;     // raw request target, e.g. "/backends/7?x=1"
+  std::string path;       // target before '?', not decoded
+  std::string query;      // after '?', not decoded
+  int version_minor = 1;  // HTTP/1.<minor>
+  bool head = false;      // the client sent HEAD: the body will not be sent
+  // Header names lower-cased, values trimmed, in arrival order.
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string peer;  // "127.0.0.1:53412"
+
+  // The first header with this (lower-case) name, or nullptr.
+  const std::string* Header(absl::string_view lower_name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  // Extra headers (e.g. Allow, WWW-Authenticate, Location). The server adds
+  // Date, Content-Length, Content-Type and Connection itself.
+  std::vector<std::pair<std::string, std::string>> headers;
+  bool close = false;  // close the connection after this response
+};
+
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+struct HttpServerOptions {
+  // "host:port" with an IPv4 literal, "[v6]:port", or "localhost:port".
+  // Port 0 picks a free port (see HttpServer::port()).
+  std::string listen = "127.0.0.1:8080";
+  size_t max_header_bytes = 16 * 1024;  // request line + headers + blank line
+  size_t max_body_bytes = 1024 * 1024;
+  size_t max_connections = 1024;
+  absl::Duration idle_timeout = absl::Seconds(60);     // keep-alive, no request started
+  absl::Duration request_timeout = absl::Seconds(10);  // first byte -> complete request
+  absl::Duration write_timeout = absl::Seconds(10);    // response pending, client not reading
+  absl::Duration stop_grace = absl::Seconds(2);
+};
+
+// Counters of what the server refused or closed, for tests and metrics.
+struct HttpServerStats {
+  uint64_t connections_accepted = 0;
+  uint64_t requests = 0;              // handed to the handler
+  uint64_t bad_requests = 0;          // 400/431/413/501/505 answered by the server
+  uint64_t timeouts = 0;              // idle, request or write timeouts
+  uint64_t rejected_connections = 0;  // over max_connections
+};
+
+class HttpServer {
+ public:
+  // Binds, listens and starts the server thread.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,
+                                                           HttpHandler handler);
+  ~HttpServer();  // Stop()
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Graceful stop as described above; idempotent.
+  void Stop();
+
+  uint16_t port() const;
+  // "127.0.0.1:8080", with the actual port.
+  std::string address() const;
+  HttpServerStats stats() const;
+
+ private:
+  HttpServer();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// "200 OK" style reason phrases; "Unknown" for codes we never send.
+const char* HttpReason(int status);
+
+// A parsed listen address. ParseListenAddress takes "host:port" with an
+// IPv4 literal or "localhost", or "[v6]:port"; InvalidArgument names `what`.
+// main.cc uses `loopback` to require a bearer token off loopback.
+struct ListenAddress {
+  std::string host;  // numeric address
+  uint16_t port = 0;
+  bool ipv6 = false;
+  bool loopback = false;
+};
+absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view text, absl::string_view what);
+
+}  // namespace lb
+
+#endif  // LB_CONTROLPLANE_HTTP_SERVER_H_

@@ -1,0 +1,224 @@
+#include "controlplane/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "controlplane/config.h"
+#include "google/protobuf/text_format.h"
+
+namespace lb {
+namespace {
+
+constexpr char kStateFile[] = "state.textproto";
+// Temp files are "<kStateFile><kTempInfix><pid>.<n>": a crash between write
+// and rename leaves one behind; the next open removes it.
+constexpr char kTempInfix[] = ".tmp.";
+constexpr char kLockFile[] = ".lock";
+constexpr size_t kMaxStateBytes = 64u << 20;
+
+std::string Errno(const std::string& what, const std::string& path) {
+  return absl::StrCat(what, " ", path, ": ", std::strerror(errno));
+}
+
+// Creates `dir` and its missing parents (mode 0750).
+absl::Status MakeDirs(const std::string& dir) {
+  if (dir.empty()) return absl::InvalidArgumentError("state directory: empty path");
+  std::string partial;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = dir.find('/', pos + 1);
+    partial = dir.substr(0, pos);
+    if (partial.empty()) continue;
+    if (mkdir(partial.c_str(), 0750) != 0 && errno != EEXIST) {
+      return absl::UnavailableError(Errno("cannot create state directory", partial));
+    }
+  }
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0) return absl::UnavailableError(Errno("cannot stat", dir));
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("state directory ", dir, " is not a directory"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteAll(int fd, const std::string& data, const std::string& path) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::UnavailableError(Errno("cannot write", path));
+    }
+    off += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+class FileStore : public Store {
+ public:
+  FileStore(std::string dir, int lock_fd)
+      : dir_(std::move(dir)), path_(dir_ + "/" + kStateFile), lock_fd_(lock_fd) {}
+  ~FileStore() override {
+    if (lock_fd_ >= 0) close(lock_fd_);  // releases the flock
+  }
+
+  absl::StatusOr<std::optional<v1::Config>> Load() override {
+    int fd = open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) return std::optional<v1::Config>();
+      return absl::UnavailableError(Errno("cannot open stored state", path_));
+    }
+    std::string text;
+    char buf[65536];
+    while (true) {
+      ssize_t n = read(fd, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        close(fd);
+        return absl::UnavailableError(Errno("cannot read stored state", path_));
+      }
+      if (n == 0) break;
+      text.append(buf, static_cast<size_t>(n));
+      if (text.size() > kMaxStateBytes) {
+        close(fd);
+        return absl::DataLossError(absl::StrCat("stored state ", path_, " is larger than ",
+                                                kMaxStateBytes, " bytes; refusing to load it"));
+      }
+    }
+    close(fd);
+    // Atomic replacement never leaves an empty or version-less file; one
+    // that is must not be mistaken for "nothing stored".
+    if (text.empty()) {
+      return absl::DataLossError(
+          absl::StrCat("stored state ", path_,
+                       ":1: file is empty; refusing to start (restore it or move it away)"));
+    }
+    auto config = ParseConfigText(text, path_);
+    if (!config.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("stored state does not parse: ", config.status().message(),
+                       "; refusing to start (restore it or move it away)"));
+    }
+    if (config->version() == 0) {
+      return absl::DataLossError(absl::StrCat("stored state ", path_,
+                                              ":1: no version field; refusing to start (restore "
+                                              "it or move it away)"));
+    }
+    return std::optional<v1::Config>(*std::move(config));
+  }
+
+  absl::Status Save(const v1::Config& config) override {
+    if (config.version() == 0) {
+      return absl::InvalidArgumentError("Store::Save: config.version must be >= 1");
+    }
+    std::string text;
+    google::protobuf::TextFormat::Printer printer;
+    if (!printer.PrintToString(config, &text)) {
+      return absl::InternalError("cannot serialize the desired state as text format");
+    }
+    text = absl::StrCat(
+        "# lb-controlplane desired state (lb.v1.Config, protobuf text format).\n"
+        "# Written atomically by lb-controlplane; edit only while it is stopped.\n",
+        text);
+
+    static std::atomic<uint64_t> counter{0};
+    const std::string tmp =
+        absl::StrCat(path_, kTempInfix, getpid(), ".", counter.fetch_add(1) + 1);
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (fd < 0) return absl::UnavailableError(Errno("cannot create", tmp));
+    absl::Status st = WriteAll(fd, text, tmp);
+    if (st.ok() && fsync(fd) != 0) st = absl::UnavailableError(Errno("cannot fsync", tmp));
+    if (close(fd) != 0 && st.ok()) st = absl::UnavailableError(Errno("cannot close", tmp));
+    if (st.ok() && rename(tmp.c_str(), path_.c_str()) != 0) {
+      st = absl::UnavailableError(Errno("cannot rename temp file onto", path_));
+    }
+    if (!st.ok()) {
+      unlink(tmp.c_str());
+      return st;
+    }
+    // The rename is durable only once the directory entry is.
+    return SyncDir();
+  }
+
+  std::string Describe() const override { return absl::StrCat("file ", path_); }
+
+  // Removes temp files a crash left behind; they never hold acknowledged
+  // state (the rename is the commit point).
+  absl::Status RemoveLeftovers() {
+    DIR* d = opendir(dir_.c_str());
+    if (d == nullptr) return absl::UnavailableError(Errno("cannot list", dir_));
+    const std::string prefix = absl::StrCat(kStateFile, kTempInfix);
+    std::vector<std::string> stale;
+    while (dirent* e = readdir(d)) {
+      if (absl::StartsWith(e->d_name, prefix)) stale.push_back(e->d_name);
+    }
+    closedir(d);
+    for (const std::string& name : stale) {
+      const std::string p = dir_ + "/" + name;
+      if (unlink(p.c_str()) != 0 && errno != ENOENT) {
+        return absl::UnavailableError(Errno("cannot remove stale temp file", p));
+      }
+    }
+    return stale.empty() ? absl::OkStatus() : SyncDir();
+  }
+
+ private:
+  absl::Status SyncDir() {
+    int dfd = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return absl::UnavailableError(Errno("cannot open directory", dir_));
+    absl::Status st;
+    if (fsync(dfd) != 0) st = absl::UnavailableError(Errno("cannot fsync directory", dir_));
+    close(dfd);
+    return st;
+  }
+
+  std::string dir_;
+  std::string path_;
+  int lock_fd_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> NewFileStore(const std::string& dir_in) {
+  std::string dir = dir_in;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (absl::Status st = MakeDirs(dir); !st.ok()) return st;
+  if (access(dir.c_str(), W_OK | X_OK) != 0) {
+    return absl::PermissionDeniedError(Errno("state directory not writable:", dir));
+  }
+  // One control plane per state directory: two writers would each believe
+  // their version is the latest. The kernel drops the lock when the process
+  // dies, kill -9 included.
+  const std::string lock = dir + "/" + kLockFile;
+  int lock_fd = open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (lock_fd < 0) return absl::UnavailableError(Errno("cannot open", lock));
+  if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    close(lock_fd);
+    if (err == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "state directory ", dir, " is in use by another lb-controlplane (", lock, " is locked)"));
+    }
+    errno = err;
+    return absl::UnavailableError(Errno("cannot lock", lock));
+  }
+  auto store = std::make_unique<FileStore>(dir, lock_fd);
+  if (absl::Status st = store->RemoveLeftovers(); !st.ok()) return st;
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace lb

@@ -1,0 +1,166 @@
+// Control-plane latency: API call accepted -> every live lcore of a real
+// lb-dataplane forwards with the new table generation.
+//
+//   control_bench <path to lb-dataplane> [--ops=N]
+//
+// Starts lb-dataplane on a net_null port (one lcore, --no-huge), runs the real
+// ControlPlane in this process over regions and a store in a /dev/shm temp
+// dir, and for 10 and 1,000 backends times N UpdateBackend calls (a weight
+// flip: a new Maglev ring every time). Prints one line per size:
+//
+//   control backends=<n> api_to_lcores_ms_p50=<x> api_to_lcores_ms_p99=<y>
+//
+// followed by "#" lines with the build time, so the "beyond the Maglev build"
+// target can be read off. The latencies are the ControlPlane's own
+// (ApiToLcoresLatenciesMs): from the call being accepted to every live
+// lcore's observed_generation reaching the new generation.
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "controlplane/control_plane.h"
+#include "controlplane/store.h"
+#include "lib/shm_region.h"
+
+namespace {
+
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(q * (v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+lb::v1::Config MakeConfig(int backends) {
+  lb::v1::Config c;
+  c.mutable_node()->set_tunnel_source_ipv4("192.0.2.1");
+  lb::v1::Pool* p = c.add_pools();
+  p->set_name("web");
+  for (int i = 0; i < backends; ++i) {
+    lb::v1::Backend* b = p->add_backends();
+    b->set_address(absl::StrCat("10.1.", i / 200, ".", i % 200 + 1));
+    b->set_port(80);
+    b->set_id(static_cast<uint32_t>(i + 1));
+  }
+  lb::v1::Vip* v = c.add_vips();
+  v->set_address("198.51.100.10");
+  v->set_protocol(lb::v1::PROTOCOL_TCP);
+  v->set_port(80);
+  v->set_pool("web");
+  return c;
+}
+
+int Run(const std::string& dataplane, int backends, int ops) {
+  char tmpl[] = "/dev/shm/lb-control-bench-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) {
+    std::perror("mkdtemp");
+    return 1;
+  }
+  const std::string dir = tmpl;
+  lb::ControlPlaneOptions o;
+  o.publisher.table_path = dir + "/tables";
+  o.publisher.stats_path = dir + "/stats";
+  o.bootstrap = MakeConfig(backends);
+  auto store = lb::NewFileStore(dir + "/state");
+  if (!store.ok()) {
+    std::fprintf(stderr, "store: %s\n", std::string(store.status().message()).c_str());
+    return 1;
+  }
+  auto cp = lb::ControlPlane::Create(o, std::move(*store));
+  if (!cp.ok()) {
+    std::fprintf(stderr, "control plane: %s\n", std::string(cp.status().message()).c_str());
+    return 1;
+  }
+
+  const pid_t child = fork();
+  if (child == 0) {
+    const std::string prefix = absl::StrCat("--file-prefix=ctlbench", getpid());
+    execl(dataplane.c_str(), dataplane.c_str(), "-l", "0", "--no-huge", "-m", "256", "--no-pci",
+          prefix.c_str(), "--log-level", "lib.eal:error", "--vdev=net_null0", "--",
+          "--table_region", o.publisher.table_path.c_str(), "--stats_region",
+          o.publisher.stats_path.c_str(), "--gateway_mac", "02:00:00:00:00:01", "--conn_table_size",
+          "4096", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait until the dataplane's lcore is online and on the current generation.
+  bool up = false;
+  for (int i = 0; i < 200 && !up; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto stats = lb::StatsRegion::Attach(o.publisher.stats_path);
+    if (!stats.ok() || stats->control().num_lcores.load() == 0) continue;
+    up = stats->Lcore(0).observed_generation.load() == (*cp)->generation();
+  }
+  int rc = 0;
+  if (!up) {
+    std::fprintf(stderr, "lb-dataplane did not come up\n");
+    rc = 1;
+  } else {
+    const size_t before = (*cp)->ApiToLcoresLatenciesMs().size();
+    for (int i = 0; i < ops && rc == 0; ++i) {
+      lb::v1::UpdateBackendRequest req;
+      req.set_id(static_cast<uint32_t>(1 + i % backends));
+      req.set_weight(static_cast<uint32_t>(1 + (i / backends) % 2 + 1));
+      auto r = (*cp)->UpdateBackend(req);
+      if (!r.ok()) {
+        std::fprintf(stderr, "UpdateBackend: %s\n", std::string(r.status().message()).c_str());
+        rc = 1;
+      }
+    }
+    std::vector<double> lat = (*cp)->ApiToLcoresLatenciesMs();
+    std::vector<double> pub = (*cp)->PublishLatenciesMs();
+    lat.erase(lat.begin(), lat.begin() + static_cast<long>(std::min(before, lat.size())));
+    pub.erase(pub.begin(), pub.begin() + static_cast<long>(std::min(before, pub.size())));
+    std::printf("control backends=%d api_to_lcores_ms_p50=%.3f api_to_lcores_ms_p99=%.3f\n",
+                backends, Percentile(lat, 0.5), Percentile(lat, 0.99));
+    std::printf(
+        "# backends=%d ops=%zu publish_ms_p50=%.3f publish_ms_p99=%.3f "
+        "lcores_after_publish_ms_p50=%.3f\n",
+        backends, lat.size(), Percentile(pub, 0.5), Percentile(pub, 0.99),
+        Percentile(lat, 0.5) - Percentile(pub, 0.5));
+  }
+  kill(child, SIGTERM);
+  int status = 0;
+  waitpid(child, &status, 0);
+  cp->reset();
+  std::filesystem::remove_all(dir);
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: control_bench <lb-dataplane> [--ops=N]\n");
+    return 2;
+  }
+  // The dataplane's lcore busy-polls CPU 0 (-l 0); keep the control plane
+  // off it, or every measurement includes a scheduler time slice.
+  if (sysconf(_SC_NPROCESSORS_ONLN) > 1) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(1, &set);
+    sched_setaffinity(0, sizeof(set), &set);
+  }
+  int ops = 200;
+  for (int i = 2; i < argc; ++i) {
+    if (std::sscanf(argv[i], "--ops=%d", &ops) != 1 || ops <= 0) {
+      std::fprintf(stderr, "control_bench: bad argument %s\n", argv[i]);
+      return 2;
+    }
+  }
+  for (int n : {10, 1000}) {
+    if (Run(argv[1], n, ops) != 0) return 1;
+  }
+  return 0;
+}
