@@ -85,17 +85,6 @@ const char* PerLcoreState(Algorithm a) {
   }
 }
 
-std::string HealthName(v1::HealthStatus h) {
-  switch (h) {
-    case v1::HEALTH_STATUS_HEALTHY:
-      return "healthy";
-    case v1::HEALTH_STATUS_UNHEALTHY:
-      return "unhealthy";
-    default:
-      return "unknown";
-  }
-}
-
 std::string Rfc3339(uint64_t unix_ms) {
   if (unix_ms == 0) return "";
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ",
@@ -852,54 +841,61 @@ absl::StatusOr<int> PoolForSettings(v1::Config& c, const std::string& name) {
 
 }  // namespace
 
+// One transaction for the per-pool settings calls: `apply` edits the pool
+// (of `pool`, or the default pool, created on first use) and says whether
+// anything changed; an unchanged call commits without a publish or version.
+const char* HealthStatusName(v1::HealthStatus h) {
+  switch (h) {
+    case v1::HEALTH_STATUS_HEALTHY:
+      return "healthy";
+    case v1::HEALTH_STATUS_UNHEALTHY:
+      return "unhealthy";
+    default:
+      return "unknown";
+  }
+}
+
+absl::StatusOr<v1::Pool> ControlPlane::UpdatePoolSettings(
+    const char* what, const std::string& pool, const std::function<bool(v1::Pool*)>& apply) {
+  const uint64_t t0 = MonotonicNs();
+  Impl& m = *impl_;
+  return m.Run<v1::Pool>(what, [&](std::vector<v1::Event>* ev) -> absl::StatusOr<v1::Pool> {
+    v1::Config c = *m.config;
+    auto i = PoolForSettings(c, pool);
+    if (!i.ok()) return i.status();
+    v1::Pool* p = c.mutable_pools(*i);
+    const bool created = c.pools_size() != m.config->pools_size();
+    const bool changed = apply(p) || created;
+    const std::string name = p->name();
+    const Renames renames = {{absl::StrCat("pools[", *i, "]"), "pool"}};
+    absl::Status st =
+        m.CommitLocked(std::move(c), t0, renames,
+                       changed ? Impl::CommitMode::kChanged : Impl::CommitMode::kUnchanged, ev);
+    if (!st.ok()) return st;
+    return m.config->pools(FindPoolIndex(*m.config, name));
+  });
+}
+
 absl::StatusOr<v1::Pool> ControlPlane::SetPoolAlgorithm(const std::string& pool,
                                                         v1::Algorithm algorithm, bool sticky,
                                                         uint32_t sticky_ttl_seconds) {
-  const uint64_t t0 = MonotonicNs();
-  Impl& m = *impl_;
-  return m.Run<v1::Pool>(
-      "SetPoolAlgorithm", [&](std::vector<v1::Event>* ev) -> absl::StatusOr<v1::Pool> {
-        v1::Config c = *m.config;
-        auto i = PoolForSettings(c, pool);
-        if (!i.ok()) return i.status();
-        v1::Pool* p = c.mutable_pools(*i);
-        const bool same = c.pools_size() == m.config->pools_size() && p->algorithm() == algorithm &&
-                          p->sticky_sessions() == sticky &&
-                          p->sticky_ttl_seconds() == sticky_ttl_seconds;
-        p->set_algorithm(algorithm);
-        p->set_sticky_sessions(sticky);
-        p->set_sticky_ttl_seconds(sticky_ttl_seconds);
-        const std::string name = p->name();
-        const Renames renames = {{absl::StrCat("pools[", *i, "]"), "pool"}};
-        absl::Status st =
-            m.CommitLocked(std::move(c), t0, renames,
-                           same ? Impl::CommitMode::kUnchanged : Impl::CommitMode::kChanged, ev);
-        if (!st.ok()) return st;
-        return m.config->pools(FindPoolIndex(*m.config, name));
-      });
+  return UpdatePoolSettings("SetPoolAlgorithm", pool, [&](v1::Pool* p) {
+    const bool same = p->algorithm() == algorithm && p->sticky_sessions() == sticky &&
+                      p->sticky_ttl_seconds() == sticky_ttl_seconds;
+    p->set_algorithm(algorithm);
+    p->set_sticky_sessions(sticky);
+    p->set_sticky_ttl_seconds(sticky_ttl_seconds);
+    return !same;
+  });
 }
 
 absl::StatusOr<v1::Pool> ControlPlane::SetHealthCheck(const std::string& pool,
                                                       const v1::HealthCheck& hc) {
-  const uint64_t t0 = MonotonicNs();
-  Impl& m = *impl_;
-  return m.Run<v1::Pool>(
-      "SetHealthCheck", [&](std::vector<v1::Event>* ev) -> absl::StatusOr<v1::Pool> {
-        v1::Config c = *m.config;
-        auto i = PoolForSettings(c, pool);
-        if (!i.ok()) return i.status();
-        v1::Pool* p = c.mutable_pools(*i);
-        const bool same = c.pools_size() == m.config->pools_size() && p->has_health_check() &&
-                          MessageDifferencer::Equals(p->health_check(), hc);
-        *p->mutable_health_check() = hc;
-        const std::string name = p->name();
-        const Renames renames = {{absl::StrCat("pools[", *i, "]"), "pool"}};
-        absl::Status st =
-            m.CommitLocked(std::move(c), t0, renames,
-                           same ? Impl::CommitMode::kUnchanged : Impl::CommitMode::kChanged, ev);
-        if (!st.ok()) return st;
-        return m.config->pools(FindPoolIndex(*m.config, name));
-      });
+  return UpdatePoolSettings("SetHealthCheck", pool, [&](v1::Pool* p) {
+    const bool same = p->has_health_check() && MessageDifferencer::Equals(p->health_check(), hc);
+    *p->mutable_health_check() = hc;
+    return !same;
+  });
 }
 
 absl::StatusOr<v1::BackendStatus> ControlPlane::AddBackend(const std::string& pool,
@@ -1111,7 +1107,7 @@ void ControlPlane::ReportHealth(const HealthReport& report) {
       v1::Event ev = MakeEvent(
           "health", absl::StrCat("backend ", report.backend_id, " (", address, ":",
                                  m.config->pools(ref.pool).backends(ref.backend).port(), ") ",
-                                 HealthName(before), " -> ", HealthName(after),
+                                 HealthStatusName(before), " -> ", HealthStatusName(after),
                                  report.last_error.empty() ? "" : ": " + report.last_error));
       ev.set_backend_id(report.backend_id);
       ev.set_health(after);
@@ -1237,7 +1233,7 @@ absl::StatusOr<v1::BackendHealth> ControlPlane::GetBackendHealth(uint32_t id) co
   h.set_status("unknown");
   if (auto it = s->health.find(id); it != s->health.end()) {
     const HealthReport& r = it->second.report;
-    h.set_status(HealthName(r.status));
+    h.set_status(HealthStatusName(r.status));
     h.set_last_check(Rfc3339(r.check_unix_ms));
     h.set_last_latency_ms(r.latency_ms);
     h.set_consecutive_successes(r.consecutive_successes);

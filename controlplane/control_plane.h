@@ -80,6 +80,9 @@ struct ControlPlaneOptions {
   uint64_t observe_timeout_ns = 100'000'000;
 };
 
+// "healthy" | "unhealthy" | "unknown": the REST status and metrics label.
+const char* HealthStatusName(v1::HealthStatus h);
+
 // Runtime health of one backend, as the health checker reports it.
 struct HealthReport {
   uint32_t backend_id = 0;
@@ -184,6 +187,8 @@ class ControlPlane {
 
  private:
   ControlPlane();
+  absl::StatusOr<v1::Pool> UpdatePoolSettings(const char* what, const std::string& pool,
+                                              const std::function<bool(v1::Pool*)>& apply);
 
  public:
   ~ControlPlane();

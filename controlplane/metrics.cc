@@ -109,17 +109,6 @@ std::string BackendLabel(const v1::Backend& b) {
                                              : absl::StrCat(addr, ":", b.port());
 }
 
-std::string HealthName(v1::HealthStatus h) {
-  switch (h) {
-    case v1::HEALTH_STATUS_HEALTHY:
-      return "healthy";
-    case v1::HEALTH_STATUS_UNHEALTHY:
-      return "unhealthy";
-    default:
-      return "unknown";
-  }
-}
-
 }  // namespace
 
 std::vector<double> DefaultLatencyBuckets() {
@@ -383,7 +372,7 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
       for (v1::HealthStatus s :
            {v1::HEALTH_STATUS_UNKNOWN, v1::HEALTH_STATUS_HEALTHY, v1::HEALTH_STATUS_UNHEALTHY}) {
         Labels l = backend_labels(b);
-        l.emplace_back("status", HealthName(s));
+        l.emplace_back("status", HealthStatusName(s));
         const v1::HealthStatus current =
             b.health() == v1::HEALTH_STATUS_UNSPECIFIED ? v1::HEALTH_STATUS_UNKNOWN : b.health();
         Exposition::Sample(f, "", l, current == s ? "1" : "0");
