@@ -16,6 +16,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev libssl-dev libnghttp2-dev
   # tools used by tests
   python3-scapy tcpdump iproute2 iputils-ping ethtool curl
+  wrk  # load generator of the end-to-end failover test (tests/e2e)
   nginx  # backends of the end-to-end tests (scripts/topology.sh)
   prometheus  # ships promtool (tests/api/metrics_test.sh)
 )
