@@ -58,7 +58,14 @@ case "$name" in
     exec "$BUILD/perf/healthcheck_bench"
     ;;
   e2e)
-    not_yet_built e2e
+    # HTTP through the VIP vs straight to the backend (wrk in the client
+    # namespace of scripts/topology.sh), then lb-dataplane's forwarding rate
+    # over dpdk-testpmd macswap on the same af_xdp veth with the same
+    # generator (testpmd txonly). Root; about 40 s; see perf/e2e_bench.sh.
+    build controlplane/lb-controlplane dataplane/l4/lb-dataplane dataplane/bpf/lb-decap \
+      dataplane/bpf/decap.bpf.o
+    exec bash "$ROOT/perf/e2e_bench.sh" "$BUILD/controlplane/lb-controlplane" \
+      "$BUILD/dataplane/l4/lb-dataplane" "$BUILD/dataplane/bpf/lb-decap" "$@"
     ;;
   *)
     usage

@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# End to end (issue 4, test 4): two LB nodes behind an ECMP route, one
+# removed under long-lived TCP connections. Network from scripts/topology.sh
+# --lbs 2 (prefix m<pid>): the router hashes 198.51.100.10 on L4
+# (fib_multipath_hash_policy=1) over 10.99.0.11 (<p>-lb1) and 10.99.0.12
+# (<p>-lb2).
+#
+#   ecmp_test.sh LB_CONTROLPLANE LB_DATAPLANE LB_DECAP LBCTL
+#
+# Each LB node is its own machine: its own lb-controlplane (inside the node's
+# namespace, gRPC on that namespace's loopback), its own state dir and
+# table/stats regions, the same pools and VIPs (only node{} differs: the
+# tunnel source). Checks:
+#  * both control planes publish byte-identical Maglev rings (the per-VIP
+#    fingerprints of `lbctl tables --json` are equal);
+#  * 20 HTTP/1.1 keep-alive connections from the client (python3, one request
+#    every 200 ms per connection) spread over both nodes, and both nodes
+#    forwarded traffic (lbctl stats of each node; a capture on the router's
+#    port to lb2 names the flows it carried);
+#  * the route is replaced by its lb1 nexthop alone: lb2's flows arrive at
+#    lb1, which has no connection entry for them but picks the same backend by
+#    Maglev; every connection keeps answering for 3 more seconds. Prints the
+#    share of moved connections (and of all) that survived; asserts >= 90 %.
+# Bounded (< 60 s: every wait has a limit); everything it starts is killed by
+# pid, the topology removed by prefix, also on failure. Must run as root.
+set -euo pipefail
+CP_BIN=$(realpath "$1")
+DP_BIN=$(realpath "$2")
+DECAP_BIN=$(realpath "$3")
+LBCTL_BIN=$(realpath "$4")
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TOPO=$ROOT/scripts/topology.sh
+P=m$$
+VIP4=198.51.100.10
+GRPC=127.0.0.1:50051  # inside <p>-lbK: namespaces of our own, the port is free
+NCONN=20
+START=$(date +%s)
+
+WORK=$(mktemp -d /dev/shm/lb-e2e-ecmp.XXXXXX)
+PIDS=()  # every long-running process we started (clients, captures, dataplanes, control planes)
+cleanup() {
+  local rc=$? pid
+  trap - EXIT
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  bash "$TOPO" down --prefix "$P" >/dev/null 2>&1 || true
+  if ((rc != 0)); then
+    for k in 1 2; do
+      echo "--- lb-controlplane $k log"; tail -n 15 "$WORK/cp$k.log" 2>/dev/null || true
+      echo "--- lb-dataplane $k log"; tail -n 15 "$WORK/dp$k.log" 2>/dev/null || true
+    done
+    echo "--- clients"; tail -n 30 "$WORK/clients.out" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+fail() { echo "FAIL: $*"; exit 1; }
+
+# 1. The network: client, router (ECMP), lb1, lb2, be1..3 (nginx + lb-decap).
+bash "$TOPO" up --prefix "$P" --backends 3 --lbs 2 --lb_decap "$DECAP_BIN" >/dev/null
+
+# 2. One control plane per LB node, in the node's namespace.
+config() {  # $1 = node address
+  cat <<CFG
+node { tunnel_source_ipv4: "$1" }
+pools {
+  name: "web4"
+  algorithm: ALGORITHM_MAGLEV
+  backends { address: "10.99.0.21" port: 80 }
+  backends { address: "10.99.0.22" port: 80 }
+  backends { address: "10.99.0.23" port: 80 }
+}
+vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "web4" }
+CFG
+}
+for k in 1 2; do
+  mkdir -p "$WORK/n$k"
+  config "10.99.0.1$k" >"$WORK/n$k/lb.textproto"
+  ip netns exec "$P-lb$k" "$CP_BIN" --config "$WORK/n$k/lb.textproto" --state_dir "$WORK/n$k/state" \
+    --table_region "$WORK/n$k/tables" --stats_region "$WORK/n$k/stats" --max_vips 16 \
+    --max_backends 64 --grpc_listen="$GRPC" --http_listen= >"$WORK/cp$k.log" 2>&1 &
+  PIDS+=($!)
+done
+for k in 1 2; do
+  for _ in $(seq 100); do grep -qs "published generation=1 " "$WORK/cp$k.log" && break; sleep 0.1; done
+  grep -q "published generation=1 " "$WORK/cp$k.log" || fail "lb-controlplane $k did not publish"
+done
+lbctl() { ip netns exec "$P-lb$1" "$LBCTL_BIN" --server "$GRPC" "${@:2}"; }
+
+# fingerprints K: "vip fingerprint" lines of node K's published tables.
+fingerprints() {
+  lbctl "$1" tables --json | /usr/bin/python3 -c '
+import json, sys
+doc = json.loads(sys.stdin.read())
+for v in doc.get("vips", []):
+    print(json.dumps(v.get("vip", {}), sort_keys=True), v.get("fingerprint", "-"))'
+}
+fp1=$(fingerprints 1) || fail "lbctl tables on node 1 failed"
+fp2=$(fingerprints 2) || fail "lbctl tables on node 2 failed"
+echo "node 1 tables: $fp1"
+echo "node 2 tables: $fp2"
+[[ -n $fp1 && $fp1 != *" -"* ]] || fail "node 1 published no VIP fingerprint"
+[[ "$fp1" == "$fp2" ]] || fail "the two control planes built different Maglev tables"
+
+# 3. One dataplane per LB node (af_xdp, net_af_packet if the port does not come up).
+start_dataplane() {  # $1 = node, $2 = vdev
+  ip netns exec "$P-lb$1" "$DP_BIN" -l 0 --no-huge -m 512 --no-pci --file-prefix "lb-e2e-$P-$1" \
+    --log-level lib.eal:error --vdev="$2" -- \
+    --table_region "$WORK/n$1/tables" --stats_region "$WORK/n$1/stats" --wait_for_table_s 5 \
+    --ipv4 "10.99.0.1$1" --gateway_ipv4 10.99.0.1 \
+    --mtu 1600 --conn_table_size 65536 --sticky_table_size 4096 >"$WORK/dp$1.log" 2>&1 &
+  DP_PID=$!
+  PIDS+=("$DP_PID")
+  for _ in $(seq 100); do
+    grep -qs "lb-dataplane: port " "$WORK/dp$1.log" && return 0
+    kill -0 "$DP_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  return 1
+}
+PMD=af_xdp
+for k in 1 2; do
+  if ! start_dataplane "$k" "net_af_xdp0,iface=eth0"; then
+    echo "node $k: af_xdp port did not come up; falling back to af_packet:"; tail -n 5 "$WORK/dp$k.log"
+    kill -KILL "$DP_PID" 2>/dev/null || true; wait "$DP_PID" 2>/dev/null || true
+    PMD=af_packet
+    start_dataplane "$k" "net_af_packet0,iface=eth0" || fail "lb-dataplane $k did not start"
+  fi
+done
+echo "lb-dataplane on $PMD in $P-lb1 and $P-lb2"
+
+# Warm-up through the VIP (ARP on the way).
+warm=""
+for _ in $(seq 10); do
+  if ip netns exec "$P-client" curl -s --max-time 2 -o /dev/null "http://$VIP4/"; then warm=yes; break; fi
+  sleep 0.5
+done
+[[ -n $warm ]] || fail "no request through the VIP succeeded during the warm-up"
+
+# forwarded K: packets node K's dataplane forwarded (sum over lcores).
+forwarded() {
+  lbctl "$1" stats --json | /usr/bin/python3 -c '
+import json, sys
+doc = json.loads(sys.stdin.read())
+print(sum(int(l.get("forwarded", 0)) for l in doc.get("lcores", [])))'
+}
+
+# 4. Long-lived keep-alive connections. tests/e2e/keepalive_clients.py VIP N TRIGGER AFTER_S
+#    LIMIT_S RECV_S prints READY when every connection has answered, keeps
+#    requesting until the file TRIGGER exists (at most LIMIT_S) plus AFTER_S
+#    (counting those requests as "after"), and prints one JSON line per
+#    connection; a connection that failed, or whose last request got no answer
+#    within RECV_S, has an "error".
+
+# Capture on the router's port to lb2: which client ports it carries.
+ip netns exec "$P-router" tcpdump -i l2 -nn -U -w "$WORK/l2.pcap" "tcp and dst host $VIP4" \
+  >"$WORK/tcpdump.log" 2>&1 &
+CAP_PID=$!
+PIDS+=("$CAP_PID")
+for _ in $(seq 50); do grep -q "listening on" "$WORK/tcpdump.log" && break; sleep 0.1; done
+grep -q "listening on" "$WORK/tcpdump.log" || fail "tcpdump on l2 did not start"
+
+fw1_0=$(forwarded 1)
+fw2_0=$(forwarded 2)
+ip netns exec "$P-client" timeout 40 /usr/bin/python3 "$ROOT/tests/e2e/keepalive_clients.py" "$VIP4" "$NCONN" \
+  "$WORK/switched" 3 25 2 >"$WORK/clients.out" 2>&1 &
+CL_PID=$!
+PIDS+=("$CL_PID")
+for _ in $(seq 100); do grep -q "^READY" "$WORK/clients.out" && break; sleep 0.1; done
+grep -q "^READY" "$WORK/clients.out" || fail "the clients did not get ready"
+ready=$(grep "^READY" "$WORK/clients.out" | wc -w)
+ready=$((ready - 1))
+((ready == NCONN)) || fail "only $ready/$NCONN keep-alive connections answered before the switch"
+sleep 2  # keep-alive traffic over both nodes
+
+# 5. Both nodes forwarded; which flows ride on lb2.
+fw1_1=$(forwarded 1)
+fw2_1=$(forwarded 2)
+d1=$((fw1_1 - fw1_0))
+d2=$((fw2_1 - fw2_0))
+echo "before the switch: lb1 forwarded $d1 packets, lb2 forwarded $d2 (keep-alive traffic)"
+kill -INT "$CAP_PID" 2>/dev/null || true
+wait "$CAP_PID" 2>/dev/null || true
+declare -A on_lb2=()
+while read -r sport; do on_lb2[$sport]=1; done < <(
+  tcpdump -nn -r "$WORK/l2.pcap" 2>/dev/null |
+    sed -n "s/.* 172\.31\.1\.2\.\([0-9]*\) > $VIP4\.80:.*/\1/p" | sort -u)
+echo "connections carried by lb2: ${#on_lb2[@]} of $NCONN"
+
+# 6. lb2's nexthop removed: the route points at lb1 alone.
+ip netns exec "$P-router" ip route replace "$VIP4/32" via 10.99.0.11 dev br0
+touch "$WORK/switched"
+echo "router: $(ip netns exec "$P-router" ip route show "$VIP4/32" | tr '\n' ' ')"
+for _ in $(seq 100); do grep -q "^DONE" "$WORK/clients.out" && break; sleep 0.1; done
+grep -q "^DONE" "$WORK/clients.out" || fail "the clients did not finish"
+wait "$CL_PID" 2>/dev/null || true
+fw2_2=$(forwarded 2)
+
+# 7. Survival: a connection survived when it never failed and kept answering
+#    (>= 10 requests in the 3 s after the switch, same backend).
+read -r total alive moved moved_alive dist < <(
+  grep '^{' "$WORK/clients.out" | /usr/bin/python3 -c '
+import json, sys
+moved_ports = set(int(p) for p in sys.argv[1:])
+total = alive = moved = moved_alive = 0
+dist = {}
+for line in sys.stdin:
+    c = json.loads(line)
+    total += 1
+    ok = not c["error"] and c["after"] >= 10
+    alive += ok
+    dist[c["backend"]] = dist.get(c["backend"], 0) + 1
+    if c["port"] in moved_ports:
+        moved += 1
+        moved_alive += ok
+    if not ok:
+        print("dead connection:", line.strip(), file=sys.stderr)
+print(total, alive, moved, moved_alive,
+      ",".join("%s=%d" % (b.split()[-1], k) for b, k in sorted(dist.items())))' "${!on_lb2[@]}")
+echo "backends of the connections: $dist"
+echo "after the switch: lb2 forwarded $((fw2_2 - fw2_1)) more packets (in-flight only)"
+echo "moved from lb2 to lb1: $moved connections, $moved_alive survived; all: $alive/$total survived"
+
+# 8. Verdicts.
+((d1 > 0)) || fail "lb1 forwarded nothing before the switch"
+((d2 > 0)) || fail "lb2 forwarded nothing before the switch"
+((moved > 0)) || fail "no connection rode on lb2 (nothing moved)"
+((moved < total)) || fail "every connection rode on lb2 (ECMP did not spread)"
+((total == NCONN)) || fail "the client reported $total/$NCONN connections"
+((moved_alive * 10 >= moved * 9)) || fail "only $moved_alive/$moved moved connections survived (< 90 %)"
+((alive * 10 >= total * 9)) || fail "only $alive/$total connections survived (< 90 %)"
+share=$(awk -v a="$moved_alive" -v m="$moved" 'BEGIN { printf "%.1f", 100 * a / m }')
+echo "RESULT ecmp: moved=$moved moved_survived=$moved_alive share_survived=${share}% all_survived=$alive/$total"
+echo "PASS: ecmp e2e ($PMD) in $(($(date +%s) - START)) s"

@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# End to end (issue 4, test 5): the LB's processes restarted under load.
+# Network from scripts/topology.sh --lbs 1 (prefix r<pid>); lb-controlplane
+# inside the router namespace (gRPC on its loopback), lb-dataplane on af_xdp
+# (af_packet fallback) in <p>-lb1, nginx + lb-decap on three backends.
+#
+#   restart_test.sh LB_CONTROLPLANE LB_DATAPLANE LB_DECAP LBCTL
+#
+# Phase 1: `wrk -t1 -c10 -d8s -H 'Connection: close'` from the client;
+# lb-controlplane is killed -9 at 2 s and started again at 4 s with the same
+# --state_dir and regions. Asserts: 0 failed requests (the dataplane keeps
+# forwarding with the last published table), the restarted control plane
+# publishes again and its per-VIP Maglev fingerprints (`lbctl tables --json`)
+# equal those from before the kill (it moves no flow).
+# Phase 2: 20 HTTP/1.1 keep-alive connections (python3, one request every
+# 200 ms each); lb-dataplane is stopped (SIGTERM) and started again on the
+# same regions with a new, empty connection table. Prints how many of the
+# connections survived (Maglev on an unchanged table picks the same backend,
+# so they should); asserts only that the new dataplane forwards: 10/10 new
+# requests succeed.
+# Bounded (< 60 s: every wait has a limit); everything it starts is killed by
+# pid, the topology removed by prefix, also on failure. Must run as root.
+set -euo pipefail
+CP_BIN=$(realpath "$1")
+DP_BIN=$(realpath "$2")
+DECAP_BIN=$(realpath "$3")
+LBCTL_BIN=$(realpath "$4")
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TOPO=$ROOT/scripts/topology.sh
+P=r$$
+VIP4=198.51.100.10
+GRPC=127.0.0.1:50051  # inside <p>-router: a namespace of our own, port is free
+NCONN=20
+START=$(date +%s)
+
+command -v wrk >/dev/null || { echo "FAIL: wrk not installed (scripts/install-deps.sh)"; exit 1; }
+
+WORK=$(mktemp -d /dev/shm/lb-e2e-restart.XXXXXX)
+CP_PID=""
+DP_PID=""
+WRK_PID=""
+CL_PID=""
+cleanup() {
+  local rc=$? pid
+  trap - EXIT
+  for pid in "$CL_PID" "$WRK_PID" "$DP_PID" "$CP_PID"; do
+    if [[ -n "$pid" ]]; then kill -TERM "$pid" 2>/dev/null || true; fi
+  done
+  for pid in "$CL_PID" "$WRK_PID" "$DP_PID" "$CP_PID"; do
+    [[ -z "$pid" ]] && continue
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  bash "$TOPO" down --prefix "$P" >/dev/null 2>&1 || true
+  if ((rc != 0)); then
+    for f in cp1 cp2 dp1 dp2; do
+      echo "--- $f.log"; tail -n 15 "$WORK/$f.log" 2>/dev/null || true
+    done
+    echo "--- clients"; tail -n 30 "$WORK/clients.out" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+fail() { echo "FAIL: $*"; exit 1; }
+
+# 1. The network: client, router, lb1, be1..3 (nginx + lb-decap).
+bash "$TOPO" up --prefix "$P" --backends 3 --lbs 1 --lb_decap "$DECAP_BIN" >/dev/null
+
+# 2. The control plane (started twice with the same flags; log cp1 / cp2).
+cat > "$WORK/lb.textproto" <<CFG
+node { tunnel_source_ipv4: "10.99.0.11" }
+pools {
+  name: "web4"
+  algorithm: ALGORITHM_MAGLEV
+  backends { address: "10.99.0.21" port: 80 }
+  backends { address: "10.99.0.22" port: 80 }
+  backends { address: "10.99.0.23" port: 80 }
+}
+vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "web4" }
+CFG
+TABLES=$WORK/tables
+STATS=$WORK/stats
+start_controlplane() {  # $1 = log name
+  ip netns exec "$P-router" "$CP_BIN" --config "$WORK/lb.textproto" --state_dir "$WORK/state" \
+    --table_region "$TABLES" --stats_region "$STATS" --max_vips 16 --max_backends 64 \
+    --grpc_listen="$GRPC" --http_listen= >"$WORK/$1.log" 2>&1 &
+  CP_PID=$!
+  for _ in $(seq 100); do
+    grep -qs "published generation=" "$WORK/$1.log" && return 0
+    kill -0 "$CP_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  return 1
+}
+start_controlplane cp1 || fail "lb-controlplane did not publish"
+lbctl() { ip netns exec "$P-router" "$LBCTL_BIN" --server "$GRPC" "$@"; }
+# tables: "generation G" then "vip fingerprint" lines of the published tables.
+tables() {
+  lbctl tables --json | /usr/bin/python3 -c '
+import json, sys
+doc = json.loads(sys.stdin.read())
+print("generation", doc.get("generation", 0))
+for v in doc.get("vips", []):
+    print(json.dumps(v.get("vip", {}), sort_keys=True), v.get("fingerprint", "-"))'
+}
+fingerprints() { grep -v '^generation' <<<"$1"; }
+generation() { sed -n 's/^generation //p' <<<"$1"; }
+
+# 3. The dataplane (started twice on the same regions; log dp1 / dp2).
+start_dataplane() {  # $1 = vdev, $2 = log name
+  ip netns exec "$P-lb1" "$DP_BIN" -l 0 --no-huge -m 512 --no-pci --file-prefix "lb-e2e-$P" \
+    --log-level lib.eal:error --vdev="$1" -- \
+    --table_region "$TABLES" --stats_region "$STATS" --wait_for_table_s 5 \
+    --ipv4 10.99.0.11 --gateway_ipv4 10.99.0.1 \
+    --mtu 1600 --conn_table_size 65536 --sticky_table_size 4096 >"$WORK/$2.log" 2>&1 &
+  DP_PID=$!
+  for _ in $(seq 100); do
+    grep -qs "lb-dataplane: port " "$WORK/$2.log" && return 0
+    kill -0 "$DP_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  return 1
+}
+PMD=af_xdp
+VDEV="net_af_xdp0,iface=eth0"
+if ! start_dataplane "$VDEV" dp1; then
+  echo "af_xdp port did not come up; falling back to af_packet:"; tail -n 5 "$WORK/dp1.log"
+  kill -KILL "$DP_PID" 2>/dev/null || true; wait "$DP_PID" 2>/dev/null || true
+  PMD=af_packet
+  VDEV="net_af_packet0,iface=eth0"
+  start_dataplane "$VDEV" dp1 || fail "lb-dataplane did not start"
+fi
+echo "lb-dataplane on $PMD in $P-lb1 (pid $DP_PID); lb-controlplane in $P-router (pid $CP_PID)"
+
+warm=""
+for _ in $(seq 10); do
+  if ip netns exec "$P-client" curl -s --max-time 2 -o /dev/null "http://$VIP4/"; then warm=yes; break; fi
+  sleep 0.5
+done
+[[ -n $warm ]] || fail "no request through the VIP succeeded during the warm-up"
+t_before=$(tables) || fail "lbctl tables failed"
+fp_before=$(fingerprints "$t_before")
+gen_before=$(generation "$t_before")
+echo "before the kill: generation $gen_before; $fp_before"
+[[ -n $fp_before && $fp_before != *" -"* ]] || fail "no VIP fingerprint published"
+
+# wrk_failed FILE: socket errors (connect+read+write+timeout) + non-2xx.
+wrk_failed() {
+  awk '/Socket errors:/ { gsub(",", ""); s += $4 + $6 + $8 + $10 }
+       /Non-2xx or 3xx responses:/ { s += $5 }
+       END { print s + 0 }' "$1"
+}
+wrk_requests() { awk '/requests in/ { print $1 }' "$1"; }
+
+# 4. Phase 1: wrk for 8 s; the control plane killed -9 at 2 s, restarted at 4 s.
+ip netns exec "$P-client" timeout 20 wrk -t1 -c10 -d8s --timeout 2s -H 'Connection: close' \
+  "http://$VIP4/" >"$WORK/wrk1.txt" 2>&1 &
+WRK_PID=$!
+sleep 2
+kill -0 "$WRK_PID" 2>/dev/null || { cat "$WORK/wrk1.txt"; fail "wrk exited early"; }
+kill -KILL "$CP_PID"
+wait "$CP_PID" 2>/dev/null || true
+CP_PID=""
+echo "phase 1: lb-controlplane killed -9 at 2 s"
+sleep 2
+t_restart=$(date +%s%3N)
+start_controlplane cp2 || fail "the restarted lb-controlplane did not publish"
+echo "phase 1: lb-controlplane restarted at 4 s (pid $CP_PID), published after $(($(date +%s%3N) - t_restart)) ms"
+wait "$WRK_PID" && wrk_rc=0 || wrk_rc=$?
+WRK_PID=""
+cat "$WORK/wrk1.txt"
+((wrk_rc == 0)) || fail "wrk (phase 1) exited with $wrk_rc"
+failed1=$(wrk_failed "$WORK/wrk1.txt")
+total1=$(wrk_requests "$WORK/wrk1.txt")
+grep "published generation=\|table region\|state version" "$WORK/cp2.log" || true
+t_after=$(tables) || fail "lbctl tables failed after the restart"
+fp_after=$(fingerprints "$t_after")
+gen_after=$(generation "$t_after")
+echo "after the restart: generation $gen_after; $fp_after"
+echo "phase 1: failed requests: $failed1 of ${total1:-?}"
+((${total1:-0} > 0)) || fail "phase 1: wrk completed no request"
+((failed1 == 0)) || fail "phase 1: $failed1 request(s) failed while the control plane was down/restarting"
+[[ "$fp_after" == "$fp_before" ]] || fail "the restarted control plane published a different table"
+
+# 5. Phase 2: long-lived keep-alive connections. tests/e2e/keepalive_clients.py VIP N TRIGGER AFTER_S
+#    LIMIT_S RECV_S prints READY when every connection has answered, keeps
+#    requesting until the file TRIGGER exists (at most LIMIT_S) plus AFTER_S
+#    (counting those requests as "after"), and prints one JSON line per
+#    connection; a connection that failed, or whose last request got no answer
+#    within RECV_S, has an "error".
+
+ip netns exec "$P-client" timeout 40 /usr/bin/python3 "$ROOT/tests/e2e/keepalive_clients.py" "$VIP4" "$NCONN" \
+  "$WORK/restarted" 6 20 8 >"$WORK/clients.out" 2>&1 &
+CL_PID=$!
+for _ in $(seq 100); do grep -q "^READY" "$WORK/clients.out" && break; sleep 0.1; done
+grep -q "^READY" "$WORK/clients.out" || fail "the clients did not get ready"
+ready=$(grep "^READY" "$WORK/clients.out" | wc -w)
+ready=$((ready - 1))
+((ready == NCONN)) || fail "only $ready/$NCONN keep-alive connections answered before the restart"
+sleep 1
+# The dataplane stopped (SIGTERM, bounded) and started again on the same
+# regions: a new process, an empty connection table.
+touch "$WORK/restarted"
+t_stop=$(date +%s%3N)
+kill -TERM "$DP_PID" 2>/dev/null || true
+for _ in $(seq 50); do kill -0 "$DP_PID" 2>/dev/null || break; sleep 0.1; done
+kill -KILL "$DP_PID" 2>/dev/null || true
+wait "$DP_PID" 2>/dev/null || true
+DP_PID=""
+grep "lb-dataplane: stopped" "$WORK/dp1.log" || true
+start_dataplane "$VDEV" dp2 || fail "the restarted lb-dataplane did not start"
+gap_ms=$(($(date +%s%3N) - t_stop))
+echo "phase 2: lb-dataplane restarted (pid $DP_PID); ${gap_ms} ms from SIGTERM to the new port up"
+for _ in $(seq 200); do grep -q "^DONE" "$WORK/clients.out" && break; sleep 0.1; done
+grep -q "^DONE" "$WORK/clients.out" || fail "the clients did not finish"
+wait "$CL_PID" 2>/dev/null || true
+CL_PID=""
+
+# A connection survived when it never failed and its requests after the
+# restart were answered (the last one included), on the same backend.
+read -r total alive dist < <(
+  grep '^{' "$WORK/clients.out" | /usr/bin/python3 -c '
+import json, sys
+total = alive = 0
+dist = {}
+for line in sys.stdin:
+    c = json.loads(line)
+    total += 1
+    ok = not c["error"] and c["after"] >= 3
+    alive += ok
+    dist[c["backend"]] = dist.get(c["backend"], 0) + 1
+    if not ok:
+        print("dead connection:", line.strip(), file=sys.stderr)
+print(total, alive, ",".join("%s=%d" % (b.split()[-1], k) for b, k in sorted(dist.items())))')
+echo "backends of the connections: $dist"
+echo "phase 2: long-lived connections that survived the dataplane restart: $alive/$total"
+
+# 6. The new dataplane forwards new connections.
+ok=0
+for i in $(seq 10); do
+  if ip netns exec "$P-client" curl -s --max-time 3 -o /dev/null "http://$VIP4/"; then
+    ok=$((ok + 1))
+  else
+    echo "phase 2: new request $i failed"
+  fi
+done
+echo "phase 2: new requests through the restarted dataplane: $ok/10"
+# Informational: what the (still running) control plane sees of the new dataplane.
+cp_view=$(lbctl stats --json 2>&1 | /usr/bin/python3 -c '
+import json, sys
+try:
+    doc = json.loads(sys.stdin.read())
+except ValueError as e:
+    print("unreadable (%s)" % e); sys.exit(0)
+print("dataplane_running=%s forwarded=%d" % (doc.get("dataplane_running", False),
+      sum(int(l.get("forwarded", 0)) for l in doc.get("lcores", []))))') || cp_view="lbctl stats failed"
+echo "phase 2: lbctl stats after the dataplane restart: $cp_view"
+((total == NCONN)) || fail "the client reported $total/$NCONN connections"
+((ok == 10)) || fail "the restarted dataplane forwarded only $ok/10 new requests"
+echo "RESULT restart: cp_kill_failed=$failed1 cp_kill_requests=$total1 generation=$gen_before->$gen_after fingerprints_equal=yes dp_restart_survived=$alive/$total dp_gap_ms=$gap_ms"
+echo "PASS: restart e2e ($PMD) in $(($(date +%s) - START)) s"
