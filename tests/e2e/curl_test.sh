@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034  # CP_BIN, TABLES, DP_IPV6, ... are read by lib.sh
 # End to end: real curl -> router -> lb-dataplane (af_xdp on veth) -> IP-in-IP
 # / IPv6-in-IPv6 -> lb-decap -> nginx on three backends, replies straight back
 # to the client (DSR). Network from scripts/topology.sh (prefix e<pid>).
@@ -17,40 +18,20 @@ set -euo pipefail
 CP_BIN=$(realpath "$1")
 DP_BIN=$(realpath "$2")
 DECAP_BIN=$(realpath "$3")
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-TOPO=$ROOT/scripts/topology.sh
+. "$(dirname "$0")/lib.sh"
 P=e$$
-VIP4=198.51.100.10
 VIP6=2001:db8:100::10
-START=$(date +%s)
 
 WORK=$(mktemp -d /dev/shm/lb-e2e-curl.XXXXXX)
 CP_PID=""
 DP_PID=""
 CAP_PIDS=()
-cleanup() {
-  local rc=$?
-  trap - EXIT
-  for pid in "${CAP_PIDS[@]}" "$DP_PID" "$CP_PID"; do
-    if [[ -n "$pid" ]]; then kill -TERM "$pid" 2>/dev/null || true; fi
-  done
-  for pid in "${CAP_PIDS[@]}" "$DP_PID" "$CP_PID"; do
-    [[ -z "$pid" ]] && continue
-    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  bash "$TOPO" down --prefix "$P" >/dev/null 2>&1 || true
-  if ((rc != 0)); then
-    echo "--- lb-controlplane log"; tail -n 20 "$WORK/cp.log" 2>/dev/null || true
-    echo "--- lb-dataplane log"; tail -n 20 "$WORK/dp.log" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
+stop_all() { stop_pids 30 "${CAP_PIDS[@]}" "$DP_PID" "$CP_PID"; }
+show_logs() {
+  show_tail 20 "lb-controlplane log" "$WORK/cp.log"
+  show_tail 20 "lb-dataplane log" "$WORK/dp.log"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*"; exit 1; }
+install_traps
 
 # 1. The network: client, router, lb1, be1..3 (nginx + lb-decap).
 bash "$TOPO" up --prefix "$P" --backends 3 --lbs 1 --lb_decap "$DECAP_BIN"
@@ -78,58 +59,29 @@ vips { address: "$VIP6" protocol: PROTOCOL_TCP port: 80 pool: "web6" }
 CFG
 TABLES=$WORK/tables
 STATS=$WORK/stats
-"$CP_BIN" --config "$WORK/lb.textproto" --state_dir "$WORK/state" \
-  --table_region "$TABLES" --stats_region "$STATS" --max_vips 16 --max_backends 64 \
-  --grpc_listen= --http_listen= >"$WORK/cp.log" 2>&1 &
-CP_PID=$!
-for _ in $(seq 100); do grep -q "published generation=1 " "$WORK/cp.log" && break; sleep 0.1; done
-grep -q "published generation=1 " "$WORK/cp.log" || fail "lb-controlplane did not publish"
+start_controlplane "" "$WORK/cp.log" "" || fail "lb-controlplane did not publish"
 
 # 3. The dataplane inside <p>-lb1 on af_xdp over its veth (net_af_packet if
 #    the af_xdp port does not come up).
-start_dataplane() {  # $1 = vdev
-  ip netns exec "$P-lb1" "$DP_BIN" -l 0 --no-huge -m 512 --no-pci --file-prefix "lb-e2e-$P" \
-    --log-level lib.eal:error --vdev="$1" -- \
-    --table_region "$TABLES" --stats_region "$STATS" --wait_for_table_s 5 \
-    --ipv4 10.99.0.11 --ipv6 fd00:99::11 --gateway_ipv4 10.99.0.1 --gateway_ipv6 fd00:99::1 \
-    --mtu 1600 --conn_table_size 65536 --sticky_table_size 4096 >"$WORK/dp.log" 2>&1 &
-  DP_PID=$!
-  for _ in $(seq 100); do
-    grep -q "lb-dataplane: port " "$WORK/dp.log" && return 0
-    kill -0 "$DP_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  return 1
-}
-PMD=af_xdp
-if ! start_dataplane "net_af_xdp0,iface=eth0"; then
-  echo "af_xdp port did not come up; falling back to af_packet:"; tail -n 5 "$WORK/dp.log"
-  kill -KILL "$DP_PID" 2>/dev/null || true; wait "$DP_PID" 2>/dev/null || true
-  PMD=af_packet
-  start_dataplane "net_af_packet0,iface=eth0" || fail "lb-dataplane did not start"
-fi
+DP_IPV6=yes
+start_dataplane_fallback 1 "$WORK/dp.log"
 echo "lb-dataplane on $PMD in $P-lb1 (pid $DP_PID)"
 
 # 4. Captures on the router: the LB's bridge port and the backends' ports.
 for port in l1 b1 b2 b3; do
-  ip netns exec "$P-router" tcpdump -i "$port" -nn -U -w "$WORK/$port.pcap" \
-    "src host $VIP4 or src host $VIP6" >"$WORK/tcpdump-$port.log" 2>&1 &
-  CAP_PIDS+=($!)
+  start_capture "$P-router" "$port" "$WORK/$port.pcap" "$WORK/tcpdump-$port.log" \
+    "src host $VIP4 or src host $VIP6"
+  CAP_PIDS+=("$CAP_PID")
 done
 for port in l1 b1 b2 b3; do
-  for _ in $(seq 50); do grep -q "listening on" "$WORK/tcpdump-$port.log" && break; sleep 0.1; done
-  grep -q "listening on" "$WORK/tcpdump-$port.log" || fail "tcpdump on $port did not start"
+  wait_log "$WORK/tcpdump-$port.log" "listening on" 50 || fail "tcpdump on $port did not start"
 done
 
 # 5. Traffic. The first request may wait for ARP/NDP on the way; allow a
 #    short warm-up (bounded) before counting. The verdict needs every request
 #    to succeed, so a loop stops after 3 failures (keeps the test < 90 s).
 warm() {  # $1 = URL
-  for _ in $(seq 5); do
-    ip netns exec "$P-client" curl -g -s --max-time 2 -o /dev/null "$1" && return 0
-    sleep 0.5
-  done
-  fail "no request to $1 succeeded during the warm-up (12 s)"
+  warm_up 5 "$1" || fail "no request to $1 succeeded during the warm-up (12 s)"
 }
 warm "http://$VIP4/"
 ok4=0

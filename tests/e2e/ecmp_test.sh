@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034  # CP_BIN, TABLES, DP_IPV6, ... are read by lib.sh
 # End to end (issue 4, test 4): two LB nodes behind an ECMP route, one
 # removed under long-lived TCP connections. Network from scripts/topology.sh
 # --lbs 2 (prefix m<pid>): the router hashes 198.51.100.10 on L4
@@ -28,39 +29,22 @@ CP_BIN=$(realpath "$1")
 DP_BIN=$(realpath "$2")
 DECAP_BIN=$(realpath "$3")
 LBCTL_BIN=$(realpath "$4")
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-TOPO=$ROOT/scripts/topology.sh
+. "$(dirname "$0")/lib.sh"
 P=m$$
-VIP4=198.51.100.10
-GRPC=127.0.0.1:50051  # inside <p>-lbK: namespaces of our own, the port is free
 NCONN=20
-START=$(date +%s)
 
 WORK=$(mktemp -d /dev/shm/lb-e2e-ecmp.XXXXXX)
 PIDS=()  # every long-running process we started (clients, captures, dataplanes, control planes)
-cleanup() {
-  local rc=$? pid
-  trap - EXIT
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+DP_PID=""
+stop_all() { stop_pids 30 "${PIDS[@]}" "$DP_PID"; }
+show_logs() {
+  for k in 1 2; do
+    show_tail 15 "lb-controlplane $k log" "$WORK/cp$k.log"
+    show_tail 15 "lb-dataplane $k log" "$WORK/dp$k.log"
   done
-  bash "$TOPO" down --prefix "$P" >/dev/null 2>&1 || true
-  if ((rc != 0)); then
-    for k in 1 2; do
-      echo "--- lb-controlplane $k log"; tail -n 15 "$WORK/cp$k.log" 2>/dev/null || true
-      echo "--- lb-dataplane $k log"; tail -n 15 "$WORK/dp$k.log" 2>/dev/null || true
-    done
-    echo "--- clients"; tail -n 30 "$WORK/clients.out" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
+  show_tail 30 "clients" "$WORK/clients.out"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*"; exit 1; }
+install_traps
 
 # 1. The network: client, router (ECMP), lb1, lb2, be1..3 (nginx + lb-decap).
 bash "$TOPO" up --prefix "$P" --backends 3 --lbs 2 --lb_decap "$DECAP_BIN" >/dev/null
@@ -88,9 +72,9 @@ for k in 1 2; do
   PIDS+=($!)
 done
 for k in 1 2; do
-  for _ in $(seq 100); do grep -qs "published generation=1 " "$WORK/cp$k.log" && break; sleep 0.1; done
-  grep -q "published generation=1 " "$WORK/cp$k.log" || fail "lb-controlplane $k did not publish"
+  wait_log "$WORK/cp$k.log" "published generation=1 " 100 || fail "lb-controlplane $k did not publish"
 done
+# lbctl K ARGS...: lbctl against node K's control plane (replaces lib.sh's).
 lbctl() { ip netns exec "$P-lb$1" "$LBCTL_BIN" --server "$GRPC" "${@:2}"; }
 
 # fingerprints K: "vip fingerprint" lines of node K's published tables.
@@ -109,39 +93,18 @@ echo "node 2 tables: $fp2"
 [[ "$fp1" == "$fp2" ]] || fail "the two control planes built different Maglev tables"
 
 # 3. One dataplane per LB node (af_xdp, net_af_packet if the port does not come up).
-start_dataplane() {  # $1 = node, $2 = vdev
-  ip netns exec "$P-lb$1" "$DP_BIN" -l 0 --no-huge -m 512 --no-pci --file-prefix "lb-e2e-$P-$1" \
-    --log-level lib.eal:error --vdev="$2" -- \
-    --table_region "$WORK/n$1/tables" --stats_region "$WORK/n$1/stats" --wait_for_table_s 5 \
-    --ipv4 "10.99.0.1$1" --gateway_ipv4 10.99.0.1 \
-    --mtu 1600 --conn_table_size 65536 --sticky_table_size 4096 >"$WORK/dp$1.log" 2>&1 &
-  DP_PID=$!
-  PIDS+=("$DP_PID")
-  for _ in $(seq 100); do
-    grep -qs "lb-dataplane: port " "$WORK/dp$1.log" && return 0
-    kill -0 "$DP_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  return 1
-}
-PMD=af_xdp
 for k in 1 2; do
-  if ! start_dataplane "$k" "net_af_xdp0,iface=eth0"; then
-    echo "node $k: af_xdp port did not come up; falling back to af_packet:"; tail -n 5 "$WORK/dp$k.log"
-    kill -KILL "$DP_PID" 2>/dev/null || true; wait "$DP_PID" 2>/dev/null || true
-    PMD=af_packet
-    start_dataplane "$k" "net_af_packet0,iface=eth0" || fail "lb-dataplane $k did not start"
-  fi
+  TABLES=$WORK/n$k/tables
+  STATS=$WORK/n$k/stats
+  DP_FILE_PREFIX=lb-e2e-$P-$k
+  start_dataplane_fallback "$k" "$WORK/dp$k.log" "$k"
+  PIDS+=("$DP_PID")
+  DP_PID=""
 done
 echo "lb-dataplane on $PMD in $P-lb1 and $P-lb2"
 
 # Warm-up through the VIP (ARP on the way).
-warm=""
-for _ in $(seq 10); do
-  if ip netns exec "$P-client" curl -s --max-time 2 -o /dev/null "http://$VIP4/"; then warm=yes; break; fi
-  sleep 0.5
-done
-[[ -n $warm ]] || fail "no request through the VIP succeeded during the warm-up"
+warm_up 10 "http://$VIP4/" || fail "no request through the VIP succeeded during the warm-up"
 
 # forwarded K: packets node K's dataplane forwarded (sum over lcores).
 forwarded() {
@@ -159,12 +122,9 @@ print(sum(int(l.get("forwarded", 0)) for l in doc.get("lcores", [])))'
 #    within RECV_S, has an "error".
 
 # Capture on the router's port to lb2: which client ports it carries.
-ip netns exec "$P-router" tcpdump -i l2 -nn -U -w "$WORK/l2.pcap" "tcp and dst host $VIP4" \
-  >"$WORK/tcpdump.log" 2>&1 &
-CAP_PID=$!
+start_capture "$P-router" l2 "$WORK/l2.pcap" "$WORK/tcpdump.log" "tcp and dst host $VIP4"
 PIDS+=("$CAP_PID")
-for _ in $(seq 50); do grep -q "listening on" "$WORK/tcpdump.log" && break; sleep 0.1; done
-grep -q "listening on" "$WORK/tcpdump.log" || fail "tcpdump on l2 did not start"
+wait_log "$WORK/tcpdump.log" "listening on" 50 || fail "tcpdump on l2 did not start"
 
 fw1_0=$(forwarded 1)
 fw2_0=$(forwarded 2)
@@ -172,8 +132,7 @@ ip netns exec "$P-client" timeout 40 /usr/bin/python3 "$ROOT/tests/e2e/keepalive
   "$WORK/switched" 3 25 2 >"$WORK/clients.out" 2>&1 &
 CL_PID=$!
 PIDS+=("$CL_PID")
-for _ in $(seq 100); do grep -q "^READY" "$WORK/clients.out" && break; sleep 0.1; done
-grep -q "^READY" "$WORK/clients.out" || fail "the clients did not get ready"
+wait_log "$WORK/clients.out" "^READY" 100 || fail "the clients did not get ready"
 ready=$(grep "^READY" "$WORK/clients.out" | wc -w)
 ready=$((ready - 1))
 ((ready == NCONN)) || fail "only $ready/$NCONN keep-alive connections answered before the switch"
@@ -197,8 +156,7 @@ echo "connections carried by lb2: ${#on_lb2[@]} of $NCONN"
 ip netns exec "$P-router" ip route replace "$VIP4/32" via 10.99.0.11 dev br0
 touch "$WORK/switched"
 echo "router: $(ip netns exec "$P-router" ip route show "$VIP4/32" | tr '\n' ' ')"
-for _ in $(seq 100); do grep -q "^DONE" "$WORK/clients.out" && break; sleep 0.1; done
-grep -q "^DONE" "$WORK/clients.out" || fail "the clients did not finish"
+wait_log "$WORK/clients.out" "^DONE" 100 || fail "the clients did not finish"
 wait "$CL_PID" 2>/dev/null || true
 fw2_2=$(forwarded 2)
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034  # CP_BIN, TABLES, DP_IPV6, ... are read by lib.sh
 # End to end (issue 4, test 2): a backend dies under wrk load. Real
 # lb-controlplane (inside the router namespace, so its HTTP health checks on
 # /health reach 10.99.0.21..23: interval 200 ms, unhealthy after 2 failures,
@@ -25,12 +26,8 @@ CP_BIN=$(realpath "$1")
 DP_BIN=$(realpath "$2")
 DECAP_BIN=$(realpath "$3")
 LBCTL_BIN=$(realpath "$4")
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-TOPO=$ROOT/scripts/topology.sh
+. "$(dirname "$0")/lib.sh"
 P=f$$
-VIP4=198.51.100.10
-GRPC=127.0.0.1:50051  # inside <p>-router: a namespace of our own, port is free
-START=$(date +%s)
 KILLED=2  # backend index killed
 
 command -v wrk >/dev/null || { echo "FAIL: wrk not installed (scripts/install-deps.sh)"; exit 1; }
@@ -39,29 +36,12 @@ WORK=$(mktemp -d /dev/shm/lb-e2e-failover.XXXXXX)
 CP_PID=""
 DP_PID=""
 WRK_PID=""
-cleanup() {
-  local rc=$?
-  trap - EXIT
-  for pid in "$WRK_PID" "$DP_PID" "$CP_PID"; do
-    if [[ -n "$pid" ]]; then kill -TERM "$pid" 2>/dev/null || true; fi
-  done
-  for pid in "$WRK_PID" "$DP_PID" "$CP_PID"; do
-    [[ -z "$pid" ]] && continue
-    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  bash "$TOPO" down --prefix "$P" >/dev/null 2>&1 || true
-  if ((rc != 0)); then
-    echo "--- lb-controlplane log"; tail -n 30 "$WORK/cp.log" 2>/dev/null || true
-    echo "--- lb-dataplane log"; tail -n 20 "$WORK/dp.log" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
+stop_all() { stop_pids 30 "$WRK_PID" "$DP_PID" "$CP_PID"; }
+show_logs() {
+  show_tail 30 "lb-controlplane log" "$WORK/cp.log"
+  show_tail 20 "lb-dataplane log" "$WORK/dp.log"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*"; exit 1; }
+install_traps
 now_ms() { date +%s%3N; }
 
 # 1. The network: client, router, lb1, be1..3 (nginx + lb-decap).
@@ -91,14 +71,8 @@ vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "web4" }
 CFG
 TABLES=$WORK/tables
 STATS=$WORK/stats
-ip netns exec "$P-router" "$CP_BIN" --config "$WORK/lb.textproto" --state_dir "$WORK/state" \
-  --table_region "$TABLES" --stats_region "$STATS" --max_vips 16 --max_backends 64 \
-  --grpc_listen="$GRPC" --http_listen= >"$WORK/cp.log" 2>&1 &
-CP_PID=$!
-for _ in $(seq 100); do grep -q "published generation=1 " "$WORK/cp.log" && break; sleep 0.1; done
-grep -q "published generation=1 " "$WORK/cp.log" || fail "lb-controlplane did not publish"
+start_controlplane "$P-router" "$WORK/cp.log" "$GRPC" || fail "lb-controlplane did not publish"
 
-lbctl() { ip netns exec "$P-router" "$LBCTL_BIN" --server "$GRPC" "$@"; }
 # health_of K: HEALTH_STATUS_* of backend 10.99.0.2K (or "?" when unknown).
 health_of() {
   lbctl backend list --json 2>/dev/null | /usr/bin/python3 -c '
@@ -116,27 +90,8 @@ print("?")' "10.99.0.2$1"
 
 # 3. The dataplane inside <p>-lb1 on af_xdp over its veth (net_af_packet if
 #    the af_xdp port does not come up).
-start_dataplane() {  # $1 = vdev
-  ip netns exec "$P-lb1" "$DP_BIN" -l 0 --no-huge -m 512 --no-pci --file-prefix "lb-e2e-$P" \
-    --log-level lib.eal:error --vdev="$1" -- \
-    --table_region "$TABLES" --stats_region "$STATS" --wait_for_table_s 5 \
-    --ipv4 10.99.0.11 --ipv6 fd00:99::11 --gateway_ipv4 10.99.0.1 --gateway_ipv6 fd00:99::1 \
-    --mtu 1600 --conn_table_size 65536 --sticky_table_size 4096 >"$WORK/dp.log" 2>&1 &
-  DP_PID=$!
-  for _ in $(seq 100); do
-    grep -q "lb-dataplane: port " "$WORK/dp.log" && return 0
-    kill -0 "$DP_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  return 1
-}
-PMD=af_xdp
-if ! start_dataplane "net_af_xdp0,iface=eth0"; then
-  echo "af_xdp port did not come up; falling back to af_packet:"; tail -n 5 "$WORK/dp.log"
-  kill -KILL "$DP_PID" 2>/dev/null || true; wait "$DP_PID" 2>/dev/null || true
-  PMD=af_packet
-  start_dataplane "net_af_packet0,iface=eth0" || fail "lb-dataplane did not start"
-fi
+DP_IPV6=yes
+start_dataplane_fallback 1 "$WORK/dp.log"
 echo "lb-dataplane on $PMD in $P-lb1 (pid $DP_PID); lb-controlplane in $P-router (pid $CP_PID)"
 
 # 4. All three backends healthy (bounded), then a warm-up through the VIP.
@@ -149,12 +104,7 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 [[ -n $all_healthy ]] || { lbctl backend list || true; fail "backends did not all become healthy"; }
-warm=""
-for _ in $(seq 10); do
-  if ip netns exec "$P-client" curl -s --max-time 2 -o /dev/null "http://$VIP4/"; then warm=yes; break; fi
-  sleep 0.5
-done
-[[ -n $warm ]] || fail "no request through the VIP succeeded during the warm-up"
+warm_up 10 "http://$VIP4/" || fail "no request through the VIP succeeded during the warm-up"
 declare -A seen0=()
 for _ in $(seq 30); do
   body=$(ip netns exec "$P-client" curl -s --max-time 2 "http://$VIP4/") || continue
@@ -162,14 +112,6 @@ for _ in $(seq 30); do
 done
 ((${#seen0[@]} == 3)) || fail "before the kill only ${#seen0[@]} backend(s) answered: ${!seen0[*]}"
 echo "before the kill: all 3 backends answer through the VIP"
-
-# wrk_failed FILE: socket errors (connect+read+write+timeout) + non-2xx.
-wrk_failed() {
-  awk '/Socket errors:/ { gsub(",", ""); s += $4 + $6 + $8 + $10 }
-       /Non-2xx or 3xx responses:/ { s += $5 }
-       END { print s + 0 }' "$1"
-}
-wrk_requests() { awk '/requests in/ { print $1 }' "$1"; }
 
 # 5. Phase 1: wrk for 8 s, backend 2 killed 2 s in.
 ip netns exec "$P-client" timeout 20 wrk -t1 -c10 -d8s --timeout 2s -H 'Connection: close' \

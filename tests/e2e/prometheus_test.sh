@@ -18,7 +18,7 @@ set -euo pipefail
 CP=$(realpath "${1:?usage: prometheus_test.sh <lb-controlplane> <lb-dataplane>}")
 DP=$(realpath "${2:?usage: prometheus_test.sh <lb-controlplane> <lb-dataplane>}")
 PY=/usr/bin/python3
-START=$(date +%s)
+. "$(dirname "$0")/lib.sh"
 
 for tool in prometheus promtool curl; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool not installed (scripts/install-deps.sh)"; exit 1; }
@@ -31,23 +31,17 @@ prom_pid=""
 cleanup() {
   local rc=$?
   trap - EXIT
-  for pid in $prom_pid $dp_pid $cp_pid; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in $prom_pid $dp_pid $cp_pid; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
+  stop_pids 50 "$prom_pid" "$dp_pid" "$cp_pid"
   if ((rc != 0)); then
-    echo "--- lb-controlplane log"; tail -n 20 "$tmp/cp.err" 2>/dev/null || true
-    echo "--- lb-dataplane log"; tail -n 20 "$tmp/dp.log" 2>/dev/null || true
-    echo "--- prometheus log"; tail -n 20 "$tmp/prom.log" 2>/dev/null || true
+    show_tail 20 "lb-controlplane log" "$tmp/cp.err"
+    show_tail 20 "lb-dataplane log" "$tmp/dp.log"
+    show_tail 20 "prometheus log" "$tmp/prom.log"
   fi
   rm -rf "$tmp"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*"; exit 1; }
 
 # 1. lb-controlplane: REST + /metrics on an ephemeral loopback port.
 cat >"$tmp/boot.textproto" <<'EOF'

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034  # CP_BIN, TABLES, DP_IPV6, ... are read by lib.sh
 # End to end (issue 4, test 5): the LB's processes restarted under load.
 # Network from scripts/topology.sh --lbs 1 (prefix r<pid>); lb-controlplane
 # inside the router namespace (gRPC on its loopback), lb-dataplane on af_xdp
@@ -25,13 +26,9 @@ CP_BIN=$(realpath "$1")
 DP_BIN=$(realpath "$2")
 DECAP_BIN=$(realpath "$3")
 LBCTL_BIN=$(realpath "$4")
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-TOPO=$ROOT/scripts/topology.sh
+. "$(dirname "$0")/lib.sh"
 P=r$$
-VIP4=198.51.100.10
-GRPC=127.0.0.1:50051  # inside <p>-router: a namespace of our own, port is free
 NCONN=20
-START=$(date +%s)
 
 command -v wrk >/dev/null || { echo "FAIL: wrk not installed (scripts/install-deps.sh)"; exit 1; }
 
@@ -40,31 +37,12 @@ CP_PID=""
 DP_PID=""
 WRK_PID=""
 CL_PID=""
-cleanup() {
-  local rc=$? pid
-  trap - EXIT
-  for pid in "$CL_PID" "$WRK_PID" "$DP_PID" "$CP_PID"; do
-    if [[ -n "$pid" ]]; then kill -TERM "$pid" 2>/dev/null || true; fi
-  done
-  for pid in "$CL_PID" "$WRK_PID" "$DP_PID" "$CP_PID"; do
-    [[ -z "$pid" ]] && continue
-    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  bash "$TOPO" down --prefix "$P" >/dev/null 2>&1 || true
-  if ((rc != 0)); then
-    for f in cp1 cp2 dp1 dp2; do
-      echo "--- $f.log"; tail -n 15 "$WORK/$f.log" 2>/dev/null || true
-    done
-    echo "--- clients"; tail -n 30 "$WORK/clients.out" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
+stop_all() { stop_pids 30 "$CL_PID" "$WRK_PID" "$DP_PID" "$CP_PID"; }
+show_logs() {
+  for f in cp1 cp2 dp1 dp2; do show_tail 15 "$f.log" "$WORK/$f.log"; done
+  show_tail 30 "clients" "$WORK/clients.out"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*"; exit 1; }
+install_traps
 
 # 1. The network: client, router, lb1, be1..3 (nginx + lb-decap).
 bash "$TOPO" up --prefix "$P" --backends 3 --lbs 1 --lb_decap "$DECAP_BIN" >/dev/null
@@ -83,20 +61,10 @@ vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "web4" }
 CFG
 TABLES=$WORK/tables
 STATS=$WORK/stats
-start_controlplane() {  # $1 = log name
-  ip netns exec "$P-router" "$CP_BIN" --config "$WORK/lb.textproto" --state_dir "$WORK/state" \
-    --table_region "$TABLES" --stats_region "$STATS" --max_vips 16 --max_backends 64 \
-    --grpc_listen="$GRPC" --http_listen= >"$WORK/$1.log" 2>&1 &
-  CP_PID=$!
-  for _ in $(seq 100); do
-    grep -qs "published generation=" "$WORK/$1.log" && return 0
-    kill -0 "$CP_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  return 1
-}
-start_controlplane cp1 || fail "lb-controlplane did not publish"
-lbctl() { ip netns exec "$P-router" "$LBCTL_BIN" --server "$GRPC" "$@"; }
+# start_cp LOG_NAME: the control plane in <p>-router, up once it published
+# any generation (the restart continues from the state dir).
+start_cp() { start_controlplane "$P-router" "$WORK/$1.log" "$GRPC" "published generation="; }
+start_cp cp1 || fail "lb-controlplane did not publish"
 # tables: "generation G" then "vip fingerprint" lines of the published tables.
 tables() {
   lbctl tables --json | /usr/bin/python3 -c '
@@ -110,50 +78,15 @@ fingerprints() { grep -v '^generation' <<<"$1"; }
 generation() { sed -n 's/^generation //p' <<<"$1"; }
 
 # 3. The dataplane (started twice on the same regions; log dp1 / dp2).
-start_dataplane() {  # $1 = vdev, $2 = log name
-  ip netns exec "$P-lb1" "$DP_BIN" -l 0 --no-huge -m 512 --no-pci --file-prefix "lb-e2e-$P" \
-    --log-level lib.eal:error --vdev="$1" -- \
-    --table_region "$TABLES" --stats_region "$STATS" --wait_for_table_s 5 \
-    --ipv4 10.99.0.11 --gateway_ipv4 10.99.0.1 \
-    --mtu 1600 --conn_table_size 65536 --sticky_table_size 4096 >"$WORK/$2.log" 2>&1 &
-  DP_PID=$!
-  for _ in $(seq 100); do
-    grep -qs "lb-dataplane: port " "$WORK/$2.log" && return 0
-    kill -0 "$DP_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  return 1
-}
-PMD=af_xdp
-VDEV="net_af_xdp0,iface=eth0"
-if ! start_dataplane "$VDEV" dp1; then
-  echo "af_xdp port did not come up; falling back to af_packet:"; tail -n 5 "$WORK/dp1.log"
-  kill -KILL "$DP_PID" 2>/dev/null || true; wait "$DP_PID" 2>/dev/null || true
-  PMD=af_packet
-  VDEV="net_af_packet0,iface=eth0"
-  start_dataplane "$VDEV" dp1 || fail "lb-dataplane did not start"
-fi
+start_dataplane_fallback 1 "$WORK/dp1.log"
 echo "lb-dataplane on $PMD in $P-lb1 (pid $DP_PID); lb-controlplane in $P-router (pid $CP_PID)"
 
-warm=""
-for _ in $(seq 10); do
-  if ip netns exec "$P-client" curl -s --max-time 2 -o /dev/null "http://$VIP4/"; then warm=yes; break; fi
-  sleep 0.5
-done
-[[ -n $warm ]] || fail "no request through the VIP succeeded during the warm-up"
+warm_up 10 "http://$VIP4/" || fail "no request through the VIP succeeded during the warm-up"
 t_before=$(tables) || fail "lbctl tables failed"
 fp_before=$(fingerprints "$t_before")
 gen_before=$(generation "$t_before")
 echo "before the kill: generation $gen_before; $fp_before"
 [[ -n $fp_before && $fp_before != *" -"* ]] || fail "no VIP fingerprint published"
-
-# wrk_failed FILE: socket errors (connect+read+write+timeout) + non-2xx.
-wrk_failed() {
-  awk '/Socket errors:/ { gsub(",", ""); s += $4 + $6 + $8 + $10 }
-       /Non-2xx or 3xx responses:/ { s += $5 }
-       END { print s + 0 }' "$1"
-}
-wrk_requests() { awk '/requests in/ { print $1 }' "$1"; }
 
 # 4. Phase 1: wrk for 8 s; the control plane killed -9 at 2 s, restarted at 4 s.
 ip netns exec "$P-client" timeout 20 wrk -t1 -c10 -d8s --timeout 2s -H 'Connection: close' \
@@ -167,7 +100,7 @@ CP_PID=""
 echo "phase 1: lb-controlplane killed -9 at 2 s"
 sleep 2
 t_restart=$(date +%s%3N)
-start_controlplane cp2 || fail "the restarted lb-controlplane did not publish"
+start_cp cp2 || fail "the restarted lb-controlplane did not publish"
 echo "phase 1: lb-controlplane restarted at 4 s (pid $CP_PID), published after $(($(date +%s%3N) - t_restart)) ms"
 wait "$WRK_PID" && wrk_rc=0 || wrk_rc=$?
 WRK_PID=""
@@ -195,8 +128,7 @@ echo "phase 1: failed requests: $failed1 of ${total1:-?}"
 ip netns exec "$P-client" timeout 40 /usr/bin/python3 "$ROOT/tests/e2e/keepalive_clients.py" "$VIP4" "$NCONN" \
   "$WORK/restarted" 6 20 8 >"$WORK/clients.out" 2>&1 &
 CL_PID=$!
-for _ in $(seq 100); do grep -q "^READY" "$WORK/clients.out" && break; sleep 0.1; done
-grep -q "^READY" "$WORK/clients.out" || fail "the clients did not get ready"
+wait_log "$WORK/clients.out" "^READY" 100 || fail "the clients did not get ready"
 ready=$(grep "^READY" "$WORK/clients.out" | wc -w)
 ready=$((ready - 1))
 ((ready == NCONN)) || fail "only $ready/$NCONN keep-alive connections answered before the restart"
@@ -205,17 +137,13 @@ sleep 1
 # regions: a new process, an empty connection table.
 touch "$WORK/restarted"
 t_stop=$(date +%s%3N)
-kill -TERM "$DP_PID" 2>/dev/null || true
-for _ in $(seq 50); do kill -0 "$DP_PID" 2>/dev/null || break; sleep 0.1; done
-kill -KILL "$DP_PID" 2>/dev/null || true
-wait "$DP_PID" 2>/dev/null || true
+stop_pids 50 "$DP_PID"
 DP_PID=""
 grep "lb-dataplane: stopped" "$WORK/dp1.log" || true
-start_dataplane "$VDEV" dp2 || fail "the restarted lb-dataplane did not start"
+start_dataplane 1 "$VDEV" "$WORK/dp2.log" || fail "the restarted lb-dataplane did not start"
 gap_ms=$(($(date +%s%3N) - t_stop))
 echo "phase 2: lb-dataplane restarted (pid $DP_PID); ${gap_ms} ms from SIGTERM to the new port up"
-for _ in $(seq 200); do grep -q "^DONE" "$WORK/clients.out" && break; sleep 0.1; done
-grep -q "^DONE" "$WORK/clients.out" || fail "the clients did not finish"
+wait_log "$WORK/clients.out" "^DONE" 200 || fail "the clients did not finish"
 wait "$CL_PID" 2>/dev/null || true
 CL_PID=""
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034  # CP_BIN, TABLES, DP_IPV6, ... are read by lib.sh
 # End to end (issue 4, tests 1 (UDP part) and 3): a UDP VIP with real UDP
 # servers, then a backend added and another drained under keep-alive load.
 # Real lb-controlplane (in the router namespace, gRPC on its loopback, no
@@ -27,12 +28,8 @@ CP_BIN=$(realpath "$1")
 DP_BIN=$(realpath "$2")
 DECAP_BIN=$(realpath "$3")
 LBCTL_BIN=$(realpath "$4")
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-TOPO=$ROOT/scripts/topology.sh
+. "$(dirname "$0")/lib.sh"
 P=u$$
-VIP4=198.51.100.10
-GRPC=127.0.0.1:50051  # inside <p>-router: a namespace of our own
-START=$(date +%s)
 PY=/usr/bin/python3
 
 WORK=$(mktemp -d /dev/shm/lb-e2e-udpdrain.XXXXXX)
@@ -41,30 +38,13 @@ DP_PID=""
 LL_PID=""
 CAP_PID=""
 UDP_PIDS=()
-cleanup() {
-  local rc=$?
-  trap - EXIT
-  for pid in "$LL_PID" "$CAP_PID" "${UDP_PIDS[@]}" "$DP_PID" "$CP_PID"; do
-    if [[ -n "$pid" ]]; then kill -TERM "$pid" 2>/dev/null || true; fi
-  done
-  for pid in "$LL_PID" "$CAP_PID" "${UDP_PIDS[@]}" "$DP_PID" "$CP_PID"; do
-    [[ -z "$pid" ]] && continue
-    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  bash "$TOPO" down --prefix "$P" >/dev/null 2>&1 || true
-  if ((rc != 0)); then
-    echo "--- lb-controlplane log"; tail -n 30 "$WORK/cp.log" 2>/dev/null || true
-    echo "--- lb-dataplane log"; tail -n 20 "$WORK/dp.log" 2>/dev/null || true
-    echo "--- long-lived client"; tail -n 30 "$WORK/ll.log" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
+stop_all() { stop_pids 30 "$LL_PID" "$CAP_PID" "${UDP_PIDS[@]}" "$DP_PID" "$CP_PID"; }
+show_logs() {
+  show_tail 30 "lb-controlplane log" "$WORK/cp.log"
+  show_tail 20 "lb-dataplane log" "$WORK/dp.log"
+  show_tail 30 "long-lived client" "$WORK/ll.log"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*"; exit 1; }
+install_traps
 
 # 1. The network: client, router, lb1, be1..4 (nginx + lb-decap).
 bash "$TOPO" up --prefix "$P" --backends 4 --lbs 1 --lb_decap "$DECAP_BIN" >/dev/null
@@ -91,14 +71,8 @@ vips { address: "$VIP4" protocol: PROTOCOL_UDP port: 53 pool: "dns4" }
 CFG
 TABLES=$WORK/tables
 STATS=$WORK/stats
-ip netns exec "$P-router" "$CP_BIN" --config "$WORK/lb.textproto" --state_dir "$WORK/state" \
-  --table_region "$TABLES" --stats_region "$STATS" --max_vips 16 --max_backends 64 \
-  --grpc_listen="$GRPC" --http_listen= >"$WORK/cp.log" 2>&1 &
-CP_PID=$!
-for _ in $(seq 100); do grep -q "published generation=1 " "$WORK/cp.log" && break; sleep 0.1; done
-grep -q "published generation=1 " "$WORK/cp.log" || fail "lb-controlplane did not publish"
+start_controlplane "$P-router" "$WORK/cp.log" "$GRPC" || fail "lb-controlplane did not publish"
 
-lbctl() { ip netns exec "$P-router" "$LBCTL_BIN" --server "$GRPC" "$@"; }
 # backend_id ADDRESS PORT: the id of that backend (empty when absent).
 backend_id() {
   lbctl backend list --json 2>/dev/null | "$PY" -c '
@@ -115,27 +89,8 @@ for line in sys.stdin:
 }
 
 # 3. The dataplane inside <p>-lb1 (af_xdp, af_packet fallback).
-start_dataplane() {  # $1 = vdev
-  ip netns exec "$P-lb1" "$DP_BIN" -l 0 --no-huge -m 512 --no-pci --file-prefix "lb-e2e-$P" \
-    --log-level lib.eal:error --vdev="$1" -- \
-    --table_region "$TABLES" --stats_region "$STATS" --wait_for_table_s 5 \
-    --ipv4 10.99.0.11 --ipv6 fd00:99::11 --gateway_ipv4 10.99.0.1 --gateway_ipv6 fd00:99::1 \
-    --mtu 1600 --conn_table_size 65536 --sticky_table_size 4096 >"$WORK/dp.log" 2>&1 &
-  DP_PID=$!
-  for _ in $(seq 100); do
-    grep -q "lb-dataplane: port " "$WORK/dp.log" && return 0
-    kill -0 "$DP_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  return 1
-}
-PMD=af_xdp
-if ! start_dataplane "net_af_xdp0,iface=eth0"; then
-  echo "af_xdp port did not come up; falling back to af_packet:"; tail -n 5 "$WORK/dp.log"
-  kill -KILL "$DP_PID" 2>/dev/null || true; wait "$DP_PID" 2>/dev/null || true
-  PMD=af_packet
-  start_dataplane "net_af_packet0,iface=eth0" || fail "lb-dataplane did not start"
-fi
+DP_IPV6=yes
+start_dataplane_fallback 1 "$WORK/dp.log"
 echo "lb-dataplane on $PMD in $P-lb1 (pid $DP_PID); lb-controlplane in $P-router (pid $CP_PID)"
 
 # ---------------------------------------------------------------- part A: UDP
@@ -154,14 +109,10 @@ for i in 1 2 3; do
   UDP_PIDS+=($!)
 done
 for i in 1 2 3; do
-  for _ in $(seq 50); do grep -q ready "$WORK/udp$i.log" && break; sleep 0.1; done
-  grep -q ready "$WORK/udp$i.log" || fail "UDP server in $P-be$i did not start"
+  wait_log "$WORK/udp$i.log" ready 50 || fail "UDP server in $P-be$i did not start"
 done
-ip netns exec "$P-router" tcpdump -i l1 -nn -U -w "$WORK/l1.pcap" "src host $VIP4" \
-  >"$WORK/tcpdump.log" 2>&1 &
-CAP_PID=$!
-for _ in $(seq 50); do grep -q "listening on" "$WORK/tcpdump.log" && break; sleep 0.1; done
-grep -q "listening on" "$WORK/tcpdump.log" || fail "tcpdump on l1 did not start"
+start_capture "$P-router" l1 "$WORK/l1.pcap" "$WORK/tcpdump.log" "src host $VIP4"
+wait_log "$WORK/tcpdump.log" "listening on" 50 || fail "tcpdump on l1 did not start"
 
 # N queries, each from a new socket; warm-up (ARP on the way) first, bounded.
 cat > "$WORK/udp_client.py" <<'PYEOF'
@@ -225,12 +176,7 @@ read -r u_answered u_bad_src u_bad_body u_backends < <(sed -n \
 echo "PASS part A: UDP VIP $VIP4:53, 20/20 answered by $u_backends backends, DSR"
 
 # ---------------------------------------------------------------- part B: add + drain
-warm=""
-for _ in $(seq 10); do
-  if ip netns exec "$P-client" curl -s --max-time 2 -o /dev/null "http://$VIP4/"; then warm=yes; break; fi
-  sleep 0.5
-done
-[[ -n $warm ]] || fail "no HTTP request through the VIP succeeded during the warm-up"
+warm_up 10 "http://$VIP4/" || fail "no HTTP request through the VIP succeeded during the warm-up"
 
 # Long-lived keep-alive connections: raw sockets (no silent reconnect), one
 # request per connection every 200 ms; writes pinned.json once all are open,
@@ -362,7 +308,7 @@ echo "fresh curls after the drain:"; sed 's/^/  /' <<<"$fresh_drain"
 drained_new=$(awk -v n="$DRAIN_NAME" '$1 == n { print $2 }' <<<"$fresh_drain")
 drain_failed=$(awk '$1 == "failed" { print $2 }' <<<"$fresh_drain")
 
-for _ in $(seq 200); do grep -q '^done' "$WORK/ll.log" && break; sleep 0.1; done
+wait_log "$WORK/ll.log" '^done' 200 || true
 wait "$LL_PID" && ll_rc=0 || ll_rc=$?
 LL_PID=""
 cat "$WORK/ll.log"
