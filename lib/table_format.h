@@ -110,7 +110,7 @@ struct VipEntry {
   uint32_t member_count;  // active members (each a backend slot)
   uint32_t vip_id;        // operator-visible id (stable across publishes)
   uint32_t sticky_ttl_s;  // with kVipSticky: persistence after the client's last packet
-  uint64_t fingerprint;  // MaglevFingerprint of this VIP's ring
+  uint64_t fingerprint;   // MaglevFingerprint of this VIP's ring
   uint8_t reserved2[16];
 };
 static_assert(sizeof(VipEntry) == 64, "VipEntry ABI");

@@ -335,6 +335,16 @@ bool Worker::PickBackend(int vip, const FlowKey& key, uint64_t flow_hash, Pick* 
   return true;
 }
 
+// A pinned (slot, incarnation) still forwards when the slot holds the same
+// backend (incarnation) and it keeps its flows: active or draining. Down, or
+// a slot given to another backend, means re-pick.
+bool Worker::StillServes(uint32_t slot, uint32_t incarnation) const {
+  if (slot == 0 || slot >= slot_.header->num_backends) return false;
+  const BackendEntry& b = slot_.backends[slot];
+  return b.incarnation == incarnation && (b.state == static_cast<uint8_t>(BackendState::kActive) ||
+                                          b.state == static_cast<uint8_t>(BackendState::kDraining));
+}
+
 bool Worker::PickForNewFlow(int vip, const FlowKey& key, uint64_t flow_hash, Pick* out) {
   const VipEntry& v = slot_.vips[vip];
   if (!(v.flags & kVipSticky) || node_->sticky == nullptr) {
@@ -342,19 +352,14 @@ bool Worker::PickForNewFlow(int vip, const FlowKey& key, uint64_t flow_hash, Pic
   }
   const uint32_t ttl_ms = v.sticky_ttl_s * 1000;
   StickyValue sv;
+  // A persistent client follows its backend while it is not down, even when
+  // draining (IPVS persistence does the same).
   if (node_->sticky->Lookup(static_cast<uint32_t>(vip), key.family, key.src, now_ms_, ttl_ms,
                             &sv) &&
-      sv.backend_slot != 0 && sv.backend_slot < slot_.header->num_backends) {
-    const BackendEntry& b = slot_.backends[sv.backend_slot];
-    // A persistent client follows its backend while it exists and is not
-    // down, even when draining (IPVS persistence does the same).
-    if (b.incarnation == sv.incarnation &&
-        (b.state == static_cast<uint8_t>(BackendState::kActive) ||
-         b.state == static_cast<uint8_t>(BackendState::kDraining))) {
-      out->slot = sv.backend_slot;
-      out->incarnation = sv.incarnation;
-      return true;
-    }
+      StillServes(sv.backend_slot, sv.incarnation)) {
+    out->slot = sv.backend_slot;
+    out->incarnation = sv.incarnation;
+    return true;
   }
   if (!PickBackend(vip, key, flow_hash, out)) return false;
   node_->sticky->Insert(static_cast<uint32_t>(vip), key.family, key.src,
@@ -476,22 +481,14 @@ void Worker::HandleOne(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64
   ConnValue cv;
   uint32_t e = conn_->Lookup(key, hash, now_ms_, flags, &cv);
   if (e != ConnTable::kNoEntry) {
-    const uint32_t s = cv.backend_slot;
-    if (s != 0 && s < slot_.header->num_backends) {
-      const BackendEntry& b = slot_.backends[s];
-      // Draining keeps its flows; down (or a slot given to another backend,
-      // seen as a new incarnation) re-picks them.
-      if (b.incarnation == cv.incarnation &&
-          (b.state == static_cast<uint8_t>(BackendState::kActive) ||
-           b.state == static_cast<uint8_t>(BackendState::kDraining))) {
-        const VipEntry& v = slot_.vips[vip];
-        if ((v.flags & kVipSticky) && node_->sticky != nullptr) {
-          node_->sticky->Refresh(static_cast<uint32_t>(vip), key.family, key.src, now_ms_,
-                                 v.sticky_ttl_s * 1000);
-        }
-        Forward(port, m, p, vip, s, hash);
-        return;
+    if (StillServes(cv.backend_slot, cv.incarnation)) {
+      const VipEntry& v = slot_.vips[vip];
+      if ((v.flags & kVipSticky) && node_->sticky != nullptr) {
+        node_->sticky->Refresh(static_cast<uint32_t>(vip), key.family, key.src, now_ms_,
+                               v.sticky_ttl_s * 1000);
       }
+      Forward(port, m, p, vip, cv.backend_slot, hash);
+      return;
     }
     Pick pick;
     ReleaseFlow(cv);
@@ -570,16 +567,7 @@ void Worker::HandleIcmpError(uint16_t port, rte_mbuf* m, const ParsedPacket& p) 
   ConnValue cv;
   uint32_t slot = 0;
   if (conn_->Peek(key, hash, now_ms_, &cv) || PeekPeers(key, hash, &cv)) {
-    // The same test as a data packet's hit (HandleOne): the pinned backend
-    // must still be this incarnation and still take its flows.
-    if (cv.backend_slot != 0 && cv.backend_slot < slot_.header->num_backends) {
-      const BackendEntry& b = slot_.backends[cv.backend_slot];
-      if (b.incarnation == cv.incarnation &&
-          (b.state == static_cast<uint8_t>(BackendState::kActive) ||
-           b.state == static_cast<uint8_t>(BackendState::kDraining))) {
-        slot = cv.backend_slot;
-      }
-    }
+    if (StillServes(cv.backend_slot, cv.incarnation)) slot = cv.backend_slot;
   }
   if (slot == 0) {
     // No lcore holds the flow (e.g. it expired): hash-based algorithms still

@@ -170,6 +170,7 @@ class Worker {
   bool HandleLocal(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
   void HandleIcmpError(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
   bool PickBackend(int vip, const FlowKey& key, uint64_t flow_hash, Pick* out);
+  bool StillServes(uint32_t slot, uint32_t incarnation) const;
   // PickBackend behind the VIP's session persistence, if it has one.
   bool PickForNewFlow(int vip, const FlowKey& key, uint64_t flow_hash, Pick* out);
   void Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip, uint32_t slot,
