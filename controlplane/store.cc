@@ -8,16 +8,22 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "controlplane/config.h"
 #include "google/protobuf/text_format.h"
+#include "openssl/evp.h"
 
 namespace lb {
 namespace {
@@ -28,6 +34,92 @@ constexpr char kStateFile[] = "state.textproto";
 constexpr char kTempInfix[] = ".tmp.";
 constexpr char kLockFile[] = ".lock";
 constexpr size_t kMaxStateBytes = 64u << 20;
+
+// The first line of the file: kHeaderMagic, kHeaderFormat, kHeaderDigest, then
+// the SHA-256 of every byte after the line's '\n' as lowercase hex.
+constexpr absl::string_view kHeaderMagic = "# lb-controlplane state ";
+constexpr absl::string_view kHeaderFormat = "v1";
+constexpr absl::string_view kHeaderDigest = " sha256=";
+constexpr size_t kSha256HexLen = 64;
+// At most this many bytes of the file are quoted in an error (escaped): the
+// file is not trusted, and it may be large.
+constexpr size_t kMaxQuoted = 40;
+constexpr size_t kMaxParseError = 300;
+
+// SHA-256 of `data` as lowercase hex (OpenSSL; stable across builds and
+// hosts, unlike absl::Hash).
+absl::StatusOr<std::string> Sha256Hex(absl::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1 || len != 32) {
+    return absl::InternalError("cannot compute SHA-256 (OpenSSL EVP_Digest failed)");
+  }
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(md), static_cast<size_t>(len)));
+}
+
+std::string Quote(absl::string_view bytes) {
+  const bool cut = bytes.size() > kMaxQuoted;
+  return absl::StrCat("\"", absl::CHexEscape(bytes.substr(0, kMaxQuoted)), cut ? "...\"" : "\"");
+}
+
+// The way out, for every refusal: nothing is repaired or replaced silently.
+std::string Refusal(const std::string& path) {
+  return absl::StrCat(
+      "; refusing to load it (only a file lb-controlplane wrote itself is loaded). To recover "
+      "deliberately: move ",
+      path,
+      " aside (keep it to inspect) and start lb-controlplane with --config <file> to seed "
+      "a new store");
+}
+
+// Checks the checksum line of `file` (the whole state file, non-empty) and
+// returns OK only when the rest of it is exactly what Save wrote.
+absl::Status VerifyChecksum(absl::string_view file, const std::string& path) {
+  const size_t eol = file.find('\n');
+  const absl::string_view first = file.substr(0, eol);
+  if (!absl::StartsWith(first, kHeaderMagic)) {
+    return absl::DataLossError(absl::StrCat(
+        "stored state ", path,
+        ":1: no checksum line (the file was written without a checksum: "
+        "by hand, or by an lb-controlplane older than the checksummed format; there are no "
+        "deployments to migrate, so it is not converted); it starts with ",
+        Quote(first), ", expected \"", kHeaderMagic, kHeaderFormat, kHeaderDigest, "<hex>\"",
+        Refusal(path)));
+  }
+  absl::string_view rest = first.substr(kHeaderMagic.size());
+  if (!absl::ConsumePrefix(&rest, kHeaderFormat) || !absl::ConsumePrefix(&rest, kHeaderDigest)) {
+    return absl::DataLossError(
+        absl::StrCat("stored state ", path, ":1: unknown state format ", Quote(first),
+                     " (this lb-controlplane reads \"", kHeaderMagic, kHeaderFormat, kHeaderDigest,
+                     "<hex>\" only: edited, or written by a newer version?)", Refusal(path)));
+  }
+  if (rest.size() != kSha256HexLen || !std::all_of(rest.begin(), rest.end(), [](char c) {
+        return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f');
+      })) {
+    return absl::DataLossError(absl::StrCat(
+        "stored state ", path, ":1: malformed checksum line ", Quote(first), " (want ",
+        kSha256HexLen, " lowercase hex digits after \"sha256=\": edited, corrupted or truncated)",
+        Refusal(path)));
+  }
+  if (eol == absl::string_view::npos) {
+    return absl::DataLossError(absl::StrCat("stored state ", path,
+                                            ": the file ends after its checksum line (truncated)",
+                                            Refusal(path)));
+  }
+  auto actual = Sha256Hex(file.substr(eol + 1));
+  if (!actual.ok()) return actual.status();
+  if (*actual != rest) {
+    return absl::DataLossError(
+        absl::StrCat("stored state ", path,
+                     ": checksum mismatch: the file was edited or corrupted after "
+                     "lb-controlplane wrote it",
+                     absl::EndsWith(file, "\n") ? "" : " (it ends mid-line: truncated?)",
+                     " (line 1 says sha256=", rest, ", the ", file.size() - eol - 1,
+                     " bytes after it hash to ", *actual, ")", Refusal(path)));
+  }
+  return absl::OkStatus();
+}
 
 std::string Errno(const std::string& what, const std::string& path) {
   return absl::StrCat(what, " ", path, ": ", std::strerror(errno));
@@ -102,21 +194,23 @@ class FileStore : public Store {
     close(fd);
     // Atomic replacement never leaves an empty or version-less file; one
     // that is must not be mistaken for "nothing stored".
-    if (text.empty()) {
+    if (text.empty())
       return absl::DataLossError(
-          absl::StrCat("stored state ", path_,
-                       ":1: file is empty; refusing to start (restore it or move it away)"));
-    }
+          absl::StrCat("stored state ", path_, ":1: file is empty", Refusal(path_)));
+    if (absl::Status st = VerifyChecksum(text, path_); !st.ok()) return st;
+    // What Save wrote always parses and has a version; these catch a bug, or
+    // a file sealed by hand. The whole file is parsed (line 1 is a comment)
+    // so that line numbers in errors are the file's.
     auto config = ParseConfigText(text, path_);
     if (!config.ok()) {
+      absl::string_view why = config.status().message();
       return absl::DataLossError(
-          absl::StrCat("stored state does not parse: ", config.status().message(),
-                       "; refusing to start (restore it or move it away)"));
+          absl::StrCat("stored state ", path_, " does not parse: ", why.substr(0, kMaxParseError),
+                       why.size() > kMaxParseError ? "..." : "", Refusal(path_)));
     }
     if (config->version() == 0) {
-      return absl::DataLossError(absl::StrCat("stored state ", path_,
-                                              ":1: no version field; refusing to start (restore "
-                                              "it or move it away)"));
+      return absl::DataLossError(
+          absl::StrCat("stored state ", path_, ":1: no version field", Refusal(path_)));
     }
     return std::optional<v1::Config>(*std::move(config));
   }
@@ -132,8 +226,12 @@ class FileStore : public Store {
     }
     text = absl::StrCat(
         "# lb-controlplane desired state (lb.v1.Config, protobuf text format).\n"
-        "# Written atomically by lb-controlplane; edit only while it is stopped.\n",
+        "# Written atomically by lb-controlplane. Do not edit: the checksum above covers\n"
+        "# every byte below it, and an edited file is refused at start.\n",
         text);
+    auto digest = Sha256Hex(text);
+    if (!digest.ok()) return digest.status();
+    text = absl::StrCat(kHeaderMagic, kHeaderFormat, kHeaderDigest, *digest, "\n", text);
 
     static std::atomic<uint64_t> counter{0};
     const std::string tmp =

@@ -4,7 +4,18 @@
 // file store is the embedded default: one file in a state directory written
 // atomically (temp file, fsync, rename, fsync of the directory), so a kill -9
 // at any moment leaves either the previous or the new version, never a torn
-// one. A file that does not parse is refused loudly, never replaced.
+// one.
+//
+// The file is protobuf text format behind one checksum line:
+//   # lb-controlplane state v1 sha256=<64 lowercase hex digits>\n
+//   <text proto>
+// where the SHA-256 covers every byte after that line. Load() trusts only
+// what this store wrote: a file without that line (by hand, or by a build
+// before checksums), with another digest (edited, corrupted, truncated), that
+// is empty, does not parse or has no version fails with DataLoss naming the
+// file and the way out (move it aside, seed a new store with --config). The
+// message quotes at most a short prefix of the file. A refused file is never
+// replaced or touched.
 //
 // Threads: calls are serialized by the caller (ControlPlane's mutex).
 #ifndef LB_CONTROLPLANE_STORE_H_
@@ -22,7 +33,8 @@ namespace lb {
 class Store {
  public:
   virtual ~Store() = default;
-  // nullopt when nothing was ever stored.
+  // nullopt when nothing was ever stored. DataLoss when what is stored is
+  // not exactly what Save wrote; Unavailable when it cannot be read.
   virtual absl::StatusOr<std::optional<v1::Config>> Load() = 0;
   // Durable when it returns OK. config.version() is the new version.
   virtual absl::Status Save(const v1::Config& config) = 0;

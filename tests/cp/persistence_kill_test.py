@@ -19,12 +19,19 @@ the process at a random moment (0-400 ms), restarts it, and checks that
   * the version in the state file is the acknowledged count of changes (+1
     for that in-flight write when it committed), so nothing acknowledged was
     lost and nothing unacknowledged other than it appeared,
-  * no temp file is left in the state directory.
+  * no temp file is left in the state directory,
+  * the state file's first line is the SHA-256 of the rest (checked here with
+    hashlib, independently of the server).
+
+Last, with the server stopped, the state file is edited so that it still
+parses (one backend's port changed): the server must refuse to start (exit 1
+naming the file and the checksum mismatch) and leave the file as it was.
 
 Usage: persistence_kill_test.py <lb-controlplane binary>
 Exit 0 on success, 1 with a message on the first failure. Cleans up the
 process and the temp dir in every case.
 """
+import hashlib
 import json
 import os
 import random
@@ -165,14 +172,45 @@ def served_state(port):
     return {"backends": backends, "algorithm": algorithm}
 
 
+HEADER_RE = re.compile(rb"# lb-controlplane state v1 sha256=([0-9a-f]{64})\n")
+
+
 def stored_version(work):
     path = os.path.join(work, "state", "state.textproto")
     if not os.path.exists(path):
         return 0
-    m = re.search(r"^version: (\d+)$", open(path, encoding="utf-8").read(), re.M)
+    data = open(path, "rb").read()
+    h = HEADER_RE.match(data)
+    if not h:
+        raise Failure(f"{path} does not start with the checksum line: {data[:80]!r}")
+    if hashlib.sha256(data[h.end():]).hexdigest() != h.group(1).decode():
+        raise Failure(f"{path}: the checksum line does not match the rest of the file")
+    m = re.search(r"^version: (\d+)$", data.decode("utf-8"), re.M)
     if not m:
         raise Failure(f"{path} has no version line")
     return int(m.group(1))
+
+
+def edited_state_refused(binary, work):
+    """An edit that still parses is refused at start; the file is left alone."""
+    path = os.path.join(work, "state", "state.textproto")
+    good = open(path, "rb").read()
+    edited, n = re.subn(rb"^(\s*port: )80$", rb"\g<1>81", good, count=1, flags=re.M)
+    if n != 1:
+        raise Failure(f"{path}: no backend port to edit")
+    with open(path, "wb") as f:
+        f.write(edited)
+    r = subprocess.run([binary, f"--config={work}/bootstrap.textproto",
+                        f"--state_dir={work}/state", f"--table_region={work}/tables",
+                        f"--stats_region={work}/stats", "--grpc_listen=",
+                        "--http_listen=127.0.0.1:0", "--max_vips=8", "--max_backends=16384",
+                        "--max_members=16384", "--max_ring_size=16411"],
+                       capture_output=True, text=True, timeout=10)
+    if r.returncode != 1 or path not in r.stderr or "checksum mismatch" not in r.stderr:
+        raise Failure(f"edited state file: want exit 1 naming {path} and the checksum mismatch, "
+                      f"got {r.returncode}: {r.stderr}")
+    if open(path, "rb").read() != edited:
+        raise Failure(f"{path} was changed by a refused start")
 
 
 def startup_checks(binary, work):
@@ -283,6 +321,7 @@ def main():
         cp.stop()
         if cp.proc.returncode != 0:
             raise Failure(f"SIGTERM exit status {cp.proc.returncode}, want 0")
+        edited_state_refused(binary, work)
         if kills < 10 or total_acked < 50:
             raise Failure(f"only {kills} kills and {total_acked} acknowledged writes: "
                           "the test proved little")
