@@ -198,6 +198,38 @@ void CheckRange(Findings& f, const std::string& path, uint32_t value, uint32_t l
   }
 }
 
+void CheckScript(Findings& f, const std::string& path, const v1::HealthCheck& hc) {
+  if (hc.script().empty()) {
+    if (hc.kind() == v1::HEALTH_CHECK_KIND_SCRIPT) {
+      f.Error(path,
+              "required for HEALTH_CHECK_KIND_SCRIPT: a script name (a file in "
+              "--health_script_dir) and its arguments");
+    }
+    return;
+  }
+  if (!IsScriptName(hc.script(0))) {
+    f.Error(path + "[0]",
+            "\"%s\" is not a script name: 1-%u characters of [A-Za-z0-9_.-], not starting with "
+            "'.' or '-' (a file in lb-controlplane's --health_script_dir, never a path)",
+            QuoteBounded(hc.script(0)), kMaxScriptNameLen);
+  }
+  if (static_cast<size_t>(hc.script_size()) - 1 > kMaxScriptArgs) {
+    f.Error(path, "%d arguments after the script name; at most %u", hc.script_size() - 1,
+            kMaxScriptArgs);
+    return;
+  }
+  for (int k = 1; k < hc.script_size(); ++k) {
+    const std::string& arg = hc.script(k);
+    if (arg.size() > kMaxScriptArgLen) {
+      f.Error(absl::StrCat(path, "[", k, "]"), "%u bytes; at most %u", arg.size(),
+              kMaxScriptArgLen);
+    } else if (!IsScriptArg(arg)) {
+      f.Error(absl::StrCat(path, "[", k, "]"),
+              "\"%s\" may contain only visible ASCII characters and spaces", QuoteBounded(arg));
+    }
+  }
+}
+
 void CheckHealthCheck(Findings& f, const std::string& path, const v1::HealthCheck& hc) {
   if (!v1::HealthCheckKind_IsValid(hc.kind())) {
     f.Error(path + ".kind", "unknown kind %d", static_cast<int>(hc.kind()));
@@ -220,17 +252,7 @@ void CheckHealthCheck(Findings& f, const std::string& path, const v1::HealthChec
              "4096");
   CheckRange(f, path + ".min_state_duration_ms", hc.min_state_duration_ms(), 1,
              kMaxHealthMinStateMs, "2 * interval");
-  if (hc.kind() == v1::HEALTH_CHECK_KIND_SCRIPT) {
-    if (hc.script().empty() || hc.script(0).empty()) {
-      f.Error(path + ".script",
-              "required for HEALTH_CHECK_KIND_SCRIPT: the program (argv[0]) and its arguments");
-    }
-  }
-  for (int k = 0; k < hc.script_size(); ++k) {
-    if (hc.script(k).find('\0') != std::string::npos) {
-      f.Error(absl::StrCat(path, ".script[", k, "]"), "contains a NUL byte");
-    }
-  }
+  CheckScript(f, path + ".script", hc);
 }
 
 }  // namespace
@@ -290,8 +312,31 @@ absl::StatusOr<v1::Config> LoadConfigFile(const std::string& path) {
 
 // ------------------------------------------------------------ addresses ---
 
+bool IsScriptName(absl::string_view s) {
+  auto name_char = [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+  };
+  return !s.empty() && s.size() <= kMaxScriptNameLen && s[0] != '.' && s[0] != '-' &&
+         std::all_of(s.begin(), s.end(), name_char);
+}
+
+bool IsScriptArg(absl::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+}
+
+std::string QuoteBounded(absl::string_view input) {
+  if (input.size() <= kMaxQuotedBytes) return absl::CHexEscape(input);
+  return absl::StrCat(absl::CHexEscape(input.substr(0, kMaxQuotedBytes)), "...");
+}
+
 absl::StatusOr<IpAddress> ParseIpAddress(absl::string_view text) {
   IpAddress a;
+  // inet_pton reads a C string: "10.9.0.1\0x" would parse as 10.9.0.1. The
+  // longest IPv6 literal with an embedded IPv4 part is 45 characters.
+  if (text.find('\0') != absl::string_view::npos || text.size() >= INET6_ADDRSTRLEN) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("\"%s\" is not an IPv4 or IPv6 address", QuoteBounded(text)));
+  }
   const std::string s(text);
   char buf[INET6_ADDRSTRLEN];
   if (inet_pton(AF_INET, s.c_str(), a.bytes.data()) == 1) {

@@ -70,12 +70,30 @@ inline constexpr uint32_t kMaxHealthMinStateMs = 3'600'000;
 inline constexpr size_t kMaxHttpPathLen = 1024;
 inline constexpr size_t kMaxHttpHostLen = 255;
 
+// Script health checks name a script, they never give a program: script[0]
+// is a file name in lb-controlplane's --health_script_dir, the rest are
+// bounded arguments. ValidateConfig checks these bounds, and the health
+// checker checks them again before it runs anything.
+inline constexpr size_t kMaxScriptNameLen = 64;
+inline constexpr size_t kMaxScriptArgs = 8;
+inline constexpr size_t kMaxScriptArgLen = 256;
+// [A-Za-z0-9_][A-Za-z0-9_.-]{0,63}: no '/', no leading '.' or '-'.
+bool IsScriptName(absl::string_view s);
+// Visible ASCII and spaces only: no control characters, no NUL.
+bool IsScriptArg(absl::string_view s);
+
 // Format by file extension: .textproto/.txtpb/.pbtxt/.textpb -> text
 // format, .json -> proto3 JSON. Unknown fields are errors in both.
 absl::StatusOr<v1::Config> LoadConfigFile(const std::string& path);
 // `source` names the input in error messages (usually the file path).
 absl::StatusOr<v1::Config> ParseConfigText(absl::string_view text, absl::string_view source);
 absl::StatusOr<v1::Config> ParseConfigJson(absl::string_view json, absl::string_view source);
+
+// How error messages quote what a client sent: C-escaped, at most
+// kMaxQuotedBytes of it, then "..." when cut, so that a megabyte of input
+// never comes back in a message or a log line.
+inline constexpr size_t kMaxQuotedBytes = 64;
+std::string QuoteBounded(absl::string_view input);
 
 // An IP address literal, parsed. `text` is the canonical form (inet_ntop), so
 // "10.0.0.01"-style and "2001:DB8::0:1"-style spellings of one address agree.

@@ -4,12 +4,14 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,10 +32,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
-
-extern char** environ;
+#include "controlplane/config.h"
 
 namespace lb {
 namespace {
@@ -55,6 +57,20 @@ constexpr int64_t kMinTickNs = 1'000'000;
 constexpr int64_t kMaxTickNs = 50'000'000;
 constexpr int64_t kTicksPerInterval = 20;
 
+// The script's environment: fixed, none of the control plane's.
+constexpr char kScriptPath[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+// Descriptors of a script child after its set-up: 0-2 /dev/null, then
+// kScriptFd (inherited across exec: a "#!" interpreter reads the script as
+// /dev/fd/3; the kernel refuses to exec a script from a close-on-exec fd)
+// and kExecErrorFd (close-on-exec: a failure before exec is written to it).
+// Everything else is closed. kChildScratchFd is where the child first moves
+// its inputs so that placing one cannot overwrite another.
+constexpr int kScriptFd = 3;
+constexpr int kExecErrorFd = 4;
+constexpr int kChildScratchFd = 10;
+// Without close_range (Linux < 5.9) the child closes up to this many fds.
+constexpr rlim_t kMaxCloseLoopFds = 65536;
+
 int64_t MonoNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -71,6 +87,35 @@ std::string ErrnoText(int err) {
   char buf[128];
   // GNU strerror_r: returns a pointer to the message (maybe not into buf).
   return strerror_r(err, buf, sizeof(buf));
+}
+
+// `s` in double quotes, bounded (QuoteBounded, config.h).
+std::string Quote(absl::string_view s) { return absl::StrCat("\"", QuoteBounded(s), "\""); }
+
+// "" when `script` is a script name and bounded arguments (the bounds of
+// config.h, checked again here because nothing outside them may ever be
+// executed, whoever built the target), else why not.
+std::string ScriptArgvError(const std::vector<std::string>& script) {
+  if (script.empty()) return "script: empty; expected a script name and its arguments";
+  if (!IsScriptName(script[0])) {
+    return absl::StrCat("script[0]: ", Quote(script[0]),
+                        " is not a script name (1-64 characters of [A-Za-z0-9_.-], not "
+                        "starting with '.' or '-')");
+  }
+  if (script.size() - 1 > kMaxScriptArgs) {
+    return absl::StrCat("script: ", script.size() - 1, " arguments; at most ", kMaxScriptArgs);
+  }
+  for (size_t k = 1; k < script.size(); ++k) {
+    const std::string& a = script[k];
+    if (a.size() > kMaxScriptArgLen) {
+      return absl::StrCat("script[", k, "]: ", a.size(), " bytes; at most ", kMaxScriptArgLen);
+    }
+    if (!IsScriptArg(a)) {
+      return absl::StrCat("script[", k, "]: ", Quote(a),
+                          " may contain only visible ASCII characters and spaces");
+    }
+  }
+  return "";
 }
 
 bool IsCheckedKind(v1::HealthCheckKind kind) {
@@ -206,9 +251,7 @@ std::unique_ptr<Target> MakeTarget(const HealthTarget& spec) {
                                 "Connection: close\r\n\r\n");
     }
   }
-  if (t->cfg.kind == v1::HEALTH_CHECK_KIND_SCRIPT && t->cfg.script.empty()) {
-    t->config_error = "script: empty; expected argv[0] and arguments";
-  }
+  if (t->cfg.kind == v1::HEALTH_CHECK_KIND_SCRIPT) t->config_error = ScriptArgvError(t->cfg.script);
   return t;
 }
 
@@ -262,17 +305,146 @@ struct Orphan {
   int pidfd;
 };
 
+// What a script child needs, all prepared before fork: the child only makes
+// async-signal-safe calls (another thread may have held a lock at the fork).
+struct ScriptChildArgs {
+  int script_fd;  // the checked script, close-on-exec in the parent
+  int null_fd;    // /dev/null, read-write
+  int error_fd;   // write end of the exec-error pipe
+  uid_t uid;
+  gid_t gid;
+  int close_limit;  // for the close loop when close_range is missing
+  char* const* argv;
+  char* const* envp;
+};
+
+// Where a script child failed before its exec, with errno; sent to the
+// parent through the exec-error pipe.
+enum class ChildStep : int32_t {
+  kDescriptors = 1,
+  kProcessGroup,
+  kGroups,
+  kGid,
+  kUid,
+  kNoNewPrivs,
+  kSignalMask,
+  kExec,
+};
+
+struct ChildFailure {
+  ChildStep step;
+  int32_t err;
+};
+
+const char* StepName(ChildStep step) {
+  switch (step) {
+    case ChildStep::kDescriptors:
+      return "descriptors";
+    case ChildStep::kProcessGroup:
+      return "setpgid";
+    case ChildStep::kGroups:
+      return "setgroups";
+    case ChildStep::kGid:
+      return "setresgid";
+    case ChildStep::kUid:
+      return "setresuid";
+    case ChildStep::kNoNewPrivs:
+      return "prctl(PR_SET_NO_NEW_PRIVS)";
+    case ChildStep::kSignalMask:
+      return "sigprocmask";
+    case ChildStep::kExec:
+      return "exec";
+  }
+  return "child";
+}
+
+[[noreturn]] void ChildFail(int fd, ChildStep step) {
+  const ChildFailure f{step, errno};
+  ssize_t n = write(fd, &f, sizeof(f));
+  (void)n;
+  _exit(127);
+}
+
+// The forked child of a script check, up to its exec. Async-signal-safe calls
+// only; the credential changes are raw syscalls so that no libc wrapper
+// (glibc's set*id broadcast to "all threads") runs in the child.
+[[noreturn]] void RunScriptChild(const ScriptChildArgs& a) {
+  // Move the inputs above everything we are about to place, then place them.
+  const int err_fd = fcntl(a.error_fd, F_DUPFD_CLOEXEC, kChildScratchFd);
+  if (err_fd < 0) ChildFail(a.error_fd, ChildStep::kDescriptors);
+  const int script_fd = fcntl(a.script_fd, F_DUPFD, kChildScratchFd);
+  const int null_fd = fcntl(a.null_fd, F_DUPFD, kChildScratchFd);
+  if (script_fd < 0 || null_fd < 0) ChildFail(err_fd, ChildStep::kDescriptors);
+  // dup2/dup3 onto a different number clears close-on-exec on the new fd
+  // (dup3 sets it again for the error pipe).
+  if (dup3(err_fd, kExecErrorFd, O_CLOEXEC) < 0) ChildFail(err_fd, ChildStep::kDescriptors);
+  if (dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 || dup2(null_fd, 2) < 0 ||
+      dup2(script_fd, kScriptFd) < 0) {
+    ChildFail(kExecErrorFd, ChildStep::kDescriptors);
+  }
+  // Nothing else crosses the exec: our descriptors are close-on-exec, but
+  // another thread's may not be.
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, kExecErrorFd + 1, ~0U, 0) != 0)
+#endif
+  {
+    for (int fd = kExecErrorFd + 1; fd < a.close_limit; ++fd) close(fd);
+  }
+
+  // Its own process group, so a timeout kills whatever it started too.
+  if (setpgid(0, 0) != 0) ChildFail(kExecErrorFd, ChildStep::kProcessGroup);
+
+  // Handlers would be reset by exec anyway; ignored signals would not be.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);  // EINVAL: not ours
+  }
+
+  // Drop root for good: groups first (needs CAP_SETGID), then the gid, then
+  // the uid, which takes every capability with it.
+  if (syscall(SYS_setgroups, 0, nullptr) != 0) ChildFail(kExecErrorFd, ChildStep::kGroups);
+  if (syscall(SYS_setresgid, a.gid, a.gid, a.gid) != 0) ChildFail(kExecErrorFd, ChildStep::kGid);
+  if (syscall(SYS_setresuid, a.uid, a.uid, a.uid) != 0) ChildFail(kExecErrorFd, ChildStep::kUid);
+  // No set-uid/set-gid binary or file capability can take it back.
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) ChildFail(kExecErrorFd, ChildStep::kNoNewPrivs);
+
+  sigset_t none;
+  sigemptyset(&none);
+  if (sigprocmask(SIG_SETMASK, &none, nullptr) != 0) {
+    ChildFail(kExecErrorFd, ChildStep::kSignalMask);
+  }
+  // The very file that was checked: execveat(fd, "", AT_EMPTY_PATH).
+  fexecve(kScriptFd, a.argv, a.envp);
+  ChildFail(kExecErrorFd, ChildStep::kExec);
+}
+
+// "" when `st` is owned by root and not writable by group or others.
+std::string RootOnlyError(const struct stat& st, absl::string_view what) {
+  if (st.st_uid != 0) return absl::StrCat(what, ": owned by uid ", st.st_uid, ", not root");
+  if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    return absl::StrFormat("%s: writable by group/others (mode %04o)", what, st.st_mode & 07777);
+  }
+  return "";
+}
+
 }  // namespace
 
 // Everything the loop thread owns. Only the members under mu_/obs_mu_ and the
 // atomics are touched by other threads.
 class HealthChecker::Loop {
  public:
-  Loop(ReportFn on_report, int epfd, int wakefd)
+  Loop(ReportFn on_report, HealthCheckerOptions options, int epfd, int wakefd)
       : on_report_(std::move(on_report)),
+        options_(std::move(options)),
         epfd_(epfd),
         wakefd_(wakefd),
-        rng_(std::random_device{}() ^ uint64_t(MonoNs())) {}
+        rng_(std::random_device{}() ^ uint64_t(MonoNs())) {
+    rlimit rl{};
+    close_limit_ = int(getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < kMaxCloseLoopFds
+                           ? rl.rlim_cur
+                           : kMaxCloseLoopFds);
+  }
 
   ~Loop() {
     close(epfd_);
@@ -326,6 +498,9 @@ class HealthChecker::Loop {
   void StartCheck(Target& t, int64_t slot_ns);
   void StartSocketCheck(Target& t);
   void StartScript(Target& t);
+  // Opens the script `name` after checking the directory and the file;
+  // returns the descriptor (close-on-exec) or the reason it must not run.
+  int OpenScript(const std::string& name, std::string* error) const;
   void OnSocket(Target& t, uint32_t events);
   void SendRequest(Target& t);
   void Receive(Target& t);
@@ -341,6 +516,8 @@ class HealthChecker::Loop {
   void Shutdown();
 
   const ReportFn on_report_;
+  const HealthCheckerOptions options_;
+  int close_limit_ = 0;
   const int epfd_;
   const int wakefd_;
 
@@ -544,58 +721,146 @@ void HealthChecker::Loop::StartSocketCheck(Target& t) {
   t.phase = Phase::kConnecting;
 }
 
+int HealthChecker::Loop::OpenScript(const std::string& name, std::string* error) const {
+  const std::string& dir_path = options_.script_dir;
+  const std::string what = absl::StrCat("script ", Quote(name));
+  const int dir = open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) {
+    *error = absl::StrCat("script directory ", dir_path, ": ", ErrnoText(errno));
+    return -1;
+  }
+  struct stat st {};
+  if (fstat(dir, &st) != 0) {
+    *error = absl::StrCat("script directory ", dir_path, ": fstat: ", ErrnoText(errno));
+    close(dir);
+    return -1;
+  }
+  *error = RootOnlyError(st, absl::StrCat("script directory ", dir_path));
+  if (!error->empty()) {
+    close(dir);
+    return -1;
+  }
+  // Relative to the directory just checked, never through a symbolic link.
+  // O_NONBLOCK: a FIFO planted there must not hang the loop.
+  const int fd =
+      openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  const int open_err = errno;
+  close(dir);
+  if (fd < 0) {
+    if (open_err == ENOENT) {
+      *error = absl::StrCat(what, ": not found in ", dir_path);
+    } else if (open_err == ELOOP) {
+      *error =
+          absl::StrCat(what, ": is a symbolic link in ", dir_path, " (links are not followed)");
+    } else {
+      *error = absl::StrCat(what, ": open: ", ErrnoText(open_err));
+    }
+    return -1;
+  }
+  if (fstat(fd, &st) != 0) {
+    *error = absl::StrCat(what, ": fstat: ", ErrnoText(errno));
+  } else if (!S_ISREG(st.st_mode)) {
+    *error = absl::StrCat(what, ": not a regular file in ", dir_path);
+  } else {
+    *error = RootOnlyError(st, what);
+    // The script runs without supplementary groups: only its gid counts.
+    const ScriptUser& user = *options_.script_user;
+    const mode_t exec_bit = st.st_gid == user.gid ? S_IXGRP : S_IXOTH;
+    if (error->empty() && !(st.st_mode & exec_bit)) {
+      *error = absl::StrFormat("%s: not executable by uid %u (mode %04o)", what, user.uid,
+                               st.st_mode & 07777);
+    }
+  }
+  if (!error->empty()) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 void HealthChecker::Loop::StartScript(Target& t) {
+  if (options_.script_dir.empty() || !options_.script_user) {
+    Complete(t, false,
+             options_.script_dir.empty()
+                 ? "script checks are disabled: no script directory configured"
+                 : "script checks are disabled: no script user configured");
+    return;
+  }
+  std::string error;
+  const int script_fd = OpenScript(t.cfg.script[0], &error);
+  if (script_fd < 0) {
+    Complete(t, false, std::move(error));
+    return;
+  }
+
   std::vector<std::string> args = t.cfg.script;
   args.push_back(t.spec.address);
   args.push_back(absl::StrCat(t.spec.port));
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-
-  std::vector<std::string> env_own = {
+  std::vector<std::string> env = {
+      kScriptPath,
       absl::StrCat("LB_BACKEND_ADDRESS=", t.spec.address),
       absl::StrCat("LB_BACKEND_PORT=", t.spec.port),
   };
   std::vector<char*> envp;
-  for (char** e = environ; e && *e; ++e) {
-    if (absl::StartsWith(*e, "LB_BACKEND_ADDRESS=") || absl::StartsWith(*e, "LB_BACKEND_PORT=")) {
-      continue;
-    }
-    envp.push_back(*e);
-  }
-  for (std::string& e : env_own) envp.push_back(e.data());
+  for (std::string& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-  // Our own descriptors are close-on-exec; this also covers other threads'.
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-#endif
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // Its own process group, so a timeout kills whatever it started too.
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t mask;
-  sigemptyset(&mask);
-  posix_spawnattr_setsigmask(&attr, &mask);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  for (int sig : {SIGPIPE, SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2}) {
-    sigaddset(&defaults, sig);
+  const int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd < 0) {
+    const int err = errno;
+    close(script_fd);
+    Complete(t, false, "open /dev/null: " + ErrnoText(err));
+    return;
   }
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  pid_t pid = -1;
-  const int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) {
-    Complete(t, false, "spawn: " + ErrnoText(rc));
+  int error_pipe[2];
+  if (pipe2(error_pipe, O_CLOEXEC) != 0) {
+    const int err = errno;
+    close(script_fd);
+    close(null_fd);
+    Complete(t, false, "pipe: " + ErrnoText(err));
+    return;
+  }
+  const ScriptChildArgs child{script_fd,
+                              null_fd,
+                              error_pipe[1],
+                              options_.script_user->uid,
+                              options_.script_user->gid,
+                              close_limit_,
+                              argv.data(),
+                              envp.data()};
+  // Every signal blocked across the fork: no handler of ours may run in the
+  // child before it resets the dispositions.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  const pid_t pid = fork();
+  if (pid == 0) RunScriptChild(child);
+  const int fork_err = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  close(script_fd);
+  close(null_fd);
+  close(error_pipe[1]);
+  if (pid < 0) {
+    close(error_pipe[0]);
+    Complete(t, false, "fork: " + ErrnoText(fork_err));
+    return;
+  }
+  // Wait for the exec, like posix_spawn: EOF = the pipe closed on exec (or
+  // the child died, which its exit status tells); a record = a failed step.
+  ChildFailure failure{};
+  ssize_t n;
+  do {
+    n = read(error_pipe[0], &failure, sizeof(failure));
+  } while (n < 0 && errno == EINTR);
+  close(error_pipe[0]);
+  if (n == ssize_t(sizeof(failure))) {
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    Complete(t, false, absl::StrCat(StepName(failure.step), ": ", ErrnoText(failure.err)));
     return;
   }
   t.pid = pid;
@@ -925,7 +1190,15 @@ HealthChecker::HealthChecker(std::unique_ptr<Loop> loop) : loop_(std::move(loop)
 
 HealthChecker::~HealthChecker() { Stop(); }
 
-absl::StatusOr<std::unique_ptr<HealthChecker>> HealthChecker::Start(ReportFn on_report) {
+absl::StatusOr<std::unique_ptr<HealthChecker>> HealthChecker::Start(ReportFn on_report,
+                                                                    HealthCheckerOptions options) {
+  if (options.script_user && options.script_user->uid == 0) {
+    return absl::InvalidArgumentError("health checker: scripts must not run as uid 0");
+  }
+  if (!options.script_dir.empty() && options.script_dir[0] != '/') {
+    return absl::InvalidArgumentError(absl::StrCat("health checker: script directory ",
+                                                   Quote(options.script_dir), " is not absolute"));
+  }
   const int epfd = epoll_create1(EPOLL_CLOEXEC);
   if (epfd < 0) return absl::InternalError("health checker: epoll_create1: " + ErrnoText(errno));
   const int wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -943,8 +1216,8 @@ absl::StatusOr<std::unique_ptr<HealthChecker>> HealthChecker::Start(ReportFn on_
     close(wakefd);
     return absl::InternalError("health checker: epoll_ctl: " + ErrnoText(err));
   }
-  std::unique_ptr<HealthChecker> hc(
-      new HealthChecker(std::make_unique<Loop>(std::move(on_report), epfd, wakefd)));
+  std::unique_ptr<HealthChecker> hc(new HealthChecker(
+      std::make_unique<Loop>(std::move(on_report), std::move(options), epfd, wakefd)));
   try {
     HealthChecker* self = hc.get();
     hc->thread_ = std::thread([self] { self->loop_->Run(&self->loop_tid_, &self->started_); });
@@ -985,6 +1258,27 @@ void HealthChecker::Stop() {
   }
   loop_->RequestStop();
   if (thread_.joinable()) thread_.join();
+}
+
+absl::StatusOr<ScriptUser> LookupScriptUser(const std::string& name) {
+  long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
+  std::vector<char> buf(hint > 0 ? size_t(hint) : 16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  int rc;
+  while ((rc = getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found)) == ERANGE &&
+         buf.size() < (size_t{1} << 20)) {
+    buf.resize(buf.size() * 2);
+  }
+  if (rc != 0) {
+    return absl::InternalError(absl::StrCat("looking up user ", Quote(name), ": ", ErrnoText(rc)));
+  }
+  if (found == nullptr) return absl::NotFoundError(absl::StrCat("no user ", Quote(name)));
+  if (pw.pw_uid == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("user ", Quote(name), " is uid 0: health-check scripts never run as root"));
+  }
+  return ScriptUser{pw.pw_uid, pw.pw_gid};
 }
 
 std::vector<HealthTarget> TargetsFromConfig(const v1::Config& config) {

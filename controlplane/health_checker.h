@@ -31,22 +31,43 @@
 //    RST (SO_LINGER 0) so 10k checks/s leave no TIME_WAIT behind.
 //    HTTP: "GET <path> HTTP/1.1" with Host and "Connection: close"; success =
 //    a 2xx status line; at most http_max_body_bytes of the body are read.
-//    Script: posix_spawn of argv + address + port with LB_BACKEND_ADDRESS /
-//    LB_BACKEND_PORT in the environment, stdin/stdout/stderr on /dev/null, in
-//    its own process group; exit 0 = success; at the timeout the whole group
-//    gets SIGKILL. Children are reaped through pidfds on the loop (no SIGCHLD
+//    Script: the check NAMES a script, it never gives a program: script[0]
+//    is a file name (1-64 of [A-Za-z0-9_.-], no leading '.' or '-') in
+//    HealthCheckerOptions::script_dir, followed by at most 8 arguments of at
+//    most 256 visible-ASCII-or-space bytes (the same bounds as
+//    CheckHealthCheck in config.cc, checked again here). Before every run
+//    the directory must be owned by root and not writable by group/others,
+//    and the script, opened with O_NOFOLLOW relative to the directory, must
+//    be a regular file owned by root, not writable by group/others and
+//    executable by the script user; otherwise the check fails naming the
+//    reason and nothing runs. The descriptor that was checked is the one
+//    executed (fexecve, i.e. execveat AT_EMPTY_PATH): no path is resolved
+//    twice. The child runs as script_user (its uid and gid, no
+//    supplementary groups, PR_SET_NO_NEW_PRIVS) with argv = name,
+//    arguments, address, port; environment PATH, LB_BACKEND_ADDRESS and
+//    LB_BACKEND_PORT only (none of the control plane's); stdin/stdout/stderr
+//    on /dev/null, fd 3 = the script itself (how a "#!" interpreter reads
+//    it, as /dev/fd/3), no other descriptor; in its own process group; exit
+//    0 = success; at the timeout the whole group gets SIGKILL. The loop
+//    thread waits for the exec itself (as posix_spawn does) so that a
+//    failure before it is reported by step ("exec: Exec format error").
+//    Children are reaped through pidfds on the loop (no SIGCHLD
 //    handler is installed or needed; if the process sets SIGCHLD to SIG_IGN
-//    the exit status is lost and every script check fails). Needs Linux >= 5.3.
+//    the exit status is lost and every script check fails). Needs Linux >= 5.3
+//    (5.9 for close_range; older kernels close descriptors one by one).
 //  * Failure texts (HealthReport::last_error, which keeps the most recent
 //    failure's text after recovery): "connect: Connection refused",
-//    "timeout after 3000 ms", "HTTP 503", "exit status 1", "spawn: No such
-//    file or directory", "address: \"x\" is not an IPv4 or IPv6 literal", ...
+//    "timeout after 3000 ms", "HTTP 503", "exit status 1", "script \"x\": not
+//    found in /dir", "script \"x\": writable by group/others (mode 0775)",
+//    "script directory /dir: owned by uid 1000, not root", "address: \"x\" is
+//    not an IPv4 or IPv6 literal", ...
 //  * Each check in flight holds one descriptor: RLIMIT_NOFILE must cover the
 //    checks that can be in flight at once (all targets, when every backend
 //    times out); beyond it checks fail with "socket: Too many open files".
 //
-// Failure: Start fails (Internal) only when the loop cannot be created
-// (epoll/eventfd/thread). Everything that goes wrong with a backend is a
+// Failure: Start fails with InvalidArgument when the options are unsafe
+// (script_user uid 0, a relative script_dir) and with Internal when the loop
+// cannot be created (epoll/eventfd/thread). Everything that goes wrong with a backend is a
 // failed check, never an error of the checker.
 //
 // Threads: Start, SetTargets, DrainLatencyObservationsMs, CpuTime and Stop
@@ -62,6 +83,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,12 +110,34 @@ struct HealthTarget {
 // is TCP, HTTP or SCRIPT. Pools with NONE/UNSPECIFIED are not checked.
 std::vector<HealthTarget> TargetsFromConfig(const v1::Config& config);
 
+// The identity health-check scripts run as.
+struct ScriptUser {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// Resolves a user name (lb-controlplane's --health_script_user) with
+// getpwnam_r. NotFound when there is no such user; InvalidArgument when it is
+// uid 0 (scripts never run as root); Internal when the lookup itself fails.
+// The message does not name the flag. Any thread.
+absl::StatusOr<ScriptUser> LookupScriptUser(const std::string& name);
+
+struct HealthCheckerOptions {
+  // Absolute directory that script names resolve in (--health_script_dir).
+  // Empty: every script check fails ("script checks are disabled ...").
+  std::string script_dir;
+  // Who scripts run as (--health_script_user); never uid 0. Unset: every
+  // script check fails.
+  std::optional<ScriptUser> script_user;
+};
+
 class HealthChecker {
  public:
   using ReportFn = std::function<void(const HealthReport&)>;
 
   // Creates the loop and starts its thread (named "lb-health").
-  static absl::StatusOr<std::unique_ptr<HealthChecker>> Start(ReportFn on_report);
+  static absl::StatusOr<std::unique_ptr<HealthChecker>> Start(ReportFn on_report,
+                                                              HealthCheckerOptions options = {});
 
   // Replaces the set of targets, keyed by backend_id. A target whose address,
   // port, kind, HTTP path/host or script is unchanged keeps its status and

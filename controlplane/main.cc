@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -94,6 +95,13 @@ DEFINE_uint32(reclaim_timeout_ms, 2000,
 DEFINE_uint32(stuck_lcore_ms, 500,
               "An lcore whose heartbeat is older than this while it still holds the slot is "
               "reported as stuck.");
+DEFINE_string(health_script_dir, "/etc/lb-controlplane/health-scripts",
+              "Absolute directory of the scripts HEALTH_CHECK_KIND_SCRIPT checks name: script[0] "
+              "is a file name in it, never a path. The directory and each script must be owned "
+              "by root and not writable by group/others, or the script is never run.");
+DEFINE_string(health_script_user, "nobody",
+              "User that health-check scripts run as (its uid and gid, no supplementary groups, "
+              "no new privileges). Must exist and must not be root (uid 0).");
 DEFINE_bool(once, false,
             "Validate --config, publish one generation and exit: 0 on success, 1 on any error. "
             "Uses no store and opens no listener.");
@@ -248,6 +256,19 @@ int RunServer(const TableCapacities& caps) {
                                       : "--grpc_tls_key is required with --grpc_tls_cert");
     return 1;
   }
+  HealthCheckerOptions health_options;
+  if (FLAGS_health_script_dir.empty() || FLAGS_health_script_dir[0] != '/') {
+    Error(absl::StrCat("--health_script_dir: \"", absl::CHexEscape(FLAGS_health_script_dir),
+                       "\" is not an absolute path"));
+    return 1;
+  }
+  health_options.script_dir = FLAGS_health_script_dir;
+  if (auto user = LookupScriptUser(FLAGS_health_script_user); user.ok()) {
+    health_options.script_user = *user;
+  } else {
+    Error(absl::StrCat("--health_script_user: ", user.status().message()));
+    return 1;
+  }
 
   // --- state ---
   auto store = NewFileStore(FLAGS_state_dir);
@@ -297,7 +318,8 @@ int RunServer(const TableCapacities& caps) {
 
   // --- health checks ---
   ControlPlane* cpp = cp.get();
-  auto checker = HealthChecker::Start([cpp](const HealthReport& r) { cpp->ReportHealth(r); });
+  auto checker = HealthChecker::Start([cpp](const HealthReport& r) { cpp->ReportHealth(r); },
+                                      std::move(health_options));
   if (!checker.ok()) {
     Error(absl::StrCat("health checker: ", checker.status().message()));
     return 1;

@@ -956,8 +956,9 @@ Lbctl::Lbctl() {
        2,
        "Set a pool's health check",
        "KIND: none | tcp | http | script. Unset numbers take the defaults (interval 5000 ms,\n"
-       "timeout 3000 ms, healthy 2, unhealthy 3). A script gets the backend's address and\n"
-       "port appended; exit 0 = healthy.\n"
+       "timeout 3000 ms, healthy 2, unhealthy 3). The first --script is a script's name in\n"
+       "the control plane's --health_script_dir, the rest its arguments (at most 8 of at most\n"
+       "256 bytes); the backend's address and port are appended; exit 0 = healthy.\n"
        "Example: lbctl pool set-health-check web http --http_path /healthz --interval_ms 1000",
        {{"interval_ms", "N", "time between checks"},
         {"timeout_ms", "N", "time a check may take"},
@@ -966,7 +967,8 @@ Lbctl::Lbctl() {
         {"http_path", "PATH", "HTTP path (default /health)"},
         {"http_host", "HOST", "HTTP Host header (default the backend address)"},
         {"http_max_body_bytes", "N", "response body size limit (default 4096)"},
-        {"script", "ARG", "script argv, one element per flag, in order", true},
+        {"script", "ARG", "script name in --health_script_dir, then its arguments, one per flag",
+         true},
         {"min_state_duration_ms", "N", "damping: minimum time between transitions"}},
        bind(&Lbctl::PoolSetHealthCheck)},
 

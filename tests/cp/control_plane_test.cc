@@ -568,6 +568,11 @@ TEST_F(ControlPlaneTest, PoolsCreateDeleteSettingsAndEveryRefusal) {
        "pool.health_check.http_max_body_bytes"},
       {[](v1::HealthCheck* h) { h->set_kind(v1::HEALTH_CHECK_KIND_SCRIPT); },
        "pool.health_check.script: required"},
+      {[](v1::HealthCheck* h) {
+         h->set_kind(v1::HEALTH_CHECK_KIND_SCRIPT);
+         h->add_script("/bin/true");
+       },
+       "pool.health_check.script[0]: \"/bin/true\" is not a script name"},
       {[](v1::HealthCheck* h) { h->set_kind(static_cast<v1::HealthCheckKind>(42)); },
        "pool.health_check.kind: unknown kind 42"},
   };
@@ -581,7 +586,8 @@ TEST_F(ControlPlaneTest, PoolsCreateDeleteSettingsAndEveryRefusal) {
                 [&] { return cp->SetHealthCheck("x", hc).status(); });
   v1::HealthCheck script;
   script.set_kind(v1::HEALTH_CHECK_KIND_SCRIPT);
-  script.add_script("/bin/true");
+  script.add_script("check_api");  // a file in --health_script_dir
+  script.add_script("--strict");
   EXPECT_TRUE(cp->SetHealthCheck("api", script).ok());
 
   // Delete: a pool a VIP uses is refused; unknown is NotFound.

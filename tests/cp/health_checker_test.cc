@@ -4,13 +4,17 @@
 // report sequence is checked against a hand-written golden list), oversized
 // and never-ending responses, a server that never answers, scripts that
 // succeed, fail, hang (killed at the timeout, no zombie left), and receive
-// their argv/env; damping of a flapping backend; and 1,000 targets on one
-// thread. Intervals are tens of milliseconds so the whole file runs in a few
-// seconds.
+// their argv/env; script security: only named, root-owned, non-writable
+// scripts in a root-owned directory run, never through a symbolic link, as
+// an unprivileged user without new privileges; damping of a flapping
+// backend; and 1,000 targets on one thread. Intervals are tens of
+// milliseconds so the whole file runs in a few seconds. The script tests
+// need root (to own the scripts and to drop to "nobody").
 #include "controlplane/health_checker.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -25,6 +29,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -411,8 +416,8 @@ std::string ReadFile(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-std::unique_ptr<HealthChecker> StartChecker(Reports& reports) {
-  auto hc = HealthChecker::Start(reports.Fn());
+std::unique_ptr<HealthChecker> StartChecker(Reports& reports, HealthCheckerOptions options = {}) {
+  auto hc = HealthChecker::Start(reports.Fn(), std::move(options));
   EXPECT_TRUE(hc.ok()) << hc.status();
   return hc.ok() ? std::move(*hc) : nullptr;
 }
@@ -751,42 +756,121 @@ TEST(HealthCheckerDamping, FlappingBackendChangesAtMostOncePerWindow) {
 
 // --------------------------------------------------------------- scripts
 
+// The user scripts run as in these tests (lb-controlplane's default).
+ScriptUser Nobody() {
+  auto u = LookupScriptUser("nobody");
+  EXPECT_TRUE(u.ok()) << u.status();
+  return u.ok() ? *u : ScriptUser{65534, 65534};
+}
+
+// A script directory the way lb-controlplane wants it: <tmp>/scripts, owned
+// by root, 0755, holding root-owned 0755 scripts; and <tmp>/out, 0777, where
+// scripts (running as nobody) leave what they saw. <tmp> is 0755 so that
+// nobody can reach out/.
+class ScriptDir {
+ public:
+  ScriptDir() {
+    // Root-owned scripts and chown need root; the test tiers run as root.
+    EXPECT_EQ(geteuid(), 0u) << "the script tests must run as root";
+    EXPECT_EQ(chmod(tmp_.path().c_str(), 0755), 0);
+    EXPECT_EQ(mkdir(dir().c_str(), 0755), 0);
+    EXPECT_EQ(chmod(dir().c_str(), 0755), 0);  // whatever the umask
+    EXPECT_EQ(mkdir(out().c_str(), 0777), 0);
+    EXPECT_EQ(chmod(out().c_str(), 0777), 0);
+  }
+  std::string dir() const { return tmp_.path() + "/scripts"; }
+  std::string out() const { return tmp_.path() + "/out"; }
+
+  // Writes `body` to scripts/<name> with `mode`, owned by root.
+  std::string Install(const std::string& name, const std::string& body, mode_t mode = 0755) {
+    const std::string path = dir() + "/" + name;
+    {
+      std::ofstream f(path);
+      f << body;
+    }
+    EXPECT_EQ(chown(path.c_str(), 0, 0), 0) << path;
+    EXPECT_EQ(chmod(path.c_str(), mode), 0) << path;
+    return path;
+  }
+  // A script that leaves out/ran-<name> behind when it runs: proof that a
+  // refused one never did.
+  std::string InstallMarker(const std::string& name, mode_t mode = 0755) {
+    return Install(name, absl::StrCat("#!/bin/sh\ntouch ", out(), "/ran-", name, "\n"), mode);
+  }
+  bool Ran(const std::string& name) const {
+    return access((out() + "/ran-" + name).c_str(), F_OK) == 0;
+  }
+
+  HealthCheckerOptions Options() const {
+    HealthCheckerOptions o;
+    o.script_dir = dir();
+    o.script_user = Nobody();
+    return o;
+  }
+
+ private:
+  TempDir tmp_;
+};
+
+v1::HealthCheck ScriptCheck(std::vector<std::string> argv, uint32_t interval_ms = 20,
+                            uint32_t timeout_ms = 1000) {
+  v1::HealthCheck c = Check(v1::HEALTH_CHECK_KIND_SCRIPT, interval_ms, timeout_ms);
+  for (std::string& a : argv) c.add_script(std::move(a));
+  return c;
+}
+
+// The first failure text of each target, after every one reported once.
+std::map<uint32_t, std::string> FirstErrors(Reports& reports, HealthChecker& hc,
+                                            const std::vector<HealthTarget>& targets) {
+  std::map<uint32_t, std::string> out;
+  hc.SetTargets(targets);
+  for (const HealthTarget& t : targets) {
+    EXPECT_TRUE(reports.WaitCount(t.backend_id, 1, kWait)) << t.backend_id;
+  }
+  hc.Stop();
+  for (const HealthTarget& t : targets) {
+    const std::vector<HealthReport> r = reports.For(t.backend_id);
+    if (!r.empty()) out[t.backend_id] = r[0].last_error;
+  }
+  return out;
+}
+
 TEST(HealthCheckerScript, TrueIsHealthyFalseIsUnhealthy) {
+  ScriptDir sd;
+  // An ELF binary (exec'd from its fd as it is) and a "#!" script (the
+  // interpreter reads it through fd 3).
+  std::filesystem::copy_file("/bin/true", sd.dir() + "/true");
+  ASSERT_EQ(chmod((sd.dir() + "/true").c_str(), 0755), 0);
+  sd.Install("false", "#!/bin/sh\nexit 1\n");
   Reports reports;
-  auto hc = StartChecker(reports);
+  auto hc = StartChecker(reports, sd.Options());
   ASSERT_TRUE(hc);
-  v1::HealthCheck yes = Check(v1::HEALTH_CHECK_KIND_SCRIPT, 20, 1000);
-  yes.add_script("/bin/true");
-  v1::HealthCheck no = Check(v1::HEALTH_CHECK_KIND_SCRIPT, 20, 1000);
-  no.add_script("/bin/false");
-  v1::HealthCheck missing = Check(v1::HEALTH_CHECK_KIND_SCRIPT, 20, 1000);
-  missing.add_script("/nonexistent/lb-check");
-  hc->SetTargets({Target(1, "127.0.0.1", 1, yes), Target(2, "127.0.0.1", 1, no),
-                  Target(3, "127.0.0.1", 1, missing)});
+  hc->SetTargets({Target(1, "127.0.0.1", 1, ScriptCheck({"true"})),
+                  Target(2, "127.0.0.1", 1, ScriptCheck({"false"})),
+                  Target(3, "127.0.0.1", 1, ScriptCheck({"lb-check"}))});
   ASSERT_TRUE(reports.WaitCount(1, 2, kWait));
   ASSERT_TRUE(reports.WaitCount(2, 3, kWait));
   ASSERT_TRUE(reports.WaitCount(3, 1, kWait));
   hc->Stop();
   EXPECT_EQ(reports.For(1)[1].status, v1::HEALTH_STATUS_HEALTHY);
+  EXPECT_EQ(reports.For(1)[1].failed_checks, 0u);
   EXPECT_EQ(reports.For(2)[2].status, v1::HEALTH_STATUS_UNHEALTHY);
   EXPECT_EQ(reports.For(2)[2].last_error, "exit status 1");
-  EXPECT_EQ(reports.For(3)[0].last_error, "spawn: No such file or directory");
+  EXPECT_EQ(reports.For(3)[0].last_error,
+            absl::StrCat("script \"lb-check\": not found in ", sd.dir()));
   EXPECT_TRUE(ChildrenOfSelf().empty());
 }
 
 TEST(HealthCheckerScript, HungScriptIsKilledAtTheTimeoutWithItsGroupAndReaped) {
-  TempDir dir;
-  const std::string pidfile = dir.path() + "/grandchild.pid";
-  Reports reports;
-  auto hc = StartChecker(reports);
-  ASSERT_TRUE(hc);
-  v1::HealthCheck c = Check(v1::HEALTH_CHECK_KIND_SCRIPT, 1000, 150);
+  ScriptDir sd;
+  const std::string pidfile = sd.out() + "/grandchild.pid";
   // The shell (our child) starts a grandchild and waits for it: the timeout
   // must take both down (process-group kill).
-  c.add_script("/bin/sh");
-  c.add_script("-c");
-  c.add_script(absl::StrCat("sleep 10 & echo $! > ", pidfile, "; wait"));
-  hc->SetTargets({Target(1, "127.0.0.1", 1, c)});
+  sd.Install("hang", "#!/bin/sh\nsleep 10 & echo $! > \"$1\"; wait\n");
+  Reports reports;
+  auto hc = StartChecker(reports, sd.Options());
+  ASSERT_TRUE(hc);
+  hc->SetTargets({Target(1, "127.0.0.1", 1, ScriptCheck({"hang", pidfile}, 1000, 150))});
   ASSERT_TRUE(reports.WaitCount(1, 1, kWait));
   HealthReport r = reports.For(1)[0];
   hc->SetTargets({});  // nothing new starts while we look
@@ -815,49 +899,56 @@ TEST(HealthCheckerScript, HungScriptIsKilledAtTheTimeoutWithItsGroupAndReaped) {
   if (!state.empty() && state != "Z" && state != "X") kill(gpid, SIGKILL);
 }
 
-TEST(HealthCheckerScript, GetsArgvAddressPortAndEnvironment) {
-  TempDir dir;
-  const std::string script = dir.path() + "/check.sh";
-  {
-    // Each run records what it got in its own file (out.<pid>), written
-    // whole and renamed, so concurrent runs cannot interleave.
-    std::ofstream f(script);
-    f << "#!/bin/sh\n"
-      << "o=" << dir.path() << "/out.$$\n"
-      << "fds=\"$(readlink /proc/$$/fd/0) $(readlink /proc/$$/fd/1) $(readlink /proc/$$/fd/2)\"\n"
-      << "{ echo \"args=$*\"\n"
-      << "  echo \"env=$LB_BACKEND_ADDRESS $LB_BACKEND_PORT\"\n"
-      << "  echo \"fds $fds\"; } > $o.tmp && mv $o.tmp $o\n"
-      << "[ \"$LB_BACKEND_PORT\" = 4242 ]\n";
-  }
-  ASSERT_EQ(chmod(script.c_str(), 0755), 0);
+TEST(HealthCheckerScript, GetsArgvAddressPortAndAFixedEnvironmentAndNoOtherDescriptor) {
+  ScriptDir sd;
+  // Each run records what it got in its own file (out.<pid>), written whole
+  // and renamed, so concurrent runs cannot interleave.
+  const std::string script = sd.Install(
+      "check.sh",
+      absl::StrCat("#!/bin/sh\n", "o=", sd.out(), "/out.$$\n",
+                   "fds=\"$(readlink /proc/$$/fd/0) $(readlink /proc/$$/fd/1) "
+                   "$(readlink /proc/$$/fd/2) $(readlink /proc/$$/fd/3)\"\n",
+                   "leak=$(test -e /proc/$$/fd/200 && echo yes || echo no)\n",
+                   "{ echo \"args=$*\"\n", "  echo \"env=$LB_BACKEND_ADDRESS $LB_BACKEND_PORT\"\n",
+                   "  echo \"path=$PATH secret=${LB_TEST_SECRET-unset}\"\n",
+                   "  echo \"fds $fds leak=$leak\"; } > $o.tmp && mv $o.tmp $o\n",
+                   "[ \"$LB_BACKEND_PORT\" = 4242 ]\n"));
+  // Neither the control plane's environment nor a descriptor it holds
+  // without close-on-exec (another thread's, say) reaches the script.
+  ASSERT_EQ(setenv("LB_TEST_SECRET", "root-only", 1), 0);
+  const int null_fd = open("/dev/null", O_RDONLY);
+  ASSERT_GE(null_fd, 0);
+  ASSERT_EQ(dup2(null_fd, 200), 200);  // no O_CLOEXEC
+  close(null_fd);
   Reports reports;
-  auto hc = StartChecker(reports);
+  auto hc = StartChecker(reports, sd.Options());
   ASSERT_TRUE(hc);
-  v1::HealthCheck c = Check(v1::HEALTH_CHECK_KIND_SCRIPT, 30, 2000);
-  c.add_script(script);
-  c.add_script("--mode=strict");
+  v1::HealthCheck c = ScriptCheck({"check.sh", "--mode=strict", "two words"}, 30, 2000);
   hc->SetTargets({Target(1, "2001:db8::7", 4242, c), Target(2, "10.1.2.3", 4243, c)});
   ASSERT_TRUE(reports.WaitCount(1, 2, kWait));
   ASSERT_TRUE(reports.WaitCount(2, 3, kWait));
   hc->Stop();
+  close(200);
+  unsetenv("LB_TEST_SECRET");
   EXPECT_EQ(reports.For(1)[1].status, v1::HEALTH_STATUS_HEALTHY);
   EXPECT_EQ(reports.For(2)[2].status, v1::HEALTH_STATUS_UNHEALTHY);  // port 4243 != 4242
   EXPECT_EQ(reports.For(2)[2].last_error, "exit status 1");
 
+  const std::string tail = absl::StrCat(
+      "path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin secret=unset\n"
+      "fds /dev/null /dev/null /dev/null ",
+      script, " leak=no\n");
   const std::string want1 =
-      "args=--mode=strict 2001:db8::7 4242\nenv=2001:db8::7 4242\n"
-      "fds /dev/null /dev/null /dev/null\n";
+      absl::StrCat("args=--mode=strict two words 2001:db8::7 4242\nenv=2001:db8::7 4242\n", tail);
   const std::string want2 =
-      "args=--mode=strict 10.1.2.3 4243\nenv=10.1.2.3 4243\n"
-      "fds /dev/null /dev/null /dev/null\n";
+      absl::StrCat("args=--mode=strict two words 10.1.2.3 4243\nenv=10.1.2.3 4243\n", tail);
   int seen1 = 0, seen2 = 0;
-  DIR* d = opendir(dir.path().c_str());
+  DIR* d = opendir(sd.out().c_str());
   ASSERT_NE(d, nullptr);
   while (dirent* e = readdir(d)) {
     const std::string name = e->d_name;
     if (name.rfind("out.", 0) != 0 || name.find(".tmp") != std::string::npos) continue;
-    const std::string text = ReadFile(dir.path() + "/" + name);
+    const std::string text = ReadFile(sd.out() + "/" + name);
     seen1 += text == want1;
     seen2 += text == want2;
     EXPECT_TRUE(text == want1 || text == want2) << name << ":\n" << text;
@@ -865,6 +956,190 @@ TEST(HealthCheckerScript, GetsArgvAddressPortAndEnvironment) {
   closedir(d);
   EXPECT_GE(seen1, 2);
   EXPECT_GE(seen2, 3);
+}
+
+TEST(HealthCheckerScript, RunsAsTheScriptUserWithoutGroupsOrNewPrivileges) {
+  ScriptDir sd;
+  sd.Install("unprivileged", "#!/bin/sh\n[ \"$(id -u)\" != 0 ]\n");
+  sd.Install("as-root", "#!/bin/sh\n[ \"$(id -u)\" = 0 ]\n");
+  sd.Install("whoami", absl::StrCat("#!/bin/sh\n{ echo \"$(id -u) $(id -g) $(id -G)\"\n",
+                                    "  grep NoNewPrivs /proc/self/status; } > ", sd.out(),
+                                    "/who.tmp && mv ", sd.out(), "/who.tmp ", sd.out(), "/who\n"));
+  const ScriptUser nobody = Nobody();
+  ASSERT_NE(nobody.uid, 0u);
+  Reports reports;
+  auto hc = StartChecker(reports, sd.Options());
+  ASSERT_TRUE(hc);
+  hc->SetTargets({Target(1, "127.0.0.1", 1, ScriptCheck({"unprivileged"})),
+                  Target(2, "127.0.0.1", 1, ScriptCheck({"as-root"})),
+                  Target(3, "127.0.0.1", 1, ScriptCheck({"whoami"}))});
+  ASSERT_TRUE(reports.WaitCount(1, 2, kWait));
+  ASSERT_TRUE(reports.WaitCount(2, 3, kWait));
+  ASSERT_TRUE(reports.WaitCount(3, 1, kWait));
+  hc->Stop();
+  EXPECT_EQ(reports.For(1)[1].status, v1::HEALTH_STATUS_HEALTHY) << reports.For(1)[1].last_error;
+  EXPECT_EQ(reports.For(2)[2].status, v1::HEALTH_STATUS_UNHEALTHY);
+  EXPECT_EQ(reports.For(2)[2].last_error, "exit status 1");
+  // Its uid and gid, its gid as the only group, no_new_privs set.
+  EXPECT_EQ(ReadFile(sd.out() + "/who"),
+            absl::StrCat(nobody.uid, " ", nobody.gid, " ", nobody.gid, "\nNoNewPrivs:\t1\n"));
+}
+
+TEST(HealthCheckerScript, NamesThatAreNotScriptNamesAndUnboundedArgvNeverRun) {
+  ScriptDir sd;
+  sd.InstallMarker("ok");
+  ASSERT_EQ(mkdir((sd.dir() + "/sub").c_str(), 0755), 0);
+  sd.InstallMarker("sub/ok");
+  Reports reports;
+  auto hc = StartChecker(reports, sd.Options());
+  ASSERT_TRUE(hc);
+  std::vector<std::string> nine(10, "x");
+  nine[0] = "ok";
+  const std::map<uint32_t, std::string> errors =
+      FirstErrors(reports, *hc,
+                  {Target(1, "127.0.0.1", 1, ScriptCheck({"/bin/sh", "-c", "id"})),
+                   Target(2, "127.0.0.1", 1, ScriptCheck({"sub/ok"})),
+                   Target(3, "127.0.0.1", 1, ScriptCheck({"../scripts/ok"})),
+                   Target(4, "127.0.0.1", 1, ScriptCheck({".ok"})),
+                   Target(5, "127.0.0.1", 1, ScriptCheck(nine)),
+                   Target(6, "127.0.0.1", 1, ScriptCheck({"ok", std::string(257, 'a')})),
+                   Target(7, "127.0.0.1", 1, ScriptCheck({"ok", "a\nb"})),
+                   Target(8, "127.0.0.1", 1, ScriptCheck({})),
+                   Target(9, "127.0.0.1", 1, ScriptCheck({std::string(100, 'n')}))});
+  const std::string rule =
+      " is not a script name (1-64 characters of [A-Za-z0-9_.-], not starting with '.' or '-')";
+  EXPECT_EQ(errors.at(1), "script[0]: \"/bin/sh\"" + rule);
+  EXPECT_EQ(errors.at(2), "script[0]: \"sub/ok\"" + rule);
+  EXPECT_EQ(errors.at(3), "script[0]: \"../scripts/ok\"" + rule);
+  EXPECT_EQ(errors.at(4), "script[0]: \".ok\"" + rule);
+  EXPECT_EQ(errors.at(5), "script: 9 arguments; at most 8");
+  EXPECT_EQ(errors.at(6), "script[1]: 257 bytes; at most 256");
+  EXPECT_EQ(errors.at(7),
+            "script[1]: \"a\\nb\" may contain only visible ASCII characters and spaces");
+  EXPECT_EQ(errors.at(8), "script: empty; expected a script name and its arguments");
+  EXPECT_EQ(errors.at(9), absl::StrCat("script[0]: \"", std::string(64, 'n'), "...\"", rule));
+  EXPECT_FALSE(sd.Ran("ok"));
+  EXPECT_FALSE(sd.Ran("sub/ok"));
+}
+
+TEST(HealthCheckerScript, SymbolicLinksInTheDirectoryAreNotFollowed) {
+  ScriptDir sd;
+  sd.InstallMarker("real");
+  ASSERT_EQ(symlink("real", (sd.dir() + "/relative").c_str()), 0);
+  ASSERT_EQ(symlink((sd.dir() + "/real").c_str(), (sd.dir() + "/absolute").c_str()), 0);
+  ASSERT_EQ(symlink("/bin/sh", (sd.dir() + "/sh").c_str()), 0);
+  Reports reports;
+  auto hc = StartChecker(reports, sd.Options());
+  ASSERT_TRUE(hc);
+  const std::map<uint32_t, std::string> errors =
+      FirstErrors(reports, *hc,
+                  {Target(1, "127.0.0.1", 1, ScriptCheck({"relative"})),
+                   Target(2, "127.0.0.1", 1, ScriptCheck({"absolute"})),
+                   Target(3, "127.0.0.1", 1, ScriptCheck({"sh", "-c", "true"}))});
+  for (const auto& [id, name] :
+       std::map<uint32_t, std::string>{{1, "relative"}, {2, "absolute"}, {3, "sh"}}) {
+    EXPECT_EQ(errors.at(id), absl::StrCat("script \"", name, "\": is a symbolic link in ", sd.dir(),
+                                          " (links are not followed)"));
+  }
+  EXPECT_FALSE(sd.Ran("real"));
+}
+
+TEST(HealthCheckerScript, ScriptsAnyoneButRootCouldChangeOrNobodyCouldRunNeverRun) {
+  ScriptDir sd;
+  sd.InstallMarker("group-writable", 0775);
+  sd.InstallMarker("world-writable", 0757);
+  sd.InstallMarker("not-roots");
+  ASSERT_EQ(chown((sd.dir() + "/not-roots").c_str(), Nobody().uid, 0), 0);
+  sd.InstallMarker("owner-only", 0744);
+  ASSERT_EQ(mkdir((sd.dir() + "/a-dir").c_str(), 0755), 0);
+  ASSERT_EQ(mkfifo((sd.dir() + "/a-fifo").c_str(), 0755), 0);
+  sd.Install("no-interpreter", "touch ran\n");
+  Reports reports;
+  auto hc = StartChecker(reports, sd.Options());
+  ASSERT_TRUE(hc);
+  const std::map<uint32_t, std::string> errors =
+      FirstErrors(reports, *hc,
+                  {Target(1, "127.0.0.1", 1, ScriptCheck({"group-writable"})),
+                   Target(2, "127.0.0.1", 1, ScriptCheck({"world-writable"})),
+                   Target(3, "127.0.0.1", 1, ScriptCheck({"not-roots"})),
+                   Target(4, "127.0.0.1", 1, ScriptCheck({"owner-only"})),
+                   Target(5, "127.0.0.1", 1, ScriptCheck({"a-dir"})),
+                   Target(6, "127.0.0.1", 1, ScriptCheck({"a-fifo"})),
+                   Target(7, "127.0.0.1", 1, ScriptCheck({"no-interpreter"}))});
+  EXPECT_EQ(errors.at(1), "script \"group-writable\": writable by group/others (mode 0775)");
+  EXPECT_EQ(errors.at(2), "script \"world-writable\": writable by group/others (mode 0757)");
+  EXPECT_EQ(errors.at(3),
+            absl::StrCat("script \"not-roots\": owned by uid ", Nobody().uid, ", not root"));
+  EXPECT_EQ(errors.at(4), absl::StrCat("script \"owner-only\": not executable by uid ",
+                                       Nobody().uid, " (mode 0744)"));
+  EXPECT_EQ(errors.at(5), absl::StrCat("script \"a-dir\": not a regular file in ", sd.dir()));
+  EXPECT_EQ(errors.at(6), absl::StrCat("script \"a-fifo\": not a regular file in ", sd.dir()));
+  // Passed every check, but the kernel cannot run it: the step is named.
+  EXPECT_EQ(errors.at(7), "exec: Exec format error");
+  for (const char* name : {"group-writable", "world-writable", "not-roots", "owner-only"}) {
+    EXPECT_FALSE(sd.Ran(name)) << name;
+  }
+  EXPECT_TRUE(ChildrenOfSelf().empty());
+}
+
+TEST(HealthCheckerScript, NothingRunsFromADirectoryAnyoneButRootCouldChange) {
+  struct Case {
+    std::function<void(const std::string& dir)> spoil;
+    std::string error_after_dir;
+  };
+  const std::vector<Case> cases = {
+      {[](const std::string& d) { ASSERT_EQ(chmod(d.c_str(), 0777), 0); },
+       ": writable by group/others (mode 0777)"},
+      {[](const std::string& d) { ASSERT_EQ(chmod(d.c_str(), 01777), 0); },
+       ": writable by group/others (mode 1777)"},
+      {[](const std::string& d) { ASSERT_EQ(chmod(d.c_str(), 0775), 0); },
+       ": writable by group/others (mode 0775)"},
+      {[](const std::string& d) { ASSERT_EQ(chown(d.c_str(), Nobody().uid, 0), 0); },
+       absl::StrCat(": owned by uid ", Nobody().uid, ", not root")},
+      {[](const std::string& d) { ASSERT_EQ(std::system(("rm -rf '" + d + "'").c_str()), 0); },
+       ": No such file or directory"},
+  };
+  for (const Case& c : cases) {
+    ScriptDir sd;
+    sd.InstallMarker("ok");
+    c.spoil(sd.dir());
+    Reports reports;
+    auto hc = StartChecker(reports, sd.Options());
+    ASSERT_TRUE(hc);
+    const std::map<uint32_t, std::string> errors =
+        FirstErrors(reports, *hc, {Target(1, "127.0.0.1", 1, ScriptCheck({"ok"}))});
+    EXPECT_EQ(errors.at(1), absl::StrCat("script directory ", sd.dir(), c.error_after_dir));
+    EXPECT_FALSE(sd.Ran("ok"));
+  }
+}
+
+TEST(HealthCheckerScript, NoScriptRunsWithoutADirectoryAndAUserAndNeverAsRoot) {
+  Reports reports;
+  auto hc = StartChecker(reports);
+  ASSERT_TRUE(hc);
+  EXPECT_EQ(FirstErrors(reports, *hc, {Target(1, "127.0.0.1", 1, ScriptCheck({"ok"}))}).at(1),
+            "script checks are disabled: no script directory configured");
+
+  HealthCheckerOptions as_root;
+  as_root.script_dir = "/etc";
+  as_root.script_user = ScriptUser{0, 0};
+  auto refused = HealthChecker::Start(reports.Fn(), as_root);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.status().message(), "health checker: scripts must not run as uid 0");
+  HealthCheckerOptions relative;
+  relative.script_dir = "scripts";
+  relative.script_user = Nobody();
+  EXPECT_EQ(HealthChecker::Start(reports.Fn(), relative).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  auto root = LookupScriptUser("root");
+  EXPECT_EQ(root.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(root.status().message(),
+            "user \"root\" is uid 0: health-check scripts never run as root");
+  auto missing = LookupScriptUser("lb-no-such-user");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().message(), "no user \"lb-no-such-user\"");
 }
 
 // --------------------------------------------------------------- targets

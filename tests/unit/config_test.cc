@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "controlplane/config.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -404,6 +405,64 @@ TEST(ConfigValidateTest, AcceptedVariations) {
             "");
 }
 
+// Script health checks NAME a script in lb-controlplane's --health_script_dir:
+// nothing the API sends can name a binary, and what it passes is bounded.
+TEST(ConfigValidateTest, ScriptHealthChecksAreNamedAndBounded) {
+  auto refusal = [](const std::vector<std::string>& script,
+                    v1::HealthCheckKind kind = v1::HEALTH_CHECK_KIND_SCRIPT) {
+    v1::Config c = ParseOrDie(kBase);
+    v1::HealthCheck* hc = c.mutable_pools(0)->mutable_health_check();
+    hc->set_kind(kind);
+    for (const std::string& a : script) hc->add_script(a);
+    auto d = ValidateConfig(c, Caps(), nullptr);
+    return d.ok() ? std::string() : std::string(d.status().message());
+  };
+  // Accepted: names of [A-Za-z0-9_.-], up to 64; 8 arguments of up to 256
+  // visible ASCII bytes or spaces.
+  EXPECT_EQ(refusal({"check_http", "--port", "8080", "two words", std::string(256, '~')}), "");
+  EXPECT_EQ(refusal({"_a.b-c9"}), "");
+  EXPECT_EQ(refusal({std::string(64, 'n')}), "");
+  std::vector<std::string> eight(9, "x");
+  eight[0] = "check";
+  EXPECT_EQ(refusal(eight), "");
+
+  const std::string at = "pools[0].health_check.script";
+  const std::string rule =
+      " is not a script name: 1-64 characters of [A-Za-z0-9_.-], not starting with '.' or '-' "
+      "(a file in lb-controlplane's --health_script_dir, never a path)";
+  EXPECT_EQ(refusal({"/bin/sh", "-c", "id"}), at + "[0]: \"/bin/sh\"" + rule);
+  EXPECT_EQ(refusal({"sub/check"}), at + "[0]: \"sub/check\"" + rule);
+  EXPECT_EQ(refusal({"../check"}), at + "[0]: \"../check\"" + rule);
+  EXPECT_EQ(refusal({".check"}), at + "[0]: \".check\"" + rule);
+  EXPECT_EQ(refusal({"-check"}), at + "[0]: \"-check\"" + rule);
+  EXPECT_EQ(refusal({"a b"}), at + "[0]: \"a b\"" + rule);
+  EXPECT_EQ(refusal({std::string("go\0ok", 5)}), at + "[0]: \"go\\x00ok\"" + rule);
+  EXPECT_EQ(refusal({""}), at + "[0]: \"\"" + rule);
+  // Quoted input is bounded: the first 64 bytes, then "...".
+  EXPECT_EQ(refusal({std::string(65, 'n')}),
+            at + "[0]: \"" + std::string(64, 'n') + "...\"" + rule);
+  EXPECT_EQ(refusal({"/" + std::string(100000, 'x')}),
+            at + "[0]: \"/" + std::string(63, 'x') + "...\"" + rule);
+  // Even when the pool does not check by script, a script must be well-formed.
+  EXPECT_EQ(refusal({"/bin/sh"}, v1::HEALTH_CHECK_KIND_TCP), at + "[0]: \"/bin/sh\"" + rule);
+
+  std::vector<std::string> nine(10, "x");
+  nine[0] = "check";
+  EXPECT_EQ(refusal(nine), at + ": 9 arguments after the script name; at most 8");
+  EXPECT_EQ(refusal({"check", std::string(257, 'a')}), at + "[1]: 257 bytes; at most 256");
+  EXPECT_EQ(refusal({"check", "ok", "a\nb"}),
+            at + "[2]: \"a\\nb\" may contain only visible ASCII characters and spaces");
+  EXPECT_EQ(refusal({"check", std::string("a\0z", 3)}),
+            at + "[1]: \"a\\x00z\" may contain only visible ASCII characters and spaces");
+  EXPECT_EQ(refusal({"check", "\x7f\xc3\xa9"}),
+            at + "[1]: \"\\x7f\\xc3\\xa9\" may contain only visible ASCII characters and spaces");
+  EXPECT_EQ(refusal({"check", std::string(200, '\t')}),
+            at + "[1]: \"" + absl::StrJoin(std::vector<std::string>(64, "\\t"), "") +
+                "...\" may contain only visible ASCII characters and spaces");
+  EXPECT_EQ(refusal({}), at + ": required for HEALTH_CHECK_KIND_SCRIPT: a script name (a file in "
+                              "--health_script_dir) and its arguments");
+}
+
 // ----------------------------------------------------------------- CLI ---
 
 // A child process with its stdout and stderr captured.
@@ -637,6 +696,30 @@ TEST_F(CliTest, SighupReloadsAndARefusedReloadKeepsRunning) {
 
   c.Signal(SIGTERM);
   EXPECT_EQ(c.Wait(), 0) << c.err();
+}
+
+TEST_F(CliTest, HealthScriptFlagsAreCheckedAtStartUp) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--health_script_user=root",
+       "lb-controlplane: error: --health_script_user: user \"root\" is uid 0: health-check "
+       "scripts never run as root"},
+      {"--health_script_user=lb-no-such-user",
+       "lb-controlplane: error: --health_script_user: no user \"lb-no-such-user\""},
+      {"--health_script_dir=health-scripts",
+       "lb-controlplane: error: --health_script_dir: \"health-scripts\" is not an absolute "
+       "path"},
+  };
+  for (const auto& [flag, line] : cases) {
+    Child c(Args(ConfigPath("basic.textproto"), {flag}));
+    EXPECT_EQ(c.Wait(), 1) << flag;
+    EXPECT_EQ(c.err(), line + "\n") << flag;
+    EXPECT_FALSE(Exists(tables_)) << flag;
+  }
+  Child help({"--help"});
+  help.Wait();
+  for (const char* flag : {"-health_script_dir", "-health_script_user"}) {
+    EXPECT_NE((help.out() + help.err()).find(flag), std::string::npos) << flag;
+  }
 }
 
 TEST_F(CliTest, HelpExplainsEveryFlag) {
