@@ -144,7 +144,8 @@ class Findings {
 
 // Parses an address field, recording an error naming the field when it is
 // bad. `path()` builds the field's path; it is called only for an error, so
-// that validating thousands of backends allocates no path strings. Returns
+// that validating thousands of backends allocates no path strings. Only
+// unicast addresses pass (CheckUnicastAddress). Returns
 // an empty IpAddress on error.
 template <typename PathFn>
 IpAddress ParseAddress(Findings& f, const PathFn& path, const std::string& text,
@@ -159,8 +160,12 @@ IpAddress ParseAddress(Findings& f, const PathFn& path, const std::string& text,
     return {};
   }
   if (required != AddrFamily::kNone && a->family != required) {
-    f.Error(path(), "\"%s\" is not an %s address", text,
+    f.Error(path(), "\"%s\" is not an %s address", QuoteBounded(text),
             required == AddrFamily::kIPv4 ? "IPv4" : "IPv6");
+    return {};
+  }
+  if (absl::Status st = CheckUnicastAddress(*a); !st.ok()) {
+    f.Error(path(), "%s", st.message());
     return {};
   }
   return *std::move(a);
@@ -181,12 +186,12 @@ bool IsVisibleAscii(const std::string& s) {
 void CheckHttpPath(Findings& f, const std::string& path, const std::string& value) {
   if (value.empty()) return;
   if (value[0] != '/') {
-    f.Error(path, "\"%s\" must start with \"/\"", absl::CHexEscape(value));
+    f.Error(path, "\"%s\" must start with \"/\"", QuoteBounded(value));
   } else if (value.size() > kMaxHttpPathLen) {
     f.Error(path, "longer than %u characters", kMaxHttpPathLen);
   } else if (!IsVisibleAscii(value)) {
     f.Error(path, "\"%s\" may contain only visible ASCII characters (no spaces or controls)",
-            absl::CHexEscape(value));
+            QuoteBounded(value));
   }
 }
 
@@ -347,16 +352,50 @@ absl::StatusOr<IpAddress> ParseIpAddress(absl::string_view text) {
     inet_ntop(AF_INET6, a.bytes.data(), buf, sizeof(buf));
   } else {
     return absl::InvalidArgumentError(
-        absl::StrFormat("\"%s\" is not an IPv4 or IPv6 address", absl::CHexEscape(s)));
+        absl::StrFormat("\"%s\" is not an IPv4 or IPv6 address", QuoteBounded(s)));
   }
   a.text = buf;
   bool all_zero = true;
   for (uint8_t b : a.bytes) all_zero &= (b == 0);
   if (all_zero) {
     return absl::InvalidArgumentError(
-        absl::StrFormat("\"%s\" is the unspecified address", absl::CHexEscape(s)));
+        absl::StrFormat("\"%s\" is the unspecified address", QuoteBounded(s)));
   }
   return a;
+}
+
+absl::Status CheckUnicastAddress(const IpAddress& a) {
+  const uint8_t* b = a.bytes.data();
+  const char* what = nullptr;
+  if (a.family == AddrFamily::kIPv4) {
+    if (b[0] == 0) {
+      what = "in 0.0.0.0/8 (this network)";
+    } else if (b[0] == 127) {
+      what = "a loopback address";
+    } else if (b[0] == 169 && b[1] == 254) {
+      what = "a link-local address";
+    } else if (b[0] >= 224 && b[0] < 240) {
+      what = "a multicast address";
+    } else if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) {
+      what = "the broadcast address";
+    } else if (b[0] >= 240) {
+      what = "in 240.0.0.0/4 (reserved)";
+    }
+  } else if (a.family == AddrFamily::kIPv6) {
+    static constexpr uint8_t kLoopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (std::equal(b, b + 16, kLoopback)) {
+      what = "a loopback address";
+    } else if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) {
+      what = "a link-local address";
+    } else if (b[0] == 0xff) {
+      what = "a multicast address";
+    } else if (std::equal(b, b + 12, kMapped)) {
+      what = "an IPv4-mapped address (write it as IPv4)";
+    }
+  }
+  if (what == nullptr) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(a.text, " is ", what, ", not a unicast address"));
 }
 
 IpAddress IpAddressFromBytes(AddrFamily family, const uint8_t* bytes) {
@@ -447,11 +486,15 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
     } else if (p.name().size() > kMaxPoolNameLen ||
                !std::all_of(p.name().begin(), p.name().end(), IsPoolNameChar)) {
       f.Error(pp + ".name", "\"%s\" must be 1-%u characters of [A-Za-z0-9_.:-]",
-              absl::CHexEscape(p.name()), kMaxPoolNameLen);
+              QuoteBounded(p.name()), kMaxPoolNameLen);
     } else if (auto [it, fresh] = pool_index.emplace(p.name(), i); !fresh) {
       f.Error(pp + ".name", "duplicate pool name \"%s\" (first at pools[%d])", p.name(),
               it->second);
     }
+    if (!v1::PoolKind_IsValid(p.kind())) {
+      f.Error(pp + ".kind", "unknown kind %d", static_cast<int>(p.kind()));
+    }
+    dp.proxy = p.kind() == v1::POOL_KIND_PROXY;
     if (!MapAlgorithm(p.algorithm(), &dp.algorithm)) {
       f.Error(pp + ".algorithm", "unknown algorithm %d", static_cast<int>(p.algorithm()));
     }
@@ -463,7 +506,10 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
     CheckRange(f, pp + ".drain_timeout_seconds", p.drain_timeout_seconds(), 1,
                kMaxDrainTimeoutSeconds, "30");
     if (p.has_health_check()) CheckHealthCheck(f, pp + ".health_check", p.health_check());
-    std::map<std::array<uint8_t, 17>, int> addresses;  // family + bytes -> first index
+    // A backend's identity in its pool: family + address bytes, + port in a
+    // proxy pool (a DSR packet keeps the VIP's port, so there the address
+    // alone says where packets go).
+    std::map<std::array<uint8_t, 19>, int> identities;  // -> first index
     dp.backends.reserve(static_cast<size_t>(p.backends_size()));
     for (int j = 0; j < p.backends_size(); ++j) {
       const v1::Backend& b = p.backends(j);
@@ -488,18 +534,28 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
       }
       db.address = ParseAddress(
           f, [&field] { return field(".address"); }, b.address());
-      if (!db.address.empty()) {
-        std::array<uint8_t, 17> k{};
-        k[0] = static_cast<uint8_t>(db.address.family);
-        std::copy(db.address.bytes.begin(), db.address.bytes.end(), k.begin() + 1);
-        if (auto [it, fresh] = addresses.emplace(k, j); !fresh) {
-          f.Error(field(".address"),
-                  "duplicate address %s in pool \"%s\" (first at %s.backends[%d])", db.address.text,
-                  p.name(), pp, it->second);
-        }
-      }
       if (b.port() > 65535) {
         f.Error(field(".port"), "%u is not a port (0..65535)", b.port());
+      }
+      if (!db.address.empty()) {
+        std::array<uint8_t, 19> k{};
+        k[0] = static_cast<uint8_t>(db.address.family);
+        std::copy(db.address.bytes.begin(), db.address.bytes.end(), k.begin() + 1);
+        if (dp.proxy) {
+          k[17] = static_cast<uint8_t>(b.port() >> 8);
+          k[18] = static_cast<uint8_t>(b.port());
+        }
+        if (auto [it, fresh] = identities.emplace(k, j); !fresh) {
+          if (dp.proxy) {
+            f.Error(field(""), "duplicate backend %s:%u in pool \"%s\" (first at %s.backends[%d])",
+                    db.address.text, b.port(), p.name(), pp, it->second);
+          } else {
+            f.Error(field(".address"),
+                    "duplicate address %s in pool \"%s\" (first at %s.backends[%d]); a DSR pool "
+                    "holds one backend per address: tunnelled packets keep the VIP's port",
+                    db.address.text, p.name(), pp, it->second);
+          }
+        }
       }
       db.port = static_cast<uint16_t>(b.port());
       db.weight = b.has_weight() ? b.weight() : kDefaultBackendWeight;
@@ -519,16 +575,18 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
       }
       dp.backends.push_back(std::move(db));
     }
-    if (ring_ok && dp.NumTakingNewFlows() > d.ring_size) {
+    if (ring_ok && !dp.proxy && dp.NumTakingNewFlows() > d.ring_size) {
       f.Error("tables.ring_size", "%u is smaller than the %u active backends of pool \"%s\"",
               d.ring_size, dp.NumTakingNewFlows(), dp.name);
     }
     d.pools.push_back(std::move(dp));
   }
-  // A backend of a family needs an outer source of that family: the
-  // dataplane's port address is not necessarily one its backends route back to.
+  // A DSR backend of a family without an outer source of that family: the
+  // dataplane falls back to its own address (--ipv4 / --ipv6), which may or
+  // may not be one the backends route back to; say so, refuse nothing.
   auto find_backend = [&](AddrFamily fam) -> std::string {
     for (int i = 0; i < config.pools_size(); ++i) {
+      if (d.pools[i].proxy) continue;
       for (int j = 0; j < config.pools(i).backends_size(); ++j) {
         const DesiredBackend& b = d.pools[i].backends[j];
         if (b.address.family == fam) {
@@ -538,14 +596,20 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
     }
     return "";
   };
-  if (d.tunnel_source_v4.empty() && config.node().tunnel_source_ipv4().empty()) {
+  if (config.node().tunnel_source_ipv4().empty()) {
     if (std::string who = find_backend(AddrFamily::kIPv4); !who.empty()) {
-      f.Error("node.tunnel_source_ipv4", "required: %s is an IPv4 backend", who);
+      f.Warning("node.tunnel_source_ipv4",
+                "unset: IPv4 tunnels to %s leave from lb-dataplane's --ipv4 (without it they are "
+                "dropped as no_next_hop)",
+                who);
     }
   }
-  if (d.tunnel_source_v6.empty() && config.node().tunnel_source_ipv6().empty()) {
+  if (config.node().tunnel_source_ipv6().empty()) {
     if (std::string who = find_backend(AddrFamily::kIPv6); !who.empty()) {
-      f.Error("node.tunnel_source_ipv6", "required: %s is an IPv6 backend", who);
+      f.Warning("node.tunnel_source_ipv6",
+                "unset: IPv6 tunnels to %s leave from lb-dataplane's --ipv6 (without it they are "
+                "dropped as no_next_hop)",
+                who);
     }
   }
 
@@ -598,7 +662,12 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
     if (v.pool().empty()) {
       f.Error(vp + ".pool", "required: the name of a pool");
     } else if (pool = d.FindPool(v.pool()); pool == nullptr) {
-      f.Error(vp + ".pool", "no pool named \"%s\"", absl::CHexEscape(v.pool()));
+      f.Error(vp + ".pool", "no pool named \"%s\"", QuoteBounded(v.pool()));
+    } else if (pool->proxy) {
+      f.Error(vp + ".pool",
+              "pool \"%s\" is a proxy pool (POOL_KIND_PROXY, reached by lb-l7 at address:port); "
+              "an L4 VIP forwards by direct server return and needs a DSR pool",
+              pool->name);
     } else {
       const uint32_t n = pool->NumTakingNewFlows();
       if (n == 0) {

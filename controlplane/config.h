@@ -106,8 +106,14 @@ struct IpAddress {
   bool operator==(const IpAddress& o) const { return family == o.family && bytes == o.bytes; }
 };
 // InvalidArgument (without a field path) unless `text` is an IPv4 or IPv6
-// literal other than the unspecified address.
+// literal other than the unspecified address. The whole of `text` must be
+// the literal: an embedded NUL ("10.9.0.1\0x") is refused, not cut.
 absl::StatusOr<IpAddress> ParseIpAddress(absl::string_view text);
+// InvalidArgument (without a field path) for an address that cannot be a
+// VIP, a backend or a tunnel source: loopback, link-local, multicast,
+// broadcast and the other IPv4 addresses that are not unicast (0/8, 240/4),
+// and IPv4-mapped IPv6 (the IPv4 form names the same host unambiguously).
+absl::Status CheckUnicastAddress(const IpAddress& a);
 // The address from table bytes; family must be 4 or 6.
 IpAddress IpAddressFromBytes(AddrFamily family, const uint8_t* bytes);
 
@@ -130,6 +136,9 @@ struct DesiredBackend {
 
 struct DesiredPool {
   std::string name;
+  // kProxy pools are reached by lb-l7 at address:port; the L4 tables do not
+  // carry them (no slots, no rings) and no VIP of this config may use them.
+  bool proxy = false;
   Algorithm algorithm = Algorithm::kMaglev;
   std::vector<DesiredBackend> backends;  // config order
   // Session persistence for every VIP of the pool (published as kVipSticky).

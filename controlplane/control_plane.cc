@@ -146,13 +146,34 @@ std::set<uint32_t> UsedBackendIds(const v1::Config& c) {
   return ids;
 }
 
-uint32_t LowestFree(const std::set<uint32_t>& used) {
-  uint32_t id = 1;
-  for (uint32_t u : used) {
-    if (u > id) break;
-    if (u == id) ++id;
+// Hands out the ids missing from `used`, lowest first, in one pass over the
+// sorted set however many are taken (a scan from 1 per id made a pool of N
+// new backends cost N^2 under the transaction mutex).
+class FreeIds {
+ public:
+  explicit FreeIds(const std::set<uint32_t>& used) : it_(used.begin()), end_(used.end()) {}
+  uint32_t Next() {
+    while (it_ != end_ && *it_ < next_) ++it_;
+    while (it_ != end_ && *it_ == next_) {
+      ++next_;
+      ++it_;
+    }
+    return next_++;
   }
-  return id;
+
+ private:
+  std::set<uint32_t>::const_iterator it_, end_;
+  uint32_t next_ = 1;
+};
+
+bool IsProxy(const v1::Pool& p) { return p.kind() == v1::POOL_KIND_PROXY; }
+
+// A backend's identity in its pool: the canonical address, with the port in
+// a proxy pool (config.proto PoolKind).
+std::string BackendIdentity(const v1::Pool& p, const v1::Backend& b) {
+  std::string a = Canonical(b.address());
+  if (a.empty()) a = b.address();
+  return IsProxy(p) ? absl::StrCat(a, "|", b.port()) : a;
 }
 
 std::string BackendName(const v1::Backend& b) {
@@ -170,6 +191,72 @@ std::string VipKeyOf(const v1::Vip& v) {
   const uint8_t proto = ProtoNumber(v.protocol());
   if (!a.ok() || proto == 0 || v.port() > 65535) return "";
   return VipKey(*a, proto, static_cast<uint16_t>(v.port()));
+}
+
+// Gives every backend and VIP of `c` configured with id 0 an id: the one its
+// identity (pool + BackendIdentity, resp. VipKeyOf) has in `current` when no
+// other entry claims it, else the lowest free one. O(n log n) in the size of
+// the config. Explicit ids are left to validation (duplicates are refused
+// there, naming the field).
+void AssignMissingIds(const v1::Config& current, v1::Config* c) {
+  std::set<uint32_t> used_backends;
+  std::map<std::pair<std::string, std::string>, uint32_t> had_backend;
+  for (const v1::Pool& p : c->pools()) {
+    for (const v1::Backend& b : p.backends()) {
+      if (b.id() != 0) used_backends.insert(b.id());
+    }
+  }
+  for (const v1::Pool& p : current.pools()) {
+    for (const v1::Backend& b : p.backends())
+      had_backend[{p.name(), BackendIdentity(p, b)}] = b.id();
+  }
+  // New ids go out in (pool, identity) order, not config order, so that two
+  // nodes given the same entities in another order number them alike.
+  std::vector<std::pair<std::pair<std::string, std::string>, v1::Backend*>> unassigned;
+  for (v1::Pool& p : *c->mutable_pools()) {
+    for (v1::Backend& b : *p.mutable_backends()) {
+      if (b.id() != 0) continue;
+      std::pair<std::string, std::string> identity{p.name(), BackendIdentity(p, b)};
+      auto it = had_backend.find(identity);
+      if (it != had_backend.end() && it->second != 0 && used_backends.insert(it->second).second) {
+        b.set_id(it->second);
+      } else {
+        unassigned.emplace_back(std::move(identity), &b);
+      }
+    }
+  }
+  std::sort(unassigned.begin(), unassigned.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
+  FreeIds free_backends(used_backends);
+  for (auto& [identity, b] : unassigned) b->set_id(free_backends.Next());
+
+  std::set<uint32_t> used_vips;
+  std::map<std::string, uint32_t> had_vip;
+  for (const v1::Vip& v : c->vips()) {
+    if (v.id() != 0) used_vips.insert(v.id());
+  }
+  for (const v1::Vip& v : current.vips()) had_vip[VipKeyOf(v)] = v.id();
+  std::vector<std::pair<std::string, v1::Vip*>> unassigned_vips;
+  for (v1::Vip& v : *c->mutable_vips()) {
+    if (v.id() != 0) continue;
+    std::string key = VipKeyOf(v);
+    auto it = key.empty() ? had_vip.end() : had_vip.find(key);
+    if (it != had_vip.end() && it->second != 0 && used_vips.insert(it->second).second) {
+      v.set_id(it->second);
+    } else {
+      unassigned_vips.emplace_back(std::move(key), &v);
+    }
+  }
+  std::stable_sort(unassigned_vips.begin(), unassigned_vips.end(),
+                   [](const auto& x, const auto& y) { return x.first < y.first; });
+  FreeIds free_vips(used_vips);
+  for (auto& [key, v] : unassigned_vips) v->set_id(free_vips.Next());
+}
+
+size_t NumBackends(const v1::Config& c) {
+  size_t n = 0;
+  for (const v1::Pool& p : c.pools()) n += static_cast<size_t>(p.backends_size());
+  return n;
 }
 
 // Renames config paths of the entity a request edits to the request's own
@@ -363,14 +450,23 @@ struct ControlPlane::Impl {
     return false;
   }
 
-  // Publishes `d` with health applied; copies the state only when some
-  // backend is unhealthy (the common case publishes `d` itself).
+  // Prepares `d` with health applied; copies the state only when some
+  // backend is unhealthy (the common case prepares `d` itself).
+  absl::StatusOr<PublishReport> PrepareEffective(const DesiredState& d,
+                                                 const std::map<uint32_t, HealthEntry>& h,
+                                                 std::vector<v1::Event>* events)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (!AnyUnhealthy(h)) return PrepareLocked(d, events);
+    return PrepareLocked(Effective(d, h), events);
+  }
+
   absl::StatusOr<PublishReport> PublishEffective(const DesiredState& d,
                                                  const std::map<uint32_t, HealthEntry>& h,
                                                  uint64_t t0_ns, std::vector<v1::Event>* events)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    if (!AnyUnhealthy(h)) return PublishLocked(d, t0_ns, events);
-    return PublishLocked(Effective(d, h), t0_ns, events);
+    auto r = PrepareEffective(d, h, events);
+    if (!r.ok()) return r.status();
+    return CommitPublishLocked(*std::move(r), t0_ns, events);
   }
 
   DesiredState Effective(const DesiredState& d, const std::map<uint32_t, HealthEntry>& h) const {
@@ -416,8 +512,17 @@ struct ControlPlane::Impl {
   absl::StatusOr<PublishReport> PublishLocked(const DesiredState& effective, uint64_t t0_ns,
                                               std::vector<v1::Event>* events)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    auto r = publisher->Publish(effective);
-    const uint64_t t1 = MonotonicNs();
+    auto r = PrepareLocked(effective, events);
+    if (!r.ok()) return r.status();
+    return CommitPublishLocked(*std::move(r), t0_ns, events);
+  }
+
+  // Publisher::Prepare (publisher.h): the next slot is filled, nothing is
+  // visible yet. Records the lcores that hold the slot when it cannot be.
+  absl::StatusOr<PublishReport> PrepareLocked(const DesiredState& effective,
+                                              std::vector<v1::Event>* events)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto r = publisher->Prepare(effective);
     if (!r.ok()) {
       if (r.status().code() == absl::StatusCode::kFailedPrecondition) {
         StatsRegion::ReclaimStatus rs = ReclaimNow();
@@ -430,19 +535,29 @@ struct ControlPlane::Impl {
       }
       return r.status();
     }
+    return r;
+  }
+
+  // Publisher::Commit of the prepared slot, then what follows every publish:
+  // latencies, the wait for the lcores, the publish event.
+  absl::StatusOr<PublishReport> CommitPublishLocked(PublishReport r, uint64_t t0_ns,
+                                                    std::vector<v1::Event>* events)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (auto g = publisher->Commit(); !g.ok()) return g.status();
+    const uint64_t t1 = MonotonicNs();
     stuck_lcores.clear();
-    const uint64_t t2 = WaitObserved(r->generation);
+    const uint64_t t2 = WaitObserved(r.generation);
     last_publish_ms = Ms(t1 - t0_ns);
     RecordLatency(last_publish_ms, Ms(t2 - t0_ns));
     if (options.on_publish_latency) options.on_publish_latency(last_publish_ms, Ms(t2 - t0_ns));
-    last_build = r->build;
-    if (options.on_publish) options.on_publish(*r);
+    last_build = r.build;
+    if (options.on_publish) options.on_publish(r);
     v1::Event e = MakeEvent(
         "publish", absl::StrFormat("generation %u published: %u vips, %u backends, build %.3f ms, "
                                    "wait %.3f ms, api to lcores %.3f ms",
-                                   r->generation, r->build.vips.size(), r->build.backends_in_use,
-                                   r->build_ms, r->wait_ms, Ms(t2 - t0_ns)));
-    e.set_generation(r->generation);
+                                   r.generation, r.build.vips.size(), r.build.backends_in_use,
+                                   r.build_ms, r.wait_ms, Ms(t2 - t0_ns)));
+    e.set_generation(r.generation);
     events->push_back(std::move(e));
     return r;
   }
@@ -505,42 +620,40 @@ struct ControlPlane::Impl {
   }
 
   // kUnchanged: the caller found the change to be a no-op (nothing to do).
-  enum class CommitMode { kChanged, kUnchanged, kAlways, kBootstrap };
+  enum class CommitMode { kChanged, kUnchanged, kAlways };
 
-  // The transaction: validate -> effective -> publish -> save -> commit.
+  // The transaction: ids -> validate -> effective -> prepare -> save ->
+  // publish -> commit. Persist first, publish second: a change the store
+  // refuses was only ever written into a slot no generation names, so it
+  // never reaches an lcore (publisher.h, Prepare/Commit).
   absl::Status CommitLocked(v1::Config candidate, uint64_t t0_ns, const Renames& renames,
                             CommitMode mode, std::vector<v1::Event>* events)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if (mode == CommitMode::kUnchanged) return absl::OkStatus();
+    AssignMissingIds(*config, &candidate);
     candidate.set_version(config->version());
     std::vector<std::string> warnings;
     auto d = ValidateConfig(candidate, options.publisher.caps, &warnings);
     if (!d.ok()) return Rename(d.status(), renames);
     std::map<uint32_t, HealthEntry> next_health = PrunedHealth(candidate, *d);
-    auto report = PublishEffective(*d, next_health, t0_ns, events);
-    if (!report.ok()) {
+    auto prepared = PrepareEffective(*d, next_health, events);
+    if (!prepared.ok()) {
       UpdateSnapshotLocked();  // stuck lcores
-      return report.status();
+      return prepared.status();
     }
-    FillAssignedIds(&candidate, &*d, report->build.assignment);
     candidate.set_version(config->version() + 1);
     if (absl::Status st = store->Save(candidate); !st.ok()) {
-      if (mode != CommitMode::kBootstrap) {
-        // Roll the tables back to the committed state; if even that cannot
-        // publish now, Tick retries.
-        if (!PublishEffective(desired, health, MonotonicNs(), events).ok()) {
-          republish_pending = true;
-        }
-        UpdateSnapshotLocked();
-      }
-      return absl::Status(
-          st.code(), absl::StrCat("change not stored in ", store->Describe(), ": ", st.message(),
-                                  "; the published tables were rolled back"));
+      publisher->Abandon();
+      return absl::Status(st.code(), absl::StrCat("change not stored in ", store->Describe(), ": ",
+                                                  st.message(), "; nothing was published"));
     }
     config = std::make_shared<const v1::Config>(std::move(candidate));
     desired = *std::move(d);
     health = std::move(next_health);
-    republish_pending = false;
+    auto published = CommitPublishLocked(*std::move(prepared), t0_ns, events);
+    // Stored but not published cannot happen (the slot is prepared under the
+    // same mutex); if it did, Tick publishes the stored state.
+    republish_pending = !published.ok();
     UpdateSnapshotLocked();
     return absl::OkStatus();
   }
@@ -686,8 +799,7 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::Create(ControlPlaneO
   if (m.options.bootstrap.has_value()) {
     v1::Config boot = *m.options.bootstrap;
     boot.clear_version();
-    absl::Status st =
-        m.CommitLocked(std::move(boot), t0, {}, Impl::CommitMode::kBootstrap, &events);
+    absl::Status st = m.CommitLocked(std::move(boot), t0, {}, Impl::CommitMode::kAlways, &events);
     if (!st.ok()) return st;
     return cp;
   }
@@ -717,7 +829,8 @@ absl::StatusOr<v1::Vip> ControlPlane::CreateVip(const v1::Vip& vip) {
     if (v.pool().empty()) v.set_pool(kDefaultPool);
     if (FindPoolIndex(c, v.pool()) < 0) {
       if (v.pool() != kDefaultPool) {
-        return absl::NotFoundError(absl::StrCat("vip.pool: no pool named \"", v.pool(), "\""));
+        return absl::NotFoundError(
+            absl::StrCat("vip.pool: no pool named \"", QuoteBounded(v.pool()), "\""));
       }
       c.add_pools()->set_name(kDefaultPool);
     }
@@ -733,12 +846,12 @@ absl::StatusOr<v1::Vip> ControlPlane::CreateVip(const v1::Vip& vip) {
     if (v.id() != 0 && used.count(v.id()) != 0) {
       return absl::AlreadyExistsError(absl::StrCat("vip.id: ", v.id(), " is already used"));
     }
-    if (v.id() == 0) v.set_id(LowestFree(used));
-    *c.add_vips() = v;
-    const Renames renames = {{absl::StrCat("vips[", c.vips_size() - 1, "]"), "vip"}};
+    *c.add_vips() = v;  // id 0: assigned by the transaction
+    const int k = c.vips_size() - 1;
+    const Renames renames = {{absl::StrCat("vips[", k, "]"), "vip"}};
     absl::Status st = m.CommitLocked(std::move(c), t0, renames, Impl::CommitMode::kChanged, ev);
     if (!st.ok()) return st;
-    return m.config->vips(FindVipIndex(*m.config, v.id()));
+    return m.config->vips(k);
   });
 }
 
@@ -770,6 +883,15 @@ absl::StatusOr<v1::Pool> ControlPlane::CreatePool(const v1::Pool& pool) {
       return absl::AlreadyExistsError(
           absl::StrCat("pool.name: pool \"", pool.name(), "\" already exists"));
     }
+    // Capacity first: a request for more backends than the tables hold is
+    // refused before any per-backend work under the mutex.
+    const size_t have = NumBackends(c);
+    const size_t cap = m.options.publisher.caps.max_backends - 1;
+    if (static_cast<size_t>(pool.backends_size()) > cap - std::min(have, cap)) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("pool.backends: ", pool.backends_size(), " backends with the ", have,
+                       " configured exceed the table capacity of ", cap, " (--max_backends)"));
+    }
     v1::Pool p = pool;
     std::set<uint32_t> used = UsedBackendIds(c);
     for (int j = 0; j < p.backends_size(); ++j) {
@@ -784,14 +906,12 @@ absl::StatusOr<v1::Pool> ControlPlane::CreatePool(const v1::Pool& pool) {
             absl::StrCat("pool.backends[", j, "].id: ", b->id(), " is already used"));
       }
     }
-    for (int j = 0; j < p.backends_size(); ++j) {
-      if (p.backends(j).id() == 0) {
-        const uint32_t id = LowestFree(used);
-        used.insert(id);
-        p.mutable_backends(j)->set_id(id);
-      }
+    // New ids in request order, in one pass (FreeIds).
+    FreeIds free_ids(used);
+    for (v1::Backend& b : *p.mutable_backends()) {
+      if (b.id() == 0) b.set_id(free_ids.Next());
     }
-    *c.add_pools() = p;
+    *c.add_pools() = std::move(p);
     const Renames renames = {{absl::StrCat("pools[", c.pools_size() - 1, "]"), "pool"}};
     absl::Status st = m.CommitLocked(std::move(c), t0, renames, Impl::CommitMode::kChanged, ev);
     if (!st.ok()) return st;
@@ -808,7 +928,8 @@ absl::Status ControlPlane::DeletePool(const std::string& name) {
                    v1::Config c = *m.config;
                    const int i = FindPoolIndex(c, name);
                    if (i < 0) {
-                     return absl::NotFoundError(absl::StrCat("name: no pool named \"", name, "\""));
+                     return absl::NotFoundError(
+                         absl::StrCat("name: no pool named \"", QuoteBounded(name), "\""));
                    }
                    for (const v1::Vip& v : c.vips()) {
                      if (v.pool() == name) {
@@ -834,7 +955,7 @@ absl::StatusOr<int> PoolForSettings(v1::Config& c, const std::string& name) {
   int i = FindPoolIndex(c, n);
   if (i >= 0) return i;
   if (n != kDefaultPool)
-    return absl::NotFoundError(absl::StrCat("pool: no pool named \"", n, "\""));
+    return absl::NotFoundError(absl::StrCat("pool: no pool named \"", QuoteBounded(n), "\""));
   c.add_pools()->set_name(kDefaultPool);
   return c.pools_size() - 1;
 }
@@ -909,11 +1030,13 @@ absl::StatusOr<v1::BackendStatus> ControlPlane::AddBackend(const std::string& po
         int i = FindPoolIndex(c, name);
         if (i < 0) {
           if (name != kDefaultPool) {
-            return absl::NotFoundError(absl::StrCat("pool: no pool named \"", name, "\""));
+            return absl::NotFoundError(
+                absl::StrCat("pool: no pool named \"", QuoteBounded(name), "\""));
           }
           c.add_pools()->set_name(kDefaultPool);
           i = c.pools_size() - 1;
         }
+        const bool proxy = IsProxy(c.pools(i));
         v1::Backend b = backend;
         if (b.remove_at_unix_ms() != 0) {
           return absl::InvalidArgumentError(
@@ -929,9 +1052,13 @@ absl::StatusOr<v1::BackendStatus> ControlPlane::AddBackend(const std::string& po
                                                            " already exists in pool \"", name,
                                                            "\" (id ", o.id(), ")"));
             }
-            return absl::AlreadyExistsError(
-                absl::StrCat("backend.address: ", canonical, " is already in pool \"", name,
-                             "\" as ", BackendName(o), "; a pool holds one backend per address"));
+            if (proxy) continue;  // address:port is the identity there
+            return absl::AlreadyExistsError(absl::StrCat(
+                "backend.address: ", canonical, " is already in pool \"", name, "\" as ",
+                BackendName(o),
+                "; a DSR pool holds one backend per address: tunnelled packets keep the VIP's "
+                "destination port, so the backend's port cannot tell two backends apart (use a "
+                "proxy pool, POOL_KIND_PROXY, for address:port backends)"));
           }
         }
         std::set<uint32_t> used = UsedBackendIds(c);
@@ -942,15 +1069,30 @@ absl::StatusOr<v1::BackendStatus> ControlPlane::AddBackend(const std::string& po
                            BackendName(c.pools(ref.pool).backends(ref.backend)), " in pool \"",
                            c.pools(ref.pool).name(), "\""));
         }
-        if (b.id() == 0) b.set_id(LowestFree(used));
-        const uint32_t id = b.id();
-        *c.mutable_pools(i)->add_backends() = b;
-        const Renames renames = {{BackendPath(i, c.pools(i).backends_size() - 1), "backend"}};
+        *c.mutable_pools(i)->add_backends() = b;  // id 0: assigned by the transaction
+        const int j = c.pools(i).backends_size() - 1;
+        const Renames renames = {{BackendPath(i, j), "backend"}};
         absl::Status st = m.CommitLocked(std::move(c), t0, renames, Impl::CommitMode::kChanged, ev);
         if (!st.ok()) return st;
-        const BackendRef ref = FindBackendRef(*m.config, id);
-        return m.StatusOf(*m.GetSnapshot(), name, m.config->pools(ref.pool).backends(ref.backend));
+        return m.StatusOf(*m.GetSnapshot(), name, m.config->pools(i).backends(j));
       });
+}
+
+absl::StatusOr<v1::Node> ControlPlane::SetNode(const v1::Node& node) {
+  const uint64_t t0 = MonotonicNs();
+  Impl& m = *impl_;
+  return m.Run<v1::Node>("SetNode", [&](std::vector<v1::Event>* ev) -> absl::StatusOr<v1::Node> {
+    v1::Config c = *m.config;
+    v1::Node n = node;
+    if (std::string a = Canonical(n.tunnel_source_ipv4()); !a.empty()) n.set_tunnel_source_ipv4(a);
+    if (std::string a = Canonical(n.tunnel_source_ipv6()); !a.empty()) n.set_tunnel_source_ipv6(a);
+    const bool same = MessageDifferencer::Equals(c.node(), n);
+    *c.mutable_node() = n;
+    absl::Status st = m.CommitLocked(
+        std::move(c), t0, {}, same ? Impl::CommitMode::kUnchanged : Impl::CommitMode::kChanged, ev);
+    if (!st.ok()) return st;
+    return m.config->node();
+  });
 }
 
 absl::StatusOr<v1::BackendStatus> ControlPlane::UpdateBackend(const v1::UpdateBackendRequest& req) {
@@ -1044,39 +1186,8 @@ absl::Status ControlPlane::ReplaceConfig(const v1::Config& config) {
                  [&](std::vector<v1::Event>* ev) -> absl::StatusOr<bool> {
                    v1::Config c = config;
                    c.clear_version();
-                   // Ids the new config gives explicitly win; the rest keep the id
-                   // their identity has now, when it is free.
-                   std::set<uint32_t> explicit_backends = UsedBackendIds(c);
-                   std::map<std::pair<std::string, std::string>, uint32_t> backend_ids;
-                   for (const v1::Pool& p : m.config->pools()) {
-                     for (const v1::Backend& b : p.backends()) {
-                       backend_ids[{p.name(), Canonical(b.address())}] = b.id();
-                     }
-                   }
-                   for (v1::Pool& p : *c.mutable_pools()) {
-                     for (v1::Backend& b : *p.mutable_backends()) {
-                       if (b.id() != 0) continue;
-                       auto it = backend_ids.find({p.name(), Canonical(b.address())});
-                       if (it != backend_ids.end() && it->second != 0 &&
-                           explicit_backends.insert(it->second).second) {
-                         b.set_id(it->second);
-                       }
-                     }
-                   }
-                   std::set<uint32_t> explicit_vips;
-                   for (const v1::Vip& v : c.vips()) {
-                     if (v.id() != 0) explicit_vips.insert(v.id());
-                   }
-                   std::map<std::string, uint32_t> vip_ids;
-                   for (const v1::Vip& v : m.config->vips()) vip_ids[VipKeyOf(v)] = v.id();
-                   for (v1::Vip& v : *c.mutable_vips()) {
-                     if (v.id() != 0) continue;
-                     auto it = vip_ids.find(VipKeyOf(v));
-                     if (it != vip_ids.end() && it->second != 0 &&
-                         explicit_vips.insert(it->second).second) {
-                       v.set_id(it->second);
-                     }
-                   }
+                   // Ids: explicit ones win; the rest keep the id their identity
+                   // has now when free (AssignMissingIds, in the transaction).
                    absl::Status st =
                        m.CommitLocked(std::move(c), t0, {}, Impl::CommitMode::kAlways, ev);
                    if (!st.ok()) return st;

@@ -5,23 +5,28 @@
 //
 // Every mutation runs, under one mutex, as a transaction:
 //   candidate = current config + change      (NotFound / AlreadyExists here)
+//   ids for entries given with id 0          (kept by identity, else lowest free)
 //   ValidateConfig(candidate)                (InvalidArgument naming the field)
 //   effective = candidate + runtime health   (unhealthy backends published DOWN)
-//   Publisher::Publish(effective)            (FailedPrecondition: stuck lcore)
-//   Store::Save(candidate, version + 1)      (Internal / Unavailable)
-// and only then becomes the current config. Ids given as 0 (backends, VIPs)
-// are assigned in the transaction (the lowest free one) and stored, so the
-// API can return them and restarts keep them. Any failure leaves the running
-// tables and the stored state exactly as they were (a publish that succeeded
-// before a failed save is rolled back by republishing the current config).
-// A call that changes nothing (same weight, already draining, ...) succeeds
-// without a transaction: no publish, no version bump.
+//   Publisher::Prepare(effective)            (FailedPrecondition: stuck lcore)
+//   Store::Save(candidate, version + 1)      (Internal / Unavailable / DataLoss)
+//   Publisher::Commit()                      (the lcores see the new generation)
+// and only then becomes the current config. Persist first, publish second: a
+// change the store refuses was written only into a slot that no generation
+// names, so it never reaches an lcore. Ids are stored, so the API can return
+// them and restarts keep them; assigning them costs O(n log n) whatever the
+// number of new entries. Any failure leaves the running tables and the
+// stored state exactly as they were. A call that changes nothing (same
+// weight, already draining, ...) succeeds without a transaction: no publish,
+// no version bump. Requests larger than the tables can hold are refused
+// (ResourceExhausted) before any per-entry work.
 //
 // Codes: NotFound (unknown id or pool), AlreadyExists (a VIP's address/
-// protocol/port, a backend address in its pool, a pool name, an explicit
-// id), InvalidArgument (validation; the config path of the edited entity is
-// renamed to the request's: "backend.port", "vip.address", "pool.health_check
-// .interval_ms", "weight"), FailedPrecondition (deleting a pool a VIP uses,
+// protocol/port, a backend's identity in its pool: its address in a DSR
+// pool, address:port in a proxy pool; a pool name, an explicit id),
+// ResourceExhausted (a pool bigger than the tables), InvalidArgument (validation; the config path
+// of the edited entity is renamed to the request's: "backend.port", "vip.address",
+// "pool.health_check .interval_ms", "weight"), FailedPrecondition (deleting a pool a VIP uses,
 // changing the state of a backend being removed, a publish refused because
 // an lcore still holds the slot), and the store's codes for a failed save.
 //
@@ -118,9 +123,13 @@ class ControlPlane {
   absl::StatusOr<v1::Pool> SetHealthCheck(const std::string& pool, const v1::HealthCheck& hc);
   // pool "" = kDefaultPool (created if missing); the address is stored in
   // canonical form. AlreadyExists for an address:port already in the pool,
-  // and for the same address with another port (a pool's backend identity,
-  // and Maglev key, is its address).
+  // and, in a DSR pool, for the same address with another port (there the
+  // backend's identity and Maglev key is its address: tunnelled packets keep
+  // the VIP's port). A proxy pool takes several ports of one address.
   absl::StatusOr<v1::BackendStatus> AddBackend(const std::string& pool, const v1::Backend& b);
+  // Replaces the node settings (tunnel sources; "" = the dataplane's own
+  // address). InvalidArgument names "node.tunnel_source_ipv4" etc.
+  absl::StatusOr<v1::Node> SetNode(const v1::Node& node);
   absl::StatusOr<v1::BackendStatus> UpdateBackend(const v1::UpdateBackendRequest& req);
   // state DRAINING: no new flows, existing ones continue. Idempotent.
   absl::StatusOr<v1::BackendStatus> DrainBackend(uint32_t id);

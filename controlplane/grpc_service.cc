@@ -394,6 +394,24 @@ grpc::Status AdminService::GetBackendHealth(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
+// ------------------------------------------------------------------ node
+
+grpc::Status AdminService::GetNode(grpc::ServerContext* ctx, const v1::GetNodeRequest* /*req*/,
+                                   v1::Node* resp) {
+  if (grpc::Status s = Authorize(*ctx, Access::kRead); !s.ok()) return s;
+  *resp = cp_->config().node();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::SetNode(grpc::ServerContext* ctx, const v1::SetNodeRequest* req,
+                                   v1::Node* resp) {
+  if (grpc::Status s = Authorize(*ctx, Access::kMutate); !s.ok()) return s;
+  auto node = cp_->SetNode(req->node());
+  if (!node.ok()) return ToGrpcStatus(node.status());
+  *resp = *std::move(node);
+  return grpc::Status::OK;
+}
+
 // ---------------------------------------------------------- observability
 
 grpc::Status AdminService::GetStats(grpc::ServerContext* ctx, const v1::GetStatsRequest* /*req*/,

@@ -146,6 +146,11 @@ class AdminService final : public v1::LoadBalancerAdmin::Service {
   grpc::Status GetBackendHealth(grpc::ServerContext* ctx, const v1::GetBackendHealthRequest* req,
                                 v1::BackendHealth* resp) override;
 
+  grpc::Status GetNode(grpc::ServerContext* ctx, const v1::GetNodeRequest* req,
+                       v1::Node* resp) override;
+  grpc::Status SetNode(grpc::ServerContext* ctx, const v1::SetNodeRequest* req,
+                       v1::Node* resp) override;
+
   grpc::Status GetStats(grpc::ServerContext* ctx, const v1::GetStatsRequest* req,
                         v1::Stats* resp) override;
   grpc::Status GetTables(grpc::ServerContext* ctx, const v1::GetTablesRequest* req,

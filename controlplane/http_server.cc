@@ -16,6 +16,7 @@
 #include <exception>
 #include <map>
 #include <thread>
+#include <unordered_map>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -97,6 +98,29 @@ std::string PeerString(const sockaddr_storage& ss) {
     return absl::StrCat("[", buf, "]:", ntohs(a->sin6_port));
   }
   return "?";
+}
+
+// The client's address without the port: the key of the per-client limit.
+std::string ClientKey(const sockaddr_storage& ss) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, buf, sizeof(buf));
+  } else if (ss.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof(buf));
+  }
+  return buf;
+}
+
+// A 503 on a connection that is never registered, then close. The client
+// has usually sent nothing yet, so the close does not turn into a reset.
+void RefuseAtAccept(int fd, absl::string_view why) {
+  const std::string body = absl::StrCat("{\"error\":\"", why, "\",\"field\":\"\"}\n");
+  const std::string r = absl::StrCat(
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: ",
+      body.size(), "\r\nConnection: close\r\n\r\n", body);
+  ssize_t ignored = send(fd, r.data(), r.size(), MSG_NOSIGNAL);
+  (void)ignored;
+  close(fd);
 }
 
 std::string HttpDate() {
@@ -273,6 +297,8 @@ const char* HttpReason(int status) {
       return "Content Too Large";
     case 415:
       return "Unsupported Media Type";
+    case 421:
+      return "Misdirected Request";
     case 431:
       return "Request Header Fields Too Large";
     case 500:
@@ -325,6 +351,8 @@ struct HttpServer::Impl {
   struct Conn {
     int fd = -1;
     std::string peer;
+    std::string local;   // our address as the client reached it
+    std::string client;  // peer address without the port (per-client limit)
     std::string in;
     size_t scan = 0;            // bytes of `in` already searched for the end of the head
     bool line_checked = false;  // the request line was validated early
@@ -335,7 +363,9 @@ struct HttpServer::Impl {
     size_t head_len = 0;
     bool continue_sent = false;
     uint64_t request_start_ns = 0;  // 0 = no request in progress
-    uint64_t idle_since_ns = 0;
+    uint64_t accepted_ns = 0;       // the first request's deadline counts from here
+    uint64_t served = 0;            // requests handed to the handler
+    uint64_t idle_since_ns = 0;     // accept, or the end of the last request
     uint64_t write_progress_ns = 0;
     bool reading = true;  // EPOLLIN wanted
     bool close_after_write = false;
@@ -357,6 +387,7 @@ struct HttpServer::Impl {
   std::atomic<bool> stop_requested{false};
   bool stopped = false;  // Stop() ran (caller thread only)
   std::map<int, Conn> conns;
+  std::unordered_map<std::string, size_t> per_client;  // open connections by ClientKey
   mutable absl::Mutex stats_mu;
   HttpServerStats stats ABSL_GUARDED_BY(stats_mu);
 
@@ -389,7 +420,36 @@ struct HttpServer::Impl {
   void CloseConn(int fd) {
     epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
     close(fd);
-    conns.erase(fd);
+    auto it = conns.find(fd);
+    if (it == conns.end()) return;
+    auto pc = per_client.find(it->second.client);
+    if (pc != per_client.end() && --pc->second == 0) per_client.erase(pc);
+    conns.erase(it);
+  }
+
+  // No request in progress and nothing to send: closing it loses nothing
+  // the client has asked for (an idle keep-alive connection, or one that
+  // has sent no byte yet).
+  static bool Evictable(const Conn& c) {
+    return !c.have_head && c.request_start_ns == 0 && c.in.empty() && c.out_off == c.out.size() &&
+           !c.close_after_write;
+  }
+
+  // At max_connections: closes the connection idle for longest. False when
+  // every connection has a request in progress.
+  bool EvictIdle() {
+    int victim = -1;
+    uint64_t oldest = UINT64_MAX;
+    for (const auto& [fd, c] : conns) {
+      if (Evictable(c) && c.idle_since_ns < oldest) {
+        oldest = c.idle_since_ns;
+        victim = fd;
+      }
+    }
+    if (victim < 0) return false;
+    Count([](HttpServerStats& s) { ++s.evicted_idle_connections; });
+    CloseConn(victim);
+    return true;
   }
 
   void Accept() {
@@ -408,25 +468,33 @@ struct HttpServer::Impl {
         }
         return;  // EAGAIN, or paused
       }
-      if (conns.size() >= options.max_connections) {
-        static constexpr char k503[] =
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            "Content-Length: 57\r\nConnection: close\r\n\r\n"
-            "{\"error\":\"too many connections to the admin HTTP server\"}";
-        static_assert(sizeof("{\"error\":\"too many connections to the admin HTTP server\"}") ==
-                      58);
-        ssize_t ignored = send(fd, k503, sizeof(k503) - 1, MSG_NOSIGNAL);
-        (void)ignored;
-        close(fd);
+      std::string client = ClientKey(ss);
+      auto pc = per_client.find(client);
+      if (options.max_connections_per_client != 0 && pc != per_client.end() &&
+          pc->second >= options.max_connections_per_client) {
+        // Counted first: a client that has read the 503 sees it counted.
+        Count([](HttpServerStats& s) { ++s.rejected_per_client; });
+        RefuseAtAccept(fd, "too many connections from this address to the admin HTTP server");
+        continue;
+      }
+      if (conns.size() >= options.max_connections && !EvictIdle()) {
         Count([](HttpServerStats& s) { ++s.rejected_connections; });
+        RefuseAtAccept(fd, "too many connections to the admin HTTP server");
         continue;
       }
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      sockaddr_storage local{};
+      socklen_t local_len = sizeof(local);
+      getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len);
       Conn& c = conns[fd];
       c.fd = fd;
       c.peer = PeerString(ss);
-      c.idle_since_ns = NowNs();
+      c.local = PeerString(local);
+      c.client = std::move(client);
+      ++per_client[c.client];
+      c.accepted_ns = NowNs();
+      c.idle_since_ns = c.accepted_ns;
       c.events = EPOLLIN;
       epoll_event e{};
       e.events = EPOLLIN;
@@ -569,11 +637,13 @@ struct HttpServer::Impl {
       HttpRequest& req = c.head.req;
       req.body = c.in.substr(c.head_len, c.head.content_length);
       req.peer = c.peer;
+      req.local = c.local;
       c.in.erase(0, need);
       c.scan = 0;
       c.have_head = false;
       c.request_start_ns = 0;
       c.idle_since_ns = NowNs();
+      ++c.served;
 
       HttpResponse resp;
       try {
@@ -682,8 +752,18 @@ struct HttpServer::Impl {
         if (now - c.write_progress_ns >= ToNs(options.write_timeout)) to_close.push_back(fd);
         continue;
       }
-      if (c.request_start_ns != 0) {
-        if (now - c.request_start_ns >= ToNs(options.request_timeout)) to_timeout.push_back(fd);
+      if (c.served == 0 || c.request_start_ns != 0) {
+        // The first request's deadline counts from the accept, so a
+        // connection that never sends a byte holds its slot no longer than
+        // one that sends a request slowly.
+        const uint64_t start = c.served == 0 ? c.accepted_ns : c.request_start_ns;
+        if (now - start >= ToNs(options.request_timeout)) {
+          if (c.request_start_ns == 0 && c.in.empty()) {
+            to_close.push_back(fd);  // nothing asked, nothing to answer
+          } else {
+            to_timeout.push_back(fd);
+          }
+        }
       } else if (now - c.idle_since_ns >= ToNs(options.idle_timeout)) {
         to_close.push_back(fd);
       }
@@ -726,6 +806,7 @@ struct HttpServer::Impl {
 
       int n = epoll_wait(epoll_fd, events.data(), static_cast<int>(events.size()), kTickMs);
       if (n < 0 && errno != EINTR) break;
+      bool accept_ready = false;
       for (int i = 0; i < n; ++i) {
         const int fd = events[i].data.fd;
         const uint32_t ev = events[i].events;
@@ -736,7 +817,9 @@ struct HttpServer::Impl {
           continue;
         }
         if (fd == listen_fd) {
-          Accept();
+          // After the batch: Accept may evict (close) a connection whose
+          // event is still ahead in this batch, and reuse its descriptor.
+          accept_ready = true;
           continue;
         }
         auto it = conns.find(fd);
@@ -760,6 +843,7 @@ struct HttpServer::Impl {
           OnReadable(c);
         }
       }
+      if (accept_ready && listen_fd >= 0) Accept();
       const uint64_t now = NowNs();
       if (accept_paused_until_ns != 0 && now >= accept_paused_until_ns && listen_fd >= 0) {
         accept_paused_until_ns = 0;

@@ -15,18 +15,38 @@
 //
 // What the server answers by itself, always with "Connection: close":
 //   400 malformed request line, header or Content-Length
-//   408 a request not complete within request_timeout (slow clients)
+//   408 a request started but not complete in time (see Deadlines)
 //   413 Content-Length above max_body_bytes (decided before reading the body)
 //   431 request line + headers above max_header_bytes
 //   501 Transfer-Encoding
-//   503 more than max_connections connections
+//   503 the client address already holds max_connections_per_client
+//       connections, or max_connections are open and every one of them has a
+//       request in progress (see Connection limits)
 //   505 an HTTP version other than 1.0/1.1
 //   500 the handler threw
-// Idle keep-alive connections are closed after idle_timeout; a client that
-// does not read its responses is closed after write_timeout. After an error
-// response the server stops reading, shuts its side down and discards what
-// the client still sends (bounded), so the client sees the response rather
-// than a reset.
+// After an error response the server stops reading, shuts its side down and
+// discards what the client still sends (bounded), so the client sees the
+// response rather than a reset.
+//
+// Deadlines (a connection that sends nothing must not hold a slot):
+//   - The first request on a connection must be complete (head and body)
+//     within request_timeout of the accept. A connection that has sent no
+//     byte by then is closed silently; one that started a request gets 408.
+//   - After a response, a keep-alive connection may stay idle for
+//     idle_timeout; its next request must be complete within
+//     request_timeout of its first byte.
+//   - A client that does not read its responses is closed after
+//     write_timeout without progress.
+// Every deadline that fires is counted in HttpServerStats::timeouts.
+//
+// Connection limits (a flood from one address, or of silent sockets, must
+// not lock other clients out):
+//   - At most max_connections_per_client connections per client IP address;
+//     the next one gets 503 at once and is closed.
+//   - At max_connections, a newcomer does not get 503 while some connection
+//     has no request in progress (idle keep-alive, or no byte sent yet): the
+//     one idle for longest is closed to make room (evicted_idle_connections).
+//     Only when every connection is mid-request is the newcomer refused.
 //
 // Threads: Start() and Stop() (and the destructor) from any one thread; the
 // handler is called only on the server thread. Stop() is graceful: the
@@ -62,7 +82,8 @@ struct HttpRequest {
   // Header names lower-cased, values trimmed, in arrival order.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
-  std::string peer;  // "127.0.0.1:53412"
+  std::string peer;   // the client, "127.0.0.1:53412"
+  std::string local;  // the address the client reached, "127.0.0.1:8080" (for Host checks)
 
   // The first header with this (lower-case) name, or nullptr.
   const std::string* Header(absl::string_view lower_name) const;
@@ -87,19 +108,24 @@ struct HttpServerOptions {
   size_t max_header_bytes = 16 * 1024;  // request line + headers + blank line
   size_t max_body_bytes = 1024 * 1024;
   size_t max_connections = 1024;
-  absl::Duration idle_timeout = absl::Seconds(60);     // keep-alive, no request started
-  absl::Duration request_timeout = absl::Seconds(10);  // first byte -> complete request
-  absl::Duration write_timeout = absl::Seconds(10);    // response pending, client not reading
+  size_t max_connections_per_client = 32;  // per client IP address; 0 = no limit
+  // Keep-alive after a response, no request started.
+  absl::Duration idle_timeout = absl::Seconds(60);
+  // Accept -> first request complete; first byte -> complete for later ones.
+  absl::Duration request_timeout = absl::Seconds(5);
+  absl::Duration write_timeout = absl::Seconds(10);  // response pending, client not reading
   absl::Duration stop_grace = absl::Seconds(2);
 };
 
 // Counters of what the server refused or closed, for tests and metrics.
 struct HttpServerStats {
   uint64_t connections_accepted = 0;
-  uint64_t requests = 0;              // handed to the handler
-  uint64_t bad_requests = 0;          // 400/431/413/501/505 answered by the server
-  uint64_t timeouts = 0;              // idle, request or write timeouts
-  uint64_t rejected_connections = 0;  // over max_connections
+  uint64_t requests = 0;                  // handed to the handler
+  uint64_t bad_requests = 0;              // 400/431/413/501/505 answered by the server
+  uint64_t timeouts = 0;                  // idle, request or write timeouts
+  uint64_t rejected_connections = 0;      // 503: max_connections open, all mid-request
+  uint64_t rejected_per_client = 0;       // 503: over max_connections_per_client
+  uint64_t evicted_idle_connections = 0;  // closed at max_connections to make room
 };
 
 class HttpServer {

@@ -44,6 +44,7 @@
 #include "controlplane/metrics.h"
 #include "controlplane/publisher.h"
 #include "controlplane/rest_api.h"
+#include "controlplane/rest_guard.h"
 #include "controlplane/store.h"
 #include "gflags/gflags.h"
 #include "lib/shm_region.h"
@@ -62,9 +63,18 @@ DEFINE_string(grpc_listen, "127.0.0.1:50051",
 DEFINE_string(http_listen, "127.0.0.1:8080",
               "HTTP listen address of the classic REST API and /metrics (host:port or "
               "[v6]:port; port 0 = any free port). Empty = no HTTP listener.");
+DEFINE_string(http_allowed_hosts, "",
+              "Comma-separated names (name or name:port) REST clients may use in Host and "
+              "Origin besides the listen address itself (and localhost on loopback), e.g. "
+              "\"lb1.example.net\" behind a DNS name. Any other Host gets 421: DNS rebinding "
+              "cannot reach the API.");
+DEFINE_uint32(http_max_connections_per_client, 32,
+              "Open connections to the HTTP listener per client IP address; the next one gets "
+              "503 at once. 0 = no limit.");
 DEFINE_string(auth_token_file, "",
               "File holding the bearer token that mutations (REST and gRPC) must present as "
-              "\"Authorization: Bearer <token>\". Required when a listener is not on loopback.");
+              "\"Authorization: Bearer <token>\". Required when a listener is not on loopback; "
+              "off loopback every REST request but GET /healthz needs it, reads included.");
 DEFINE_string(grpc_tls_cert, "",
               "PEM certificate chain for the gRPC listener (with --grpc_tls_key).");
 DEFINE_string(grpc_tls_key, "", "PEM private key for the gRPC listener (with --grpc_tls_cert).");
@@ -242,6 +252,11 @@ int RunServer(const TableCapacities& caps) {
     }
     http_loopback = a->loopback;
   }
+  auto http_allowed_hosts = ParseAllowedHosts(FLAGS_http_allowed_hosts);
+  if (!http_allowed_hosts.ok()) {
+    Error(absl::StrCat("--http_allowed_hosts: ", http_allowed_hosts.status().message()));
+    return 1;
+  }
   const bool grpc_loopback =
       FLAGS_grpc_listen.empty() || IsLoopbackListenAddress(FLAGS_grpc_listen);
   if (token.empty() && (!http_loopback || !grpc_loopback)) {
@@ -352,8 +367,10 @@ int RunServer(const TableCapacities& caps) {
   if (!FLAGS_http_listen.empty()) {
     HttpServerOptions h;
     h.listen = FLAGS_http_listen;
+    h.max_connections_per_client = FLAGS_http_max_connections_per_client;
     RestApiOptions rest;
-    rest.bearer_token = token;
+    rest.guard.bearer_token = token;
+    rest.guard.allowed_hosts = *http_allowed_hosts;
     MetricsInputs inputs;
     inputs.version = gflags::VersionString();
     inputs.table_path = table_path;
@@ -368,7 +385,9 @@ int RunServer(const TableCapacities& caps) {
     }
     http_server = *std::move(s);
     Info(absl::StrCat("REST API and /metrics on http://", http_server->address(),
-                      token.empty() ? "" : " (bearer token required for changes)"));
+                      token.empty()    ? ""
+                      : !http_loopback ? " (bearer token required for all but GET /healthz)"
+                                       : " (bearer token required for changes)"));
   }
 
   // --- periodic work: drains, publish retries, health targets ---

@@ -97,6 +97,25 @@ absl::Status Publisher::WaitForReclaim(uint64_t next, PublishReport* report) {
 }
 
 absl::StatusOr<PublishReport> Publisher::Publish(const DesiredState& desired) {
+  auto report = Prepare(desired);
+  if (!report.ok()) return report.status();
+  auto g = Commit();
+  if (!g.ok()) return g.status();
+  return report;
+}
+
+absl::StatusOr<uint64_t> Publisher::Commit() {
+  if (!prepared_.has_value()) {
+    return absl::FailedPreconditionError("Publisher::Commit without a prepared slot");
+  }
+  const uint64_t g = writer_.Publish();
+  assignment_ = *std::move(prepared_);
+  prepared_.reset();
+  return g;
+}
+
+absl::StatusOr<PublishReport> Publisher::Prepare(const DesiredState& desired) {
+  prepared_.reset();
   PublishReport report;
   const uint64_t next = writer_.published_generation() + 1;
   if (absl::Status st = WaitForReclaim(next, &report); !st.ok()) return st;
@@ -114,8 +133,8 @@ absl::StatusOr<PublishReport> Publisher::Publish(const DesiredState& desired) {
   }
   report.build_ms = Ms(MonotonicNs() - t0);
 
-  report.generation = writer_.Publish();
-  assignment_ = built->assignment;
+  report.generation = next;
+  prepared_ = built->assignment;
   report.build = *std::move(built);
   return report;
 }

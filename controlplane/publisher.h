@@ -13,6 +13,11 @@
 //  2. Build: BuildTables(desired, last assignment, NextSlot()).
 //  3. Check: the slot must pass ValidateSlot, as the dataplane will check it.
 //  4. TableWriter::Publish(): one release-store of G.
+// Prepare() does steps 1-3 and Commit() step 4, so that a caller can make
+// the change durable in between (the control plane persists first and
+// publishes second: a change it cannot store never reaches an lcore). A
+// prepared slot that is never committed is invisible to the dataplane (no
+// generation names it) and is overwritten by the next Prepare().
 // The assignment of the build becomes the next build's `previous`; on open it
 // is recovered from the published slot (SeedAssignmentFromSlot), so that a
 // restart with the same config republishes identical rings and slots.
@@ -28,6 +33,7 @@
 #define LB_CONTROLPLANE_PUBLISHER_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -58,7 +64,16 @@ class Publisher {
  public:
   static absl::StatusOr<Publisher> Open(const PublisherOptions& options);
 
+  // Prepare() + Commit().
   absl::StatusOr<PublishReport> Publish(const DesiredState& desired);
+  // Steps 1-3: fills the next slot. report.generation is the generation
+  // Commit() will publish; report.build the build's assignment and summary.
+  absl::StatusOr<PublishReport> Prepare(const DesiredState& desired);
+  // Step 4 for the last successful Prepare() (FailedPrecondition when there
+  // is none). Returns the published generation.
+  absl::StatusOr<uint64_t> Commit();
+  // Forgets a prepared slot (it is simply never published).
+  void Abandon() { prepared_.reset(); }
 
   uint64_t published_generation() const { return writer_.published_generation(); }
   const SlotAssignment& assignment() const { return assignment_; }
@@ -75,6 +90,7 @@ class Publisher {
   PublisherOptions options_;
   TableWriter writer_;
   SlotAssignment assignment_;
+  std::optional<SlotAssignment> prepared_;  // the assignment of a prepared slot
 };
 
 }  // namespace lb

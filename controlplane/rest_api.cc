@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -21,10 +22,6 @@
 
 namespace lb {
 namespace {
-
-constexpr char kDefaultHealthCheckPath[] = "/health";
-constexpr uint32_t kDefaultStickyTtlSeconds = 3600;
-constexpr size_t kMaxHealthCheckPathLength = 1024;
 
 struct AlgorithmName {
   v1::Algorithm algorithm;
@@ -504,14 +501,17 @@ bool PercentDecode(absl::string_view in, std::string* out) {
   return true;
 }
 
-absl::StatusOr<uint32_t> ParseId(const std::string& segment, const char* field) {
+// An id path segment. Whatever its shape, a segment that names no id names
+// no resource: 404, like an unknown id ("abc", "0" and "99999999999" are no
+// more wrong than an id nobody has).
+absl::StatusOr<uint32_t> ParseId(const std::string& segment, const char* field, const char* what) {
   uint32_t id = 0;
   if (segment.empty() || segment.size() > 10 ||
       !std::all_of(segment.begin(), segment.end(),
                    [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); }) ||
       !absl::SimpleAtoi(segment, &id) || id == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": path segment \"", segment, "\" is not an id (1..4294967295)"));
+    return absl::NotFoundError(absl::StrCat(field, ": no ", what, " \"", QuoteBounded(segment),
+                                            "\" (ids are 1..4294967295)"));
   }
   return id;
 }
@@ -525,19 +525,11 @@ absl::Status CheckPoolName(const std::string& name) {
     }
   }
   if (!ok) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "pool: path segment \"", name, "\" is not a pool name ([A-Za-z0-9_.:-]{1,64})"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("pool: path segment \"", QuoteBounded(name),
+                     "\" is not a pool name ([A-Za-z0-9_.:-]{1,64})"));
   }
   return absl::OkStatus();
-}
-
-// Constant-time comparison, so the token cannot be guessed byte by byte.
-bool TokenEquals(absl::string_view a, absl::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
-  }
-  return diff == 0;
 }
 
 // --- conversions ---
@@ -624,8 +616,9 @@ HttpResponse ListBackends(ControlPlane* cp, const RestApiOptions&, const HttpReq
     return ErrorResponse(
         absl::NotFoundError(absl::StrCat("pool: pool \"", p.pool, "\" not found")));
   }
-  v1::ListBackendsResponse resp;
-  for (v1::BackendStatus& b : cp->ListBackends(p.pool)) *resp.add_backends() = std::move(b);
+  v1::RestBackendList resp;
+  for (const v1::BackendStatus& b : cp->ListBackends(p.pool))
+    *resp.add_backends() = ToRestBackend(b);
   return JsonResponse(200, resp);
 }
 
@@ -636,9 +629,13 @@ HttpResponse AddBackend(ControlPlane* cp, const RestApiOptions&, const HttpReque
   if (in.address().empty()) {
     return ErrorResponse(absl::InvalidArgumentError("address: required (an IPv4 or IPv6 literal)"));
   }
-  if (auto a = ParseIpAddress(in.address()); !a.ok()) {
-    return ErrorResponse(absl::InvalidArgumentError(
-        absl::StrCat("address: \"", in.address(), "\" is not an IPv4 or IPv6 address")));
+  auto address = ParseIpAddress(in.address());
+  if (!address.ok()) {
+    return ErrorResponse(
+        absl::InvalidArgumentError(absl::StrCat("address: ", address.status().message())));
+  }
+  if (absl::Status st = CheckUnicastAddress(*address); !st.ok()) {
+    return ErrorResponse(absl::InvalidArgumentError(absl::StrCat("address: ", st.message())));
   }
   if (in.port() < 1 || in.port() > 65535) {
     return ErrorResponse(absl::InvalidArgumentError(
@@ -650,12 +647,12 @@ HttpResponse AddBackend(ControlPlane* cp, const RestApiOptions&, const HttpReque
   }
   std::string path =
       in.health_check_path().empty() ? kDefaultHealthCheckPath : in.health_check_path();
-  if (path[0] != '/' || path.size() > kMaxHealthCheckPathLength ||
+  if (path[0] != '/' || path.size() > kMaxHttpPathLen ||
       !std::all_of(path.begin(), path.end(), [](char c) { return c > 0x20 && c < 0x7f; })) {
     return ErrorResponse(absl::InvalidArgumentError(
-        absl::StrCat("health_check_path: \"", in.health_check_path(),
+        absl::StrCat("health_check_path: \"", QuoteBounded(in.health_check_path()),
                      "\" is not an HTTP path (starts with '/', printable, at most ",
-                     kMaxHealthCheckPathLength, " characters)")));
+                     kMaxHttpPathLen, " characters)")));
   }
   v1::Backend b;
   b.set_address(in.address());
@@ -723,9 +720,9 @@ HttpResponse SetAlgorithm(ControlPlane* cp, const RestApiOptions&, const HttpReq
     if (in.algorithm() == n.name) algorithm = n.algorithm;
   }
   if (algorithm == v1::ALGORITHM_UNSPECIFIED) {
-    return ErrorResponse(
-        absl::InvalidArgumentError(absl::StrCat("algorithm: unknown algorithm \"", in.algorithm(),
-                                                "\", expected one of ", AlgorithmChoices())));
+    return ErrorResponse(absl::InvalidArgumentError(
+        absl::StrCat("algorithm: unknown algorithm \"", QuoteBounded(in.algorithm()),
+                     "\", expected one of ", AlgorithmChoices())));
   }
   const int64_t ttl = in.has_sticky_ttl_seconds() ? int64_t{in.sticky_ttl_seconds()}
                                                   : int64_t{kDefaultStickyTtlSeconds};
@@ -752,8 +749,8 @@ HttpResponse CreatePool(ControlPlane* cp, const RestApiOptions&, const HttpReque
   v1::Pool in;
   if (auto s = ParseBody(req, &in); !s.ok()) return ErrorResponse(s);
   if (auto s = CheckPoolName(in.name()); !s.ok()) {
-    return ErrorResponse(absl::InvalidArgumentError(
-        absl::StrCat("name: \"", in.name(), "\" is not a pool name ([A-Za-z0-9_.:-]{1,64})")));
+    return ErrorResponse(absl::InvalidArgumentError(absl::StrCat(
+        "name: \"", QuoteBounded(in.name()), "\" is not a pool name ([A-Za-z0-9_.:-]{1,64})")));
   }
   auto created = cp->CreatePool(in);
   if (!created.ok()) return ErrorResponse(created.status());
@@ -808,6 +805,19 @@ HttpResponse DeleteVip(ControlPlane* cp, const RestApiOptions&, const HttpReques
   return JsonResponse(200, out);
 }
 
+HttpResponse GetNode(ControlPlane* cp, const RestApiOptions&, const HttpRequest&, const Params&) {
+  return JsonResponse(200, cp->config().node());
+}
+
+HttpResponse SetNode(ControlPlane* cp, const RestApiOptions&, const HttpRequest& req,
+                     const Params&) {
+  v1::Node in;
+  if (auto s = ParseBody(req, &in); !s.ok()) return ErrorResponse(s);
+  auto node = cp->SetNode(in);
+  if (!node.ok()) return ErrorResponse(node.status());
+  return JsonResponse(200, *node);
+}
+
 HttpResponse Metrics(ControlPlane* cp, const RestApiOptions& o, const HttpRequest&, const Params&) {
   HttpResponse r;
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -830,6 +840,8 @@ const std::vector<Route>& Routes() {
       {"GET", {"backends", "{backend_id}", "health"}, BackendHealth},
       {"GET", {"config", "algorithm"}, GetAlgorithm},
       {"PUT", {"config", "algorithm"}, SetAlgorithm},
+      {"GET", {"config", "node"}, GetNode},
+      {"PUT", {"config", "node"}, SetNode},
       {"GET", {"pools"}, ListPools},
       {"POST", {"pools"}, CreatePool},
       {"GET", {"pools", "{pool}"}, GetPool},
@@ -858,10 +870,6 @@ bool Matches(const Route& r, const std::vector<std::string>& segments) {
     if (r.pattern[i] != segments[i]) return false;
   }
   return true;
-}
-
-bool IsMutation(const std::string& method) {
-  return method == "POST" || method == "PUT" || method == "DELETE" || method == "PATCH";
 }
 
 }  // namespace
@@ -903,6 +911,12 @@ RestApi::RestApi(ControlPlane* cp, RestApiOptions options)
     : cp_(cp), options_(std::move(options)) {}
 
 HttpResponse RestApi::Handle(const HttpRequest& request) const {
+  // Host, Origin, Content-Type and the bearer token, before anything else.
+  if (std::optional<AdminRefusal> refused = CheckAdminRequest(request, options_.guard)) {
+    HttpResponse r = ErrorResponse(refused->status, refused->field);
+    r.status = refused->http_status;
+    return r;
+  }
   // Segments: "/pools/web/backends/" -> {"pools", "web", "backends"}.
   absl::string_view path = request.path;
   if (path.size() > 1 && absl::EndsWith(path, "/")) path.remove_suffix(1);
@@ -910,8 +924,8 @@ HttpResponse RestApi::Handle(const HttpRequest& request) const {
   for (absl::string_view raw : absl::StrSplit(path.substr(1), '/')) {
     std::string seg;
     if (!PercentDecode(raw, &seg)) {
-      return ErrorResponse(
-          absl::InvalidArgumentError(absl::StrCat("path: bad percent-encoding in \"", raw, "\"")));
+      return ErrorResponse(absl::InvalidArgumentError(
+          absl::StrCat("path: bad percent-encoding in \"", QuoteBounded(raw), "\"")));
     }
     segments.push_back(std::move(seg));
   }
@@ -926,45 +940,34 @@ HttpResponse RestApi::Handle(const HttpRequest& request) const {
   }
   if (allowed.empty()) {
     return ErrorResponse(
-        absl::NotFoundError(absl::StrCat("path: no such resource: ", request.path)));
+        absl::NotFoundError(absl::StrCat("path: no such resource: ", QuoteBounded(request.path))));
   }
   if (route == nullptr) {
     if (std::find(allowed.begin(), allowed.end(), "GET") != allowed.end())
       allowed.push_back("HEAD");
     HttpResponse r = ErrorResponse(absl::InvalidArgumentError(
-        absl::StrCat("method: ", request.method, " is not allowed on ", request.path,
-                     "; allowed: ", absl::StrJoin(allowed, ", "))));
+        absl::StrCat("method: ", QuoteBounded(request.method), " is not allowed on ",
+                     QuoteBounded(request.path), "; allowed: ", absl::StrJoin(allowed, ", "))));
     r.status = 405;
     r.headers.emplace_back("Allow", absl::StrJoin(allowed, ", "));
     return r;
-  }
-
-  if (IsMutation(request.method) && !options_.bearer_token.empty()) {
-    const std::string* auth = request.Header("authorization");
-    bool ok = false;
-    if (auth != nullptr && auth->size() > 7 && absl::StartsWithIgnoreCase(*auth, "bearer ")) {
-      ok = TokenEquals(absl::StripAsciiWhitespace(absl::string_view(*auth).substr(7)),
-                       options_.bearer_token);
-    }
-    if (!ok) {
-      return ErrorResponse(absl::UnauthenticatedError(
-          auth == nullptr ? "authorization: a bearer token is required for changes"
-                          : "authorization: the bearer token is not valid"));
-    }
   }
 
   Params params;
   for (size_t i = 0; i < segments.size(); ++i) {
     const std::string& pat = route->pattern[i];
     if (pat == "{pool}") {
-      if (auto s = CheckPoolName(segments[i]); !s.ok()) return ErrorResponse(s);
+      // Like an id: a segment that cannot be a pool name names no pool.
+      if (auto s = CheckPoolName(segments[i]); !s.ok()) {
+        return ErrorResponse(absl::NotFoundError(s.message()));
+      }
       params.pool = segments[i];
     } else if (pat == "{backend_id}") {
-      auto id = ParseId(segments[i], "backend_id");
+      auto id = ParseId(segments[i], "backend_id", "backend");
       if (!id.ok()) return ErrorResponse(id.status());
       params.backend_id = *id;
     } else if (pat == "{vip_id}") {
-      auto id = ParseId(segments[i], "vip_id");
+      auto id = ParseId(segments[i], "vip_id", "VIP");
       if (!id.ok()) return ErrorResponse(id.status());
       params.vip_id = *id;
     }
@@ -977,12 +980,15 @@ absl::StatusOr<std::unique_ptr<HttpServer>> StartRestServer(const HttpServerOpti
                                                             ControlPlane* cp) {
   auto addr = ParseListenAddress(options.listen, "http listen address");
   if (!addr.ok()) return addr.status();
-  if (!addr->loopback && rest.bearer_token.empty()) {
+  if (!addr->loopback && rest.guard.bearer_token.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "http listen address ", options.listen,
-        " is not loopback: changes over REST must be authenticated, configure a bearer token"));
+        " is not loopback: requests over REST must be authenticated, configure a bearer token"));
   }
-  auto api = std::make_shared<RestApi>(cp, rest);
+  RestApiOptions with_listener = rest;
+  with_listener.guard.loopback_listener = addr->loopback;
+  with_listener.guard.listen_host = addr->host;
+  auto api = std::make_shared<RestApi>(cp, std::move(with_listener));
   return HttpServer::Start(options, [api](const HttpRequest& r) { return api->Handle(r); });
 }
 

@@ -5,12 +5,14 @@
 //
 // Routes ("/backends…" act on the pool kDefaultPool = "default"):
 //   POST   /backends                      RestBackendRequest -> 201 RestBackend
-//   GET    /backends                      -> 200 ListBackendsResponse
+//   GET    /backends                      -> 200 RestBackendList (elements as POST answers)
 //   GET    /backends/{id}                 -> 200 BackendStatus
 //   DELETE /backends/{id}                 -> 200 RestDeleteResponse (drains, then leaves)
 //   GET    /backends/{id}/health          -> 200 BackendHealth
 //   PUT    /config/algorithm              RestAlgorithmConfig -> 200 RestAlgorithmConfig
 //   GET    /config/algorithm              -> 200 RestAlgorithmConfig
+//   PUT    /config/node                   Node -> 200 Node (tunnel sources)
+//   GET    /config/node                   -> 200 Node
 //   the same under /pools/{pool}/backends…, and PUT|GET /pools/{pool}/algorithm
 //   GET    /pools                         -> 200 ListPoolsResponse
 //   POST   /pools                         Pool -> 201 Pool
@@ -23,14 +25,20 @@
 //   GET    /metrics                       -> 200 Prometheus text format 0.0.4
 //   GET    /healthz                       -> 200 {"status":"ok"}
 //
+// An id or pool-name path segment that names nothing answers 404 whatever
+// its shape ("abc" like an unknown id).
+//
 // Errors: a RestError {error, field} body. The error names the problem, the
 // field names the JSON field or path segment at fault ("port", "backend_id",
 // "body"). Status codes: absl InvalidArgument/OutOfRange 400, NotFound 404,
 // AlreadyExists 409, FailedPrecondition 412, Unauthenticated 401,
 // ResourceExhausted 413, anything else 500; no route 404; a route without
-// the method 405 with an Allow header. With a bearer token configured,
-// POST/PUT/DELETE without "Authorization: Bearer <token>" get 401 (with
-// WWW-Authenticate) before anything is parsed, and nothing changes. Every
+// the method 405 with an Allow header. Before routing, CheckAdminRequest
+// (rest_guard.h) refuses foreign Host (421), browser cross-site requests
+// (403), bodies not sent as application/json (415) and requests without the
+// bearer token where one is needed (401, with WWW-Authenticate): changes
+// when a token is configured, and everything but GET /healthz off
+// loopback. Nothing is parsed and nothing changes. Every
 // refused request leaves the tables and the stored state as they were (the
 // ControlPlane's transactions guarantee it; this layer validates first).
 //
@@ -47,13 +55,14 @@
 #include "absl/status/statusor.h"
 #include "controlplane/control_plane.h"
 #include "controlplane/http_server.h"
+#include "controlplane/rest_guard.h"
 
 namespace lb {
 
 struct RestApiOptions {
-  // Empty = mutations need no token (allowed only on a loopback listener,
-  // see StartRestServer).
-  std::string bearer_token;
+  // Admission checks and the bearer token (rest_guard.h). StartRestServer
+  // sets guard.loopback_listener from the listen address.
+  RestGuardOptions guard;
   // Produces the GET /metrics body. Unset = RenderMetrics(cp, {}) (metrics.h).
   std::function<std::string()> render_metrics;
 };
@@ -71,7 +80,7 @@ class RestApi {
 
 // Starts an HttpServer on options.listen serving RestApi(cp, rest). Refuses
 // (FailedPrecondition) a listener off loopback without a bearer token:
-// mutations off loopback must be authenticated. `cp` must outlive the server.
+// requests off loopback must be authenticated. `cp` must outlive the server.
 absl::StatusOr<std::unique_ptr<HttpServer>> StartRestServer(const HttpServerOptions& options,
                                                             const RestApiOptions& rest,
                                                             ControlPlane* cp);

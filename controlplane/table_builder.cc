@@ -58,6 +58,7 @@ absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
   std::vector<Identity> ids;
   ids.reserve(desired.NumBackends());
   for (const DesiredPool& p : desired.pools) {
+    if (p.proxy) continue;  // lb-l7's: no slot in the L4 tables
     for (const DesiredBackend& b : p.backends) ids.push_back({&p.name, &b});
   }
   std::sort(ids.begin(), ids.end(), IdentityLess);
@@ -301,6 +302,10 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
       return absl::InvalidArgumentError(
           absl::StrCat("VIP ", v.Key(), ": no pool named \"", v.pool, "\""));
     }
+    if (p->proxy) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("VIP ", v.Key(), ": pool \"", v.pool, "\" is a proxy pool"));
+    }
     auto [it, fresh] = pools.try_emplace(p->name);
     if (fresh) {
       std::vector<const DesiredBackend*> active;
@@ -341,6 +346,7 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
 
   // Backends.
   for (const DesiredPool& p : desired.pools) {
+    if (p.proxy) continue;
     for (const DesiredBackend& b : p.backends) {
       const uint32_t s = slot_of.at({p.name, b.address.text});
       BackendEntry& e = out.backends[s];

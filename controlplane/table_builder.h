@@ -1,6 +1,9 @@
 // The table builder: a pure function from a validated DesiredState (and the
 // previous slot assignment) to the contents of one table slot (table_format.h).
 //
+// Proxy pools (DesiredPool::proxy, lb-l7's) are not part of the L4 tables:
+// their backends get no slot and no VIP may use them.
+//
 // What it guarantees:
 //  * Stable backend slots. A backend's identity is (pool name, canonical
 //    address). An identity present in `previous` keeps its slot and

@@ -266,8 +266,9 @@ std::string HealthCheckText(const v1::HealthCheck& hc) {
   return out;
 }
 
-const std::vector<std::string> kPoolHeader = {
-    "NAME", "ALGORITHM", "STICKY", "STICKY_TTL", "BACKENDS", "HEALTH_CHECK", "DRAIN_TIMEOUT"};
+const std::vector<std::string> kPoolHeader = {"NAME",          "ALGORITHM", "STICKY",
+                                              "STICKY_TTL",    "BACKENDS",  "HEALTH_CHECK",
+                                              "DRAIN_TIMEOUT", "KIND"};
 
 std::vector<std::string> PoolRow(const v1::Pool& p) {
   return {
@@ -277,7 +278,8 @@ std::vector<std::string> PoolRow(const v1::Pool& p) {
       p.sticky_sessions() ? Num(p.sticky_ttl_seconds() == 0 ? 3600 : p.sticky_ttl_seconds()) : "-",
       Num(static_cast<uint64_t>(p.backends_size())),
       HealthCheckText(p.health_check()),
-      Num(p.drain_timeout_seconds() == 0 ? 30 : p.drain_timeout_seconds())};
+      Num(p.drain_timeout_seconds() == 0 ? 30 : p.drain_timeout_seconds()),
+      p.kind() == v1::POOL_KIND_PROXY ? "proxy" : "dsr"};
 }
 
 const std::vector<std::string> kBackendHeader = {"ID",        "POOL",      "ADDRESS", "PORT",
@@ -355,6 +357,8 @@ class Lbctl {
   int BackendHealth(const ParsedArgs& a);
   int Stats(const ParsedArgs& a);
   int Tables(const ParsedArgs& a);
+  int NodeShow(const ParsedArgs& a);
+  int NodeSet(const ParsedArgs& a);
   int Explain(const ParsedArgs& a);
   int Watch(const ParsedArgs& a);
 
@@ -516,6 +520,11 @@ int Lbctl::PoolAdd(const ParsedArgs& a) {
     auto t = ParseU32("--drain_timeout", a.Get("drain_timeout"));
     if (!t.ok()) return Usage(t.status().message());
     pool->set_drain_timeout_seconds(*t);
+  }
+  if (a.Has("kind")) {
+    auto kind = ParseEnum<v1::PoolKind>("--kind", a.Get("kind"), "POOL_KIND_");
+    if (!kind.ok()) return Usage(kind.status().message());
+    pool->set_kind(*kind);
   }
   v1::Pool resp;
   auto ctx = NewContext();
@@ -776,6 +785,40 @@ int Lbctl::Stats(const ParsedArgs& /*a*/) {
   });
 }
 
+std::string NodeText(const v1::Node& n) {
+  return RenderKeyValues({
+      {"tunnel_source_ipv4",
+       n.tunnel_source_ipv4().empty() ? "(lb-dataplane --ipv4)" : n.tunnel_source_ipv4()},
+      {"tunnel_source_ipv6",
+       n.tunnel_source_ipv6().empty() ? "(lb-dataplane --ipv6)" : n.tunnel_source_ipv6()},
+  });
+}
+
+int Lbctl::NodeShow(const ParsedArgs& /*a*/) {
+  v1::Node resp;
+  auto ctx = NewContext();
+  grpc::Status s = stub_->GetNode(ctx.get(), v1::GetNodeRequest(), &resp);
+  return Show(s, resp, NodeText);
+}
+
+int Lbctl::NodeSet(const ParsedArgs& a) {
+  // Unnamed settings keep their value: read, change, write back.
+  v1::SetNodeRequest req;
+  {
+    auto ctx = NewContext();
+    grpc::Status s = stub_->GetNode(ctx.get(), v1::GetNodeRequest(), req.mutable_node());
+    if (!s.ok()) return Show(s, *req.mutable_node(), NodeText);
+  }
+  if (a.Has("tunnel_source_ipv4"))
+    req.mutable_node()->set_tunnel_source_ipv4(a.Get("tunnel_source_ipv4"));
+  if (a.Has("tunnel_source_ipv6"))
+    req.mutable_node()->set_tunnel_source_ipv6(a.Get("tunnel_source_ipv6"));
+  v1::Node resp;
+  auto ctx = NewContext();
+  grpc::Status s = stub_->SetNode(ctx.get(), req, &resp);
+  return Show(s, resp, NodeText);
+}
+
 int Lbctl::Tables(const ParsedArgs& /*a*/) {
   v1::TablesInfo resp;
   auto ctx = NewContext();
@@ -930,7 +973,10 @@ Lbctl::Lbctl() {
          "least_connections | weighted_least_connections"},
         sticky_flag,
         ttl_flag,
-        {"drain_timeout", "SECONDS", "how long a removed backend drains (default 30)"}},
+        {"drain_timeout", "SECONDS", "how long a removed backend drains (default 30)"},
+        {"kind", "KIND",
+         "dsr (default: lb-dataplane tunnels to the address; one backend per address) | proxy "
+         "(lb-l7 connects to address:port)"}},
        bind(&Lbctl::PoolAdd)},
       {{"pool", "list"}, "", 0, 0, "List pools and their settings", "", {}, bind(&Lbctl::PoolList)},
       {{"pool", "rm"},
@@ -1037,6 +1083,25 @@ Lbctl::Lbctl() {
        "",
        {},
        bind(&Lbctl::Stats)},
+      {{"node", "show"},
+       "",
+       0,
+       0,
+       "Show this node's settings (tunnel sources)",
+       "",
+       {},
+       bind(&Lbctl::NodeShow)},
+      {{"node", "set"},
+       "",
+       0,
+       0,
+       "Set this node's tunnel sources",
+       "The outer source address of IPv4 / IPv6 tunnel packets. \"\" = lb-dataplane's own\n"
+       "--ipv4 / --ipv6. Settings not named keep their value.\n"
+       "Example: lbctl node set --tunnel_source_ipv4 192.0.2.1",
+       {{"tunnel_source_ipv4", "ADDRESS", "outer source of IPv4 tunnels"},
+        {"tunnel_source_ipv6", "ADDRESS", "outer source of IPv6 tunnels"}},
+       bind(&Lbctl::NodeSet)},
       {{"tables"},
        "",
        0,

@@ -1,7 +1,9 @@
 // Robustness of the admin HTTP server (controlplane/http_server.h) over real
 // loopback sockets: malformed request lines and headers, size limits,
-// slow and vanishing clients, keep-alive and pipelining, connection limits,
-// graceful stop. Every test runs its own server on an ephemeral port.
+// slow, silent and vanishing clients, keep-alive and pipelining, connection
+// limits (global with eviction of idle connections, per client address, and
+// a flood of silent sockets from many 127.0.0.0/8 addresses), graceful stop.
+// Every test runs its own server on an ephemeral port.
 #include "controlplane/http_server.h"
 
 #include <arpa/inet.h>
@@ -15,7 +17,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -48,11 +53,19 @@ struct Response {
   }
 };
 
-// A blocking loopback client with deadlines on every read.
+// A blocking loopback client with deadlines on every read. `source` binds
+// the client end first (any of 127.0.0.0/8 is loopback): one machine can act
+// as many client addresses.
 class Client {
  public:
-  explicit Client(uint16_t port) {
+  explicit Client(uint16_t port, const char* source = nullptr) {
     fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (source != nullptr) {
+      sockaddr_in s{};
+      s.sin_family = AF_INET;
+      inet_pton(AF_INET, source, &s.sin_addr);
+      if (bind(fd_, reinterpret_cast<sockaddr*>(&s), sizeof(s)) != 0) return;
+    }
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
@@ -495,7 +508,9 @@ TEST_F(HttpServerTest, HandlerExceptionIs500) {
   EXPECT_TRUE(c.Read().has_value());
 }
 
-TEST_F(HttpServerTest, ConnectionLimitAnswers503) {
+// At max_connections a newcomer is not refused while a connection has no
+// request in progress: the one idle for longest is closed instead.
+TEST_F(HttpServerTest, AtTheLimitTheLongestIdleConnectionMakesRoom) {
   std::vector<std::unique_ptr<Client>> clients;
   for (int i = 0; i < 8; ++i) {
     clients.push_back(std::make_unique<Client>(port()));
@@ -503,19 +518,196 @@ TEST_F(HttpServerTest, ConnectionLimitAnswers503) {
     ASSERT_TRUE(clients.back()->Read().has_value());
   }
   Client extra(port());
+  ASSERT_TRUE(extra.Send(kGet));
+  auto r = extra.Read();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_TRUE(clients.front()->WaitClosed()) << "the oldest idle connection stays open";
+  EXPECT_TRUE(clients.front()->leftover().empty());
+  // The others were left alone.
+  ASSERT_TRUE(clients.back()->Send(kGet));
+  auto r2 = clients.back()->Read();
+  ASSERT_TRUE(r2.has_value());
+  EXPECT_EQ(r2->status, 200);
+  EXPECT_EQ(server_->stats().evicted_idle_connections, 1u);
+  EXPECT_EQ(server_->stats().rejected_connections, 0u);
+}
+
+// Only when every connection is mid-request does a newcomer get 503.
+TEST_F(HttpServerTest, AtTheLimitWithEveryConnectionBusyAnswers503) {
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 8; ++i) {
+    clients.push_back(std::make_unique<Client>(port()));
+    ASSERT_TRUE(clients.back()->Send("GET /x HTTP/1.1\r\nHost: t\r\n"));  // head not done
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the server has read them
+  Client extra(port());
   auto r = extra.Read();
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 503);
   EXPECT_TRUE(extra.WaitClosed());
   EXPECT_EQ(server_->stats().rejected_connections, 1u);
+  EXPECT_EQ(server_->stats().evicted_idle_connections, 0u);
+  // A slot is free again once the server has seen a close.
   clients.pop_back();
-  // A slot is free again once the server has seen the close.
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   Client again(port());
   ASSERT_TRUE(again.Send(kGet));
   auto r2 = again.Read();
   ASSERT_TRUE(r2.has_value());
   EXPECT_EQ(r2->status, 200);
+}
+
+TEST_F(HttpServerTest, PerClientAddressLimitAnswers503) {
+  HttpServerOptions o;
+  o.max_connections_per_client = 4;
+  StartServer(o);
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(std::make_unique<Client>(port(), "127.0.0.5"));
+    ASSERT_TRUE(clients.back()->connected());
+  }
+  Client over(port(), "127.0.0.5");
+  ASSERT_TRUE(over.connected());
+  auto r = over.Read();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 503);
+  EXPECT_TRUE(over.WaitClosed());
+  EXPECT_EQ(server_->stats().rejected_per_client, 1u);
+  // Another address is not affected, and the first one's connections work.
+  Client other(port(), "127.0.0.6");
+  ASSERT_TRUE(other.Send(kGet));
+  auto r2 = other.Read();
+  ASSERT_TRUE(r2.has_value());
+  EXPECT_EQ(r2->status, 200);
+  ASSERT_TRUE(clients[0]->Send(kGet));
+  auto r3 = clients[0]->Read();
+  ASSERT_TRUE(r3.has_value());
+  EXPECT_EQ(r3->status, 200);
+  // Closing one frees a slot for that address.
+  clients.pop_back();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  Client again(port(), "127.0.0.5");
+  ASSERT_TRUE(again.Send(kGet));
+  auto r4 = again.Read();
+  ASSERT_TRUE(r4.has_value());
+  EXPECT_EQ(r4->status, 200);
+  EXPECT_EQ(server_->stats().rejected_per_client, 1u);
+}
+
+// The deadline of the first request counts from the accept: a connection
+// that never sends a byte is closed after request_timeout (silently: it asked
+// nothing), not after idle_timeout. A keep-alive connection that completed a
+// request gets idle_timeout.
+TEST_F(HttpServerTest, SilentConnectionIsClosedAfterRequestTimeout) {
+  HttpServerOptions o;
+  o.request_timeout = absl::Milliseconds(300);
+  o.idle_timeout = absl::Seconds(30);
+  StartServer(o);
+  const auto start = Clock::now();
+  Client silent(port());
+  Client keep(port());
+  ASSERT_TRUE(keep.Send(kGet));
+  ASSERT_TRUE(keep.Read().has_value());
+  Client late(port());  // starts its request after a while, never finishes it
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(late.Send("GET /late HTTP/1.1\r\nHo"));
+  EXPECT_TRUE(silent.WaitClosed(3000)) << "a silent connection holds its slot";
+  EXPECT_GE(Clock::now() - start, std::chrono::milliseconds(250));
+  EXPECT_TRUE(silent.leftover().empty()) << silent.leftover();
+  auto r = late.Read(3000);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 408);
+  // Well past request_timeout, the idle keep-alive connection still works.
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  ASSERT_TRUE(keep.Send(kGet));
+  auto r2 = keep.Read();
+  ASSERT_TRUE(r2.has_value());
+  EXPECT_EQ(r2->status, 200);
+  EXPECT_GE(server_->stats().timeouts, 2u);
+}
+
+// Raises the soft RLIMIT_NOFILE to at least `want` for the life of the
+// object (the hard limit permitting).
+class NoFileLimit {
+ public:
+  explicit NoFileLimit(rlim_t want) {
+    getrlimit(RLIMIT_NOFILE, &old_);
+    rlimit r = old_;
+    if (r.rlim_cur < want) r.rlim_cur = std::min(want, r.rlim_max);
+    ok_ = r.rlim_cur >= want && setrlimit(RLIMIT_NOFILE, &r) == 0;
+  }
+  ~NoFileLimit() { setrlimit(RLIMIT_NOFILE, &old_); }
+  bool ok() const { return ok_; }
+
+ private:
+  rlimit old_{};
+  bool ok_ = false;
+};
+
+// The lock-out this server must not have: max_connections sockets that never
+// send a byte, from many addresses (each within the per-client limit). A new
+// client still gets its answer at once, because the longest-idle silent
+// connection makes room; one more from a full address gets 503.
+TEST(HttpServerFlood, SilentConnectionsDoNotLockOutANewClient) {
+  constexpr int kConnections = 1024;
+  constexpr int kPerClient = 32;
+  NoFileLimit limit(2 * kConnections + 256);
+  ASSERT_TRUE(limit.ok()) << "RLIMIT_NOFILE cannot be raised to " << 2 * kConnections + 256;
+  HttpServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.max_connections = kConnections;
+  o.max_connections_per_client = kPerClient;
+  o.request_timeout = absl::Seconds(30);  // the flood outlives the test
+  auto s = HttpServer::Start(o, Echo);
+  ASSERT_TRUE(s.ok()) << s.status();
+  HttpServer& server = **s;
+
+  std::vector<std::unique_ptr<Client>> flood;
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  for (int i = 0; i < kConnections; ++i) {
+    const std::string source = absl::StrCat("127.0.0.", 2 + i / kPerClient);  // .2 .. .33
+    flood.push_back(std::make_unique<Client>(server.port(), source.c_str()));
+    ASSERT_TRUE(flood.back()->connected()) << source << " #" << i << ": " << strerror(errno);
+    // Stay well inside the listen backlog: let the server accept as we go.
+    if (i % 64 == 63) {
+      while (server.stats().connections_accepted < static_cast<uint64_t>(i + 1) &&
+             Clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+  }
+  while (server.stats().connections_accepted < kConnections && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(server.stats().connections_accepted, static_cast<uint64_t>(kConnections));
+  ASSERT_EQ(server.stats().rejected_per_client, 0u);
+
+  const auto start = Clock::now();
+  Client fresh(server.port(), "127.0.0.1");
+  ASSERT_TRUE(fresh.Send(kGet));
+  auto r = fresh.Read(5000);
+  const auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  ASSERT_TRUE(r.has_value()) << "no answer within 5 s with " << kConnections << " silent sockets";
+  EXPECT_EQ(r->status, 200) << r->body;
+  std::printf("a new client got %d after %lld ms next to %d silent connections\n", r->status,
+              static_cast<long long>(took), kConnections);
+  EXPECT_EQ(server.stats().evicted_idle_connections, 1u);
+  EXPECT_EQ(server.stats().rejected_connections, 0u);
+  // The first silent socket (the longest idle) is the one that went.
+  EXPECT_TRUE(flood.front()->WaitClosed(3000));
+
+  // 127.0.0.33 holds its 32: one more from there is refused at once.
+  Client over(server.port(), "127.0.0.33");
+  ASSERT_TRUE(over.connected());
+  auto r2 = over.Read(5000);
+  ASSERT_TRUE(r2.has_value());
+  EXPECT_EQ(r2->status, 503);
+  EXPECT_EQ(server.stats().rejected_per_client, 1u);
+
+  flood.clear();
+  server.Stop();
 }
 
 double ProcessCpuSeconds() {

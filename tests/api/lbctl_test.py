@@ -319,15 +319,56 @@ def test_errors(lbctl, vip_id, id1):
     out = lbctl.ok("pool", "rm", "web")
     C.check(out == "removed pool web\n", "pool rm once no VIP uses it", out)
 
-    # Health checks are configured on a pool whose only backend is on
-    # loopback: the server really starts checking, and may only ever reach
-    # this machine (the "web" backends above are documentation addresses).
+    # Loopback, multicast and link-local addresses cannot be backends.
     lbctl.ok("pool", "add", "hc")
-    lbctl.ok("backend", "add", "127.0.0.1:9", "--pool", "hc")
+    for bad in ("127.0.0.1:9", "224.0.0.1:80", "[fe80::1]:80", "255.255.255.255:80"):
+        err = lbctl.fails(4, "INVALID_ARGUMENT", "backend.address", "backend", "add", bad,
+                          "--pool", "hc")
+        C.check("not a unicast address" in err, f"backend add {bad}: says why", err)
+    # Health checks are configured on a pool with no backend: nothing is
+    # ever checked off this machine (the backends above are documentation
+    # addresses).
     p = lbctl.json("pool", "set-health-check", "hc", "tcp", "--interval_ms", "1000")
     C.check(p.get("health_check", {}).get("kind") == "HEALTH_CHECK_KIND_TCP"
             and p["health_check"].get("interval_ms") == 1000, "pool set-health-check", str(p))
     lbctl.ok("pool", "set-health-check", "hc", "none")
+
+
+def test_node_and_proxy_pools(lbctl):
+    out = lbctl.ok("node", "show")
+    C.check(re.search(r"^tunnel_source_ipv4:\s+192\.0\.2\.1$", out, re.M) is not None,
+            "node show", out)
+    n = lbctl.json("node", "set", "--tunnel_source_ipv6", "2001:DB8::2")
+    C.check(n.get("tunnel_source_ipv4") == "192.0.2.1" and n.get("tunnel_source_ipv6") ==
+            "2001:db8::2", "node set changes only what it names, canonical", str(n))
+    n = lbctl.json("node", "set", "--tunnel_source_ipv4", "")
+    C.check("tunnel_source_ipv4" not in n or n["tunnel_source_ipv4"] == "",
+            "node set '' = the dataplane's own address", str(n))
+    out = lbctl.ok("node", "show")
+    C.check("(lb-dataplane --ipv4)" in out, "node show says who the source is then", out)
+    lbctl.fails(4, "INVALID_ARGUMENT", "node.tunnel_source_ipv4", "node", "set",
+                "--tunnel_source_ipv4", "224.0.0.9")
+    lbctl.ok("node", "set", "--tunnel_source_ipv4", "192.0.2.1")
+
+    # A proxy pool identifies backends by address:port; a DSR pool by address.
+    rows = table(lbctl.ok("pool", "add", "app", "--kind", "proxy"))
+    C.check(len(rows) == 1 and rows[0]["KIND"] == "proxy", "pool add --kind proxy", str(rows))
+    lbctl.ok("backend", "add", "10.5.0.1:8080", "--pool", "app")
+    lbctl.ok("backend", "add", "10.5.0.1:8081", "--pool", "app")
+    lbctl.fails(5, "ALREADY_EXISTS", "backend", "backend", "add", "10.5.0.1:8081", "--pool", "app")
+    lbctl.ok("pool", "add", "dsr")
+    lbctl.ok("backend", "add", "10.5.0.1:8080", "--pool", "dsr")
+    err = lbctl.fails(5, "ALREADY_EXISTS", "backend.address", "backend", "add", "10.5.0.1:8081",
+                      "--pool", "dsr")
+    C.check("keep the VIP's destination port" in err, "the DSR refusal says why", err)
+    lbctl.fails(4, "INVALID_ARGUMENT", "vip.pool", "vip", "add", "10.0.0.2:80", "tcp", "--pool",
+                "app")
+    rc, out, err = lbctl.run("pool", "add", "x", "--kind", "l7")
+    C.check(rc == 2 and "--kind" in err, "pool add --kind l7: usage error exits 2",
+            f"rc={rc}\n{out}{err}")
+    for name in ("app", "dsr"):
+        for b in lbctl.json("backend", "list", "--pool", name).get("backends", []):
+            lbctl.ok("backend", "rm", str(b["backend"]["id"]))
 
 
 def test_watch(lbctl):
@@ -426,6 +467,7 @@ def main():
         test_help(lbctl)
         vip_id, id1 = test_lifecycle(lbctl)
         test_errors(lbctl, vip_id, id1)
+        test_node_and_proxy_pools(lbctl)
         test_watch(lbctl)
         start = time.monotonic()
         for _ in range(10):

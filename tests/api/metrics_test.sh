@@ -118,7 +118,8 @@ for family in lb_build_info lb_dataplane_up lb_table_generation lb_stuck_lcores 
 done
 
 # A REST change is a publish: generation, histogram and backend series follow.
-curl -sS --max-time 5 -o /dev/null -X POST -d '{"address":"10.1.0.3","port":80}' "$base/backends"
+curl -sS --max-time 5 -o /dev/null -X POST -H 'Content-Type: application/json' \
+  -d '{"address":"10.1.0.3","port":80}' "$base/backends"
 scrape
 check "after POST /backends: promtool passes" promtool_ok
 check "after POST /backends: generation 2" eq "$(value lb_table_generation)" 2

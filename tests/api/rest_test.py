@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """The classic REST API through the real lb-controlplane binary (urllib only).
 
-Starts lb-controlplane with its state directory, table and stats regions in a
-temporary directory and the HTTP listener on an ephemeral loopback port, then
-drives every route and every status code the API promises: 201, 200, 400
-(bad address, port, weight, JSON, types, unknown fields, non-id path
-segments), 401 (bearer token), 404, 405 (with Allow), 409, 412 and 413.
+Starts lb-controlplane as a new user would: nothing but an EMPTY state
+directory (no --config, no node settings), with its table and stats regions
+in a temporary directory and the HTTP listener on an ephemeral loopback port.
+Then drives every route and every status code the API promises: 201, 200,
+400 (bad address, port, weight, JSON, types, unknown fields), 401 (bearer
+token), 404 (unknown ids of any shape), 405 (with Allow), 409, 412 and 413.
 After every refused request the listed state (GET /backends, /vips,
 /config/algorithm), the published table generation and the stored state file
 must be exactly as before.
@@ -19,19 +20,13 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-
-BOOT = """
-node { tunnel_source_ipv4: "192.0.2.1" tunnel_source_ipv6: "2001:db8:ffff::1" }
-tables { ring_size: 251 }
-pools { name: "default" }
-vips { address: "198.51.100.1" protocol: PROTOCOL_TCP port: 80 pool: "default" }
-"""
 
 ALGORITHMS = ["round_robin", "weighted_round_robin", "least_connections",
               "weighted_least_connections", "ip_hash", "random", "maglev"]
@@ -51,22 +46,20 @@ def check(cond, what):
 class Server:
     """One lb-controlplane process with its own temporary state."""
 
-    def __init__(self, binary, tmp, name, token=None):
+    def __init__(self, binary, tmp, name, token=None, extra_args=()):
         self.dir = os.path.join(tmp, name)
         os.makedirs(self.dir)
         self.state_file = os.path.join(self.dir, "state", "state.textproto")
-        boot = os.path.join(self.dir, "boot.textproto")
-        with open(boot, "w") as f:
-            f.write(BOOT)
-        args = [binary, f"--config={boot}", f"--state_dir={self.dir}/state",
+        args = [binary, f"--state_dir={self.dir}/state",
                 f"--table_region={self.dir}/tables", f"--stats_region={self.dir}/stats",
-                "--max_ring_size=251", "--max_vips=8", "--max_backends=64",
+                "--max_vips=8", "--max_backends=64",
                 "--max_members=256", "--http_listen=127.0.0.1:0", "--grpc_listen="]
         if token is not None:
             token_file = os.path.join(self.dir, "token")
             with open(token_file, "w") as f:
                 f.write(token + "\n")
             args.append(f"--auth_token_file={token_file}")
+        args += list(extra_args)  # later flags override earlier ones
         self.stderr = open(os.path.join(self.dir, "stderr.log"), "w+")
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.stderr)
         self.base = None
@@ -109,8 +102,11 @@ class Server:
 
     def snapshot(self):
         """Everything a refused request must leave alone."""
-        with open(self.state_file, "rb") as f:
-            stored = f.read()
+        try:
+            with open(self.state_file, "rb") as f:
+                stored = f.read()
+        except FileNotFoundError:  # an empty store writes nothing until a change
+            stored = None
         _, _, backends = self.request("GET", "/backends")
         _, _, vips = self.request("GET", "/vips")
         _, _, pools = self.request("GET", "/pools")
@@ -152,6 +148,41 @@ def wait_gone(srv, backend_id, timeout=3.0):
     return False
 
 
+def test_empty_store(srv):
+    """A new user's first calls: nothing stored, nothing configured, and the
+    documented POST /backends works (it used to answer 400
+    node.tunnel_source_ipv4: required)."""
+    check(not os.path.exists(srv.state_file), "an empty store writes nothing before a change")
+    st, _, lst = srv.request("GET", "/backends")
+    check(st == 200 and lst == {"backends": []}, f"GET /backends on an empty store ({st} {lst})")
+    st, _, node = srv.request("GET", "/config/node")
+    check(st == 200 and node.get("tunnel_source_ipv4") == "", f"GET /config/node ({st} {node})")
+    st, _, b = srv.request("POST", "/backends", {"address": "10.1.0.10", "port": 80})
+    check(st == 201 and b.get("id") == 1 and b.get("status") == "unknown",
+          f"the README's POST /backends on an empty store -> 201 ({st} {b})")
+    check(os.path.exists(srv.state_file), "the first change is stored")
+    # The tunnel source is settable through the API; refused values name the field.
+    st, _, node = srv.request("PUT", "/config/node", {"tunnel_source_ipv4": "192.0.2.1",
+                                                      "tunnel_source_ipv6": "2001:DB8:ffff::1"})
+    check(st == 200 and node == {"tunnel_source_ipv4": "192.0.2.1",
+                                 "tunnel_source_ipv6": "2001:db8:ffff::1"},
+          f"PUT /config/node -> 200, canonical ({st} {node})")
+    for bad in ["224.0.0.1", "127.0.0.1", "2001:db8::1", "1.2.3.4\u0000"]:
+        expect_refused(srv, f"tunnel source {bad!r}", "PUT", "/config/node", 400,
+                       field="node.tunnel_source_ipv4", body={"tunnel_source_ipv4": bad})
+    st, _, d = srv.request("DELETE", f"/backends/{b.get('id')}")
+    check(st == 200, f"DELETE the first backend ({st} {d})")
+    check(wait_gone(srv, b.get("id")), "the first backend leaves")
+    # A pool beyond the tables' capacity is refused before any work: 413.
+    many = [{"address": f"10.2.{i // 250}.{i % 250 + 1}", "port": 80} for i in range(200)]
+    _, resp = expect_refused(srv, "a pool of 200 backends with room for 63", "POST", "/pools",
+                             413, field="pool.backends", body={"name": "many", "backends": many})
+    huge = [{"address": f"10.{3 + i // 62500}.{(i // 250) % 250}.{i % 250 + 1}", "port": 80}
+            for i in range(100000)]
+    expect_refused(srv, "a 100k-backend pool (over the body limit)", "POST", "/pools", 413,
+                   body={"name": "huge", "backends": huge})
+
+
 def test_backends(srv):
     st, hdrs, b = srv.request("POST", "/backends", {"address": "10.0.0.1", "port": 8080})
     check(st == 201, f"POST /backends -> 201 (got {st} {b})")
@@ -167,9 +198,13 @@ def test_backends(srv):
     st, _, same_addr = srv.request("POST", "/backends", {"address": "10.0.0.2", "port": 8080})
     check(st == 201, f"other address, same port -> 201 ({st})")
     st, _, lst = srv.request("GET", "/backends")
-    ids = sorted(x["backend"]["id"] for x in lst.get("backends", []))
+    listed = lst.get("backends", [])
+    ids = sorted(x.get("id") for x in listed)
     check(st == 200 and ids == sorted([first_id, b6["id"], same_addr["id"]]),
           f"GET /backends lists the three ({ids})")
+    # The list's elements have exactly the shape POST answers with.
+    check(all(set(x) == set(b) for x in listed) and b in listed and b6 in listed,
+          f"GET /backends elements are what POST /backends returned ({listed} vs {b})")
     st, _, one = srv.request("GET", f"/backends/{first_id}")
     check(st == 200 and one.get("backend", {}).get("address") == "10.0.0.1",
           f"GET /backends/{first_id} -> 200 ({st})")
@@ -179,12 +214,16 @@ def test_backends(srv):
                    body={"address": "10.0.0.1", "port": 8080})
     expect_refused(srv, "duplicate IPv6 spelled differently", "POST", "/backends", 409,
                    body={"address": "2001:DB8:0::7", "port": 443})
-    # A pool holds one backend per address (the address is its Maglev key).
-    expect_refused(srv, "same address, other port", "POST", "/backends", 409,
-                   body={"address": "10.0.0.1", "port": 8081})
+    # A DSR pool holds one backend per address, and the 409 says why.
+    _, resp = expect_refused(srv, "same address, other port", "POST", "/backends", 409,
+                             body={"address": "10.0.0.1", "port": 8081})
+    check(isinstance(resp, dict) and "keep the VIP's destination port" in resp.get("error", ""),
+          f"the DSR 409 says why ({resp})")
 
     # 400: address, port, weight, path
-    for addr in ["10.0.0.300", "not-an-ip", "", "10.0.0.1/24", "::"]:
+    for addr in ["10.0.0.300", "not-an-ip", "", "10.0.0.1/24", "::", "10.9.0.1\u0000x",
+                 "224.0.0.1", "239.255.255.250", "255.255.255.255", "127.0.0.1", "169.254.9.9",
+                 "::1", "fe80::1", "ff02::1"]:
         expect_refused(srv, f"bad address {addr!r}", "POST", "/backends", 400, field="address",
                        body={"address": addr, "port": 80})
     expect_refused(srv, "missing address", "POST", "/backends", 400, field="address",
@@ -239,12 +278,17 @@ def test_backends(srv):
           f"GET /backends/{first_id}/health -> 200 BackendHealth ({h})")
     expect_refused(srv, "health of an unknown backend", "GET", "/backends/9999/health", 404)
 
-    # non-ids in paths
-    for seg in ["abc", "0", "-1", "99999999999", "1.5", "%31x"]:
-        expect_refused(srv, f"path segment {seg!r}", "DELETE", f"/backends/{seg}", 400,
+    # Unknown ids answer 404 whatever their shape.
+    for seg in ["abc", "0", "-1", "99999999999", "1.5", "%31x", "a" * 5000]:
+        _, resp = expect_refused(srv, f"path segment {seg[:20]!r}", "DELETE", f"/backends/{seg}",
+                                 404, field="backend_id")
+        check(isinstance(resp, dict) and len(resp.get("error", "")) < 200,
+              f"the 404 quotes a bounded prefix of the segment ({len(str(resp))} bytes)")
+    for seg in ["abc", "0", "99999999999"]:
+        expect_refused(srv, f"health path segment {seg!r}", "GET", f"/backends/{seg}/health", 404,
                        field="backend_id")
-    expect_refused(srv, "health path segment", "GET", "/backends/abc/health", 400,
-                   field="backend_id")
+        expect_refused(srv, f"GET path segment {seg!r}", "GET", f"/backends/{seg}", 404,
+                       field="backend_id")
 
     # DELETE
     expect_refused(srv, "DELETE unknown backend", "DELETE", "/backends/9999", 404)
@@ -320,15 +364,14 @@ def test_pools_and_vips(srv):
     st, _, wb = srv.request("POST", "/pools/web/backends", {"address": "10.0.1.1", "port": 80})
     check(st == 201 and wb.get("address") == "10.0.1.1", f"POST /pools/web/backends -> 201 ({wb})")
     st, _, lst = srv.request("GET", "/pools/web/backends")
-    check(st == 200 and [x["backend"]["id"] for x in lst.get("backends", [])] == [wb["id"]],
-          f"GET /pools/web/backends lists it ({lst})")
+    check(st == 200 and lst.get("backends") == [wb], f"GET /pools/web/backends lists it ({lst})")
     st, _, dl = srv.request("GET", "/backends")
-    check(wb["id"] not in [x["backend"]["id"] for x in dl.get("backends", [])],
+    check(wb["id"] not in [x["id"] for x in dl.get("backends", [])],
           "GET /backends (default pool) does not list it")
     expect_refused(srv, "DELETE /backends/{web backend}", "DELETE", f"/backends/{wb['id']}", 404,
                    field="backend_id")
     expect_refused(srv, "list of an unknown pool", "GET", "/pools/nope/backends", 404)
-    expect_refused(srv, "bad pool path segment", "GET", "/pools/a%20b/backends", 400, field="pool")
+    expect_refused(srv, "bad pool path segment", "GET", "/pools/a%20b/backends", 404, field="pool")
     expect_refused(srv, "add to an unknown pool", "POST", "/pools/nope/backends", 404,
                    body={"address": "10.0.1.2", "port": 80})
     st, _, a = srv.request("PUT", "/pools/web/algorithm", {"algorithm": "least_connections"})
@@ -352,7 +395,7 @@ def test_pools_and_vips(srv):
           f"GET /vips/{v['id']} has a fingerprint ({vs})")
     expect_refused(srv, "DELETE a pool a VIP uses", "DELETE", "/pools/web", 412)
     expect_refused(srv, "GET unknown VIP", "GET", "/vips/999", 404)
-    expect_refused(srv, "VIP path segment", "DELETE", "/vips/x", 400, field="vip_id")
+    expect_refused(srv, "VIP path segment", "DELETE", "/vips/x", 404, field="vip_id")
     st, _, d = srv.request("DELETE", f"/vips/{v['id']}")
     check(st == 200 and d.get("id") == v["id"], f"DELETE /vips/{v['id']} -> 200 ({d})")
     expect_refused(srv, "DELETE the VIP again", "DELETE", f"/vips/{v['id']}", 404)
@@ -391,6 +434,108 @@ def test_auth(binary, tmp):
         srv.stop()
 
 
+def raw_http(srv, request_bytes, source=None, timeout=5.0):
+    """Sends raw bytes on a fresh connection; returns the response's status (0: none)."""
+    host, port = srv.base[len("http://"):].rsplit(":", 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        if source is not None:
+            s.bind((source, 0))
+        s.connect((host, int(port)))
+        if request_bytes:
+            s.sendall(request_bytes)
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        m = re.match(rb"HTTP/1\.[01] (\d{3}) ", data)
+        return int(m.group(1)) if m else 0
+    except OSError:
+        return 0
+    finally:
+        s.close()
+
+
+def test_browser_attacks(srv):
+    """Loopback is no trust boundary: a web page's simple requests and DNS
+    rebinding are refused, and nothing changes (rest_guard.h)."""
+    port = srv.base.rsplit(":", 1)[1]
+    attack = {"address": "10.66.0.1", "port": 80}
+    # A web page's form/fetch without preflight: text/plain (or a form type), its Origin.
+    expect_refused(srv, "browser simple POST (text/plain, foreign Origin)", "POST", "/backends",
+                   403, field="origin", body=attack,
+                   headers={"Content-Type": "text/plain", "Origin": "http://evil.example"})
+    expect_refused(srv, "browser simple POST without Origin", "POST", "/backends", 415,
+                   field="content-type", body=attack, headers={"Content-Type": "text/plain"})
+    expect_refused(srv, "form POST", "POST", "/backends", 415, field="content-type", body=attack,
+                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    expect_refused(srv, "Origin: null", "PUT", "/config/algorithm", 403, field="origin",
+                   body={"algorithm": "random"}, headers={"Origin": "null"})
+    expect_refused(srv, "cross-site fetch", "DELETE", "/vips/1", 403, field="sec-fetch-site",
+                   headers={"Sec-Fetch-Site": "cross-site"})
+    # DNS rebinding: evil.example resolves to 127.0.0.1, the browser sends its own name.
+    expect_refused(srv, "DNS rebinding POST", "POST", "/backends", 421, field="host", body=attack,
+                   headers={"Host": f"evil.example:{port}"})
+    expect_refused(srv, "DNS rebinding read", "GET", "/backends", 421, field="host",
+                   headers={"Host": f"evil.example:{port}"})
+    check(raw_http(srv, b"GET /backends HTTP/1.0\r\n\r\n") == 200,
+          "HTTP/1.0 without Host on a loopback listener -> 200")
+    # curl-like clients (no Origin, JSON) keep working, by address or as localhost.
+    st, _, b = srv.request("POST", "/backends", attack, headers={"Host": f"localhost:{port}"})
+    check(st == 201, f"JSON POST as curl sends it (Host localhost) -> 201 ({st} {b})")
+    st, _, d = srv.request("DELETE", f"/backends/{b.get('id') if isinstance(b, dict) else 0}")
+    check(st == 200, f"and DELETE it -> 200 ({st} {d})")
+    st, _, _ = srv.request("GET", "/metrics", headers={"Origin": srv.base})
+    check(st == 200, "same-origin Origin -> 200")
+
+
+def test_off_loopback(binary, tmp):
+    """Off loopback every request but GET /healthz needs the token, reads
+    included; --http_allowed_hosts and --http_max_connections_per_client."""
+    srv = Server(binary, tmp, "wildcard", token="s3cret-token",
+                 extra_args=["--http_listen=0.0.0.0:0", "--http_allowed_hosts=lb.test",
+                             "--http_max_connections_per_client=4"])
+    try:
+        srv.base = srv.base.replace("0.0.0.0", "127.0.0.1")
+        port = srv.base.rsplit(":", 1)[1]
+        ok = {"Authorization": "Bearer s3cret-token"}
+        for path in ["/backends", "/metrics", "/vips", "/pools", "/config/algorithm"]:
+            st, hdrs, body = srv.request("GET", path)
+            check(st == 401 and hdrs.get("WWW-Authenticate", "").startswith("Bearer")
+                  and isinstance(body, dict) and body.get("field") == "authorization",
+                  f"off loopback: GET {path} without a token -> 401 ({st} {body})")
+            st, _, _ = srv.request("GET", path, headers=ok)
+            check(st == 200, f"off loopback: GET {path} with the token -> 200 ({st})")
+        st, _, _ = srv.request("GET", "/healthz")
+        check(st == 200, f"off loopback: GET /healthz needs no token ({st})")
+        st, _, _ = srv.request("GET", "/backends", headers={**ok, "Host": f"lb.test:{port}"})
+        check(st == 200, f"--http_allowed_hosts name in Host -> 200 ({st})")
+        st, _, _ = srv.request("GET", "/backends", headers={**ok, "Host": f"evil.example:{port}"})
+        check(st == 421, f"off loopback: foreign Host -> 421 even with the token ({st})")
+        check(raw_http(srv, b"GET /healthz HTTP/1.0\r\n\r\n") == 400,
+              "HTTP/1.0 without Host off loopback -> 400")
+        # Four silent sockets from one address: the fifth from it gets 503,
+        # another address is served.
+        silent = []
+        try:
+            for _ in range(4):
+                s = socket.create_connection(("127.0.0.1", int(port)), source_address=("127.0.0.7", 0))
+                silent.append(s)
+            time.sleep(0.2)
+            check(raw_http(srv, b"", source="127.0.0.7") == 503,
+                  "over --http_max_connections_per_client -> 503")
+            check(raw_http(srv, f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode(),
+                           source="127.0.0.8") == 200, "another client address is served")
+        finally:
+            for s in silent:
+                s.close()
+    finally:
+        srv.stop()
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__)
@@ -401,11 +546,14 @@ def main():
     started = time.time()
     try:
         srv = Server(binary, tmp, "main")
+        test_empty_store(srv)
         test_routes(srv)
         test_backends(srv)
         test_algorithm(srv)
         test_pools_and_vips(srv)
         test_auth(binary, tmp)
+        test_browser_attacks(srv)
+        test_off_loopback(binary, tmp)
         srv.stop()
         check(srv.proc.returncode == 0, f"lb-controlplane exits 0 on SIGTERM ({srv.proc.returncode})")
     except Exception as e:  # a crash of the test is a failure, not a skip

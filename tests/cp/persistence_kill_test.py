@@ -163,7 +163,7 @@ def served_state(port):
     status, body = http(port, "GET", "/backends")
     if status != 200:
         raise Failure(f"GET /backends: {status} {body}")
-    backends = {b["backend"]["address"] for b in body.get("backends", [])}
+    backends = {b["address"] for b in body.get("backends", [])}
     status, alg = http(port, "GET", "/config/algorithm")
     if status != 200:
         raise Failure(f"GET /config/algorithm: {status} {alg}")

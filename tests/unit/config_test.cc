@@ -169,6 +169,50 @@ TEST(ConfigLoadTest, AddressesAreCanonicalised) {
   EXPECT_FALSE(ParseIpAddress("0.0.0.0").ok());
   EXPECT_FALSE(ParseIpAddress("::").ok());
   EXPECT_FALSE(ParseIpAddress("").ok());
+  // inet_pton reads a C string: what follows a NUL must not be cut off.
+  auto nul = ParseIpAddress(std::string("10.9.0.1\0x", 10));
+  ASSERT_FALSE(nul.ok());
+  EXPECT_EQ(std::string(nul.status().message()),
+            "\"10.9.0.1\\x00x\" is not an IPv4 or IPv6 address");
+}
+
+TEST(ConfigLoadTest, OnlyUnicastAddressesServe) {
+  const std::pair<const char*, const char*> refused[] = {
+      {"0.1.2.3", "0.1.2.3 is in 0.0.0.0/8 (this network), not a unicast address"},
+      {"127.0.0.1", "127.0.0.1 is a loopback address, not a unicast address"},
+      {"127.255.0.9", "127.255.0.9 is a loopback address, not a unicast address"},
+      {"169.254.0.1", "169.254.0.1 is a link-local address, not a unicast address"},
+      {"224.0.0.1", "224.0.0.1 is a multicast address, not a unicast address"},
+      {"239.255.255.255", "239.255.255.255 is a multicast address, not a unicast address"},
+      {"240.0.0.1", "240.0.0.1 is in 240.0.0.0/4 (reserved), not a unicast address"},
+      {"255.255.255.255", "255.255.255.255 is the broadcast address, not a unicast address"},
+      {"::1", "::1 is a loopback address, not a unicast address"},
+      {"fe80::1", "fe80::1 is a link-local address, not a unicast address"},
+      {"febf::1", "febf::1 is a link-local address, not a unicast address"},
+      {"ff02::1", "ff02::1 is a multicast address, not a unicast address"},
+      {"::ffff:10.0.0.1",
+       "::ffff:10.0.0.1 is an IPv4-mapped address (write it as IPv4), not a unicast address"},
+  };
+  for (const auto& [text, message] : refused) {
+    auto a = ParseIpAddress(text);
+    ASSERT_TRUE(a.ok()) << text;
+    EXPECT_EQ(CheckUnicastAddress(*a).message(), message);
+  }
+  for (const char* text : {"1.0.0.1", "10.0.0.1", "126.255.255.255", "128.0.0.1", "169.253.0.1",
+                           "223.255.255.255", "2001:db8::1", "fec0::1", "fd00::1", "::2"}) {
+    auto a = ParseIpAddress(text);
+    ASSERT_TRUE(a.ok()) << text;
+    EXPECT_TRUE(CheckUnicastAddress(*a).ok()) << text;
+  }
+}
+
+TEST(ConfigLoadTest, QuotesAreBounded) {
+  EXPECT_EQ(QuoteBounded("a\nb"), "a\\nb");
+  EXPECT_EQ(QuoteBounded(std::string(64, 'x')), std::string(64, 'x'));
+  EXPECT_EQ(QuoteBounded(std::string(100000, 'x')), std::string(64, 'x') + "...");
+  auto long_address = ParseIpAddress(std::string(100000, '1'));
+  ASSERT_FALSE(long_address.ok());
+  EXPECT_LT(long_address.status().message().size(), 120u);
 }
 
 // ---------------------------------------------------------- validation ---
@@ -194,6 +238,38 @@ std::string With(const std::string& extra) { return std::string(kBase) + extra; 
 const char kNode[] = R"pb(
   node { tunnel_source_ipv4: "192.0.2.1" tunnel_source_ipv6: "2001:db8:ffff::1" }
 )pb";
+
+// Without node settings a config is accepted: the dataplane's own address
+// is the tunnel source (what a new user of the classic API starts with).
+// The warning says so; proxy pools need no tunnel at all.
+TEST(ConfigValidateTest, UnsetTunnelSourcesAreAWarningNotARefusal) {
+  auto config = ParseConfigText(R"pb(
+                                  pools {
+                                    name: "web"
+                                    backends { address: "10.1.0.1" }
+                                    backends { address: "2001:db8::5" }
+                                  }
+                                  pools {
+                                    name: "app"
+                                    kind: POOL_KIND_PROXY
+                                    backends { address: "10.2.0.1" port: 8080 }
+                                  })pb",
+                                "t");
+  ASSERT_TRUE(config.ok()) << config.status();
+  std::vector<std::string> warnings;
+  auto d = ValidateConfig(*config, Caps(), &warnings);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE(d->tunnel_source_v4.empty());
+  EXPECT_FALSE(d->pools[0].proxy);
+  EXPECT_TRUE(d->pools[1].proxy);
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_EQ(warnings[0],
+            "node.tunnel_source_ipv4: unset: IPv4 tunnels to pools[0].backends[0] (10.1.0.1) "
+            "leave from lb-dataplane's --ipv4 (without it they are dropped as no_next_hop)");
+  EXPECT_EQ(warnings[1],
+            "node.tunnel_source_ipv6: unset: IPv6 tunnels to pools[0].backends[1] (2001:db8::5) "
+            "leave from lb-dataplane's --ipv6 (without it they are dropped as no_next_hop)");
+}
 
 INSTANTIATE_TEST_SUITE_P(
     Classes, ConfigErrorTest,
@@ -268,7 +344,33 @@ INSTANTIATE_TEST_SUITE_P(
                       backends { address: "10.1.0.1" port: 8080 }
                     })pb",
                   "pools[0].backends[2].address: duplicate address 10.1.0.1 in pool \"web\" "
-                  "(first at pools[0].backends[0])"},
+                  "(first at pools[0].backends[0]); a DSR pool holds one backend per address: "
+                  "tunnelled packets keep the VIP's port"},
+        ErrorCase{"DuplicateProxyBackend", std::string(kNode) + R"pb(
+                    pools {
+                      name: "app"
+                      kind: POOL_KIND_PROXY
+                      backends { address: "10.1.0.1" port: 80 }
+                      backends { address: "10.1.0.1" port: 8080 }
+                      backends { address: "10.1.0.1" port: 80 }
+                    })pb",
+                  "pools[0].backends[2]: duplicate backend 10.1.0.1:80 in pool \"app\" (first at "
+                  "pools[0].backends[0])"},
+        ErrorCase{
+            "VipOnProxyPool",
+            With(R"pb(pools { name: "app" kind: POOL_KIND_PROXY }
+                      vips { address: "198.51.100.99" protocol: PROTOCOL_TCP pool: "app" })pb"),
+            "vips[1].pool: pool \"app\" is a proxy pool (POOL_KIND_PROXY, reached by lb-l7 "
+            "at address:port); an L4 VIP forwards by direct server return and needs a DSR "
+            "pool"},
+        ErrorCase{"MulticastVip",
+                  With(R"pb(vips { address: "239.1.2.3" protocol: PROTOCOL_UDP pool: "web" })pb"),
+                  "vips[1].address: 239.1.2.3 is a multicast address, not a unicast address"},
+        ErrorCase{"LoopbackBackend", With(R"pb(pools {
+                                                 name: "lo"
+                                                 backends { address: "::1" }
+                                               })pb"),
+                  "pools[1].backends[0].address: ::1 is a loopback address, not a unicast address"},
         ErrorCase{"DuplicateBackendAddressCanonical", std::string(kNode) + R"pb(
                     pools {
                       name: "web"
@@ -276,7 +378,8 @@ INSTANTIATE_TEST_SUITE_P(
                       backends { address: "2001:db8:0::5" port: 8080 }
                     })pb",
                   "pools[0].backends[1].address: duplicate address 2001:db8::5 in pool \"web\" "
-                  "(first at pools[0].backends[0])"},
+                  "(first at pools[0].backends[0]); a DSR pool holds one backend per address: "
+                  "tunnelled packets keep the VIP's port"},
         ErrorCase{"DuplicatePoolName", With(R"pb(pools { name: "web" })pb"),
                   "pools[1].name: duplicate pool name \"web\" (first at pools[0])"},
         ErrorCase{"EmptyPoolName", With(R"pb(pools {})pb"), "pools[1].name: must not be empty"},
@@ -331,23 +434,10 @@ INSTANTIATE_TEST_SUITE_P(
                                                      backends { address: "10.2.0.3" }
                                                    })pb"),
                   "tables.ring_size: 2 is smaller than the 3 active backends of pool \"big\""},
-        ErrorCase{"TunnelSourceV6Missing", R"pb(
-                    node { tunnel_source_ipv4: "192.0.2.1" }
-                    pools {
-                      name: "web"
-                      backends { address: "10.1.0.1" }
-                      backends { address: "2001:db8::5" }
-                    })pb",
-                  "node.tunnel_source_ipv6: required: pools[0].backends[1] (2001:db8::5) is an "
-                  "IPv6 backend"},
-        ErrorCase{"TunnelSourceV4Missing", R"pb(
-                    node { tunnel_source_ipv6: "2001:db8::1" }
-                    pools {
-                      name: "web"
-                      backends { address: "10.1.0.1" }
-                    })pb",
-                  "node.tunnel_source_ipv4: required: pools[0].backends[0] (10.1.0.1) is an "
-                  "IPv4 backend"},
+        ErrorCase{"TunnelSourceBroadcast", R"pb(
+                    node { tunnel_source_ipv4: "255.255.255.255" })pb",
+                  "node.tunnel_source_ipv4: 255.255.255.255 is the broadcast address, not a "
+                  "unicast address"},
         ErrorCase{"TunnelSourceWrongFamily", R"pb(
                     node { tunnel_source_ipv4: "2001:db8::1" })pb",
                   "node.tunnel_source_ipv4: \"2001:db8::1\" is not an IPv4 address"}),
