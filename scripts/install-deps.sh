@@ -7,6 +7,8 @@ set -euo pipefail
 PKGS=(
   # build
   build-essential pkg-config meson ninja-build clang llvm clang-format
+  # fuzzing (scripts/fuzz.sh): clang-14 with libFuzzer and the sanitizers
+  clang-14 libfuzzer-14-dev libclang-rt-14-dev
   # dataplane
   dpdk dpdk-dev libdpdk-dev libnuma-dev libpcap-dev
   libbpf-dev libxdp-dev bpftool linux-libc-dev
