@@ -353,6 +353,15 @@ absl::Status ValidateSlot(const SlotView& v) {
       return absl::DataLossError(absl::StrCat("members[", m, "] = ", v.members[m], " invalid"));
     }
   }
+  // FindVip returns cell - 1 as a VIP index, which the lcores use without a
+  // further check (vips[], per-VIP counters): a cell must be 0 (empty) or
+  // name one of vips[0, num_vips). Found by fuzz/shm_region_fuzz.cc.
+  for (uint32_t c = 0; c <= v.vip_hash_mask; ++c) {
+    if (v.vip_hash[c] > sh.num_vips) {
+      return absl::DataLossError(absl::StrCat("vip index cell ", c, " = ", v.vip_hash[c],
+                                              " beyond num_vips ", sh.num_vips));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -120,7 +120,8 @@ struct SlotView {
 uint64_t SlotChecksum(const SlotView& v);
 
 // Verifies a slot's internal consistency (counts within capacity, members and
-// ring entries point at backend slots < num_backends, checksum). Used by the
+// ring entries point at backend slots < num_backends, VIP index cells at VIPs
+// < num_vips, checksum). Used by the
 // dataplane when it attaches and by tests.
 absl::Status ValidateSlot(const SlotView& v);
 
