@@ -33,7 +33,10 @@ for t in json.load(sys.stdin):
         print(t["name"][:-len("_fuzz")])' | sort)
 TARGETS=("$@")
 ((${#TARGETS[@]})) || TARGETS=("${ALL[@]}")
-ninja -C "$BUILD" "${TARGETS[@]/%/_fuzz}" | grep -v '^\[' || true
+NINJA_TARGETS=()
+for t in "${TARGETS[@]}"; do NINJA_TARGETS+=("fuzz/${t}_fuzz"); done
+ninja -C "$BUILD" "${NINJA_TARGETS[@]}" >"$BUILD/fuzz-build.log" 2>&1 ||
+  { tail -n 30 "$BUILD/fuzz-build.log"; exit 1; }
 
 WORK=$(mktemp -d /tmp/lb-fuzz.XXXXXX)
 failed=0
