@@ -13,18 +13,23 @@
 //                     store, no listeners).
 //   --check           validate --config only.
 //
-// Output: one line per publish on stdout,
+// Logs: glog, to stderr unless --logtostderr=false (then files in
+// --log_dir). Server mode logs one INFO line per publish,
 //   published generation=N vips=V backends=B build_ms=X wait_ms=Y
-// followed by one line per VIP,
+// and with --v=1 one line per VIP after it,
 //   vip <addr>:<port>/<proto> pool=<name> members=<n> fingerprint=<16 hex>
-// Errors, warnings and events go to stderr, one line each, naming the flag
-// or the config field at fault. Exit status: 0 on a clean stop (or
-// --once/--check success), 1 on any error.
+// plus start-up, events, signals and shutdown. Errors (ERROR lines) name the
+// flag or the config field at fault. --once prints its report (the same
+// lines, the VIP lines always) on stdout, --check its OK line; their errors
+// are logged. Exit status: 0 on a clean stop (or --once/--check success),
+// 1 on any error.
 #include <signal.h>
+#include <string.h>
 
 #include <cinttypes>
 #include <cstdio>
 #include <fstream>
+#include <iomanip>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -47,6 +52,8 @@
 #include "controlplane/rest_guard.h"
 #include "controlplane/store.h"
 #include "gflags/gflags.h"
+#include "glog/logging.h"
+#include "lib/process_flags.h"
 #include "lib/shm_region.h"
 
 DEFINE_string(config, "",
@@ -122,16 +129,6 @@ DEFINE_bool(check, false,
 namespace lb {
 namespace {
 
-void Error(const std::string& msg) {
-  std::fprintf(stderr, "lb-controlplane: error: %s\n", msg.c_str());
-  std::fflush(stderr);
-}
-
-void Info(const std::string& msg) {
-  std::fprintf(stderr, "lb-controlplane: %s\n", msg.c_str());
-  std::fflush(stderr);
-}
-
 TableCapacities CapacitiesFromFlags() {
   TableCapacities c;
   c.max_vips = FLAGS_max_vips;
@@ -148,7 +145,7 @@ absl::StatusOr<v1::Config> LoadConfig(const TableCapacities& caps, DesiredState*
   if (!config.ok()) return config.status();
   std::vector<std::string> warnings;
   auto desired = ValidateConfig(*config, caps, &warnings);
-  for (const std::string& w : warnings) Info(absl::StrCat("warning: ", FLAGS_config, ": ", w));
+  for (const std::string& w : warnings) LOG(WARNING) << FLAGS_config << ": " << w;
   if (!desired.ok()) {
     return absl::Status(
         desired.status().code(),
@@ -158,6 +155,7 @@ absl::StatusOr<v1::Config> LoadConfig(const TableCapacities& caps, DesiredState*
   return config;
 }
 
+// --once: the publish report is the command's output, on stdout.
 void PrintReport(const PublishReport& r) {
   std::printf("published generation=%" PRIu64 " vips=%zu backends=%u build_ms=%.2f wait_ms=%.2f\n",
               r.generation, r.build.vips.size(), r.build.backends_in_use, r.build_ms, r.wait_ms);
@@ -166,6 +164,19 @@ void PrintReport(const PublishReport& r) {
                 v.pool.c_str(), v.members, v.fingerprint);
   }
   std::fflush(stdout);
+}
+
+// Server: one INFO line per publish; the per-VIP lines at --v=1 (a change
+// through the API publishes, and a table may hold thousands of VIPs).
+void LogReport(const PublishReport& r) {
+  LOG(INFO) << "published generation=" << r.generation << " vips=" << r.build.vips.size()
+            << " backends=" << r.build.backends_in_use << std::fixed << std::setprecision(2)
+            << " build_ms=" << r.build_ms << " wait_ms=" << r.wait_ms;
+  if (!VLOG_IS_ON(1)) return;
+  for (const VipSummary& v : r.build.vips) {
+    VLOG(1) << "vip " << v.key << " pool=" << v.pool << " members=" << v.members
+            << " fingerprint=" << absl::StrCat(absl::Hex(v.fingerprint, absl::kZeroPad16));
+  }
 }
 
 PublisherOptions PublisherOptionsFromFlags(const TableCapacities& caps, RegionDir* dir_out) {
@@ -191,14 +202,14 @@ int RunOnce(const TableCapacities& caps, const DesiredState& desired) {
   const PublisherOptions opts = PublisherOptionsFromFlags(caps, &dir);
   auto publisher = Publisher::Open(opts);
   if (!publisher.ok()) {
-    Error(std::string(publisher.status().message()));
+    LOG(ERROR) << publisher.status().message();
     return 1;
   }
-  Info(absl::StrCat("table region ", opts.table_path, RegionNote(dir), " at generation ",
-                    publisher->published_generation(), "; stats region ", opts.stats_path));
+  LOG(INFO) << "table region " << opts.table_path << RegionNote(dir) << " at generation "
+            << publisher->published_generation() << "; stats region " << opts.stats_path;
   auto report = publisher->Publish(desired);
   if (!report.ok()) {
-    Error(std::string(report.status().message()));
+    LOG(ERROR) << report.status().message();
     return 1;
   }
   PrintReport(*report);
@@ -234,12 +245,12 @@ int RunServer(const TableCapacities& caps) {
   if (!FLAGS_auth_token_file.empty()) {
     auto t = ReadSmallFile(FLAGS_auth_token_file, "auth_token_file");
     if (!t.ok()) {
-      Error(std::string(t.status().message()));
+      LOG(ERROR) << t.status().message();
       return 1;
     }
     token = std::string(absl::StripAsciiWhitespace(*t));
     if (token.empty()) {
-      Error(absl::StrCat("--auth_token_file: ", FLAGS_auth_token_file, " holds no token"));
+      LOG(ERROR) << "--auth_token_file: " << FLAGS_auth_token_file << " holds no token";
       return 1;
     }
   }
@@ -247,55 +258,55 @@ int RunServer(const TableCapacities& caps) {
   if (!FLAGS_http_listen.empty()) {
     auto a = ParseListenAddress(FLAGS_http_listen, "--http_listen");
     if (!a.ok()) {
-      Error(std::string(a.status().message()));
+      LOG(ERROR) << a.status().message();
       return 1;
     }
     http_loopback = a->loopback;
   }
   auto http_allowed_hosts = ParseAllowedHosts(FLAGS_http_allowed_hosts);
   if (!http_allowed_hosts.ok()) {
-    Error(absl::StrCat("--http_allowed_hosts: ", http_allowed_hosts.status().message()));
+    LOG(ERROR) << "--http_allowed_hosts: " << http_allowed_hosts.status().message();
     return 1;
   }
   const bool grpc_loopback =
       FLAGS_grpc_listen.empty() || IsLoopbackListenAddress(FLAGS_grpc_listen);
   if (token.empty() && (!http_loopback || !grpc_loopback)) {
-    Error(absl::StrCat(!grpc_loopback ? "--grpc_listen " + FLAGS_grpc_listen
-                                      : "--http_listen " + FLAGS_http_listen,
-                       " is not a loopback address: mutations off this host need a bearer token; "
-                       "give --auth_token_file (or listen on 127.0.0.1 / ::1)"));
+    LOG(ERROR) << (!grpc_loopback ? "--grpc_listen " + FLAGS_grpc_listen
+                                  : "--http_listen " + FLAGS_http_listen)
+               << " is not a loopback address: mutations off this host need a bearer token; "
+                  "give --auth_token_file (or listen on 127.0.0.1 / ::1)";
     return 1;
   }
   if (FLAGS_grpc_tls_cert.empty() != FLAGS_grpc_tls_key.empty()) {
-    Error(FLAGS_grpc_tls_cert.empty() ? "--grpc_tls_cert is required with --grpc_tls_key"
-                                      : "--grpc_tls_key is required with --grpc_tls_cert");
+    LOG(ERROR) << (FLAGS_grpc_tls_cert.empty() ? "--grpc_tls_cert is required with --grpc_tls_key"
+                                               : "--grpc_tls_key is required with --grpc_tls_cert");
     return 1;
   }
   HealthCheckerOptions health_options;
   if (FLAGS_health_script_dir.empty() || FLAGS_health_script_dir[0] != '/') {
-    Error(absl::StrCat("--health_script_dir: \"", absl::CHexEscape(FLAGS_health_script_dir),
-                       "\" is not an absolute path"));
+    LOG(ERROR) << "--health_script_dir: \"" << absl::CHexEscape(FLAGS_health_script_dir)
+               << "\" is not an absolute path";
     return 1;
   }
   health_options.script_dir = FLAGS_health_script_dir;
   if (auto user = LookupScriptUser(FLAGS_health_script_user); user.ok()) {
     health_options.script_user = *user;
   } else {
-    Error(absl::StrCat("--health_script_user: ", user.status().message()));
+    LOG(ERROR) << "--health_script_user: " << user.status().message();
     return 1;
   }
 
   // --- state ---
   auto store = NewFileStore(FLAGS_state_dir);
   if (!store.ok()) {
-    Error(absl::StrCat("--state_dir: ", store.status().message()));
+    LOG(ERROR) << "--state_dir: " << store.status().message();
     return 1;
   }
   const std::string store_name = (*store)->Describe();
   RegionDir dir;
   ControlPlaneOptions options;
   options.publisher = PublisherOptionsFromFlags(caps, &dir);
-  options.on_publish = PrintReport;
+  options.on_publish = LogReport;
   // Cumulative since start (a Prometheus histogram must never decrease).
   LatencyHistogram publish_latency;
   options.on_publish_latency = [&publish_latency](double publish_ms, double) {
@@ -304,31 +315,31 @@ int RunServer(const TableCapacities& caps) {
   if (!FLAGS_config.empty()) {
     auto boot = LoadConfig(caps, nullptr);
     if (!boot.ok()) {
-      Error(std::string(boot.status().message()));
+      LOG(ERROR) << boot.status().message();
       return 1;
     }
     options.bootstrap = *std::move(boot);
   }
   const std::string table_path = options.publisher.table_path;
   const std::string stats_path = options.publisher.stats_path;
-  Info(absl::StrCat("table region ", table_path, RegionNote(dir), "; stats region ", stats_path,
-                    "; state ", store_name));
+  LOG(INFO) << "table region " << table_path << RegionNote(dir) << "; stats region " << stats_path
+            << "; state " << store_name;
   auto created = ControlPlane::Create(options, *std::move(store));
   if (!created.ok()) {
-    Error(std::string(created.status().message()));
+    LOG(ERROR) << created.status().message();
     return 1;
   }
   std::unique_ptr<ControlPlane> cp = *std::move(created);
-  Info(absl::StrCat("state version ", cp->version(), " at generation ", cp->generation(),
-                    FLAGS_config.empty() || cp->version() <= 1
-                        ? ""
-                        : absl::StrCat(" (--config ", FLAGS_config,
-                                       " is applied on SIGHUP only: the store is not empty)")));
+  LOG(INFO) << "state version " << cp->version() << " at generation " << cp->generation()
+            << (FLAGS_config.empty() || cp->version() <= 1
+                    ? ""
+                    : absl::StrCat(" (--config ", FLAGS_config,
+                                   " is applied on SIGHUP only: the store is not empty)"));
 
   // Events worth a log line (publishes are printed by on_publish).
   const uint64_t log_token = cp->Subscribe([](const v1::Event& e) {
     if (e.kind() == "publish") return;
-    Info(absl::StrCat(e.kind(), ": ", e.message()));
+    LOG(INFO) << e.kind() << ": " << e.message();
   });
 
   // --- health checks ---
@@ -336,7 +347,7 @@ int RunServer(const TableCapacities& caps) {
   auto checker = HealthChecker::Start([cpp](const HealthReport& r) { cpp->ReportHealth(r); },
                                       std::move(health_options));
   if (!checker.ok()) {
-    Error(absl::StrCat("health checker: ", checker.status().message()));
+    LOG(ERROR) << "health checker: " << checker.status().message();
     return 1;
   }
   uint64_t targets_version = cp->version();
@@ -355,13 +366,13 @@ int RunServer(const TableCapacities& caps) {
     g.selected_port = &port;
     auto s = StartGrpcServer(g, cpp);
     if (!s.ok()) {
-      Error(absl::StrCat("--grpc_listen ", FLAGS_grpc_listen, ": ", s.status().message()));
+      LOG(ERROR) << "--grpc_listen " << FLAGS_grpc_listen << ": " << s.status().message();
       return 1;
     }
     grpc_server = *std::move(s);
-    Info(absl::StrCat("gRPC admin API on ", FLAGS_grpc_listen, " (port ", port, ")",
-                      FLAGS_grpc_tls_cert.empty() ? "" : ", TLS",
-                      token.empty() ? "" : ", bearer token required"));
+    LOG(INFO) << "gRPC admin API on " << FLAGS_grpc_listen << " (port " << port << ")"
+              << (FLAGS_grpc_tls_cert.empty() ? "" : ", TLS")
+              << (token.empty() ? "" : ", bearer token required");
   }
   std::unique_ptr<HttpServer> http_server;
   if (!FLAGS_http_listen.empty()) {
@@ -380,14 +391,14 @@ int RunServer(const TableCapacities& caps) {
     rest.render_metrics = [cpp, inputs]() { return RenderMetrics(*cpp, inputs); };
     auto s = StartRestServer(h, rest, cpp);
     if (!s.ok()) {
-      Error(absl::StrCat("--http_listen ", FLAGS_http_listen, ": ", s.status().message()));
+      LOG(ERROR) << "--http_listen " << FLAGS_http_listen << ": " << s.status().message();
       return 1;
     }
     http_server = *std::move(s);
-    Info(absl::StrCat("REST API and /metrics on http://", http_server->address(),
-                      token.empty()    ? ""
-                      : !http_loopback ? " (bearer token required for all but GET /healthz)"
-                                       : " (bearer token required for changes)"));
+    LOG(INFO) << "REST API and /metrics on http://" << http_server->address()
+              << (token.empty()    ? ""
+                  : !http_loopback ? " (bearer token required for all but GET /healthz)"
+                                   : " (bearer token required for changes)");
   }
 
   // --- periodic work: drains, publish retries, health targets ---
@@ -408,24 +419,25 @@ int RunServer(const TableCapacities& caps) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGTERM || sig == SIGINT) {
-      Info(absl::StrCat("signal ", sig, ": exiting; generation ", cp->generation(),
-                        " stays published, state version ", cp->version(), " stored"));
+      LOG(INFO) << "signal " << sig << " (" << strsignal(sig) << "): exiting; generation "
+                << cp->generation() << " stays published, state version " << cp->version()
+                << " stored";
       break;
     }
     if (FLAGS_config.empty()) {
-      Info("SIGHUP: no --config to reload");
+      LOG(INFO) << "SIGHUP: no --config to reload";
       continue;
     }
-    Info(absl::StrCat("SIGHUP: reloading ", FLAGS_config));
+    LOG(INFO) << "SIGHUP: reloading " << FLAGS_config;
     auto next = LoadConfig(caps, nullptr);
     absl::Status st = next.ok() ? cp->ReplaceConfig(*next) : next.status();
     if (!st.ok()) {
-      Error(absl::StrCat(st.message(), "; keeping generation ", cp->generation(), " (version ",
-                         cp->version(), ")"));
+      LOG(ERROR) << st.message() << "; keeping generation " << cp->generation() << " (version "
+                 << cp->version() << ")";
       continue;
     }
-    Info(absl::StrCat("SIGHUP: committed version=", cp->version(),
-                      " generation=", cp->generation()));
+    LOG(INFO) << "SIGHUP: committed version=" << cp->version()
+              << " generation=" << cp->generation();
   }
 
   // Stop taking requests first, then the periodic work, then the checker.
@@ -436,24 +448,25 @@ int RunServer(const TableCapacities& caps) {
   ticker.join();
   (*checker)->Stop();
   cp->Unsubscribe(log_token);
+  LOG(INFO) << "stopped: listeners closed, health checks ended";
   return exit_code;
 }
 
 int Run() {
   const TableCapacities caps = CapacitiesFromFlags();
   if (auto layout = ComputeTableLayout(caps); !layout.ok()) {
-    Error(absl::StrCat("--", layout.status().message()));
+    LOG(ERROR) << "--" << layout.status().message();
     return 1;
   }
   if (FLAGS_once || FLAGS_check) {
     if (FLAGS_config.empty()) {
-      Error("--config is required with --once and --check (see --help)");
+      LOG(ERROR) << "--config is required with --once and --check (see --help)";
       return 1;
     }
     DesiredState desired;
     auto config = LoadConfig(caps, &desired);
     if (!config.ok()) {
-      Error(std::string(config.status().message()));
+      LOG(ERROR) << config.status().message();
       return 1;
     }
     if (FLAGS_check) {
@@ -480,11 +493,14 @@ int main(int argc, char** argv) {
       "                                                   SIGHUP reloads the config,\n"
       "                                                   SIGTERM/SIGINT exit 0\n"
       "  lb-controlplane --config=lb.textproto --once     publish once and exit\n"
-      "  lb-controlplane --config=lb.json --check         validate only");
+      "  lb-controlplane --config=lb.json --check         validate only\n"
+      "Logs (glog) go to stderr: --v=1 adds one line per VIP on each publish;\n"
+      "--minloglevel=1 keeps warnings and errors only.");
   gflags::SetVersionString("0.1.0");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  lb::StartLogging(argv[0]);
+  if (!lb::ParseFlags(&argc, &argv)) return 1;
   if (argc > 1) {
-    lb::Error(absl::StrCat("unexpected argument \"", argv[1], "\" (flags only; see --help)"));
+    LOG(ERROR) << "unexpected argument \"" << argv[1] << "\" (flags only; see --help)";
     return 1;
   }
   return lb::Run();

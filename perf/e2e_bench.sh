@@ -113,8 +113,8 @@ ip netns exec "$P-lb1" "$DP_BIN" -l 0 --no-huge -m 512 --no-pci --file-prefix "l
   --mtu 1600 --conn_table_size 65536 --sticky_table_size 4096 >"$WORK/dp.log" 2>&1 &
 DP_PID=$!
 PIDS+=("$DP_PID")
-for _ in $(seq 100); do grep -q "lb-dataplane: port " "$WORK/dp.log" && break; sleep 0.1; done
-grep -q "lb-dataplane: port " "$WORK/dp.log" || fail "lb-dataplane (af_xdp) did not start"
+for _ in $(seq 100); do grep -q "] port [0-9]* " "$WORK/dp.log" && break; sleep 0.1; done
+grep -q "] port [0-9]* " "$WORK/dp.log" || fail "lb-dataplane (af_xdp) did not start"
 for url in "http://10.99.0.21/" "http://$VIP4/"; do
   ok=""
   for _ in $(seq 10); do

@@ -211,7 +211,7 @@ start_dataplane() {  # $1 = vdev, rest = EAL memory flags
     --mtu 1600 --conn_table_size 65536 --sticky_table_size 4096 >"$WORK/dp.log" 2>&1 &
   DP_PID=$!
   for _ in $(seq 100); do
-    grep -q "lb-dataplane: port " "$WORK/dp.log" && return 0
+    grep -q "] port [0-9]* " "$WORK/dp.log" && return 0
     kill -0 "$DP_PID" 2>/dev/null || break
     sleep 0.1
   done

@@ -11,6 +11,7 @@
 #include <rte_ethdev.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
+#include <rte_log.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -27,6 +29,8 @@
 #include "dataplane/l4/port.h"
 #include "dataplane/l4/worker.h"
 #include "gflags/gflags.h"
+#include "glog/logging.h"
+#include "lib/process_flags.h"
 #include "lib/shm_region.h"
 
 DEFINE_string(table_region, "",
@@ -67,19 +71,26 @@ DEFINE_uint32(idle_exit_ms, 0,
               "Exit after this many ms without a received packet, once one has been received "
               "(for pcap replay runs). 0 = run until SIGINT/SIGTERM.");
 DEFINE_uint32(drain_us, 100, "TX drain period in microseconds.");
+DEFINE_uint32(summary_interval_s, 60,
+              "Log a counter summary (packets, drops by reason, table generation) this often, "
+              "and at once when the table generation changes. 0 = only at exit.");
 
 namespace {
 
 std::atomic<bool> g_quit{false};
+std::atomic<int> g_signal{0};  // the signal that stopped the process, logged by main
 
-void OnSignal(int) { g_quit.store(true); }
+void OnSignal(int sig) {
+  g_signal.store(sig);
+  g_quit.store(true);
+}
 
 bool ParseAddr(const std::string& s, int af, uint8_t* out) {
   return inet_pton(af, s.c_str(), out) == 1;
 }
 
 int Fail(const std::string& msg) {
-  std::fprintf(stderr, "lb-dataplane: %s\n", msg.c_str());
+  LOG(ERROR) << msg;
   return 1;
 }
 
@@ -90,6 +101,132 @@ struct LaunchArg {
 int WorkerMain(void* arg) {
   static_cast<LaunchArg*>(arg)->worker->Run(&g_quit);
   return 0;
+}
+
+// Counter totals over every lcore.
+struct Totals {
+  uint64_t rx = 0, tx = 0, forwarded = 0, replies = 0, drops[lb::kNumDropReasons] = {};
+};
+
+Totals SumCounters(const lb::StatsRegion& stats, uint16_t lcores) {
+  Totals t;
+  for (uint16_t i = 0; i < lcores; ++i) {
+    const lb::LcoreStats& l = stats.Lcore(i);
+    t.rx += l.rx_packets.load(std::memory_order_relaxed);
+    t.tx += l.tx_packets.load(std::memory_order_relaxed);
+    t.forwarded += l.forwarded.load(std::memory_order_relaxed);
+    t.replies += l.replies.load(std::memory_order_relaxed);
+    for (int r = 0; r < lb::kNumDropReasons; ++r) {
+      t.drops[r] += l.drops[r].load(std::memory_order_relaxed);
+    }
+  }
+  return t;
+}
+
+// "rx=N tx=N forwarded=N replies=N drop_<reason>=N..." (non-zero drops only).
+std::string FormatTotals(const Totals& t) {
+  std::string s =
+      absl::StrCat("rx=", t.rx, " tx=", t.tx, " forwarded=", t.forwarded, " replies=", t.replies);
+  for (int r = 0; r < lb::kNumDropReasons; ++r) {
+    if (t.drops[r] != 0) {
+      absl::StrAppend(&s, " drop_", lb::DropReasonName(static_cast<lb::DropReason>(r)), "=",
+                      t.drops[r]);
+    }
+  }
+  return s;
+}
+
+// The monitor: a DPDK control thread (off the lcores' cores) that logs the
+// periodic summary and table generation changes, and in replay mode
+// (--idle_exit_ms) stops the process once traffic has come and gone.
+struct MonitorArg {
+  const lb::TableReader* tables;
+  const lb::StatsRegion* stats;
+  uint16_t lcores;
+};
+
+void* Monitor(void* p) {
+  const MonitorArg& a = *static_cast<MonitorArg*>(p);
+  using Clock = std::chrono::steady_clock;
+  const auto period = std::chrono::milliseconds(FLAGS_idle_exit_ms != 0 ? 10 : 100);
+  const auto interval = std::chrono::seconds(FLAGS_summary_interval_s);
+  uint64_t generation = a.tables->generation();
+  uint64_t last_rx = 0;
+  auto last_change = Clock::now();
+  auto next_summary = Clock::now() + interval;
+  while (!g_quit.load()) {
+    std::this_thread::sleep_for(period);
+    const auto now = Clock::now();
+    if (const uint64_t g = a.tables->generation(); g != generation) {
+      VLOG(1) << "table generation " << g << " published (was " << generation << ")";
+      generation = g;
+    }
+    if (FLAGS_summary_interval_s != 0 && now >= next_summary) {
+      LOG(INFO) << "summary: generation " << generation << " "
+                << FormatTotals(SumCounters(*a.stats, a.lcores));
+      next_summary = now + interval;
+    }
+    if (FLAGS_idle_exit_ms == 0) continue;
+    const uint64_t rx = SumCounters(*a.stats, a.lcores).rx;
+    if (rx != last_rx) {
+      last_rx = rx;
+      last_change = now;
+    } else if (rx != 0 && now - last_change > std::chrono::milliseconds(FLAGS_idle_exit_ms)) {
+      LOG(INFO) << "idle for " << FLAGS_idle_exit_ms << " ms after traffic (--idle_exit_ms): "
+                << "stopping";
+      g_quit.store(true);
+    }
+  }
+  return nullptr;
+}
+
+void LogStartup(const std::string& table_path, uint64_t gen, const std::string& stats_path,
+                uint16_t lcores, const std::vector<lb::dp::PortInfo>& ports) {
+  LOG(INFO) << "table " << table_path << " (generation " << gen
+            << (gen == 0 ? ", waiting for the first publish" : "") << "), stats " << stats_path
+            << ", " << lcores << " lcores, mtu " << FLAGS_mtu;
+  unsigned lcore;
+  uint16_t worker = 0;
+  RTE_LCORE_FOREACH(lcore) {
+    VLOG(1) << "worker " << worker << " on lcore " << lcore << " (socket "
+            << rte_lcore_to_socket_id(lcore) << "): RX/TX queue " << worker << " of every port";
+    ++worker;
+  }
+  for (const auto& p : ports) {
+    char mac[RTE_ETHER_ADDR_FMT_SIZE];
+    rte_ether_format_addr(mac, sizeof(mac), &p.mac);
+    LOG(INFO) << "port " << p.port_id << " " << p.name << " mac " << mac << " rx_queues "
+              << p.rx_queues;
+  }
+}
+
+// DPDK's own log lines (EAL, PMDs; never per packet at the default levels)
+// through glog at the matching severity, so that the process has one log
+// format. rte_vlog() writes each message and flushes the stream.
+ssize_t DpdkLogWrite(void*, const char* buf, size_t size) {
+  std::string_view msg(buf, size);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.remove_suffix(1);
+  if (msg.empty()) return static_cast<ssize_t>(size);
+  const int level = rte_log_cur_msg_loglevel();
+  if (level <= static_cast<int>(RTE_LOG_ERR)) {
+    LOG(ERROR) << "dpdk: " << msg;
+  } else if (level == static_cast<int>(RTE_LOG_WARNING)) {
+    LOG(WARNING) << "dpdk: " << msg;
+  } else if (level <= static_cast<int>(RTE_LOG_INFO)) {
+    LOG(INFO) << "dpdk: " << msg;
+  } else {
+    VLOG(1) << "dpdk: " << msg;
+  }
+  return static_cast<ssize_t>(size);
+}
+
+void RouteDpdkLogsToGlog() {
+  cookie_io_functions_t io = {};
+  io.write = DpdkLogWrite;
+  if (FILE* f = fopencookie(nullptr, "w", io); f != nullptr) {
+    setvbuf(f, nullptr, _IOFBF, 4096);
+    rte_openlog_stream(f);
+  }
 }
 
 bool WantsHelp(int argc, char** argv) {
@@ -114,8 +251,11 @@ int main(int argc, char** argv) {
       "--ipv4 10.0.0.2 --idle_exit_ms 500");
   if (WantsHelp(argc, argv)) {
     gflags::ShowUsageWithFlagsRestrict(argv[0], "dataplane/l4");
+    lb::PrintLoggingFlagsHelp();
     return 0;
   }
+  lb::StartLogging(argv[0]);
+  RouteDpdkLogsToGlog();
   const int eal = rte_eal_init(argc, argv);
   if (eal < 0) {
     return Fail(absl::StrCat("EAL init failed: ", rte_strerror(rte_errno),
@@ -123,7 +263,7 @@ int main(int argc, char** argv) {
   }
   argc -= eal;
   argv += eal;
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  if (!lb::ParseFlags(&argc, &argv)) return 1;
   if (argc > 1) return Fail(absl::StrCat("unexpected argument: ", argv[1]));
 
   lb::RegionDir dir = lb::DefaultRegionDir();
@@ -207,13 +347,18 @@ int main(int argc, char** argv) {
     if (tables.ok() || !absl::IsNotFound(tables.status())) break;
     if (std::chrono::steady_clock::now() > deadline || g_quit.load()) break;
     if (!told) {
-      std::printf("lb-dataplane: waiting for %s (start lb-controlplane)\n", table_path.c_str());
-      std::fflush(stdout);
+      LOG(INFO) << "waiting up to " << FLAGS_wait_for_table_s << " s for " << table_path
+                << " (start lb-controlplane)";
       told = true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  if (!tables.ok()) return Fail(absl::StrCat("table region: ", tables.status().message()));
+  if (!tables.ok()) {
+    if (const int sig = g_signal.load(); sig != 0) {
+      LOG(INFO) << "signal " << sig << " (" << strsignal(sig) << ") received while waiting";
+    }
+    return Fail(absl::StrCat("table region: ", tables.status().message()));
+  }
   const uint64_t gen = tables->generation();
   if (gen != 0) {
     absl::Status st = lb::ValidateSlot(tables->Slot(gen));
@@ -282,19 +427,15 @@ int main(int argc, char** argv) {
   for (auto& w : workers) w->SetPeers(peers);
   stats->control().num_lcores.store(num_workers, std::memory_order_release);
 
-  std::printf("lb-dataplane: table %s (generation %llu%s), stats %s, %u lcores, mtu %d\n",
-              table_path.c_str(), static_cast<unsigned long long>(gen),
-              gen == 0 ? ", waiting for the first publish" : "", stats_path.c_str(), num_workers,
-              FLAGS_mtu);
-  for (const auto& p : ports) {
-    char mac[RTE_ETHER_ADDR_FMT_SIZE];
-    rte_ether_format_addr(mac, sizeof(mac), &p.mac);
-    std::printf("lb-dataplane: port %u %s mac %s rx_queues %u\n", p.port_id, p.name.c_str(), mac,
-                p.rx_queues);
-  }
-  std::fflush(stdout);
+  LogStartup(table_path, gen, stats_path, num_workers, ports);
 
   // --- run ---
+  MonitorArg monitor_arg{&*tables, &*stats, num_workers};
+  pthread_t monitor;
+  if (int rc = rte_ctrl_thread_create(&monitor, "lb-monitor", nullptr, Monitor, &monitor_arg);
+      rc != 0) {
+    return Fail(absl::StrCat("monitor thread: ", std::strerror(-rc)));
+  }
   std::vector<LaunchArg> args(num_workers);
   unsigned lcore;
   uint16_t wi = 1;
@@ -303,55 +444,22 @@ int main(int argc, char** argv) {
     rte_eal_remote_launch(WorkerMain, &args[wi], lcore);
     ++wi;
   }
-  std::thread idle_watch;
-  if (FLAGS_idle_exit_ms != 0) {
-    // Replay mode: stop once traffic has come and gone.
-    idle_watch = std::thread([&] {
-      uint64_t last = 0;
-      auto last_change = std::chrono::steady_clock::now();
-      while (!g_quit.load()) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        uint64_t rx = 0;
-        for (uint16_t i = 0; i < num_workers; ++i) rx += stats->Lcore(i).rx_packets.load();
-        auto now = std::chrono::steady_clock::now();
-        if (rx != last) {
-          last = rx;
-          last_change = now;
-        } else if (rx != 0 && now - last_change > std::chrono::milliseconds(FLAGS_idle_exit_ms)) {
-          g_quit.store(true);
-        }
-      }
-    });
-  }
+  LOG(INFO) << "running; SIGINT/SIGTERM stops";
   args[0].worker = workers[0].get();
   WorkerMain(&args[0]);
   rte_eal_mp_wait_lcore();
-  if (idle_watch.joinable()) idle_watch.join();
+  pthread_join(monitor, nullptr);
+  if (const int sig = g_signal.load(); sig != 0) {
+    LOG(INFO) << "signal " << sig << " (" << strsignal(sig) << ") received: stopping";
+  }
 
   // --- shutdown: summary, ports (pcap writes its file on close), regions ---
-  uint64_t rx = 0, tx = 0, fwd = 0, rep = 0, drops[lb::kNumDropReasons] = {};
-  for (uint16_t i = 0; i < num_workers; ++i) {
-    const lb::LcoreStats& l = stats->Lcore(i);
-    rx += l.rx_packets.load();
-    tx += l.tx_packets.load();
-    fwd += l.forwarded.load();
-    rep += l.replies.load();
-    for (int r = 0; r < lb::kNumDropReasons; ++r) drops[r] += l.drops[r].load();
-  }
-  std::printf("lb-dataplane: stopped: rx=%llu tx=%llu forwarded=%llu replies=%llu",
-              static_cast<unsigned long long>(rx), static_cast<unsigned long long>(tx),
-              static_cast<unsigned long long>(fwd), static_cast<unsigned long long>(rep));
-  for (int r = 0; r < lb::kNumDropReasons; ++r) {
-    if (drops[r] != 0) {
-      std::printf(" drop_%s=%llu", lb::DropReasonName(static_cast<lb::DropReason>(r)),
-                  static_cast<unsigned long long>(drops[r]));
-    }
-  }
-  std::printf("\n");
-  std::fflush(stdout);
+  LOG(INFO) << "stopped: generation " << tables->generation() << " "
+            << FormatTotals(SumCounters(*stats, num_workers));
   for (const auto& p : ports) lb::dp::StopPort(p.port_id);
   stats->control().writer_pid.store(0, std::memory_order_release);
   workers.clear();
   rte_eal_cleanup();
+  LOG(INFO) << "ports stopped, stats region released; exiting";
   return 0;
 }

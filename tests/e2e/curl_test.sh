@@ -133,7 +133,7 @@ kill -TERM "$DP_PID" 2>/dev/null || true
 for _ in $(seq 50); do kill -0 "$DP_PID" 2>/dev/null || break; sleep 0.1; done
 wait "$DP_PID" 2>/dev/null || true
 DP_PID=""
-stop_line=$(grep "lb-dataplane: stopped" "$WORK/dp.log" || true)
+stop_line=$(grep "] stopped: " "$WORK/dp.log" || true)
 echo "${stop_line:-lb-dataplane printed no counters}"
 forwarded=$(sed -n 's/.* forwarded=\([0-9]*\).*/\1/p' <<<"$stop_line")
 

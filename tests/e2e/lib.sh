@@ -107,7 +107,7 @@ start_dataplane() {
     --ipv4 "10.99.0.1$node" "${ip6[@]}" --gateway_ipv4 10.99.0.1 "${gw6[@]}" \
     --mtu 1600 --conn_table_size 65536 --sticky_table_size 4096 >"$log" 2>&1 &
   DP_PID=$!
-  wait_log "$log" "lb-dataplane: port " 100 "$DP_PID"
+  wait_log "$log" "] port [0-9]* " 100 "$DP_PID"
 }
 
 # start_dataplane_fallback NODE LOG [TAG]: start_dataplane on af_xdp over

@@ -139,7 +139,7 @@ touch "$WORK/restarted"
 t_stop=$(date +%s%3N)
 stop_pids 50 "$DP_PID"
 DP_PID=""
-grep "lb-dataplane: stopped" "$WORK/dp1.log" || true
+grep "] stopped: " "$WORK/dp1.log" || true
 start_dataplane 1 "$VDEV" "$WORK/dp2.log" || fail "the restarted lb-dataplane did not start"
 gap_ms=$(($(date +%s%3N) - t_stop))
 echo "phase 2: lb-dataplane restarted (pid $DP_PID); ${gap_ms} ms from SIGTERM to the new port up"

@@ -755,6 +755,15 @@ TEST_F(CliTest, BadFlagsAreNamed) {
   Child caps(Args(ConfigPath("basic.textproto"), {"--once", "--max_vips=0"}));
   EXPECT_EQ(caps.Wait(), 1);
   EXPECT_NE(caps.err().find("--max_vips 0 out of range"), std::string::npos) << caps.err();
+  // Flags gflags itself refuses are logged as one ERROR line naming them.
+  Child unknown(Args(ConfigPath("basic.textproto"), {"--once", "--max_vipz=3"}));
+  EXPECT_EQ(unknown.Wait(), 1);
+  EXPECT_EQ(unknown.err().rfind("E", 0), 0u) << unknown.err();
+  EXPECT_NE(unknown.err().find("unknown flag --max_vipz"), std::string::npos) << unknown.err();
+  Child value(Args(ConfigPath("basic.textproto"), {"--once", "--max_vips", "lots"}));
+  EXPECT_EQ(value.Wait(), 1);
+  EXPECT_NE(value.err().find("--max_vips: \"lots\" is not a valid uint32"), std::string::npos)
+      << value.err();
   Child ring(Args(ConfigPath("basic.textproto"), {"--once", "--max_ring_size=257"}));
   EXPECT_EQ(ring.Wait(), 1);
   EXPECT_NE(ring.err().find("tables.ring_size: 65537 exceeds the table region's max_ring_size 257"),
@@ -764,8 +773,9 @@ TEST_F(CliTest, BadFlagsAreNamed) {
 
 TEST_F(CliTest, SighupReloadsAndARefusedReloadKeepsRunning) {
   WriteFile(config_, ReadFile(ConfigPath("basic.textproto")));
-  Child c(Args(config_));
-  ASSERT_TRUE(c.WaitFor("published generation=1 ")) << c.out() << c.err();
+  // Server mode logs (glog, stderr); --v=1 adds the per-VIP lines.
+  Child c(Args(config_, {"--v=1"}));
+  ASSERT_TRUE(c.WaitFor("published generation=1 ", true)) << c.out() << c.err();
 
   // A refused reload: the error names the field, generation 1 stays.
   WriteFile(config_, ReadFile(ConfigPath("bad_vip_address.textproto")));
@@ -781,8 +791,9 @@ TEST_F(CliTest, SighupReloadsAndARefusedReloadKeepsRunning) {
   smaller += "vips { address: \"198.51.100.12\" protocol: PROTOCOL_UDP pool: \"web\" }\n";
   WriteFile(config_, smaller);
   c.Signal(SIGHUP);
-  ASSERT_TRUE(c.WaitFor("published generation=2 vips=5 ")) << c.out() << c.err();
-  ASSERT_TRUE(c.WaitFor("vip 198.51.100.12:0/udp pool=web members=2 ")) << c.out();
+  ASSERT_TRUE(c.WaitFor("published generation=2 vips=5 ", true)) << c.out() << c.err();
+  ASSERT_TRUE(c.WaitFor("vip 198.51.100.12:0/udp pool=web members=2 ", true)) << c.err();
+  EXPECT_EQ(c.out(), "");
 
   c.Signal(SIGTERM);
   EXPECT_EQ(c.Wait(), 0) << c.err();
@@ -791,18 +802,19 @@ TEST_F(CliTest, SighupReloadsAndARefusedReloadKeepsRunning) {
 TEST_F(CliTest, HealthScriptFlagsAreCheckedAtStartUp) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--health_script_user=root",
-       "lb-controlplane: error: --health_script_user: user \"root\" is uid 0: health-check "
-       "scripts never run as root"},
-      {"--health_script_user=lb-no-such-user",
-       "lb-controlplane: error: --health_script_user: no user \"lb-no-such-user\""},
+       "--health_script_user: user \"root\" is uid 0: health-check scripts never run as root"},
+      {"--health_script_user=lb-no-such-user", "--health_script_user: no user \"lb-no-such-user\""},
       {"--health_script_dir=health-scripts",
-       "lb-controlplane: error: --health_script_dir: \"health-scripts\" is not an absolute "
-       "path"},
+       "--health_script_dir: \"health-scripts\" is not an absolute path"},
   };
   for (const auto& [flag, line] : cases) {
     Child c(Args(ConfigPath("basic.textproto"), {flag}));
     EXPECT_EQ(c.Wait(), 1) << flag;
-    EXPECT_EQ(c.err(), line + "\n") << flag;
+    // One glog ERROR line: E<date> <time> <tid> main.cc:<line>] <message>
+    ASSERT_TRUE(
+        std::regex_match(c.err(), std::regex("E\\d{4,8} [0-9:.]+ +\\d+ main\\.cc:\\d+\\] .*\n")))
+        << c.err();
+    EXPECT_EQ(c.err().substr(c.err().find("] ") + 2), line + "\n") << flag;
     EXPECT_FALSE(Exists(tables_)) << flag;
   }
   Child help({"--help"});
