@@ -24,6 +24,7 @@ constexpr size_t kIcmpHdrLen = 8;  // type, code, checksum, 4 bytes of rest
 constexpr size_t kArpFixedLen = 8;
 constexpr size_t kArpEthIpv4Len = 28;
 constexpr size_t kNsMinLen = 24;  // ICMPv6 header + target address
+constexpr size_t kNaMinLen = 24;  // ICMPv6 header + flags + target address
 
 constexpr uint16_t kIpv4FlagDf = 0x4000;
 constexpr uint16_t kIpv4FlagMf = 0x2000;
@@ -45,6 +46,8 @@ constexpr uint8_t kIcmpV6PacketTooBig = 2;
 constexpr uint8_t kIcmpV6ParamProblem = 4;
 constexpr uint8_t kIcmpV6NeighborSolicit = 135;
 constexpr uint8_t kNdOptSourceLinkAddr = 1;
+constexpr uint8_t kIcmpV6NeighborAdvert = 136;
+constexpr uint8_t kNdOptTargetLinkAddr = 2;
 
 inline ParseStatus Drop(DropReason r, DropReason* why) {
   *why = r;
@@ -374,6 +377,27 @@ bool ParseNeighborSolicitation(const uint8_t* data, size_t len, const ParsedPack
   if (*has_src_mac && std::memcmp(p.key.src, kUnspecified, 16) == 0) return false;
   std::memcpy(target, t, 16);
   return true;
+}
+
+bool ParseNeighborAdvertisement(const uint8_t* data, size_t len, const ParsedPacket& p,
+                                uint8_t target[16], uint8_t mac[6]) {
+  const size_t end = static_cast<size_t>(p.l3_offset) + p.l3_total_len;
+  const size_t off = p.l4_offset;
+  if (!p.has_l4 || p.proto != kIpProtoIcmpV6 || p.icmp_type != kIcmpV6NeighborAdvert || end > len ||
+      off + kNaMinLen > end) {
+    return false;
+  }
+  std::memcpy(target, data + off + 8, 16);
+  for (size_t o = off + kNaMinLen; o + 8 <= end;) {
+    const size_t opt_len = static_cast<size_t>(data[o + 1]) * 8;
+    if (opt_len == 0 || o + opt_len > end) return false;
+    if (data[o] == kNdOptTargetLinkAddr) {
+      std::memcpy(mac, data + o + 2, 6);
+      return true;
+    }
+    o += opt_len;
+  }
+  return false;
 }
 
 }  // namespace lb

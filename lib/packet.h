@@ -134,6 +134,15 @@ bool ParseIcmpError(const uint8_t* data, size_t len, const ParsedPacket& p, Flow
 bool ParseNeighborSolicitation(const uint8_t* data, size_t len, const ParsedPacket& p,
                                uint8_t target[16], uint8_t src_mac[6], bool* has_src_mac);
 
+// NDP neighbour advertisement (ICMPv6 136, RFC 4861 section 4.4): copies the
+// target address and the target link-layer address option (the MAC the
+// dataplane learns a next hop from). False if `p` is not an NA, is shorter
+// than the fixed part, has a zero-length or overlong option before that
+// option, or carries none. Everything read is bounded by the IP packet and by
+// `len`.
+bool ParseNeighborAdvertisement(const uint8_t* data, size_t len, const ParsedPacket& p,
+                                uint8_t target[16], uint8_t mac[6]);
+
 }  // namespace lb
 
 #endif  // LB_LIB_PACKET_H_

@@ -15,8 +15,24 @@
 // throws or makes a system call.
 //
 // Threads: a Worker is touched only by its own lcore, except Peek() into its
-// connection table by other lcores (ICMP errors, see ConnTable::Peek) and the
-// stats slice, which the control plane reads.
+// connection table by other lcores (ICMP errors, see ConnTable::Peek), the
+// stats slice, which the control plane reads, and its two neighbour
+// mailboxes (below), each shared with worker 0 only.
+//
+// Layout (DPDK l3fwd's lcore_conf): the Worker is cache-aligned; the fields
+// every packet touches come first and are written by this lcore only; set-up
+// and housekeeping state follows. Nothing another lcore writes shares a cache
+// line with the hot fields.
+//
+// Next hops: the node's gateways (NodeState::gw4/gw6) have ONE writer after
+// launch, worker 0. Every lcore forwards with its own copy (Worker::nh_mac_).
+// An lcore that learns a gateway MAC (an ARP reply or request from it, an NDP
+// advertisement or solicitation from it) posts it to worker 0 through its
+// SPSC mailbox `to_owner_`; worker 0 applies it to NodeState and posts it to
+// every other lcore's `from_owner_` mailbox; each lcore applies what it finds
+// there to its own copy in its drain period (Run, every drain_us). A learned
+// MAC so reaches every lcore within about two drain periods. Worker 0 learns
+// directly. Fixtures without Run call PollNeighbors().
 #ifndef LB_DATAPLANE_L4_WORKER_H_
 #define LB_DATAPLANE_L4_WORKER_H_
 
@@ -31,10 +47,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "lib/balance.h"
 #include "lib/conn_table.h"
 #include "lib/encap.h"
 #include "lib/packet.h"
 #include "lib/shm_region.h"
+#include "lib/spsc_mailbox.h"
 #include "lib/sticky_table.h"
 #include "lib/table_format.h"
 
@@ -43,10 +61,25 @@ namespace lb::dp {
 inline constexpr uint16_t kBurst = 32;
 inline constexpr uint16_t kMaxPorts = 8;
 
-// A next hop resolved by ARP/NDP (or set statically). Any lcore may write it
-// when it sees the answer; lcores read it per forwarded packet. The MAC is
-// packed into one 64-bit word (bit 48 = valid) so readers never see half of
-// an update.
+// A MAC packed into one 64-bit word: byte i in bits 8i..8i+7 (on a
+// little-endian CPU, the first six bytes of the word in order), bit 48 set
+// when valid. One word, so a reader never sees half of an update.
+inline constexpr uint64_t kMacValid = 1ull << 48;
+inline uint64_t PackMac(const uint8_t mac[6]) {
+  uint64_t w = kMacValid;
+  for (int i = 0; i < 6; ++i) w |= static_cast<uint64_t>(mac[i]) << (8 * i);
+  return w;
+}
+inline bool UnpackMac(uint64_t w, rte_ether_addr* out) {
+  if (!(w & kMacValid)) return false;
+  static_assert(RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN, "PackMac is little-endian");
+  std::memcpy(out->addr_bytes, &w, 6);
+  return true;
+}
+
+// A next hop resolved by ARP/NDP (or set statically). Written before launch
+// by main and after launch only by worker 0 (see "Next hops" above); lcores
+// forward with their own copy of mac_word.
 struct NextHop {
   uint8_t ip[16] = {};
   bool configured = false;
@@ -55,21 +88,23 @@ struct NextHop {
   std::atomic<uint64_t> resolved_ns{0};
 
   bool Get(rte_ether_addr* out) const {
-    const uint64_t w = mac_word.load(std::memory_order_relaxed);
-    if (!(w >> 48 & 1)) return false;
-    // Byte i of the MAC is bits 8i..8i+7: on a little-endian CPU the first
-    // six bytes of the word, in order.
-    static_assert(RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN, "NextHop packs the MAC little-endian");
-    std::memcpy(out->addr_bytes, &w, 6);
-    return true;
+    return UnpackMac(mac_word.load(std::memory_order_relaxed), out);
   }
-  void Set(const uint8_t mac[6], uint64_t now_ns) {
-    uint64_t w = 1ull << 48;
-    for (int i = 0; i < 6; ++i) w |= static_cast<uint64_t>(mac[i]) << (8 * i);
+  void Set(const uint8_t mac[6], uint64_t now_ns) { SetWord(PackMac(mac), now_ns); }
+  void SetWord(uint64_t w, uint64_t now_ns) {
     mac_word.store(w, std::memory_order_relaxed);
     resolved_ns.store(now_ns, std::memory_order_relaxed);
   }
 };
+
+// A learned next hop on its way between lcores (Worker mailboxes).
+struct NeighborUpdate {
+  uint64_t mac_word = 0;  // PackMac
+  uint64_t learned_ns = 0;
+  uint8_t gw = 0;  // 0 = NodeState::gw4, 1 = gw6
+};
+inline constexpr uint32_t kNeighborMailboxSize = 16;
+using NeighborMailbox = SpscMailbox<NeighborUpdate, kNeighborMailboxSize>;
 
 // Node-wide, read-mostly settings shared by all workers (set before launch).
 struct NodeState {
@@ -99,6 +134,14 @@ struct RxQueue {
   uint16_t queue;
 };
 
+// True when the n bytes at a are all zero (an unset address).
+inline bool AddrIsZero(const uint8_t* a, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (a[i] != 0) return false;
+  }
+  return true;
+}
+
 inline constexpr uint16_t kTxBufferCap = kBurst * 2;
 
 struct TxBuffer {
@@ -106,10 +149,11 @@ struct TxBuffer {
   rte_mbuf* pkts[kTxBufferCap];
 };
 
-class Worker {
+class alignas(64) Worker {
  public:
   // `stats` and `node` outlive the worker. `peers` (all workers, including
-  // this one) is filled before launch, for cross-lcore ICMP lookups.
+  // this one) is filled before launch, for cross-lcore ICMP lookups and the
+  // next-hop mailboxes.
   static absl::StatusOr<std::unique_ptr<Worker>> Create(const WorkerOptions& opt,
                                                         const TableReader* tables,
                                                         StatsRegion* stats, NodeState* node,
@@ -119,7 +163,8 @@ class Worker {
   void SetPeers(const std::vector<Worker*>& peers) { peers_ = peers; }
 
   // Marks this lcore online and attaches to the current generation (protocol
-  // step 3 in lib/table_format.h). Call on the lcore before the first burst.
+  // step 3 in lib/table_format.h); copies the node's next hops. Call on the
+  // lcore before the first burst.
   void GoOnline();
   // Marks it offline (clean shutdown); frees what is still buffered.
   void GoOffline();
@@ -144,6 +189,10 @@ class Worker {
 
   // Housekeeping run by worker 0 only: (re)resolve next hops by ARP/NDP.
   void ResolveNextHops(uint64_t now_ns);
+  // Drain-period step of the next-hop protocol ("Next hops" above): worker 0
+  // takes what the other lcores learned and fans it out; every worker
+  // applies what worker 0 sent it. Run calls it; fixtures call it directly.
+  void PollNeighbors();
 
   // Runs until *quit becomes true.
   void Run(const std::atomic<bool>* quit);
@@ -161,21 +210,13 @@ class Worker {
  private:
   Worker() = default;
 
-  struct Pick {
-    uint32_t slot;
-    uint32_t incarnation;
-  };
-
+  // worker.cc: the per-packet path.
   void HandleOne(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash, int vip);
-  bool HandleLocal(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
   void HandleIcmpError(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
-  bool PickBackend(int vip, const FlowKey& key, uint64_t flow_hash, Pick* out);
-  bool StillServes(uint32_t slot, uint32_t incarnation) const;
-  // PickBackend behind the VIP's session persistence, if it has one.
-  bool PickForNewFlow(int vip, const FlowKey& key, uint64_t flow_hash, Pick* out);
+  // Balancer::Pick behind the VIP's session persistence, if it has one.
+  bool PickForNewFlow(int vip, const FlowKey& key, uint64_t flow_hash, BackendPick* out);
   void Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip, uint32_t slot,
                uint64_t flow_hash);
-  void SendTooBig(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint32_t mtu);
   void Drop(rte_mbuf* m, DropReason r);
   void DropVip(rte_mbuf* m, DropReason r, int vip);
   void EnqueueTx(uint16_t port, rte_mbuf* m);
@@ -186,41 +227,58 @@ class Worker {
   int FindVipCached(const FlowKey& key);
   bool PeekPeers(const FlowKey& key, uint64_t hash, ConnValue* out) const;
 
-  WorkerOptions opt_;
-  const TableReader* tables_ = nullptr;
-  StatsRegion* stats_ = nullptr;
-  NodeState* node_ = nullptr;
-  rte_mempool* pool_ = nullptr;
-  std::unique_ptr<ConnTable> conn_;
-  std::vector<RxQueue> rx_;
-  std::vector<Worker*> peers_;
+  // Packets for the node itself: HandleLocal (worker.cc) dispatches to the
+  // rest, in worker_local.cc with next-hop learning.
+  bool HandleLocal(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
+  void HandleArp(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
+  void HandleNeighborSolicitation(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
+  void HandleNeighborAdvertisement(rte_mbuf* m, const ParsedPacket& p);
+  void HandleToNode(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
+  void SendTooBig(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint32_t mtu);
+  // This lcore heard gateway `gw` (0 = v4, 1 = v6) answer with `mac`.
+  void LearnNeighbor(uint8_t gw, const uint8_t mac[6]);
+  // Worker 0: records an update in NodeState and sends it to every lcore.
+  void OwnNeighbor(const NeighborUpdate& u);
+  void CopyNextHops();
 
+  // ---- hot: read or written per packet, by this lcore only ----
   // Current table generation and its slot (valid when generation_ != 0).
-  uint64_t generation_ = 0;
   SlotView slot_;
-
+  uint64_t generation_ = 0;
+  ConnTable* conn_ = nullptr;  // owned by conn_owner_
   LcoreStats* lstats_ = nullptr;
   VipCounters* vstats_ = nullptr;
   BackendCounters* bstats_ = nullptr;
-
-  // Per-VIP selection state, reset on every table swap (member lists change).
-  std::vector<uint32_t> rr_cursor_;       // [max_vips]
-  std::vector<int64_t> swrr_current_;     // [max_members], smooth WRR weights
-  uint64_t rng_ = 0x9E3779B97F4A7C15ull;  // xorshift64* state
-
-  // Per-generation encapsulation parameters (outer source), see MaybeSwapTable.
-  EncapParams encap4_{};
-  EncapParams encap6_{};
+  NodeState* node_ = nullptr;  // read-only on the hot path
+  uint32_t now_ms_ = 0;
+  bool capture_tx_ = false;
   // One-entry VIP cache (FindVipCached).
   bool vip_cache_valid_ = false;
   int vip_cache_ = -1;
   FlowKey vip_cache_key_{};
   uint64_t burst_forwarded_ = 0;
-
-  uint32_t now_ms_ = 0;
-  uint64_t last_try_[2] = {0, 0};  // last ARP / NDP resolution attempt
-  bool capture_tx_ = false;
+  // This lcore's copy of the next hops' MACs (PackMac words; [0] = gw4).
+  uint64_t nh_mac_[2] = {0, 0};
+  // Per-generation encapsulation parameters (outer source), see MaybeSwapTable.
+  EncapParams encap4_{};
+  EncapParams encap6_{};
   TxBuffer tx_[kMaxPorts];
+  // Per-VIP selection state for new flows, restarted on every table swap.
+  Balancer balancer_;
+
+  // ---- cold: set-up, housekeeping ----
+  WorkerOptions opt_;
+  const TableReader* tables_ = nullptr;
+  StatsRegion* stats_ = nullptr;
+  rte_mempool* pool_ = nullptr;
+  std::unique_ptr<ConnTable> conn_owner_;
+  std::vector<RxQueue> rx_;
+  std::vector<Worker*> peers_;
+  uint64_t last_try_[2] = {0, 0};  // last ARP / NDP resolution attempt (worker 0)
+
+  // ---- shared with worker 0 only (each mailbox on its own cache lines) ----
+  NeighborMailbox to_owner_;    // this lcore -> worker 0: learned here
+  NeighborMailbox from_owner_;  // worker 0 -> this lcore: apply to nh_mac_
 };
 
 }  // namespace lb::dp

@@ -950,6 +950,59 @@ TEST(PacketTest, NeighborSolicitation) {
       ParseNeighborSolicitation(ubuf.data(), ubuf.size(), MustParse(u), got_target, mac, &has_mac));
 }
 
+Bytes NaMessage(const Addr6& target, const Bytes& options) {
+  Bytes b = Icmp(136, 0, 0x60000000);  // solicited + override
+  b.insert(b.end(), target.begin(), target.end());
+  b.insert(b.end(), options.begin(), options.end());
+  return b;
+}
+
+Bytes LinkAddrOption(uint8_t type, const uint8_t* mac) {
+  Bytes o = {type, 1};
+  o.insert(o.end(), mac, mac + 6);
+  return o;
+}
+
+TEST(PacketTest, NeighborAdvertisement) {
+  const Addr6 target = Ip6({0x2001, 0xdb8, 0, 0, 0, 0, 0, 1});
+  const Addr6 node = Ip6({0x2001, 0xdb8, 0, 0, 0, 0, 0, 5});
+  auto parse = [&](const Bytes& msg, uint8_t got_target[16], uint8_t mac[6]) {
+    const Bytes f = Eth(kEtherTypeIPv6, Ipv6(kIpProtoIcmpV6, target, node, msg, 255));
+    ExactBuffer buf(f);
+    return ParseNeighborAdvertisement(buf.data(), buf.size(), MustParse(f), got_target, mac);
+  };
+  uint8_t got_target[16];
+  uint8_t mac[6];
+  ASSERT_TRUE(parse(NaMessage(target, LinkAddrOption(2, kSrcMac)), got_target, mac));
+  EXPECT_EQ(Hex(got_target, 16), Hex(target.data(), 16));
+  EXPECT_EQ(Hex(mac, 6), Hex(kSrcMac, 6));
+
+  // The target link-layer option after another option (a nonce, 8 bytes).
+  Bytes opts = {14, 1, 1, 2, 3, 4, 5, 6};
+  const Bytes tll = LinkAddrOption(2, kSrcMac);
+  opts.insert(opts.end(), tll.begin(), tll.end());
+  ASSERT_TRUE(parse(NaMessage(target, opts), got_target, mac));
+  EXPECT_EQ(Hex(mac, 6), Hex(kSrcMac, 6));
+
+  // No target link-layer option (only a source one): nothing to learn.
+  EXPECT_FALSE(parse(NaMessage(target, LinkAddrOption(1, kSrcMac)), got_target, mac));
+  EXPECT_FALSE(parse(NaMessage(target, Bytes{}), got_target, mac));
+  // A zero-length option before it: invalid.
+  Bytes zero = {14, 0, 0, 0, 0, 0, 0, 0};
+  zero.insert(zero.end(), tll.begin(), tll.end());
+  EXPECT_FALSE(parse(NaMessage(target, zero), got_target, mac));
+  // An option longer than the packet: invalid.
+  Bytes longer = LinkAddrOption(2, kSrcMac);
+  longer[1] = 2;
+  EXPECT_FALSE(parse(NaMessage(target, longer), got_target, mac));
+  // Too short for the target.
+  Bytes short_na = NaMessage(target, Bytes{});
+  short_na.resize(20);
+  EXPECT_FALSE(parse(short_na, got_target, mac));
+  // A solicitation is not an advertisement.
+  EXPECT_FALSE(parse(NsMessage(target, kSrcMac), got_target, mac));
+}
+
 // ---------------------------------------------------------------------------
 // Fuzz: mutated valid frames at every length. Under ASan any read past `len`
 // aborts; in any build the recorded offsets must stay inside the frame.
@@ -1037,6 +1090,7 @@ void CheckInvariants(const uint8_t* d, size_t len, const ParsedPacket& p, ParseS
   uint8_t mac[6];
   bool has_mac;
   if (ParseNeighborSolicitation(d, len, p, target, mac, &has_mac)) ++*ns;
+  if (ParseNeighborAdvertisement(d, len, p, target, mac)) ++*ns;
 }
 
 TEST(PacketTest, FuzzMutatedFramesAtEveryLength) {

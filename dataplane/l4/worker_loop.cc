@@ -1,0 +1,158 @@
+// The lcore loop, set-up, table swaps and TX plumbing of the Worker.
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+
+#include <cstring>
+
+#include "dataplane/l4/worker.h"
+
+namespace lb::dp {
+
+absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& opt,
+                                                       const TableReader* tables,
+                                                       StatsRegion* stats, NodeState* node,
+                                                       rte_mempool* pool) {
+  if (opt.index >= stats->header().max_lcores) {
+    return absl::InvalidArgumentError("worker index beyond the stats region's max_lcores");
+  }
+  ConnTableOptions co = opt.conn;
+  co.capacity = opt.conn_capacity;
+  auto conn = ConnTable::Create(co);
+  if (!conn.ok()) return conn.status();
+  std::unique_ptr<Worker> w(new Worker());
+  w->opt_ = opt;
+  w->tables_ = tables;
+  w->stats_ = stats;
+  w->node_ = node;
+  w->pool_ = pool;
+  w->conn_owner_ = std::move(*conn);
+  w->conn_ = w->conn_owner_.get();
+  w->lstats_ = &stats->Lcore(opt.index);
+  w->vstats_ = stats->Vips(opt.index);
+  w->bstats_ = stats->Backends(opt.index);
+  const TableRegionHeader& th = tables->header();
+  w->balancer_.Init(th.max_vips, th.max_members, opt.index);
+  w->CopyNextHops();
+  return w;
+}
+
+void Worker::GoOnline() {
+  lstats_->lcore_id = opt_.index;
+  lstats_->heartbeat_ns.store(MonotonicNs(), std::memory_order_relaxed);
+  // Step 3 of the reclamation protocol (lib/table_format.h): announce
+  // ourselves with "attaching" (0) before loading the generation, both
+  // seq_cst, so the control plane either waits for us or we see its newer
+  // generation.
+  lstats_->observed_generation.store(0, std::memory_order_seq_cst);
+  lstats_->state.store(static_cast<uint32_t>(LcoreState::kOnline), std::memory_order_seq_cst);
+  generation_ = 0;
+  CopyNextHops();
+  MaybeSwapTable();
+}
+
+void Worker::GoOffline() {
+  FlushTx();
+  lstats_->state.store(static_cast<uint32_t>(LcoreState::kOffline), std::memory_order_release);
+}
+
+void Worker::MaybeSwapTable() {
+  const uint64_t g = tables_->generation();  // acquire: pairs with TableWriter::Publish
+  if (g == generation_ || g == 0) return;
+  SlotView v = tables_->Slot(g);
+  // The slot must say it holds g: the writer stamps it before publishing, so
+  // anything else means a foreign writer broke the protocol. Keep the old
+  // slot rather than forward with a half-written one.
+  if (v.header->generation != g) return;
+  slot_ = v;
+  generation_ = g;
+  vip_cache_valid_ = false;
+  // Outer sources for this generation: the config's tunnel source, else the
+  // node's own address; ttl 0 marks "none" (packets drop as no_next_hop).
+  const NodeEntry& ne = v.header->node;
+  encap4_ = EncapParams{};
+  encap4_.outer_family = AddrFamily::kIPv4;
+  encap4_.ttl = 64;
+  if (!AddrIsZero(ne.tunnel_src_v4, 4)) {
+    std::memcpy(encap4_.src, ne.tunnel_src_v4, 4);
+  } else if (node_->has_ipv4) {
+    std::memcpy(encap4_.src, node_->ipv4, 4);
+  } else {
+    encap4_.ttl = 0;
+  }
+  encap6_ = EncapParams{};
+  encap6_.outer_family = AddrFamily::kIPv6;
+  encap6_.ttl = 64;
+  if (!AddrIsZero(ne.tunnel_src_v6, 16)) {
+    std::memcpy(encap6_.src, ne.tunnel_src_v6, 16);
+  } else if (node_->has_ipv6) {
+    std::memcpy(encap6_.src, node_->ipv6, 16);
+  } else {
+    encap6_.ttl = 0;
+  }
+  // Member lists may have changed: per-VIP rotation state restarts.
+  balancer_.Restart();
+  CounterAdd(lstats_->table_swaps, 1);
+  // Release: every read of the old slot above happens-before the control
+  // plane's load that sees g, after which it may rewrite the old slot.
+  lstats_->observed_generation.store(g, std::memory_order_release);
+}
+
+void Worker::FlushTx() {
+  if (capture_tx_) return;
+  for (uint16_t port = 0; port < kMaxPorts; ++port) {
+    if (tx_[port].count != 0) SendPort(port);
+  }
+}
+
+uint16_t Worker::TakeTx(uint16_t port, rte_mbuf** out, uint16_t cap) {
+  TxBuffer& b = tx_[port];
+  uint16_t n = b.count < cap ? b.count : cap;
+  for (uint16_t i = 0; i < n; ++i) {
+    out[i] = b.pkts[i];
+    CounterAdd(lstats_->tx_packets, 1);
+    CounterAdd(lstats_->tx_bytes, b.pkts[i]->pkt_len);
+  }
+  std::memmove(b.pkts, b.pkts + n, sizeof(rte_mbuf*) * (b.count - n));
+  b.count = static_cast<uint16_t>(b.count - n);
+  return n;
+}
+
+void Worker::ReleaseFlowThunk(void* ctx, const ConnValue& v) {
+  static_cast<Worker*>(ctx)->ReleaseFlow(v);
+}
+
+void Worker::Sweep(uint32_t buckets) {
+  conn_->Sweep(now_ms_, buckets, &Worker::ReleaseFlowThunk, this);
+  lstats_->conn_entries.store(conn_->size(), std::memory_order_relaxed);
+}
+
+void Worker::Run(const std::atomic<bool>* quit) {
+  GoOnline();
+  const uint64_t hz = rte_get_tsc_hz();
+  const uint64_t drain_tsc = (hz + 999999) / 1000000 * opt_.drain_us;
+  uint64_t prev_tsc = rte_rdtsc();
+  uint64_t now_ns = MonotonicNs();
+  now_ms_ = static_cast<uint32_t>(now_ns / 1000000);
+  rte_mbuf* pkts[kBurst];
+  while (!quit->load(std::memory_order_relaxed)) {
+    const uint64_t cur = rte_rdtsc();
+    if (cur - prev_tsc > drain_tsc) {
+      FlushTx();
+      prev_tsc = cur;
+      now_ns = MonotonicNs();
+      now_ms_ = static_cast<uint32_t>(now_ns / 1000000);
+      lstats_->heartbeat_ns.store(now_ns, std::memory_order_relaxed);
+      PollNeighbors();
+      if (opt_.index == 0) ResolveNextHops(now_ns);
+      Sweep(opt_.sweep_buckets);
+    }
+    MaybeSwapTable();
+    for (const RxQueue& q : rx_) {
+      const uint16_t n = rte_eth_rx_burst(q.port, q.queue, pkts, kBurst);
+      if (n != 0) ProcessBurst(q.port, pkts, n);
+    }
+  }
+  GoOffline();
+}
+
+}  // namespace lb::dp
