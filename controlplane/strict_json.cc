@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "controlplane/config.h"
 
@@ -117,7 +118,9 @@ class StrictJsonCheck {
   // Keys are echoed in error messages, so at most kMaxQuotedBytes of each
   // (C-escaped, "..." when cut): a megabyte key never comes back whole.
   static std::string Join(const std::string& path, absl::string_view key) {
-    const std::string shown = QuoteBounded(key);
+    // Spaces escaped too, so that the message's "field: " prefix names the
+    // whole key (a key with spaces was cut short: fuzz/rest_json_fuzz.cc).
+    const std::string shown = absl::StrReplaceAll(QuoteBounded(key), {{" ", "\\x20"}});
     return path.empty() ? shown : absl::StrCat(path, ".", shown);
   }
 
@@ -434,8 +437,12 @@ absl::Status ParseStrictJson(absl::string_view body, google::protobuf::Message* 
 std::string FieldOfError(absl::string_view message) {
   size_t colon = message.find(": ");
   if (colon == absl::string_view::npos) return "";
+  // Any key the client sent may be the field (an unknown key "addre{ss"
+  // too, found by fuzz/rest_json_fuzz.cc): visible ASCII without spaces,
+  // as QuoteBounded leaves it.
   absl::string_view f = message.substr(0, colon);
-  return IsFieldPath(f) ? std::string(f) : "";
+  const bool visible = std::all_of(f.begin(), f.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+  return !f.empty() && visible ? std::string(f) : "";
 }
 
 }  // namespace lb

@@ -48,6 +48,17 @@ TEST(StrictJson, UnknownKeyEchoIsBounded) {
   EXPECT_EQ(dup, "port: given more than once");
 }
 
+// Found by fuzz/rest_json_fuzz.cc: an unknown key that is not shaped like
+// a field path ("addre{ss") came back with an empty RestError.field.
+TEST(StrictJson, OddUnknownKeyIsNamed) {
+  const std::string message = Refusal(R"({"addre{ss":"10.1.0.5"})");
+  EXPECT_EQ(message, "addre{ss: unknown field");
+  EXPECT_EQ(FieldOfError(message), "addre{ss");
+  // Found next: a key with spaces named only its first word.
+  const std::string spaced = Refusal(R"({"a: b c":1})");
+  EXPECT_EQ(FieldOfError(spaced), "a:\\x20b\\x20c");
+}
+
 TEST(StrictJson, FieldOfError) {
   EXPECT_EQ(FieldOfError("backends[0].port: out of range"), "backends[0].port");
   EXPECT_EQ(FieldOfError("no field here"), "");
