@@ -120,7 +120,10 @@ class StrictJsonCheck {
   static std::string Join(const std::string& path, absl::string_view key) {
     // Spaces escaped too, so that the message's "field: " prefix names the
     // whole key (a key with spaces was cut short: fuzz/rest_json_fuzz.cc).
-    const std::string shown = absl::StrReplaceAll(QuoteBounded(key), {{" ", "\\x20"}});
+    // An empty key is shown as "" so the message still names it.
+    const std::string shown = key.empty()
+                                  ? std::string("\"\"")
+                                  : absl::StrReplaceAll(QuoteBounded(key), {{" ", "\\x20"}});
     return path.empty() ? shown : absl::StrCat(path, ".", shown);
   }
 

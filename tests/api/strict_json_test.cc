@@ -57,6 +57,8 @@ TEST(StrictJson, OddUnknownKeyIsNamed) {
   // Found next: a key with spaces named only its first word.
   const std::string spaced = Refusal(R"({"a: b c":1})");
   EXPECT_EQ(FieldOfError(spaced), "a:\\x20b\\x20c");
+  // And then: the empty key named nothing.
+  EXPECT_EQ(Refusal(R"({"":2})"), "\"\": unknown field");
 }
 
 TEST(StrictJson, FieldOfError) {
