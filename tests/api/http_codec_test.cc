@@ -1,7 +1,7 @@
 // HttpRequestDecoder (controlplane/http_codec.h): framing as a pure function
 // of the bytes, and the same answer however the bytes are split across reads
 // (the fuzz target fuzz/http_request_fuzz.cc checks that at random; the
-// cases below are the ones it, or reading the code, found broken).
+// cases below were found broken by reading the old framing code).
 #include "controlplane/http_codec.h"
 
 #include <string>
@@ -81,7 +81,8 @@ TEST(HttpCodec, PipelinedAndLeadingEmptyLines) {
   ExpectSplitInvariant(in);
 }
 
-// Found by the split check: a method longer than 32 characters was refused
+// Found reading the old framing for split dependence (the fuzz target now
+// guards it): a method longer than 32 characters was refused
 // (400) when the first read ended inside it, and served when the line came
 // in one read.
 TEST(HttpCodec, LongMethodRefusedWhateverTheSplit) {
@@ -94,7 +95,8 @@ TEST(HttpCodec, LongMethodRefusedWhateverTheSplit) {
   ExpectSplitInvariant(in);
 }
 
-// Found by the split check: with a bad version and a stray CR in a later
+// Found reading the old framing for split dependence (the fuzz target now
+// guards it): with a bad version and a stray CR in a later
 // header, one read answered 400 (the head was checked for CR first) and a
 // read ending after the request line answered 505.
 TEST(HttpCodec, ErrorsReportedInByteOrder) {
@@ -105,7 +107,8 @@ TEST(HttpCodec, ErrorsReportedInByteOrder) {
   ExpectSplitInvariant(in);
 }
 
-// Found by the split check: the early method check took a NUL for a token
+// Found reading the old framing for split dependence (the fuzz target now
+// guards it): the early method check took a NUL for a token
 // character (strchr finds the terminator), the full parse did not.
 TEST(HttpCodec, NulInMethod) {
   const std::string in("GE\0T / HTTP/1.1\r\nHost: a\r\n\r\n", 28);
@@ -116,7 +119,8 @@ TEST(HttpCodec, NulInMethod) {
   ExpectSplitInvariant(in);
 }
 
-// Found by the split check: a request line that ends past max_header_bytes
+// Found reading the old framing for split dependence (the fuzz target now
+// guards it): a request line that ends past max_header_bytes
 // was judged on its version (505) when it arrived whole and refused as too
 // large (431) when the first read stopped at the limit.
 TEST(HttpCodec, LineBeyondTheLimitIs431) {
