@@ -50,11 +50,6 @@ class TextErrorCollector : public google::protobuf::io::ErrorCollector {
   std::vector<std::string> errors_;
 };
 
-bool IsPoolNameChar(char c) {
-  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == ':' ||
-         c == '-';
-}
-
 const char* ProtoName(uint8_t proto) {
   switch (proto) {
     case IPPROTO_TCP:
@@ -317,6 +312,13 @@ absl::StatusOr<v1::Config> LoadConfigFile(const std::string& path) {
 
 // ------------------------------------------------------------ addresses ---
 
+bool IsPoolName(absl::string_view s) {
+  return !s.empty() && s.size() <= kMaxPoolNameLen && std::all_of(s.begin(), s.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == ':' ||
+           c == '-';
+  });
+}
+
 bool IsScriptName(absl::string_view s) {
   auto name_char = [](char c) {
     return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
@@ -483,8 +485,7 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
     dp.name = p.name();
     if (p.name().empty()) {
       f.Error(pp + ".name", "must not be empty");
-    } else if (p.name().size() > kMaxPoolNameLen ||
-               !std::all_of(p.name().begin(), p.name().end(), IsPoolNameChar)) {
+    } else if (!IsPoolName(p.name())) {
       f.Error(pp + ".name", "\"%s\" must be 1-%u characters of [A-Za-z0-9_.:-]",
               QuoteBounded(p.name()), kMaxPoolNameLen);
     } else if (auto [it, fresh] = pool_index.emplace(p.name(), i); !fresh) {

@@ -15,19 +15,15 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "controlplane/config_api_validation.h"
 
 namespace lb {
 namespace {
 
 constexpr char kBearerPrefix[] = "Bearer ";
-constexpr uint32_t kMaxPort = 65535;
 // How often a Watch handler looks at its context for a cancellation (client
 // gone, or the server's shutdown deadline passed) while no event arrives.
 constexpr absl::Duration kWatchPoll = absl::Milliseconds(100);
-
-grpc::Status Invalid(absl::string_view message) {
-  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(message));
-}
 
 // Compares without an early exit, so response time says nothing about how
 // much of a guessed token was right.
@@ -36,13 +32,6 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
   unsigned char diff = 0;
   for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
   return diff == 0;
-}
-
-grpc::Status CheckPort(const char* field, uint32_t port) {
-  if (port > kMaxPort) {
-    return Invalid(absl::StrCat(field, ": ", port, " is out of range 0..", kMaxPort));
-  }
-  return grpc::Status::OK;
 }
 
 absl::StatusOr<std::string> ReadFile(const char* field, const std::string& path) {
@@ -231,7 +220,7 @@ grpc::Status AdminService::Authorize(const grpc::ServerContext& ctx, Access acce
 grpc::Status AdminService::CreateVip(grpc::ServerContext* ctx, const v1::CreateVipRequest* req,
                                      v1::Vip* resp) {
   if (grpc::Status s = Authorize(*ctx, Access::kMutate); !s.ok()) return s;
-  if (!req->has_vip()) return Invalid("vip: required");
+  if (absl::Status s = CheckApiRequest(*req); !s.ok()) return ToGrpcStatus(s);
   auto vip = cp_->CreateVip(req->vip());
   if (!vip.ok()) return ToGrpcStatus(vip.status());
   *resp = *std::move(vip);
@@ -248,7 +237,7 @@ grpc::Status AdminService::ListVips(grpc::ServerContext* ctx, const v1::ListVips
 grpc::Status AdminService::DeleteVip(grpc::ServerContext* ctx, const v1::DeleteVipRequest* req,
                                      v1::DeleteVipResponse* resp) {
   if (grpc::Status s = Authorize(*ctx, Access::kMutate); !s.ok()) return s;
-  if (req->id() == 0) return Invalid("id: required (the VIP's id, > 0)");
+  if (absl::Status s = CheckApiRequest(*req); !s.ok()) return ToGrpcStatus(s);
   if (absl::Status s = cp_->DeleteVip(req->id()); !s.ok()) return ToGrpcStatus(s);
   resp->set_id(req->id());
   return grpc::Status::OK;
@@ -259,7 +248,7 @@ grpc::Status AdminService::DeleteVip(grpc::ServerContext* ctx, const v1::DeleteV
 grpc::Status AdminService::CreatePool(grpc::ServerContext* ctx, const v1::CreatePoolRequest* req,
                                       v1::Pool* resp) {
   if (grpc::Status s = Authorize(*ctx, Access::kMutate); !s.ok()) return s;
-  if (!req->has_pool()) return Invalid("pool: required");
+  if (absl::Status s = CheckApiRequest(*req); !s.ok()) return ToGrpcStatus(s);
   auto pool = cp_->CreatePool(req->pool());
   if (!pool.ok()) return ToGrpcStatus(pool.status());
   *resp = *std::move(pool);
@@ -277,7 +266,7 @@ grpc::Status AdminService::ListPools(grpc::ServerContext* ctx, const v1::ListPoo
 grpc::Status AdminService::DeletePool(grpc::ServerContext* ctx, const v1::DeletePoolRequest* req,
                                       v1::DeletePoolResponse* resp) {
   if (grpc::Status s = Authorize(*ctx, Access::kMutate); !s.ok()) return s;
-  if (req->name().empty()) return Invalid("name: required");
+  if (absl::Status s = CheckApiRequest(*req); !s.ok()) return ToGrpcStatus(s);
   if (absl::Status s = cp_->DeletePool(req->name()); !s.ok()) return ToGrpcStatus(s);
   resp->set_name(req->name());
   return grpc::Status::OK;
@@ -287,9 +276,7 @@ grpc::Status AdminService::SetPoolAlgorithm(grpc::ServerContext* ctx,
                                             const v1::SetPoolAlgorithmRequest* req,
                                             v1::Pool* resp) {
   if (grpc::Status s = Authorize(*ctx, Access::kMutate); !s.ok()) return s;
-  if (!v1::Algorithm_IsValid(req->algorithm())) {
-    return Invalid(absl::StrCat("algorithm: unknown value ", req->algorithm()));
-  }
+  if (absl::Status s = CheckApiRequest(*req); !s.ok()) return ToGrpcStatus(s);
   auto pool = cp_->SetPoolAlgorithm(req->pool(), req->algorithm(), req->sticky_sessions(),
                                     req->sticky_ttl_seconds());
   if (!pool.ok()) return ToGrpcStatus(pool.status());
@@ -300,10 +287,7 @@ grpc::Status AdminService::SetPoolAlgorithm(grpc::ServerContext* ctx,
 grpc::Status AdminService::SetHealthCheck(grpc::ServerContext* ctx,
                                           const v1::SetHealthCheckRequest* req, v1::Pool* resp) {
   if (grpc::Status s = Authorize(*ctx, Access::kMutate); !s.ok()) return s;
-  if (!req->has_health_check()) return Invalid("health_check: required");
-  if (!v1::HealthCheckKind_IsValid(req->health_check().kind())) {
-    return Invalid(absl::StrCat("health_check.kind: unknown value ", req->health_check().kind()));
-  }
+  if (absl::Status s = CheckApiRequest(*req); !s.ok()) return ToGrpcStatus(s);
   auto pool = cp_->SetHealthCheck(req->pool(), req->health_check());
   if (!pool.ok()) return ToGrpcStatus(pool.status());
   *resp = *std::move(pool);
@@ -315,10 +299,7 @@ grpc::Status AdminService::SetHealthCheck(grpc::ServerContext* ctx,
 grpc::Status AdminService::AddBackend(grpc::ServerContext* ctx, const v1::AddBackendRequest* req,
                                       v1::BackendStatus* resp) {
   if (grpc::Status s = Authorize(*ctx, Access::kMutate); !s.ok()) return s;
-  if (!req->has_backend()) return Invalid("backend: required");
-  if (!v1::BackendState_IsValid(req->backend().state())) {
-    return Invalid(absl::StrCat("backend.state: unknown value ", req->backend().state()));
-  }
+  if (absl::Status s = CheckApiRequest(*req); !s.ok()) return ToGrpcStatus(s);
   auto backend = cp_->AddBackend(req->pool(), req->backend());
   if (!backend.ok()) return ToGrpcStatus(backend.status());
   *resp = *std::move(backend);
@@ -348,13 +329,7 @@ grpc::Status AdminService::UpdateBackend(grpc::ServerContext* ctx,
                                          const v1::UpdateBackendRequest* req,
                                          v1::BackendStatus* resp) {
   if (grpc::Status s = Authorize(*ctx, Access::kMutate); !s.ok()) return s;
-  if (req->id() == 0) return Invalid("id: required (the backend's id, > 0)");
-  if (!req->has_weight() && !req->has_max_connections() && !req->has_state()) {
-    return Invalid("weight: nothing to update; set weight, max_connections or state");
-  }
-  if (req->has_state() && !v1::BackendState_IsValid(req->state())) {
-    return Invalid(absl::StrCat("state: unknown value ", req->state()));
-  }
+  if (absl::Status s = CheckApiRequest(*req); !s.ok()) return ToGrpcStatus(s);
   auto backend = cp_->UpdateBackend(*req);
   if (!backend.ok()) return ToGrpcStatus(backend.status());
   *resp = *std::move(backend);
@@ -365,7 +340,7 @@ grpc::Status AdminService::DrainBackend(grpc::ServerContext* ctx,
                                         const v1::DrainBackendRequest* req,
                                         v1::BackendStatus* resp) {
   if (grpc::Status s = Authorize(*ctx, Access::kMutate); !s.ok()) return s;
-  if (req->id() == 0) return Invalid("id: required (the backend's id, > 0)");
+  if (absl::Status s = CheckApiBackendId(req->id()); !s.ok()) return ToGrpcStatus(s);
   auto backend = cp_->DrainBackend(req->id());
   if (!backend.ok()) return ToGrpcStatus(backend.status());
   *resp = *std::move(backend);
@@ -376,7 +351,7 @@ grpc::Status AdminService::RemoveBackend(grpc::ServerContext* ctx,
                                          const v1::RemoveBackendRequest* req,
                                          v1::RemoveBackendResponse* resp) {
   if (grpc::Status s = Authorize(*ctx, Access::kMutate); !s.ok()) return s;
-  if (req->id() == 0) return Invalid("id: required (the backend's id, > 0)");
+  if (absl::Status s = CheckApiBackendId(req->id()); !s.ok()) return ToGrpcStatus(s);
   auto removed = cp_->RemoveBackend(req->id());
   if (!removed.ok()) return ToGrpcStatus(removed.status());
   *resp = *std::move(removed);
@@ -387,7 +362,7 @@ grpc::Status AdminService::GetBackendHealth(grpc::ServerContext* ctx,
                                             const v1::GetBackendHealthRequest* req,
                                             v1::BackendHealth* resp) {
   if (grpc::Status s = Authorize(*ctx, Access::kRead); !s.ok()) return s;
-  if (req->id() == 0) return Invalid("id: required (the backend's id, > 0)");
+  if (absl::Status s = CheckApiBackendId(req->id()); !s.ok()) return ToGrpcStatus(s);
   auto health = cp_->GetBackendHealth(req->id());
   if (!health.ok()) return ToGrpcStatus(health.status());
   *resp = *std::move(health);
@@ -431,13 +406,7 @@ grpc::Status AdminService::GetTables(grpc::ServerContext* ctx, const v1::GetTabl
 grpc::Status AdminService::Explain(grpc::ServerContext* ctx, const v1::ExplainRequest* req,
                                    v1::ExplainResponse* resp) {
   if (grpc::Status s = Authorize(*ctx, Access::kRead); !s.ok()) return s;
-  if (req->src().empty()) return Invalid("src: required (the client's address)");
-  if (req->dst().empty()) return Invalid("dst: required (a VIP address)");
-  if (req->protocol() != v1::PROTOCOL_TCP && req->protocol() != v1::PROTOCOL_UDP) {
-    return Invalid("protocol: required (PROTOCOL_TCP or PROTOCOL_UDP)");
-  }
-  if (grpc::Status s = CheckPort("src_port", req->src_port()); !s.ok()) return s;
-  if (grpc::Status s = CheckPort("dst_port", req->dst_port()); !s.ok()) return s;
+  if (absl::Status s = CheckApiRequest(*req); !s.ok()) return ToGrpcStatus(s);
   auto explained = cp_->Explain(*req);
   if (!explained.ok()) return ToGrpcStatus(explained.status());
   *resp = *std::move(explained);

@@ -42,8 +42,6 @@ constexpr int kTickMs = 100;
 // How long accepting pauses when the process is out of file descriptors.
 constexpr uint64_t kAcceptPauseNs = 100'000'000;
 constexpr size_t kReadChunk = 16 * 1024;
-// Longer than any method we serve; a longer first word is not HTTP.
-constexpr size_t kMaxMethodLength = 32;
 
 uint64_t NowNs() {
   timespec ts;
@@ -53,36 +51,6 @@ uint64_t NowNs() {
 
 uint64_t ToNs(absl::Duration d) {
   return d <= absl::ZeroDuration() ? 0 : static_cast<uint64_t>(absl::ToInt64Nanoseconds(d));
-}
-
-bool IsTchar(char c) {
-  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || std::strchr("!#$%&'*+-.^_`|~", c);
-}
-
-bool IsToken(absl::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    if (c == '\0' || !IsTchar(c)) return false;
-  }
-  return true;
-}
-
-// Field values: visible ASCII, obs-text, SP and HTAB; no other controls.
-bool IsFieldValue(absl::string_view s) {
-  for (unsigned char c : s) {
-    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
-  }
-  return true;
-}
-
-bool IsTargetChar(unsigned char c) { return c > 0x20 && c < 0x7f; }
-
-// Does the comma-separated header value contain `token` (case-insensitive)?
-bool HasToken(absl::string_view value, absl::string_view token) {
-  for (absl::string_view part : absl::StrSplit(value, ',')) {
-    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(part), token)) return true;
-  }
-  return false;
 }
 
 std::string PeerString(const sockaddr_storage& ss) {
@@ -111,257 +79,34 @@ std::string ClientKey(const sockaddr_storage& ss) {
   return buf;
 }
 
+std::string HttpDate() {
+  return absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT", absl::Now(), absl::UTCTimeZone());
+}
+
 // A 503 on a connection that is never registered, then close. The client
 // has usually sent nothing yet, so the close does not turn into a reset.
 void RefuseAtAccept(int fd, absl::string_view why) {
-  const std::string body = absl::StrCat("{\"error\":\"", why, "\",\"field\":\"\"}\n");
-  const std::string r = absl::StrCat(
-      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: ",
-      body.size(), "\r\nConnection: close\r\n\r\n", body);
+  HttpResponse refused;
+  refused.status = 503;
+  refused.body = HttpErrorBody(why);
+  std::string r;
+  AppendHttpResponse(refused, false, false, 1, HttpDate(), &r);
   ssize_t ignored = send(fd, r.data(), r.size(), MSG_NOSIGNAL);
   (void)ignored;
   close(fd);
 }
 
-std::string HttpDate() {
-  return absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT", absl::Now(), absl::UTCTimeZone());
-}
-
-// A parsed request head, or the status to answer with.
-struct Head {
-  int error = 0;  // 0 = ok, else the status to answer
-  std::string error_text;
-  HttpRequest req;
-  size_t content_length = 0;
-  bool keep_alive = true;
-  bool expect_continue = false;
-};
-
-// request-line = method SP request-target SP HTTP-version. On failure sets
-// h->error and returns false.
-bool ParseRequestLine(absl::string_view line, Head* hp) {
-  Head& h = *hp;
-  auto fail = [&h](int status, std::string text) {
-    h.error = status;
-    h.error_text = std::move(text);
-    return false;
-  };
-  if (absl::EndsWith(line, "\r")) line.remove_suffix(1);
-  if (line.find('\r') != absl::string_view::npos || line.find('\0') != absl::string_view::npos) {
-    return fail(400, "stray CR or NUL in the request line");
-  }
-  std::vector<absl::string_view> parts = absl::StrSplit(line, ' ');
-  if (parts.size() != 3) return fail(400, "malformed request line");
-  if (!IsToken(parts[0])) return fail(400, "malformed method");
-  absl::string_view version = parts[2];
-  if (version.size() != 8 || !absl::StartsWith(version, "HTTP/") || version[6] != '.' ||
-      !absl::ascii_isdigit(version[5]) || !absl::ascii_isdigit(version[7])) {
-    return fail(400, "malformed HTTP version");
-  }
-  if (version[5] != '1' || (version[7] != '0' && version[7] != '1')) {
-    return fail(505, absl::StrCat("HTTP version ", version, " is not supported"));
-  }
-  h.req.version_minor = version[7] - '0';
-  absl::string_view target = parts[1];
-  for (unsigned char c : target) {
-    if (!IsTargetChar(c)) return fail(400, "malformed request target");
-  }
-  // absolute-form (RFC 9112 3.2.2): keep the path only.
-  if (absl::StartsWithIgnoreCase(target, "http://") ||
-      absl::StartsWithIgnoreCase(target, "https://")) {
-    size_t slash = target.find('/', target.find("//") + 2);
-    target = slash == absl::string_view::npos ? absl::string_view("/") : target.substr(slash);
-  }
-  if (target.empty() || target[0] != '/') return fail(400, "request target must start with '/'");
-  h.req.method = std::string(parts[0]);
-  if (h.req.method == "HEAD") {
-    h.req.method = "GET";
-    h.req.head = true;
-  }
-  h.req.target = std::string(target);
-  size_t q = target.find('?');
-  h.req.path = std::string(target.substr(0, q));
-  if (q != absl::string_view::npos) h.req.query = std::string(target.substr(q + 1));
-
-  return true;
-}
-
-Head ParseHead(absl::string_view head) {
-  Head h;
-  auto fail = [&h](int status, std::string text) {
-    h.error = status;
-    h.error_text = std::move(text);
-    return h;
-  };
-  std::vector<absl::string_view> lines = absl::StrSplit(head, '\n');
-  // The head ends with an empty line; drop the trailing empties.
-  while (!lines.empty() && (lines.back().empty() || lines.back() == "\r")) lines.pop_back();
-  if (lines.empty()) return fail(400, "empty request");
-  for (absl::string_view& l : lines) {
-    if (absl::EndsWith(l, "\r")) l.remove_suffix(1);
-    if (l.find('\r') != absl::string_view::npos || l.find('\0') != absl::string_view::npos) {
-      return fail(400, "stray CR or NUL in the request head");
-    }
-  }
-
-  if (!ParseRequestLine(lines[0], &h)) return h;
-  bool have_length = false;
-  bool have_host = false;
-  bool have_te = false;
-  for (size_t i = 1; i < lines.size(); ++i) {
-    absl::string_view l = lines[i];
-    if (l.empty()) return fail(400, "empty line inside the header section");
-    if (l[0] == ' ' || l[0] == '\t') return fail(400, "obsolete header line folding");
-    size_t colon = l.find(':');
-    if (colon == absl::string_view::npos) return fail(400, "header line without ':'");
-    absl::string_view name = l.substr(0, colon);
-    if (!IsToken(name)) return fail(400, "malformed header name");
-    absl::string_view value = absl::StripAsciiWhitespace(l.substr(colon + 1));
-    if (!IsFieldValue(value)) return fail(400, "control character in a header value");
-    std::string lname = absl::AsciiStrToLower(name);
-    if (lname == "content-length") {
-      uint64_t n = 0;
-      if (value.empty() || value.size() > 18 ||
-          !std::all_of(value.begin(), value.end(),
-                       [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); }) ||
-          !absl::SimpleAtoi(value, &n)) {
-        return fail(400, "malformed Content-Length");
-      }
-      if (have_length && n != h.content_length) return fail(400, "conflicting Content-Length");
-      have_length = true;
-      h.content_length = n;
-    } else if (lname == "transfer-encoding") {
-      have_te = true;
-    } else if (lname == "host") {
-      if (have_host) return fail(400, "more than one Host header");
-      have_host = true;
-    }
-    h.req.headers.emplace_back(std::move(lname), std::string(value));
-  }
-  if (have_te) {
-    if (have_length) return fail(400, "both Transfer-Encoding and Content-Length");
-    return fail(501, "Transfer-Encoding is not supported; send a Content-Length");
-  }
-  if (h.req.version_minor == 1 && !have_host) return fail(400, "HTTP/1.1 request without Host");
-
-  const std::string* conn = h.req.Header("connection");
-  if (h.req.version_minor == 0) {
-    h.keep_alive = conn != nullptr && HasToken(*conn, "keep-alive");
-  } else {
-    h.keep_alive = conn == nullptr || !HasToken(*conn, "close");
-  }
-  const std::string* expect = h.req.Header("expect");
-  h.expect_continue = expect != nullptr && h.req.version_minor == 1 &&
-                      absl::EqualsIgnoreCase(*expect, "100-continue");
-  return h;
-}
-
 }  // namespace
-
-const std::string* HttpRequest::Header(absl::string_view lower_name) const {
-  for (const auto& [name, value] : headers) {
-    if (name == lower_name) return &value;
-  }
-  return nullptr;
-}
-
-const char* HttpReason(int status) {
-  switch (status) {
-    case 100:
-      return "Continue";
-    case 200:
-      return "OK";
-    case 201:
-      return "Created";
-    case 204:
-      return "No Content";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 408:
-      return "Request Timeout";
-    case 409:
-      return "Conflict";
-    case 411:
-      return "Length Required";
-    case 412:
-      return "Precondition Failed";
-    case 413:
-      return "Content Too Large";
-    case 415:
-      return "Unsupported Media Type";
-    case 421:
-      return "Misdirected Request";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 501:
-      return "Not Implemented";
-    case 503:
-      return "Service Unavailable";
-    case 505:
-      return "HTTP Version Not Supported";
-    default:
-      return "Unknown";
-  }
-}
-
-absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view text, absl::string_view what) {
-  auto bad = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": \"", text, "\" ", why, " (expected host:port or [v6]:port)"));
-  };
-  size_t colon = text.rfind(':');
-  if (colon == absl::string_view::npos) return bad("has no port");
-  absl::string_view host = text.substr(0, colon);
-  absl::string_view port_text = text.substr(colon + 1);
-  uint32_t port = 0;
-  if (port_text.empty() || !absl::SimpleAtoi(port_text, &port) || port > 65535) {
-    return bad("has a bad port");
-  }
-  ListenAddress a;
-  a.port = static_cast<uint16_t>(port);
-  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
-    host = host.substr(1, host.size() - 2);
-    in6_addr a6;
-    if (inet_pton(AF_INET6, std::string(host).c_str(), &a6) != 1)
-      return bad("has a bad IPv6 address");
-    a.ipv6 = true;
-    a.loopback = IN6_IS_ADDR_LOOPBACK(&a6);
-    a.host = std::string(host);
-    return a;
-  }
-  if (host == "localhost") host = "127.0.0.1";
-  in_addr a4;
-  if (inet_pton(AF_INET, std::string(host).c_str(), &a4) != 1) return bad("has a bad IPv4 address");
-  a.host = std::string(host);
-  a.loopback = (ntohl(a4.s_addr) >> 24) == 127;
-  return a;
-}
 
 struct HttpServer::Impl {
   struct Conn {
     int fd = -1;
     std::string peer;
-    std::string local;   // our address as the client reached it
-    std::string client;  // peer address without the port (per-client limit)
-    std::string in;
-    size_t scan = 0;            // bytes of `in` already searched for the end of the head
-    bool line_checked = false;  // the request line was validated early
+    std::string local;      // our address as the client reached it
+    std::string client;     // peer address without the port (per-client limit)
+    HttpRequestDecoder in;  // framing of the bytes received (http_codec.h)
     std::string out;
     size_t out_off = 0;
-    bool have_head = false;
-    Head head;
-    size_t head_len = 0;
-    bool continue_sent = false;
     uint64_t request_start_ns = 0;  // 0 = no request in progress
     uint64_t accepted_ns = 0;       // the first request's deadline counts from here
     uint64_t served = 0;            // requests handed to the handler
@@ -407,7 +152,7 @@ struct HttpServer::Impl {
     uint32_t ev = 0;
     // Reading pauses while a backlog of unprocessed input is at its cap
     // (Process is waiting for the client to read its responses).
-    if (c.reading && (c.close_after_write || c.in.size() < InputCap())) ev |= EPOLLIN;
+    if (c.reading && (c.close_after_write || c.in.buffered() < InputCap())) ev |= EPOLLIN;
     if (c.out_off < c.out.size()) ev |= EPOLLOUT;
     if (ev == c.events) return;
     epoll_event e{};
@@ -431,7 +176,7 @@ struct HttpServer::Impl {
   // the client has asked for (an idle keep-alive connection, or one that
   // has sent no byte yet).
   static bool Evictable(const Conn& c) {
-    return !c.have_head && c.request_start_ns == 0 && c.in.empty() && c.out_off == c.out.size() &&
+    return c.request_start_ns == 0 && c.in.buffered() == 0 && c.out_off == c.out.size() &&
            !c.close_after_write;
   }
 
@@ -489,6 +234,7 @@ struct HttpServer::Impl {
       getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len);
       Conn& c = conns[fd];
       c.fd = fd;
+      c.in = HttpRequestDecoder(HttpCodecLimits{options.max_header_bytes, options.max_body_bytes});
       c.peer = PeerString(ss);
       c.local = PeerString(local);
       c.client = std::move(client);
@@ -506,19 +252,7 @@ struct HttpServer::Impl {
 
   void AppendResponse(Conn& c, const HttpResponse& r, bool head_only, bool keep_alive,
                       int version_minor) {
-    std::string& o = c.out;
-    absl::StrAppend(&o, "HTTP/1.1 ", r.status, " ", HttpReason(r.status), "\r\nDate: ", HttpDate(),
-                    "\r\n");
-    if (!r.content_type.empty()) absl::StrAppend(&o, "Content-Type: ", r.content_type, "\r\n");
-    absl::StrAppend(&o, "Content-Length: ", r.body.size(), "\r\n");
-    for (const auto& [name, value] : r.headers) absl::StrAppend(&o, name, ": ", value, "\r\n");
-    if (!keep_alive) {
-      o += "Connection: close\r\n";
-    } else if (version_minor == 0) {
-      o += "Connection: keep-alive\r\n";
-    }
-    o += "\r\n";
-    if (!head_only) o += r.body;
+    AppendHttpResponse(r, head_only, keep_alive, version_minor, HttpDate(), &c.out);
     if (c.write_progress_ns == 0 || c.out_off == c.out.size()) c.write_progress_ns = NowNs();
   }
 
@@ -527,16 +261,11 @@ struct HttpServer::Impl {
   void Refuse(Conn& c, int status, const std::string& why) {
     HttpResponse r;
     r.status = status;
-    std::string escaped;
-    for (char ch : why) {
-      if (ch == '"' || ch == '\\') escaped += '\\';
-      escaped += ch;
-    }
-    r.body = absl::StrCat("{\"error\":\"", escaped, "\",\"field\":\"\"}\n");
+    r.body = HttpErrorBody(why);
     AppendResponse(c, r, false, false, 1);
     c.close_after_write = true;
     c.linger = true;
-    c.in.clear();
+    c.in.Clear();
     Count([status](HttpServerStats& s) {
       if (status == 408) {
         ++s.timeouts;
@@ -546,101 +275,25 @@ struct HttpServer::Impl {
     });
   }
 
-  // Parses and answers as many complete requests as `in` holds.
+  // Answers as many complete requests as `in` holds.
   void Process(Conn& c) {
     while (!c.close_after_write && c.out.size() - c.out_off < kMaxPendingOutput) {
-      if (!c.have_head) {
-        // Empty lines before a request line are ignored (RFC 9112 2.2).
-        if (c.request_start_ns == 0) {
-          size_t skip = 0;
-          while (skip < c.in.size() && (c.in[skip] == '\r' || c.in[skip] == '\n')) ++skip;
-          c.in.erase(0, skip);
-          c.scan = 0;
-          if (c.in.empty()) return;
-          c.request_start_ns = NowNs();
-          c.line_checked = false;
-        }
-        size_t end = std::string::npos;
-        const size_t limit = std::min(c.in.size(), options.max_header_bytes);
-        for (size_t i = c.scan; i < limit; ++i) {
-          if (c.in[i] != '\n') continue;
-          if (i + 1 < c.in.size() && c.in[i + 1] == '\n') {
-            end = i + 2;
-            break;
-          }
-          if (i + 2 < c.in.size() && c.in[i + 1] == '\r' && c.in[i + 2] == '\n') {
-            end = i + 3;
-            break;
-          }
-        }
-        if (end == std::string::npos) {
-          // A garbage request line is refused as soon as it is complete,
-          // not when the client finally sends a blank line (or never).
-          if (!c.line_checked) {
-            const size_t eol = c.in.find('\n');
-            if (eol != std::string::npos) {
-              c.line_checked = true;
-              Head probe;
-              if (!ParseRequestLine(absl::string_view(c.in).substr(0, eol), &probe)) {
-                Refuse(c, probe.error, probe.error_text);
-                return;
-              }
-            } else {
-              // Not even a method yet (binary garbage, a TLS ClientHello).
-              const absl::string_view method =
-                  absl::string_view(c.in).substr(0, std::min(c.in.find(' '), c.in.size()));
-              if (method.size() > kMaxMethodLength ||
-                  !std::all_of(method.begin(), method.end(), IsTchar)) {
-                Refuse(c, 400, "malformed method");
-                return;
-              }
-            }
-          }
-          if (c.in.size() >= options.max_header_bytes) {
-            Refuse(c, 431,
-                   absl::StrCat("request head larger than ", options.max_header_bytes, " bytes"));
-            return;
-          }
-          // Resume two bytes back: the terminator may straddle reads.
-          c.scan = c.in.size() > 2 ? c.in.size() - 2 : 0;
-          return;
-        }
-        if (end > options.max_header_bytes) {
-          Refuse(c, 431,
-                 absl::StrCat("request head larger than ", options.max_header_bytes, " bytes"));
-          return;
-        }
-        c.head = ParseHead(absl::string_view(c.in).substr(0, end));
-        if (c.head.error != 0) {
-          Refuse(c, c.head.error, c.head.error_text);
-          return;
-        }
-        if (c.head.content_length > options.max_body_bytes) {
-          Refuse(c, 413,
-                 absl::StrCat("body: ", c.head.content_length, " bytes is more than the limit of ",
-                              options.max_body_bytes));
-          return;
-        }
-        c.have_head = true;
-        c.head_len = end;
-        c.continue_sent = false;
+      HttpDecodeResult next = c.in.Next();
+      if (next.kind == HttpDecodeResult::Kind::kError) {
+        Refuse(c, next.status, next.error);
+        return;
       }
-      const size_t need = c.head_len + c.head.content_length;
-      if (c.in.size() < need) {
-        if (c.head.expect_continue && !c.continue_sent) {
+      if (next.kind == HttpDecodeResult::Kind::kNeedMore) {
+        if (c.in.in_request() && c.request_start_ns == 0) c.request_start_ns = NowNs();
+        if (c.in.TakeContinue()) {
           c.out += "HTTP/1.1 100 Continue\r\n\r\n";
-          c.continue_sent = true;
           if (c.write_progress_ns == 0) c.write_progress_ns = NowNs();
         }
         return;
       }
-      HttpRequest& req = c.head.req;
-      req.body = c.in.substr(c.head_len, c.head.content_length);
+      HttpRequest& req = next.request;
       req.peer = c.peer;
       req.local = c.local;
-      c.in.erase(0, need);
-      c.scan = 0;
-      c.have_head = false;
       c.request_start_ns = 0;
       c.idle_since_ns = NowNs();
       ++c.served;
@@ -654,11 +307,11 @@ struct HttpServer::Impl {
         resp.body = "{\"error\":\"internal error\",\"field\":\"\"}\n";
       }
       Count([](HttpServerStats& s) { ++s.requests; });
-      const bool keep_alive = c.head.keep_alive && !resp.close && !stop_requested.load();
+      const bool keep_alive = next.keep_alive && !resp.close && !stop_requested.load();
       AppendResponse(c, resp, req.head, keep_alive, req.version_minor);
       if (!keep_alive) {
         c.close_after_write = true;
-        c.in.clear();
+        c.in.Clear();
       }
     }
   }
@@ -715,8 +368,8 @@ struct HttpServer::Impl {
           }
           continue;
         }
-        c.in.append(buf, static_cast<size_t>(n));
-        if (c.in.size() >= InputCap()) break;  // SetEvents pauses reading
+        c.in.Append(absl::string_view(buf, static_cast<size_t>(n)));
+        if (c.in.buffered() >= InputCap()) break;  // SetEvents pauses reading
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
@@ -731,7 +384,7 @@ struct HttpServer::Impl {
       c.reading = false;
       c.close_after_write = true;
       c.linger = false;
-      c.in.clear();
+      c.in.Clear();
       Flush(c);  // closes once the output is out (at once when there is none)
       return;
     }
@@ -758,7 +411,7 @@ struct HttpServer::Impl {
         // one that sends a request slowly.
         const uint64_t start = c.served == 0 ? c.accepted_ns : c.request_start_ns;
         if (now - start >= ToNs(options.request_timeout)) {
-          if (c.request_start_ns == 0 && c.in.empty()) {
+          if (c.request_start_ns == 0 && c.in.buffered() == 0) {
             to_close.push_back(fd);  // nothing asked, nothing to answer
           } else {
             to_timeout.push_back(fd);
@@ -828,7 +481,7 @@ struct HttpServer::Impl {
         if (ev & EPOLLOUT) {
           if (!Flush(c)) continue;
           // Output drained: pipelined requests held back may proceed.
-          if (!c.close_after_write && !c.in.empty()) {
+          if (!c.close_after_write && c.in.buffered() != 0) {
             Process(c);
             if (!Flush(c)) continue;
           }

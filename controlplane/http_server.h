@@ -8,7 +8,8 @@
 // anyway), so responses on a connection leave in request order and
 // pipelined requests need nothing special.
 //
-// Protocol subset (RFC 9112): origin-form request targets; HTTP/1.1 and 1.0;
+// Request framing and its limits are http_codec.h's; this file is the
+// socket loop around it. Protocol subset (RFC 9112): origin-form request targets; HTTP/1.1 and 1.0;
 // keep-alive (1.1 default, 1.0 with "Connection: keep-alive"); bodies by
 // Content-Length only ("Transfer-Encoding" gets 501); "Expect: 100-continue"
 // honoured; HEAD served as GET without the body.
@@ -69,35 +70,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "controlplane/http_codec.h"
+#include "controlplane/listen_address.h"
 
 namespace lb {
-
-struct HttpRequest {
-  std::string method;     // as sent, e.g. "GET" (HEAD arrives as "GET", see head)
-  std::string target;     // raw request target, e.g. "/backends/7?x=1"
-  std::string path;       // target before '?', not decoded
-  std::string query;      // after '?', not decoded
-  int version_minor = 1;  // HTTP/1.<minor>
-  bool head = false;      // the client sent HEAD: the body will not be sent
-  // Header names lower-cased, values trimmed, in arrival order.
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-  std::string peer;   // the client, "127.0.0.1:53412"
-  std::string local;  // the address the client reached, "127.0.0.1:8080" (for Host checks)
-
-  // The first header with this (lower-case) name, or nullptr.
-  const std::string* Header(absl::string_view lower_name) const;
-};
-
-struct HttpResponse {
-  int status = 200;
-  std::string content_type = "application/json";
-  std::string body;
-  // Extra headers (e.g. Allow, WWW-Authenticate, Location). The server adds
-  // Date, Content-Length, Content-Type and Connection itself.
-  std::vector<std::pair<std::string, std::string>> headers;
-  bool close = false;  // close the connection after this response
-};
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
@@ -150,20 +126,6 @@ class HttpServer {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// "200 OK" style reason phrases; "Unknown" for codes we never send.
-const char* HttpReason(int status);
-
-// A parsed listen address. ParseListenAddress takes "host:port" with an
-// IPv4 literal or "localhost", or "[v6]:port"; InvalidArgument names `what`.
-// main.cc uses `loopback` to require a bearer token off loopback.
-struct ListenAddress {
-  std::string host;  // numeric address
-  uint16_t port = 0;
-  bool ipv6 = false;
-  bool loopback = false;
-};
-absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view text, absl::string_view what);
 
 }  // namespace lb
 
