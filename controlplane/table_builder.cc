@@ -263,7 +263,9 @@ absl::StatusOr<SlotAssignment> SeedAssignmentFromSlot(const SlotView& slot) {
 // -------------------------------------------------------------- build ---
 
 absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotAssignment& previous,
-                                        const SlotView& out) {
+                                        const SlotView& out, BuildScratch* scratch) {
+  BuildScratch local;
+  if (scratch == nullptr) scratch = &local;
   if (absl::Status st = ValidateMaglevTableSize(desired.ring_size); !st.ok()) return st;
   if (desired.ring_size > out.ring_stride) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -288,9 +290,9 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
   // Member lists per pool, sorted by the Maglev key. Checked against the
   // capacity before anything is written.
   struct PoolTables {
-    std::vector<uint32_t> member_slots;   // sorted by address
-    std::vector<MaglevBackend> maglev;    // value = 1-based position
-    std::vector<uint32_t> position_ring;  // built lazily, once per pool
+    std::vector<uint32_t> member_slots;  // sorted by address
+    std::vector<MaglevBackend> maglev;   // value = 1-based position
+    size_t ring = 0;  // index of its position ring in scratch->rings; built lazily, once
     uint64_t fingerprint = 0;
     bool built = false;
   };
@@ -308,6 +310,7 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
     }
     auto [it, fresh] = pools.try_emplace(p->name);
     if (fresh) {
+      it->second.ring = pools.size() - 1;
       std::vector<const DesiredBackend*> active;
       for (const DesiredBackend& b : p->backends) {
         if (b.TakesNewFlows()) active.push_back(&b);
@@ -323,6 +326,7 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
     }
     total_members += it->second.member_slots.size();
   }
+  if (scratch->rings.size() < pools.size()) scratch->rings.resize(pools.size());
   if (total_members > out.max_members) {
     return absl::ResourceExhaustedError(absl::StrCat("VIP member lists total ", total_members,
                                                      " entries; max_members is ", out.max_members));
@@ -375,14 +379,14 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
     const DesiredVip* v = by_pos[pos];
     if (v == nullptr) continue;
     PoolTables& pt = pools.at(v->pool);
+    std::vector<uint32_t>& position_ring = scratch->rings[pt.ring];
     if (!pt.built) {
-      pt.position_ring.assign(desired.ring_size, 0);
-      if (absl::Status st = BuildMaglevTable(pt.maglev, absl::MakeSpan(pt.position_ring));
-          !st.ok()) {
+      position_ring.assign(desired.ring_size, 0);  // keeps its capacity
+      if (absl::Status st = BuildMaglevTable(pt.maglev, absl::MakeSpan(position_ring)); !st.ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat("pool \"", v->pool, "\": ring build failed: ", st.message()));
       }
-      pt.fingerprint = MaglevFingerprint(pt.position_ring);
+      pt.fingerprint = MaglevFingerprint(position_ring);
       pt.built = true;
     }
     VipEntry& e = out.vips[pos];
@@ -403,7 +407,7 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
     next_member += e.member_count;
     uint32_t* ring = out.Ring(pos);
     for (uint32_t k = 0; k < desired.ring_size; ++k) {
-      const uint32_t p = pt.position_ring[k];
+      const uint32_t p = position_ring[k];
       ring[k] = p == 0 ? 0 : pt.member_slots[p - 1];
     }
     // VIP index: the probe sequence SlotView::FindVipExact follows.
