@@ -71,11 +71,29 @@ void AssignVipIds(const v1::Config& current, v1::Config* c) {
   for (auto& [key, v] : unassigned) v->set_id(free_ids.Next());
 }
 
+bool AnyBackendWithoutId(const v1::Config& c) {
+  for (const v1::Pool& p : c.pools()) {
+    for (const v1::Backend& b : p.backends()) {
+      if (b.id() == 0) return true;
+    }
+  }
+  return false;
+}
+
+bool AnyVipWithoutId(const v1::Config& c) {
+  for (const v1::Vip& v : c.vips()) {
+    if (v.id() == 0) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 void AssignMissingIds(const v1::Config& current, v1::Config* c) {
-  AssignBackendIds(current, c);
-  AssignVipIds(current, c);
+  // Most changes carry every id already (an update, a drain): then the maps
+  // of identities, which parse every address, are not built at all.
+  if (AnyBackendWithoutId(*c)) AssignBackendIds(current, c);
+  if (AnyVipWithoutId(*c)) AssignVipIds(current, c);
 }
 
 void FillAssignedIds(v1::Config* c, DesiredState* d, const SlotAssignment& a) {

@@ -32,6 +32,20 @@ uint32_t NumLcores(const StatsRegion& s) {
   return std::min(s.control().num_lcores.load(std::memory_order_acquire), s.header().max_lcores);
 }
 
+// The one sum of a backend slot's counters over every lcore (queries,
+// drains and metrics all read through it). `slot` < max_backends.
+BackendCountersSum SumBackendSlot(const StatsRegion& s, uint32_t slot, bool count_active) {
+  BackendCountersSum sum;
+  for (uint32_t i = 0; i < NumLcores(s); ++i) {
+    const BackendCounters& c = s.Backends(i)[slot];
+    sum.packets += c.packets.load(std::memory_order_relaxed);
+    sum.bytes += c.bytes.load(std::memory_order_relaxed);
+    sum.new_flows += c.new_flows.load(std::memory_order_relaxed);
+    if (count_active) sum.active_flows += c.active_flows.load(std::memory_order_relaxed);
+  }
+  return sum;
+}
+
 }  // namespace
 
 std::vector<uint32_t> ReclaimCheck::StuckLcores() const {
@@ -150,19 +164,11 @@ ReclaimCheck DataplaneView::WaitReclaim(uint64_t min_generation, uint64_t timeou
 }
 
 BackendCountersSum DataplaneView::SumBackend(uint32_t slot) const {
-  BackendCountersSum sum;
   std::shared_ptr<const StatsRegion> s = Current(nullptr);
-  if (s == nullptr || slot == 0 || slot >= s->header().max_backends) return sum;
+  if (s == nullptr || slot == 0 || slot >= s->header().max_backends) return {};
   // A dead dataplane's connection tables died with it: its gauges are stale.
   const bool alive = ProcessAlive(s->control().writer_pid.load(std::memory_order_acquire));
-  for (uint32_t i = 0; i < NumLcores(*s); ++i) {
-    const BackendCounters& c = s->Backends(i)[slot];
-    sum.packets += c.packets.load(std::memory_order_relaxed);
-    sum.bytes += c.bytes.load(std::memory_order_relaxed);
-    sum.new_flows += c.new_flows.load(std::memory_order_relaxed);
-    if (alive) sum.active_flows += c.active_flows.load(std::memory_order_relaxed);
-  }
-  return sum;
+  return SumBackendSlot(*s, slot, alive);
 }
 
 TrafficSnapshot DataplaneView::SumTraffic(const SlotView& slot) const {
@@ -189,14 +195,13 @@ TrafficSnapshot DataplaneView::SumTraffic(const SlotView& slot) const {
   for (uint32_t j = 1; j < num_backends; ++j) {  // slot 0 = "no backend"
     const BackendEntry& b = slot.backends[j];
     if (b.state == static_cast<uint8_t>(BackendState::kUnused)) continue;
+    // Metrics report the gauge as the region holds it, live writer or not.
+    const BackendCountersSum sum = SumBackendSlot(*s, j, /*count_active=*/true);
     TrafficCounters& c = snap.backends[b.backend_id];
-    for (uint32_t l = 0; l < lcores; ++l) {
-      const BackendCounters& bc = s->Backends(l)[j];
-      c.packets += bc.packets.load(std::memory_order_relaxed);
-      c.bytes += bc.bytes.load(std::memory_order_relaxed);
-      c.new_flows += bc.new_flows.load(std::memory_order_relaxed);
-      c.active_flows += bc.active_flows.load(std::memory_order_relaxed);
-    }
+    c.packets += sum.packets;
+    c.bytes += sum.bytes;
+    c.new_flows += sum.new_flows;
+    c.active_flows += sum.active_flows;
   }
   return snap;
 }

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <string_view>
 #include <tuple>
 #include <utility>
 
@@ -70,7 +71,8 @@ absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
   std::vector<bool> kept(ids.size(), false);  // same owner as before
 
   // Pass 1: exact identity.
-  std::map<std::pair<std::string, std::string>, size_t> exact;
+  // Keys are views of `previous` (no string copies: this runs per publish).
+  std::map<std::pair<std::string_view, std::string_view>, size_t> exact;
   for (size_t s = 1; s < prev.size(); ++s) {
     if (prev[s].in_use() && !prev[s].pool.empty()) exact[{prev[s].pool, prev[s].address}] = s;
   }
@@ -278,7 +280,8 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
   r.assignment = *std::move(assigned);
   const SlotAssignment& a = r.assignment;
 
-  std::map<std::pair<std::string, std::string>, uint32_t> slot_of;
+  // Views of r.assignment, which outlives every use below.
+  std::map<std::pair<std::string_view, std::string_view>, uint32_t> slot_of;
   for (uint32_t s = 1; s < a.backends.size(); ++s) {
     if (a.backends[s].in_use()) slot_of[{a.backends[s].pool, a.backends[s].address}] = s;
   }
