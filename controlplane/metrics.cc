@@ -161,15 +161,11 @@ std::string EscapeLabelValue(const std::string& v) {
   return out;
 }
 
-std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
-  const v1::Stats stats = cp.GetStats();
-  const v1::TablesInfo tables = cp.GetTables();
-  const std::vector<v1::VipStatus> vips = cp.ListVips();
-  const v1::Config config = cp.config();
-  const TrafficSnapshot traffic =
-      in.table_path.empty() || in.stats_path.empty() ? TrafficSnapshot() : cp.Traffic();
+namespace {
 
-  Exposition x;
+// Node-wide gauges: build, dataplane, generation, version, stuck lcores.
+void AddNodeFamilies(Exposition& x, const v1::Stats& stats, const v1::TablesInfo& tables,
+                     const MetricsInputs& in) {
   {
     Family& f = x.Add("lb_build_info", "gauge", "Build information of lb-controlplane.");
     Exposition::Sample(f, "", {{"version", in.version}}, "1");
@@ -197,8 +193,9 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
                       "Duration of the last table publish (reclamation wait and build).");
     Exposition::Sample(f, "", {}, D(tables.last_publish_ms() / 1000.0));
   }
+}
 
-  // --- per lcore ---
+void AddLcoreFamilies(Exposition& x, const v1::Stats& stats) {
   struct LcoreCounter {
     const char* name;
     const char* type;
@@ -254,8 +251,10 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
       }
     }
   }
+}
 
-  // --- per VIP ---
+void AddVipFamilies(Exposition& x, const std::vector<v1::VipStatus>& vips,
+                    const TrafficSnapshot& traffic) {
   struct VipCounter {
     const char* name;
     const char* help;
@@ -302,8 +301,10 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
           "1");
     }
   }
+}
 
-  // --- per backend ---
+void AddBackendFamilies(Exposition& x, const ControlPlane& cp, const v1::Config& config,
+                        const TrafficSnapshot& traffic) {
   std::vector<v1::BackendStatus> backends;
   for (const v1::Pool& p : config.pools()) {
     for (v1::BackendStatus& b : cp.ListBackends(p.name())) backends.push_back(std::move(b));
@@ -367,8 +368,9 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
       Exposition::Sample(f, "", backend_labels(b), U(b.active_connections()));
     }
   }
+}
 
-  // --- latency histograms ---
+void AddLatencyFamilies(Exposition& x, const ControlPlane& cp, const MetricsInputs& in) {
   {
     Family& f = x.Add("lb_publish_duration_seconds", "histogram",
                       "Table publish latency: accepted change to published generation.");
@@ -388,6 +390,20 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
                                                     : MakeHistogram({}),
                  {});
   }
+}
+
+}  // namespace
+
+std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
+  const v1::Stats stats = cp.GetStats();
+  const TrafficSnapshot traffic =
+      in.table_path.empty() || in.stats_path.empty() ? TrafficSnapshot() : cp.Traffic();
+  Exposition x;
+  AddNodeFamilies(x, stats, cp.GetTables(), in);
+  AddLcoreFamilies(x, stats);
+  AddVipFamilies(x, cp.ListVips(), traffic);
+  AddBackendFamilies(x, cp, cp.config(), traffic);
+  AddLatencyFamilies(x, cp, in);
   return x.Render();
 }
 
