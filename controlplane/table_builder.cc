@@ -51,12 +51,23 @@ uint32_t NextIncarnation(uint32_t previous) {
 
 // --------------------------------------------------------- assignment ---
 
-absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
-                                           const SlotAssignment& previous,
-                                           const TableCapacityLimits& caps) {
+namespace {
+
+// Where each backend identity goes: its slot, and whether it keeps the owner
+// (and so the incarnation) it had.
+struct Placement {
+  std::vector<Identity> ids;     // sorted by (pool, address)
+  std::vector<bool> taken;       // by slot; [0] reserved
+  std::vector<int64_t> slot_of;  // by ids index; -1 = not placed yet
+  std::vector<bool> kept;        // same owner as before
+};
+
+// Passes 1-3: identities that had a slot in `previous` keep it.
+Placement KeepPreviousSlots(const DesiredState& desired, const SlotAssignment& previous) {
+  Placement pl;
   // Placement order is (pool, address), not config order: two nodes that
   // start from nothing must number slots identically.
-  std::vector<Identity> ids;
+  std::vector<Identity>& ids = pl.ids;
   ids.reserve(desired.NumBackends());
   for (const DesiredPool& p : desired.pools) {
     if (p.proxy) continue;  // lb-l7's: no slot in the L4 tables
@@ -65,10 +76,13 @@ absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
   std::sort(ids.begin(), ids.end(), IdentityLess);
 
   const auto& prev = previous.backends;
-  std::vector<bool> taken(std::max<size_t>(prev.size(), 1), false);
+  std::vector<bool>& taken = pl.taken;
+  taken.assign(std::max<size_t>(prev.size(), 1), false);
   taken[0] = true;  // reserved: "no backend"
-  std::vector<int64_t> slot_of(ids.size(), -1);
-  std::vector<bool> kept(ids.size(), false);  // same owner as before
+  std::vector<int64_t>& slot_of = pl.slot_of;
+  slot_of.assign(ids.size(), -1);
+  std::vector<bool>& kept = pl.kept;
+  kept.assign(ids.size(), false);
 
   // Pass 1: exact identity.
   // Keys are views of `previous` (no string copies: this runs per publish).
@@ -116,7 +130,13 @@ absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
       }
     }
   }
+  return pl;
+}
 
+absl::Status PlaceNewBackends(Placement& pl, const TableCapacityLimits& caps) {
+  std::vector<bool>& taken = pl.taken;
+  const std::vector<Identity>& ids = pl.ids;
+  std::vector<int64_t>& slot_of = pl.slot_of;
   // Pass 4: new identities take the lowest free slot.
   size_t cursor = 1;
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -131,9 +151,17 @@ absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
     slot_of[i] = static_cast<int64_t>(cursor);
     taken[cursor] = true;
   }
+  return absl::OkStatus();
+}
 
-  SlotAssignment out;
-  out.backends.resize(taken.size());
+// Slot contents: owner, incarnation (+1 for a new owner), backend id.
+void FillBackendSlots(const Placement& pl, const SlotAssignment& previous, SlotAssignment* out_) {
+  SlotAssignment& out = *out_;
+  const auto& prev = previous.backends;
+  const std::vector<Identity>& ids = pl.ids;
+  const std::vector<int64_t>& slot_of = pl.slot_of;
+  const std::vector<bool>& kept = pl.kept;
+  out.backends.resize(pl.taken.size());
   for (size_t s = 1; s < out.backends.size(); ++s) {
     // Free slots keep the last incarnation so that the next owner gets +1.
     if (s < prev.size()) out.backends[s].incarnation = prev[s].incarnation;
@@ -162,7 +190,11 @@ absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
          out.backends.back().incarnation == 0) {
     out.backends.pop_back();
   }
+}
 
+absl::Status AssignVipPositions(const DesiredState& desired, const SlotAssignment& previous,
+                                const TableCapacityLimits& caps, SlotAssignment* out_) {
+  SlotAssignment& out = *out_;
   // VIP positions: same scheme, keyed by (address, protocol, port).
   std::vector<const DesiredVip*> vips;
   for (const DesiredVip& v : desired.vips) vips.push_back(&v);
@@ -219,6 +251,19 @@ absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
     if (s.vip_id == 0) s.vip_id = vip_ids.Next();
   }
   while (!out.vips.empty() && out.vips.back().key.empty()) out.vips.pop_back();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
+                                           const SlotAssignment& previous,
+                                           const TableCapacityLimits& caps) {
+  Placement pl = KeepPreviousSlots(desired, previous);
+  if (absl::Status st = PlaceNewBackends(pl, caps); !st.ok()) return st;
+  SlotAssignment out;
+  FillBackendSlots(pl, previous, &out);
+  if (absl::Status st = AssignVipPositions(desired, previous, caps, &out); !st.ok()) return st;
   return out;
 }
 
