@@ -181,7 +181,8 @@ class ControlPlane {
   // publish.
   absl::StatusOr<v1::ExplainResponse> Explain(const v1::ExplainRequest& req) const;
   // Per-VIP and per-backend traffic of the published generation, summed
-  // over the lcores (metrics); empty without a dataplane or a publish.
+  // over the lcores (metrics); empty without a dataplane or a publish. Never
+  // waits for a transaction.
   TrafficSnapshot Traffic() const;
 
   // --- events (Watch, logs, metrics) ---

@@ -52,6 +52,11 @@ struct ControlPlane::Impl {
   EventLog events;
   LatencyRing latencies;
 
+  // The table region, for readers that must not wait for a transaction
+  // (metrics): set once by Create, before the ControlPlane is shared. Only
+  // the published slot is read through it, as an lcore reads it.
+  const TableWriter* tables = nullptr;
+
   // --- transaction state ---
   mutable absl::Mutex mu;
   std::optional<Publisher> publisher ABSL_GUARDED_BY(mu);

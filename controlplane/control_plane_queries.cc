@@ -1,8 +1,9 @@
 // The query room: everything that reads. Queries read the snapshot taken at
 // the last commit (query_snapshot.h) and never wait for a transaction in
-// progress; live counters come from the DataplaneView. Explain and Traffic
-// read the published table slot under the transaction mutex held shared
-// (only a transaction, holding it exclusively, publishes).
+// progress; live counters come from the DataplaneView. Explain reads the
+// published table slot under the transaction mutex held shared (only a
+// transaction, holding it exclusively, publishes); Traffic reads it as an
+// lcore does, without waiting.
 #include <string>
 #include <vector>
 
@@ -72,10 +73,12 @@ v1::TablesInfo ControlPlane::GetTables() const {
 }
 
 TrafficSnapshot ControlPlane::Traffic() const {
-  Impl& m = *impl_;
-  absl::ReaderMutexLock l(&m.mu);
-  if (m.publisher->published_generation() == 0) return {};
-  return m.view->SumTraffic(m.publisher->writer().CurrentSlot());
+  // Without the transaction mutex, as the scrape read the regions before:
+  // /metrics never waits for a publish (which can wait reclaim_timeout for a
+  // stuck lcore). The published slot is rewritten only two publishes later.
+  const TableWriter& tables = *impl_->tables;
+  if (tables.published_generation() == 0) return {};
+  return impl_->view->SumTraffic(tables.CurrentSlot());
 }
 
 absl::StatusOr<v1::ExplainResponse> ControlPlane::Explain(const v1::ExplainRequest& req) const {

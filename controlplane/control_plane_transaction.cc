@@ -218,6 +218,7 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::Create(ControlPlaneO
   if (!publisher.ok()) return publisher.status();
   absl::MutexLock l(&m.mu);
   m.publisher.emplace(*std::move(publisher));
+  m.tables = &m.publisher->writer();
   if (absl::Status st = m.StartLocked(*std::move(loaded)); !st.ok()) return st;
   return cp;
 }
