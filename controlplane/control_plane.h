@@ -35,8 +35,12 @@
 //
 // Queries (config(), GetBackend, ListVips, GetTables, ...) read a snapshot
 // taken at the last commit and never wait for a transaction in progress;
-// counters come from the dataplane's stats region (attached lazily, and
-// again when the dataplane restarts).
+// counters come from the dataplane's stats region through one DataplaneView
+// (attached lazily, and again when the dataplane restarts), shared with the
+// publisher.
+//
+// The implementation is in rooms (control_plane_impl.h lists them and the
+// mutex map).
 //
 // Threads: every public method is thread-safe. Event callbacks run on the
 // thread that caused the event, without the mutex held; they must not block.
@@ -53,6 +57,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "controlplane/config.h"
+#include "controlplane/dataplane_view.h"
 #include "controlplane/publisher.h"
 #include "controlplane/store.h"
 #include "lb/v1/admin.pb.h"
@@ -175,6 +180,10 @@ class ControlPlane {
   // field, NotFound when no VIP matches, FailedPrecondition before the first
   // publish.
   absl::StatusOr<v1::ExplainResponse> Explain(const v1::ExplainRequest& req) const;
+  // Per-VIP and per-backend traffic of the published generation, summed
+  // over the lcores (metrics); empty without a dataplane or a publish. Never
+  // waits for a transaction.
+  TrafficSnapshot Traffic() const;
 
   // --- events (Watch, logs, metrics) ---
   using EventFn = std::function<void(const v1::Event&)>;
@@ -195,7 +204,7 @@ class ControlPlane {
   std::vector<double> ApiToLcoresLatenciesMs() const;
 
  private:
-  ControlPlane();
+  explicit ControlPlane(ControlPlaneOptions options);
   absl::StatusOr<v1::Pool> UpdatePoolSettings(const char* what, const std::string& pool,
                                               const std::function<bool(v1::Pool*)>& apply);
 
@@ -204,7 +213,7 @@ class ControlPlane {
 
  private:
   // ... implementation state (config, version, publisher, store, health map,
-  // subscribers) lives in control_plane.cc's Impl.
+  // subscribers) lives in control_plane_impl.h's Impl.
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -161,57 +161,11 @@ std::string EscapeLabelValue(const std::string& v) {
   return out;
 }
 
-TrafficSnapshot ReadTraffic(const std::string& table_path, const std::string& stats_path) {
-  TrafficSnapshot snap;
-  if (table_path.empty() || stats_path.empty()) return snap;
-  auto table = TableReader::Attach(table_path);
-  if (!table.ok()) return snap;
-  auto stats = StatsRegion::Attach(stats_path);
-  if (!stats.ok()) return snap;
-  const uint64_t generation = table->generation();
-  if (generation == 0) return snap;
-  const SlotView slot = table->Slot(generation);
-  const StatsRegionHeader& sh = stats->header();
-  const uint32_t lcores =
-      std::min(stats->control().num_lcores.load(std::memory_order_acquire), sh.max_lcores);
-  const uint32_t num_vips = std::min({slot.header->num_vips, slot.max_vips, sh.max_vips});
-  for (uint32_t i = 0; i < num_vips; ++i) {
-    const VipEntry& v = slot.vips[i];
-    if (!(v.flags & kVipInUse)) continue;
-    TrafficCounters& c = snap.vips[v.vip_id];
-    for (uint32_t l = 0; l < lcores; ++l) {
-      const VipCounters& vc = stats->Vips(l)[i];
-      c.packets += vc.packets.load(std::memory_order_relaxed);
-      c.bytes += vc.bytes.load(std::memory_order_relaxed);
-      c.new_flows += vc.new_flows.load(std::memory_order_relaxed);
-      c.drops += vc.drops.load(std::memory_order_relaxed);
-    }
-  }
-  const uint32_t num_backends =
-      std::min({slot.header->num_backends, slot.max_backends, sh.max_backends});
-  for (uint32_t j = 1; j < num_backends; ++j) {  // slot 0 = "no backend"
-    const BackendEntry& b = slot.backends[j];
-    if (b.state == static_cast<uint8_t>(BackendState::kUnused)) continue;
-    TrafficCounters& c = snap.backends[b.backend_id];
-    for (uint32_t l = 0; l < lcores; ++l) {
-      const BackendCounters& bc = stats->Backends(l)[j];
-      c.packets += bc.packets.load(std::memory_order_relaxed);
-      c.bytes += bc.bytes.load(std::memory_order_relaxed);
-      c.new_flows += bc.new_flows.load(std::memory_order_relaxed);
-      c.active_flows += bc.active_flows.load(std::memory_order_relaxed);
-    }
-  }
-  return snap;
-}
+namespace {
 
-std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
-  const v1::Stats stats = cp.GetStats();
-  const v1::TablesInfo tables = cp.GetTables();
-  const std::vector<v1::VipStatus> vips = cp.ListVips();
-  const v1::Config config = cp.config();
-  const TrafficSnapshot traffic = ReadTraffic(in.table_path, in.stats_path);
-
-  Exposition x;
+// Node-wide gauges: build, dataplane, generation, version, stuck lcores.
+void AddNodeFamilies(Exposition& x, const v1::Stats& stats, const v1::TablesInfo& tables,
+                     const MetricsInputs& in) {
   {
     Family& f = x.Add("lb_build_info", "gauge", "Build information of lb-controlplane.");
     Exposition::Sample(f, "", {{"version", in.version}}, "1");
@@ -239,8 +193,9 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
                       "Duration of the last table publish (reclamation wait and build).");
     Exposition::Sample(f, "", {}, D(tables.last_publish_ms() / 1000.0));
   }
+}
 
-  // --- per lcore ---
+void AddLcoreFamilies(Exposition& x, const v1::Stats& stats) {
   struct LcoreCounter {
     const char* name;
     const char* type;
@@ -296,8 +251,10 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
       }
     }
   }
+}
 
-  // --- per VIP ---
+void AddVipFamilies(Exposition& x, const std::vector<v1::VipStatus>& vips,
+                    const TrafficSnapshot& traffic) {
   struct VipCounter {
     const char* name;
     const char* help;
@@ -344,8 +301,10 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
           "1");
     }
   }
+}
 
-  // --- per backend ---
+void AddBackendFamilies(Exposition& x, const ControlPlane& cp, const v1::Config& config,
+                        const TrafficSnapshot& traffic) {
   std::vector<v1::BackendStatus> backends;
   for (const v1::Pool& p : config.pools()) {
     for (v1::BackendStatus& b : cp.ListBackends(p.name())) backends.push_back(std::move(b));
@@ -409,8 +368,9 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
       Exposition::Sample(f, "", backend_labels(b), U(b.active_connections()));
     }
   }
+}
 
-  // --- latency histograms ---
+void AddLatencyFamilies(Exposition& x, const ControlPlane& cp, const MetricsInputs& in) {
   {
     Family& f = x.Add("lb_publish_duration_seconds", "histogram",
                       "Table publish latency: accepted change to published generation.");
@@ -430,6 +390,20 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
                                                     : MakeHistogram({}),
                  {});
   }
+}
+
+}  // namespace
+
+std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
+  const v1::Stats stats = cp.GetStats();
+  const TrafficSnapshot traffic =
+      in.table_path.empty() || in.stats_path.empty() ? TrafficSnapshot() : cp.Traffic();
+  Exposition x;
+  AddNodeFamilies(x, stats, cp.GetTables(), in);
+  AddLcoreFamilies(x, stats);
+  AddVipFamilies(x, cp.ListVips(), traffic);
+  AddBackendFamilies(x, cp, cp.config(), traffic);
+  AddLatencyFamilies(x, cp, in);
   return x.Render();
 }
 

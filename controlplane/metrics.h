@@ -69,27 +69,12 @@ class LatencyHistogram {
 HistogramSnapshot MakeHistogram(const std::vector<double>& values_seconds,
                                 std::vector<double> upper_bounds = DefaultLatencyBuckets());
 
-// Traffic counters summed over every lcore of the stats region, keyed by the
-// operator-visible ids of the published table.
-struct TrafficCounters {
-  uint64_t packets = 0;
-  uint64_t bytes = 0;
-  uint64_t new_flows = 0;
-  uint64_t drops = 0;         // VIPs only
-  uint64_t active_flows = 0;  // backends only (gauge)
-};
-struct TrafficSnapshot {
-  std::map<uint32_t, TrafficCounters> vips;      // by vip_id
-  std::map<uint32_t, TrafficCounters> backends;  // by backend_id
-};
-// Attaches both regions (read only use), reads the published slot's VIP and
-// backend ids and sums the per-lcore counters. An empty snapshot when either
-// region is missing or refused.
-TrafficSnapshot ReadTraffic(const std::string& table_path, const std::string& stats_path);
-
 struct MetricsInputs {
   std::string version = "unknown";  // lb_build_info
-  // The regions the ControlPlane's publisher uses; empty = no per-VIP traffic.
+  // The regions the ControlPlane's publisher uses; empty = no per-VIP
+  // traffic. When both are named, traffic is read through the
+  // ControlPlane's DataplaneView (ControlPlane::Traffic), which owns the
+  // attachment.
   std::string table_path;
   std::string stats_path;
   // Health-check latencies; nullptr = an empty histogram.

@@ -1,33 +1,20 @@
 #include "controlplane/publisher.h"
 
-#include <time.h>
-#include <unistd.h>
-
-#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "controlplane/clock.h"
 
 namespace lb {
-namespace {
 
-constexpr uint64_t kFirstPollNs = 50'000;
-constexpr uint64_t kMaxPollNs = 1'000'000;
-
-void SleepNs(uint64_t ns) {
-  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-  nanosleep(&ts, nullptr);
-}
-
-double Ms(uint64_t ns) { return static_cast<double>(ns) / 1e6; }
-
-}  // namespace
-
-absl::StatusOr<Publisher> Publisher::Open(const PublisherOptions& options) {
+absl::StatusOr<Publisher> Publisher::Open(const PublisherOptions& options,
+                                          std::shared_ptr<const DataplaneView> view) {
   auto w = TableWriter::Open(options.table_path, options.caps, options.recreate_tables);
   if (!w.ok()) return w.status();
-  Publisher p(options, *std::move(w));
+  if (view == nullptr) {
+    view = std::make_shared<const DataplaneView>(options.stats_path, options.stuck_after_ns);
+  }
+  Publisher p(options, *std::move(w), std::move(view));
   const uint64_t g = p.writer_.published_generation();
   if (g > 0) {
     SlotView current = p.writer_.CurrentSlot();
@@ -49,51 +36,27 @@ absl::Status Publisher::WaitForReclaim(uint64_t next, PublishReport* report) {
   // have observed anything newer have let go of it.
   if (next <= kNumTableSlots - 1) return absl::OkStatus();
   const uint64_t min_generation = next - kNumTableSlots + 1;
-  if (access(options_.stats_path.c_str(), F_OK) != 0) return absl::OkStatus();
-  auto stats = StatsRegion::Attach(options_.stats_path);
-  if (!stats.ok()) {
-    // Without a readable stats region we cannot know whether an lcore still
-    // reads the slot; refusing is the only safe answer.
-    return absl::FailedPreconditionError(absl::StrCat(
-        "stats region unusable, cannot check that the slot is free: ", stats.status().message()));
+  uint64_t waited_ns = 0;
+  const ReclaimCheck rc =
+      view_->WaitReclaim(min_generation, options_.reclaim_timeout_ns, &waited_ns);
+  report->wait_ms = NsToMs(waited_ns);
+  switch (rc.region) {
+    case ReclaimCheck::Region::kAbsent:
+      return absl::OkStatus();  // no dataplane ever ran
+    case ReclaimCheck::Region::kUnusable:
+      // Without a readable stats region we cannot know whether an lcore
+      // still reads the slot; refusing is the only safe answer.
+      return absl::FailedPreconditionError(absl::StrCat(
+          "stats region unusable, cannot check that the slot is free: ", rc.unusable_reason));
+    case ReclaimCheck::Region::kAttached:
+      break;
   }
   report->stats_region_present = true;
-  const uint64_t start = MonotonicNs();
-  uint64_t pause = kFirstPollNs;
-  while (true) {
-    const uint64_t now = MonotonicNs();
-    StatsRegion::ReclaimStatus rs =
-        stats->CheckReclaim(min_generation, now, options_.stuck_after_ns);
-    if (rs.ok) {
-      report->wait_ms = Ms(now - start);
-      return absl::OkStatus();
-    }
-    if (now - start >= options_.reclaim_timeout_ns) {
-      report->wait_ms = Ms(now - start);
-      std::vector<std::string> who;
-      for (uint32_t i : rs.waiting) {
-        const LcoreStats& l = stats->Lcore(i);
-        const uint64_t seen = l.observed_generation.load(std::memory_order_relaxed);
-        const uint64_t hb = l.heartbeat_ns.load(std::memory_order_relaxed);
-        const bool stuck = std::find(rs.stuck.begin(), rs.stuck.end(), i) != rs.stuck.end();
-        if (stuck) {
-          who.push_back(absl::StrCat("lcore ", l.lcore_id, " stuck (observed generation ", seen,
-                                     ", heartbeat ", now > hb ? (now - hb) / 1'000'000 : 0,
-                                     " ms old)"));
-        } else {
-          who.push_back(
-              absl::StrCat("lcore ", l.lcore_id, " waiting (observed generation ", seen, ")"));
-        }
-      }
-      return absl::FailedPreconditionError(absl::StrCat(
-          "generation ", next, " not published: slot ", next % kNumTableSlots,
-          " may still be read; ", absl::StrJoin(who, ", "),
-          "; need observed generation >= ", min_generation, " (waited ",
-          static_cast<uint64_t>(report->wait_ms), " ms); the published table is unchanged"));
-    }
-    SleepNs(pause);
-    pause = std::min(pause * 2, kMaxPollNs);
-  }
+  if (rc.ok) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "generation ", next, " not published: slot ", next % kNumTableSlots, " may still be read; ",
+      rc.DescribeHolding(), "; need observed generation >= ", min_generation, " (waited ",
+      static_cast<uint64_t>(report->wait_ms), " ms); the published table is unchanged"));
 }
 
 absl::StatusOr<PublishReport> Publisher::Publish(const DesiredState& desired) {
@@ -122,7 +85,7 @@ absl::StatusOr<PublishReport> Publisher::Prepare(const DesiredState& desired) {
 
   const uint64_t t0 = MonotonicNs();
   SlotView slot = writer_.NextSlot();
-  auto built = BuildTables(desired, assignment_, slot);
+  auto built = BuildTables(desired, assignment_, slot, &scratch_);
   if (!built.ok()) return built.status();
   // Check the slot exactly as an attaching dataplane will, before it can see
   // it. Publish() rewrites generation, time and checksum the same way.
@@ -131,7 +94,7 @@ absl::StatusOr<PublishReport> Publisher::Prepare(const DesiredState& desired) {
   if (absl::Status st = ValidateSlot(slot); !st.ok()) {
     return absl::InternalError(absl::StrCat("built slot fails validation: ", st.message()));
   }
-  report.build_ms = Ms(MonotonicNs() - t0);
+  report.build_ms = NsToMs(MonotonicNs() - t0);
 
   report.generation = next;
   prepared_ = built->assignment;

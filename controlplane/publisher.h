@@ -4,12 +4,11 @@
 // Publish(desired), for generation G = published + 1 into slot G % 2:
 //  1. Reclaim: the slot last held G - 2, which a dataplane lcore may still
 //     read. Wait until every live lcore in the stats region has observed
-//     G - 1 (StatsRegion::CheckReclaim, protocol in lib/table_format.h),
-//     polling every 50 us (backing off to 1 ms), for at most
-//     reclaim_timeout_ns. No stats region file = no dataplane ever ran:
-//     publish at once. On timeout: FailedPrecondition naming the lcores that
-//     are stuck (heartbeat stalled) or still waiting; the slot is NOT touched
-//     and the published generation stays what it was.
+//     G - 1 (DataplaneView::WaitReclaim, protocol in lib/table_format.h),
+//     polling adaptively, for at most reclaim_timeout_ns. No stats region file = no dataplane ever
+//     ran: publish at once. On timeout: FailedPrecondition naming the lcores that are stuck
+//     (heartbeat stalled) or still waiting; the slot is NOT touched and the published generation
+//     stays what it was.
 //  2. Build: BuildTables(desired, last assignment, NextSlot()).
 //  3. Check: the slot must pass ValidateSlot, as the dataplane will check it.
 //  4. TableWriter::Publish(): one release-store of G.
@@ -33,11 +32,13 @@
 #define LB_CONTROLPLANE_PUBLISHER_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "controlplane/config.h"
+#include "controlplane/dataplane_view.h"
 #include "controlplane/table_builder.h"
 #include "lib/shm_region.h"
 
@@ -62,7 +63,10 @@ struct PublishReport {
 
 class Publisher {
  public:
-  static absl::StatusOr<Publisher> Open(const PublisherOptions& options);
+  // `view` reads the stats region at options.stats_path; nullptr = the
+  // publisher makes its own (the control plane shares one with its queries).
+  static absl::StatusOr<Publisher> Open(const PublisherOptions& options,
+                                        std::shared_ptr<const DataplaneView> view = nullptr);
 
   // Prepare() + Commit().
   absl::StatusOr<PublishReport> Publish(const DesiredState& desired);
@@ -81,16 +85,18 @@ class Publisher {
   const PublisherOptions& options() const { return options_; }
 
  private:
-  Publisher(PublisherOptions options, TableWriter writer)
-      : options_(std::move(options)), writer_(std::move(writer)) {}
+  Publisher(PublisherOptions options, TableWriter writer, std::shared_ptr<const DataplaneView> view)
+      : options_(std::move(options)), writer_(std::move(writer)), view_(std::move(view)) {}
 
   // Step 1 above for the slot generation `next` will fill.
   absl::Status WaitForReclaim(uint64_t next, PublishReport* report);
 
   PublisherOptions options_;
   TableWriter writer_;
+  std::shared_ptr<const DataplaneView> view_;
   SlotAssignment assignment_;
   std::optional<SlotAssignment> prepared_;  // the assignment of a prepared slot
+  BuildScratch scratch_;                    // ring buffers kept between builds
 };
 
 }  // namespace lb

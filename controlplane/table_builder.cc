@@ -4,6 +4,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <string_view>
 #include <tuple>
 #include <utility>
 
@@ -50,12 +51,23 @@ uint32_t NextIncarnation(uint32_t previous) {
 
 // --------------------------------------------------------- assignment ---
 
-absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
-                                           const SlotAssignment& previous,
-                                           const TableCapacityLimits& caps) {
+namespace {
+
+// Where each backend identity goes: its slot, and whether it keeps the owner
+// (and so the incarnation) it had.
+struct Placement {
+  std::vector<Identity> ids;     // sorted by (pool, address)
+  std::vector<bool> taken;       // by slot; [0] reserved
+  std::vector<int64_t> slot_of;  // by ids index; -1 = not placed yet
+  std::vector<bool> kept;        // same owner as before
+};
+
+// Passes 1-3: identities that had a slot in `previous` keep it.
+Placement KeepPreviousSlots(const DesiredState& desired, const SlotAssignment& previous) {
+  Placement pl;
   // Placement order is (pool, address), not config order: two nodes that
   // start from nothing must number slots identically.
-  std::vector<Identity> ids;
+  std::vector<Identity>& ids = pl.ids;
   ids.reserve(desired.NumBackends());
   for (const DesiredPool& p : desired.pools) {
     if (p.proxy) continue;  // lb-l7's: no slot in the L4 tables
@@ -64,13 +76,17 @@ absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
   std::sort(ids.begin(), ids.end(), IdentityLess);
 
   const auto& prev = previous.backends;
-  std::vector<bool> taken(std::max<size_t>(prev.size(), 1), false);
+  std::vector<bool>& taken = pl.taken;
+  taken.assign(std::max<size_t>(prev.size(), 1), false);
   taken[0] = true;  // reserved: "no backend"
-  std::vector<int64_t> slot_of(ids.size(), -1);
-  std::vector<bool> kept(ids.size(), false);  // same owner as before
+  std::vector<int64_t>& slot_of = pl.slot_of;
+  slot_of.assign(ids.size(), -1);
+  std::vector<bool>& kept = pl.kept;
+  kept.assign(ids.size(), false);
 
   // Pass 1: exact identity.
-  std::map<std::pair<std::string, std::string>, size_t> exact;
+  // Keys are views of `previous` (no string copies: this runs per publish).
+  std::map<std::pair<std::string_view, std::string_view>, size_t> exact;
   for (size_t s = 1; s < prev.size(); ++s) {
     if (prev[s].in_use() && !prev[s].pool.empty()) exact[{prev[s].pool, prev[s].address}] = s;
   }
@@ -114,7 +130,13 @@ absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
       }
     }
   }
+  return pl;
+}
 
+absl::Status PlaceNewBackends(Placement& pl, const TableCapacityLimits& caps) {
+  std::vector<bool>& taken = pl.taken;
+  const std::vector<Identity>& ids = pl.ids;
+  std::vector<int64_t>& slot_of = pl.slot_of;
   // Pass 4: new identities take the lowest free slot.
   size_t cursor = 1;
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -129,9 +151,17 @@ absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
     slot_of[i] = static_cast<int64_t>(cursor);
     taken[cursor] = true;
   }
+  return absl::OkStatus();
+}
 
-  SlotAssignment out;
-  out.backends.resize(taken.size());
+// Slot contents: owner, incarnation (+1 for a new owner), backend id.
+void FillBackendSlots(const Placement& pl, const SlotAssignment& previous, SlotAssignment* out_) {
+  SlotAssignment& out = *out_;
+  const auto& prev = previous.backends;
+  const std::vector<Identity>& ids = pl.ids;
+  const std::vector<int64_t>& slot_of = pl.slot_of;
+  const std::vector<bool>& kept = pl.kept;
+  out.backends.resize(pl.taken.size());
   for (size_t s = 1; s < out.backends.size(); ++s) {
     // Free slots keep the last incarnation so that the next owner gets +1.
     if (s < prev.size()) out.backends[s].incarnation = prev[s].incarnation;
@@ -160,7 +190,11 @@ absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
          out.backends.back().incarnation == 0) {
     out.backends.pop_back();
   }
+}
 
+absl::Status AssignVipPositions(const DesiredState& desired, const SlotAssignment& previous,
+                                const TableCapacityLimits& caps, SlotAssignment* out_) {
+  SlotAssignment& out = *out_;
   // VIP positions: same scheme, keyed by (address, protocol, port).
   std::vector<const DesiredVip*> vips;
   for (const DesiredVip& v : desired.vips) vips.push_back(&v);
@@ -217,6 +251,19 @@ absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
     if (s.vip_id == 0) s.vip_id = vip_ids.Next();
   }
   while (!out.vips.empty() && out.vips.back().key.empty()) out.vips.pop_back();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
+                                           const SlotAssignment& previous,
+                                           const TableCapacityLimits& caps) {
+  Placement pl = KeepPreviousSlots(desired, previous);
+  if (absl::Status st = PlaceNewBackends(pl, caps); !st.ok()) return st;
+  SlotAssignment out;
+  FillBackendSlots(pl, previous, &out);
+  if (absl::Status st = AssignVipPositions(desired, previous, caps, &out); !st.ok()) return st;
   return out;
 }
 
@@ -262,39 +309,26 @@ absl::StatusOr<SlotAssignment> SeedAssignmentFromSlot(const SlotView& slot) {
 
 // -------------------------------------------------------------- build ---
 
-absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotAssignment& previous,
-                                        const SlotView& out) {
-  if (absl::Status st = ValidateMaglevTableSize(desired.ring_size); !st.ok()) return st;
-  if (desired.ring_size > out.ring_stride) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "ring_size ", desired.ring_size, " > the region's max_ring_size ", out.ring_stride));
-  }
-  auto assigned = AssignSlots(desired, previous, {out.max_vips, out.max_backends});
-  if (!assigned.ok()) return assigned.status();
+namespace {
 
-  BuildResult r;
-  r.assignment = *std::move(assigned);
-  const SlotAssignment& a = r.assignment;
+// Backend slot by (pool, canonical address); views of the assignment, which
+// outlives the build (no string copies: this runs per publish).
+using SlotOf = std::map<std::pair<std::string_view, std::string_view>, uint32_t>;
 
-  std::map<std::pair<std::string, std::string>, uint32_t> slot_of;
-  for (uint32_t s = 1; s < a.backends.size(); ++s) {
-    if (a.backends[s].in_use()) slot_of[{a.backends[s].pool, a.backends[s].address}] = s;
-  }
-  std::map<std::string, uint32_t> pos_of;
-  for (uint32_t p = 0; p < a.vips.size(); ++p) {
-    if (!a.vips[p].key.empty()) pos_of[a.vips[p].key] = p;
-  }
+// One pool's member list, sorted by the Maglev key, and its ring.
+struct PoolTables {
+  std::vector<uint32_t> member_slots;  // sorted by address
+  std::vector<MaglevBackend> maglev;   // value = 1-based position
+  size_t ring = 0;                     // its position ring in BuildScratch::rings
+  uint64_t fingerprint = 0;
+  bool built = false;
+};
+using PoolMap = std::map<std::string, PoolTables>;
 
-  // Member lists per pool, sorted by the Maglev key. Checked against the
-  // capacity before anything is written.
-  struct PoolTables {
-    std::vector<uint32_t> member_slots;   // sorted by address
-    std::vector<MaglevBackend> maglev;    // value = 1-based position
-    std::vector<uint32_t> position_ring;  // built lazily, once per pool
-    uint64_t fingerprint = 0;
-    bool built = false;
-  };
-  std::map<std::string, PoolTables> pools;
+// Member lists of every pool a VIP uses; checked against the capacity
+// before anything is written.
+absl::Status CollectMembers(const DesiredState& desired, const SlotOf& slot_of,
+                            uint32_t max_members, PoolMap* pools) {
   uint64_t total_members = 0;
   for (const DesiredVip& v : desired.vips) {
     const DesiredPool* p = desired.FindPool(v.pool);
@@ -306,8 +340,9 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
       return absl::InvalidArgumentError(
           absl::StrCat("VIP ", v.Key(), ": pool \"", v.pool, "\" is a proxy pool"));
     }
-    auto [it, fresh] = pools.try_emplace(p->name);
+    auto [it, fresh] = pools->try_emplace(p->name);
     if (fresh) {
+      it->second.ring = pools->size() - 1;
       std::vector<const DesiredBackend*> active;
       for (const DesiredBackend& b : p->backends) {
         if (b.TakesNewFlows()) active.push_back(&b);
@@ -323,18 +358,21 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
     }
     total_members += it->second.member_slots.size();
   }
-  if (total_members > out.max_members) {
+  if (total_members > max_members) {
     return absl::ResourceExhaustedError(absl::StrCat("VIP member lists total ", total_members,
-                                                     " entries; max_members is ", out.max_members));
+                                                     " entries; max_members is ", max_members));
   }
+  return absl::OkStatus();
+}
 
-  // The slot last held generation G - kNumTableSlots: clear what could leak
-  // from it (entries past the new counts are never read, but stay tidy).
+// The slot last held generation G - kNumTableSlots: clear what could leak
+// from it (entries past the new counts are never read, but stay tidy), then
+// the header's node settings.
+void ClearSlot(const DesiredState& desired, const SlotView& out) {
   std::memset(static_cast<void*>(out.header), 0, sizeof(SlotHeader));
   std::memset(static_cast<void*>(out.vips), 0, sizeof(VipEntry) * out.max_vips);
   std::memset(static_cast<void*>(out.backends), 0, sizeof(BackendEntry) * out.max_backends);
   std::memset(out.vip_hash, 0, sizeof(uint32_t) * (out.vip_hash_mask + 1));
-
   SlotHeader& h = *out.header;
   h.ring_size = desired.ring_size;
   if (!desired.tunnel_source_v4.empty()) {
@@ -343,8 +381,12 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
   if (!desired.tunnel_source_v6.empty()) {
     std::memcpy(h.node.tunnel_src_v6, desired.tunnel_source_v6.bytes.data(), 16);
   }
+}
 
-  // Backends.
+// Backend entries; returns how many are in use.
+uint32_t WriteBackends(const DesiredState& desired, const SlotAssignment& a, const SlotOf& slot_of,
+                       const SlotView& out) {
+  uint32_t in_use = 0;
   for (const DesiredPool& p : desired.pools) {
     if (p.proxy) continue;
     for (const DesiredBackend& b : p.backends) {
@@ -357,13 +399,105 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
       e.weight = b.weight;
       e.max_connections = b.max_connections;
       e.backend_id = a.backends[s].backend_id;
-      ++r.backends_in_use;
+      ++in_use;
     }
   }
   for (uint32_t s = 1; s < a.backends.size(); ++s) {
     if (!a.backends[s].in_use()) out.backends[s].incarnation = a.backends[s].incarnation;
   }
-  h.num_backends = static_cast<uint32_t>(a.backends.size());
+  out.header->num_backends = static_cast<uint32_t>(a.backends.size());
+  return in_use;
+}
+
+// The pool's ring in 1-based member positions, built once per build.
+absl::Status BuildPositionRing(const DesiredVip& v, uint32_t ring_size, PoolTables& pt,
+                               std::vector<uint32_t>& position_ring) {
+  if (pt.built) return absl::OkStatus();
+  position_ring.assign(ring_size, 0);  // keeps its capacity
+  if (absl::Status st = BuildMaglevTable(pt.maglev, absl::MakeSpan(position_ring)); !st.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pool \"", v.pool, "\": ring build failed: ", st.message()));
+  }
+  pt.fingerprint = MaglevFingerprint(position_ring);
+  pt.built = true;
+  return absl::OkStatus();
+}
+
+// VIP entry `pos`: its fields, members, ring (positions mapped to slots) and
+// its cell in the VIP index (the probe sequence SlotView::FindVipExact
+// follows). Returns its summary.
+VipSummary WriteVip(const DesiredVip& v, uint32_t pos, const DesiredState& desired,
+                    const SlotAssignment& a, const PoolTables& pt,
+                    const std::vector<uint32_t>& position_ring, const SlotView& out,
+                    uint32_t* next_member) {
+  VipEntry& e = out.vips[pos];
+  std::memcpy(e.addr, v.address.bytes.data(), 16);
+  e.family = static_cast<uint8_t>(v.address.family);
+  e.proto = v.proto;
+  e.port = v.port;
+  const DesiredPool& vp = *desired.FindPool(v.pool);
+  e.algorithm = static_cast<uint8_t>(vp.algorithm);
+  e.flags = kVipInUse | (v.fragment_tolerant ? kVipFragmentTolerant : 0) |
+            (vp.sticky_sessions ? kVipSticky : 0);
+  e.sticky_ttl_s = vp.sticky_sessions ? vp.sticky_ttl_seconds : 0;
+  e.member_begin = *next_member;
+  e.member_count = static_cast<uint32_t>(pt.member_slots.size());
+  e.vip_id = a.vips[pos].vip_id;
+  e.fingerprint = pt.fingerprint;
+  std::copy(pt.member_slots.begin(), pt.member_slots.end(), out.members + *next_member);
+  *next_member += e.member_count;
+  uint32_t* ring = out.Ring(pos);
+  for (uint32_t k = 0; k < desired.ring_size; ++k) {
+    const uint32_t p = position_ring[k];
+    ring[k] = p == 0 ? 0 : pt.member_slots[p - 1];
+  }
+  uint32_t cell = VipHashKey(v.address.family, e.addr, e.proto, e.port) & out.vip_hash_mask;
+  while (out.vip_hash[cell] != 0) cell = (cell + 1) & out.vip_hash_mask;
+  out.vip_hash[cell] = pos + 1;
+
+  VipSummary sum;
+  sum.key = a.vips[pos].key;
+  sum.pool = v.pool;
+  sum.vip_id = e.vip_id;
+  sum.position = pos;
+  sum.members = e.member_count;
+  sum.fingerprint = e.fingerprint;
+  return sum;
+}
+
+}  // namespace
+
+absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotAssignment& previous,
+                                        const SlotView& out, BuildScratch* scratch) {
+  BuildScratch local;
+  if (scratch == nullptr) scratch = &local;
+  if (absl::Status st = ValidateMaglevTableSize(desired.ring_size); !st.ok()) return st;
+  if (desired.ring_size > out.ring_stride) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ring_size ", desired.ring_size, " > the region's max_ring_size ", out.ring_stride));
+  }
+  auto assigned = AssignSlots(desired, previous, {out.max_vips, out.max_backends});
+  if (!assigned.ok()) return assigned.status();
+
+  BuildResult r;
+  r.assignment = *std::move(assigned);
+  const SlotAssignment& a = r.assignment;
+  SlotOf slot_of;
+  for (uint32_t s = 1; s < a.backends.size(); ++s) {
+    if (a.backends[s].in_use()) slot_of[{a.backends[s].pool, a.backends[s].address}] = s;
+  }
+  std::map<std::string, uint32_t> pos_of;
+  for (uint32_t p = 0; p < a.vips.size(); ++p) {
+    if (!a.vips[p].key.empty()) pos_of[a.vips[p].key] = p;
+  }
+  PoolMap pools;
+  if (absl::Status st = CollectMembers(desired, slot_of, out.max_members, &pools); !st.ok()) {
+    return st;
+  }
+  if (scratch->rings.size() < pools.size()) scratch->rings.resize(pools.size());
+
+  ClearSlot(desired, out);
+  r.backends_in_use = WriteBackends(desired, a, slot_of, out);
 
   // VIPs, in position order so that the member array's layout does not
   // depend on the order of the config.
@@ -372,53 +506,16 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
   std::vector<VipSummary> summaries(a.vips.size());
   uint32_t next_member = 0;
   for (uint32_t pos = 0; pos < by_pos.size(); ++pos) {
-    const DesiredVip* v = by_pos[pos];
-    if (v == nullptr) continue;
-    PoolTables& pt = pools.at(v->pool);
-    if (!pt.built) {
-      pt.position_ring.assign(desired.ring_size, 0);
-      if (absl::Status st = BuildMaglevTable(pt.maglev, absl::MakeSpan(pt.position_ring));
-          !st.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("pool \"", v->pool, "\": ring build failed: ", st.message()));
-      }
-      pt.fingerprint = MaglevFingerprint(pt.position_ring);
-      pt.built = true;
+    if (by_pos[pos] == nullptr) continue;
+    const DesiredVip& v = *by_pos[pos];
+    PoolTables& pt = pools.at(v.pool);
+    std::vector<uint32_t>& position_ring = scratch->rings[pt.ring];
+    if (absl::Status st = BuildPositionRing(v, desired.ring_size, pt, position_ring); !st.ok()) {
+      return st;
     }
-    VipEntry& e = out.vips[pos];
-    std::memcpy(e.addr, v->address.bytes.data(), 16);
-    e.family = static_cast<uint8_t>(v->address.family);
-    e.proto = v->proto;
-    e.port = v->port;
-    const DesiredPool& vp = *desired.FindPool(v->pool);
-    e.algorithm = static_cast<uint8_t>(vp.algorithm);
-    e.flags = kVipInUse | (v->fragment_tolerant ? kVipFragmentTolerant : 0) |
-              (vp.sticky_sessions ? kVipSticky : 0);
-    e.sticky_ttl_s = vp.sticky_sessions ? vp.sticky_ttl_seconds : 0;
-    e.member_begin = next_member;
-    e.member_count = static_cast<uint32_t>(pt.member_slots.size());
-    e.vip_id = a.vips[pos].vip_id;
-    e.fingerprint = pt.fingerprint;
-    std::copy(pt.member_slots.begin(), pt.member_slots.end(), out.members + next_member);
-    next_member += e.member_count;
-    uint32_t* ring = out.Ring(pos);
-    for (uint32_t k = 0; k < desired.ring_size; ++k) {
-      const uint32_t p = pt.position_ring[k];
-      ring[k] = p == 0 ? 0 : pt.member_slots[p - 1];
-    }
-    // VIP index: the probe sequence SlotView::FindVipExact follows.
-    uint32_t cell = VipHashKey(v->address.family, e.addr, e.proto, e.port) & out.vip_hash_mask;
-    while (out.vip_hash[cell] != 0) cell = (cell + 1) & out.vip_hash_mask;
-    out.vip_hash[cell] = pos + 1;
-
-    VipSummary& sum = summaries[pos];
-    sum.key = a.vips[pos].key;
-    sum.pool = v->pool;
-    sum.vip_id = e.vip_id;
-    sum.position = pos;
-    sum.members = e.member_count;
-    sum.fingerprint = e.fingerprint;
+    summaries[pos] = WriteVip(v, pos, desired, a, pt, position_ring, out, &next_member);
   }
+  SlotHeader& h = *out.header;
   h.num_vips = static_cast<uint32_t>(a.vips.size());
   h.num_members = next_member;
 

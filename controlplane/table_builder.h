@@ -114,10 +114,19 @@ struct BuildResult {
   uint32_t backends_in_use = 0;
 };
 
+// Buffers a build needs and a caller may keep between builds (the
+// Publisher does): one ring of ring_size entries per pool a VIP uses, 256 KiB
+// each at the default size, allocated and faulted in once instead of per
+// publish. Contents do not carry over: every build overwrites what it reads.
+struct BuildScratch {
+  std::vector<std::vector<uint32_t>> rings;
+};
+
 // Fills every field of `out` except generation, publish_time_ns and checksum,
 // which TableWriter::Publish() writes. `out` must be a slot nobody reads.
+// `scratch` (optional) is reused for the rings; nullptr = local buffers.
 absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotAssignment& previous,
-                                        const SlotView& out);
+                                        const SlotView& out, BuildScratch* scratch = nullptr);
 
 // Recomputes the fingerprint defined above from a built slot (members of
 // VIP `vip_index` are sorted, so a member's position is its index + 1). Tools

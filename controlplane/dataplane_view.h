@@ -1,0 +1,129 @@
+// The control plane's one view of the running dataplane: the only owner of
+// the attachment to the stats region (lib/shm_region.h) that lb-dataplane
+// writes. Everything the control plane learns from the lcores goes through
+// here, as structured results:
+//   - reclamation / observed generation: which live lcores still hold a
+//     table slot, whether their heartbeat stalled (stuck), and a bounded
+//     wait for them to move on (the publisher before reusing a slot, the
+//     control plane after a publish, for api -> lcores latency);
+//   - counter sums over all lcores: per backend slot, per VIP and backend of
+//     a published table slot (queries, drains, metrics);
+//   - per-lcore status (online, heartbeat, observed generation, counters).
+//
+// The region is attached lazily and re-attached when the file or its writer
+// changed (a restarted dataplane re-creates it); a missing file means no
+// dataplane ever ran. A region that exists but does not validate is
+// reported as kUnusable: the publisher must refuse to reuse a slot then,
+// queries read zeros.
+//
+// Threads: every method is thread-safe. The view's mutex is a leaf lock (it
+// is held only to check or swap the attachment; nothing is called under it),
+// so callers may hold their own locks. Waits poll without it.
+#ifndef LB_CONTROLPLANE_DATAPLANE_VIEW_H_
+#define LB_CONTROLPLANE_DATAPLANE_VIEW_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "lb/v1/admin.pb.h"
+#include "lib/shm_region.h"
+
+namespace lb {
+
+// One backend slot's counters summed over every lcore.
+struct BackendCountersSum {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  uint64_t new_flows = 0;
+  uint64_t active_flows = 0;  // 0 unless the dataplane process is alive
+};
+
+// Traffic counters summed over every lcore, keyed by the operator-visible
+// ids of a published table slot.
+struct TrafficCounters {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  uint64_t new_flows = 0;
+  uint64_t drops = 0;         // VIPs only
+  uint64_t active_flows = 0;  // backends only (gauge)
+};
+struct TrafficSnapshot {
+  std::map<uint32_t, TrafficCounters> vips;      // by vip_id
+  std::map<uint32_t, TrafficCounters> backends;  // by backend_id
+};
+
+// A live lcore that has not yet observed the generation asked for.
+struct LcoreHold {
+  uint32_t lcore_id = 0;  // the dataplane's lcore id (not the region index)
+  uint64_t observed_generation = 0;
+  uint64_t heartbeat_age_ns = 0;
+  bool stuck = false;  // heartbeat older than stuck_after_ns
+};
+
+// Whether a table slot can be reused: every live lcore observed at least
+// the generation asked for.
+struct ReclaimCheck {
+  enum class Region { kAbsent, kUnusable, kAttached };
+  Region region = Region::kAbsent;
+  std::string unusable_reason;  // kUnusable: why Attach refused the file
+  bool ok = true;               // kAbsent: true; kUnusable: false
+  std::vector<LcoreHold> holding;
+
+  std::vector<uint32_t> StuckLcores() const;
+  // "lcore 3 stuck (observed generation 1, heartbeat 700 ms old), lcore 4
+  // waiting (observed generation 1)".
+  std::string DescribeHolding() const;
+};
+
+class DataplaneView {
+ public:
+  DataplaneView(std::string stats_path, uint64_t stuck_after_ns);
+  DataplaneView(const DataplaneView&) = delete;
+  DataplaneView& operator=(const DataplaneView&) = delete;
+
+  const std::string& stats_path() const { return stats_path_; }
+
+  // One look: may a slot last holding `min_generation - 1` be reused?
+  ReclaimCheck CheckReclaim(uint64_t min_generation) const;
+  // Polls CheckReclaim until it is ok or `timeout_ns` passed (adaptive:
+  // yields first, then sleeps 10 us doubling up to 500 us, so that a change
+  // the lcores pick up within microseconds is not charged a timer tick).
+  // *waited_ns = the time spent. kAbsent and kUnusable return at once.
+  ReclaimCheck WaitReclaim(uint64_t min_generation, uint64_t timeout_ns, uint64_t* waited_ns) const;
+
+  // Counters of backend slot `slot` (table index), summed over lcores.
+  BackendCountersSum SumBackend(uint32_t slot) const;
+  // Per VIP and backend of `slot`, summed over lcores; empty without region.
+  TrafficSnapshot SumTraffic(const SlotView& slot) const;
+  // Sets dataplane_running and one LcoreCounters per lcore; leaves `out`
+  // untouched without a region.
+  void ReadLcores(v1::Stats* out) const;
+
+ private:
+  // The attachment, refreshed when the file or its writer changed; nullptr
+  // when absent (then *unusable says whether a file exists but is refused).
+  std::shared_ptr<const StatsRegion> Current(std::string* unusable) const;
+
+  const std::string stats_path_;
+  const uint64_t stuck_after_ns_;
+
+  mutable absl::Mutex mu_;  // leaf: guards the attachment only
+  mutable std::shared_ptr<const StatsRegion> region_ ABSL_GUARDED_BY(mu_);
+  mutable struct {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    off_t size = 0;
+    uint32_t pid = 0;
+    uint64_t start_time_ns = 0;
+  } id_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace lb
+
+#endif  // LB_CONTROLPLANE_DATAPLANE_VIEW_H_

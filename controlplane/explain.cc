@@ -1,0 +1,156 @@
+#include "controlplane/explain.h"
+
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "controlplane/algorithms.h"
+#include "controlplane/config.h"
+#include "controlplane/config_lookup.h"
+#include "lib/maglev.h"
+
+namespace lb {
+namespace {
+
+absl::StatusOr<FlowKey> ParseFlow(const v1::ExplainRequest& req, IpAddress* dst_out) {
+  auto src = ParseIpAddress(req.src());
+  if (!src.ok()) return absl::InvalidArgumentError(absl::StrCat("src: ", src.status().message()));
+  auto dst = ParseIpAddress(req.dst());
+  if (!dst.ok()) return absl::InvalidArgumentError(absl::StrCat("dst: ", dst.status().message()));
+  if (src->family != dst->family) {
+    return absl::InvalidArgumentError("dst: address family differs from src");
+  }
+  const uint8_t proto = ProtoNumber(req.protocol());
+  if (proto == 0) {
+    return absl::InvalidArgumentError("protocol: required (PROTOCOL_TCP or PROTOCOL_UDP)");
+  }
+  if (req.src_port() > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("src_port: ", req.src_port(), " is not a port"));
+  }
+  if (req.dst_port() > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("dst_port: ", req.dst_port(), " is not a port"));
+  }
+  FlowKey key;
+  std::memset(&key, 0, sizeof(key));
+  std::memcpy(key.src, src->bytes.data(), 16);
+  std::memcpy(key.dst, dst->bytes.data(), 16);
+  key.sport = static_cast<uint16_t>(req.src_port());
+  key.dport = static_cast<uint16_t>(req.dst_port());
+  key.proto = proto;
+  key.family = src->family;
+  *dst_out = *dst;
+  return key;
+}
+
+// The candidates of a per-lcore algorithm, for the reason text.
+std::string PerLcoreReason(const SlotView& slot, const VipEntry& v, Algorithm alg) {
+  std::vector<std::string> candidates;
+  for (uint32_t i = 0; i < v.member_count; ++i) {
+    const uint32_t ms = slot.members[v.member_begin + i];
+    if (ms == 0 || ms >= slot.header->num_backends) continue;
+    const BackendEntry& b = slot.backends[ms];
+    candidates.push_back(absl::StrCat(
+        "id ", b.backend_id, " ",
+        IpAddressFromBytes(static_cast<AddrFamily>(b.family), b.addr).text, " w", b.weight));
+  }
+  const AlgorithmInfo* info = FindAlgorithm(alg);
+  const char* state = info != nullptr && info->per_lcore_state != nullptr
+                          ? info->per_lcore_state
+                          : "the live flows each lcore holds per backend";
+  return absl::StrCat(AlgorithmName(alg), ": the pick depends on ", state,
+                      ", not on the flow; candidates: ",
+                      candidates.empty() ? "none (the packet is dropped, no_backend)"
+                                         : absl::StrJoin(candidates, ", "));
+}
+
+}  // namespace
+
+RingPick PickFromRing(const SlotView& slot, int vip, FlowKey key) {
+  // Exactly the dataplane's hash (Worker::ProcessBurst / PickBackend).
+  const VipEntry& v = slot.vips[vip];
+  const Algorithm alg = static_cast<Algorithm>(v.algorithm);
+  uint64_t hash;
+  std::string hashed;
+  if (v.flags & kVipFragmentTolerant) {
+    key.sport = key.dport = 0;
+    hash = HashFlowMode(key, HashMode::kSrcDstProto);
+    hashed = "src/dst/proto hash (fragment-tolerant VIP)";
+  } else {
+    hash = HashFlow(key);
+    hashed = "5-tuple hash";
+  }
+  if (alg == Algorithm::kIpHash) {
+    hash = HashFlowMode(key, HashMode::kSourceIp);
+    hashed = "source-address hash";
+  }
+  RingPick pick;
+  const uint32_t m_size = slot.header->ring_size;
+  const uint32_t idx = m_size == 0 ? 0 : RingIndex(hash, m_size);
+  pick.slot = m_size == 0 ? 0 : slot.Ring(vip)[idx];
+  pick.how = absl::StrFormat("%s ring[%u] of %u (%s %016x)", AlgorithmName(alg), idx, m_size,
+                             hashed, hash);
+  if (pick.slot == 0 || pick.slot >= slot.header->num_backends ||
+      slot.backends[pick.slot].state != static_cast<uint8_t>(BackendState::kActive)) {
+    absl::StrAppend(&pick.how, "; no active backend there: the packet is dropped (no_backend)");
+    pick.slot = 0;
+  }
+  return pick;
+}
+
+absl::StatusOr<v1::ExplainResponse> ExplainFlow(const v1::ExplainRequest& req, const SlotView& slot,
+                                                uint64_t generation, const v1::Config& config) {
+  IpAddress dst;
+  auto key = ParseFlow(req, &dst);
+  if (!key.ok()) return key.status();
+  if (generation == 0 || slot.header->generation != generation) {
+    return absl::FailedPreconditionError("no table generation is published yet");
+  }
+  const int vip = slot.FindVip(key->family, key->dst, key->proto, key->dport);
+  if (vip < 0) {
+    return absl::NotFoundError(
+        absl::StrCat("dst: no VIP matches ", VipKey(dst, key->proto, key->dport), " in generation ",
+                     generation, " (the dataplane drops such packets as not_for_us)"));
+  }
+  const VipEntry& v = slot.vips[vip];
+  const Algorithm alg = static_cast<Algorithm>(v.algorithm);
+  v1::ExplainResponse resp;
+  resp.set_vip_id(v.vip_id);
+  resp.set_vip(
+      VipKey(IpAddressFromBytes(static_cast<AddrFamily>(v.family), v.addr), v.proto, v.port));
+  resp.set_generation(generation);
+  resp.set_algorithm(AlgorithmName(alg));
+  std::string reason;
+  uint32_t s = 0;
+  if (IsRingAlgorithm(alg)) {
+    RingPick pick = PickFromRing(slot, vip, *key);
+    s = pick.slot;
+    reason = std::move(pick.how);
+  } else {
+    reason = PerLcoreReason(slot, v, alg);
+  }
+  if (s != 0) {
+    const BackendEntry& b = slot.backends[s];
+    resp.set_backend_id(b.backend_id);
+    resp.set_backend(IpAddressFromBytes(static_cast<AddrFamily>(b.family), b.addr).text);
+  }
+  // Sticky sessions are per-node state in the dataplane, like the
+  // connection table.
+  for (const v1::Vip& cv : config.vips()) {
+    if (cv.id() != v.vip_id) continue;
+    const int pi = FindPoolIndex(config, cv.pool());
+    if (pi >= 0 && config.pools(pi).sticky_sessions()) {
+      absl::StrAppend(&reason,
+                      "; sticky sessions: a client address seen within the TTL keeps the backend "
+                      "it had");
+    }
+  }
+  absl::StrAppend(&reason,
+                  "; connection table not consulted (it lives in the dataplane): a flow already "
+                  "pinned keeps its backend while that backend is active or draining");
+  resp.set_reason(reason);
+  return resp;
+}
+
+}  // namespace lb
