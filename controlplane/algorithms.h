@@ -45,11 +45,6 @@ std::optional<Algorithm> TableAlgorithm(v1::Algorithm a);
 // "round_robin | weighted_round_robin | ...", for error messages.
 std::string AlgorithmChoices();
 
-// True for the algorithms that pick from the Maglev ring by a flow hash.
-inline bool IsRingAlgorithm(Algorithm a) {
-  return a == Algorithm::kMaglev || a == Algorithm::kIpHash;
-}
-
 }  // namespace lb
 
 #endif  // LB_CONTROLPLANE_ALGORITHMS_H_

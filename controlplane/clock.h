@@ -13,6 +13,9 @@
 
 namespace lb {
 
+// MonotonicNs() as a signed value, for schedulers that subtract deadlines.
+inline int64_t SteadyNs() { return static_cast<int64_t>(MonotonicNs()); }
+
 // CLOCK_REALTIME in ms since the Unix epoch.
 inline uint64_t NowUnixMs() { return RealtimeNs() / 1'000'000; }
 

@@ -1,5 +1,7 @@
 #include "controlplane/config.h"
 
+#include "controlplane/algorithms.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -58,35 +60,6 @@ const char* ProtoName(uint8_t proto) {
       return "udp";
     default:
       return "?";
-  }
-}
-
-bool MapAlgorithm(v1::Algorithm a, Algorithm* out) {
-  switch (a) {
-    case v1::ALGORITHM_UNSPECIFIED:
-    case v1::ALGORITHM_MAGLEV:
-      *out = Algorithm::kMaglev;
-      return true;
-    case v1::ALGORITHM_IP_HASH:
-      *out = Algorithm::kIpHash;
-      return true;
-    case v1::ALGORITHM_ROUND_ROBIN:
-      *out = Algorithm::kRoundRobin;
-      return true;
-    case v1::ALGORITHM_WEIGHTED_ROUND_ROBIN:
-      *out = Algorithm::kWeightedRoundRobin;
-      return true;
-    case v1::ALGORITHM_RANDOM:
-      *out = Algorithm::kRandom;
-      return true;
-    case v1::ALGORITHM_LEAST_CONNECTIONS:
-      *out = Algorithm::kLeastConnections;
-      return true;
-    case v1::ALGORITHM_WEIGHTED_LEAST_CONNECTIONS:
-      *out = Algorithm::kWeightedLeastConnections;
-      return true;
-    default:
-      return false;
   }
 }
 
@@ -496,7 +469,9 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
       f.Error(pp + ".kind", "unknown kind %d", static_cast<int>(p.kind()));
     }
     dp.proxy = p.kind() == v1::POOL_KIND_PROXY;
-    if (!MapAlgorithm(p.algorithm(), &dp.algorithm)) {
+    if (std::optional<Algorithm> a = TableAlgorithm(p.algorithm()); a.has_value()) {
+      dp.algorithm = *a;
+    } else {
       f.Error(pp + ".algorithm", "unknown algorithm %d", static_cast<int>(p.algorithm()));
     }
     CheckRange(f, pp + ".sticky_ttl_seconds", p.sticky_ttl_seconds(), 1, kMaxStickyTtlSeconds,

@@ -9,7 +9,9 @@
 #include "controlplane/algorithms.h"
 #include "controlplane/config.h"
 #include "controlplane/config_lookup.h"
+#include "lib/backend_pick.h"
 #include "lib/maglev.h"
+#include "lib/vip_flow.h"
 
 namespace lb {
 namespace {
@@ -68,33 +70,22 @@ std::string PerLcoreReason(const SlotView& slot, const VipEntry& v, Algorithm al
 }  // namespace
 
 RingPick PickFromRing(const SlotView& slot, int vip, FlowKey key) {
-  // Exactly the dataplane's hash (Worker::ProcessBurst / PickBackend).
+  // The dataplane's own pick (lib/vip_flow.h, lib/backend_pick.h).
   const VipEntry& v = slot.vips[vip];
   const Algorithm alg = static_cast<Algorithm>(v.algorithm);
-  uint64_t hash;
-  std::string hashed;
-  if (v.flags & kVipFragmentTolerant) {
-    key.sport = key.dport = 0;
-    hash = HashFlowMode(key, HashMode::kSrcDstProto);
-    hashed = "src/dst/proto hash (fragment-tolerant VIP)";
-  } else {
-    hash = HashFlow(key);
-    hashed = "5-tuple hash";
-  }
-  if (alg == Algorithm::kIpHash) {
-    hash = HashFlowMode(key, HashMode::kSourceIp);
-    hashed = "source-address hash";
-  }
+  const char* hashed = alg == Algorithm::kIpHash ? "source-address hash"
+                       : VipHashesFragments(v)   ? "src/dst/proto hash (fragment-tolerant VIP)"
+                                                 : "5-tuple hash";
+  const uint64_t flow_hash = VipFlowHash(v, &key);
   RingPick pick;
-  const uint32_t m_size = slot.header->ring_size;
-  const uint32_t idx = m_size == 0 ? 0 : RingIndex(hash, m_size);
-  pick.slot = m_size == 0 ? 0 : slot.Ring(vip)[idx];
-  pick.how = absl::StrFormat("%s ring[%u] of %u (%s %016x)", AlgorithmName(alg), idx, m_size,
-                             hashed, hash);
-  if (pick.slot == 0 || pick.slot >= slot.header->num_backends ||
-      slot.backends[pick.slot].state != static_cast<uint8_t>(BackendState::kActive)) {
+  RingLookup ring;
+  BackendPick chosen;
+  const bool found = PickConsistentBackend(slot, vip, key, flow_hash, &chosen, &ring);
+  pick.slot = found ? chosen.slot : 0;
+  pick.how = absl::StrFormat("%s ring[%u] of %u (%s %016x)", AlgorithmName(alg), ring.index,
+                             slot.header->ring_size, hashed, ring.hash);
+  if (!found) {
     absl::StrAppend(&pick.how, "; no active backend there: the packet is dropped (no_backend)");
-    pick.slot = 0;
   }
   return pick;
 }
@@ -123,7 +114,7 @@ absl::StatusOr<v1::ExplainResponse> ExplainFlow(const v1::ExplainRequest& req, c
   resp.set_algorithm(AlgorithmName(alg));
   std::string reason;
   uint32_t s = 0;
-  if (IsRingAlgorithm(alg)) {
+  if (IsConsistentAlgorithm(alg)) {
     RingPick pick = PickFromRing(slot, vip, *key);
     s = pick.slot;
     reason = std::move(pick.how);

@@ -1,5 +1,7 @@
 #include "controlplane/grpc_service.h"
 
+#include "controlplane/clock.h"
+
 #include <arpa/inet.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -427,7 +429,7 @@ grpc::Status AdminService::Watch(grpc::ServerContext* ctx, const v1::WatchReques
   const uint64_t subscription = cp_->Subscribe([queue](const v1::Event& e) { queue->Push(e); });
 
   v1::Event hello;
-  hello.set_unix_ms(absl::ToUnixMillis(absl::Now()));
+  hello.set_unix_ms(NowUnixMs());
   hello.set_kind("subscribed");
   hello.set_generation(cp_->generation());
   hello.set_message(absl::StrCat("watching from generation ", hello.generation()));
@@ -439,7 +441,7 @@ grpc::Status AdminService::Watch(grpc::ServerContext* ctx, const v1::WatchReques
     const uint64_t dropped = queue->PopAll(kWatchPoll, &batch);
     if (dropped > 0) {
       v1::Event note;
-      note.set_unix_ms(absl::ToUnixMillis(absl::Now()));
+      note.set_unix_ms(NowUnixMs());
       note.set_kind("dropped");
       note.set_generation(cp_->generation());
       note.set_message(absl::StrCat("dropped ", dropped, " events"));

@@ -1,5 +1,7 @@
 #include "controlplane/health_checker.h"
 
+#include "controlplane/clock.h"
+
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -41,19 +43,6 @@ constexpr int64_t kReapOnStopNs = 2'000'000'000;
 constexpr int64_t kMinTickNs = 1'000'000;
 constexpr int64_t kMaxTickNs = 50'000'000;
 constexpr int64_t kTicksPerInterval = 20;
-
-// The checker's clock: monotonic for scheduling, wall clock for reports.
-int64_t MonoNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
-uint64_t UnixMs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1'000'000;
-}
 
 // One target and the check it has in flight (at most one of socket/script).
 struct Target {
@@ -102,7 +91,7 @@ class HealthChecker::Loop {
         scripts_(options.script_dir, options.script_user),
         epfd_(epfd),
         wakefd_(wakefd),
-        rng_(std::random_device{}() ^ uint64_t(MonoNs())) {}
+        rng_(std::random_device{}() ^ uint64_t(SteadyNs())) {}
 
   ~Loop() {
     close(epfd_);
@@ -202,7 +191,7 @@ void HealthChecker::Loop::Run(std::atomic<pid_t>* tid, absl::Notification* start
 
   epoll_event events[kMaxEvents];
   for (;;) {
-    const int n = epoll_wait(epfd_, events, kMaxEvents, NextTimeoutMs(MonoNs()));
+    const int n = epoll_wait(epfd_, events, kMaxEvents, NextTimeoutMs(SteadyNs()));
     if (n < 0 && errno != EINTR) break;  // EBADF/EINVAL: our own bug; stop checking
     if (HandleEvents(events, n) && ApplyPending()) break;
     RunTimers();
@@ -265,7 +254,7 @@ bool HealthChecker::Loop::ApplyPending() {
     specs.swap(pending_);
   }
   if (!specs) return false;
-  const int64_t now = MonoNs();
+  const int64_t now = SteadyNs();
   std::unordered_map<uint32_t, std::unique_ptr<Target>> next;
   next.reserve(specs->size());
   for (HealthTarget& spec : *specs) {
@@ -314,7 +303,7 @@ void HealthChecker::Loop::ScheduleFirst(Target& t, int64_t now) {
 }
 
 void HealthChecker::Loop::RunTimers() {
-  const int64_t now = MonoNs();
+  const int64_t now = SteadyNs();
   while (!timers_.empty() && timers_.top().when_ns <= now) {
     const Timer timer = timers_.top();
     timers_.pop();
@@ -331,7 +320,7 @@ void HealthChecker::Loop::RunTimers() {
 
 void HealthChecker::Loop::StartCheck(Target& t, int64_t slot_ns) {
   t.slot_ns = slot_ns;
-  t.start_ns = MonoNs();
+  t.start_ns = SteadyNs();
   t.op = ++op_seq_;
   // The timeout timer goes first: a check that completes synchronously
   // replaces it with its next slot.
@@ -405,7 +394,7 @@ void HealthChecker::Loop::Complete(Target& t, bool ok, std::string error) {
   t.script.reset();
   t.socket.reset();
   op_owner_.erase(t.op);
-  const int64_t now = MonoNs();
+  const int64_t now = SteadyNs();
   t.state.Record(ok, std::move(error), now, t.policy());
   const int64_t interval_ns = int64_t{t.prep.cfg.interval_ms} * 1'000'000;
   SetTimer(t, NextSlotNs(t.slot_ns, interval_ns, now));
@@ -420,7 +409,7 @@ void HealthChecker::Loop::Report(const Target& t, double latency_ms) {
   HealthReport report;
   report.backend_id = t.prep.spec.backend_id;
   report.status = t.state.status();
-  report.check_unix_ms = UnixMs();
+  report.check_unix_ms = NowUnixMs();
   report.latency_ms = latency_ms;
   report.consecutive_successes = t.state.consecutive_successes();
   report.consecutive_failures = t.state.consecutive_failures();
@@ -433,8 +422,8 @@ void HealthChecker::Loop::Shutdown() {
   for (auto& [id, t] : targets_) Abandon(*t);
   targets_.clear();
   // Killed scripts exit promptly; collect them so no zombie outlives us.
-  const int64_t deadline = MonoNs() + kReapOnStopNs;
-  while (!orphans_.empty() && MonoNs() < deadline) {
+  const int64_t deadline = SteadyNs() + kReapOnStopNs;
+  while (!orphans_.empty() && SteadyNs() < deadline) {
     for (auto it = orphans_.begin(); it != orphans_.end();) {
       it = it->second->TryReap() ? orphans_.erase(it) : std::next(it);
     }

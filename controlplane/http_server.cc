@@ -1,5 +1,7 @@
 #include "controlplane/http_server.h"
 
+#include "controlplane/clock.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -42,12 +44,6 @@ constexpr int kTickMs = 100;
 // How long accepting pauses when the process is out of file descriptors.
 constexpr uint64_t kAcceptPauseNs = 100'000'000;
 constexpr size_t kReadChunk = 16 * 1024;
-
-uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 uint64_t ToNs(absl::Duration d) {
   return d <= absl::ZeroDuration() ? 0 : static_cast<uint64_t>(absl::ToInt64Nanoseconds(d));
@@ -209,7 +205,7 @@ struct HttpServer::Impl {
           // Out of descriptors: the pending connection keeps the listener
           // readable, so stop polling it for a while instead of spinning.
           epoll_ctl(epoll_fd, EPOLL_CTL_DEL, listen_fd, nullptr);
-          accept_paused_until_ns = NowNs() + kAcceptPauseNs;
+          accept_paused_until_ns = MonotonicNs() + kAcceptPauseNs;
         }
         return;  // EAGAIN, or paused
       }
@@ -239,7 +235,7 @@ struct HttpServer::Impl {
       c.local = PeerString(local);
       c.client = std::move(client);
       ++per_client[c.client];
-      c.accepted_ns = NowNs();
+      c.accepted_ns = MonotonicNs();
       c.idle_since_ns = c.accepted_ns;
       c.events = EPOLLIN;
       epoll_event e{};
@@ -253,7 +249,7 @@ struct HttpServer::Impl {
   void AppendResponse(Conn& c, const HttpResponse& r, bool head_only, bool keep_alive,
                       int version_minor) {
     AppendHttpResponse(r, head_only, keep_alive, version_minor, HttpDate(), &c.out);
-    if (c.write_progress_ns == 0 || c.out_off == c.out.size()) c.write_progress_ns = NowNs();
+    if (c.write_progress_ns == 0 || c.out_off == c.out.size()) c.write_progress_ns = MonotonicNs();
   }
 
   // An error answered by the server itself; the connection is then closed
@@ -284,10 +280,10 @@ struct HttpServer::Impl {
         return;
       }
       if (next.kind == HttpDecodeResult::Kind::kNeedMore) {
-        if (c.in.in_request() && c.request_start_ns == 0) c.request_start_ns = NowNs();
+        if (c.in.in_request() && c.request_start_ns == 0) c.request_start_ns = MonotonicNs();
         if (c.in.TakeContinue()) {
           c.out += "HTTP/1.1 100 Continue\r\n\r\n";
-          if (c.write_progress_ns == 0) c.write_progress_ns = NowNs();
+          if (c.write_progress_ns == 0) c.write_progress_ns = MonotonicNs();
         }
         return;
       }
@@ -295,7 +291,7 @@ struct HttpServer::Impl {
       req.peer = c.peer;
       req.local = c.local;
       c.request_start_ns = 0;
-      c.idle_since_ns = NowNs();
+      c.idle_since_ns = MonotonicNs();
       ++c.served;
 
       HttpResponse resp;
@@ -322,7 +318,7 @@ struct HttpServer::Impl {
       ssize_t n = send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
       if (n > 0) {
         c.out_off += static_cast<size_t>(n);
-        c.write_progress_ns = NowNs();
+        c.write_progress_ns = MonotonicNs();
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
@@ -342,7 +338,7 @@ struct HttpServer::Impl {
         if (!c.shut_wr) {
           shutdown(c.fd, SHUT_WR);
           c.shut_wr = true;
-          c.linger_until_ns = NowNs() + kLingerNs;
+          c.linger_until_ns = MonotonicNs() + kLingerNs;
         }
       }
     }
@@ -435,11 +431,11 @@ struct HttpServer::Impl {
 
   void Run() {
     std::vector<epoll_event> events(256);
-    uint64_t last_sweep = NowNs();
+    uint64_t last_sweep = MonotonicNs();
     uint64_t stop_deadline = 0;
     while (true) {
       if (stop_requested.load() && stop_deadline == 0) {
-        stop_deadline = NowNs() + ToNs(options.stop_grace);
+        stop_deadline = MonotonicNs() + ToNs(options.stop_grace);
         epoll_ctl(epoll_fd, EPOLL_CTL_DEL, listen_fd, nullptr);
         close(listen_fd);
         listen_fd = -1;
@@ -455,7 +451,7 @@ struct HttpServer::Impl {
         }
         for (int fd : idle) CloseConn(fd);
       }
-      if (stop_deadline != 0 && (conns.empty() || NowNs() >= stop_deadline)) break;
+      if (stop_deadline != 0 && (conns.empty() || MonotonicNs() >= stop_deadline)) break;
 
       int n = epoll_wait(epoll_fd, events.data(), static_cast<int>(events.size()), kTickMs);
       if (n < 0 && errno != EINTR) break;
@@ -497,7 +493,7 @@ struct HttpServer::Impl {
         }
       }
       if (accept_ready && listen_fd >= 0) Accept();
-      const uint64_t now = NowNs();
+      const uint64_t now = MonotonicNs();
       if (accept_paused_until_ns != 0 && now >= accept_paused_until_ns && listen_fd >= 0) {
         accept_paused_until_ns = 0;
         epoll_event e{};

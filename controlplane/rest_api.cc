@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "controlplane/algorithms.h"
 #include "controlplane/config.h"
 #include "controlplane/config_api_validation.h"
 #include "controlplane/metrics.h"
@@ -24,34 +25,6 @@
 
 namespace lb {
 namespace {
-
-struct AlgorithmName {
-  v1::Algorithm algorithm;
-  const char* name;
-};
-constexpr AlgorithmName kAlgorithmNames[] = {
-    {v1::ALGORITHM_ROUND_ROBIN, "round_robin"},
-    {v1::ALGORITHM_WEIGHTED_ROUND_ROBIN, "weighted_round_robin"},
-    {v1::ALGORITHM_LEAST_CONNECTIONS, "least_connections"},
-    {v1::ALGORITHM_WEIGHTED_LEAST_CONNECTIONS, "weighted_least_connections"},
-    {v1::ALGORITHM_IP_HASH, "ip_hash"},
-    {v1::ALGORITHM_RANDOM, "random"},
-    {v1::ALGORITHM_MAGLEV, "maglev"},
-};
-
-std::string AlgorithmToName(v1::Algorithm a) {
-  if (a == v1::ALGORITHM_UNSPECIFIED) a = v1::ALGORITHM_MAGLEV;
-  for (const AlgorithmName& n : kAlgorithmNames) {
-    if (n.algorithm == a) return n.name;
-  }
-  return "maglev";
-}
-
-std::string AlgorithmChoices() {
-  std::vector<std::string> names;
-  for (const AlgorithmName& n : kAlgorithmNames) names.push_back(n.name);
-  return absl::StrJoin(names, " | ");
-}
 
 // --- JSON via protobuf's mapping ---
 
@@ -137,7 +110,7 @@ v1::RestBackend ToRestBackend(const v1::BackendStatus& s) {
 
 v1::RestAlgorithmConfig ToRestAlgorithm(const v1::Pool& p) {
   v1::RestAlgorithmConfig c;
-  c.set_algorithm(AlgorithmToName(p.algorithm()));
+  c.set_algorithm(AlgorithmName(p.algorithm()));
   c.set_sticky_sessions(p.sticky_sessions());
   c.set_sticky_ttl_seconds(p.sticky_ttl_seconds() == 0 ? kDefaultStickyTtlSeconds
                                                        : p.sticky_ttl_seconds());
@@ -267,11 +240,8 @@ HttpResponse SetAlgorithm(ControlPlane* cp, const RestApiOptions&, const HttpReq
     return ErrorResponse(absl::InvalidArgumentError(
         absl::StrCat("algorithm: required, one of ", AlgorithmChoices())));
   }
-  v1::Algorithm algorithm = v1::ALGORITHM_UNSPECIFIED;
-  for (const AlgorithmName& n : kAlgorithmNames) {
-    if (in.algorithm() == n.name) algorithm = n.algorithm;
-  }
-  if (algorithm == v1::ALGORITHM_UNSPECIFIED) {
+  const AlgorithmInfo* info = FindAlgorithmByName(in.algorithm());
+  if (info == nullptr) {
     return ErrorResponse(absl::InvalidArgumentError(
         absl::StrCat("algorithm: unknown algorithm \"", QuoteBounded(in.algorithm()),
                      "\", expected one of ", AlgorithmChoices())));
@@ -280,7 +250,7 @@ HttpResponse SetAlgorithm(ControlPlane* cp, const RestApiOptions&, const HttpReq
                                                   : int64_t{kDefaultStickyTtlSeconds};
   if (auto s = CheckApiStickyTtl("sticky_ttl_seconds", ttl); !s.ok()) return ErrorResponse(s);
   auto pool =
-      cp->SetPoolAlgorithm(p.pool, algorithm, in.sticky_sessions(), static_cast<uint32_t>(ttl));
+      cp->SetPoolAlgorithm(p.pool, info->api, in.sticky_sessions(), static_cast<uint32_t>(ttl));
   if (!pool.ok()) return ErrorResponse(pool.status());
   return JsonResponse(200, ToRestAlgorithm(*pool));
 }

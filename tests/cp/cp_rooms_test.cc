@@ -17,6 +17,7 @@
 #include "controlplane/dataplane_view.h"
 #include "controlplane/health_merge.h"
 #include "gtest/gtest.h"
+#include "lib/backend_pick.h"
 
 namespace lb {
 namespace {
@@ -43,8 +44,8 @@ TEST(Algorithms, EveryApiValueMapsOneToOneAndBack) {
   EXPECT_EQ(AlgorithmChoices(),
             "round_robin | weighted_round_robin | least_connections | "
             "weighted_least_connections | ip_hash | random | maglev");
-  EXPECT_TRUE(IsRingAlgorithm(Algorithm::kMaglev));
-  EXPECT_FALSE(IsRingAlgorithm(Algorithm::kRandom));
+  EXPECT_TRUE(IsConsistentAlgorithm(Algorithm::kMaglev));
+  EXPECT_FALSE(IsConsistentAlgorithm(Algorithm::kRandom));
   EXPECT_EQ(FindAlgorithm(Algorithm::kMaglev)->per_lcore_state, nullptr);
   EXPECT_STREQ(FindAlgorithm(Algorithm::kRoundRobin)->per_lcore_state,
                "each lcore's rotation position");
