@@ -88,14 +88,7 @@ std::string BackendStatusName(const v1::BackendStatus& s) {
   if (s.backend().state() == v1::BACKEND_STATE_DRAINING || s.backend().remove_at_unix_ms() != 0) {
     return "draining";
   }
-  switch (s.health()) {
-    case v1::HEALTH_STATUS_HEALTHY:
-      return "healthy";
-    case v1::HEALTH_STATUS_UNHEALTHY:
-      return "unhealthy";
-    default:
-      return "unknown";
-  }
+  return HealthStatusName(s.health());
 }
 
 v1::RestBackend ToRestBackend(const v1::BackendStatus& s) {

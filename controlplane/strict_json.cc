@@ -108,6 +108,17 @@ class StrictJsonCheck {
         absl::StrCat("body: not valid JSON at byte ", pos_, ": ", what));
   }
 
+  // After an array element or object member: ',' (another follows) or
+  // `close` (the container ends); anything else is the caller's syntax error.
+  enum class After { kMore, kEnd, kBad };
+  After AfterElement(char close) {
+    SkipWs();
+    if (pos_ < s_.size() && (s_[pos_] == ',' || s_[pos_] == close)) {
+      return s_[pos_++] == ',' ? After::kMore : After::kEnd;
+    }
+    return After::kBad;
+  }
+
   void SkipWs() {
     while (pos_ < s_.size() &&
            (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r')) {
@@ -217,15 +228,9 @@ class StrictJsonCheck {
           if (auto st = FieldValue(absl::StrCat(path, "[", i, "]"), f, true, depth + 1); !st.ok()) {
             return st;
           }
-          SkipWs();
-          if (pos_ < s_.size() && s_[pos_] == ',') {
-            ++pos_;
-            continue;
-          }
-          if (pos_ < s_.size() && s_[pos_] == ']') {
-            ++pos_;
-            return absl::OkStatus();
-          }
+          const After a = AfterElement(']');
+          if (a == After::kMore) continue;
+          if (a == After::kEnd) return absl::OkStatus();
           return Syntax("expected ',' or ']'");
         }
       }
@@ -266,15 +271,9 @@ class StrictJsonCheck {
       while (true) {
         Kind k;
         if (auto st = Value(path, nullptr, depth + 1, &k); !st.ok()) return st;
-        SkipWs();
-        if (pos_ < s_.size() && s_[pos_] == ',') {
-          ++pos_;
-          continue;
-        }
-        if (pos_ < s_.size() && s_[pos_] == ']') {
-          ++pos_;
-          return absl::OkStatus();
-        }
+        const After a = AfterElement(']');
+        if (a == After::kMore) continue;
+        if (a == After::kEnd) return absl::OkStatus();
         return Syntax("expected ',' or ']'");
       }
     }
@@ -331,15 +330,9 @@ class StrictJsonCheck {
       } else if (auto st = FieldValue(key_path, f, false, depth + 1); !st.ok()) {
         return st;
       }
-      SkipWs();
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      if (pos_ < s_.size() && s_[pos_] == '}') {
-        ++pos_;
-        return absl::OkStatus();
-      }
+      const After a = AfterElement('}');
+      if (a == After::kMore) continue;
+      if (a == After::kEnd) return absl::OkStatus();
       return Syntax("expected ',' or '}'");
     }
   }
