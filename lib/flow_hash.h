@@ -15,9 +15,8 @@
 //
 // On a little-endian machine that is exactly the in-memory FlowKey, so the hot
 // path is five 64-bit loads and four independent 64x64->128-bit multiplies
-// (XXH3's 17..128-byte path); on a big-endian machine the encoding is composed
-// explicitly so that the result is the same. The implementation is
-// libxxhash's own (>= 0.8.0, Debian's libxxhash-dev), inlined. Any other implementation (a test
+// (XXH3's 17..128-byte path); on a big-endian machine the port word is composed
+// explicitly so that the result is the same. Any other implementation (a test
 // tool, a script, another language) reproduces HashFlow() with any xxHash
 // >= 0.8.0: XXH3_64bits_withSeed(encoding, 40, kFlowHashSeed).
 // XXH3 rather than XXH64: on 40 bytes it measured ~8 against ~40 TSC cycles
@@ -50,12 +49,6 @@
 #include "lib/byte_order.h"
 #include "lib/flow_key.h"
 
-// libxxhash (Debian libxxhash-dev), every function inlined into the caller.
-#ifndef XXH_INLINE_ALL
-#define XXH_INLINE_ALL
-#endif
-#include <xxhash.h>
-
 namespace lb {
 
 enum class HashMode : uint8_t {
@@ -71,75 +64,85 @@ inline constexpr uint64_t kFlowHashSeed = 0x6c62666c6f773031ULL;
 // HashFlow(): HashFlow(k) == HashBytes(<canonical encoding of k>, 40,
 // kFlowHashSeed). Not specialised: meant for the control plane (Maglev
 // offset/skip of backend names) or occasional per-packet use.
-inline uint64_t HashBytes(const void* data, size_t len, uint64_t seed) {
-  return XXH3_64bits_withSeed(data, len, seed);
-}
+uint64_t HashBytes(const void* data, size_t len, uint64_t seed);
 
 namespace flow_hash_internal {
 
-// The 40-byte canonical encoding as five 64-bit words in memory order.
-struct Encoding {
-  uint64_t w[5];
+inline constexpr uint64_t kPrime64_1 = 0x9E3779B185EBCA87ULL;
+
+// The first 64 bytes of XXH3's default secret (XXH3_kSecret); the 40-byte
+// path reads only these. The full 192 bytes live in flow_hash.cc.
+inline constexpr uint64_t kSecret40[8] = {
+    0xbe4ba423396cfeb8ULL, 0x1cad21f72c81017cULL, 0xdb979083e96dd4deULL, 0x1f67b3b7a4a44072ULL,
+    0x78e5c0cc4ee679cbULL, 0x2172ffcc7dd05a82ULL, 0x8e2443f7744608b8ULL, 0x4c263a81e69035e0ULL,
 };
 
-inline void Encode(const FlowKey& k, Encoding* e) {
+__extension__ typedef unsigned __int128 Uint128;
+
+inline uint64_t Mul128Fold64(uint64_t a, uint64_t b) {
+  const Uint128 p = static_cast<Uint128>(a) * b;
+  return static_cast<uint64_t>(p) ^ static_cast<uint64_t>(p >> 64);
+}
+
+// XXH3_mix16B on two little-endian input words and secret words si, si + 1.
+inline uint64_t Mix16(uint64_t lo, uint64_t hi, int si, uint64_t seed) {
+  return Mul128Fold64(lo ^ (kSecret40[si] + seed), hi ^ (kSecret40[si + 1] - seed));
+}
+
+inline uint64_t Xxh3Avalanche(uint64_t h) {
+  h ^= h >> 37;
+  h *= 0x165667919E3779F9ULL;
+  h ^= h >> 32;
+  return h;
+}
+
+// XXH3_64bits_withSeed specialised to exactly 40 input bytes given as five
+// little-endian words (XXH3_len_17to128_64b with len = 40: four independent
+// 128-bit multiplies over the overlapping 16-byte windows at 0, 24, 16, 8).
+inline uint64_t Xxh3Words40(uint64_t w0, uint64_t w1, uint64_t w2, uint64_t w3, uint64_t w4,
+                            uint64_t seed) {
+  uint64_t acc = 40 * kPrime64_1;
+  acc += Mix16(w2, w3, 4, seed);  // input + 16, secret + 32
+  acc += Mix16(w1, w2, 6, seed);  // input + len - 32, secret + 48
+  acc += Mix16(w0, w1, 0, seed);  // input + 0, secret + 0
+  acc += Mix16(w3, w4, 2, seed);  // input + len - 16, secret + 16
+  return Xxh3Avalanche(acc);
+}
+
+// The fifth word of the encoding: sport | dport<<16 | proto<<32 | family<<40.
+inline uint64_t TailWord(const FlowKey& k) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  static_assert(sizeof(FlowKey) == sizeof(Encoding), "FlowKey is the canonical encoding");
-  std::memcpy(e, &k, sizeof(*e));
+  uint64_t v;
+  std::memcpy(&v, &k.sport, sizeof(v));
+  return v;
 #else
-  uint8_t* b = reinterpret_cast<uint8_t*>(e);
-  std::memcpy(b, k.src, 16);
-  std::memcpy(b + 16, k.dst, 16);
-  b[32] = static_cast<uint8_t>(k.sport);
-  b[33] = static_cast<uint8_t>(k.sport >> 8);
-  b[34] = static_cast<uint8_t>(k.dport);
-  b[35] = static_cast<uint8_t>(k.dport >> 8);
-  b[36] = k.proto;
-  b[37] = static_cast<uint8_t>(k.family);
-  b[38] = static_cast<uint8_t>(k.reserved);
-  b[39] = static_cast<uint8_t>(k.reserved >> 8);
+  return uint64_t{k.sport} | (uint64_t{k.dport} << 16) | (uint64_t{k.proto} << 32) |
+         (uint64_t{static_cast<uint8_t>(k.family)} << 40) | (uint64_t{k.reserved} << 48);
 #endif
 }
 
-// Word 4 of the encoding keeps proto and family (bytes 36, 37), or family
-// only (byte 37). Byte masks, so they mean the same on any endianness.
-inline uint64_t ByteMask(int first, int count) {
-  uint64_t m = 0;
-  uint8_t* b = reinterpret_cast<uint8_t*>(&m);
-  for (int i = first; i < first + count; ++i) b[i] = 0xff;
-  return m;
-}
-
-// XXH3_64bits_withSeed from libxxhash, inlined (XXH_INLINE_ALL) and, with
-// flatten, specialised to the constant 40-byte length: the compiler keeps
-// only XXH3's 17..128-byte path (four 64x64->128-bit multiplies).
-[[gnu::flatten]] inline uint64_t Hash40(const Encoding& e) {
-  return XXH3_64bits_withSeed(&e, sizeof(e), kFlowHashSeed);
-}
+inline constexpr uint64_t kTailFamilyMask = 0xffULL << 40;
+inline constexpr uint64_t kTailProtoFamilyMask = 0xffffULL << 32;
 
 }  // namespace flow_hash_internal
 
 // Full 5-tuple hash (plus family). The per-packet default.
 inline uint64_t HashFlow(const FlowKey& k) {
   namespace fh = flow_hash_internal;
-  fh::Encoding e;
-  fh::Encode(k, &e);
-  return fh::Hash40(e);
+  return fh::Xxh3Words40(LoadLe64(k.src), LoadLe64(k.src + 8), LoadLe64(k.dst), LoadLe64(k.dst + 8),
+                         fh::TailWord(k), kFlowHashSeed);
 }
 
 inline uint64_t HashFlowMode(const FlowKey& k, HashMode m) {
   namespace fh = flow_hash_internal;
-  fh::Encoding e;
-  fh::Encode(k, &e);
   // Masks instead of branches around the hash: one code path for all modes.
   const uint64_t dst_mask = m == HashMode::kSourceIp ? 0 : ~0ULL;
   const uint64_t tail_mask = m == HashMode::kFiveTuple  ? ~0ULL
-                             : m == HashMode::kSourceIp ? fh::ByteMask(5, 1)
-                                                        : fh::ByteMask(4, 2);
-  e.w[2] &= dst_mask;
-  e.w[3] &= dst_mask;
-  e.w[4] &= tail_mask;
-  return fh::Hash40(e);
+                             : m == HashMode::kSourceIp ? fh::kTailFamilyMask
+                                                        : fh::kTailProtoFamilyMask;
+  return fh::Xxh3Words40(LoadLe64(k.src), LoadLe64(k.src + 8), LoadLe64(k.dst) & dst_mask,
+                         LoadLe64(k.dst + 8) & dst_mask, fh::TailWord(k) & tail_mask,
+                         kFlowHashSeed);
 }
 
 }  // namespace lb

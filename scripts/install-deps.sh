@@ -13,7 +13,7 @@ PKGS=(
   dpdk dpdk-dev libdpdk-dev libnuma-dev libpcap-dev
   libbpf-dev libxdp-dev bpftool linux-libc-dev
   # common libraries
-  libabsl-dev libgflags-dev libgoogle-glog-dev libxxhash-dev
+  libabsl-dev libgflags-dev libgoogle-glog-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev libbenchmark-dev libssl-dev libnghttp2-dev
   # tools used by tests
