@@ -13,21 +13,10 @@
 
 #include "lib/flow_key.h"
 
+#include "tests/unit/flow_keys.h"
+
 namespace lb {
 namespace {
-
-FlowKey V4Key(uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport, uint8_t proto) {
-  FlowKey k{};
-  for (int i = 0; i < 4; ++i) {
-    k.src[i] = static_cast<uint8_t>(src >> (24 - 8 * i));
-    k.dst[i] = static_cast<uint8_t>(dst >> (24 - 8 * i));
-  }
-  k.sport = sport;
-  k.dport = dport;
-  k.proto = proto;
-  k.family = AddrFamily::kIPv4;
-  return k;
-}
 
 // 2001:db8::<last>
 FlowKey V6Key(uint8_t src_last, uint8_t dst_last, uint16_t sport, uint16_t dport, uint8_t proto) {

@@ -20,6 +20,8 @@
 #include "lib/drop_reasons.h"
 #include "lib/flow_key.h"
 
+#include "tests/unit/flow_keys.h"
+
 namespace lb {
 namespace {
 
@@ -170,19 +172,6 @@ std::string Hex(const uint8_t* d, size_t n) {
 }
 std::string Hex(const Bytes& b) { return Hex(b.data(), b.size()); }
 
-FlowKey Key4(uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport, uint8_t proto) {
-  FlowKey k{};
-  for (int i = 0; i < 4; ++i) {
-    k.src[i] = static_cast<uint8_t>(src >> (24 - 8 * i));
-    k.dst[i] = static_cast<uint8_t>(dst >> (24 - 8 * i));
-  }
-  k.sport = sport;
-  k.dport = dport;
-  k.proto = proto;
-  k.family = AddrFamily::kIPv4;
-  return k;
-}
-
 FlowKey Key6(const Addr6& src, const Addr6& dst, uint16_t sport, uint16_t dport, uint8_t proto) {
   FlowKey k{};
   std::memcpy(k.src, src.data(), 16);
@@ -280,7 +269,7 @@ TEST(PacketTest, TcpIpv4) {
   EXPECT_TRUE(p.has_l4);
   EXPECT_EQ(p.tcp_flags, kSyn | kAck);
   EXPECT_EQ(p.icmp_inner_offset, 0);
-  EXPECT_KEY_EQ(p.key, Key4(kClient, kVip, 40000, 443, kIpProtoTcp));
+  EXPECT_KEY_EQ(p.key, V4Key(kClient, kVip, 40000, 443, kIpProtoTcp));
 }
 
 TEST(PacketTest, UdpIpv4WithoutDf) {
@@ -292,7 +281,7 @@ TEST(PacketTest, UdpIpv4WithoutDf) {
   EXPECT_FALSE(p.df);
   EXPECT_TRUE(p.has_l4);
   EXPECT_EQ(p.tcp_flags, 0);
-  EXPECT_KEY_EQ(p.key, Key4(kClient, kVip, 1234, 53, kIpProtoUdp));
+  EXPECT_KEY_EQ(p.key, V4Key(kClient, kVip, 1234, 53, kIpProtoUdp));
 }
 
 TEST(PacketTest, TcpIpv6) {
@@ -328,7 +317,7 @@ TEST(PacketTest, OtherUpperLayerHasNoL4) {
   const ParsedPacket p = MustParse(Eth(kEtherTypeIPv4, Ipv4(47, kClient, kVip, Bytes(12, 0))));
   EXPECT_FALSE(p.has_l4);
   EXPECT_EQ(p.l4_offset, 34);
-  EXPECT_KEY_EQ(p.key, Key4(kClient, kVip, 0, 0, 47));
+  EXPECT_KEY_EQ(p.key, V4Key(kClient, kVip, 0, 0, 47));
   // ICMPv6 number inside IPv4 (and ICMP inside IPv6) is not ICMP.
   const ParsedPacket q =
       MustParse(Eth(kEtherTypeIPv4, Ipv4(kIpProtoIcmpV6, kClient, kVip, Icmp(128, 0, 0))));
@@ -351,7 +340,7 @@ TEST(PacketTest, SingleVlan) {
   EXPECT_EQ(p.l3_offset, 18);
   EXPECT_EQ(p.ether_type, 0x0800);
   EXPECT_EQ(p.l4_offset, 38);
-  EXPECT_KEY_EQ(p.key, Key4(kClient, kVip, 1, 2, kIpProtoTcp));
+  EXPECT_KEY_EQ(p.key, V4Key(kClient, kVip, 1, 2, kIpProtoTcp));
 }
 
 TEST(PacketTest, QinQ) {
@@ -397,7 +386,7 @@ TEST(PacketTest, Ipv4WithOptions) {
   EXPECT_EQ(p.l3_total_len, 52u);
   EXPECT_EQ(p.l4_offset, 46);
   EXPECT_TRUE(p.has_l4);
-  EXPECT_KEY_EQ(p.key, Key4(kClient, kVip, 1111, 443, kIpProtoTcp));
+  EXPECT_KEY_EQ(p.key, V4Key(kClient, kVip, 1111, 443, kIpProtoTcp));
 
   // Maximal IHL (15 words = 60 bytes).
   V4Opts max;
@@ -446,7 +435,7 @@ TEST(PacketTest, EthernetPaddingIsIgnored) {
   const ParsedPacket p = MustParse(f);
   EXPECT_EQ(p.l3_total_len, 28u);
   EXPECT_TRUE(p.has_l4);
-  EXPECT_KEY_EQ(p.key, Key4(kClient, kVip, 1000, 2000, kIpProtoUdp));
+  EXPECT_KEY_EQ(p.key, V4Key(kClient, kVip, 1000, 2000, kIpProtoUdp));
 
   // A TCP header cannot borrow bytes from the padding either.
   V4Opts o;
@@ -613,7 +602,7 @@ TEST(PacketTest, Ipv4Fragments) {
   EXPECT_TRUE(p.is_first_fragment);
   EXPECT_FALSE(p.df);
   EXPECT_TRUE(p.has_l4);
-  EXPECT_KEY_EQ(p.key, Key4(kClient, kVip, 4000, 53, kIpProtoUdp));
+  EXPECT_KEY_EQ(p.key, V4Key(kClient, kVip, 4000, 53, kIpProtoUdp));
 
   // Middle fragment: MF, offset 185 (1480 bytes). Its payload is not a UDP
   // header, even though it looks like one.
@@ -626,7 +615,7 @@ TEST(PacketTest, Ipv4Fragments) {
   EXPECT_FALSE(q.has_l4);
   EXPECT_EQ(q.l4_offset, 34);
   EXPECT_EQ(q.proto, kIpProtoUdp);
-  EXPECT_KEY_EQ(q.key, Key4(kClient, kVip, 0, 0, kIpProtoUdp));
+  EXPECT_KEY_EQ(q.key, V4Key(kClient, kVip, 0, 0, kIpProtoUdp));
 
   // Last fragment: no MF, offset != 0; even 1 byte of payload is fine.
   V4Opts last;
@@ -636,7 +625,7 @@ TEST(PacketTest, Ipv4Fragments) {
   EXPECT_TRUE(r.is_fragment);
   EXPECT_FALSE(r.is_first_fragment);
   EXPECT_FALSE(r.has_l4);
-  EXPECT_KEY_EQ(r.key, Key4(kClient, kVip, 0, 0, kIpProtoTcp));
+  EXPECT_KEY_EQ(r.key, V4Key(kClient, kVip, 0, 0, kIpProtoTcp));
 
   // A first fragment too short for the TCP header (RFC 1858 tiny fragment).
   EXPECT_EQ(MustDrop(Eth(kEtherTypeIPv4, Ipv4(kIpProtoTcp, kClient, kVip, Bytes(8, 0), first))),
@@ -771,7 +760,7 @@ TEST(PacketTest, IcmpEcho) {
   EXPECT_EQ(p.icmp_type, 8);
   EXPECT_EQ(p.icmp_code, 0);
   EXPECT_EQ(p.icmp_inner_offset, 0);
-  EXPECT_KEY_EQ(p.key, Key4(kClient, kVip, 0, 0, kIpProtoIcmp));
+  EXPECT_KEY_EQ(p.key, V4Key(kClient, kVip, 0, 0, kIpProtoIcmp));
   FlowKey inner;
   uint32_t mtu;
   EXPECT_FALSE(ParseIcmpError(buf.data(), buf.size(), p, &inner, &mtu));
@@ -800,14 +789,14 @@ TEST(PacketTest, IcmpFragNeededWithEmbeddedTcp) {
   uint32_t mtu = 0;
   ASSERT_TRUE(ParseIcmpError(buf.data(), buf.size(), p, &inner, &mtu));
   EXPECT_EQ(mtu, 1400u);
-  EXPECT_KEY_EQ(inner, Key4(kVip, kClient, 443, 40000, kIpProtoTcp));
+  EXPECT_KEY_EQ(inner, V4Key(kVip, kClient, 443, 40000, kIpProtoTcp));
 
   // Time exceeded: same tuple, no MTU.
   const Bytes te = Eth(kEtherTypeIPv4, Ipv4(kIpProtoIcmp, router, kVip, Icmp(11, 0, 0, inner_pkt)));
   ExactBuffer tebuf(te);
   ASSERT_TRUE(ParseIcmpError(tebuf.data(), tebuf.size(), MustParse(te), &inner, &mtu));
   EXPECT_EQ(mtu, 0u);
-  EXPECT_KEY_EQ(inner, Key4(kVip, kClient, 443, 40000, kIpProtoTcp));
+  EXPECT_KEY_EQ(inner, V4Key(kVip, kClient, 443, 40000, kIpProtoTcp));
 
   // Only 4 bytes of the L4 header embedded: too short.
   Bytes short_inner = inner_pkt;
@@ -836,7 +825,7 @@ TEST(PacketTest, IcmpFragNeededWithEmbeddedTcp) {
   const Bytes d = Eth(kEtherTypeIPv4, Ipv4(kIpProtoIcmp, router, kVip, Icmp(11, 1, 0, frag_inner)));
   ExactBuffer dbuf(d);
   ASSERT_TRUE(ParseIcmpError(dbuf.data(), dbuf.size(), MustParse(d), &inner, &mtu));
-  EXPECT_KEY_EQ(inner, Key4(kVip, kClient, 0, 0, kIpProtoUdp));
+  EXPECT_KEY_EQ(inner, V4Key(kVip, kClient, 0, 0, kIpProtoUdp));
 }
 
 TEST(PacketTest, Icmpv6PacketTooBigWithEmbeddedTcp) {
