@@ -8,6 +8,7 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "lib/maglev.h"
 
@@ -86,7 +87,8 @@ Placement KeepPreviousSlots(const DesiredState& desired, const SlotAssignment& p
 
   // Pass 1: exact identity.
   // Keys are views of `previous` (no string copies: this runs per publish).
-  std::map<std::pair<std::string_view, std::string_view>, size_t> exact;
+  absl::flat_hash_map<std::pair<std::string_view, std::string_view>, size_t> exact;
+  exact.reserve(prev.size());
   for (size_t s = 1; s < prev.size(); ++s) {
     if (prev[s].in_use() && !prev[s].pool.empty()) exact[{prev[s].pool, prev[s].address}] = s;
   }
@@ -313,7 +315,7 @@ namespace {
 
 // Backend slot by (pool, canonical address); views of the assignment, which
 // outlives the build (no string copies: this runs per publish).
-using SlotOf = std::map<std::pair<std::string_view, std::string_view>, uint32_t>;
+using SlotOf = absl::flat_hash_map<std::pair<std::string_view, std::string_view>, uint32_t>;
 
 // One pool's member list, sorted by the Maglev key, and its ring.
 struct PoolTables {
@@ -483,6 +485,7 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
   r.assignment = *std::move(assigned);
   const SlotAssignment& a = r.assignment;
   SlotOf slot_of;
+  slot_of.reserve(a.backends.size());
   for (uint32_t s = 1; s < a.backends.size(); ++s) {
     if (a.backends[s].in_use()) slot_of[{a.backends[s].pool, a.backends[s].address}] = s;
   }
