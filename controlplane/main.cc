@@ -62,7 +62,7 @@ DEFINE_string(config, "",
               "state, used only while the store in --state_dir is empty, and what SIGHUP "
               "applies. Required with --once and --check.");
 DEFINE_string(state_dir, "/var/lib/lb-controlplane",
-              "Directory of the persistent desired state (state.textproto, written atomically, "
+              "Directory of the persistent desired state (state.binpb, written atomically, "
               "with a version). One lb-controlplane per directory.");
 DEFINE_string(grpc_listen, "127.0.0.1:50051",
               "gRPC admin API listen address (host:port, [v6]:port, unix:path; port 0 = any "

@@ -49,7 +49,7 @@ class Server:
     def __init__(self, binary, tmp, name, token=None, extra_args=()):
         self.dir = os.path.join(tmp, name)
         os.makedirs(self.dir)
-        self.state_file = os.path.join(self.dir, "state", "state.textproto")
+        self.state_file = os.path.join(self.dir, "state", "state.binpb")
         args = [binary, f"--state_dir={self.dir}/state",
                 f"--table_region={self.dir}/tables", f"--stats_region={self.dir}/stats",
                 "--max_vips=8", "--max_backends=64",

@@ -211,7 +211,7 @@ TEST_F(ControlPlaneTest, HugePoolsAreRefusedUpFrontOrBuiltInNLogN) {
   caps_.max_ring_size = 100003;  // prime, above the pool's size
   tables_ += ".big";
   state_dir_ += ".big";
-  state_file_ = state_dir_ + "/state.textproto";
+  state_file_ = state_dir_ + "/state.binpb";
   v1::Config base = ParseOrDie(kBase);
   base.mutable_tables()->set_ring_size(100003);
   auto big = Make(base);

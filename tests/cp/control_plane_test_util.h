@@ -193,7 +193,7 @@ class ControlPlaneTest : public ::testing::Test {
     tables_ = dir_ + "/tables";
     stats_ = dir_ + "/stats";
     state_dir_ = dir_ + "/state";
-    state_file_ = state_dir_ + "/state.textproto";
+    state_file_ = state_dir_ + "/state.binpb";
     caps_.max_vips = 8;
     caps_.max_backends = 64;
     caps_.max_members = 256;
@@ -278,9 +278,13 @@ class ControlPlaneTest : public ::testing::Test {
 
   // The stored file, parsed.
   v1::Config Stored() {
-    auto c = ParseConfigText(ReadFile(state_file_), state_file_);
-    EXPECT_TRUE(c.ok()) << c.status();
-    return c.ok() ? *c : v1::Config();
+    // The file is "<checksum line>\n<lb.v1.Config in wire format>".
+    const std::string file = ReadFile(state_file_);
+    v1::Config c;
+    const size_t eol = file.find('\n');
+    EXPECT_TRUE(eol != std::string::npos && c.ParseFromString(file.substr(eol + 1)))
+        << state_file_ << " is not a sealed lb.v1.Config";
+    return c;
   }
 
   v1::Backend NewBackend(const std::string& address, uint32_t port = 80) {

@@ -172,11 +172,21 @@ def served_state(port):
     return {"backends": backends, "algorithm": algorithm}
 
 
-HEADER_RE = re.compile(rb"# lb-controlplane state v1 sha256=([0-9a-f]{64})\n")
+HEADER_RE = re.compile(rb"# lb-controlplane state v2 sha256=([0-9a-f]{64})\n")
+PROTO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "proto")
+
+
+def protoc(mode, data):
+    """protoc --decode / --encode of an lb.v1.Config: the operator's way to read the state."""
+    r = subprocess.run(["protoc", f"--{mode}=lb.v1.Config", f"-I{PROTO_DIR}", "lb/v1/config.proto"],
+                       input=data, capture_output=True, timeout=30)
+    if r.returncode != 0:
+        raise Failure(f"protoc --{mode}: {r.stderr.decode(errors='replace')}")
+    return r.stdout
 
 
 def stored_version(work):
-    path = os.path.join(work, "state", "state.textproto")
+    path = os.path.join(work, "state", "state.binpb")
     if not os.path.exists(path):
         return 0
     data = open(path, "rb").read()
@@ -185,19 +195,22 @@ def stored_version(work):
         raise Failure(f"{path} does not start with the checksum line: {data[:80]!r}")
     if hashlib.sha256(data[h.end():]).hexdigest() != h.group(1).decode():
         raise Failure(f"{path}: the checksum line does not match the rest of the file")
-    m = re.search(r"^version: (\d+)$", data.decode("utf-8"), re.M)
+    m = re.search(r"^version: (\d+)$", protoc("decode", data[h.end():]).decode(), re.M)
     if not m:
-        raise Failure(f"{path} has no version line")
+        raise Failure(f"{path} has no version")
     return int(m.group(1))
 
 
 def edited_state_refused(binary, work):
     """An edit that still parses is refused at start; the file is left alone."""
-    path = os.path.join(work, "state", "state.textproto")
+    path = os.path.join(work, "state", "state.binpb")
     good = open(path, "rb").read()
-    edited, n = re.subn(rb"^(\s*port: )80$", rb"\g<1>81", good, count=1, flags=re.M)
+    h = HEADER_RE.match(good)
+    text, n = re.subn(rb"^(\s*port: )80$", rb"\g<1>81", protoc("decode", good[h.end():]),
+                      count=1, flags=re.M)
     if n != 1:
         raise Failure(f"{path}: no backend port to edit")
+    edited = good[:h.end()] + protoc("encode", text)
     with open(path, "wb") as f:
         f.write(edited)
     r = subprocess.run([binary, f"--config={work}/bootstrap.textproto",

@@ -1,6 +1,7 @@
 // The file store (controlplane/store.h): atomic save/load round trips; the
 // checksum line (a hand-sealed golden file loads, a saved file carries the
-// SHA-256 of the rest); a file that was edited (and still parses), written
+// SHA-256 of the rest); the text file of format v1 loaded and replaced by the
+// first save; a file that was edited (and still parses), written
 // without a checksum, truncated, corrupt or empty refused with DataLoss
 // naming the file and the way out, quoting a bounded prefix at most, and left
 // untouched; temp files from a crash ignored and removed; one process per
@@ -71,10 +72,20 @@ std::string Sha256Hex(const std::string& data) {
   return absl::BytesToHexString(std::string(reinterpret_cast<char*>(md), len));
 }
 
-constexpr char kHeaderPrefix[] = "# lb-controlplane state v1 sha256=";
+constexpr char kHeaderPrefix[] = "# lb-controlplane state v2 sha256=";
+// Format v1: text format in state.textproto (loaded, then replaced).
+constexpr char kTextHeaderPrefix[] = "# lb-controlplane state v1 sha256=";
 
 std::string Sealed(const std::string& body) {
   return absl::StrCat(kHeaderPrefix, Sha256Hex(body), "\n", body);
+}
+std::string SealedText(const std::string& body) {
+  return absl::StrCat(kTextHeaderPrefix, Sha256Hex(body), "\n", body);
+}
+std::string Wire(const v1::Config& c) {
+  std::string out;
+  EXPECT_TRUE(c.SerializeToString(&out));
+  return out;
 }
 
 // What the file store wrote before checksums (the whole header).
@@ -113,7 +124,8 @@ class StoreTest : public ::testing::Test {
     dir_ = absl::StrCat("/dev/shm/lb-store-test-", getpid(), "-",
                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     ASSERT_EQ(system(("rm -rf '" + dir_ + "'").c_str()), 0);
-    file_ = dir_ + "/state.textproto";
+    file_ = dir_ + "/state.binpb";
+    text_file_ = dir_ + "/state.textproto";
   }
   void TearDown() override { ASSERT_EQ(system(("rm -rf '" + dir_ + "'").c_str()), 0); }
 
@@ -137,29 +149,35 @@ class StoreTest : public ::testing::Test {
   // to refuse it: DataLoss, a message naming the file, `why` and the way
   // out, quoting no more than a short prefix of the file; nothing on disk
   // changed, and a second Load refuses the same.
+  // `path` is file_ (the current format) or text_file_ (format v1).
   void ExpectRefused(const std::string& bytes, const std::string& why) {
+    ExpectRefusedAt(file_, bytes, why);
+  }
+  void ExpectRefusedAt(const std::string& path, const std::string& bytes, const std::string& why) {
     mkdir(dir_.c_str(), 0750);  // EEXIST after the first call
-    WriteFile(file_, bytes);
+    // The v1 file is read only when there is no v2 file.
+    if (path == text_file_) unlink(file_.c_str());
+    WriteFile(path, bytes);
     auto store = NewFileStore(dir_);
     ASSERT_TRUE(store.ok()) << store.status();
     const Disk before = Snapshot();
-    ASSERT_EQ(before.files.at("state.textproto"), bytes);
+    ASSERT_EQ(before.files.at(path.substr(dir_.size() + 1)), bytes);
     for (int attempt = 0; attempt < 2; ++attempt) {
       auto loaded = (*store)->Load();
       ASSERT_FALSE(loaded.ok()) << "loaded:\n" << bytes;
       const std::string msg(loaded.status().message());
       EXPECT_EQ(loaded.status().code(), absl::StatusCode::kDataLoss) << msg;
-      EXPECT_NE(msg.find("stored state " + file_), std::string::npos) << msg;
+      EXPECT_NE(msg.find("stored state " + path), std::string::npos) << msg;
       EXPECT_NE(msg.find(why), std::string::npos) << "want \"" << why << "\" in: " << msg;
-      EXPECT_NE(msg.find("move " + file_ + " aside"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("move " + path + " aside"), std::string::npos) << msg;
       EXPECT_NE(msg.find("--config <file> to seed a new store"), std::string::npos) << msg;
       // The fixed text, the path, two digests and a 40-byte escaped quote.
-      EXPECT_LT(msg.size(), 1000 + 2 * file_.size()) << msg;
+      EXPECT_LT(msg.size(), 1000 + 2 * path.size()) << msg;
       EXPECT_TRUE(Snapshot() == before) << "a refused Load changed the state directory";
     }
   }
 
-  std::string dir_, file_;
+  std::string dir_, file_, text_file_;
 };
 
 TEST_F(StoreTest, EmptyDirectoryLoadsNothingAndIsCreated) {
@@ -168,10 +186,10 @@ TEST_F(StoreTest, EmptyDirectoryLoadsNothingAndIsCreated) {
   auto loaded = (*store)->Load();
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_FALSE(loaded->has_value());
-  EXPECT_EQ((*store)->Describe(), "file " + dir_ + "/nested/deeper/state.textproto");
+  EXPECT_EQ((*store)->Describe(), "file " + dir_ + "/nested/deeper/state.binpb");
 }
 
-TEST_F(StoreTest, SaveLoadRoundTripIsHumanReadableAndLeavesNoTempFiles) {
+TEST_F(StoreTest, SaveLoadRoundTripIsSealedWireFormatAndLeavesNoTempFiles) {
   auto store = NewFileStore(dir_);
   ASSERT_TRUE(store.ok()) << store.status();
   for (uint64_t v = 1; v <= 3; ++v) {
@@ -182,19 +200,17 @@ TEST_F(StoreTest, SaveLoadRoundTripIsHumanReadableAndLeavesNoTempFiles) {
     ASSERT_TRUE(loaded->has_value());
     EXPECT_TRUE(MessageDifferencer::Equals(**loaded, c)) << (*loaded)->DebugString();
   }
-  const std::string text = ReadFile(file_);
-  EXPECT_NE(text.find("version: 3\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("name: \"web\""), std::string::npos) << text;
-  // Line 1 is the checksum of every byte after it; the rest is the text
-  // proto (with comments), readable as is.
-  const size_t eol = text.find('\n');
+  // Line 1 is the checksum of every byte after it; the rest is the config
+  // in wire format (what `tail -n +2 | protoc --decode=lb.v1.Config` reads).
+  const std::string file = ReadFile(file_);
+  const size_t eol = file.find('\n');
   ASSERT_NE(eol, std::string::npos);
-  const std::string body = text.substr(eol + 1);
-  EXPECT_EQ(text.substr(0, eol), kHeaderPrefix + Sha256Hex(body)) << text;
-  auto parsed = ParseConfigText(body, "body");
-  ASSERT_TRUE(parsed.ok()) << parsed.status();
-  EXPECT_TRUE(MessageDifferencer::Equals(*parsed, Sample(3, 30)));
-  EXPECT_EQ(ListDir(dir_), (std::vector<std::string>{".lock", "state.textproto"}));
+  const std::string body = file.substr(eol + 1);
+  EXPECT_EQ(file.substr(0, eol), kHeaderPrefix + Sha256Hex(body));
+  v1::Config parsed;
+  ASSERT_TRUE(parsed.ParseFromString(body));
+  EXPECT_TRUE(MessageDifferencer::Equals(parsed, Sample(3, 30)));
+  EXPECT_EQ(ListDir(dir_), (std::vector<std::string>{".lock", "state.binpb"}));
   // A fresh store over the same directory (a restart) reads the same.
   store->reset();
   auto again = NewFileStore(dir_);
@@ -213,16 +229,16 @@ TEST_F(StoreTest, VersionZeroIsNotSaved) {
 }
 
 // The format written out by hand: the checksum is SHA-256 of the bytes after
-// line 1 (sha256sum of the body printed by `printf` gives the same).
+// line 1 (sha256sum of the body printed by `printf` gives the same). The body
+// is {pools {name: "web"} version: 5} in wire format.
 TEST_F(StoreTest, GoldenHandSealedFileLoads) {
   ASSERT_EQ(mkdir(dir_.c_str(), 0750), 0);
+  const std::string body("\x1a\x05\x0a\x03web\x28\x05", 9);
   WriteFile(file_,
-            "# lb-controlplane state v1 "
-            "sha256=e99029385dc995d1c1460c0ba9b22810a48dcca24d9384a6b70084e3ed5f59b2\n"
-            "version: 5\n"
-            "pools {\n"
-            "  name: \"web\"\n"
-            "}\n");
+            "# lb-controlplane state v2 "
+            "sha256=c5317b5037896ce094dc8b8ea751fe018164cd3ee8c6015685ae866b75e0e200\n" +
+                body);
+  ASSERT_EQ(ReadFile(file_), Sealed(body)) << "the golden digest is wrong";
   auto store = NewFileStore(dir_);
   ASSERT_TRUE(store.ok()) << store.status();
   auto loaded = (*store)->Load();
@@ -231,6 +247,43 @@ TEST_F(StoreTest, GoldenHandSealedFileLoads) {
   EXPECT_EQ((*loaded)->version(), 5u);
   ASSERT_EQ((*loaded)->pools_size(), 1);
   EXPECT_EQ((*loaded)->pools(0).name(), "web");
+}
+
+// A state directory from before format v2 (text, state.textproto) loads as
+// it is; the first save writes state.binpb and removes the text file, so an
+// upgrade loses nothing and leaves one state file.
+TEST_F(StoreTest, TextFormatV1FileLoadsAndTheFirstSaveReplacesIt) {
+  ASSERT_EQ(mkdir(dir_.c_str(), 0750), 0);
+  WriteFile(text_file_,
+            "# lb-controlplane state v1 "
+            "sha256=e99029385dc995d1c1460c0ba9b22810a48dcca24d9384a6b70084e3ed5f59b2\n"
+            "version: 5\n"
+            "pools {\n"
+            "  name: \"web\"\n"
+            "}\n");
+  WriteFile(text_file_ + ".tmp.999999.1", "pools { name: \"half-writ");
+  auto store = NewFileStore(dir_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ(ListDir(dir_), (std::vector<std::string>{".lock", "state.textproto"}));
+  auto loaded = (*store)->Load();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_TRUE(loaded->has_value());
+  EXPECT_EQ((*loaded)->version(), 5u);
+  EXPECT_EQ((*loaded)->pools(0).name(), "web");
+  v1::Config next = **loaded;
+  next.set_version(6);
+  ASSERT_TRUE((*store)->Save(next).ok());
+  EXPECT_EQ(ListDir(dir_), (std::vector<std::string>{".lock", "state.binpb"}));
+  store->reset();
+  auto again = NewFileStore(dir_);
+  ASSERT_TRUE(again.ok());
+  loaded = (*again)->Load();
+  ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
+  EXPECT_TRUE(MessageDifferencer::Equals(**loaded, next));
+  again->reset();
+  // A v1 file is refused on the same terms as a v2 one, naming its own path
+  // and, when it is text, the line.
+  ExpectRefusedAt(text_file_, SealedText("version: 2\n  bogus_field: 1\n"), text_file_ + ":3:");
 }
 
 // An edit that still parses (and would validate) is exactly what the
@@ -242,22 +295,21 @@ TEST_F(StoreTest, EditedFileThatStillParsesIsRefused) {
     ASSERT_TRUE((*store)->Save(Sample(4, 9)).ok());
   }
   const std::string good = ReadFile(file_);
+  const size_t eol = good.find('\n');
 
-  std::string reweighted = good;
-  const size_t at = reweighted.find("weight: 2\n");
-  ASSERT_NE(at, std::string::npos) << good;
-  reweighted.replace(at, 9, "weight: 1");
-  auto parsed = ParseConfigText(reweighted, file_);
-  ASSERT_TRUE(parsed.ok()) << "the edit must still parse for this test to mean anything: "
-                           << parsed.status();
-  EXPECT_FALSE(MessageDifferencer::Equals(*parsed, Sample(4, 9)));
+  // Another weight under the original checksum line: still a valid config.
+  v1::Config edited = Sample(4, 9);
+  edited.mutable_pools(0)->mutable_backends(2)->set_weight(1);
+  const std::string reweighted = good.substr(0, eol + 1) + Wire(edited);
+  v1::Config parsed;
+  ASSERT_TRUE(parsed.ParseFromString(reweighted.substr(eol + 1)));
+  EXPECT_FALSE(MessageDifferencer::Equals(parsed, Sample(4, 9)));
   ExpectRefused(reweighted, "checksum mismatch: the file was edited or corrupted");
 
-  // The checksum covers the comments too, and a byte added at the end.
-  std::string comment = good;
-  const size_t hash = comment.find("\n# ") + 3;
-  comment[hash] = static_cast<char>(comment[hash] ^ 0x20);
-  ExpectRefused(comment, "checksum mismatch");
+  // One flipped bit anywhere in the body, and a byte added at the end.
+  std::string flipped = good;
+  flipped[eol + 1 + (good.size() - eol) / 2] ^= 0x01;
+  ExpectRefused(flipped, "checksum mismatch");
   ExpectRefused(good + "\n", "checksum mismatch");
 
   // A digit of the checksum itself changed.
@@ -281,9 +333,10 @@ TEST_F(StoreTest, EditedFileThatStillParsesIsRefused) {
 TEST_F(StoreTest, FileWithoutChecksumLineIsRefused) {
   std::string text;
   ASSERT_TRUE(google::protobuf::TextFormat::PrintToString(Sample(6, 4), &text));
-  ExpectRefused(kUncheckedHeader + text, "written without a checksum");
+  ExpectRefusedAt(text_file_, kUncheckedHeader + text, "written without a checksum");
+  ExpectRefusedAt(text_file_, text, "it starts with \"node {\"");
+  ASSERT_EQ(unlink(text_file_.c_str()), 0);
   ExpectRefused(text, "no checksum line");
-  ExpectRefused(text, "it starts with \"node {\"");
 
   {
     auto store = NewFileStore(dir_);
@@ -305,11 +358,8 @@ TEST_F(StoreTest, TruncatedFileIsRefused) {
   const size_t header = good.find('\n') + 1;
   ASSERT_EQ(header, std::string(kHeaderPrefix).size() + 64 + 1);
 
-  ExpectRefused(good.substr(0, good.size() - 1), "(it ends mid-line: truncated?)");
+  ExpectRefused(good.substr(0, good.size() - 1), "checksum mismatch");
   ExpectRefused(good.substr(0, good.size() / 2), "checksum mismatch");
-  // Every cut at a line boundary still parses as far as text format goes.
-  const size_t line_cut = good.rfind("\n  backends {", good.size() / 2) + 1;
-  ExpectRefused(good.substr(0, line_cut), "checksum mismatch");
   ExpectRefused(good.substr(0, header), "checksum mismatch");
   ExpectRefused(good.substr(0, header - 1), "ends after its checksum line (truncated)");
   ExpectRefused(good.substr(0, header - 10), "malformed checksum line");
@@ -318,17 +368,23 @@ TEST_F(StoreTest, TruncatedFileIsRefused) {
 }
 
 TEST_F(StoreTest, MalformedChecksumLinesAreRefused) {
-  const std::string body = "version: 2\n";
+  v1::Config two;
+  two.set_version(2);
+  const std::string body = Wire(two);
   const std::string digest = Sha256Hex(body);
   std::string upper = digest;
   std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
   ExpectRefused(absl::StrCat(kHeaderPrefix, upper, "\n", body), "malformed checksum line");
   ExpectRefused(absl::StrCat(kHeaderPrefix, digest, "\r\n", body), "malformed checksum line");
   ExpectRefused(absl::StrCat(kHeaderPrefix, digest, " \n", body), "malformed checksum line");
-  ExpectRefused(absl::StrCat("# lb-controlplane state v2 sha256=", digest, "\n", body),
+  ExpectRefused(absl::StrCat("# lb-controlplane state v3 sha256=", digest, "\n", body),
                 "unknown state format");
-  ExpectRefused(absl::StrCat("# lb-controlplane state v1 sha1=", digest, "\n", body),
+  ExpectRefused(absl::StrCat("# lb-controlplane state v2 sha1=", digest, "\n", body),
                 "unknown state format");
+  // A text (v1) file under the wire-format name, and the other way round.
+  ExpectRefused(SealedText(body), "unknown state format");
+  ExpectRefusedAt(text_file_, Sealed(body), "unknown state format");
+  ASSERT_EQ(unlink(text_file_.c_str()), 0);
   ExpectRefused(absl::StrCat(" ", kHeaderPrefix, digest, "\n", body), "no checksum line");
   // The same body, correctly sealed, loads (so the refusals above are about
   // the line alone).
@@ -363,7 +419,7 @@ TEST_F(StoreTest, RefusalQuotesABoundedPrefixOnly) {
 // a new state can be seeded.
 TEST_F(StoreTest, MovingARefusedFileAsideStartsAnEmptyStore) {
   ExpectRefused(kUncheckedHeader + Sample(3, 2).DebugString(), "written without a checksum");
-  ASSERT_EQ(rename(file_.c_str(), (dir_ + "/state.textproto.refused").c_str()), 0);
+  ASSERT_EQ(rename(file_.c_str(), (dir_ + "/state.binpb.refused").c_str()), 0);
   auto store = NewFileStore(dir_);
   ASSERT_TRUE(store.ok());
   auto loaded = (*store)->Load();
@@ -374,26 +430,24 @@ TEST_F(StoreTest, MovingARefusedFileAsideStartsAnEmptyStore) {
   ASSERT_TRUE(loaded.ok() && loaded->has_value()) << loaded.status();
   EXPECT_EQ((*loaded)->version(), 1u);
   EXPECT_EQ(ListDir(dir_),
-            (std::vector<std::string>{".lock", "state.textproto", "state.textproto.refused"}));
+            (std::vector<std::string>{".lock", "state.binpb", "state.binpb.refused"}));
 }
 
 // Behind a valid checksum (a bug, or a file sealed by hand), a body that
-// does not parse or has no version is still refused, naming the line of the
-// file (the checksum line counts).
-TEST_F(StoreTest, SealedButUnusableFileIsRefusedNamingFileAndLine) {
+// does not parse or has no version is still refused.
+TEST_F(StoreTest, SealedButUnusableFileIsRefused) {
   {
     auto store = NewFileStore(dir_);
     ASSERT_TRUE(store.ok());
     ASSERT_TRUE((*store)->Save(Sample(4, 3)).ok());
   }
-  const std::string text = ReadFile(file_);
-  const std::string body = text.substr(text.find('\n') + 1);
-  const std::string torn = Sealed(body.substr(0, body.size() / 2) + "\n  bogus_field: 1\n");
-  // "<file>:<line>:<column>:" with the 1-based line of the bad field.
-  const int bad_line = static_cast<int>(std::count(torn.begin(), torn.end(), '\n'));
-  ExpectRefused(torn, absl::StrCat(file_, ":", bad_line, ":"));
-  ExpectRefused(torn, "does not parse");
-  ExpectRefused(Sealed("pools { name: \"web\" }\n"), "no version field");
+  const std::string file = ReadFile(file_);
+  const std::string body = file.substr(file.find('\n') + 1);
+  ExpectRefused(Sealed(body.substr(0, body.size() / 2)), "does not parse as lb.v1.Config");
+  ExpectRefused(Sealed("\xff\xff\xff"), "does not parse");
+  v1::Config unversioned = Sample(4, 3);
+  unversioned.clear_version();
+  ExpectRefused(Sealed(Wire(unversioned)), "no version field");
 }
 
 TEST_F(StoreTest, TempLeftoversAreIgnoredAndRemoved) {
@@ -402,8 +456,8 @@ TEST_F(StoreTest, TempLeftoversAreIgnoredAndRemoved) {
     ASSERT_TRUE(store.ok());
     ASSERT_TRUE((*store)->Save(Sample(7, 2)).ok());
   }
-  WriteFile(dir_ + "/state.textproto.tmp.999999.1", "pools { name: \"half-writ");
-  WriteFile(dir_ + "/state.textproto.tmp.999999.2", Sample(8, 5).DebugString());
+  WriteFile(dir_ + "/state.binpb.tmp.999999.1", "pools { name: \"half-writ");
+  WriteFile(dir_ + "/state.binpb.tmp.999999.2", Sealed(Wire(Sample(8, 5))));
   WriteFile(dir_ + "/unrelated", "kept");
   auto store = NewFileStore(dir_);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -412,7 +466,7 @@ TEST_F(StoreTest, TempLeftoversAreIgnoredAndRemoved) {
   // Only the renamed file is the state: an unrenamed temp file was never
   // acknowledged, even when it is complete.
   EXPECT_EQ((*loaded)->version(), 7u);
-  EXPECT_EQ(ListDir(dir_), (std::vector<std::string>{".lock", "state.textproto", "unrelated"}));
+  EXPECT_EQ(ListDir(dir_), (std::vector<std::string>{".lock", "state.binpb", "unrelated"}));
 }
 
 TEST_F(StoreTest, OneProcessPerDirectory) {
