@@ -298,9 +298,13 @@ absl::Status MaglevBuilder::Build(absl::Span<const MaglevBackend> backends,
   // same config. Byte-wise key comparison is the same on every platform.
   order_.resize(backends.size());
   std::iota(order_.begin(), order_.end(), 0);
-  std::sort(order_.begin(), order_.end(), [&](uint32_t a, uint32_t b) {
+  auto key_less = [&](uint32_t a, uint32_t b) {
     return absl::string_view(backends[a].key) < absl::string_view(backends[b].key);
-  });
+  };
+  // The control plane passes members already in key order: check, O(N).
+  if (!std::is_sorted(order_.begin(), order_.end(), key_less)) {
+    std::sort(order_.begin(), order_.end(), key_less);
+  }
 
   uint64_t weighted = 0, max_weight = 0, sum_weight = 0;
   for (size_t i = 0; i < order_.size(); ++i) {
