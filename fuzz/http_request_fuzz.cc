@@ -6,7 +6,7 @@
 //   [2..3] split point (little endian, modulo the payload size + 1)
 // Asserts that the results (requests, refusal) are the same whether the
 // payload arrives in one read, in two reads split at the chosen point, or
-// (for short payloads) one byte per read: framing must not depend on how
+// (for payloads up to kMaxDripBytes) one byte per read: framing must not depend on how
 // TCP segments the stream.
 #include <cstddef>
 #include <cstdint>
@@ -21,6 +21,11 @@
 #include "controlplane/http_codec.h"
 
 namespace {
+
+// One byte per read re-scans the buffered head on every read (quadratic):
+// kept for payloads up to this size, where framing edge cases live; longer
+// ones still get the two-read split. At 2,048 the target ran 5-9k exec/s.
+constexpr size_t kMaxDripBytes = 256;
 
 std::string Describe(const std::vector<lb::HttpDecodeResult>& results) {
   std::string out;
@@ -65,7 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             whole.c_str(), two.c_str());
     abort();
   }
-  if (payload.size() <= 2048) {
+  if (payload.size() <= kMaxDripBytes) {
     std::vector<absl::string_view> bytes;
     for (size_t i = 0; i < payload.size(); ++i) bytes.push_back(payload.substr(i, 1));
     const std::string drip = Describe(lb::DecodeHttpChunks(bytes, limits));

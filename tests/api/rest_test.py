@@ -401,6 +401,9 @@ def test_pools_and_vips(srv):
     expect_refused(srv, "DELETE the VIP again", "DELETE", f"/vips/{v['id']}", 404)
     st, _, d = srv.request("DELETE", f"/pools/web/backends/{wb['id']}")
     check(st == 200 and d.get("id") == wb["id"], f"DELETE /pools/web/backends/{wb['id']} -> 200")
+    # Removal finishes after the answer (drain, then the slot is freed): wait,
+    # so that the next test's before/after snapshots do not straddle it.
+    check(wait_gone(srv, wb["id"]), f"backend {wb['id']} gone after DELETE")
 
 
 def test_auth(binary, tmp):
