@@ -3,8 +3,9 @@
 //
 // What it is: an XDP program (section "xdp") and a tc cls_bpf direct-action
 // program (section "tc") with the same rule. A packet whose outer header is
-//   IPv4 proto 4 (IPv4-in-IPv4), IPv6 next header 41 (IPv6-in-IPv6) or
-//   IPv6 next header 4 (IPv4-in-IPv6)
+//   IPv4 proto 4 (IPv4-in-IPv4), IPv4 proto 41 (IPv6-in-IPv4, what the
+//   dataplane sends an IPv6 VIP's flows to an IPv4 backend),
+//   IPv6 next header 41 (IPv6-in-IPv6) or IPv6 next header 4 (IPv4-in-IPv6)
 // and whose outer destination is in the `local_addrs` map loses its outer IP
 // header and continues into the local stack as the inner packet (XDP_PASS /
 // TC_ACT_OK). Everything else passes untouched.
@@ -112,7 +113,12 @@ static __always_inline enum verdict Classify(void* data, void* data_end, struct 
   if (eth->h_proto == bpf_htons(ETH_P_IP)) {
     struct iphdr* ip = (void*)(eth + 1);
     if ((void*)(ip + 1) > data_end) return V_MALFORMED_PASS;
-    if (ip->protocol != IPPROTO_IPIP) return V_PASS;
+    if (ip->protocol == IPPROTO_IPIP)
+      plan->inner_proto = bpf_htons(ETH_P_IP);
+    else if (ip->protocol == NEXTHDR_IPV6)
+      plan->inner_proto = bpf_htons(ETH_P_IPV6);
+    else
+      return V_PASS;
     if (!IsLocal4(ip->daddr)) return V_PASS;
     __u32 hlen = ip->ihl * 4;
     if (hlen < sizeof(*ip) || hlen > 60) return V_MALFORMED_DROP;
@@ -120,7 +126,6 @@ static __always_inline enum verdict Classify(void* data, void* data_end, struct 
     // so they are dropped as malformed rather than half-decapsulated.
     if (ip->frag_off & bpf_htons(0x3fff)) return V_MALFORMED_DROP;
     plan->outer_len = hlen;
-    plan->inner_proto = bpf_htons(ETH_P_IP);
     void* inner = (void*)ip + hlen;
     return CheckInner(inner, data_end, plan->inner_proto);
   }
@@ -208,14 +213,15 @@ int lb_decap_tc(struct __sk_buff* skb) {
 
   __s32 off = (__s32)plan.outer_len;
   if (plan.outer_proto != plan.inner_proto) {
-    // IPv4-in-IPv6: the skb's protocol must become IPv4. change_proto removes
-    // 20 bytes of the (outer) IPv6 header and sets skb->protocol; the rest of
-    // the outer header is removed below.
+    // The skb's protocol must become the inner one. IPv4-in-IPv6:
+    // change_proto removes 20 bytes of the (outer) IPv6 header. IPv6-in-IPv4:
+    // it inserts 20 bytes after the MAC header. Either way it sets
+    // skb->protocol, and the rest of the outer header goes below.
     if (bpf_skb_change_proto(skb, plan.inner_proto, 0)) {
       Count(STAT_MALFORMED);
       return TC_ACT_SHOT;
     }
-    off -= 20;
+    off += plan.inner_proto == bpf_htons(ETH_P_IP) ? -20 : 20;
   }
   if (bpf_skb_adjust_room(skb, -off, BPF_ADJ_ROOM_MAC, 0)) {
     Count(STAT_MALFORMED);

@@ -8,7 +8,7 @@ Creates namespaces lbdt<pid>lb and lbdt<pid>be joined by a veth pair
 on lo (rp_filter=0, arp_ignore=1, arp_announce=2), UDP listeners on the VIPs
 and TCP listeners on the VIPs. For each mode (xdp, then tc) it attaches
 lb-decap to the backend's veth and, from the lb namespace with scapy, sends:
-IPv4-in-IPv4, IPv6-in-IPv6 and IPv4-in-IPv6 UDP to VIP:9000 (payload must
+IPv4-in-IPv4, IPv6-in-IPv6, IPv4-in-IPv6 and IPv6-in-IPv4 UDP to VIP:9000 (payload must
 arrive), a plain UDP packet to the backend's address (must arrive: passed), an
 IPIP packet for a foreign outer address (must not arrive: passed untouched),
 an IPIP packet with a truncated inner header (malformed, dropped), and
@@ -81,6 +81,8 @@ def send(be_mac, tag):
         UDP(sport=40002, dport=UDP_PORT) / Raw(f"ip6ip6-{tag}".encode()),
         eth / IPv6(src=LB6, dst=BE6) / IP(src=CLIENT4, dst=VIP4) /
         UDP(sport=40003, dport=UDP_PORT) / Raw(f"4in6-{tag}".encode()),
+        eth / IP(src=LB4, dst=BE4) / IPv6(src=CLIENT6, dst=VIP6) /
+        UDP(sport=40006, dport=UDP_PORT) / Raw(f"6in4-{tag}".encode()),
         # Not encapsulated: the stack must still get it.
         eth / IP(src=LB4, dst=BE4) / UDP(sport=40004, dport=PLAIN_PORT) /
         Raw(f"plain-{tag}".encode()),
@@ -116,7 +118,7 @@ def send(be_mac, tag):
                     and p[TCP].ack == 2001:
                 synack["v6"] = True
     sniffer.stop()
-    print(json.dumps({"synack": synack, "sent_encap": 3 + len(syns)}),
+    print(json.dumps({"synack": synack, "sent_encap": 4 + len(syns)}),
           flush=True)
 
 
@@ -231,7 +233,8 @@ def one_mode(decap, mode, be_mac, listener):
                  ns=NS_LB, timeout=20)
     res = json.loads(sender.stdout.strip().splitlines()[-1])
     want = [f"ipip-{mode} from {CLIENT4}", f"ip6ip6-{mode} from {CLIENT6}",
-            f"4in6-{mode} from {CLIENT4}", f"plain-{mode} from {LB4}"]
+            f"4in6-{mode} from {CLIENT4}", f"6in4-{mode} from {CLIENT6}",
+            f"plain-{mode} from {LB4}"]
     got = read_lines(listener, want, 5)
     for w in want:
         check(any(w in g for g in got), f"{mode}: listener got '{w}'")
