@@ -191,8 +191,20 @@ int lb_decap_xdp(struct xdp_md* ctx) {
   return XDP_PASS;
 }
 
+// Ethernet + the longest outer header (IPv4 with options) + an inner IPv6
+// header: what Classify reads.
+#define DECAP_PARSE_LEN (14 + 60 + 40)
+
 SEC("tc")
 int lb_decap_tc(struct __sk_buff* skb) {
+  // Direct access reaches only the skb's linear part; a packet another
+  // sender built in pages (af_packet, GSO) may hold just its Ethernet header
+  // there. Pull what Classify reads (or the whole packet when shorter).
+  __u32 pull = skb->len < DECAP_PARSE_LEN ? skb->len : DECAP_PARSE_LEN;
+  if (bpf_skb_pull_data(skb, pull)) {
+    Count(STAT_MALFORMED);
+    return TC_ACT_OK;
+  }
   void* data = (void*)(long)skb->data;
   void* data_end = (void*)(long)skb->data_end;
   struct decap_plan plan = {};
