@@ -4,7 +4,12 @@
 # prefix so `down` removes exactly what `up` made and nothing else.
 #
 #   scripts/topology.sh up   [--prefix NAME] [--backends N] [--lbs N] [--lb_decap PATH]
+#                            [--mtu N] [--decap_mode xdp|tc]
 #   scripts/topology.sh down [--prefix NAME]
+#
+# --mtu (default 1600) is the MTU of every link (jumbo frames: 9100; native
+# XDP on veth needs an MTU below ~3,500, so jumbo topologies attach lb-decap
+# with --decap_mode tc).
 #
 #   <p>-client  eth0 172.31.1.2/24, fd00:31:1::2/64 (TX checksum offload off)
 #        |
@@ -35,17 +40,21 @@ PREFIX=lbt
 BACKENDS=3
 LBS=1
 LB_DECAP_BIN=${LB_DECAP:-$ROOT/build/dataplane/bpf/lb-decap}
+MTU=1600
+DECAP_MODE=xdp
 while [[ $# -gt 0 ]]; do
   case $1 in
     --prefix) PREFIX=$2; shift 2 ;;
     --backends) BACKENDS=$2; shift 2 ;;
     --lbs) LBS=$2; shift 2 ;;
     --lb_decap) LB_DECAP_BIN=$2; shift 2 ;;
+    --mtu) MTU=$2; shift 2 ;;
+    --decap_mode) DECAP_MODE=$2; shift 2 ;;
     *) echo "topology.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
 if [[ "$CMD" != up && "$CMD" != down ]]; then
-  echo "usage: topology.sh up|down [--prefix NAME] [--backends N] [--lbs N] [--lb_decap PATH]" >&2
+  echo "usage: topology.sh up|down [--prefix NAME] [--backends N] [--lbs N] [--lb_decap PATH] [--mtu N] [--decap_mode xdp|tc]" >&2
   exit 2
 fi
 if [[ ! "$PREFIX" =~ ^[a-zA-Z][a-zA-Z0-9]{0,11}$ ]]; then
@@ -127,7 +136,7 @@ sysctl_ns "$R" net.ipv4.conf.default.send_redirects=0
 sysctl_ns "$R" net.ipv4.fib_multipath_hash_policy=1
 sysctl_ns "$R" net.ipv6.fib_multipath_hash_policy=1
 ns "$R" ip link add br0 type bridge
-ns "$R" ip link set br0 mtu 1600
+ns "$R" ip link set br0 mtu "$MTU"
 ns "$R" ip addr add 10.99.0.1/24 dev br0
 ns "$R" ip addr add fd00:99::1/64 dev br0 nodad
 ns "$R" ip link set br0 up
@@ -135,6 +144,8 @@ ns "$R" ip link set br0 up
 # Client <-> router.
 ip link add c0 netns "$R" type veth peer name eth0 netns "$C"
 ns "$C" ip link set lo up
+ns "$C" ip link set eth0 mtu "$MTU"
+ns "$R" ip link set c0 mtu "$MTU"
 ns "$C" ip addr add 172.31.1.2/24 dev eth0
 ns "$C" ip addr add fd00:31:1::2/64 dev eth0 nodad
 ns "$C" ip link set eth0 up
@@ -151,10 +162,10 @@ ns "$R" ethtool -K c0 tx off >/dev/null
 # A bridge port in the router for namespace $1 (router-side name $2).
 bridge_port() {
   ip link add "$2" netns "$R" type veth peer name eth0 netns "$1"
-  ns "$R" ip link set "$2" mtu 1600 master br0 up
+  ns "$R" ip link set "$2" mtu "$MTU" master br0 up
   ns "$R" ethtool -K "$2" tx off >/dev/null
   ns "$1" ip link set lo up
-  ns "$1" ip link set eth0 mtu 1600
+  ns "$1" ip link set eth0 mtu "$MTU"
 }
 
 # LB nodes: the dataplane owns eth0 (af_xdp); the kernel gets no address on it
@@ -196,8 +207,8 @@ for ((i = 1; i <= BACKENDS; i++)); do
   ns "$n" ip link set eth0 up
   ns "$n" ip route add default via 10.99.0.1
   ns "$n" ip -6 route add default via fd00:99::1
-  ns "$n" "$LB_DECAP_BIN" attach --iface eth0 >/dev/null \
-    || fail "lb-decap attach --iface eth0 failed in $n"
+  ns "$n" "$LB_DECAP_BIN" attach --iface eth0 --mode "$DECAP_MODE" >/dev/null \
+    || fail "lb-decap attach --iface eth0 --mode $DECAP_MODE failed in $n"
 
   d=$NGINX_DIR/be$i
   mkdir -p "$d/html"
@@ -225,6 +236,8 @@ http {
     listen [::]:80 ipv6only=on;
     root $d/html;
     location = /health { default_type text/plain; return 200 "ok\n"; }
+    # Takes (and discards) a request body: large uploads cross the LB.
+    location = /upload { client_max_body_size 16m; default_type text/plain; return 200 "received\n"; }
     location / { default_type text/html; }
   }
 }
@@ -237,11 +250,11 @@ trap - ERR
 # Summary.
 echo "topology $PREFIX: up"
 echo "  $C       eth0 172.31.1.2/24 fd00:31:1::2/64 (tx checksum offload off), default via the router"
-echo "  $R       c0 172.31.1.1 fd00:31:1::1; br0 10.99.0.1/24 fd00:99::1/64 (MTU 1600)"
+echo "  $R       c0 172.31.1.1 fd00:31:1::1; br0 10.99.0.1/24 fd00:99::1/64 (MTU $MTU)"
 for ((i = 1; i <= LBS; i++)); do
-  echo "  $PREFIX-lb$i        eth0 (MTU 1600, no kernel address) -> run lb-dataplane as 10.99.0.$((10 + i)) / fd00:99::$((10 + i))"
+  echo "  $PREFIX-lb$i        eth0 (MTU $MTU, no kernel address) -> run lb-dataplane as 10.99.0.$((10 + i)) / fd00:99::$((10 + i))"
 done
 for ((i = 1; i <= BACKENDS; i++)); do
-  echo "  $PREFIX-be$i        eth0 10.99.0.$((20 + i)) fd00:99::$((20 + i)) (MTU 1600), VIPs on lo, lb-decap, nginx pid $(cat "$NGINX_DIR/be$i/nginx.pid")"
+  echo "  $PREFIX-be$i        eth0 10.99.0.$((20 + i)) fd00:99::$((20 + i)) (MTU $MTU), VIPs on lo, lb-decap ($DECAP_MODE), nginx pid $(cat "$NGINX_DIR/be$i/nginx.pid")"
 done
 echo "  VIPs $VIP4 and $VIP6 routed to ${LB_HOPS4[*]}$( ((LBS > 1)) && echo ' (ECMP, L4 hash)')"

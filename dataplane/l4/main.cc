@@ -196,7 +196,7 @@ void LogStartup(const std::string& table_path, uint64_t gen, const std::string& 
     char mac[RTE_ETHER_ADDR_FMT_SIZE];
     rte_ether_format_addr(mac, sizeof(mac), &p.mac);
     LOG(INFO) << "port " << p.port_id << " " << p.name << " mac " << mac << " rx_queues "
-              << p.rx_queues;
+              << p.rx_queues << " mtu " << p.mtu << " mbuf_data " << p.data_room;
   }
 }
 
@@ -394,6 +394,7 @@ int main(int argc, char** argv) {
   po.mbufs = FLAGS_mbufs;
   po.promiscuous = FLAGS_promiscuous;
   if (FLAGS_set_port_mtu) po.mtu = static_cast<uint16_t>(FLAGS_mtu + 40);
+  po.max_ip_len = static_cast<uint16_t>(FLAGS_mtu);
   std::vector<lb::dp::PortInfo> ports;
   uint16_t pid;
   RTE_ETH_FOREACH_DEV(pid) {

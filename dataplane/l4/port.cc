@@ -9,6 +9,16 @@
 
 namespace lb::dp {
 
+uint16_t MbufDataRoomFor(uint16_t mtu) {
+  const uint32_t frame = uint32_t{mtu} + RTE_ETHER_HDR_LEN + 2 * RTE_VLAN_HLEN + RTE_ETHER_CRC_LEN;
+  const uint32_t room = RTE_PKTMBUF_HEADROOM + frame;
+  // Round up to 1 KiB: drivers with frame rings (af_packet: blocks of whole
+  // frames, a multiple of the page size) need a frame size that divides a
+  // block, e.g. 9,216, and an mbuf at least that large.
+  const uint32_t rounded = (room + 1023) & ~uint32_t{1023};
+  return static_cast<uint16_t>(std::max<uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE, rounded));
+}
+
 absl::StatusOr<PortInfo> SetUpPort(uint16_t port_id, const PortOptions& opt) {
   PortInfo info;
   info.port_id = port_id;
@@ -62,13 +72,19 @@ absl::StatusOr<PortInfo> SetUpPort(uint16_t port_id, const PortOptions& opt) {
     mbufs = static_cast<uint32_t>(nrx) * rxd + static_cast<uint32_t>(ntx) * txd +
             static_cast<uint32_t>(ntx) * (256 + 2 * 64) + 4096;
   }
+  // A frame larger than an mbuf arrives chained (pcap), truncated or dropped
+  // (af_packet), depending on the driver: size mbufs for the port's MTU.
+  uint16_t mtu = 0;
+  rc = rte_eth_dev_get_mtu(port_id, &mtu);
+  if (rc != 0) return absl::UnavailableError(absl::StrCat(who, ": cannot read its MTU: ", rc));
+  const uint16_t data_room = MbufDataRoomFor(std::max(mtu, opt.max_ip_len));
   const std::string pool_name = absl::StrCat("mbuf_p", port_id);
-  info.pool = rte_pktmbuf_pool_create(pool_name.c_str(), mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+  info.pool = rte_pktmbuf_pool_create(pool_name.c_str(), mbufs, 256, 0, data_room,
                                       socket < 0 ? SOCKET_ID_ANY : socket);
   if (info.pool == nullptr) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(who, ": cannot allocate ", mbufs, " mbufs: ", rte_strerror(rte_errno),
-                     " (more hugepages, or a larger -m with --no-huge)"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        who, ": cannot allocate ", mbufs, " mbufs of ", data_room,
+        " bytes: ", rte_strerror(rte_errno), " (more hugepages, or a larger -m with --no-huge)"));
   }
   for (uint16_t q = 0; q < nrx; ++q) {
     rc = rte_eth_rx_queue_setup(port_id, q, rxd, socket, nullptr, info.pool);
@@ -83,6 +99,8 @@ absl::StatusOr<PortInfo> SetUpPort(uint16_t port_id, const PortOptions& opt) {
   if (opt.promiscuous) rte_eth_promiscuous_enable(port_id);
   rte_eth_macaddr_get(port_id, &info.mac);
   info.rx_queues = nrx;
+  info.mtu = mtu;
+  info.data_room = static_cast<uint16_t>(data_room - RTE_PKTMBUF_HEADROOM);
   return info;
 }
 

@@ -1,7 +1,9 @@
 // Port bring-up for lb-dataplane: one RX and one TX queue per worker on every
 // port DPDK gives us (PCI NICs, net_af_xdp, net_af_packet, net_pcap, ...),
 // RSS across the RX queues when there is more than one, and a mempool per
-// port on the port's NUMA socket.
+// port on the port's NUMA socket whose mbufs hold the largest frame the
+// port's MTU (or --mtu, the larger) admits in one segment (jumbo frames: MTU 9000 gives ~9.2 KiB
+// mbufs; the fast path parses and encapsulates the first segment only).
 //
 // Errors: absl::Status naming the port and what it refused (queue counts,
 // descriptor counts, start). Called once from the main lcore at start-up.
@@ -24,6 +26,10 @@ struct PortOptions {
   uint16_t tx_desc = 1024;
   uint32_t mbufs = 0;  // 0 = computed from the descriptor counts
   uint16_t mtu = 0;    // 0 = leave the port's MTU alone
+  // The largest IP packet the dataplane must receive whole (--mtu): mbufs
+  // hold it even when the driver reports a smaller MTU (af_packet says 1500
+  // whatever the interface's; its frames are as large as framesz allows).
+  uint16_t max_ip_len = 1500;
   bool promiscuous = false;
 };
 
@@ -33,7 +39,14 @@ struct PortInfo {
   rte_ether_addr mac{};
   uint16_t rx_queues = 0;  // may be fewer than asked when the device has fewer
   rte_mempool* pool = nullptr;
+  uint16_t mtu = 0;        // the port's MTU once started
+  uint16_t data_room = 0;  // bytes per mbuf after the headroom
 };
+
+// Mbuf data room (headroom included, what rte_pktmbuf_pool_create takes) for
+// a port whose MTU is `mtu`: the DPDK default (2 KiB + headroom) unless a
+// frame of that MTU (Ethernet, two VLAN tags, CRC) would not fit.
+uint16_t MbufDataRoomFor(uint16_t mtu);
 
 absl::StatusOr<PortInfo> SetUpPort(uint16_t port_id, const PortOptions& opt);
 void StopPort(uint16_t port_id);
