@@ -27,6 +27,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "dataplane/l4/port.h"
+#include "dataplane/l4/telemetry.h"
 #include "dataplane/l4/worker.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
@@ -429,6 +430,7 @@ int main(int argc, char** argv) {
   stats->control().num_lcores.store(num_workers, std::memory_order_release);
 
   LogStartup(table_path, gen, stats_path, num_workers, ports);
+  lb::dp::RegisterTelemetry(&*stats, &*tables, num_workers);
 
   // --- run ---
   MonitorArg monitor_arg{&*tables, &*stats, num_workers};
