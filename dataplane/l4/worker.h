@@ -242,8 +242,9 @@ class alignas(64) Worker {
                       bool remember, BackendPick* out);
   void HandleNewFlow(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash, int vip);
   // Token bucket of the SYN-flood guard: true when this new flow may take an
-  // entry. Only the new-flow path calls it.
-  bool AdmitNewFlow();
+  // entry. Only the new-flow path calls it; without a limit it is one test.
+  bool AdmitNewFlow() { return guard_rate_ == 0 || TakeGuardToken(); }
+  bool TakeGuardToken();
   // Worker::Sweep: clears syn_guard_engaged after a quiet second.
   void UpdateGuardGauge();
   void Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip, uint32_t slot,
