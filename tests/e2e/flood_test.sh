@@ -11,7 +11,10 @@
 #   flood_test.sh LB_CONTROLPLANE LB_DATAPLANE LB_DECAP
 #
 # Checks: 6 kept-alive connections (a request every 200 ms) all keep
-# answering during the flood, each from the backend it started on; 20/20
+# answering during the flood, each from the backend it started on; 12 idle
+# kept-alive connections (one request before the flood, one after: their
+# entries are the stalest, what a table without the guard evicts first) still
+# answer from their backend after it (idle_conns.py); 20/20
 # fresh curls during the flood succeed; the flood sent at least 10x the
 # table's capacity; the dataplane forwarded the excess statelessly
 # (syn_guard_stateless > 0 in the stats region). Bounded (< 90 s); everything
@@ -32,15 +35,17 @@ WORK=$(mktemp -d /dev/shm/lb-e2e-flood.XXXXXX)
 CP_PID=""
 DP_PID=""
 KA_PID=""
+IDLE_PID=""
 FLOOD_PID=""
 stop_all() {
-  stop_pids 30 "$FLOOD_PID" "$KA_PID" "$DP_PID" "$CP_PID"
+  stop_pids 30 "$FLOOD_PID" "$IDLE_PID" "$KA_PID" "$DP_PID" "$CP_PID"
   ip netns del "$P-flood" 2>/dev/null || true
 }
 show_logs() {
   show_tail 20 "lb-controlplane log" "$WORK/cp.log"
   show_tail 30 "lb-dataplane log" "$WORK/dp.log"
   show_tail 20 "keep-alive clients" "$WORK/ka.log"
+  show_tail 20 "idle clients" "$WORK/idle.log"
   show_tail 5 "flood" "$WORK/flood.log"
 }
 install_traps
@@ -96,8 +101,14 @@ fi
 echo "lb-dataplane on $PMD in $P-lb1 (pid $DP_PID)"
 warm_up 5 "http://$VIP4/" || fail "no request to the VIP succeeded during the warm-up"
 
-# 4. Kept-alive connections, then the flood, with fresh curls during it.
+# 4. Idle and busy kept-alive connections, then the flood, with fresh curls
+#    during it.
 TRIGGER=$WORK/flood-started
+RESUME=$WORK/flood-over
+ip netns exec "$P-client" /usr/bin/python3 "$HERE/idle_conns.py" "$VIP4" 12 "$RESUME" 40 \
+  >"$WORK/idle.log" 2>&1 &
+IDLE_PID=$!
+wait_log "$WORK/idle.log" "READY" 100 "$IDLE_PID" || fail "idle clients did not start"
 ip netns exec "$P-client" /usr/bin/python3 "$HERE/keepalive_clients.py" "$VIP4" 6 "$TRIGGER" \
   6 30 3 >"$WORK/ka.log" 2>&1 &
 KA_PID=$!
@@ -120,10 +131,15 @@ wait "$FLOOD_PID" || fail "the flood generator failed: $(cat "$WORK/flood.log")"
 FLOOD_PID=""
 sent=$(sed -n 's/^sent \([0-9]*\) .*/\1/p' "$WORK/flood.log")
 echo "flood: $(cat "$WORK/flood.log"); fresh curls during it: $ok/20"
+touch "$RESUME"
 for _ in $(seq 100); do grep -q "^DONE" "$WORK/ka.log" && break; sleep 0.1; done
 wait "$KA_PID" 2>/dev/null || true
 KA_PID=""
 cat "$WORK/ka.log"
+wait_log "$WORK/idle.log" "^DONE" 100 "$IDLE_PID" || fail "idle clients did not finish"
+wait "$IDLE_PID" 2>/dev/null || true
+IDLE_PID=""
+cat "$WORK/idle.log"
 read -r stateless engaged < <(/usr/bin/python3 - "$STATS" <<'PY'
 import struct, sys
 with open(sys.argv[1], "rb") as f:
@@ -144,6 +160,11 @@ if grep '"port"' "$WORK/ka.log" | grep -v '"error": ""'; then
 fi
 if grep '"port"' "$WORK/ka.log" | grep -q '"after": 0,'; then
   fail "a kept-alive connection made no request during the flood"
+fi
+idle=$(grep -c '"port"' "$WORK/idle.log" || true)
+((idle == 12)) || fail "$idle/12 idle connections reported"
+if grep '"port"' "$WORK/idle.log" | grep -v '"error": ""'; then
+  fail "an idle kept-alive connection failed or moved after the flood"
 fi
 ((stateless > 0)) || fail "the guard forwarded nothing statelessly (syn_guard_stateless 0)"
 echo "PASS: flood e2e ($PMD) in $(($(date +%s) - START)) s"
