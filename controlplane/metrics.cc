@@ -225,6 +225,14 @@ void AddLcoreFamilies(Exposition& x, const v1::Stats& stats) {
       {"lb_lcore_conn_table_evictions_total", "counter",
        "Connection-table entries evicted to make room for new flows.",
        [](const v1::LcoreCounters& c) { return c.conn_evictions(); }},
+      {"lb_syn_guard_stateless_total", "counter",
+       "New flows the SYN-flood guard forwarded by the consistent pick without a "
+       "connection-table entry (above --new_flow_rate_limit).",
+       [](const v1::LcoreCounters& c) { return c.syn_guard_stateless(); }},
+      {"lb_syn_guard_engaged", "gauge",
+       "1 while the lcore's SYN-flood guard is engaged (a stateless forward within the last "
+       "second).",
+       [](const v1::LcoreCounters& c) { return c.syn_guard_engaged(); }},
   };
   for (const LcoreCounter& lc : kLcore) {
     Family& f = x.Add(lc.name, lc.type, lc.help);

@@ -27,6 +27,13 @@
 // An entry idle for longer than the timeout of its class is expired: a miss for
 // Lookup and Peek, reused first by Insert, freed by Sweep.
 //
+// Half-open entries (SYN-flood guard): the caller inserts the first packet of
+// a TCP flow as kTcpSyn, "unconfirmed" (one packet seen, nothing after). It
+// has its own short timeout (tcp_syn_timeout_ms), and the first Lookup/Touch
+// with ACK set confirms it to kTcp. When Insert must evict, it takes an
+// unconfirmed entry before any other (then the stalest), so a flood of spoofed
+// SYNs, which never confirm, displaces itself rather than established flows.
+//
 // Hashing: the caller passes the 64-bit flow hash (lib/flow_hash.h HashFlow); the
 // table never hashes. Keys are compared in full (all 40 bytes).
 //
@@ -73,7 +80,9 @@ enum class ConnClass : uint8_t {
   kTcp = 0,         // established or opening TCP
   kTcpClosing = 1,  // TCP after a FIN or RST was seen (short timeout)
   kUdp = 2,         // UDP and every other protocol
+  kTcpSyn = 3,      // TCP, unconfirmed: one packet (a SYN) and no ACK after it (short timeout)
 };
+inline constexpr int kNumConnClasses = 4;
 
 struct ConnTableOptions {
   // Entries. Rounded up to a power of two, at least 16; see Create.
@@ -82,6 +91,9 @@ struct ConnTableOptions {
   uint32_t tcp_timeout_ms = 300000;
   uint32_t tcp_closing_timeout_ms = 10000;
   uint32_t udp_timeout_ms = 30000;
+  // Half-open (kTcpSyn) entries: long enough for a SYN retransmission or two
+  // and the handshake's ACK, short enough that a flood leaves quickly.
+  uint32_t tcp_syn_timeout_ms = 5000;
   // Try explicit hugepages (MAP_HUGETLB) first. Off by default: the hugetlb
   // pool belongs to DPDK's mbuf pools; transparent hugepages are requested in
   // either case.
@@ -96,6 +108,8 @@ class ConnTable {
   static constexpr uint32_t kMaxCapacity = 1u << 27;
   // TCP header flag bits (FIN 0x01 | RST 0x04) that move kTcp to kTcpClosing.
   static constexpr uint8_t kFinOrRst = 0x05;
+  // TCP ACK flag: moves kTcpSyn (unconfirmed) to kTcp.
+  static constexpr uint8_t kAck = 0x10;
 
   // Maps and pre-faults the table. Fails with InvalidArgument for capacity 0,
   // capacity > kMaxCapacity or a timeout outside [1, 2^31) (the message names
@@ -115,8 +129,9 @@ class ConnTable {
   void PrefetchEntry(uint64_t hash) const;
 
   // Finds the unexpired entry for k. On a hit: fills *out, refreshes the
-  // stamp to now_ms, moves kTcp to kTcpClosing if tcp_flags has FIN or RST
-  // (pass 0 for non-TCP), and returns the handle. Otherwise kNoEntry; an
+  // stamp to now_ms, moves kTcp or kTcpSyn to kTcpClosing if tcp_flags has
+  // FIN or RST, else kTcpSyn to kTcp if it has ACK (pass 0 for non-TCP), and
+  // returns the handle. Otherwise kNoEntry; an
   // expired entry stays in place until Insert reuses it or Sweep frees it.
   uint32_t Lookup(const FlowKey& k, uint64_t hash, uint32_t now_ms, uint8_t tcp_flags,
                   ConnValue* out);
@@ -124,11 +139,13 @@ class ConnTable {
   // Pins a new flow (the caller has just missed). Takes, in order: the slot
   // already holding k (expired, or live if the caller did not look up first),
   // a free way of the primary bucket, a free way of the alternate bucket, the
-  // stalest way of the two buckets (expired ones first). Whenever an existing
+  // stalest way of the two buckets (expired ones first, then unconfirmed
+  // kTcpSyn ones, then any). Whenever an existing
   // entry is overwritten, *evicted is true and *evicted_value is its value, so
   // the caller can release what it counted for it; otherwise *evicted is false.
   // Only the removal of an unexpired entry of another flow counts in
-  // evictions(); a reused expired entry counts in expirations(). Never fails.
+  // evictions() (and, if it was unconfirmed, in half_open_evictions()); a
+  // reused expired entry counts in expirations(). Never fails.
   uint32_t Insert(const FlowKey& k, uint64_t hash, const ConnValue& v, ConnClass c, uint32_t now_ms,
                   bool* evicted, ConnValue* evicted_value);
 
@@ -141,7 +158,7 @@ class ConnTable {
   void Erase(uint32_t entry);
 
   ConnValue ValueOf(uint32_t entry) const;
-  ConnClass ClassOf(uint32_t entry) const;  // kTcpClosing == FIN or RST seen
+  ConnClass ClassOf(uint32_t entry) const;  // kTcpClosing == FIN or RST seen, kTcpSyn == no ACK yet
 
   // Expiry sweep: visits the next min(max_buckets, number of buckets) buckets
   // after a persistent cursor, frees every expired entry there and calls
@@ -174,6 +191,9 @@ class ConnTable {
   // Unexpired entries of other flows removed by Insert because both buckets
   // were full. A steady rise means the table is too small.
   uint64_t evictions() const { return evictions_; }
+  // The part of evictions() that removed unconfirmed (kTcpSyn) entries. While
+  // it is the whole of evictions(), no established flow lost its entry.
+  uint64_t half_open_evictions() const { return half_open_evictions_; }
   // Expired entries freed by Sweep or reused by Insert.
   uint64_t expirations() const { return expirations_; }
 
@@ -214,8 +234,9 @@ class ConnTable {
   uint32_t capacity_ = 0;
   uint32_t size_ = 0;
   uint32_t sweep_cursor_ = 0;
-  uint32_t timeout_ms_[3] = {};  // indexed by ConnClass
+  uint32_t timeout_ms_[kNumConnClasses] = {};  // indexed by ConnClass
   uint64_t evictions_ = 0;
+  uint64_t half_open_evictions_ = 0;
   uint64_t expirations_ = 0;
   void* map_base_ = nullptr;
   size_t map_bytes_ = 0;

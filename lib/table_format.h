@@ -238,13 +238,19 @@ struct alignas(64) LcoreStats {
   std::atomic<uint64_t> conn_repicks;  // flows re-picked because the backend went down
   std::atomic<uint64_t> table_swaps;
   std::atomic<uint64_t> neighbor_learned;  // ARP/NDP answers consumed to learn a next hop
-  std::atomic<uint64_t> reserved_counters[4];
+  // SYN-flood guard (dataplane/l4/worker.h): new flows above the lcore's
+  // --new_flow_rate_limit, forwarded by the consistent pick without a
+  // connection-table entry; and 1 while that happened within the last second.
+  std::atomic<uint64_t> syn_guard_stateless;
+  std::atomic<uint64_t> syn_guard_engaged;  // gauge, 0 or 1
+  std::atomic<uint64_t> reserved_counters[2];
   std::atomic<uint64_t> drops[kNumDropReasons];
   // VipCounters[max_vips] and BackendCounters[max_backends] follow at
   // StatsRegionHeader::vip_counters_offset / backend_counters_offset,
   // relative to the start of this slice.
 };
 static_assert(offsetof(LcoreStats, rx_packets) == 64, "LcoreStats ABI");
+static_assert(offsetof(LcoreStats, syn_guard_stateless) == 160, "LcoreStats ABI");
 static_assert(offsetof(LcoreStats, drops) == 192, "LcoreStats ABI");
 
 struct StatsRegionHeader {

@@ -64,6 +64,12 @@ DEFINE_uint32(sticky_table_size, 1u << 18,
 DEFINE_uint32(tcp_timeout_s, 300, "Idle timeout of an established TCP flow.");
 DEFINE_uint32(tcp_closing_timeout_s, 10, "Idle timeout of a TCP flow after FIN or RST.");
 DEFINE_uint32(udp_timeout_s, 30, "Idle timeout of a UDP (or other) flow.");
+DEFINE_uint32(tcp_syn_timeout_s, 5,
+              "Idle timeout of a half-open TCP flow (first packet seen, no ACK after it).");
+DEFINE_uint32(new_flow_rate_limit, 0,
+              "SYN-flood guard: new flows per second each lcore inserts into its connection "
+              "table; above it, new flows are forwarded by the consistent (Maglev) pick "
+              "without an entry. 0 = no limit.");
 DEFINE_uint32(rx_desc, 1024, "RX descriptors per queue.");
 DEFINE_uint32(tx_desc, 1024, "TX descriptors per queue.");
 DEFINE_uint32(mbufs, 0, "mbufs per port pool (0 = sized from descriptors and lcores).");
@@ -413,6 +419,8 @@ int main(int argc, char** argv) {
   wo.conn.tcp_timeout_ms = FLAGS_tcp_timeout_s * 1000;
   wo.conn.tcp_closing_timeout_ms = FLAGS_tcp_closing_timeout_s * 1000;
   wo.conn.udp_timeout_ms = FLAGS_udp_timeout_s * 1000;
+  wo.conn.tcp_syn_timeout_ms = FLAGS_tcp_syn_timeout_s * 1000;
+  wo.new_flow_rate_limit = FLAGS_new_flow_rate_limit;
   wo.drain_us = FLAGS_drain_us;
   std::vector<std::unique_ptr<lb::dp::Worker>> workers;
   std::vector<lb::dp::Worker*> peers;

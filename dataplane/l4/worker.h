@@ -33,6 +33,20 @@
 // there to its own copy in its drain period (Run, every drain_us). A learned
 // MAC so reaches every lcore within about two drain periods. Worker 0 learns
 // directly. Fixtures without Run call PollNeighbors().
+//
+// New flows and the SYN-flood guard (worker.cc HandleOne): a packet that
+// misses the connection table is a new flow. A real SYN (SYN without ACK) or
+// a non-TCP first packet gets the VIP's algorithm; any other TCP packet (an
+// established flow whose entry was lost, or a spoofed ACK) gets the
+// consistent pick (the VIP's Maglev ring, lib/backend_pick.h), never round
+// robin / random / least connections, so a flow that lost its entry lands
+// where the ring put it, the same on every lcore and every time. TCP entries
+// start unconfirmed (ConnClass::kTcpSyn, short timeout, evicted first) until
+// a packet with ACK hits them. Above WorkerOptions::new_flow_rate_limit new
+// flows per second on this lcore (a token bucket on the loop's now_ms, one
+// second of burst), new flows are forwarded statelessly by the consistent
+// pick without an entry: counted in LcoreStats::syn_guard_stateless, and
+// LcoreStats::syn_guard_engaged is 1 until a second passes without one.
 #ifndef LB_DATAPLANE_L4_WORKER_H_
 #define LB_DATAPLANE_L4_WORKER_H_
 
@@ -127,6 +141,9 @@ struct WorkerOptions {
   ConnTableOptions conn;       // timeouts (capacity taken from conn_capacity)
   uint32_t sweep_buckets = 8;  // connection-table buckets swept per loop iteration
   uint64_t drain_us = 100;     // TX drain period
+  // New flows per second this lcore admits into its connection table; above
+  // it they are forwarded statelessly (see "New flows" above). 0 = no limit.
+  uint32_t new_flow_rate_limit = 0;
 };
 
 struct RxQueue {
@@ -200,7 +217,12 @@ class alignas(64) Worker {
   // Advances the connection-table clock (milliseconds); Run does this from
   // the TSC, fixtures set it explicitly.
   void SetNowMs(uint32_t now_ms) { now_ms_ = now_ms; }
+  // Also clears syn_guard_engaged once a second has passed without a
+  // stateless forward.
   void Sweep(uint32_t buckets);
+  // Changes the new-flow rate limit (0 = off) and refills the bucket to one
+  // second's worth. Owner thread (fixtures, benchmarks).
+  void SetNewFlowRateLimit(uint32_t flows_per_s);
 
   LcoreStats& stats() const { return *lstats_; }
   ConnTable& conn() const { return *conn_; }
@@ -214,7 +236,17 @@ class alignas(64) Worker {
   void HandleOne(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash, int vip);
   void HandleIcmpError(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
   // Balancer::Pick behind the VIP's session persistence, if it has one.
-  bool PickForNewFlow(int vip, const FlowKey& key, uint64_t flow_hash, BackendPick* out);
+  // `consistent`: the ring pick whatever the algorithm (lib/backend_pick.h).
+  // `remember`: record a sticky VIP's new choice in the sticky table.
+  bool PickForNewFlow(int vip, const FlowKey& key, uint64_t flow_hash, bool consistent,
+                      bool remember, BackendPick* out);
+  void HandleNewFlow(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash, int vip);
+  // Token bucket of the SYN-flood guard: true when this new flow may take an
+  // entry. Only the new-flow path calls it; without a limit it is one test.
+  bool AdmitNewFlow() { return guard_rate_ == 0 || TakeGuardToken(); }
+  bool TakeGuardToken();
+  // Worker::Sweep: clears syn_guard_engaged after a quiet second.
+  void UpdateGuardGauge();
   void Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip, uint32_t slot,
                uint64_t flow_hash);
   void Drop(rte_mbuf* m, DropReason r);
@@ -265,6 +297,13 @@ class alignas(64) Worker {
   TxBuffer tx_[kMaxPorts];
   // Per-VIP selection state for new flows, restarted on every table swap.
   Balancer balancer_;
+  // SYN-flood guard (new-flow path only): tokens in thousandths of a flow,
+  // refilled by guard_rate_ per ms of now_ms_, at most one second's worth.
+  uint64_t guard_rate_ = 0;  // flows per second; 0 = off
+  uint64_t guard_tokens_ = 0;
+  uint32_t guard_refill_ms_ = 0;     // now_ms_ of the last refill
+  uint32_t guard_stateless_ms_ = 0;  // now_ms_ of the last stateless forward
+  bool guard_engaged_ = false;       // mirrors lstats_->syn_guard_engaged
 
   // ---- cold: set-up, housekeeping ----
   WorkerOptions opt_;

@@ -33,6 +33,7 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& opt,
   const TableRegionHeader& th = tables->header();
   w->balancer_.Init(th.max_vips, th.max_members, opt.index);
   w->CopyNextHops();
+  w->SetNewFlowRateLimit(opt.new_flow_rate_limit);
   return w;
 }
 
@@ -124,6 +125,7 @@ void Worker::ReleaseFlowThunk(void* ctx, const ConnValue& v) {
 void Worker::Sweep(uint32_t buckets) {
   conn_->Sweep(now_ms_, buckets, &Worker::ReleaseFlowThunk, this);
   lstats_->conn_entries.store(conn_->size(), std::memory_order_relaxed);
+  UpdateGuardGauge();
 }
 
 void Worker::Run(const std::atomic<bool>* quit) {
