@@ -32,6 +32,7 @@
 #include "glog/logging.h"
 #include "lib/process_flags.h"
 #include "lib/shm_region.h"
+#include "lib/slot_verify.h"
 
 DEFINE_string(table_region, "",
               "Table region file published by lb-controlplane (default: <hugetlbfs mount or "
@@ -145,12 +146,25 @@ struct MonitorArg {
   uint16_t lcores;
 };
 
+// One line per generation the lcores refused (they do not log).
+void LogRefusal(const MonitorArg& a, uint64_t* logged) {
+  lb::SlotFault fault;
+  const uint64_t r = a.tables->gate().LastRefusal(&fault);
+  if (r == 0 || r == *logged) return;
+  *logged = r;
+  LOG(ERROR) << "table generation " << r << " refused: " << lb::DescribeSlotFault(fault, r)
+             << "; lcores keep forwarding with generation "
+             << a.stats->Lcore(0).observed_generation.load(std::memory_order_acquire)
+             << " (counter tables_refused)";
+}
+
 void* Monitor(void* p) {
   const MonitorArg& a = *static_cast<MonitorArg*>(p);
   using Clock = std::chrono::steady_clock;
   const auto period = std::chrono::milliseconds(FLAGS_idle_exit_ms != 0 ? 10 : 100);
   const auto interval = std::chrono::seconds(FLAGS_summary_interval_s);
   uint64_t generation = a.tables->generation();
+  uint64_t refused = 0;
   uint64_t last_rx = 0;
   auto last_change = Clock::now();
   auto next_summary = Clock::now() + interval;
@@ -161,6 +175,7 @@ void* Monitor(void* p) {
       VLOG(1) << "table generation " << g << " published (was " << generation << ")";
       generation = g;
     }
+    LogRefusal(a, &refused);
     if (FLAGS_summary_interval_s != 0 && now >= next_summary) {
       LOG(INFO) << "summary: generation " << generation << " "
                 << FormatTotals(SumCounters(*a.stats, a.lcores));
@@ -359,13 +374,14 @@ int main(int argc, char** argv) {
     }
     return Fail(absl::StrCat("table region: ", tables.status().message()));
   }
+  // The same verification as every later swap, through the gate the lcores
+  // share, so that they do not verify this generation again.
   const uint64_t gen = tables->generation();
-  if (gen != 0) {
-    absl::Status st = lb::ValidateSlot(tables->Slot(gen));
-    if (!st.ok()) {
-      return Fail(absl::StrCat(table_path, ": published generation ", gen,
-                               " is not valid: ", st.message()));
-    }
+  if (gen != 0 && tables->gate().Resolve(*tables, gen) == lb::TableGate::Verdict::kRefused) {
+    lb::SlotFault fault;
+    tables->gate().LastRefusal(&fault);
+    return Fail(absl::StrCat(table_path, ": published generation ", gen,
+                             " is not valid: ", lb::DescribeSlotFault(fault, gen)));
   }
 
   const uint16_t num_workers = static_cast<uint16_t>(rte_lcore_count());
