@@ -182,14 +182,19 @@ absl::Status ValidateSlot(const SlotView& v) {
   return absl::DataLossError(DescribeSlotFault(f, v.header->generation));
 }
 
-TableGate::Verdict TableGate::Resolve(const TableReader& tables, uint64_t g) {
+TableGate::Verdict TableGate::VerifyPublished(const TableReader& tables) {
+  const uint64_t g = tables.generation();
+  return g == 0 ? Verdict::kPending : Decide(tables, g, true);
+}
+
+TableGate::Verdict TableGate::Decide(const TableReader& tables, uint64_t g, bool may_verify) {
   // Acquire: the verdict's stores (fault fields) happen-before our reads.
   if (accepted_.load(std::memory_order_acquire) == g) return Verdict::kAccepted;
   if (refused_.load(std::memory_order_acquire) == g) return Verdict::kRefused;
   uint64_t c = claimed_.load(std::memory_order_relaxed);
   // c == g: another lcore verifies it now. c > g: this caller read an older
   // generation; it reloads the generation after its next burst.
-  if (c >= g) return Verdict::kPending;
+  if (c >= g || !may_verify) return Verdict::kPending;
   if (!claimed_.compare_exchange_strong(c, g, std::memory_order_acq_rel)) {
     return Verdict::kPending;
   }

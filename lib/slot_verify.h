@@ -10,10 +10,13 @@
 //    by DescribeSlotFault. ValidateSlot (shm_region.h) is CheckSlot with the
 //    text, for start-up, the control plane and tests.
 //  * TableGate: the verdict for each published generation, computed once per
-//    process rather than once per lcore. The first lcore that sees a new
-//    generation claims it and verifies it; the others keep their slot until
-//    the verdict is there (a few microseconds to milliseconds, see
-//    docs/OPERATIONS.md for the measured cost) and then only read it.
+//    process rather than once per lcore; lcores keep their slot until the
+//    verdict is there and then only read it. Who verifies: lb-dataplane runs
+//    a verifier thread off the lcores (UseVerifierThread): a slot at the
+//    default maximum capacities (64 VIPs x 65,537-entry rings) takes about
+//    7-12 ms to verify, a stall no lcore can afford. Without that thread
+//    (in-process harnesses, benchmarks) the first lcore that sees a new
+//    generation claims it and verifies it inline.
 //
 // Why the claimer may read the slot safely: the control plane rewrites slot
 // G % 2 only after every live lcore has observed a newer generation than G
@@ -73,16 +76,26 @@ class TableGate {
  public:
   enum class Verdict { kPending, kAccepted, kRefused };
 
-  // The verdict for generation `g` (> 0) of `tables`: the first caller for a
-  // new g verifies slot g (generation stamp + CheckSlot) and publishes the
-  // verdict; a concurrent caller gets kPending and asks again after its next
-  // burst. Wait-free for all but the verifying caller; no allocation.
-  Verdict Resolve(const TableReader& tables, uint64_t g);
+  // Lcores: the verdict for generation `g` (> 0) of `tables`. kPending
+  // until it exists (ask again after the next burst). Without a verifier
+  // thread the first caller for a new g verifies slot g (generation stamp +
+  // CheckSlot) and publishes the verdict. No allocation.
+  Verdict Resolve(const TableReader& tables, uint64_t g) {
+    return Decide(tables, g, !verifier_thread_.load(std::memory_order_relaxed));
+  }
+  // Before the lcores start: verdicts come from VerifyPublished only.
+  void UseVerifierThread() { verifier_thread_.store(true, std::memory_order_relaxed); }
+  // The verifier thread (and start-up): verifies the published generation
+  // if it has no verdict yet. kPending when nothing is published.
+  Verdict VerifyPublished(const TableReader& tables);
 
   // The last refused generation (0: none) and why; any thread.
   uint64_t LastRefusal(SlotFault* fault) const;
 
  private:
+  Verdict Decide(const TableReader& tables, uint64_t g, bool may_verify);
+
+  std::atomic<bool> verifier_thread_{false};
   std::atomic<uint64_t> claimed_{0};   // generation being (or last) verified
   std::atomic<uint64_t> accepted_{0};  // last generation verified good
   std::atomic<uint64_t> refused_{0};   // last generation refused
