@@ -1,5 +1,7 @@
 #include "lib/slot_verify.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace lb {
@@ -194,9 +196,43 @@ absl::Status ValidateSlot(const SlotView& v) {
   return absl::DataLossError(DescribeSlotFault(f, v.header->generation));
 }
 
-TableGate::Verdict TableGate::VerifyPublished(const TableReader& tables) {
+uint64_t SlotVerifyBytes(const SlotView& v) {
+  const SlotHeader& sh = *v.header;
+  const uint32_t vips = std::min(sh.num_vips, v.max_vips);
+  uint64_t in_use = 0;
+  for (uint32_t i = 0; i < vips; ++i) in_use += (v.vips[i].flags & kVipInUse) != 0;
+  return sizeof(SlotHeader) + uint64_t{vips} * sizeof(VipEntry) +
+         uint64_t{std::min(sh.num_backends, v.max_backends)} * sizeof(BackendEntry) +
+         uint64_t{std::min(sh.num_members, v.max_members)} * sizeof(uint32_t) +
+         (uint64_t{v.vip_hash_mask} + 1) * sizeof(uint32_t) +
+         in_use * std::min(sh.ring_size, v.ring_stride) * sizeof(uint32_t);
+}
+
+TableGate::Verdict TableGate::Resolve(const TableReader& tables, uint64_t g) {
+  if (verifier_thread_.load(std::memory_order_relaxed)) {
+    // Sized once per generation (deferred_ remembers a large one): reading
+    // the VIP flags is bounded (max_vips entries) and safe, the slot cannot
+    // be rewritten before its verdict.
+    if (deferred_.load(std::memory_order_relaxed) == g) return Decide(tables, g, false);
+    if (accepted_.load(std::memory_order_acquire) != g &&
+        refused_.load(std::memory_order_acquire) != g &&
+        SlotVerifyBytes(tables.Slot(g)) > kInlineVerifyBytes) {
+      deferred_.store(g, std::memory_order_relaxed);
+      return Decide(tables, g, false);
+    }
+  }
+  return Decide(tables, g, true);
+}
+
+TableGate::Verdict TableGate::VerifyPublished(const TableReader& tables, bool only_large) {
   const uint64_t g = tables.generation();
-  return g == 0 ? Verdict::kPending : Decide(tables, g, true);
+  if (g == 0) return Verdict::kPending;
+  if (only_large && deferred_.load(std::memory_order_relaxed) != g &&
+      claimed_.load(std::memory_order_relaxed) < g &&
+      SlotVerifyBytes(tables.Slot(g)) <= kInlineVerifyBytes) {
+    return Verdict::kPending;
+  }
+  return Decide(tables, g, true);
 }
 
 TableGate::Verdict TableGate::Decide(const TableReader& tables, uint64_t g, bool may_verify) {
