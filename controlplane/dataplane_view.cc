@@ -59,7 +59,10 @@ std::vector<uint32_t> ReclaimCheck::StuckLcores() const {
 std::string ReclaimCheck::DescribeHolding() const {
   std::vector<std::string> who;
   for (const LcoreHold& h : holding) {
-    if (h.stuck) {
+    if (refused_generation != 0 && h.refused_generation == refused_generation) {
+      who.push_back(absl::StrCat("lcore ", h.lcore_id, " refused generation ", h.refused_generation,
+                                 " (observed generation ", h.observed_generation, ")"));
+    } else if (h.stuck) {
       who.push_back(absl::StrCat("lcore ", h.lcore_id, " stuck (observed generation ",
                                  h.observed_generation, ", heartbeat ",
                                  h.heartbeat_age_ns / 1'000'000, " ms old)"));
@@ -105,11 +108,13 @@ std::shared_ptr<const StatsRegion> DataplaneView::Current(std::string* unusable)
 
 namespace {
 
-ReclaimCheck CheckOn(const StatsRegion& s, uint64_t min_generation, uint64_t stuck_after_ns) {
+ReclaimCheck CheckOn(const StatsRegion& s, uint64_t min_generation, uint64_t stuck_after_ns,
+                     uint64_t released_refused) {
   ReclaimCheck rc;
   rc.region = ReclaimCheck::Region::kAttached;
   const uint64_t now = MonotonicNs();
-  StatsRegion::ReclaimStatus rs = s.CheckReclaim(min_generation, now, stuck_after_ns);
+  StatsRegion::ReclaimStatus rs =
+      s.CheckReclaim(min_generation, now, stuck_after_ns, released_refused);
   rc.ok = rs.ok;
   for (uint32_t i : rs.waiting) {
     const LcoreStats& l = s.Lcore(i);
@@ -119,6 +124,11 @@ ReclaimCheck CheckOn(const StatsRegion& s, uint64_t min_generation, uint64_t stu
     const uint64_t hb = l.heartbeat_ns.load(std::memory_order_relaxed);
     h.heartbeat_age_ns = now > hb ? now - hb : 0;
     h.stuck = std::find(rs.stuck.begin(), rs.stuck.end(), i) != rs.stuck.end();
+    h.refused_generation = l.refused_generation.load(std::memory_order_acquire);
+    h.tables_refused = l.tables_refused.load(std::memory_order_relaxed);
+    if (std::find(rs.refused.begin(), rs.refused.end(), i) != rs.refused.end()) {
+      rc.refused_generation = std::max(rc.refused_generation, h.refused_generation);
+    }
     rc.holding.push_back(h);
   }
   return rc;
@@ -126,7 +136,7 @@ ReclaimCheck CheckOn(const StatsRegion& s, uint64_t min_generation, uint64_t stu
 
 }  // namespace
 
-ReclaimCheck DataplaneView::CheckReclaim(uint64_t min_generation) const {
+ReclaimCheck DataplaneView::CheckReclaim(uint64_t min_generation, uint64_t released_refused) const {
   std::string unusable;
   std::shared_ptr<const StatsRegion> s = Current(&unusable);
   if (s == nullptr) {
@@ -138,22 +148,22 @@ ReclaimCheck DataplaneView::CheckReclaim(uint64_t min_generation) const {
     }
     return rc;
   }
-  return CheckOn(*s, min_generation, stuck_after_ns_);
+  return CheckOn(*s, min_generation, stuck_after_ns_, released_refused);
 }
 
 ReclaimCheck DataplaneView::WaitReclaim(uint64_t min_generation, uint64_t timeout_ns,
-                                        uint64_t* waited_ns) const {
+                                        uint64_t* waited_ns, uint64_t released_refused) const {
   const uint64_t start = MonotonicNs();
   *waited_ns = 0;
   std::string unusable;
   std::shared_ptr<const StatsRegion> s = Current(&unusable);
-  if (s == nullptr) return CheckReclaim(min_generation);
+  if (s == nullptr) return CheckReclaim(min_generation, released_refused);
   uint64_t pause = kFirstSleepNs;
   for (int poll = 0;; ++poll) {
-    ReclaimCheck rc = CheckOn(*s, min_generation, stuck_after_ns_);
+    ReclaimCheck rc = CheckOn(*s, min_generation, stuck_after_ns_, released_refused);
     const uint64_t now = MonotonicNs();
     *waited_ns = now - start;
-    if (rc.ok || now - start >= timeout_ns) return rc;
+    if (rc.ok || rc.refused_generation != 0 || now - start >= timeout_ns) return rc;
     if (poll < kYieldPolls) {
       sched_yield();
     } else {

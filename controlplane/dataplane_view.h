@@ -3,9 +3,11 @@
 // writes. Everything the control plane learns from the lcores goes through
 // here, as structured results:
 //   - reclamation / observed generation: which live lcores still hold a
-//     table slot, whether their heartbeat stalled (stuck), and a bounded
-//     wait for them to move on (the publisher before reusing a slot, the
-//     control plane after a publish, for api -> lcores latency);
+//     table slot, whether their heartbeat stalled (stuck), whether they
+//     refused the generation asked for (lib/slot_verify.h: then waiting is
+//     pointless and the wait returns at once), and a bounded wait for them
+//     to move on (the publisher before reusing a slot, the control plane
+//     after a publish, for api -> lcores latency);
 //   - counter sums over all lcores: per backend slot, per VIP and backend of
 //     a published table slot (queries, drains, metrics);
 //   - per-lcore status (online, heartbeat, observed generation, counters).
@@ -63,7 +65,9 @@ struct LcoreHold {
   uint32_t lcore_id = 0;  // the dataplane's lcore id (not the region index)
   uint64_t observed_generation = 0;
   uint64_t heartbeat_age_ns = 0;
-  bool stuck = false;  // heartbeat older than stuck_after_ns
+  bool stuck = false;               // heartbeat older than stuck_after_ns
+  uint64_t refused_generation = 0;  // the last generation it refused (0: none)
+  uint64_t tables_refused = 0;      // how many it refused since it started
 };
 
 // Whether a table slot can be reused: every live lcore observed at least
@@ -74,10 +78,15 @@ struct ReclaimCheck {
   std::string unusable_reason;  // kUnusable: why Attach refused the file
   bool ok = true;               // kAbsent: true; kUnusable: false
   std::vector<LcoreHold> holding;
+  // A holding lcore refused the generation asked for (or a newer one): this
+  // is that generation (0: none). It will not be observed; see the
+  // reclamation protocol, step 4, in lib/table_format.h.
+  uint64_t refused_generation = 0;
 
   std::vector<uint32_t> StuckLcores() const;
   // "lcore 3 stuck (observed generation 1, heartbeat 700 ms old), lcore 4
-  // waiting (observed generation 1)".
+  // waiting (observed generation 1), lcore 5 refused generation 2 (observed
+  // generation 1)".
   std::string DescribeHolding() const;
 };
 
@@ -90,12 +99,16 @@ class DataplaneView {
   const std::string& stats_path() const { return stats_path_; }
 
   // One look: may a slot last holding `min_generation - 1` be reused?
-  ReclaimCheck CheckReclaim(uint64_t min_generation) const;
-  // Polls CheckReclaim until it is ok or `timeout_ns` passed (adaptive:
-  // yields first, then sleeps 10 us doubling up to 500 us, so that a change
-  // the lcores pick up within microseconds is not charged a timer tick).
+  // `released_refused` != 0: lcores that refused exactly that generation do
+  // not hold its slot (StatsRegion::CheckReclaim).
+  ReclaimCheck CheckReclaim(uint64_t min_generation, uint64_t released_refused = 0) const;
+  // Polls CheckReclaim until it is ok, an lcore refused min_generation (it
+  // will never observe it), or `timeout_ns` passed (adaptive: yields first,
+  // then sleeps 10 us doubling up to 500 us, so that a change the lcores
+  // pick up within microseconds is not charged a timer tick).
   // *waited_ns = the time spent. kAbsent and kUnusable return at once.
-  ReclaimCheck WaitReclaim(uint64_t min_generation, uint64_t timeout_ns, uint64_t* waited_ns) const;
+  ReclaimCheck WaitReclaim(uint64_t min_generation, uint64_t timeout_ns, uint64_t* waited_ns,
+                           uint64_t released_refused = 0) const;
 
   // Counters of backend slot `slot` (table index), summed over lcores.
   BackendCountersSum SumBackend(uint32_t slot) const;

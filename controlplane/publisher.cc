@@ -36,9 +36,12 @@ absl::Status Publisher::WaitForReclaim(uint64_t next, PublishReport* report) {
   // have observed anything newer have let go of it.
   if (next <= kNumTableSlots - 1) return absl::OkStatus();
   const uint64_t min_generation = next - kNumTableSlots + 1;
+  // After a refusal the slot is the refused generation's own, which lcores
+  // that refused it no longer read (protocol step 4, lib/table_format.h).
+  const uint64_t released = writer_.skipping_refused() ? next - kNumTableSlots : 0;
   uint64_t waited_ns = 0;
   const ReclaimCheck rc =
-      view_->WaitReclaim(min_generation, options_.reclaim_timeout_ns, &waited_ns);
+      view_->WaitReclaim(min_generation, options_.reclaim_timeout_ns, &waited_ns, released);
   report->wait_ms = NsToMs(waited_ns);
   switch (rc.region) {
     case ReclaimCheck::Region::kAbsent:
@@ -53,10 +56,27 @@ absl::Status Publisher::WaitForReclaim(uint64_t next, PublishReport* report) {
   }
   report->stats_region_present = true;
   if (rc.ok) return absl::OkStatus();
+  if (rc.refused_generation != 0) {
+    writer_.SkipRefused();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "dataplane refused generation ", rc.refused_generation, " (", rc.DescribeHolding(),
+        "; lb-dataplane logs the field at fault): its lcores keep forwarding with the table they "
+        "had, so generation ",
+        next, " is not published into their slot; the next publish writes generation ",
+        rc.refused_generation + kNumTableSlots, " into the refused slot"));
+  }
   return absl::FailedPreconditionError(absl::StrCat(
       "generation ", next, " not published: slot ", next % kNumTableSlots, " may still be read; ",
       rc.DescribeHolding(), "; need observed generation >= ", min_generation, " (waited ",
       static_cast<uint64_t>(report->wait_ms), " ms); the published table is unchanged"));
+}
+
+bool Publisher::SlotFreeNow() const {
+  const uint64_t next = writer_.NextGeneration();
+  if (next <= kNumTableSlots - 1) return true;
+  const uint64_t released = writer_.skipping_refused() ? next - kNumTableSlots : 0;
+  const ReclaimCheck rc = view_->CheckReclaim(next - kNumTableSlots + 1, released);
+  return rc.region != ReclaimCheck::Region::kAttached || rc.ok || rc.refused_generation != 0;
 }
 
 absl::StatusOr<PublishReport> Publisher::Publish(const DesiredState& desired) {
@@ -80,7 +100,7 @@ absl::StatusOr<uint64_t> Publisher::Commit() {
 absl::StatusOr<PublishReport> Publisher::Prepare(const DesiredState& desired) {
   prepared_.reset();
   PublishReport report;
-  const uint64_t next = writer_.published_generation() + 1;
+  const uint64_t next = writer_.NextGeneration();
   if (absl::Status st = WaitForReclaim(next, &report); !st.ok()) return st;
 
   const uint64_t t0 = MonotonicNs();

@@ -8,7 +8,10 @@
 //     polling adaptively, for at most reclaim_timeout_ns. No stats region file = no dataplane ever
 //     ran: publish at once. On timeout: FailedPrecondition naming the lcores that are stuck
 //     (heartbeat stalled) or still waiting; the slot is NOT touched and the published generation
-//     stays what it was.
+//     stays what it was. An lcore that refused the published generation R
+//     (lib/slot_verify.h) will never observe it: FailedPrecondition at once,
+//     naming R, and the next publish writes R + 2 into R's slot, free once
+//     every lcore refused R (protocol step 4 in lib/table_format.h).
 //  2. Build: BuildTables(desired, last assignment, NextSlot()).
 //  3. Check: the slot must pass ValidateSlot, as the dataplane will check it.
 //  4. TableWriter::Publish(): one release-store of G.
@@ -80,6 +83,11 @@ class Publisher {
   void Abandon() { prepared_.reset(); }
 
   uint64_t published_generation() const { return writer_.published_generation(); }
+  // Whether Prepare() would go ahead without waiting for the lcores: its
+  // slot is free, or the dataplane refused the published generation (then
+  // Prepare fails at once, naming it, and arms the recovery). For callers
+  // that defer a publish instead of waiting (health republish, drains).
+  bool SlotFreeNow() const;
   const SlotAssignment& assignment() const { return assignment_; }
   const TableWriter& writer() const { return writer_; }
   const PublisherOptions& options() const { return options_; }

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -15,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "lib/slot_verify.h"
 
 namespace lb {
 namespace {
@@ -310,61 +312,6 @@ uint64_t SlotChecksum(const SlotView& v) {
   return h;
 }
 
-absl::Status ValidateSlot(const SlotView& v) {
-  const SlotHeader& sh = *v.header;
-  if (sh.num_vips > v.max_vips) {
-    return absl::DataLossError(absl::StrCat("slot num_vips ", sh.num_vips, " > max ", v.max_vips));
-  }
-  if (sh.num_backends > v.max_backends) {
-    return absl::DataLossError(
-        absl::StrCat("slot num_backends ", sh.num_backends, " > max ", v.max_backends));
-  }
-  if (sh.num_members > v.max_members) {
-    return absl::DataLossError(
-        absl::StrCat("slot num_members ", sh.num_members, " > max ", v.max_members));
-  }
-  if (sh.ring_size > v.ring_stride) {
-    return absl::DataLossError(
-        absl::StrCat("slot ring_size ", sh.ring_size, " > max ", v.ring_stride));
-  }
-  if (SlotChecksum(v) != sh.checksum) {
-    return absl::DataLossError(
-        absl::StrCat("slot checksum mismatch for generation ", sh.generation));
-  }
-  for (uint32_t i = 0; i < sh.num_vips; ++i) {
-    const VipEntry& e = v.vips[i];
-    if (!(e.flags & kVipInUse)) continue;
-    if (static_cast<uint64_t>(e.member_begin) + e.member_count > sh.num_members) {
-      return absl::DataLossError(absl::StrCat("vips[", i, "] members out of range"));
-    }
-    if (e.algorithm >= kNumAlgorithms) {
-      return absl::DataLossError(absl::StrCat("vips[", i, "] algorithm ", e.algorithm));
-    }
-    const uint32_t* ring = v.Ring(i);
-    for (uint32_t k = 0; k < sh.ring_size; ++k) {
-      if (ring[k] >= sh.num_backends && ring[k] != 0) {
-        return absl::DataLossError(absl::StrCat("vips[", i, "] ring[", k, "] = ", ring[k],
-                                                " beyond num_backends ", sh.num_backends));
-      }
-    }
-  }
-  for (uint32_t m = 0; m < sh.num_members; ++m) {
-    if (v.members[m] == 0 || v.members[m] >= sh.num_backends) {
-      return absl::DataLossError(absl::StrCat("members[", m, "] = ", v.members[m], " invalid"));
-    }
-  }
-  // FindVip returns cell - 1 as a VIP index, which the lcores use without a
-  // further check (vips[], per-VIP counters): a cell must be 0 (empty) or
-  // name one of vips[0, num_vips). Found by fuzz/shm_region_fuzz.cc.
-  for (uint32_t c = 0; c <= v.vip_hash_mask; ++c) {
-    if (v.vip_hash[c] > sh.num_vips) {
-      return absl::DataLossError(absl::StrCat("vip index cell ", c, " = ", v.vip_hash[c],
-                                              " beyond num_vips ", sh.num_vips));
-    }
-  }
-  return absl::OkStatus();
-}
-
 // ------------------------------------------------------------ TableWriter ---
 
 absl::StatusOr<TableWriter> TableWriter::Open(const std::string& path, const TableCapacities& caps,
@@ -406,7 +353,7 @@ absl::StatusOr<TableWriter> TableWriter::Open(const std::string& path, const Tab
 }
 
 SlotView TableWriter::NextSlot() {
-  uint64_t next = published_generation() + 1;
+  uint64_t next = NextGeneration();
   return MakeSlotView(file_.data(), *header_, static_cast<uint32_t>(next % kNumTableSlots));
 }
 
@@ -416,7 +363,7 @@ SlotView TableWriter::CurrentSlot() const {
 }
 
 uint64_t TableWriter::Publish() {
-  uint64_t next = published_generation() + 1;
+  uint64_t next = NextGeneration();
   SlotView v = NextSlot();
   v.header->generation = next;
   v.header->publish_time_ns = RealtimeNs();
@@ -424,6 +371,7 @@ uint64_t TableWriter::Publish() {
   // Release: every store into the slot above happens-before an lcore's
   // acquire-load that observes `next`.
   control_->generation.store(next, std::memory_order_release);
+  skip_refused_ = false;
   return next;
 }
 
@@ -439,13 +387,14 @@ absl::StatusOr<TableReader> TableReader::Attach(const std::string& path) {
   }
   TableReader r;
   r.file_ = std::move(*f);
-  r.header_ = h;
+  std::memcpy(static_cast<void*>(&r.header_), h, sizeof(TableRegionHeader));
   r.control_ = reinterpret_cast<TableRegionControl*>(r.file_.data() + kTableControlOffset);
+  r.gate_ = std::make_shared<TableGate>();
   return r;
 }
 
 SlotView TableReader::Slot(uint64_t generation) const {
-  return MakeSlotView(file_.data(), *header_, static_cast<uint32_t>(generation % kNumTableSlots));
+  return MakeSlotView(file_.data(), header_, static_cast<uint32_t>(generation % kNumTableSlots));
 }
 
 // ------------------------------------------------------------ StatsRegion ---
@@ -471,6 +420,46 @@ StatsRegionHeader StatsLayout(const StatsCapacities& caps) {
   h.region_size = h.lcores_offset + h.lcore_stride * caps.max_lcores;
   h.header_checksum = HeaderChecksum(&h, offsetof(StatsRegionHeader, header_checksum));
   return h;
+}
+
+}  // namespace
+
+namespace {
+
+// The pid a running writer stored in the region, or 0 when unreadable.
+uint32_t StatsWriterPid(const std::string& path) {
+  auto f = MappedFile::Open(path);
+  if (!f.ok()) return 0;
+  const auto* h = reinterpret_cast<const StatsRegionHeader*>(f->data());
+  if (!ValidateStatsHeader(*h, f->size()).ok()) return 0;
+  const auto* c = reinterpret_cast<const StatsRegionControl*>(f->data() + kStatsControlOffset);
+  return c->writer_pid.load(std::memory_order_acquire);
+}
+
+// The one-writer lock of a stats region: an exclusive flock on the file,
+// taken without truncating it. The returned fd closes (and unlocks) with the
+// last copy of the pointer; the kernel also drops it when the process dies,
+// so a killed dataplane never leaves a stale lock.
+absl::StatusOr<std::shared_ptr<const int>> LockStatsWriter(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::UnavailableError(Errno("cannot create", path));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    close(fd);
+    if (err != EWOULDBLOCK) {
+      return absl::UnavailableError(absl::StrCat("cannot lock ", path, ": ", std::strerror(err)));
+    }
+    const uint32_t owner = StatsWriterPid(path);
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " is in use by another lb-dataplane (pid ",
+        owner != 0 ? absl::StrCat(owner) : std::string("unknown"),
+        ", holding its lock): one dataplane per stats region; stop it or give this one other "
+        "--table_region/--stats_region files"));
+  }
+  return std::shared_ptr<const int>(new int(fd), [](const int* p) {
+    close(*p);
+    delete p;
+  });
 }
 
 }  // namespace
@@ -519,6 +508,8 @@ absl::StatusOr<StatsRegion> StatsRegion::Create(const std::string& path,
         absl::StrCat("max_lcores ", caps.max_lcores, " out of range"));
   }
   StatsRegionHeader layout = StatsLayout(caps);
+  auto lock = LockStatsWriter(path);
+  if (!lock.ok()) return lock.status();
   auto f = MappedFile::Create(path, layout.region_size);
   if (!f.ok()) return f.status();
   auto* h = reinterpret_cast<StatsRegionHeader*>(f->data());
@@ -531,6 +522,7 @@ absl::StatusOr<StatsRegion> StatsRegion::Create(const std::string& path,
   r.file_ = std::move(*f);
   r.header_ = h;
   r.control_ = c;
+  r.writer_lock_ = *std::move(lock);
   return r;
 }
 
@@ -548,7 +540,8 @@ absl::StatusOr<StatsRegion> StatsRegion::Attach(const std::string& path) {
 }
 
 StatsRegion::ReclaimStatus StatsRegion::CheckReclaim(uint64_t min_generation, uint64_t now_ns,
-                                                     uint64_t stuck_after_ns) const {
+                                                     uint64_t stuck_after_ns,
+                                                     uint64_t released_refused) const {
   ReclaimStatus rs;
   uint32_t pid = control_->writer_pid.load(std::memory_order_acquire);
   // A dataplane that exited cleanly wrote pid 0; one that was killed left its
@@ -565,8 +558,13 @@ StatsRegion::ReclaimStatus StatsRegion::CheckReclaim(uint64_t min_generation, ui
     }
     uint64_t seen = l.observed_generation.load(std::memory_order_seq_cst);
     if (seen >= min_generation) continue;
+    // Acquire: pairs with the lcore's release-store after the verdict, which
+    // came after the verifier's last read of the refused slot.
+    const uint64_t refused = l.refused_generation.load(std::memory_order_acquire);
+    if (released_refused != 0 && refused == released_refused && seen != refused) continue;
     rs.ok = false;
     rs.waiting.push_back(i);
+    if (refused >= min_generation) rs.refused.push_back(i);
     uint64_t hb = l.heartbeat_ns.load(std::memory_order_relaxed);
     if (now_ns > hb && now_ns - hb > stuck_after_ns) rs.stuck.push_back(i);
   }

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,8 @@
 #include "lib/table_format.h"
 
 namespace lb {
+
+class TableGate;  // lib/slot_verify.h
 
 // The directory regions live in when the caller does not name one: the first
 // mounted hugetlbfs (so tables sit in hugepages), else /dev/shm (tmpfs). The
@@ -119,10 +122,10 @@ struct SlotView {
 // the VIP index and the rings of in-use VIPs (ring_size entries each).
 uint64_t SlotChecksum(const SlotView& v);
 
-// Verifies a slot's internal consistency (counts within capacity, members and
-// ring entries point at backend slots < num_backends, VIP index cells at VIPs
-// < num_vips, checksum). Used by the
-// dataplane when it attaches and by tests.
+// Verifies a slot's internal consistency: CheckSlot (lib/slot_verify.h) with
+// a message naming the field at fault (DataLoss). Used by the dataplane at
+// start-up, by the control plane before it publishes, and by tests. Defined
+// in slot_verify.cc.
 absl::Status ValidateSlot(const SlotView& v);
 
 class TableWriter {
@@ -138,7 +141,17 @@ class TableWriter {
   uint64_t published_generation() const {
     return control_->generation.load(std::memory_order_acquire);
   }
-  // The slot a publish of generation published_generation()+1 would fill.
+  // The generation the next Publish() writes: published + 1, or published
+  // + 2 after SkipRefused() (into the refused generation's own slot).
+  uint64_t NextGeneration() const {
+    return published_generation() + (skip_refused_ ? kNumTableSlots : 1);
+  }
+  // The dataplane refused the published generation R (protocol step 4 in
+  // table_format.h): its lcores still read the other slot, so the next
+  // publish goes into R's slot as R + 2. Cleared by Publish().
+  void SkipRefused() { skip_refused_ = true; }
+  bool skipping_refused() const { return skip_refused_; }
+  // The slot a publish of NextGeneration() would fill.
   // The caller must first make sure no lcore still reads it (StatsRegion).
   SlotView NextSlot();
   // A view of the currently published slot (for re-reading the last state).
@@ -153,21 +166,28 @@ class TableWriter {
   MappedFile file_;
   TableRegionHeader* header_ = nullptr;
   TableRegionControl* control_ = nullptr;
+  bool skip_refused_ = false;
 };
 
 class TableReader {
  public:
+  // Maps the region and validates its header; the header is copied, so a
+  // later foreign write to it cannot move the arrays lcores index.
   static absl::StatusOr<TableReader> Attach(const std::string& path);
 
   // One acquire-load; lcores call it once per burst.
   uint64_t generation() const { return control_->generation.load(std::memory_order_acquire); }
   SlotView Slot(uint64_t generation) const;
-  const TableRegionHeader& header() const { return *header_; }
+  const TableRegionHeader& header() const { return header_; }
+  // The per-process verdict on each generation, shared by every lcore that
+  // reads through this reader (lib/slot_verify.h).
+  TableGate& gate() const { return *gate_; }
 
  private:
   MappedFile file_;
-  TableRegionHeader* header_ = nullptr;
+  TableRegionHeader header_;
   TableRegionControl* control_ = nullptr;
+  std::shared_ptr<TableGate> gate_;
 };
 
 SlotView MakeSlotView(uint8_t* region_base, const TableRegionHeader& h, uint32_t slot_index);
@@ -183,6 +203,11 @@ absl::Status ValidateStatsHeader(const StatsRegionHeader& h, size_t region_size)
 class StatsRegion {
  public:
   // Dataplane: create (or reinitialise) the stats region for this process.
+  // One writer per region: Create takes an exclusive flock on the file,
+  // held as long as this object lives, BEFORE it truncates anything. When
+  // another process holds it, Create fails with FailedPrecondition naming
+  // that owner's pid (from the region's writer_pid), and the region is left
+  // exactly as it was.
   static absl::StatusOr<StatsRegion> Create(const std::string& path, const StatsCapacities& caps);
   // Control plane / tools: attach to an existing region and validate it.
   static absl::StatusOr<StatsRegion> Attach(const std::string& path);
@@ -206,14 +231,19 @@ class StatsRegion {
   // every live lcore must have observed_generation >= min_generation. Lcores
   // whose heartbeat is older than stuck_after_ns (while the writer process is
   // alive) are reported as stuck. A stats region whose writer pid is gone has
-  // no live lcores.
+  // no live lcores. `released_refused` != 0: an lcore that reports exactly
+  // that generation as refused does not hold it either (protocol step 4:
+  // the slot of a refused generation is free once every lcore refused it).
   struct ReclaimStatus {
     bool ok = true;                 // no live lcore can be reading the old slot
     std::vector<uint32_t> waiting;  // lcores not yet past min_generation
     std::vector<uint32_t> stuck;    // subset of waiting whose heartbeat stalled
+    // subset of waiting that refused min_generation or newer: they will not
+    // observe it, waiting longer is pointless.
+    std::vector<uint32_t> refused;
   };
-  ReclaimStatus CheckReclaim(uint64_t min_generation, uint64_t now_ns,
-                             uint64_t stuck_after_ns) const;
+  ReclaimStatus CheckReclaim(uint64_t min_generation, uint64_t now_ns, uint64_t stuck_after_ns,
+                             uint64_t released_refused = 0) const;
 
   const std::string& path() const { return file_.path(); }
 
@@ -221,6 +251,7 @@ class StatsRegion {
   MappedFile file_;
   StatsRegionHeader* header_ = nullptr;
   StatsRegionControl* control_ = nullptr;
+  std::shared_ptr<const int> writer_lock_;  // Create only: the flocked fd
 };
 
 // CLOCK_MONOTONIC / CLOCK_REALTIME in nanoseconds.

@@ -20,9 +20,11 @@
 // ValidateStatsHeader in shm_region.h).
 //
 // Reclamation protocol (why a slot can be reused safely):
-//  1. Lcore, between bursts: g = generation.load(acquire); if g changed, point
-//     at slot g % kNumTableSlots, then observed_generation.store(g, release).
-//     It never touches the old slot after that store.
+//  1. Lcore, between bursts: g = generation.load(acquire); if g changed and
+//     the slot passes verification (TableGate, lib/slot_verify.h: once per
+//     generation per process), point at slot g % kNumTableSlots, then
+//     observed_generation.store(g, release). It never touches the old slot
+//     after that store.
 //  2. Control plane, before writing slot s for generation G (which last held
 //     G - kNumTableSlots): wait until every ONLINE lcore has
 //     observed_generation >= G - kNumTableSlots + 1. An online lcore with
@@ -31,7 +33,16 @@
 //     (seq_cst), THEN load generation. Because both sides use seq_cst for the
 //     online flag/generation pair, either the control plane sees the lcore
 //     online (and waits for it), or the lcore sees the newer generation.
-//  4. An online lcore whose heartbeat stops advancing while its process is
+//  4. A refused generation R (a stale checksum, an index out of bounds): the
+//     lcores keep the slot they read and their observed_generation, and
+//     store refused_generation = R (release). The next publish, R + 1, would
+//     overwrite the slot they still read: the control plane fails it at once,
+//     naming R (instead of waiting for a reclaim that cannot come), and the
+//     publish after that writes generation R + 2 into R's slot, which is free
+//     once every online lcore reports refused_generation == R: the verdict
+//     is given before any lcore stores it, so nobody reads that slot any
+//     more (TableWriter::SkipRefused, StatsRegion::CheckReclaim).
+//  5. An online lcore whose heartbeat stops advancing while its process is
 //     alive is "stuck": the control plane reports it and refuses to reuse the
 //     slot it may be reading; it never overwrites it silently. An lcore of a
 //     dead process (stats header pid gone) is not live.
@@ -243,7 +254,13 @@ struct alignas(64) LcoreStats {
   // connection-table entry; and 1 while that happened within the last second.
   std::atomic<uint64_t> syn_guard_stateless;
   std::atomic<uint64_t> syn_guard_engaged;  // gauge, 0 or 1
-  std::atomic<uint64_t> reserved_counters[2];
+  // Table generations this lcore refused (lib/slot_verify.h: a stale
+  // checksum or an index out of bounds), and the last one it refused. It
+  // keeps forwarding with observed_generation, whose slot the control plane
+  // must not reuse; it never reads the refused slot again (see the
+  // reclamation protocol above, step 4).
+  std::atomic<uint64_t> tables_refused;
+  std::atomic<uint64_t> refused_generation;
   std::atomic<uint64_t> drops[kNumDropReasons];
   // VipCounters[max_vips] and BackendCounters[max_backends] follow at
   // StatsRegionHeader::vip_counters_offset / backend_counters_offset,
@@ -251,6 +268,7 @@ struct alignas(64) LcoreStats {
 };
 static_assert(offsetof(LcoreStats, rx_packets) == 64, "LcoreStats ABI");
 static_assert(offsetof(LcoreStats, syn_guard_stateless) == 160, "LcoreStats ABI");
+static_assert(offsetof(LcoreStats, tables_refused) == 176, "LcoreStats ABI");
 static_assert(offsetof(LcoreStats, drops) == 192, "LcoreStats ABI");
 
 struct StatsRegionHeader {

@@ -33,6 +33,7 @@
 #include "glog/logging.h"
 #include "lib/process_flags.h"
 #include "lib/shm_region.h"
+#include "lib/slot_verify.h"
 
 DEFINE_string(table_region, "",
               "Table region file published by lb-controlplane (default: <hugetlbfs mount or "
@@ -152,12 +153,25 @@ struct MonitorArg {
   uint16_t lcores;
 };
 
+// One line per generation the lcores refused (they do not log).
+void LogRefusal(const MonitorArg& a, uint64_t* logged) {
+  lb::SlotFault fault;
+  const uint64_t r = a.tables->gate().LastRefusal(&fault);
+  if (r == 0 || r == *logged) return;
+  *logged = r;
+  LOG(ERROR) << "table generation " << r << " refused: " << lb::DescribeSlotFault(fault, r)
+             << "; lcores keep forwarding with generation "
+             << a.stats->Lcore(0).observed_generation.load(std::memory_order_acquire)
+             << " (counter tables_refused)";
+}
+
 void* Monitor(void* p) {
   const MonitorArg& a = *static_cast<MonitorArg*>(p);
   using Clock = std::chrono::steady_clock;
   const auto period = std::chrono::milliseconds(FLAGS_idle_exit_ms != 0 ? 10 : 100);
   const auto interval = std::chrono::seconds(FLAGS_summary_interval_s);
   uint64_t generation = a.tables->generation();
+  uint64_t refused = 0;
   uint64_t last_rx = 0;
   auto last_change = Clock::now();
   auto next_summary = Clock::now() + interval;
@@ -168,6 +182,7 @@ void* Monitor(void* p) {
       VLOG(1) << "table generation " << g << " published (was " << generation << ")";
       generation = g;
     }
+    LogRefusal(a, &refused);
     if (FLAGS_summary_interval_s != 0 && now >= next_summary) {
       LOG(INFO) << "summary: generation " << generation << " "
                 << FormatTotals(SumCounters(*a.stats, a.lcores));
@@ -183,6 +198,23 @@ void* Monitor(void* p) {
                 << "stopping";
       g_quit.store(true);
     }
+  }
+  return nullptr;
+}
+
+// The table verifier: a DPDK control thread that gives each published
+// generation too large for an lcore to verify inline its verdict
+// (lib/slot_verify.h: about 4.5 ms at the default maximum capacities); the
+// lcores verify small ones themselves, at once. It polls every 50 us, so a
+// large publish reaches the lcores within that plus the verification time
+// (more when this thread shares a CPU with a busy one). It reads the slot
+// only while the lcores still hold the previous one, which the control plane
+// cannot reuse.
+void* Verifier(void* p) {
+  const lb::TableReader& t = *static_cast<const lb::TableReader*>(p);
+  while (!g_quit.load()) {
+    t.gate().VerifyPublished(t, /*only_large=*/true);
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
   return nullptr;
 }
@@ -366,14 +398,17 @@ int main(int argc, char** argv) {
     }
     return Fail(absl::StrCat("table region: ", tables.status().message()));
   }
+  // The same verification as every later swap, through the gate the lcores
+  // share, so that they do not verify this generation again.
   const uint64_t gen = tables->generation();
-  if (gen != 0) {
-    absl::Status st = lb::ValidateSlot(tables->Slot(gen));
-    if (!st.ok()) {
-      return Fail(absl::StrCat(table_path, ": published generation ", gen,
-                               " is not valid: ", st.message()));
-    }
+  if (gen != 0 && tables->gate().VerifyPublished(*tables) == lb::TableGate::Verdict::kRefused) {
+    lb::SlotFault fault;
+    const uint64_t refused = tables->gate().LastRefusal(&fault);
+    return Fail(absl::StrCat(table_path, ": published generation ", refused,
+                             " is not valid: ", lb::DescribeSlotFault(fault, refused)));
   }
+  // From here on the lcores only read verdicts; the verifier thread gives them.
+  tables->gate().UseVerifierThread();
 
   const uint16_t num_workers = static_cast<uint16_t>(rte_lcore_count());
   if (num_workers > lb::kMaxLcores) {
@@ -447,6 +482,11 @@ int main(int argc, char** argv) {
       rc != 0) {
     return Fail(absl::StrCat("monitor thread: ", std::strerror(-rc)));
   }
+  pthread_t verifier;
+  if (int rc = rte_ctrl_thread_create(&verifier, "lb-verify", nullptr, Verifier, &*tables);
+      rc != 0) {
+    return Fail(absl::StrCat("verifier thread: ", std::strerror(-rc)));
+  }
   std::vector<LaunchArg> args(num_workers);
   unsigned lcore;
   uint16_t wi = 1;
@@ -460,6 +500,7 @@ int main(int argc, char** argv) {
   WorkerMain(&args[0]);
   rte_eal_mp_wait_lcore();
   pthread_join(monitor, nullptr);
+  pthread_join(verifier, nullptr);
   if (const int sig = g_signal.load(); sig != 0) {
     LOG(INFO) << "signal " << sig << " (" << strsignal(sig) << ") received: stopping";
   }

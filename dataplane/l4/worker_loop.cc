@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "dataplane/l4/worker.h"
+#include "lib/slot_verify.h"
 
 namespace lb::dp {
 
@@ -59,11 +60,28 @@ void Worker::GoOffline() {
 void Worker::MaybeSwapTable() {
   const uint64_t g = tables_->generation();  // acquire: pairs with TableWriter::Publish
   if (g == generation_ || g == 0) return;
+  // A generation this lcore refused stays refused: one relaxed load of our
+  // own counter (we are its only writer) instead of asking the gate again.
+  if (g == lstats_->refused_generation.load(std::memory_order_relaxed)) return;
+  // Verified once per process (lib/slot_verify.h): the stamp, the checksum
+  // and every index below. Pending: another lcore is verifying it now; keep
+  // the old slot for this burst.
+  switch (tables_->gate().Resolve(*tables_, g)) {
+    case TableGate::Verdict::kPending:
+      return;
+    case TableGate::Verdict::kRefused:
+      // Keep the last good slot and observed_generation (the control plane
+      // must not reuse that slot); tell it which generation we refused.
+      // Release: the verdict, and so the verifier's last read of the refused
+      // slot, happens-before the control plane's acquire-load of this value,
+      // after which it may rewrite that slot (protocol step 4).
+      CounterAdd(lstats_->tables_refused, 1);
+      lstats_->refused_generation.store(g, std::memory_order_release);
+      return;
+    case TableGate::Verdict::kAccepted:
+      break;
+  }
   SlotView v = tables_->Slot(g);
-  // The slot must say it holds g: the writer stamps it before publishing, so
-  // anything else means a foreign writer broke the protocol. Keep the old
-  // slot rather than forward with a half-written one.
-  if (v.header->generation != g) return;
   slot_ = v;
   generation_ = g;
   vip_cache_valid_ = false;
