@@ -43,12 +43,9 @@ void ControlPlane::Impl::UpdateSnapshotLocked() {
 }
 
 bool ControlPlane::Impl::ReclaimPossibleNow() const {
-  const uint64_t g = publisher->published_generation();
-  if (g + 1 < kNumTableSlots) return true;
-  const ReclaimCheck rc = view->CheckReclaim(g + 1 - kNumTableSlots + 1);
-  // Without a usable region the publisher decides (and refuses when the
-  // region exists but does not validate).
-  return rc.region != ReclaimCheck::Region::kAttached || rc.ok;
+  // The publisher knows the refused-generation recovery (a refusal makes the
+  // next Prepare fail at once and arm it), so a deferred publish is retried.
+  return publisher->SlotFreeNow();
 }
 
 uint64_t ControlPlane::Impl::WaitObserved(uint64_t generation) const {

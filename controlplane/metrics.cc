@@ -233,6 +233,13 @@ void AddLcoreFamilies(Exposition& x, const v1::Stats& stats) {
        "1 while the lcore's SYN-flood guard is engaged (a stateless forward within the last "
        "second).",
        [](const v1::LcoreCounters& c) { return c.syn_guard_engaged(); }},
+      {"lb_lcore_tables_refused_total", "counter",
+       "Table generations the lcore refused (stale checksum or an index out of bounds); it "
+       "keeps forwarding with its last good table.",
+       [](const v1::LcoreCounters& c) { return c.tables_refused(); }},
+      {"lb_lcore_refused_generation", "gauge",
+       "The last table generation the lcore refused (0 = none).",
+       [](const v1::LcoreCounters& c) { return c.refused_generation(); }},
   };
   for (const LcoreCounter& lc : kLcore) {
     Family& f = x.Add(lc.name, lc.type, lc.help);

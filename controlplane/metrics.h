@@ -13,6 +13,7 @@
 //   lb_lcore_new_flows_total, lb_lcore_drops_total{lcore,reason}
 //   lb_lcore_conn_table_entries{lcore} (gauge), lb_lcore_conn_table_evictions_total{lcore}
 //   lb_syn_guard_stateless_total{lcore}, lb_syn_guard_engaged{lcore} (gauge 1/0)
+//   lb_lcore_tables_refused_total{lcore}, lb_lcore_refused_generation{lcore}
 //   lb_vip_{packets,bytes,new_flows,drops}_total{vip}    vip="198.51.100.1:80/tcp"
 //   lb_vip_active_members{vip}, lb_vip_table_generation{vip}
 //   lb_vip_table_info{vip,pool,fingerprint}      gauge 1 (the ring fingerprint)

@@ -273,6 +273,9 @@ TEST_F(ControlPlaneTest, CountersComeFromTheStatsRegion) {
     dataplane_->Backend(l, s).new_flows.store(10 + l);
     dataplane_->Backend(l, s).active_flows.store(3);
     dataplane_->Lcore(l).rx_packets.store(50 + l);
+    dataplane_->Lcore(l).syn_guard_stateless.store(7 + l);
+    dataplane_->Lcore(l).tables_refused.store(l);
+    dataplane_->Lcore(l).refused_generation.store(l == 1 ? 9 : 0);
     dataplane_->Lcore(l).drops[static_cast<int>(DropReason::kNoBackend)].store(5 * (l + 1));
   }
   auto b = cp->GetBackend(3);
@@ -300,6 +303,10 @@ TEST_F(ControlPlaneTest, CountersComeFromTheStatsRegion) {
   EXPECT_EQ(st.lcores(1).observed_generation(), cp->generation());
   EXPECT_EQ(st.lcores(1).drops().at("no_backend"), 10u);
   EXPECT_EQ(st.lcores(1).drops().size(), static_cast<size_t>(kNumDropReasons));
+  EXPECT_EQ(st.lcores(1).syn_guard_stateless(), 8u);
+  EXPECT_EQ(st.lcores(1).tables_refused(), 1u);
+  EXPECT_EQ(st.lcores(1).refused_generation(), 9u);
+  EXPECT_EQ(st.lcores(0).refused_generation(), 0u);
 
   // A restarted dataplane (a new region at the same path) is re-attached.
   dataplane_.reset();
