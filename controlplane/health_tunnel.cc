@@ -1,0 +1,81 @@
+#include "controlplane/health_tunnel.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <atomic>
+
+#include "absl/strings/str_cat.h"
+
+namespace lb {
+namespace {
+
+// Relaxed: written once by main before the control plane validates anything
+// (thread creation orders it before every reader).
+std::atomic<bool> g_tunnel_available{false};
+
+}  // namespace
+
+void SetHealthTunnelAvailable(bool available) {
+  g_tunnel_available.store(available, std::memory_order_relaxed);
+}
+
+bool HealthTunnelAvailable() { return g_tunnel_available.load(std::memory_order_relaxed); }
+
+absl::StatusOr<uint32_t> TunnelMark(uint32_t base, uint32_t backend_id) {
+  const uint64_t mark = uint64_t{base} + backend_id;
+  if (mark > UINT32_MAX) {
+    return absl::InvalidArgumentError(absl::StrCat("mark base ", base, " + backend id ", backend_id,
+                                                   " does not fit in 32 bits (SO_MARK)"));
+  }
+  if (mark == 0) return absl::InvalidArgumentError("mark 0 means unmarked");
+  return uint32_t(mark);
+}
+
+std::vector<std::pair<std::string, std::string>> ThroughTunnelProblems(const v1::Pool& pool,
+                                                                       bool tunnel_available) {
+  std::vector<std::pair<std::string, std::string>> out;
+  const v1::HealthCheck& hc = pool.health_check();
+  if (!hc.through_tunnel()) return out;
+  if (!tunnel_available) {
+    out.emplace_back(".health_check.through_tunnel",
+                     "lb-controlplane was started without --health_tunnel_map (the map of "
+                     "lb-hc-encap's tc egress program); tunnelled checks are unavailable");
+  }
+  if (hc.kind() != v1::HEALTH_CHECK_KIND_TCP && hc.kind() != v1::HEALTH_CHECK_KIND_HTTP) {
+    out.emplace_back(".health_check.kind",
+                     "through_tunnel needs HEALTH_CHECK_KIND_TCP or HEALTH_CHECK_KIND_HTTP");
+  }
+  if (pool.kind() == v1::POOL_KIND_PROXY) {
+    out.emplace_back(".health_check.through_tunnel",
+                     "a POOL_KIND_PROXY pool is not reached through the tunnel");
+  }
+  for (int j = 0; j < pool.backends_size(); ++j) {
+    in6_addr a6;
+    if (inet_pton(AF_INET6, pool.backends(j).address().c_str(), &a6) == 1) {
+      out.emplace_back(absl::StrCat(".backends[", j, "].address"),
+                       "IPv6 backends cannot be checked through the tunnel yet "
+                       "(health_check.through_tunnel is IPv4 only)");
+    }
+  }
+  return out;
+}
+
+std::optional<TunnelDestination> TunnelDestinationFor(const v1::Config& config,
+                                                      const std::string& pool_name,
+                                                      uint16_t backend_port) {
+  for (const v1::Vip& v : config.vips()) {
+    in_addr a4;
+    if (v.pool() != pool_name || v.protocol() != v1::PROTOCOL_TCP ||
+        inet_pton(AF_INET, v.address().c_str(), &a4) != 1) {
+      continue;  // the program tunnels IPv4 in IPv4 only
+    }
+    TunnelDestination d;
+    d.address = v.address();
+    d.port = v.port() != 0 ? uint16_t(v.port()) : backend_port;
+    return d;
+  }
+  return std::nullopt;
+}
+
+}  // namespace lb
