@@ -19,8 +19,8 @@
 //
 // How it fails: a marked packet that cannot be encapsulated or routed (no
 // outer source configured, not IPv4, no route or neighbour to the backend,
-// headroom) is dropped and counted by reason: a tunnelled check must fail
-// rather than reach the VIP some other way.
+// headroom, forwarding disabled on the interface) is dropped and counted by reason: a tunnelled
+// check must fail rather than reach the VIP some other way.
 // clang-format off
 // linux/bpf.h (types) must precede the libbpf headers.
 #include <linux/bpf.h>
@@ -87,10 +87,14 @@ static __always_inline __u16 Ipv4Checksum(const struct iphdr* ip) {
   return (__u16)~sum;
 }
 
-// Sends the encapsulated packet towards `daddr`: a FIB lookup from the egress
-// point of view gives the interface and next hop; a resolved neighbour gives
-// the MACs (plain redirect), an unresolved one is left to the neighbour
-// subsystem (bpf_redirect_neigh).
+// Sends the encapsulated packet towards `daddr`: a FIB lookup gives the
+// interface and next hop; a resolved neighbour gives the MACs (plain
+// redirect), an unresolved one is left to the neighbour subsystem
+// (bpf_redirect_neigh). The lookup is made as if the packet had arrived on
+// this interface (a lookup "from the egress point of view" would be pinned
+// to this interface and miss a backend behind another one), so the kernel
+// wants forwarding enabled on it (net.ipv4.conf.<iface>.forwarding=1;
+// otherwise BPF_FIB_LKUP_RET_FWD_DISABLED, counted as no_route).
 static __always_inline int Forward(struct __sk_buff* skb, __be32 saddr, __be32 daddr, __u8 tos) {
   struct bpf_fib_lookup fib = {};
   fib.family = AF_INET;
@@ -99,7 +103,7 @@ static __always_inline int Forward(struct __sk_buff* skb, __be32 saddr, __be32 d
   fib.ifindex = skb->ifindex;
   fib.ipv4_src = saddr;
   fib.ipv4_dst = daddr;
-  long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+  long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
   if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
     if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), fib.dmac, ETH_ALEN, 0) ||
         bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_source), fib.smac, ETH_ALEN, 0)) {

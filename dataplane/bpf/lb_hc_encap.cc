@@ -13,6 +13,8 @@
 // second interface, or a control plane already running) the new program
 // reuses those maps, so one map serves every interface the VIPs route over.
 // --source (IPv4; default: the first IPv4 address of X) sets the outer source.
+// X must have net.ipv4.conf.X.forwarding=1 (the program's FIB lookup needs it;
+// attach refuses otherwise, saying so).
 // detach removes our filter from X (only a filter named lb_hc_encap); with
 // --unpin it also removes the pins. stats reads the attached program's
 // counters through the interface (no pins needed).
@@ -169,6 +171,15 @@ std::string FirstIpv4(const std::string& iface) {
   return out;
 }
 
+bool ForwardingEnabled(const std::string& iface) {
+  std::string path = "/proc/sys/net/ipv4/conf/" + iface + "/forwarding";
+  FILE* f = fopen(path.c_str(), "r");
+  if (!f) return false;
+  int c = fgetc(f);
+  fclose(f);
+  return c == '1';
+}
+
 // Reuses the pinned shared maps when they exist; returns false with *err set
 // when a pin exists but cannot be reused.
 bool ReusePins(bpf_object* obj, const std::string& root, bool* reused, std::string* err) {
@@ -211,6 +222,14 @@ int Attach(const Options& o, int ifindex) {
   if (foreign)
     return Fail("interface " + o.iface, "another tc egress filter holds handle 0x4c8 (prog id " +
                                             std::to_string(foreign) + ")");
+  // The program's FIB lookup (bpf_fib_lookup) refuses to route for an
+  // interface without forwarding (hc_encap.bpf.c, Forward).
+  if (!ForwardingEnabled(o.iface))
+    return Fail("interface " + o.iface,
+                "net.ipv4.conf." + o.iface +
+                    ".forwarding is not 1; the program's FIB lookup needs it (sysctl -w "
+                    "net.ipv4.conf." +
+                    o.iface + ".forwarding=1)");
   std::string source = o.source.empty() ? FirstIpv4(o.iface) : o.source;
   in_addr src{};
   if (source.empty())

@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2034  # read by lib.sh
+# End to end (issue 9): health checks through the tunnel. A backend that
+# answers on its own address but cannot decapsulate must be DOWN for a
+# tunnelled check and UP for a direct one; a backend running lb-decap is UP
+# for both.
+#
+#   tunnel_health_test.sh LB_CONTROLPLANE LB_DECAP LB_HC_ENCAP
+#
+# Namespaces (prefix t<pid>): <p>-hc (the checker: the real lb-controlplane,
+# lb-hc-encap on the VIP's egress veth), <p>-be1 and <p>-be2 (python3
+# http.server on port 80 with /health, the VIP 198.51.100.10 on lo,
+# rp_filter=0, arp_ignore=1, arp_announce=2; be1 runs lb-decap in XDP mode,
+# be2 does not).
+#
+#   <p>-hc: hc0 10.77.0.1 (VIP route via 10.77.0.2: a peer end with nobody
+#           behind it, the absent load balancer; lb-hc-encap on hc0)
+#           hc1 10.77.1.1 <-> be1 eth0 10.77.1.2
+#           hc2 10.77.2.1 <-> be2 eth0 10.77.2.2
+#
+# Pools: "tun" (HTTP /health, through_tunnel, VIP 198.51.100.10:80) with
+# backend ids 1 (be1) and 2 (be2); "direct" (HTTP /health) with ids 3 (be1)
+# and 4 (be2). Asserts through REST GET /backends/N/health: 1, 3 and 4
+# HEALTHY, 2 UNHEALTHY; lb-hc-encap counted encapsulated packets; the pinned
+# map holds exactly marks base+1 and base+2; a plain (unmarked) request to
+# the VIP from the checker fails (the tunnel is the only way to the VIP).
+# Also: lb-controlplane started without --health_tunnel_map refuses the
+# config, naming pools[0].health_check.through_tunnel.
+# Bounded (< 60 s); every process is killed by pid, the namespaces deleted
+# by name, the bpffs unmounted, also on failure. Must run as root.
+set -euo pipefail
+CP_BIN=$(realpath "$1")
+DECAP_BIN=$(realpath "$2")
+ENCAP_BIN=$(realpath "$3")
+. "$(dirname "$0")/lib.sh"
+P=t$$
+HC=$P-hc
+BE=("" "$P-be1" "$P-be2")
+MARK_BASE=$((0x4c420000))
+REST=127.0.0.1:18080
+
+WORK=$(mktemp -d /dev/shm/lb-e2e-tunhc.XXXXXX)
+BPF=$WORK/bpf
+CP_PID=""
+HTTP_PIDS=()
+stop_all() {
+  stop_pids 30 "$CP_PID" "${HTTP_PIDS[@]}"
+  ip netns exec "$HC" "$ENCAP_BIN" detach --iface hc0 --pin-root "$BPF/hc" --unpin \
+    >/dev/null 2>&1 || true
+  umount "$BPF" 2>/dev/null || true
+  for ns in "$HC" "${BE[1]}" "${BE[2]}"; do ip netns del "$ns" 2>/dev/null || true; done
+}
+show_logs() {
+  show_tail 30 "lb-controlplane log" "$WORK/cp.log"
+  show_tail 10 "lb-hc-encap stats" "$WORK/encap_stats.txt"
+}
+# lib.sh's on_exit also runs topology.sh down for $P: harmless, nothing of
+# ours is named by it.
+install_traps
+
+# 1. The network.
+ip netns add "$HC"
+ip -n "$HC" link set lo up
+ip netns exec "$HC" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+ip -n "$HC" link add hc0 mtu 1600 type veth peer name hc0p mtu 1600
+ip -n "$HC" addr add 10.77.0.1/24 dev hc0
+ip -n "$HC" link set hc0 up
+ip -n "$HC" link set hc0p up
+for i in 1 2; do
+  ns=${BE[$i]}
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  ip -n "$HC" link add "hc$i" mtu 1600 type veth peer name eth0 mtu 1600 netns "$ns"
+  ip -n "$HC" addr add "10.77.$i.1/24" dev "hc$i"
+  ip -n "$HC" link set "hc$i" up
+  # Checksums in software: a packet the tc program rewrote must leave with
+  # a finished inner TCP checksum (docs: veth checksum offload).
+  ip netns exec "$HC" ethtool -K "hc$i" tx off >/dev/null
+  ip -n "$ns" addr add "10.77.$i.2/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" addr add "$VIP4/32" dev lo
+  ip -n "$ns" route add default via "10.77.$i.1"
+  ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 \
+    net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0 \
+    net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
+  mkdir -p "$WORK/www$i"
+  echo "be$i" >"$WORK/www$i/health"
+  ip netns exec "$ns" /usr/bin/python3 -m http.server 80 --bind 0.0.0.0 \
+    --directory "$WORK/www$i" >"$WORK/http$i.log" 2>&1 &
+  HTTP_PIDS+=($!)
+done
+ip netns exec "$HC" ethtool -K hc0 tx off >/dev/null
+# lb-hc-encap's FIB lookup needs forwarding on the interface it runs on.
+ip netns exec "$HC" sysctl -qw net.ipv4.conf.hc0.forwarding=1
+ip -n "$HC" route add "$VIP4/32" via 10.77.0.2 dev hc0
+# The absent load balancer: its address resolves, nothing answers.
+ip -n "$HC" neigh add 10.77.0.2 lladdr 02:00:00:00:77:02 dev hc0 nud permanent
+ip netns exec "${BE[1]}" "$DECAP_BIN" attach --iface eth0 --mode xdp --local 10.77.1.2 \
+  >"$WORK/decap.log" 2>&1 || { cat "$WORK/decap.log"; fail "lb-decap attach on be1"; }
+
+# 2. lb-hc-encap on the VIP's egress veth, its maps on a bpffs of our own
+#    (mounted in the root mount namespace, so every `ip netns exec` sees it).
+mkdir -p "$BPF"
+mount -t bpf bpf "$BPF"
+ip netns exec "$HC" "$ENCAP_BIN" attach --iface hc0 --pin-root "$BPF/hc" \
+  >"$WORK/encap.log" 2>&1 || { cat "$WORK/encap.log"; fail "lb-hc-encap attach"; }
+
+for i in 1 2; do
+  ok=""
+  for _ in $(seq 50); do
+    if ip netns exec "$HC" curl -s --max-time 1 -o /dev/null "http://10.77.$i.2/health"; then
+      ok=yes; break
+    fi
+    sleep 0.1
+  done
+  [[ -n $ok ]] || fail "be$i's http.server does not answer on 10.77.$i.2"
+done
+if ip netns exec "$HC" curl -s --max-time 1 -o /dev/null "http://$VIP4/health"; then
+  fail "an unmarked request to the VIP was answered: the test could not tell a tunnelled check"
+fi
+
+cat >"$WORK/lb.textproto" <<CFG
+pools {
+  name: "tun"
+  health_check {
+    kind: HEALTH_CHECK_KIND_HTTP
+    interval_ms: 200
+    timeout_ms: 150
+    healthy_threshold: 2
+    unhealthy_threshold: 2
+    http_path: "/health"
+    through_tunnel: true
+  }
+  backends { id: 1 address: "10.77.1.2" port: 80 }
+  backends { id: 2 address: "10.77.2.2" port: 80 }
+}
+pools {
+  name: "direct"
+  health_check {
+    kind: HEALTH_CHECK_KIND_HTTP
+    interval_ms: 200
+    timeout_ms: 150
+    healthy_threshold: 2
+    unhealthy_threshold: 2
+    http_path: "/health"
+  }
+  backends { id: 3 address: "10.77.1.2" port: 80 }
+  backends { id: 4 address: "10.77.2.2" port: 80 }
+}
+vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "tun" }
+CFG
+TABLES=$WORK/tables
+STATS=$WORK/stats
+
+# 3. Without --health_tunnel_map the config is refused, naming the field.
+if ip netns exec "$HC" "$CP_BIN" --config "$WORK/lb.textproto" --check \
+  --max_vips 16 --max_backends 64 >"$WORK/check.log" 2>&1; then
+  cat "$WORK/check.log"; fail "--check accepted through_tunnel without --health_tunnel_map"
+fi
+grep -q "pools\[0\].health_check.through_tunnel: lb-controlplane was started without --health_tunnel_map" \
+  "$WORK/check.log" || { cat "$WORK/check.log"; fail "refusal does not name the field"; }
+echo "without --health_tunnel_map: refused: $(grep -o 'pools\[0\].health_check.through_tunnel[^;]*' "$WORK/check.log" | head -1)"
+
+# 4. The real control plane in the checker namespace.
+ip netns exec "$HC" "$CP_BIN" --config "$WORK/lb.textproto" --state_dir "$WORK/state" \
+  --table_region "$TABLES" --stats_region "$STATS" --max_vips 16 --max_backends 64 \
+  --grpc_listen= --http_listen="$REST" --health_tunnel_map "$BPF/hc/hc_reals" \
+  >"$WORK/cp.log" 2>&1 &
+CP_PID=$!
+wait_log "$WORK/cp.log" "published generation=1 " 100 "$CP_PID" || fail "lb-controlplane did not publish"
+
+# health_of ID: the health of backend ID through REST ("?" when unknown).
+health_of() {
+  ip netns exec "$HC" curl -s --max-time 1 "http://$REST/pools/$2/backends/$1/health" 2>/dev/null |
+    /usr/bin/python3 -c '
+import json, sys
+try:
+    d = json.load(sys.stdin)
+except Exception:
+    print("?"); sys.exit(0)
+print(d.get("health") or d.get("status") or "?")'
+}
+
+pool=([1]=tun [2]=tun [3]=direct [4]=direct)
+want=([1]=healthy [2]=unhealthy [3]=healthy [4]=healthy)
+settled=""
+for _ in $(seq 100); do
+  settled=yes
+  for id in 1 2 3 4; do
+    [[ $(health_of "$id" "${pool[$id]}" | tr 'A-Z' 'a-z') == *"${want[$id]}" ]] || { settled=""; break; }
+  done
+  [[ -n $settled ]] && break
+  sleep 0.1
+done
+ip netns exec "$HC" "$ENCAP_BIN" stats --iface hc0 --json >"$WORK/encap_stats.txt" 2>&1 || true
+for id in 1 2 3 4; do
+  echo "backend $id (pool ${pool[$id]}): $(health_of "$id" "${pool[$id]}")"
+done
+[[ -n $settled ]] || {
+  for id in 1 2 3 4; do
+    ip netns exec "$HC" curl -s "http://$REST/pools/${pool[$id]}/backends/$id/health"; echo
+  done
+  fail "health did not settle to: tunnel be1 up, tunnel be2 down, direct be1/be2 up"
+}
+
+# 5. The tc program did the work, and the map holds exactly our two marks.
+encapsulated=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["encapsulated"])' \
+  "$WORK/encap_stats.txt")
+((encapsulated > 0)) || { cat "$WORK/encap_stats.txt"; fail "lb-hc-encap encapsulated nothing"; }
+keys=$(bpftool map dump pinned "$BPF/hc/hc_reals" -j |
+  /usr/bin/python3 -c '
+import json, sys
+ks = []
+for e in json.load(sys.stdin):
+    k = e["key"]
+    ks.append(int.from_bytes(bytes(int(b, 16) for b in k), "little") if isinstance(k, list) else int(k))
+print(" ".join(str(k) for k in sorted(ks)))')
+[[ $keys == "$((MARK_BASE + 1)) $((MARK_BASE + 2))" ]] ||
+  fail "hc_reals holds marks [$keys], want [$((MARK_BASE + 1)) $((MARK_BASE + 2))]"
+echo "lb-hc-encap: $encapsulated packets encapsulated; hc_reals = {base+1, base+2}"
+echo "PASS: tunnelled check: be1 (lb-decap) up, be2 (no decap) down; direct: both up ($(($(date +%s) - START)) s)"
