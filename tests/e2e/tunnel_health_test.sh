@@ -5,11 +5,11 @@
 # tunnelled check and UP for a direct one; a backend running lb-decap is UP
 # for both.
 #
-#   tunnel_health_test.sh LB_CONTROLPLANE LB_DECAP LB_HC_ENCAP
+#   tunnel_health_test.sh LB_CONTROLPLANE LB_DECAP LB_HC_ENCAP LBCTL
 #
 # Namespaces (prefix t<pid>): <p>-hc (the checker: the real lb-controlplane,
 # lb-hc-encap on the VIP's egress veth), <p>-be1 and <p>-be2 (python3
-# http.server on port 80 with /health, the VIP 198.51.100.10 on lo,
+# http.server on port 80 with /health, the VIPs 198.51.100.10/.11 on lo,
 # rp_filter=0, arp_ignore=1, arp_announce=2; be1 runs lb-decap in XDP mode,
 # be2 does not).
 #
@@ -24,6 +24,10 @@
 # HEALTHY, 2 UNHEALTHY; lb-hc-encap counted encapsulated packets; the pinned
 # map holds exactly marks base+1 and base+2; a plain (unmarked) request to
 # the VIP from the checker fails (the tunnel is the only way to the VIP).
+# Then through the API (lbctl pool set-health-check --through_tunnel) the
+# "direct" pool (VIP .11) is checked through the tunnel: 3 stays HEALTHY, 4
+# becomes UNHEALTHY and the map holds four marks; switched back, 4 is
+# HEALTHY again and the map holds two.
 # Also: lb-controlplane started without --health_tunnel_map refuses the
 # config, naming pools[0].health_check.through_tunnel.
 # Bounded (< 60 s); every process is killed by pid, the namespaces deleted
@@ -32,12 +36,14 @@ set -euo pipefail
 CP_BIN=$(realpath "$1")
 DECAP_BIN=$(realpath "$2")
 ENCAP_BIN=$(realpath "$3")
+LBCTL_BIN=$(realpath "$4")
 . "$(dirname "$0")/lib.sh"
 P=t$$
 HC=$P-hc
 BE=("" "$P-be1" "$P-be2")
 MARK_BASE=$((0x4c420000))
 REST=127.0.0.1:18080
+VIP4B=198.51.100.11
 
 WORK=$(mktemp -d /dev/shm/lb-e2e-tunhc.XXXXXX)
 BPF=$WORK/bpf
@@ -79,6 +85,7 @@ for i in 1 2; do
   ip -n "$ns" addr add "10.77.$i.2/24" dev eth0
   ip -n "$ns" link set eth0 up
   ip -n "$ns" addr add "$VIP4/32" dev lo
+  ip -n "$ns" addr add "$VIP4B/32" dev lo
   ip -n "$ns" route add default via "10.77.$i.1"
   ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 \
     net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0 \
@@ -93,6 +100,7 @@ ip netns exec "$HC" ethtool -K hc0 tx off >/dev/null
 # lb-hc-encap's FIB lookup needs forwarding on the interface it runs on.
 ip netns exec "$HC" sysctl -qw net.ipv4.conf.hc0.forwarding=1
 ip -n "$HC" route add "$VIP4/32" via 10.77.0.2 dev hc0
+ip -n "$HC" route add "$VIP4B/32" via 10.77.0.2 dev hc0
 # The absent load balancer: its address resolves, nothing answers.
 ip -n "$HC" neigh add 10.77.0.2 lladdr 02:00:00:00:77:02 dev hc0 nud permanent
 ip netns exec "${BE[1]}" "$DECAP_BIN" attach --iface eth0 --mode xdp --local 10.77.1.2 \
@@ -148,6 +156,7 @@ pools {
   backends { id: 4 address: "10.77.2.2" port: 80 }
 }
 vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "tun" }
+vips { address: "$VIP4B" protocol: PROTOCOL_TCP port: 80 pool: "direct" }
 CFG
 TABLES=$WORK/tables
 STATS=$WORK/stats
@@ -164,7 +173,7 @@ echo "without --health_tunnel_map: refused: $(grep -o 'pools\[0\].health_check.t
 # 4. The real control plane in the checker namespace.
 ip netns exec "$HC" "$CP_BIN" --config "$WORK/lb.textproto" --state_dir "$WORK/state" \
   --table_region "$TABLES" --stats_region "$STATS" --max_vips 16 --max_backends 64 \
-  --grpc_listen= --http_listen="$REST" --health_tunnel_map "$BPF/hc/hc_reals" \
+  --grpc_listen="$GRPC" --http_listen="$REST" --health_tunnel_map "$BPF/hc/hc_reals" \
   >"$WORK/cp.log" 2>&1 &
 CP_PID=$!
 wait_log "$WORK/cp.log" "published generation=1 " 100 "$CP_PID" || fail "lb-controlplane did not publish"
@@ -182,40 +191,62 @@ print(d.get("health") or d.get("status") or "?")'
 }
 
 pool=([1]=tun [2]=tun [3]=direct [4]=direct)
-want=([1]=healthy [2]=unhealthy [3]=healthy [4]=healthy)
-settled=""
-for _ in $(seq 100); do
-  settled=yes
-  for id in 1 2 3 4; do
-    [[ $(health_of "$id" "${pool[$id]}" | tr 'A-Z' 'a-z') == *"${want[$id]}" ]] || { settled=""; break; }
+# settle H1 H2 H3 H4: 0 once backends 1..4 show these health words (healthy /
+# unhealthy) through REST, checked every 0.1 s for up to 10 s; prints them.
+settle() {
+  local -a want=("" "$@")
+  local ok="" id got
+  for _ in $(seq 100); do
+    ok=yes
+    for id in 1 2 3 4; do
+      got=$(health_of "$id" "${pool[$id]}" | tr 'A-Z' 'a-z')
+      [[ ${got#health_status_} == "${want[$id]}" ]] || { ok=""; break; }
+    done
+    [[ -n $ok ]] && break
+    sleep 0.1
   done
-  [[ -n $settled ]] && break
-  sleep 0.1
-done
-ip netns exec "$HC" "$ENCAP_BIN" stats --iface hc0 --json >"$WORK/encap_stats.txt" 2>&1 || true
-for id in 1 2 3 4; do
-  echo "backend $id (pool ${pool[$id]}): $(health_of "$id" "${pool[$id]}")"
-done
-[[ -n $settled ]] || {
   for id in 1 2 3 4; do
-    ip netns exec "$HC" curl -s "http://$REST/pools/${pool[$id]}/backends/$id/health"; echo
+    echo "  backend $id (pool ${pool[$id]}): $(health_of "$id" "${pool[$id]}")"
   done
-  fail "health did not settle to: tunnel be1 up, tunnel be2 down, direct be1/be2 up"
+  [[ -n $ok ]]
 }
-
-# 5. The tc program did the work, and the map holds exactly our two marks.
-encapsulated=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["encapsulated"])' \
-  "$WORK/encap_stats.txt")
-((encapsulated > 0)) || { cat "$WORK/encap_stats.txt"; fail "lb-hc-encap encapsulated nothing"; }
-keys=$(bpftool map dump pinned "$BPF/hc/hc_reals" -j |
-  /usr/bin/python3 -c '
+# map_marks: the keys of the pinned hc_reals map minus the mark base, sorted.
+map_marks() {
+  bpftool map dump pinned "$BPF/hc/hc_reals" -j | /usr/bin/python3 -c '
 import json, sys
 ks = []
 for e in json.load(sys.stdin):
     k = e["key"]
     ks.append(int.from_bytes(bytes(int(b, 16) for b in k), "little") if isinstance(k, list) else int(k))
-print(" ".join(str(k) for k in sorted(ks)))')
-[[ $keys == "$((MARK_BASE + 1)) $((MARK_BASE + 2))" ]] ||
-  fail "hc_reals holds marks [$keys], want [$((MARK_BASE + 1)) $((MARK_BASE + 2))]"
-echo "lb-hc-encap: $encapsulated packets encapsulated; hc_reals = {base+1, base+2}"
+print(" ".join(str(k - int(sys.argv[1])) for k in sorted(ks)))' "$MARK_BASE"
+}
+lbctl() { ip netns exec "$HC" "$LBCTL_BIN" --server "$GRPC" "$@"; }
+set_direct_check() {
+  lbctl pool set-health-check direct http --http_path /health --interval_ms 200 \
+    --timeout_ms 150 --healthy_threshold 2 --unhealthy_threshold 2 "$@" >"$WORK/lbctl.log" 2>&1 ||
+    { cat "$WORK/lbctl.log"; fail "lbctl pool set-health-check direct $*"; }
+}
+
+echo "config: pool tun through the tunnel, pool direct direct"
+settle healthy unhealthy healthy healthy ||
+  fail "health did not settle to: tunnel be1 up, tunnel be2 down, direct be1/be2 up"
+
+# 5. The tc program did the work, and the map holds exactly our two marks.
+ip netns exec "$HC" "$ENCAP_BIN" stats --iface hc0 --json >"$WORK/encap_stats.txt" 2>&1 || true
+encapsulated=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["encapsulated"])' \
+  "$WORK/encap_stats.txt")
+((encapsulated > 0)) || { cat "$WORK/encap_stats.txt"; fail "lb-hc-encap encapsulated nothing"; }
+[[ $(map_marks) == "1 2" ]] || fail "hc_reals holds marks base+[$(map_marks)], want base+[1 2]"
+echo "lb-hc-encap: $encapsulated packets encapsulated; hc_reals = base + {1, 2}"
+
+# 6. Through the API: the direct pool through the tunnel, then back.
+set_direct_check --through_tunnel
+echo "lbctl: pool direct through the tunnel"
+settle healthy unhealthy healthy unhealthy || fail "after lbctl --through_tunnel: want 3 up, 4 down"
+[[ $(map_marks) == "1 2 3 4" ]] || fail "hc_reals holds marks base+[$(map_marks)], want base+[1 2 3 4]"
+set_direct_check
+echo "lbctl: pool direct direct again"
+settle healthy unhealthy healthy healthy || fail "after lbctl without --through_tunnel: want 4 up"
+[[ $(map_marks) == "1 2" ]] || fail "hc_reals holds marks base+[$(map_marks)], want base+[1 2]"
+echo "hc_reals follows the API: base + {1, 2, 3, 4}, then base + {1, 2}"
 echo "PASS: tunnelled check: be1 (lb-decap) up, be2 (no decap) down; direct: both up ($(($(date +%s) - START)) s)"
