@@ -294,10 +294,10 @@ bool HealthChecker::Loop::ApplyPending() {
 }
 
 void HealthChecker::Loop::SyncTunnelMap() {
-  std::map<uint32_t, in_addr> entries;
+  std::map<uint32_t, TunnelReal> entries;
   for (auto& [id, t] : targets_) {
     if (t->prep.mark != 0 && t->prep.config_error.empty()) {
-      entries.emplace(t->prep.mark, t->prep.tunnel_backend);
+      entries.emplace(t->prep.mark, t->prep.tunnel_real);
     }
   }
   std::string error;

@@ -53,13 +53,15 @@ std::string FillSockaddr(PreparedTarget& t, const std::string& address, uint16_t
 // backend's mark and IPv4 address for the tc program.
 std::string FillAddress(PreparedTarget& t, uint32_t mark_base) {
   if (!t.spec.check.through_tunnel()) return FillSockaddr(t, t.spec.address, t.spec.port);
+  const std::optional<TunnelReal> real = TunnelRealFromText(t.spec.address);
+  if (!real) {
+    return absl::StrCat("address: \"", t.spec.address, "\" is not an IPv4 or IPv6 literal");
+  }
   if (t.spec.tunnel_address.empty()) {
-    return "through_tunnel: no IPv4 TCP VIP uses this backend's pool";
+    return absl::StrCat("through_tunnel: no ", real->family == 4 ? "IPv4" : "IPv6",
+                        " TCP VIP uses this backend's pool");
   }
-  if (inet_pton(AF_INET, t.spec.address.c_str(), &t.tunnel_backend) != 1) {
-    return absl::StrCat("through_tunnel: backend address \"", t.spec.address,
-                        "\" is not IPv4 (IP-in-IP only)");
-  }
+  t.tunnel_real = *real;
   absl::StatusOr<uint32_t> mark = TunnelMark(mark_base, t.spec.backend_id);
   if (!mark.ok()) return absl::StrCat("through_tunnel: ", mark.status().message());
   t.mark = *mark;
@@ -156,7 +158,7 @@ std::vector<HealthTarget> TargetsFromConfig(const v1::Config& config) {
       t.check = pool.health_check();
       t.http_path_override = b.health_check_path();
       if (t.check.through_tunnel()) {
-        if (auto d = TunnelDestinationFor(config, pool.name(), t.port)) {
+        if (auto d = TunnelDestinationFor(config, pool.name(), t.address, t.port)) {
           t.tunnel_address = d->address;
           t.tunnel_port = d->port;
         }

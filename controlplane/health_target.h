@@ -36,7 +36,7 @@ struct HealthTarget {
   v1::HealthCheck check;           // kind NONE/UNSPECIFIED = not checked
   std::string http_path_override;  // the backend's health_check_path; "" = the pool's
   // check.through_tunnel: connect to tunnel_address:tunnel_port (the pool's
-  // VIP, health_tunnel.h) instead; "" = no IPv4 TCP VIP uses the pool.
+  // VIP of the backend's family, health_tunnel.h) instead; "" = none.
   std::string tunnel_address;
   uint16_t tunnel_port = 0;
 };
@@ -76,7 +76,7 @@ struct PreparedTarget {
   // Through the tunnel: the socket's SO_MARK (0 = a direct check) and the
   // backend the tc program sends marked packets to (addr is the VIP's).
   uint32_t mark = 0;
-  in_addr tunnel_backend{};
+  TunnelReal tunnel_real;
 };
 
 // `tunnel_mark_base`: the SO_MARK of a tunnelled check is base + backend id

@@ -50,26 +50,34 @@ std::vector<std::pair<std::string, std::string>> ThroughTunnelProblems(const v1:
     out.emplace_back(".health_check.through_tunnel",
                      "a POOL_KIND_PROXY pool is not reached through the tunnel");
   }
-  for (int j = 0; j < pool.backends_size(); ++j) {
-    in6_addr a6;
-    if (inet_pton(AF_INET6, pool.backends(j).address().c_str(), &a6) == 1) {
-      out.emplace_back(absl::StrCat(".backends[", j, "].address"),
-                       "IPv6 backends cannot be checked through the tunnel yet "
-                       "(health_check.through_tunnel is IPv4 only)");
-    }
-  }
   return out;
+}
+
+std::optional<TunnelReal> TunnelRealFromText(const std::string& address) {
+  TunnelReal r;
+  if (inet_pton(AF_INET, address.c_str(), r.addr) == 1) {
+    r.family = 4;
+    return r;
+  }
+  if (inet_pton(AF_INET6, address.c_str(), r.addr) == 1) {
+    r.family = 6;
+    return r;
+  }
+  return std::nullopt;
 }
 
 std::optional<TunnelDestination> TunnelDestinationFor(const v1::Config& config,
                                                       const std::string& pool_name,
+                                                      const std::string& backend_address,
                                                       uint16_t backend_port) {
+  const std::optional<TunnelReal> backend = TunnelRealFromText(backend_address);
+  if (!backend) return std::nullopt;
   for (const v1::Vip& v : config.vips()) {
-    in_addr a4;
-    if (v.pool() != pool_name || v.protocol() != v1::PROTOCOL_TCP ||
-        inet_pton(AF_INET, v.address().c_str(), &a4) != 1) {
-      continue;  // the program tunnels IPv4 in IPv4 only
-    }
+    if (v.pool() != pool_name || v.protocol() != v1::PROTOCOL_TCP) continue;
+    // Same family only: lb-decap does not strip IPv6 in IPv4, and the
+    // program does not build IPv4 in IPv6.
+    const std::optional<TunnelReal> vip = TunnelRealFromText(v.address());
+    if (!vip || vip->family != backend->family) continue;
     TunnelDestination d;
     d.address = v.address();
     d.port = v.port() != 0 ? uint16_t(v.port()) : backend_port;

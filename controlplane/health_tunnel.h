@@ -46,17 +46,30 @@ absl::StatusOr<uint32_t> TunnelMark(uint32_t base, uint32_t backend_id);
 std::vector<std::pair<std::string, std::string>> ThroughTunnelProblems(const v1::Pool& pool,
                                                                        bool tunnel_available);
 
-// Where a pool's tunnelled checks connect: the first IPv4 TCP VIP of
-// `config` (in config order) whose pool is `pool_name`. The port is the VIP's, or
-// `backend_port` for an all-ports VIP (port 0). nullopt when no IPv4 TCP VIP uses
-// the pool (every check of it then fails, saying so).
+// Where a backend's tunnelled checks connect: the first TCP VIP of `config`
+// (in config order) whose pool is `pool_name` and whose family is the
+// backend's (the program tunnels IPv4 in IPv4 and IPv6 in IPv6). The port is
+// the VIP's, or `backend_port` for an all-ports VIP (port 0). nullopt when no
+// such VIP exists (every check of the backend then fails, saying so).
 struct TunnelDestination {
   std::string address;
   uint16_t port = 0;
 };
 std::optional<TunnelDestination> TunnelDestinationFor(const v1::Config& config,
                                                       const std::string& pool_name,
+                                                      const std::string& backend_address,
                                                       uint16_t backend_port);
+
+// A value of lb-hc-encap's hc_reals map (struct hc_real in hc_encap.bpf.c):
+// where the packets of one mark are tunnelled.
+struct TunnelReal {
+  uint32_t family = 0;    // 4 or 6
+  uint8_t addr[16] = {};  // network order; IPv4 in the first 4 bytes
+};
+static_assert(sizeof(TunnelReal) == 20, "struct hc_real in hc_encap.bpf.c");
+
+// The TunnelReal of an IPv4/IPv6 literal; nullopt when it is neither.
+std::optional<TunnelReal> TunnelRealFromText(const std::string& address);
 
 }  // namespace lb
 

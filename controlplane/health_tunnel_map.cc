@@ -45,11 +45,11 @@ absl::StatusOr<std::unique_ptr<HealthTunnelMap>> HealthTunnelMap::Open(
   a.info.info_len = sizeof(info);
   a.info.info = reinterpret_cast<uint64_t>(&info);
   if (Bpf(BPF_OBJ_GET_INFO_BY_FD, &a) != 0 || info.type != BPF_MAP_TYPE_HASH ||
-      info.key_size != 4 || info.value_size != 4) {
+      info.key_size != 4 || info.value_size != sizeof(TunnelReal)) {
     close(fd);
     return absl::FailedPreconditionError(
         absl::StrCat("--health_tunnel_map ", pin_path,
-                     ": not lb-hc-encap's hc_reals map (a hash of u32 -> IPv4 address)"));
+                     ": not lb-hc-encap's hc_reals map (a hash of u32 -> struct hc_real)"));
   }
   return std::unique_ptr<HealthTunnelMap>(new HealthTunnelMap(pin_path, fd));
 }
@@ -58,7 +58,7 @@ HealthTunnelMap::~HealthTunnelMap() {
   if (fd_ >= 0) close(fd_);
 }
 
-absl::Status HealthTunnelMap::Sync(const std::map<uint32_t, in_addr>& entries) {
+absl::Status HealthTunnelMap::Sync(const std::map<uint32_t, TunnelReal>& entries) {
   for (const auto& [mark, addr] : entries) {
     bpf_attr a;
     memset(&a, 0, sizeof(a));

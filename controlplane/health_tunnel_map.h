@@ -3,8 +3,8 @@
 // tunnel. Talks to the kernel with the bpf(2) syscall only (no libbpf).
 //
 // Contract: Open takes the pin path (--health_tunnel_map) and checks that
-// the map has the layout of hc_reals (hash, u32 key, 4-byte value). Sync
-// makes the map hold exactly `entries` (mark -> IPv4 backend address):
+// the map has the layout of hc_reals (hash, u32 key, TunnelReal value). Sync
+// makes the map hold exactly `entries` (mark -> backend):
 // missing ones are added or updated first, then stale ones deleted, so a
 // check in flight never loses its entry to a concurrent resync of others.
 // The control plane owns the map's contents; lb-hc-encap only creates it.
@@ -26,6 +26,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "controlplane/health_tunnel.h"
 
 namespace lb {
 
@@ -36,8 +37,7 @@ class HealthTunnelMap {
   HealthTunnelMap(const HealthTunnelMap&) = delete;
   HealthTunnelMap& operator=(const HealthTunnelMap&) = delete;
 
-  // mark -> backend IPv4 address (network order).
-  absl::Status Sync(const std::map<uint32_t, in_addr>& entries);
+  absl::Status Sync(const std::map<uint32_t, TunnelReal>& entries);
 
   const std::string& path() const { return path_; }
 

@@ -3,51 +3,58 @@
 //
 // What it is: a tc clsact egress program (direct action). lb-controlplane
 // connects to VIP:port with SO_MARK = mark base + backend id for a pool whose
-// health check has through_tunnel set; this program wraps every IPv4 packet
-// whose skb->mark is a key of `hc_reals` in an outer IPv4 header (protocol 4,
-// IP-in-IP) to that backend, exactly as lb-dataplane would, and sends it
-// towards the backend (FIB lookup on the outer destination, then redirect).
-// The backend decapsulates (lb-decap) and answers from the VIP directly
-// (DSR), so the check passes only when the backend really serves the VIP.
+// health check has through_tunnel set; this program wraps every packet whose
+// skb->mark is a key of `hc_reals` in an outer header to that backend,
+// exactly as lb-dataplane would (IPv4 in IPv4, protocol 4; IPv6 in IPv6,
+// next header 41), and sends it towards the backend (FIB lookup on the outer
+// destination, then redirect). The backend decapsulates (lb-decap) and
+// answers from the VIP directly (DSR), so the check passes only when the
+// backend really serves the VIP.
 //
-// Contract: `hc_reals` maps a u32 mark to struct hc_real (IPv4 address in
-// network order; lb-controlplane owns its contents). `hc_config[0]` holds the
-// outer source address (network order), filled by the loader (lb-hc-encap).
-// `hc_stats` is a per-CPU array of HC_STAT_COUNT u64 counters, each written
-// only by the CPU that handles the packet. Packets without a known mark pass
-// untouched.
+// Contract: `hc_reals` maps a u32 mark to struct hc_real (family 4 or 6 and
+// the address in network order; lb-controlplane owns its contents).
+// `hc_config[0]` holds the outer source addresses (network order; zero =
+// not set), filled by the loader (lb-hc-encap). `hc_stats` is a per-CPU
+// array of HC_STAT_COUNT u64 counters, each written only by the CPU that
+// handles the packet. Packets without a known mark pass untouched.
 //
 // How it fails: a marked packet that cannot be encapsulated or routed (no
-// outer source configured, not IPv4, no route or neighbour to the backend,
-// headroom, forwarding disabled on the interface) is dropped and counted by reason: a tunnelled
-// check must fail rather than reach the VIP some other way.
+// outer source of the backend's family, an inner packet of another family
+// than the backend's, no route or neighbour to the backend, headroom,
+// forwarding disabled on the interface) is dropped and counted by reason: a
+// tunnelled check must fail rather than reach the VIP some other way.
 // clang-format off
 // linux/bpf.h (types) must precede the libbpf headers.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 // clang-format on
 
 #define AF_INET 2
+#define AF_INET6 10
+#define NEXTHDR_IPV6 41
 
-#define HC_STAT_ENCAP 0      // encapsulated and sent to the backend
-#define HC_STAT_PASS 1       // no mark of ours: untouched
-#define HC_STAT_NO_SOURCE 2  // marked, but no outer source configured
-#define HC_STAT_NOT_IPV4 3   // marked, not an IPv4 packet (dropped)
-#define HC_STAT_NO_ROUTE 4   // marked, no route/neighbour to the backend
-#define HC_STAT_ERROR 5      // marked, a helper failed (headroom, store)
+#define HC_STAT_ENCAP 0        // encapsulated and sent to the backend
+#define HC_STAT_PASS 1         // no mark of ours: untouched
+#define HC_STAT_NO_SOURCE 2    // marked, but no outer source configured
+#define HC_STAT_UNSUPPORTED 3  // marked, inner family other than the backend's
+#define HC_STAT_NO_ROUTE 4     // marked, no route/neighbour to the backend
+#define HC_STAT_ERROR 5        // marked, a helper failed (headroom, store)
 #define HC_STAT_COUNT 6
 
 struct hc_real {
-  __be32 daddr;  // backend address (IPv4, network order)
+  __u32 family;   // 4 or 6
+  __u8 addr[16];  // network order; IPv4 in the first 4 bytes
 };
 
 struct hc_cfg {
-  __be32 saddr;  // outer source address (IPv4, network order); 0 = not set
+  __be32 saddr;     // outer IPv4 source; 0 = not set
+  __u8 saddr6[16];  // outer IPv6 source; :: = not set
 };
 
 struct {
@@ -87,41 +94,119 @@ static __always_inline __u16 Ipv4Checksum(const struct iphdr* ip) {
   return (__u16)~sum;
 }
 
-// Sends the encapsulated packet towards `daddr`: a FIB lookup gives the
-// interface and next hop; a resolved neighbour gives the MACs (plain
-// redirect), an unresolved one is left to the neighbour subsystem
+// Sends the encapsulated packet to the outer destination in `fib`: a FIB
+// lookup gives the interface and next hop; a resolved neighbour gives the
+// MACs (plain redirect), an unresolved one is left to the neighbour subsystem
 // (bpf_redirect_neigh). The lookup is made as if the packet had arrived on
 // this interface (a lookup "from the egress point of view" would be pinned
 // to this interface and miss a backend behind another one), so the kernel
-// wants forwarding enabled on it (net.ipv4.conf.<iface>.forwarding=1;
-// otherwise BPF_FIB_LKUP_RET_FWD_DISABLED, counted as no_route).
-static __always_inline int Forward(struct __sk_buff* skb, __be32 saddr, __be32 daddr, __u8 tos) {
-  struct bpf_fib_lookup fib = {};
-  fib.family = AF_INET;
-  fib.tos = tos;
-  fib.l4_protocol = IPPROTO_IPIP;
-  fib.ifindex = skb->ifindex;
-  fib.ipv4_src = saddr;
-  fib.ipv4_dst = daddr;
-  long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+// wants forwarding enabled on it (net.ipv4.conf.<iface>.forwarding=1, and
+// net.ipv6.conf.<iface>.forwarding=1 for IPv6 backends; otherwise
+// BPF_FIB_LKUP_RET_FWD_DISABLED, counted as no_route).
+static __always_inline int Forward(struct __sk_buff* skb, struct bpf_fib_lookup* fib) {
+  long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
   if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-    if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), fib.dmac, ETH_ALEN, 0) ||
-        bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_source), fib.smac, ETH_ALEN, 0)) {
+    if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), fib->dmac, ETH_ALEN, 0) ||
+        bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_source), fib->smac, ETH_ALEN, 0)) {
       Count(HC_STAT_ERROR);
       return TC_ACT_SHOT;
     }
     Count(HC_STAT_ENCAP);
-    return bpf_redirect(fib.ifindex, 0);
+    return bpf_redirect(fib->ifindex, 0);
   }
   if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+    // The next hop (the gateway, or the backend itself on-link) is in the
+    // lookup's destination fields.
     struct bpf_redir_neigh nh = {};
-    nh.nh_family = AF_INET;
-    nh.ipv4_nh = fib.ipv4_dst;  // the gateway, or the backend itself on-link
+    if (fib->family == AF_INET) {
+      nh.nh_family = AF_INET;
+      nh.ipv4_nh = fib->ipv4_dst;
+    } else {
+      nh.nh_family = AF_INET6;
+      __builtin_memcpy(nh.ipv6_nh, fib->ipv6_dst, 16);
+    }
     Count(HC_STAT_ENCAP);
-    return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+    return bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0);
   }
   Count(HC_STAT_NO_ROUTE);
   return TC_ACT_SHOT;
+}
+
+// IPv4 in IPv4: `inner` was checked to be a whole IPv4 header.
+static __always_inline int Encap4(struct __sk_buff* skb, const struct hc_cfg* cfg,
+                                  const struct hc_real* real, const struct iphdr* inner) {
+  if (cfg->saddr == 0) {
+    Count(HC_STAT_NO_SOURCE);
+    return TC_ACT_SHOT;
+  }
+  struct iphdr outer = {};
+  outer.version = 4;
+  outer.ihl = 5;
+  outer.tos = inner->tos;
+  outer.tot_len = bpf_htons(bpf_ntohs(inner->tot_len) + sizeof(struct iphdr));
+  outer.frag_off = bpf_htons(0x4000);  // DF: the inner packet is small (a check)
+  outer.ttl = 64;
+  outer.protocol = IPPROTO_IPIP;
+  outer.saddr = cfg->saddr;
+  __builtin_memcpy(&outer.daddr, real->addr, 4);
+  // Computed here: nothing downstream fills in an outer header checksum of
+  // a packet a program built (docs: checksum offload on veth).
+  outer.check = Ipv4Checksum(&outer);
+
+  struct bpf_fib_lookup fib = {};
+  fib.family = AF_INET;
+  fib.tos = outer.tos;
+  fib.l4_protocol = IPPROTO_IPIP;
+  fib.ifindex = skb->ifindex;
+  fib.ipv4_src = outer.saddr;
+  fib.ipv4_dst = outer.daddr;
+  // Room for the outer header between Ethernet and the inner IP header; the
+  // ENCAP flag keeps the inner headers known to the stack (checksum of the
+  // inner TCP segment, GSO). `inner` is invalid from here on.
+  if (bpf_skb_adjust_room(skb, sizeof(outer), BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4) ||
+      bpf_skb_store_bytes(skb, sizeof(struct ethhdr), &outer, sizeof(outer), 0)) {
+    Count(HC_STAT_ERROR);
+    return TC_ACT_SHOT;
+  }
+  return Forward(skb, &fib);
+}
+
+static __always_inline int IsZero16(const __u8* a) {
+  __u64 lo, hi;
+  __builtin_memcpy(&lo, a, 8);
+  __builtin_memcpy(&hi, a + 8, 8);
+  return (lo | hi) == 0;
+}
+
+// IPv6 in IPv6: `inner` was checked to be a whole IPv6 header.
+static __always_inline int Encap6(struct __sk_buff* skb, const struct hc_cfg* cfg,
+                                  const struct hc_real* real, const struct ipv6hdr* inner) {
+  if (IsZero16(cfg->saddr6)) {
+    Count(HC_STAT_NO_SOURCE);
+    return TC_ACT_SHOT;
+  }
+  struct ipv6hdr outer = {};
+  outer.version = 6;
+  outer.priority = inner->priority;  // traffic class kept, as the dataplane does
+  outer.flow_lbl[0] = inner->flow_lbl[0] & 0xf0;
+  outer.payload_len = bpf_htons(bpf_ntohs(inner->payload_len) + sizeof(struct ipv6hdr));
+  outer.nexthdr = NEXTHDR_IPV6;
+  outer.hop_limit = 64;
+  __builtin_memcpy(&outer.saddr, cfg->saddr6, 16);
+  __builtin_memcpy(&outer.daddr, real->addr, 16);
+
+  struct bpf_fib_lookup fib = {};
+  fib.family = AF_INET6;
+  fib.l4_protocol = NEXTHDR_IPV6;
+  fib.ifindex = skb->ifindex;
+  __builtin_memcpy(fib.ipv6_src, cfg->saddr6, 16);
+  __builtin_memcpy(fib.ipv6_dst, real->addr, 16);
+  if (bpf_skb_adjust_room(skb, sizeof(outer), BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6) ||
+      bpf_skb_store_bytes(skb, sizeof(struct ethhdr), &outer, sizeof(outer), 0)) {
+    Count(HC_STAT_ERROR);
+    return TC_ACT_SHOT;
+  }
+  return Forward(skb, &fib);
 }
 
 SEC("tc")
@@ -138,51 +223,27 @@ int lb_hc_encap(struct __sk_buff* skb) {
   }
   __u32 zero = 0;
   struct hc_cfg* cfg = bpf_map_lookup_elem(&hc_config, &zero);
-  if (!cfg || cfg->saddr == 0) {
+  if (!cfg) {
     Count(HC_STAT_NO_SOURCE);
     return TC_ACT_SHOT;
   }
-  __be32 saddr = cfg->saddr;
-  __be32 daddr = real->daddr;
-
   void* data = (void*)(long)skb->data;
   void* data_end = (void*)(long)skb->data_end;
   struct ethhdr* eth = data;
-  struct iphdr* inner = (void*)(eth + 1);
-  if ((void*)(inner + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || inner->version != 4) {
-    Count(HC_STAT_NOT_IPV4);
+  if ((void*)(eth + 1) > data_end) {
+    Count(HC_STAT_UNSUPPORTED);
     return TC_ACT_SHOT;
   }
-  __u16 inner_len = bpf_ntohs(inner->tot_len);
-  __u8 tos = inner->tos;
-
-  struct iphdr outer = {};
-  outer.version = 4;
-  outer.ihl = 5;
-  outer.tos = tos;
-  outer.tot_len = bpf_htons(inner_len + sizeof(struct iphdr));
-  outer.frag_off = bpf_htons(0x4000);  // DF: the inner packet is small (a check)
-  outer.ttl = 64;
-  outer.protocol = IPPROTO_IPIP;
-  outer.saddr = saddr;
-  outer.daddr = daddr;
-  // Computed here: veth leaves outer-header checksums to nobody once a
-  // program rewrote the packet (docs: checksum offload on veth).
-  outer.check = Ipv4Checksum(&outer);
-
-  // Room for the outer header between Ethernet and the inner IP header; the
-  // ENCAP flag keeps the inner headers known to the stack (checksum of the
-  // inner TCP segment, GSO).
-  if (bpf_skb_adjust_room(skb, sizeof(struct iphdr), BPF_ADJ_ROOM_MAC,
-                          BPF_F_ADJ_ROOM_ENCAP_L3_IPV4)) {
-    Count(HC_STAT_ERROR);
-    return TC_ACT_SHOT;
+  if (real->family == 4 && eth->h_proto == bpf_htons(ETH_P_IP)) {
+    struct iphdr* ip = (void*)(eth + 1);
+    if ((void*)(ip + 1) <= data_end && ip->version == 4) return Encap4(skb, cfg, real, ip);
+  } else if (real->family == 6 && eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+    struct ipv6hdr* ip6 = (void*)(eth + 1);
+    if ((void*)(ip6 + 1) <= data_end && ip6->version == 6) return Encap6(skb, cfg, real, ip6);
   }
-  if (bpf_skb_store_bytes(skb, sizeof(struct ethhdr), &outer, sizeof(outer), 0)) {
-    Count(HC_STAT_ERROR);
-    return TC_ACT_SHOT;
-  }
-  return Forward(skb, saddr, daddr, tos);
+  // IPv6 in IPv4 (lb-decap does not strip it), IPv4 in IPv6, truncated.
+  Count(HC_STAT_UNSUPPORTED);
+  return TC_ACT_SHOT;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

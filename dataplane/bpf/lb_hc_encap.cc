@@ -1,7 +1,8 @@
 // lb-hc-encap: attaches, detaches and reads the health-check encapsulation
 // program (hc_encap.bpf.c) on the checker's host, with libbpf only.
 //
-//   lb-hc-encap attach --iface X [--source ADDR] [--obj PATH] [--pin-root DIR]
+//   lb-hc-encap attach --iface X [--source IPV4] [--source6 IPV6] [--obj PATH]
+//                      [--pin-root DIR]
 //   lb-hc-encap detach --iface X [--pin-root DIR] [--unpin]
 //   lb-hc-encap stats  --iface X [--json]
 //
@@ -12,9 +13,11 @@
 // it) and <DIR>/hc_config (outer source). When the pins exist already (a
 // second interface, or a control plane already running) the new program
 // reuses those maps, so one map serves every interface the VIPs route over.
-// --source (IPv4; default: the first IPv4 address of X) sets the outer source.
-// X must have net.ipv4.conf.X.forwarding=1 (the program's FIB lookup needs it;
-// attach refuses otherwise, saying so).
+// --source / --source6 set the outer sources of IPv4 / IPv6 tunnels (default:
+// X's first IPv4 / global IPv6 address). The program's FIB lookup needs
+// forwarding on X for each family used (net.ipv4.conf.X.forwarding=1,
+// net.ipv6.conf.X.forwarding=1): a given source without it is refused, a
+// default one is left unset; attach refuses when no family is left.
 // detach removes our filter from X (only a filter named lb_hc_encap); with
 // --unpin it also removes the pins. stats reads the attached program's
 // counters through the interface (no pins needed).
@@ -56,7 +59,7 @@ constexpr unsigned long kBpfFsMagic = 0xcafe4a11;
 // Same order as HC_STAT_* in hc_encap.bpf.c.
 constexpr int kStatCount = 6;
 constexpr const char* kStatNames[kStatCount] = {"encapsulated", "passed",   "no_source",
-                                                "not_ipv4",     "no_route", "error"};
+                                                "unsupported",  "no_route", "error"};
 constexpr const char* kSharedMaps[] = {"hc_reals", "hc_config"};
 
 std::string g_libbpf_log;
@@ -78,7 +81,8 @@ int Usage(const std::string& msg) {
   if (!msg.empty()) fprintf(stderr, "lb-hc-encap: %s\n", msg.c_str());
   fprintf(stderr,
           "usage:\n"
-          "  lb-hc-encap attach --iface IFACE [--source IPV4] [--obj PATH] [--pin-root DIR]\n"
+          "  lb-hc-encap attach --iface IFACE [--source IPV4] [--source6 IPV6] [--obj PATH]\n"
+          "                     [--pin-root DIR]\n"
           "  lb-hc-encap detach --iface IFACE [--pin-root DIR] [--unpin]\n"
           "  lb-hc-encap stats  --iface IFACE [--json]\n");
   return 2;
@@ -88,6 +92,7 @@ struct Options {
   std::string command;
   std::string iface;
   std::string source;
+  std::string source6;
   std::string obj;
   std::string pin_root = "/sys/fs/bpf/lb-hc-encap";
   bool json = false;
@@ -156,28 +161,84 @@ bool EnsureBpffs(const std::string& pin_root) {
   return mount("bpf", base.c_str(), "bpf", 0, nullptr) == 0;
 }
 
-// The first IPv4 address of `iface`, "" if none.
-std::string FirstIpv4(const std::string& iface) {
+// Same layout as struct hc_cfg in hc_encap.bpf.c.
+struct HcCfg {
+  uint32_t saddr = 0;       // network order; 0 = not set
+  uint8_t saddr6[16] = {};  // :: = not set
+};
+static_assert(sizeof(HcCfg) == 20, "struct hc_cfg");
+
+// The first IPv4 (family AF_INET) or global IPv6 (AF_INET6, not fe80::/10)
+// address of `iface`, "" if none.
+std::string FirstAddress(const std::string& iface, int family) {
   ifaddrs* ifa = nullptr;
   std::string out;
   if (getifaddrs(&ifa) != 0) return out;
   for (ifaddrs* p = ifa; p && out.empty(); p = p->ifa_next) {
-    if (!p->ifa_addr || iface != p->ifa_name || p->ifa_addr->sa_family != AF_INET) continue;
-    char buf[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(p->ifa_addr)->sin_addr, buf, sizeof(buf));
+    if (!p->ifa_addr || iface != p->ifa_name || p->ifa_addr->sa_family != family) continue;
+    char buf[INET6_ADDRSTRLEN];
+    if (family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(p->ifa_addr)->sin_addr, buf, sizeof(buf));
+    } else {
+      const in6_addr& a = reinterpret_cast<sockaddr_in6*>(p->ifa_addr)->sin6_addr;
+      if (IN6_IS_ADDR_LINKLOCAL(&a)) continue;
+      inet_ntop(AF_INET6, &a, buf, sizeof(buf));
+    }
     out = buf;
   }
   freeifaddrs(ifa);
   return out;
 }
 
-bool ForwardingEnabled(const std::string& iface) {
-  std::string path = "/proc/sys/net/ipv4/conf/" + iface + "/forwarding";
+// net.ipv{4,6}.conf.<iface>.forwarding: the program's FIB lookup
+// (bpf_fib_lookup) refuses to route for an interface without it.
+std::string ForwardingSysctl(const std::string& iface, int family) {
+  return std::string(family == AF_INET ? "net.ipv4" : "net.ipv6") + ".conf." + iface +
+         ".forwarding";
+}
+
+bool ForwardingEnabled(const std::string& iface, int family) {
+  std::string path = std::string("/proc/sys/net/") + (family == AF_INET ? "ipv4" : "ipv6") +
+                     "/conf/" + iface + "/forwarding";
   FILE* f = fopen(path.c_str(), "r");
   if (!f) return false;
   int c = fgetc(f);
   fclose(f);
   return c == '1';
+}
+
+// Fills the outer sources: a given address must parse and have forwarding
+// on its family; a default one (the interface's) is used only when it does.
+// At least one family must end up set. Returns 0, or Fail's status.
+int ResolveSources(const Options& o, HcCfg* cfg, std::string* shown) {
+  std::string missing_forwarding;
+  for (int family : {AF_INET, AF_INET6}) {
+    const std::string& given = family == AF_INET ? o.source : o.source6;
+    const char* flag = family == AF_INET ? "--source" : "--source6";
+    std::string addr = given.empty() ? FirstAddress(o.iface, family) : given;
+    if (addr.empty()) continue;
+    void* dst = family == AF_INET ? static_cast<void*>(&cfg->saddr) : cfg->saddr6;
+    if (inet_pton(family, addr.c_str(), dst) != 1)
+      return Fail(std::string(flag) + " " + addr,
+                  family == AF_INET ? "not an IPv4 address" : "not an IPv6 address");
+    if (!ForwardingEnabled(o.iface, family)) {
+      const std::string why = ForwardingSysctl(o.iface, family) +
+                              " is not 1; the program's FIB lookup needs it (sysctl -w " +
+                              ForwardingSysctl(o.iface, family) + "=1)";
+      if (!given.empty()) return Fail("interface " + o.iface, why);
+      missing_forwarding = why;
+      if (family == AF_INET) cfg->saddr = 0;
+      if (family == AF_INET6) memset(cfg->saddr6, 0, sizeof(cfg->saddr6));
+      continue;
+    }
+    *shown += (shown->empty() ? "" : " ") + addr;
+  }
+  if (shown->empty())
+    return Fail("interface " + o.iface,
+                missing_forwarding.empty()
+                    ? "has no address to be the outer source; give --source / --source6"
+                    : missing_forwarding);
+  return 0;
 }
 
 // Reuses the pinned shared maps when they exist; returns false with *err set
@@ -222,20 +283,9 @@ int Attach(const Options& o, int ifindex) {
   if (foreign)
     return Fail("interface " + o.iface, "another tc egress filter holds handle 0x4c8 (prog id " +
                                             std::to_string(foreign) + ")");
-  // The program's FIB lookup (bpf_fib_lookup) refuses to route for an
-  // interface without forwarding (hc_encap.bpf.c, Forward).
-  if (!ForwardingEnabled(o.iface))
-    return Fail("interface " + o.iface,
-                "net.ipv4.conf." + o.iface +
-                    ".forwarding is not 1; the program's FIB lookup needs it (sysctl -w "
-                    "net.ipv4.conf." +
-                    o.iface + ".forwarding=1)");
-  std::string source = o.source.empty() ? FirstIpv4(o.iface) : o.source;
-  in_addr src{};
-  if (source.empty())
-    return Fail("interface " + o.iface, "has no IPv4 address; give the outer source with --source");
-  if (inet_pton(AF_INET, source.c_str(), &src) != 1)
-    return Fail("--source " + source, "not an IPv4 address");
+  HcCfg src;
+  std::string source;
+  if (int rc = ResolveSources(o, &src, &source)) return rc;
   if (!EnsureBpffs(o.pin_root)) return Fail("--pin-root " + o.pin_root, "not on a bpffs");
   mkdir(o.pin_root.c_str(), 0700);
 
@@ -368,12 +418,13 @@ int main(int argc, char** argv) {
       (a == "--json" ? o.json : o.unpin) = true;
       continue;
     }
-    if (a != "--iface" && a != "--source" && a != "--obj" && a != "--pin-root")
+    if (a != "--iface" && a != "--source" && a != "--source6" && a != "--obj" && a != "--pin-root")
       return Usage("unknown flag " + a);
     if (i + 1 >= argc) return Usage(a + " needs a value");
     const char* v = argv[++i];
     if (a == "--iface") o.iface = v;
     if (a == "--source") o.source = v;
+    if (a == "--source6") o.source6 = v;
     if (a == "--obj") o.obj = v;
     if (a == "--pin-root") o.pin_root = v;
   }

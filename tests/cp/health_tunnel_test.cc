@@ -70,7 +70,7 @@ TEST_F(TunnelAvailability, RefusedWithoutTheMapNamingTheField) {
   EXPECT_TRUE(ValidateConfig(Parse(kConfig), TableCapacities{}, nullptr).ok());
 }
 
-TEST_F(TunnelAvailability, RefusesScriptKindProxyPoolsAndIpv6Backends) {
+TEST_F(TunnelAvailability, RefusesScriptKindAndProxyPools) {
   SetHealthTunnelAvailable(true);
   v1::Pool pool;
   pool.set_name("p");
@@ -78,40 +78,48 @@ TEST_F(TunnelAvailability, RefusesScriptKindProxyPoolsAndIpv6Backends) {
   pool.mutable_health_check()->set_kind(v1::HEALTH_CHECK_KIND_SCRIPT);
   pool.set_kind(v1::POOL_KIND_PROXY);
   pool.add_backends()->set_address("10.0.0.1");
-  pool.add_backends()->set_address("2001:db8::2");
+  pool.add_backends()->set_address("2001:db8::2");  // IPv6 in IPv6 is fine
   auto problems = ThroughTunnelProblems(pool, true);
-  ASSERT_EQ(problems.size(), 3u);
+  ASSERT_EQ(problems.size(), 2u);
   EXPECT_EQ(problems[0].first, ".health_check.kind");
   EXPECT_EQ(problems[1].first, ".health_check.through_tunnel");
   EXPECT_NE(problems[1].second.find("POOL_KIND_PROXY"), std::string::npos);
-  EXPECT_EQ(problems[2].first, ".backends[1].address");
-  EXPECT_NE(problems[2].second.find("IPv6"), std::string::npos);
 
   pool.mutable_health_check()->set_through_tunnel(false);
   EXPECT_TRUE(ThroughTunnelProblems(pool, false).empty());  // not asked for: nothing to refuse
 
   // Through ValidateConfig, with the full path.
   v1::Config c = Parse(kConfig);
-  c.mutable_pools(0)->mutable_health_check()->set_kind(v1::HEALTH_CHECK_KIND_TCP);
-  c.mutable_pools(0)->add_backends()->set_address("2001:db8::8");
+  c.mutable_pools(0)->mutable_health_check()->set_kind(v1::HEALTH_CHECK_KIND_SCRIPT);
+  c.mutable_pools(0)->mutable_health_check()->add_script("check");
   auto d = ValidateConfig(c, TableCapacities{}, nullptr);
   ASSERT_FALSE(d.ok());
-  EXPECT_NE(std::string(d.status().message()).find("pools[0].backends[1].address: IPv6 backends"),
+  EXPECT_NE(std::string(d.status().message())
+                .find("pools[0].health_check.kind: through_tunnel needs HEALTH_CHECK_KIND_TCP"),
             std::string::npos)
       << d.status();
 }
 
-TEST(TunnelDestination, FirstIpv4TcpVipOfThePool) {
+TEST(TunnelDestination, FirstTcpVipOfThePoolInTheBackendsFamily) {
   const v1::Config c = Parse(kConfig);
-  auto d = TunnelDestinationFor(c, "web", 8080);
+  auto d = TunnelDestinationFor(c, "web", "10.0.0.7", 8080);
   ASSERT_TRUE(d.has_value());
   EXPECT_EQ(d->address, "198.51.100.10");  // the IPv6 and the UDP VIP are skipped
   EXPECT_EQ(d->port, 443);
-  EXPECT_FALSE(TunnelDestinationFor(c, "other", 80).has_value());
+  auto d6 = TunnelDestinationFor(c, "web", "2001:db8::7", 8080);
+  ASSERT_TRUE(d6.has_value());
+  EXPECT_EQ(d6->address, "2001:db8::10");
+  EXPECT_EQ(d6->port, 80);
+  EXPECT_FALSE(TunnelDestinationFor(c, "other", "10.0.0.7", 80).has_value());
+  EXPECT_FALSE(TunnelDestinationFor(c, "web", "not-an-address", 80).has_value());
 
   v1::Config all_ports = c;
   all_ports.mutable_vips(2)->set_port(0);
-  EXPECT_EQ(TunnelDestinationFor(all_ports, "web", 8080)->port, 8080);  // the backend's
+  EXPECT_EQ(TunnelDestinationFor(all_ports, "web", "10.0.0.7", 8080)->port, 8080);  // the backend's
+
+  v1::Config v6_only = c;
+  v6_only.mutable_vips()->DeleteSubrange(1, 2);  // only the IPv6 VIP is left
+  EXPECT_FALSE(TunnelDestinationFor(v6_only, "web", "10.0.0.7", 8080).has_value());
 }
 
 TEST(TunnelTarget, ConnectsToTheVipWithTheBackendsMark) {
@@ -127,7 +135,9 @@ TEST(TunnelTarget, ConnectsToTheVipWithTheBackendsMark) {
   ASSERT_EQ(in4->sin_family, AF_INET);
   EXPECT_EQ(ntohl(in4->sin_addr.s_addr), 0xc633640au);  // 198.51.100.10
   EXPECT_EQ(ntohs(in4->sin_port), 443);
-  EXPECT_EQ(ntohl(t.tunnel_backend.s_addr), 0x0a000007u);  // 10.0.0.7
+  EXPECT_EQ(t.tunnel_real.family, 4u);
+  EXPECT_EQ(t.tunnel_real.addr[0], 10);
+  EXPECT_EQ(t.tunnel_real.addr[3], 7);  // 10.0.0.7
   EXPECT_NE(t.request.find("Host: 198.51.100.10:443\r\n"), std::string::npos) << t.request;
 
   // The same backend checked directly: no mark, its own address, a new identity.
@@ -147,6 +157,10 @@ TEST(TunnelTarget, FailsEveryCheckWithoutAVipOrWithAnOverflowingMark) {
   no_vip.tunnel_address.clear();
   EXPECT_EQ(PrepareTarget(no_vip).config_error,
             "through_tunnel: no IPv4 TCP VIP uses this backend's pool");
+  HealthTarget no_vip6 = no_vip;
+  no_vip6.address = "2001:db8::7";
+  EXPECT_EQ(PrepareTarget(no_vip6).config_error,
+            "through_tunnel: no IPv6 TCP VIP uses this backend's pool");
   EXPECT_EQ(PrepareTarget(no_vip).mark, 0u);
   const PreparedTarget over = PrepareTarget(spec, 0xfffffffcu);
   EXPECT_NE(over.config_error.find("through_tunnel: mark base"), std::string::npos)
@@ -175,8 +189,9 @@ bool Pin(int fd, const std::string& path) {
   return Bpf(BPF_OBJ_PIN, &a) == 0;
 }
 
-std::map<uint32_t, uint32_t> Dump(int fd) {
-  std::map<uint32_t, uint32_t> out;
+// mark -> "family/first address byte/last address byte".
+std::map<uint32_t, std::string> Dump(int fd) {
+  std::map<uint32_t, std::string> out;
   uint32_t key = 0, next = 0;
   bool first = true;
   for (;;) {
@@ -186,14 +201,15 @@ std::map<uint32_t, uint32_t> Dump(int fd) {
     a.key = first ? 0 : reinterpret_cast<uint64_t>(&key);
     a.next_key = reinterpret_cast<uint64_t>(&next);
     if (Bpf(BPF_MAP_GET_NEXT_KEY, &a) != 0) break;
-    uint32_t value = 0;
+    TunnelReal value;
     bpf_attr l;
     memset(&l, 0, sizeof(l));
     l.map_fd = uint32_t(fd);
     l.key = reinterpret_cast<uint64_t>(&next);
     l.value = reinterpret_cast<uint64_t>(&value);
     EXPECT_EQ(Bpf(BPF_MAP_LOOKUP_ELEM, &l), 0);
-    out[next] = value;
+    out[next] = std::to_string(value.family) + "/" + std::to_string(value.addr[0]) + "/" +
+                std::to_string(value.addr[15]);
     key = next;
     first = false;
   }
@@ -219,24 +235,18 @@ class TunnelMapTest : public ::testing::Test {
 };
 
 TEST_F(TunnelMapTest, SyncAddsUpdatesAndRemoves) {
-  const int fd = CreateMap(4, 4);
+  const int fd = CreateMap(4, sizeof(TunnelReal));
   ASSERT_GE(fd, 0) << strerror(errno);
   ASSERT_TRUE(Pin(fd, dir_ + "/hc_reals")) << strerror(errno);
   auto m = HealthTunnelMap::Open(dir_ + "/hc_reals");
   ASSERT_TRUE(m.ok()) << m.status();
 
-  auto addr = [](uint32_t host_order) {
-    in_addr a;
-    a.s_addr = htonl(host_order);
-    return a;
-  };
-  ASSERT_TRUE((*m)->Sync({{101, addr(0x0a000001)}, {102, addr(0x0a000002)}}).ok());
-  EXPECT_EQ(Dump(fd),
-            (std::map<uint32_t, uint32_t>{{101, htonl(0x0a000001)}, {102, htonl(0x0a000002)}}));
+  auto real = [](const char* text) { return *TunnelRealFromText(text); };
+  ASSERT_TRUE((*m)->Sync({{101, real("10.0.0.1")}, {102, real("2001:db8::2")}}).ok());
+  EXPECT_EQ(Dump(fd), (std::map<uint32_t, std::string>{{101, "4/10/0"}, {102, "6/32/2"}}));
   // 101 leaves, 102 moves, 103 arrives.
-  ASSERT_TRUE((*m)->Sync({{102, addr(0x0a000022)}, {103, addr(0x0a000003)}}).ok());
-  EXPECT_EQ(Dump(fd),
-            (std::map<uint32_t, uint32_t>{{102, htonl(0x0a000022)}, {103, htonl(0x0a000003)}}));
+  ASSERT_TRUE((*m)->Sync({{102, real("10.0.0.34")}, {103, real("2001:db8::3")}}).ok());
+  EXPECT_EQ(Dump(fd), (std::map<uint32_t, std::string>{{102, "4/10/0"}, {103, "6/32/3"}}));
   ASSERT_TRUE((*m)->Sync({}).ok());
   EXPECT_TRUE(Dump(fd).empty());
   unlink((dir_ + "/hc_reals").c_str());
