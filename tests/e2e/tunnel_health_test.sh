@@ -9,25 +9,29 @@
 #
 # Namespaces (prefix t<pid>): <p>-hc (the checker: the real lb-controlplane,
 # lb-hc-encap on the VIP's egress veth), <p>-be1 and <p>-be2 (python3
-# http.server on port 80 with /health, the VIPs 198.51.100.10/.11 on lo,
+# http.server on port 80 with /health, dual stack, the VIPs 198.51.100.10,
+# 198.51.100.11 and 2001:db8:77::10 on lo,
 # rp_filter=0, arp_ignore=1, arp_announce=2; be1 runs lb-decap in XDP mode,
 # be2 does not).
 #
-#   <p>-hc: hc0 10.77.0.1 (VIP route via 10.77.0.2: a peer end with nobody
-#           behind it, the absent load balancer; lb-hc-encap on hc0)
-#           hc1 10.77.1.1 <-> be1 eth0 10.77.1.2
-#           hc2 10.77.2.1 <-> be2 eth0 10.77.2.2
+#   <p>-hc: hc0 10.77.0.1 fd00:77::1 (VIP routes via 10.77.0.2 / fd00:77::2:
+#           a peer end with nobody behind it, the absent load balancer;
+#           lb-hc-encap on hc0, forwarding on for its FIB lookups)
+#           hc1 10.77.1.1 fd00:77:1::1 <-> be1 eth0 10.77.1.2 fd00:77:1::2
+#           hc2 10.77.2.1 fd00:77:2::1 <-> be2 eth0 10.77.2.2 fd00:77:2::2
 #
 # Pools: "tun" (HTTP /health, through_tunnel, VIP 198.51.100.10:80) with
 # backend ids 1 (be1) and 2 (be2); "direct" (HTTP /health) with ids 3 (be1)
-# and 4 (be2). Asserts through REST GET /backends/N/health: 1, 3 and 4
-# HEALTHY, 2 UNHEALTHY; lb-hc-encap counted encapsulated packets; the pinned
-# map holds exactly marks base+1 and base+2; a plain (unmarked) request to
+# and 4 (be2); "tun6" (the same as tun over IPv6: IPv6 in IPv6, VIP
+# [2001:db8:77::10]:80) with ids 5 (be1) and 6 (be2). Asserts through REST
+# GET /pools/P/backends/N/health: 1, 3, 4 and 5 HEALTHY, 2 and 6 UNHEALTHY;
+# lb-hc-encap counted encapsulated packets; the pinned map holds exactly
+# marks base+1, 2, 5 and 6; a plain (unmarked) request to
 # the VIP from the checker fails (the tunnel is the only way to the VIP).
 # Then through the API (lbctl pool set-health-check --through_tunnel) the
 # "direct" pool (VIP .11) is checked through the tunnel: 3 stays HEALTHY, 4
-# becomes UNHEALTHY and the map holds four marks; switched back, 4 is
-# HEALTHY again and the map holds two.
+# becomes UNHEALTHY and the map holds six marks; switched back, 4 is
+# HEALTHY again and the map holds four.
 # Also: lb-controlplane started without --health_tunnel_map refuses the
 # config, naming pools[0].health_check.through_tunnel.
 # Bounded (< 60 s); every process is killed by pid, the namespaces deleted
@@ -44,6 +48,7 @@ BE=("" "$P-be1" "$P-be2")
 MARK_BASE=$((0x4c420000))
 REST=127.0.0.1:18080
 VIP4B=198.51.100.11
+VIP6=2001:db8:77::10
 
 WORK=$(mktemp -d /dev/shm/lb-e2e-tunhc.XXXXXX)
 BPF=$WORK/bpf
@@ -70,6 +75,7 @@ ip -n "$HC" link set lo up
 ip netns exec "$HC" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
 ip -n "$HC" link add hc0 mtu 1600 type veth peer name hc0p mtu 1600
 ip -n "$HC" addr add 10.77.0.1/24 dev hc0
+ip -n "$HC" addr add fd00:77::1/64 dev hc0 nodad
 ip -n "$HC" link set hc0 up
 ip -n "$HC" link set hc0p up
 for i in 1 2; do
@@ -78,32 +84,39 @@ for i in 1 2; do
   ip -n "$ns" link set lo up
   ip -n "$HC" link add "hc$i" mtu 1600 type veth peer name eth0 mtu 1600 netns "$ns"
   ip -n "$HC" addr add "10.77.$i.1/24" dev "hc$i"
+  ip -n "$HC" addr add "fd00:77:$i::1/64" dev "hc$i" nodad
   ip -n "$HC" link set "hc$i" up
   # Checksums in software: a packet the tc program rewrote must leave with
   # a finished inner TCP checksum (docs: veth checksum offload).
   ip netns exec "$HC" ethtool -K "hc$i" tx off >/dev/null
   ip -n "$ns" addr add "10.77.$i.2/24" dev eth0
+  ip -n "$ns" addr add "fd00:77:$i::2/64" dev eth0 nodad
   ip -n "$ns" link set eth0 up
   ip -n "$ns" addr add "$VIP4/32" dev lo
   ip -n "$ns" addr add "$VIP4B/32" dev lo
+  ip -n "$ns" addr add "$VIP6/128" dev lo
   ip -n "$ns" route add default via "10.77.$i.1"
+  ip -n "$ns" -6 route add default via "fd00:77:$i::1"
   ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 \
     net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0 \
     net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
   mkdir -p "$WORK/www$i"
   echo "be$i" >"$WORK/www$i/health"
-  ip netns exec "$ns" /usr/bin/python3 -m http.server 80 --bind 0.0.0.0 \
+  ip netns exec "$ns" /usr/bin/python3 -m http.server 80 --bind :: \
     --directory "$WORK/www$i" >"$WORK/http$i.log" 2>&1 &
   HTTP_PIDS+=($!)
 done
 ip netns exec "$HC" ethtool -K hc0 tx off >/dev/null
 # lb-hc-encap's FIB lookup needs forwarding on the interface it runs on.
-ip netns exec "$HC" sysctl -qw net.ipv4.conf.hc0.forwarding=1
+ip netns exec "$HC" sysctl -qw net.ipv4.conf.hc0.forwarding=1 net.ipv6.conf.hc0.forwarding=1
 ip -n "$HC" route add "$VIP4/32" via 10.77.0.2 dev hc0
 ip -n "$HC" route add "$VIP4B/32" via 10.77.0.2 dev hc0
 # The absent load balancer: its address resolves, nothing answers.
 ip -n "$HC" neigh add 10.77.0.2 lladdr 02:00:00:00:77:02 dev hc0 nud permanent
+ip -n "$HC" -6 route add "$VIP6/128" via fd00:77::2 dev hc0
+ip -n "$HC" neigh add fd00:77::2 lladdr 02:00:00:00:77:02 dev hc0 nud permanent
 ip netns exec "${BE[1]}" "$DECAP_BIN" attach --iface eth0 --mode xdp --local 10.77.1.2 \
+  --local fd00:77:1::2 \
   >"$WORK/decap.log" 2>&1 || { cat "$WORK/decap.log"; fail "lb-decap attach on be1"; }
 
 # 2. lb-hc-encap on the VIP's egress veth, its maps on a bpffs of our own
@@ -122,10 +135,14 @@ for i in 1 2; do
     sleep 0.1
   done
   [[ -n $ok ]] || fail "be$i's http.server does not answer on 10.77.$i.2"
+  ip netns exec "$HC" curl -s --max-time 2 -o /dev/null "http://[fd00:77:$i::2]/health" ||
+    fail "be$i's http.server does not answer on [fd00:77:$i::2]"
 done
-if ip netns exec "$HC" curl -s --max-time 1 -o /dev/null "http://$VIP4/health"; then
-  fail "an unmarked request to the VIP was answered: the test could not tell a tunnelled check"
-fi
+for url in "http://$VIP4/health" "http://[$VIP6]/health"; do
+  if ip netns exec "$HC" curl -g -s --max-time 1 -o /dev/null "$url"; then
+    fail "an unmarked request to $url was answered: the test could not tell a tunnelled check"
+  fi
+done
 
 cat >"$WORK/lb.textproto" <<CFG
 pools {
@@ -155,7 +172,22 @@ pools {
   backends { id: 3 address: "10.77.1.2" port: 80 }
   backends { id: 4 address: "10.77.2.2" port: 80 }
 }
+pools {
+  name: "tun6"
+  health_check {
+    kind: HEALTH_CHECK_KIND_HTTP
+    interval_ms: 200
+    timeout_ms: 150
+    healthy_threshold: 2
+    unhealthy_threshold: 2
+    http_path: "/health"
+    through_tunnel: true
+  }
+  backends { id: 5 address: "fd00:77:1::2" port: 80 }
+  backends { id: 6 address: "fd00:77:2::2" port: 80 }
+}
 vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "tun" }
+vips { address: "$VIP6" protocol: PROTOCOL_TCP port: 80 pool: "tun6" }
 vips { address: "$VIP4B" protocol: PROTOCOL_TCP port: 80 pool: "direct" }
 CFG
 TABLES=$WORK/tables
@@ -190,22 +222,22 @@ except Exception:
 print(d.get("health") or d.get("status") or "?")'
 }
 
-pool=([1]=tun [2]=tun [3]=direct [4]=direct)
-# settle H1 H2 H3 H4: 0 once backends 1..4 show these health words (healthy /
+pool=([1]=tun [2]=tun [3]=direct [4]=direct [5]=tun6 [6]=tun6)
+# settle H1 .. H6: 0 once backends 1..6 show these health words (healthy /
 # unhealthy) through REST, checked every 0.1 s for up to 10 s; prints them.
 settle() {
   local -a want=("" "$@")
   local ok="" id got
   for _ in $(seq 100); do
     ok=yes
-    for id in 1 2 3 4; do
+    for id in 1 2 3 4 5 6; do
       got=$(health_of "$id" "${pool[$id]}" | tr 'A-Z' 'a-z')
       [[ ${got#health_status_} == "${want[$id]}" ]] || { ok=""; break; }
     done
     [[ -n $ok ]] && break
     sleep 0.1
   done
-  for id in 1 2 3 4; do
+  for id in 1 2 3 4 5 6; do
     echo "  backend $id (pool ${pool[$id]}): $(health_of "$id" "${pool[$id]}")"
   done
   [[ -n $ok ]]
@@ -227,26 +259,31 @@ set_direct_check() {
     { cat "$WORK/lbctl.log"; fail "lbctl pool set-health-check direct $*"; }
 }
 
-echo "config: pool tun through the tunnel, pool direct direct"
-settle healthy unhealthy healthy healthy ||
-  fail "health did not settle to: tunnel be1 up, tunnel be2 down, direct be1/be2 up"
+echo "config: pools tun and tun6 through the tunnel, pool direct direct"
+settle healthy unhealthy healthy healthy healthy unhealthy ||
+  fail "health did not settle to: tunnel be1 up, tunnel be2 down (IPv4 and IPv6), direct be1/be2 up"
 
 # 5. The tc program did the work, and the map holds exactly our two marks.
 ip netns exec "$HC" "$ENCAP_BIN" stats --iface hc0 --json >"$WORK/encap_stats.txt" 2>&1 || true
 encapsulated=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["encapsulated"])' \
   "$WORK/encap_stats.txt")
 ((encapsulated > 0)) || { cat "$WORK/encap_stats.txt"; fail "lb-hc-encap encapsulated nothing"; }
-[[ $(map_marks) == "1 2" ]] || fail "hc_reals holds marks base+[$(map_marks)], want base+[1 2]"
-echo "lb-hc-encap: $encapsulated packets encapsulated; hc_reals = base + {1, 2}"
+[[ $(map_marks) == "1 2 5 6" ]] ||
+  fail "hc_reals holds marks base+[$(map_marks)], want base+[1 2 5 6]"
+echo "lb-hc-encap: $encapsulated packets encapsulated; hc_reals = base + {1, 2, 5, 6}"
 
 # 6. Through the API: the direct pool through the tunnel, then back.
 set_direct_check --through_tunnel
 echo "lbctl: pool direct through the tunnel"
-settle healthy unhealthy healthy unhealthy || fail "after lbctl --through_tunnel: want 3 up, 4 down"
-[[ $(map_marks) == "1 2 3 4" ]] || fail "hc_reals holds marks base+[$(map_marks)], want base+[1 2 3 4]"
+settle healthy unhealthy healthy unhealthy healthy unhealthy ||
+  fail "after lbctl --through_tunnel: want 3 up, 4 down"
+[[ $(map_marks) == "1 2 3 4 5 6" ]] ||
+  fail "hc_reals holds marks base+[$(map_marks)], want base+[1 2 3 4 5 6]"
 set_direct_check
 echo "lbctl: pool direct direct again"
-settle healthy unhealthy healthy healthy || fail "after lbctl without --through_tunnel: want 4 up"
-[[ $(map_marks) == "1 2" ]] || fail "hc_reals holds marks base+[$(map_marks)], want base+[1 2]"
-echo "hc_reals follows the API: base + {1, 2, 3, 4}, then base + {1, 2}"
-echo "PASS: tunnelled check: be1 (lb-decap) up, be2 (no decap) down; direct: both up ($(($(date +%s) - START)) s)"
+settle healthy unhealthy healthy healthy healthy unhealthy ||
+  fail "after lbctl without --through_tunnel: want 4 up"
+[[ $(map_marks) == "1 2 5 6" ]] ||
+  fail "hc_reals holds marks base+[$(map_marks)], want base+[1 2 5 6]"
+echo "hc_reals follows the API: base + {1, 2, 3, 4, 5, 6}, then base + {1, 2, 5, 6}"
+echo "PASS: tunnelled check (IPv4 and IPv6): be1 (lb-decap) up, be2 (no decap) down; direct: both up ($(($(date +%s) - START)) s)"
