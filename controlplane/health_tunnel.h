@@ -4,13 +4,13 @@
 // connecting to the pool's VIP with SO_MARK = mark base + backend id; the
 // lb-hc-encap tc egress program on the checker's host looks the mark up in
 // its pinned map (health_tunnel_map.h fills it) and tunnels the packets
-// (IP-in-IP) to that backend. This file decides:
+// (IPv4 in IPv4, IPv6 in IPv6) to that backend. This file decides:
 //  * whether tunnelled checks can run at all (lb-controlplane was started
 //    with --health_tunnel_map): set once at start, read by ValidateConfig;
 //  * which problems of a pool make through_tunnel impossible (the config
 //    is refused with the field named);
-//  * the VIP a pool's tunnelled checks connect to;
-//  * the mark of a backend.
+//  * the VIP a backend's tunnelled checks connect to;
+//  * the mark of a backend, and the map value that says where it goes.
 //
 // Failure: TunnelMark returns InvalidArgument when base + id does not fit in
 // 32 bits. Threads: any; the availability flag is an atomic set before the

@@ -2,19 +2,26 @@
 // mark assignment, the refusals of ValidateConfig (each naming its field),
 // the VIP a tunnelled check connects to, the prepared target (address, mark,
 // Host, identity), and HealthTunnelMap against a real BPF hash map pinned on
-// a private bpffs (root, as every namespace test here).
+// a private bpffs (root, as every namespace test here), and the checker
+// keeping that map in step with its targets.
 #include <linux/bpf.h>
 #include <netinet/in.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "controlplane/config.h"
+#include "controlplane/health_checker.h"
 #include "controlplane/health_target.h"
 #include "controlplane/health_tunnel.h"
 #include "controlplane/health_tunnel_map.h"
@@ -268,6 +275,72 @@ TEST_F(TunnelMapTest, OpenRefusesAMissingPinAndAnotherLayout) {
   EXPECT_NE(wrong.status().message().find("not lb-hc-encap's hc_reals map"), std::string::npos);
   unlink((dir_ + "/wrong").c_str());
   close(fd);
+}
+
+// The checker keeps the map in step with its tunnelled targets: a target's
+// mark appears before its checks run and leaves with the target. The check
+// itself goes to a local listener standing in for the VIP (no tc program on
+// lo: the marked connect simply succeeds).
+TEST_F(TunnelMapTest, CheckerSyncsTheMapWithItsTargets) {
+  const int fd = CreateMap(4, sizeof(TunnelReal));
+  ASSERT_GE(fd, 0) << strerror(errno);
+  ASSERT_TRUE(Pin(fd, dir_ + "/hc_reals"));
+
+  const int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sin);
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
+  ASSERT_EQ(listen(lfd, 16), 0);
+  ASSERT_EQ(getsockname(lfd, reinterpret_cast<sockaddr*>(&sin), &len), 0);
+
+  std::atomic<int> healthy{0};
+  HealthCheckerOptions options;
+  options.tunnel_map_path = dir_ + "/hc_reals";
+  options.tunnel_mark_base = 0x100;
+  auto hc = HealthChecker::Start(
+      [&](const HealthReport& r) {
+        if (r.backend_id == 3 && r.consecutive_successes > 0) healthy.store(1);
+      },
+      options);
+  ASSERT_TRUE(hc.ok()) << hc.status();
+
+  HealthTarget t;
+  t.backend_id = 3;
+  t.address = "10.0.0.3";
+  t.port = 80;
+  t.check.set_kind(v1::HEALTH_CHECK_KIND_TCP);
+  t.check.set_interval_ms(50);
+  t.check.set_through_tunnel(true);
+  t.tunnel_address = "127.0.0.1";
+  t.tunnel_port = ntohs(sin.sin_port);
+  (*hc)->SetTargets({t});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (!healthy.load() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(healthy.load(), 1) << "the marked check of the local listener never succeeded";
+  EXPECT_EQ(Dump(fd), (std::map<uint32_t, std::string>{{0x103, "4/10/0"}}));
+
+  (*hc)->SetTargets({});
+  while (!Dump(fd).empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(Dump(fd).empty());
+  (*hc)->Stop();
+  close(lfd);
+  unlink((dir_ + "/hc_reals").c_str());
+  close(fd);
+}
+
+TEST(TunnelChecker, StartFailsWhenTheMapIsMissing) {
+  HealthCheckerOptions options;
+  options.tunnel_map_path = "/nonexistent/lb-hc-encap/hc_reals";
+  auto hc = HealthChecker::Start([](const HealthReport&) {}, options);
+  ASSERT_FALSE(hc.ok());
+  EXPECT_EQ(hc.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(hc.status().message().find("/nonexistent/lb-hc-encap/hc_reals"), std::string::npos);
 }
 
 }  // namespace
