@@ -58,8 +58,7 @@ std::string FillAddress(PreparedTarget& t, uint32_t mark_base) {
     return absl::StrCat("address: \"", t.spec.address, "\" is not an IPv4 or IPv6 literal");
   }
   if (t.spec.tunnel_address.empty()) {
-    return absl::StrCat("through_tunnel: no ", real->family == 4 ? "IPv4" : "IPv6",
-                        " TCP VIP uses this backend's pool");
+    return "through_tunnel: no TCP VIP uses this backend's pool";
   }
   t.tunnel_real = *real;
   absl::StatusOr<uint32_t> mark = TunnelMark(mark_base, t.spec.backend_id);

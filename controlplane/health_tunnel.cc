@@ -72,16 +72,18 @@ std::optional<TunnelDestination> TunnelDestinationFor(const v1::Config& config,
                                                       uint16_t backend_port) {
   const std::optional<TunnelReal> backend = TunnelRealFromText(backend_address);
   if (!backend) return std::nullopt;
-  for (const v1::Vip& v : config.vips()) {
-    if (v.pool() != pool_name || v.protocol() != v1::PROTOCOL_TCP) continue;
-    // Same family only: lb-decap does not strip IPv6 in IPv4, and the
-    // program does not build IPv4 in IPv6.
-    const std::optional<TunnelReal> vip = TunnelRealFromText(v.address());
-    if (!vip || vip->family != backend->family) continue;
-    TunnelDestination d;
-    d.address = v.address();
-    d.port = v.port() != 0 ? uint16_t(v.port()) : backend_port;
-    return d;
+  // Two passes: a VIP of the backend's own family first (the plainest
+  // tunnel), then any (IPv4 in IPv6 / IPv6 in IPv4, as the dataplane sends).
+  for (const bool same_family : {true, false}) {
+    for (const v1::Vip& v : config.vips()) {
+      if (v.pool() != pool_name || v.protocol() != v1::PROTOCOL_TCP) continue;
+      const std::optional<TunnelReal> vip = TunnelRealFromText(v.address());
+      if (!vip || (same_family && vip->family != backend->family)) continue;
+      TunnelDestination d;
+      d.address = v.address();
+      d.port = v.port() != 0 ? uint16_t(v.port()) : backend_port;
+      return d;
+    }
   }
   return std::nullopt;
 }

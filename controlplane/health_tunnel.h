@@ -4,7 +4,7 @@
 // connecting to the pool's VIP with SO_MARK = mark base + backend id; the
 // lb-hc-encap tc egress program on the checker's host looks the mark up in
 // its pinned map (health_tunnel_map.h fills it) and tunnels the packets
-// (IPv4 in IPv4, IPv6 in IPv6) to that backend. This file decides:
+// (outer header of the backend's family) to that backend. This file decides:
 //  * whether tunnelled checks can run at all (lb-controlplane was started
 //    with --health_tunnel_map): set once at start, read by ValidateConfig;
 //  * which problems of a pool make through_tunnel impossible (the config
@@ -47,8 +47,8 @@ std::vector<std::pair<std::string, std::string>> ThroughTunnelProblems(const v1:
                                                                        bool tunnel_available);
 
 // Where a backend's tunnelled checks connect: the first TCP VIP of `config`
-// (in config order) whose pool is `pool_name` and whose family is the
-// backend's (the program tunnels IPv4 in IPv4 and IPv6 in IPv6). The port is
+// (in config order) whose pool is `pool_name`, preferring the backend's
+// family (then IPv4 in IPv4 / IPv6 in IPv6; else a mixed tunnel). The port is
 // the VIP's, or `backend_port` for an all-ports VIP (port 0). nullopt when no
 // such VIP exists (every check of the backend then fails, saying so).
 struct TunnelDestination {

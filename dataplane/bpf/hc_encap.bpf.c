@@ -4,12 +4,12 @@
 // What it is: a tc clsact egress program (direct action). lb-controlplane
 // connects to VIP:port with SO_MARK = mark base + backend id for a pool whose
 // health check has through_tunnel set; this program wraps every packet whose
-// skb->mark is a key of `hc_reals` in an outer header to that backend,
-// exactly as lb-dataplane would (IPv4 in IPv4, protocol 4; IPv6 in IPv6,
-// next header 41), and sends it towards the backend (FIB lookup on the outer
-// destination, then redirect). The backend decapsulates (lb-decap) and
-// answers from the VIP directly (DSR), so the check passes only when the
-// backend really serves the VIP.
+// skb->mark is a key of `hc_reals` in an outer header of the backend's
+// family, exactly as lb-dataplane would (protocol / next header 4 for an
+// inner IPv4 packet, 41 for an inner IPv6 one), and sends it towards the
+// backend (FIB lookup on the outer destination, then redirect). The backend
+// decapsulates (lb-decap) and answers from the VIP directly (DSR), so the
+// check passes only when the backend really serves the VIP.
 //
 // Contract: `hc_reals` maps a u32 mark to struct hc_real (family 4 or 6 and
 // the address in network order; lb-controlplane owns its contents).
@@ -19,10 +19,10 @@
 // handles the packet. Packets without a known mark pass untouched.
 //
 // How it fails: a marked packet that cannot be encapsulated or routed (no
-// outer source of the backend's family, an inner packet of another family
-// than the backend's, no route or neighbour to the backend, headroom,
-// forwarding disabled on the interface) is dropped and counted by reason: a
-// tunnelled check must fail rather than reach the VIP some other way.
+// outer source of the backend's family, an inner packet that is not IP, no
+// route or neighbour to the backend, headroom, forwarding disabled on the
+// interface) is dropped and counted by reason: a tunnelled check must fail
+// rather than reach the VIP some other way.
 // clang-format off
 // linux/bpf.h (types) must precede the libbpf headers.
 #include <linux/bpf.h>
@@ -42,7 +42,7 @@
 #define HC_STAT_ENCAP 0        // encapsulated and sent to the backend
 #define HC_STAT_PASS 1         // no mark of ours: untouched
 #define HC_STAT_NO_SOURCE 2    // marked, but no outer source configured
-#define HC_STAT_UNSUPPORTED 3  // marked, inner family other than the backend's
+#define HC_STAT_UNSUPPORTED 3  // marked, not an IP packet (or truncated)
 #define HC_STAT_NO_ROUTE 4     // marked, no route/neighbour to the backend
 #define HC_STAT_ERROR 5        // marked, a helper failed (headroom, store)
 #define HC_STAT_COUNT 6
@@ -132,9 +132,32 @@ static __always_inline int Forward(struct __sk_buff* skb, struct bpf_fib_lookup*
   return TC_ACT_SHOT;
 }
 
-// IPv4 in IPv4: `inner` was checked to be a whole IPv4 header.
+// What the outer header needs to know about the inner packet.
+struct inner_info {
+  __u16 eth_proto;  // ETH_P_IP or ETH_P_IPV6 (host order)
+  __u16 len;        // whole inner IP packet, bytes
+  __u8 tos;         // IPv4 TOS / IPv6 traffic class
+};
+
+// Opens room for `outer_len` bytes between Ethernet and the inner header and
+// writes `outer` there; the Ethernet type becomes the outer family's. The
+// ENCAP flag keeps the inner headers known to the stack (checksum of the
+// inner TCP segment, GSO) and switches skb->protocol when the families differ.
+static __always_inline int PushOuter(struct __sk_buff* skb, const void* outer, __u32 outer_len,
+                                     __u64 flags, __u16 outer_eth_proto) {
+  __be16 proto = bpf_htons(outer_eth_proto);
+  if (bpf_skb_adjust_room(skb, outer_len, BPF_ADJ_ROOM_MAC, flags) ||
+      bpf_skb_store_bytes(skb, sizeof(struct ethhdr), outer, outer_len, 0) ||
+      bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_proto), &proto, sizeof(proto), 0)) {
+    Count(HC_STAT_ERROR);
+    return -1;
+  }
+  return 0;
+}
+
+// Outer IPv4 (IPv4 in IPv4, protocol 4; IPv6 in IPv4, protocol 41).
 static __always_inline int Encap4(struct __sk_buff* skb, const struct hc_cfg* cfg,
-                                  const struct hc_real* real, const struct iphdr* inner) {
+                                  const struct hc_real* real, const struct inner_info* in) {
   if (cfg->saddr == 0) {
     Count(HC_STAT_NO_SOURCE);
     return TC_ACT_SHOT;
@@ -142,11 +165,11 @@ static __always_inline int Encap4(struct __sk_buff* skb, const struct hc_cfg* cf
   struct iphdr outer = {};
   outer.version = 4;
   outer.ihl = 5;
-  outer.tos = inner->tos;
-  outer.tot_len = bpf_htons(bpf_ntohs(inner->tot_len) + sizeof(struct iphdr));
+  outer.tos = in->tos;
+  outer.tot_len = bpf_htons(in->len + sizeof(struct iphdr));
   outer.frag_off = bpf_htons(0x4000);  // DF: the inner packet is small (a check)
   outer.ttl = 64;
-  outer.protocol = IPPROTO_IPIP;
+  outer.protocol = in->eth_proto == ETH_P_IP ? IPPROTO_IPIP : NEXTHDR_IPV6;
   outer.saddr = cfg->saddr;
   __builtin_memcpy(&outer.daddr, real->addr, 4);
   // Computed here: nothing downstream fills in an outer header checksum of
@@ -156,18 +179,12 @@ static __always_inline int Encap4(struct __sk_buff* skb, const struct hc_cfg* cf
   struct bpf_fib_lookup fib = {};
   fib.family = AF_INET;
   fib.tos = outer.tos;
-  fib.l4_protocol = IPPROTO_IPIP;
+  fib.l4_protocol = outer.protocol;
   fib.ifindex = skb->ifindex;
   fib.ipv4_src = outer.saddr;
   fib.ipv4_dst = outer.daddr;
-  // Room for the outer header between Ethernet and the inner IP header; the
-  // ENCAP flag keeps the inner headers known to the stack (checksum of the
-  // inner TCP segment, GSO). `inner` is invalid from here on.
-  if (bpf_skb_adjust_room(skb, sizeof(outer), BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4) ||
-      bpf_skb_store_bytes(skb, sizeof(struct ethhdr), &outer, sizeof(outer), 0)) {
-    Count(HC_STAT_ERROR);
+  if (PushOuter(skb, &outer, sizeof(outer), BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, ETH_P_IP))
     return TC_ACT_SHOT;
-  }
   return Forward(skb, &fib);
 }
 
@@ -178,35 +195,58 @@ static __always_inline int IsZero16(const __u8* a) {
   return (lo | hi) == 0;
 }
 
-// IPv6 in IPv6: `inner` was checked to be a whole IPv6 header.
+// Outer IPv6 (IPv6 in IPv6, next header 41; IPv4 in IPv6, next header 4).
 static __always_inline int Encap6(struct __sk_buff* skb, const struct hc_cfg* cfg,
-                                  const struct hc_real* real, const struct ipv6hdr* inner) {
+                                  const struct hc_real* real, const struct inner_info* in) {
   if (IsZero16(cfg->saddr6)) {
     Count(HC_STAT_NO_SOURCE);
     return TC_ACT_SHOT;
   }
   struct ipv6hdr outer = {};
   outer.version = 6;
-  outer.priority = inner->priority;  // traffic class kept, as the dataplane does
-  outer.flow_lbl[0] = inner->flow_lbl[0] & 0xf0;
-  outer.payload_len = bpf_htons(bpf_ntohs(inner->payload_len) + sizeof(struct ipv6hdr));
-  outer.nexthdr = NEXTHDR_IPV6;
+  outer.priority = in->tos >> 4;  // traffic class kept, as the dataplane does
+  outer.flow_lbl[0] = (in->tos & 0x0f) << 4;
+  outer.payload_len = bpf_htons(in->len);
+  outer.nexthdr = in->eth_proto == ETH_P_IP ? IPPROTO_IPIP : NEXTHDR_IPV6;
   outer.hop_limit = 64;
   __builtin_memcpy(&outer.saddr, cfg->saddr6, 16);
   __builtin_memcpy(&outer.daddr, real->addr, 16);
 
   struct bpf_fib_lookup fib = {};
   fib.family = AF_INET6;
-  fib.l4_protocol = NEXTHDR_IPV6;
+  fib.l4_protocol = outer.nexthdr;
   fib.ifindex = skb->ifindex;
   __builtin_memcpy(fib.ipv6_src, cfg->saddr6, 16);
   __builtin_memcpy(fib.ipv6_dst, real->addr, 16);
-  if (bpf_skb_adjust_room(skb, sizeof(outer), BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6) ||
-      bpf_skb_store_bytes(skb, sizeof(struct ethhdr), &outer, sizeof(outer), 0)) {
-    Count(HC_STAT_ERROR);
+  if (PushOuter(skb, &outer, sizeof(outer), BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, ETH_P_IPV6))
     return TC_ACT_SHOT;
-  }
   return Forward(skb, &fib);
+}
+
+// The inner packet's family, length and TOS; 0 when it is neither a whole
+// IPv4 nor a whole IPv6 header.
+static __always_inline int ParseInner(struct __sk_buff* skb, struct inner_info* in) {
+  void* data = (void*)(long)skb->data;
+  void* data_end = (void*)(long)skb->data_end;
+  struct ethhdr* eth = data;
+  if ((void*)(eth + 1) > data_end) return 0;
+  if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+    struct iphdr* ip = (void*)(eth + 1);
+    if ((void*)(ip + 1) > data_end || ip->version != 4) return 0;
+    in->eth_proto = ETH_P_IP;
+    in->len = bpf_ntohs(ip->tot_len);
+    in->tos = ip->tos;
+    return 1;
+  }
+  if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+    struct ipv6hdr* ip6 = (void*)(eth + 1);
+    if ((void*)(ip6 + 1) > data_end || ip6->version != 6) return 0;
+    in->eth_proto = ETH_P_IPV6;
+    in->len = bpf_ntohs(ip6->payload_len) + sizeof(struct ipv6hdr);
+    in->tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
+    return 1;
+  }
+  return 0;
 }
 
 SEC("tc")
@@ -227,21 +267,13 @@ int lb_hc_encap(struct __sk_buff* skb) {
     Count(HC_STAT_NO_SOURCE);
     return TC_ACT_SHOT;
   }
-  void* data = (void*)(long)skb->data;
-  void* data_end = (void*)(long)skb->data_end;
-  struct ethhdr* eth = data;
-  if ((void*)(eth + 1) > data_end) {
-    Count(HC_STAT_UNSUPPORTED);
+  struct inner_info in = {};
+  if (!ParseInner(skb, &in)) {
+    Count(HC_STAT_UNSUPPORTED);  // not IP, or truncated
     return TC_ACT_SHOT;
   }
-  if (real->family == 4 && eth->h_proto == bpf_htons(ETH_P_IP)) {
-    struct iphdr* ip = (void*)(eth + 1);
-    if ((void*)(ip + 1) <= data_end && ip->version == 4) return Encap4(skb, cfg, real, ip);
-  } else if (real->family == 6 && eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-    struct ipv6hdr* ip6 = (void*)(eth + 1);
-    if ((void*)(ip6 + 1) <= data_end && ip6->version == 6) return Encap6(skb, cfg, real, ip6);
-  }
-  // IPv6 in IPv4 (lb-decap does not strip it), IPv4 in IPv6, truncated.
+  if (real->family == 4) return Encap4(skb, cfg, real, &in);
+  if (real->family == 6) return Encap6(skb, cfg, real, &in);
   Count(HC_STAT_UNSUPPORTED);
   return TC_ACT_SHOT;
 }

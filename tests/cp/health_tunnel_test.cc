@@ -124,9 +124,16 @@ TEST(TunnelDestination, FirstTcpVipOfThePoolInTheBackendsFamily) {
   all_ports.mutable_vips(2)->set_port(0);
   EXPECT_EQ(TunnelDestinationFor(all_ports, "web", "10.0.0.7", 8080)->port, 8080);  // the backend's
 
+  // No VIP of the backend's family: the other family's (a mixed tunnel).
   v1::Config v6_only = c;
   v6_only.mutable_vips()->DeleteSubrange(1, 2);  // only the IPv6 VIP is left
-  EXPECT_FALSE(TunnelDestinationFor(v6_only, "web", "10.0.0.7", 8080).has_value());
+  auto mixed = TunnelDestinationFor(v6_only, "web", "10.0.0.7", 8080);
+  ASSERT_TRUE(mixed.has_value());
+  EXPECT_EQ(mixed->address, "2001:db8::10");
+  v1::Config udp_only = c;
+  udp_only.mutable_vips()->DeleteSubrange(2, 1);
+  udp_only.mutable_vips()->DeleteSubrange(0, 1);  // only the UDP VIP is left
+  EXPECT_FALSE(TunnelDestinationFor(udp_only, "web", "10.0.0.7", 8080).has_value());
 }
 
 TEST(TunnelTarget, ConnectsToTheVipWithTheBackendsMark) {
@@ -163,11 +170,7 @@ TEST(TunnelTarget, FailsEveryCheckWithoutAVipOrWithAnOverflowingMark) {
   HealthTarget no_vip = spec;
   no_vip.tunnel_address.clear();
   EXPECT_EQ(PrepareTarget(no_vip).config_error,
-            "through_tunnel: no IPv4 TCP VIP uses this backend's pool");
-  HealthTarget no_vip6 = no_vip;
-  no_vip6.address = "2001:db8::7";
-  EXPECT_EQ(PrepareTarget(no_vip6).config_error,
-            "through_tunnel: no IPv6 TCP VIP uses this backend's pool");
+            "through_tunnel: no TCP VIP uses this backend's pool");
   EXPECT_EQ(PrepareTarget(no_vip).mark, 0u);
   const PreparedTarget over = PrepareTarget(spec, 0xfffffffcu);
   EXPECT_NE(over.config_error.find("through_tunnel: mark base"), std::string::npos)

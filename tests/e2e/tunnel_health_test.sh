@@ -10,7 +10,7 @@
 # Namespaces (prefix t<pid>): <p>-hc (the checker: the real lb-controlplane,
 # lb-hc-encap on the VIP's egress veth), <p>-be1 and <p>-be2 (python3
 # http.server on port 80 with /health, dual stack, the VIPs 198.51.100.10,
-# 198.51.100.11 and 2001:db8:77::10 on lo,
+# .11, .12, 2001:db8:77::10 and ::11 on lo,
 # rp_filter=0, arp_ignore=1, arp_announce=2; be1 runs lb-decap in XDP mode,
 # be2 does not).
 #
@@ -23,15 +23,18 @@
 # Pools: "tun" (HTTP /health, through_tunnel, VIP 198.51.100.10:80) with
 # backend ids 1 (be1) and 2 (be2); "direct" (HTTP /health) with ids 3 (be1)
 # and 4 (be2); "tun6" (the same as tun over IPv6: IPv6 in IPv6, VIP
-# [2001:db8:77::10]:80) with ids 5 (be1) and 6 (be2). Asserts through REST
-# GET /pools/P/backends/N/health: 1, 3, 4 and 5 HEALTHY, 2 and 6 UNHEALTHY;
-# lb-hc-encap counted encapsulated packets; the pinned map holds exactly
-# marks base+1, 2, 5 and 6; a plain (unmarked) request to
+# [2001:db8:77::10]:80) with ids 5 (be1) and 6 (be2); "mix46" (IPv4
+# backends, only an IPv6 VIP: IPv6 in IPv4) with ids 7 and 8; "mix64" (IPv6
+# backends, only an IPv4 VIP: IPv4 in IPv6) with ids 9 and 10. Asserts
+# through REST GET /pools/P/backends/N/health: be1's (1, 3, 4, 5, 7, 9)
+# HEALTHY, be2's tunnelled ones (2, 6, 8, 10) UNHEALTHY, be2 direct (4)
+# HEALTHY; lb-hc-encap counted encapsulated packets; the pinned map holds
+# exactly the marks of the tunnelled backends; a plain (unmarked) request to
 # the VIP from the checker fails (the tunnel is the only way to the VIP).
 # Then through the API (lbctl pool set-health-check --through_tunnel) the
 # "direct" pool (VIP .11) is checked through the tunnel: 3 stays HEALTHY, 4
-# becomes UNHEALTHY and the map holds six marks; switched back, 4 is
-# HEALTHY again and the map holds four.
+# becomes UNHEALTHY and the map gains marks 3 and 4; switched back, 4 is
+# HEALTHY again and they leave.
 # Also: lb-controlplane started without --health_tunnel_map refuses the
 # config, naming pools[0].health_check.through_tunnel.
 # Bounded (< 60 s); every process is killed by pid, the namespaces deleted
@@ -49,6 +52,8 @@ MARK_BASE=$((0x4c420000))
 REST=127.0.0.1:18080
 VIP4B=198.51.100.11
 VIP6=2001:db8:77::10
+VIP4C=198.51.100.12
+VIP6B=2001:db8:77::11
 
 WORK=$(mktemp -d /dev/shm/lb-e2e-tunhc.XXXXXX)
 BPF=$WORK/bpf
@@ -95,6 +100,8 @@ for i in 1 2; do
   ip -n "$ns" addr add "$VIP4/32" dev lo
   ip -n "$ns" addr add "$VIP4B/32" dev lo
   ip -n "$ns" addr add "$VIP6/128" dev lo
+  ip -n "$ns" addr add "$VIP4C/32" dev lo
+  ip -n "$ns" addr add "$VIP6B/128" dev lo
   ip -n "$ns" route add default via "10.77.$i.1"
   ip -n "$ns" -6 route add default via "fd00:77:$i::1"
   ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 \
@@ -111,9 +118,11 @@ ip netns exec "$HC" ethtool -K hc0 tx off >/dev/null
 ip netns exec "$HC" sysctl -qw net.ipv4.conf.hc0.forwarding=1 net.ipv6.conf.hc0.forwarding=1
 ip -n "$HC" route add "$VIP4/32" via 10.77.0.2 dev hc0
 ip -n "$HC" route add "$VIP4B/32" via 10.77.0.2 dev hc0
+ip -n "$HC" route add "$VIP4C/32" via 10.77.0.2 dev hc0
 # The absent load balancer: its address resolves, nothing answers.
 ip -n "$HC" neigh add 10.77.0.2 lladdr 02:00:00:00:77:02 dev hc0 nud permanent
 ip -n "$HC" -6 route add "$VIP6/128" via fd00:77::2 dev hc0
+ip -n "$HC" -6 route add "$VIP6B/128" via fd00:77::2 dev hc0
 ip -n "$HC" neigh add fd00:77::2 lladdr 02:00:00:00:77:02 dev hc0 nud permanent
 ip netns exec "${BE[1]}" "$DECAP_BIN" attach --iface eth0 --mode xdp --local 10.77.1.2 \
   --local fd00:77:1::2 \
@@ -138,7 +147,7 @@ for i in 1 2; do
   ip netns exec "$HC" curl -s --max-time 2 -o /dev/null "http://[fd00:77:$i::2]/health" ||
     fail "be$i's http.server does not answer on [fd00:77:$i::2]"
 done
-for url in "http://$VIP4/health" "http://[$VIP6]/health"; do
+for url in "http://$VIP4/health" "http://[$VIP6]/health" "http://$VIP4C/" "http://[$VIP6B]/"; do
   if ip netns exec "$HC" curl -g -s --max-time 1 -o /dev/null "$url"; then
     fail "an unmarked request to $url was answered: the test could not tell a tunnelled check"
   fi
@@ -186,7 +195,36 @@ pools {
   backends { id: 5 address: "fd00:77:1::2" port: 80 }
   backends { id: 6 address: "fd00:77:2::2" port: 80 }
 }
+pools {
+  name: "mix46"
+  health_check {
+    kind: HEALTH_CHECK_KIND_HTTP
+    interval_ms: 200
+    timeout_ms: 150
+    healthy_threshold: 2
+    unhealthy_threshold: 2
+    http_path: "/health"
+    through_tunnel: true
+  }
+  backends { id: 7 address: "10.77.1.2" port: 80 }
+  backends { id: 8 address: "10.77.2.2" port: 80 }
+}
+pools {
+  name: "mix64"
+  health_check {
+    kind: HEALTH_CHECK_KIND_TCP
+    interval_ms: 200
+    timeout_ms: 150
+    healthy_threshold: 2
+    unhealthy_threshold: 2
+    through_tunnel: true
+  }
+  backends { id: 9 address: "fd00:77:1::2" port: 80 }
+  backends { id: 10 address: "fd00:77:2::2" port: 80 }
+}
 vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "tun" }
+vips { address: "$VIP6B" protocol: PROTOCOL_TCP port: 80 pool: "mix46" }
+vips { address: "$VIP4C" protocol: PROTOCOL_TCP port: 80 pool: "mix64" }
 vips { address: "$VIP6" protocol: PROTOCOL_TCP port: 80 pool: "tun6" }
 vips { address: "$VIP4B" protocol: PROTOCOL_TCP port: 80 pool: "direct" }
 CFG
@@ -222,22 +260,24 @@ except Exception:
 print(d.get("health") or d.get("status") or "?")'
 }
 
-pool=([1]=tun [2]=tun [3]=direct [4]=direct [5]=tun6 [6]=tun6)
-# settle H1 .. H6: 0 once backends 1..6 show these health words (healthy /
+pool=([1]=tun [2]=tun [3]=direct [4]=direct [5]=tun6 [6]=tun6 [7]=mix46 [8]=mix46 [9]=mix64
+  [10]=mix64)
+IDS=(1 2 3 4 5 6 7 8 9 10)
+# settle H1 .. H10: 0 once backends 1..10 show these health words (healthy /
 # unhealthy) through REST, checked every 0.1 s for up to 10 s; prints them.
 settle() {
   local -a want=("" "$@")
   local ok="" id got
   for _ in $(seq 100); do
     ok=yes
-    for id in 1 2 3 4 5 6; do
+    for id in "${IDS[@]}"; do
       got=$(health_of "$id" "${pool[$id]}" | tr 'A-Z' 'a-z')
       [[ ${got#health_status_} == "${want[$id]}" ]] || { ok=""; break; }
     done
     [[ -n $ok ]] && break
     sleep 0.1
   done
-  for id in 1 2 3 4 5 6; do
+  for id in "${IDS[@]}"; do
     echo "  backend $id (pool ${pool[$id]}): $(health_of "$id" "${pool[$id]}")"
   done
   [[ -n $ok ]]
@@ -259,8 +299,9 @@ set_direct_check() {
     { cat "$WORK/lbctl.log"; fail "lbctl pool set-health-check direct $*"; }
 }
 
-echo "config: pools tun and tun6 through the tunnel, pool direct direct"
-settle healthy unhealthy healthy healthy healthy unhealthy ||
+echo "config: pools tun, tun6, mix46, mix64 through the tunnel, pool direct direct"
+U=unhealthy H=healthy
+settle $H $U $H $H $H $U $H $U $H $U ||
   fail "health did not settle to: tunnel be1 up, tunnel be2 down (IPv4 and IPv6), direct be1/be2 up"
 
 # 5. The tc program did the work, and the map holds exactly our two marks.
@@ -268,22 +309,20 @@ ip netns exec "$HC" "$ENCAP_BIN" stats --iface hc0 --json >"$WORK/encap_stats.tx
 encapsulated=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["encapsulated"])' \
   "$WORK/encap_stats.txt")
 ((encapsulated > 0)) || { cat "$WORK/encap_stats.txt"; fail "lb-hc-encap encapsulated nothing"; }
-[[ $(map_marks) == "1 2 5 6" ]] ||
-  fail "hc_reals holds marks base+[$(map_marks)], want base+[1 2 5 6]"
-echo "lb-hc-encap: $encapsulated packets encapsulated; hc_reals = base + {1, 2, 5, 6}"
+[[ $(map_marks) == "1 2 5 6 7 8 9 10" ]] ||
+  fail "hc_reals holds marks base+[$(map_marks)], want base+[1 2 5 6 7 8 9 10]"
+echo "lb-hc-encap: $encapsulated packets encapsulated; hc_reals = base + {1, 2, 5..10}"
 
 # 6. Through the API: the direct pool through the tunnel, then back.
 set_direct_check --through_tunnel
 echo "lbctl: pool direct through the tunnel"
-settle healthy unhealthy healthy unhealthy healthy unhealthy ||
-  fail "after lbctl --through_tunnel: want 3 up, 4 down"
-[[ $(map_marks) == "1 2 3 4 5 6" ]] ||
-  fail "hc_reals holds marks base+[$(map_marks)], want base+[1 2 3 4 5 6]"
+settle $H $U $H $U $H $U $H $U $H $U || fail "after lbctl --through_tunnel: want 3 up, 4 down"
+[[ $(map_marks) == "1 2 3 4 5 6 7 8 9 10" ]] ||
+  fail "hc_reals holds marks base+[$(map_marks)], want base+[1 .. 10]"
 set_direct_check
 echo "lbctl: pool direct direct again"
-settle healthy unhealthy healthy healthy healthy unhealthy ||
-  fail "after lbctl without --through_tunnel: want 4 up"
-[[ $(map_marks) == "1 2 5 6" ]] ||
-  fail "hc_reals holds marks base+[$(map_marks)], want base+[1 2 5 6]"
-echo "hc_reals follows the API: base + {1, 2, 3, 4, 5, 6}, then base + {1, 2, 5, 6}"
-echo "PASS: tunnelled check (IPv4 and IPv6): be1 (lb-decap) up, be2 (no decap) down; direct: both up ($(($(date +%s) - START)) s)"
+settle $H $U $H $H $H $U $H $U $H $U || fail "after lbctl without --through_tunnel: want 4 up"
+[[ $(map_marks) == "1 2 5 6 7 8 9 10" ]] ||
+  fail "hc_reals holds marks base+[$(map_marks)], want base+[1 2 5 6 7 8 9 10]"
+echo "hc_reals follows the API: base + {1 .. 10}, then without 3 and 4"
+echo "PASS: tunnelled check (4in4, 6in6, 6in4, 4in6): be1 (lb-decap) up, be2 (no decap) down; direct: both up ($(($(date +%s) - START)) s)"
