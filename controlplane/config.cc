@@ -1,6 +1,7 @@
 #include "controlplane/config.h"
 
 #include "controlplane/algorithms.h"
+#include "controlplane/health_tunnel.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -485,6 +486,9 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
     CheckRange(f, pp + ".drain_timeout_seconds", p.drain_timeout_seconds(), 1,
                kMaxDrainTimeoutSeconds, "30");
     if (p.has_health_check()) CheckHealthCheck(f, pp + ".health_check", p.health_check());
+    for (const auto& [where, what] : ThroughTunnelProblems(p, HealthTunnelAvailable())) {
+      f.Error(pp + where, "%s", what);
+    }
     // A backend's identity in its pool: family + address bytes, + port in a
     // proxy pool (a DSR packet keeps the VIP's port, so there the address
     // alone says where packets go).

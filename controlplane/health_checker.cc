@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <functional>
+#include <map>
 #include <optional>
 #include <queue>
 #include <random>
@@ -22,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "controlplane/health_policy.h"
 #include "controlplane/health_socket_probe.h"
+#include "controlplane/health_tunnel_map.h"
 
 namespace lb {
 namespace {
@@ -86,9 +88,12 @@ int64_t NextSlotNs(int64_t slot_ns, int64_t interval_ns, int64_t now) {
 // atomics are touched by other threads.
 class HealthChecker::Loop {
  public:
-  Loop(ReportFn on_report, const HealthCheckerOptions& options, int epfd, int wakefd)
+  Loop(ReportFn on_report, const HealthCheckerOptions& options,
+       std::unique_ptr<HealthTunnelMap> tunnel_map, int epfd, int wakefd)
       : on_report_(std::move(on_report)),
         scripts_(options.script_dir, options.script_user),
+        tunnel_map_(std::move(tunnel_map)),
+        tunnel_mark_base_(options.tunnel_mark_base),
         epfd_(epfd),
         wakefd_(wakefd),
         rng_(std::random_device{}() ^ uint64_t(SteadyNs())) {}
@@ -138,6 +143,8 @@ class HealthChecker::Loop {
   bool HandleEvents(epoll_event* events, int n);
   // Returns true when the loop must stop.
   bool ApplyPending();
+  // Makes the tunnel map hold the marks of the current tunnelled targets.
+  void SyncTunnelMap();
   void SetTickFromIntervals();
   int NextTimeoutMs(int64_t now);
   void RunTimers();
@@ -156,6 +163,8 @@ class HealthChecker::Loop {
 
   const ReportFn on_report_;
   const ScriptLauncher scripts_;
+  std::unique_ptr<HealthTunnelMap> tunnel_map_;  // null without --health_tunnel_map
+  const uint32_t tunnel_mark_base_;
   const int epfd_;
   const int wakefd_;
 
@@ -261,7 +270,7 @@ bool HealthChecker::Loop::ApplyPending() {
     if (!IsCheckedHealthKind(spec.check.kind())) continue;
     if (next.count(spec.backend_id)) continue;  // duplicate id: the first wins
     auto fresh = std::make_unique<Target>();
-    fresh->prep = PrepareTarget(spec);
+    fresh->prep = PrepareTarget(spec, tunnel_mark_base_);
     auto it = targets_.find(spec.backend_id);
     if (it != targets_.end() && SameCheckIdentity(it->second->prep, fresh->prep)) {
       std::unique_ptr<Target> kept = std::move(it->second);
@@ -279,8 +288,30 @@ bool HealthChecker::Loop::ApplyPending() {
   }
   for (auto& [id, t] : targets_) Abandon(*t);
   targets_.swap(next);
+  SyncTunnelMap();
   SetTickFromIntervals();
   return false;
+}
+
+void HealthChecker::Loop::SyncTunnelMap() {
+  std::map<uint32_t, TunnelReal> entries;
+  for (auto& [id, t] : targets_) {
+    if (t->prep.mark != 0 && t->prep.config_error.empty()) {
+      entries.emplace(t->prep.mark, t->prep.tunnel_real);
+    }
+  }
+  std::string error;
+  if (!tunnel_map_) {
+    if (entries.empty()) return;
+    error = "through_tunnel: lb-controlplane has no --health_tunnel_map";
+  } else if (absl::Status st = tunnel_map_->Sync(entries); !st.ok()) {
+    error = absl::StrCat("through_tunnel: ", st.message());
+  }
+  if (error.empty()) return;
+  // Every tunnelled check fails with the reason (the checker does not log).
+  for (auto& [id, t] : targets_) {
+    if (t->prep.mark != 0 && t->prep.config_error.empty()) t->prep.config_error = error;
+  }
 }
 
 void HealthChecker::Loop::SetTickFromIntervals() {
@@ -447,6 +478,12 @@ absl::StatusOr<std::unique_ptr<HealthChecker>> HealthChecker::Start(ReportFn on_
     return absl::InvalidArgumentError(absl::StrCat("health checker: script directory ",
                                                    Quote(options.script_dir), " is not absolute"));
   }
+  std::unique_ptr<HealthTunnelMap> tunnel_map;
+  if (!options.tunnel_map_path.empty()) {
+    auto opened = HealthTunnelMap::Open(options.tunnel_map_path);
+    if (!opened.ok()) return opened.status();
+    tunnel_map = std::move(*opened);
+  }
   const int epfd = epoll_create1(EPOLL_CLOEXEC);
   if (epfd < 0) return absl::InternalError("health checker: epoll_create1: " + ErrnoText(errno));
   const int wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -464,8 +501,8 @@ absl::StatusOr<std::unique_ptr<HealthChecker>> HealthChecker::Start(ReportFn on_
     close(wakefd);
     return absl::InternalError("health checker: epoll_ctl: " + ErrnoText(err));
   }
-  std::unique_ptr<HealthChecker> hc(
-      new HealthChecker(std::make_unique<Loop>(std::move(on_report), options, epfd, wakefd)));
+  std::unique_ptr<HealthChecker> hc(new HealthChecker(
+      std::make_unique<Loop>(std::move(on_report), options, std::move(tunnel_map), epfd, wakefd)));
   try {
     HealthChecker* self = hc.get();
     hc->thread_ = std::thread([self] { self->loop_->Run(&self->loop_tid_, &self->started_); });

@@ -65,6 +65,7 @@
 #include "controlplane/control_plane.h"
 #include "controlplane/health_script.h"
 #include "controlplane/health_target.h"
+#include "controlplane/health_tunnel.h"
 #include "lb/v1/config.pb.h"
 
 namespace lb {
@@ -76,6 +77,12 @@ struct HealthCheckerOptions {
   // Who scripts run as (--health_script_user); never uid 0. Unset: every
   // script check fails.
   std::optional<ScriptUser> script_user;
+  // Pinned hc_reals map of lb-hc-encap (--health_tunnel_map); "" = checks
+  // through the tunnel fail ("through_tunnel: ... no --health_tunnel_map").
+  // Start opens it and fails when it cannot (NotFound/FailedPrecondition).
+  std::string tunnel_map_path;
+  // SO_MARK of a tunnelled check = base + backend id.
+  uint32_t tunnel_mark_base = kDefaultHealthTunnelMarkBase;
 };
 
 class HealthChecker {
@@ -89,7 +96,9 @@ class HealthChecker {
   // Replaces the set of targets, keyed by backend_id. A target whose address,
   // port, kind, HTTP path/host or script is unchanged keeps its status and
   // counts (new timing and thresholds apply from its next check); any other
-  // target starts UNKNOWN; targets no longer listed stop (an in-flight check
+  // target starts UNKNOWN; targets no longer listed stop; the tunnel map
+  // (tunnel_map_path) is made to hold exactly the marks of the tunnelled
+  // targets before their checks start (an in-flight check
   // is abandoned without a report; a running script is killed and reaped).
   void SetTargets(std::vector<HealthTarget> targets);
 

@@ -26,6 +26,12 @@ ProbeStatus SocketProbe::Start(int epfd, uint64_t op) {
   // Close with RST: no TIME_WAIT per check on this host.
   const linger lg{1, 0};
   setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  // Through the tunnel: the mark tells lb-hc-encap's tc program which
+  // backend to tunnel to (needs CAP_NET_ADMIN).
+  if (target_.mark != 0 &&
+      setsockopt(fd_, SOL_SOCKET, SO_MARK, &target_.mark, sizeof(target_.mark)) != 0) {
+    return Fail("setsockopt SO_MARK: " + ErrnoText(errno));
+  }
   if (connect(fd_, reinterpret_cast<const sockaddr*>(&target_.addr), target_.addr_len) != 0 &&
       errno != EINPROGRESS) {
     return Fail("connect: " + ErrnoText(errno));

@@ -3,6 +3,8 @@
 // (which also takes it out of epoll).
 //
 // Contract
+//  * Through the tunnel (target.mark != 0) the socket carries SO_MARK =
+//    target.mark before connect() ("setsockopt SO_MARK: ..." on failure).
 //  * TCP: success = the connection is established; the socket is then closed
 //    with an RST (SO_LINGER 0) so 10k checks/s leave no TIME_WAIT behind.
 //  * HTTP: writes the prepared request ("GET <path> HTTP/1.1", Host,

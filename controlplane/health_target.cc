@@ -31,22 +31,41 @@ bool HasCrLf(absl::string_view s) {
 }
 
 // "" when `address` is an IP literal (filled into `t`), else why not.
-std::string FillAddress(PreparedTarget& t) {
+std::string FillSockaddr(PreparedTarget& t, const std::string& address, uint16_t port) {
   auto* in4 = reinterpret_cast<sockaddr_in*>(&t.addr);
   auto* in6 = reinterpret_cast<sockaddr_in6*>(&t.addr);
-  if (inet_pton(AF_INET, t.spec.address.c_str(), &in4->sin_addr) == 1) {
+  if (inet_pton(AF_INET, address.c_str(), &in4->sin_addr) == 1) {
     in4->sin_family = AF_INET;
-    in4->sin_port = htons(t.spec.port);
+    in4->sin_port = htons(port);
     t.addr_len = sizeof(sockaddr_in);
     return "";
   }
-  if (inet_pton(AF_INET6, t.spec.address.c_str(), &in6->sin6_addr) == 1) {
+  if (inet_pton(AF_INET6, address.c_str(), &in6->sin6_addr) == 1) {
     in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(t.spec.port);
+    in6->sin6_port = htons(port);
     t.addr_len = sizeof(sockaddr_in6);
     return "";
   }
-  return absl::StrCat("address: \"", t.spec.address, "\" is not an IPv4 or IPv6 literal");
+  return absl::StrCat("address: \"", address, "\" is not an IPv4 or IPv6 literal");
+}
+
+// Direct: the backend's address:port. Through the tunnel: the VIP, with the
+// backend's mark and IPv4 address for the tc program.
+std::string FillAddress(PreparedTarget& t, uint32_t mark_base) {
+  if (!t.spec.check.through_tunnel()) return FillSockaddr(t, t.spec.address, t.spec.port);
+  const std::optional<TunnelReal> real = TunnelRealFromText(t.spec.address);
+  if (!real) {
+    return absl::StrCat("address: \"", t.spec.address, "\" is not an IPv4 or IPv6 literal");
+  }
+  if (t.spec.tunnel_address.empty()) {
+    return "through_tunnel: no TCP VIP uses this backend's pool";
+  }
+  t.tunnel_real = *real;
+  absl::StatusOr<uint32_t> mark = TunnelMark(mark_base, t.spec.backend_id);
+  if (!mark.ok()) return absl::StrCat("through_tunnel: ", mark.status().message());
+  t.mark = *mark;
+  std::string err = FillSockaddr(t, t.spec.tunnel_address, t.spec.tunnel_port);
+  return err.empty() ? "" : absl::StrCat("through_tunnel: VIP ", err);
 }
 
 // "" when the path and host are safe to put in a request (then built), else why not.
@@ -88,14 +107,18 @@ HealthSettings ResolveHealthSettings(const HealthTarget& t) {
   if (!c.http_host().empty()) {
     s.host = c.http_host();
   } else {
-    s.host = absl::StrContains(t.address, ':') ? absl::StrCat("[", t.address, "]") : t.address;
-    if (t.port != 80) absl::StrAppend(&s.host, ":", t.port);
+    // The address checked: the VIP's through the tunnel.
+    const bool tunnel = c.through_tunnel() && !t.tunnel_address.empty();
+    const std::string& address = tunnel ? t.tunnel_address : t.address;
+    const uint16_t port = tunnel ? t.tunnel_port : t.port;
+    s.host = absl::StrContains(address, ':') ? absl::StrCat("[", address, "]") : address;
+    if (port != 80) absl::StrAppend(&s.host, ":", port);
   }
   s.script.assign(c.script().begin(), c.script().end());
   return s;
 }
 
-PreparedTarget PrepareTarget(const HealthTarget& spec) {
+PreparedTarget PrepareTarget(const HealthTarget& spec, uint32_t tunnel_mark_base) {
   PreparedTarget t;
   t.spec = spec;
   t.cfg = ResolveHealthSettings(spec);
@@ -104,11 +127,11 @@ PreparedTarget PrepareTarget(const HealthTarget& spec) {
       t.config_error = ScriptArgvError(t.cfg.script);
       break;
     case v1::HEALTH_CHECK_KIND_HTTP:
-      t.config_error = FillAddress(t);
+      t.config_error = FillAddress(t, tunnel_mark_base);
       if (t.config_error.empty()) t.config_error = BuildRequest(t);
       break;
     default:
-      t.config_error = FillAddress(t);
+      t.config_error = FillAddress(t, tunnel_mark_base);
       break;
   }
   return t;
@@ -117,7 +140,8 @@ PreparedTarget PrepareTarget(const HealthTarget& spec) {
 bool SameCheckIdentity(const PreparedTarget& a, const PreparedTarget& b) {
   return a.spec.address == b.spec.address && a.spec.port == b.spec.port &&
          a.cfg.kind == b.cfg.kind && a.cfg.path == b.cfg.path && a.cfg.host == b.cfg.host &&
-         a.cfg.script == b.cfg.script;
+         a.cfg.script == b.cfg.script && a.mark == b.mark &&
+         a.spec.tunnel_address == b.spec.tunnel_address && a.spec.tunnel_port == b.spec.tunnel_port;
 }
 
 std::vector<HealthTarget> TargetsFromConfig(const v1::Config& config) {
@@ -132,6 +156,12 @@ std::vector<HealthTarget> TargetsFromConfig(const v1::Config& config) {
       t.port = uint16_t(b.port());
       t.check = pool.health_check();
       t.http_path_override = b.health_check_path();
+      if (t.check.through_tunnel()) {
+        if (auto d = TunnelDestinationFor(config, pool.name(), t.address, t.port)) {
+          t.tunnel_address = d->address;
+          t.tunnel_port = d->port;
+        }
+      }
       out.push_back(std::move(t));
     }
   }

@@ -4,8 +4,9 @@
 // functions; the loop (health_checker.cc) owns the objects.
 //
 // Defaults for zero fields are those of lb.v1.HealthCheck: interval 5000,
-// timeout 3000, thresholds 2/3, path "/health", Host = the backend address
-// (":port" appended unless 80), body limit 4096, damping 2 * interval.
+// timeout 3000, thresholds 2/3, path "/health", Host = the address checked
+// (the backend's, or the VIP's through the tunnel; ":port" appended unless
+// 80), body limit 4096, damping 2 * interval.
 //
 // Failure: a target that cannot be checked as configured (an address that is
 // not an IP literal, an HTTP path with a space/CR/LF, a script that is not a
@@ -14,6 +15,7 @@
 #ifndef LB_CONTROLPLANE_HEALTH_TARGET_H_
 #define LB_CONTROLPLANE_HEALTH_TARGET_H_
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cstdint>
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "controlplane/health_tunnel.h"
 #include "lb/v1/config.pb.h"
 
 namespace lb {
@@ -32,6 +35,10 @@ struct HealthTarget {
   uint16_t port = 0;
   v1::HealthCheck check;           // kind NONE/UNSPECIFIED = not checked
   std::string http_path_override;  // the backend's health_check_path; "" = the pool's
+  // check.through_tunnel: connect to tunnel_address:tunnel_port (the pool's
+  // VIP of the backend's family, health_tunnel.h) instead; "" = none.
+  std::string tunnel_address;
+  uint16_t tunnel_port = 0;
 };
 
 // Targets for every backend (id != 0) of every pool whose health check kind
@@ -66,9 +73,16 @@ struct PreparedTarget {
   socklen_t addr_len = 0;
   std::string request;       // HTTP only
   std::string config_error;  // non-empty: every check fails with this text
+  // Through the tunnel: the socket's SO_MARK (0 = a direct check) and the
+  // backend the tc program sends marked packets to (addr is the VIP's).
+  uint32_t mark = 0;
+  TunnelReal tunnel_real;
 };
 
-PreparedTarget PrepareTarget(const HealthTarget& spec);
+// `tunnel_mark_base`: the SO_MARK of a tunnelled check is base + backend id
+// (--health_tunnel_mark_base).
+PreparedTarget PrepareTarget(const HealthTarget& spec,
+                             uint32_t tunnel_mark_base = kDefaultHealthTunnelMarkBase);
 
 // What a check talks to and how; a target whose identity changes starts over
 // (UNKNOWN, counts reset). Timing and thresholds are not part of it.

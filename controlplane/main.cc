@@ -119,6 +119,15 @@ DEFINE_string(health_script_dir, "/etc/lb-controlplane/health-scripts",
 DEFINE_string(health_script_user, "nobody",
               "User that health-check scripts run as (its uid and gid, no supplementary groups, "
               "no new privileges). Must exist and must not be root (uid 0).");
+DEFINE_string(health_tunnel_map, "",
+              "Pinned map of lb-hc-encap (e.g. /sys/fs/bpf/lb-hc-encap/hc_reals): enables "
+              "health_check.through_tunnel, checks that connect to the pool's VIP with "
+              "SO_MARK = --health_tunnel_mark_base + backend id and are tunnelled to the backend "
+              "by lb-hc-encap's tc egress program. Empty: such configs are refused. The map must "
+              "exist at start (attach lb-hc-encap first).");
+DEFINE_uint32(health_tunnel_mark_base, lb::kDefaultHealthTunnelMarkBase,
+              "SO_MARK of a tunnelled health check = this + backend id. Pick a range no other "
+              "firewall/routing mark on the checker's host uses.");
 DEFINE_bool(once, false,
             "Validate --config, publish one generation and exit: 0 on success, 1 on any error. "
             "Uses no store and opens no listener.");
@@ -289,6 +298,8 @@ int RunServer(const TableCapacities& caps) {
     return 1;
   }
   health_options.script_dir = FLAGS_health_script_dir;
+  health_options.tunnel_map_path = FLAGS_health_tunnel_map;
+  health_options.tunnel_mark_base = FLAGS_health_tunnel_mark_base;
   if (auto user = LookupScriptUser(FLAGS_health_script_user); user.ok()) {
     health_options.script_user = *user;
   } else {
@@ -453,6 +464,8 @@ int RunServer(const TableCapacities& caps) {
 }
 
 int Run() {
+  // Before any config is validated: through_tunnel needs the map.
+  SetHealthTunnelAvailable(!FLAGS_health_tunnel_map.empty());
   const TableCapacities caps = CapacitiesFromFlags();
   if (auto layout = ComputeTableLayout(caps); !layout.ok()) {
     LOG(ERROR) << "--" << layout.status().message();

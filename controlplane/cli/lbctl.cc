@@ -263,6 +263,7 @@ std::string HealthCheckText(const v1::HealthCheck& hc) {
     absl::StrAppend(&out, ":", hc.http_path().empty() ? "/health" : hc.http_path());
   }
   absl::StrAppend(&out, "/", hc.interval_ms() == 0 ? 5000 : hc.interval_ms(), "ms");
+  if (hc.through_tunnel()) absl::StrAppend(&out, "/tunnel");
   return out;
 }
 
@@ -608,6 +609,7 @@ int Lbctl::PoolSetHealthCheck(const ParsedArgs& a) {
   hc->set_http_path(a.Get("http_path"));
   hc->set_http_host(a.Get("http_host"));
   for (const std::string& arg : a.GetAll("script")) hc->add_script(arg);
+  hc->set_through_tunnel(a.Switch("through_tunnel"));
   v1::Pool resp;
   auto ctx = NewContext();
   grpc::Status s = stub_->SetHealthCheck(ctx.get(), req, &resp);
@@ -1015,7 +1017,10 @@ Lbctl::Lbctl() {
         {"http_max_body_bytes", "N", "response body size limit (default 4096)"},
         {"script", "ARG", "script name in --health_script_dir, then its arguments, one per flag",
          true},
-        {"min_state_duration_ms", "N", "damping: minimum time between transitions"}},
+        {"min_state_duration_ms", "N", "damping: minimum time between transitions"},
+        {"through_tunnel", "",
+         "check through the tunnel: connect to the pool's VIP, marked per backend, for "
+         "lb-hc-encap to tunnel (needs lb-controlplane --health_tunnel_map)"}},
        bind(&Lbctl::PoolSetHealthCheck)},
 
       {{"backend", "add"},
