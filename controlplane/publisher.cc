@@ -91,7 +91,7 @@ absl::StatusOr<uint64_t> Publisher::Commit() {
   if (!prepared_.has_value()) {
     return absl::FailedPreconditionError("Publisher::Commit without a prepared slot");
   }
-  const uint64_t g = writer_.PublishSealed();
+  const uint64_t g = writer_.Publish();
   assignment_ = *std::move(prepared_);
   prepared_.reset();
   return g;
@@ -107,11 +107,10 @@ absl::StatusOr<PublishReport> Publisher::Prepare(const DesiredState& desired) {
   SlotView slot = writer_.NextSlot();
   auto built = BuildTables(desired, assignment_, slot, &scratch_);
   if (!built.ok()) return built.status();
-  // Seal (generation, time, checksum) and check the slot exactly as an
-  // attaching dataplane will, before it can see it; Commit only publishes
-  // the generation. The publish time is thus the sealing time, a store save
-  // (well under a millisecond on most disks) before the lcores can see it.
-  writer_.Seal();
+  // Check the slot exactly as an attaching dataplane will, before it can see
+  // it. Publish() rewrites generation, time and checksum the same way.
+  slot.header->generation = next;
+  slot.header->checksum = SlotChecksum(slot);
   if (absl::Status st = ValidateSlot(slot); !st.ok()) {
     return absl::InternalError(absl::StrCat("built slot fails validation: ", st.message()));
   }
