@@ -238,6 +238,179 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path, const char* f
 
 // The server: store, ControlPlane, listeners, health checker, Tick thread,
 // signals.
+// What the server flags say once checked: the bearer token, whether the
+// REST listener is loopback only, the hosts REST answers to, the health
+// checker's options. Each refusal names its flag.
+struct ServerSettings {
+  std::string token;
+  bool http_loopback = true;
+  std::vector<AllowedHost> http_allowed_hosts;
+  HealthCheckerOptions health;
+};
+
+absl::StatusOr<ServerSettings> CheckServerFlags() {
+  ServerSettings s;
+  if (!FLAGS_auth_token_file.empty()) {
+    auto t = ReadSmallFile(FLAGS_auth_token_file, "auth_token_file");
+    if (!t.ok()) return t.status();
+    s.token = std::string(absl::StripAsciiWhitespace(*t));
+    if (s.token.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--auth_token_file: ", FLAGS_auth_token_file, " holds no token"));
+    }
+  }
+  if (!FLAGS_http_listen.empty()) {
+    auto a = ParseListenAddress(FLAGS_http_listen, "--http_listen");
+    if (!a.ok()) return a.status();
+    s.http_loopback = a->loopback;
+  }
+  auto hosts = ParseAllowedHosts(FLAGS_http_allowed_hosts);
+  if (!hosts.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http_allowed_hosts: ", hosts.status().message()));
+  }
+  s.http_allowed_hosts = *std::move(hosts);
+  const bool grpc_loopback =
+      FLAGS_grpc_listen.empty() || IsLoopbackListenAddress(FLAGS_grpc_listen);
+  if (s.token.empty() && (!s.http_loopback || !grpc_loopback)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(!grpc_loopback ? "--grpc_listen " + FLAGS_grpc_listen
+                                    : "--http_listen " + FLAGS_http_listen,
+                     " is not a loopback address: mutations off this host need a bearer token; "
+                     "give --auth_token_file (or listen on 127.0.0.1 / ::1)"));
+  }
+  if (FLAGS_grpc_tls_cert.empty() != FLAGS_grpc_tls_key.empty()) {
+    return absl::InvalidArgumentError(FLAGS_grpc_tls_cert.empty()
+                                          ? "--grpc_tls_cert is required with --grpc_tls_key"
+                                          : "--grpc_tls_key is required with --grpc_tls_cert");
+  }
+  if (FLAGS_health_script_dir.empty() || FLAGS_health_script_dir[0] != '/') {
+    return absl::InvalidArgumentError(absl::StrCat("--health_script_dir: \"",
+                                                   absl::CHexEscape(FLAGS_health_script_dir),
+                                                   "\" is not an absolute path"));
+  }
+  s.health.script_dir = FLAGS_health_script_dir;
+  s.health.tunnel_map_path = FLAGS_health_tunnel_map;
+  s.health.tunnel_mark_base = FLAGS_health_tunnel_mark_base;
+  auto user = LookupScriptUser(FLAGS_health_script_user);
+  if (!user.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--health_script_user: ", user.status().message()));
+  }
+  s.health.script_user = *user;
+  return s;
+}
+
+// The gRPC admin API on --grpc_listen (nullptr when it is empty).
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpc(ControlPlane* cp,
+                                                        const std::string& token) {
+  if (FLAGS_grpc_listen.empty()) return std::unique_ptr<grpc::Server>();
+  GrpcServerOptions g;
+  g.listen_address = FLAGS_grpc_listen;
+  g.tls_cert_file = FLAGS_grpc_tls_cert;
+  g.tls_key_file = FLAGS_grpc_tls_key;
+  g.token = token;
+  int port = 0;
+  g.selected_port = &port;
+  auto s = StartGrpcServer(g, cp);
+  if (!s.ok()) {
+    return absl::Status(s.status().code(), absl::StrCat("--grpc_listen ", FLAGS_grpc_listen, ": ",
+                                                        s.status().message()));
+  }
+  LOG(INFO) << "gRPC admin API on " << FLAGS_grpc_listen << " (port " << port << ")"
+            << (FLAGS_grpc_tls_cert.empty() ? "" : ", TLS")
+            << (token.empty() ? "" : ", bearer token required");
+  return s;
+}
+
+// The REST API and /metrics on --http_listen (nullptr when it is empty).
+absl::StatusOr<std::unique_ptr<HttpServer>> StartHttp(ControlPlane* cp, const ServerSettings& s,
+                                                      const MetricsInputs& inputs) {
+  if (FLAGS_http_listen.empty()) return std::unique_ptr<HttpServer>();
+  HttpServerOptions h;
+  h.listen = FLAGS_http_listen;
+  h.max_connections_per_client = FLAGS_http_max_connections_per_client;
+  RestApiOptions rest;
+  rest.guard.bearer_token = s.token;
+  rest.guard.allowed_hosts = s.http_allowed_hosts;
+  rest.render_metrics = [cp, inputs]() { return RenderMetrics(*cp, inputs); };
+  auto server = StartRestServer(h, rest, cp);
+  if (!server.ok()) {
+    return absl::Status(server.status().code(), absl::StrCat("--http_listen ", FLAGS_http_listen,
+                                                             ": ", server.status().message()));
+  }
+  LOG(INFO) << "REST API and /metrics on http://" << (*server)->address()
+            << (s.token.empty()    ? ""
+                : !s.http_loopback ? " (bearer token required for all but GET /healthz)"
+                                   : " (bearer token required for changes)");
+  return server;
+}
+
+// Until SIGTERM/SIGINT: SIGHUP reloads --config (a refused file keeps what
+// runs, saying why).
+void ServeSignals(const sigset_t& signals, const TableCapacities& caps, ControlPlane& cp) {
+  while (true) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGTERM || sig == SIGINT) {
+      LOG(INFO) << "signal " << sig << " (" << strsignal(sig) << "): exiting; generation "
+                << cp.generation() << " stays published, state version " << cp.version()
+                << " stored";
+      return;
+    }
+    if (FLAGS_config.empty()) {
+      LOG(INFO) << "SIGHUP: no --config to reload";
+      continue;
+    }
+    LOG(INFO) << "SIGHUP: reloading " << FLAGS_config;
+    auto next = LoadConfig(caps, nullptr);
+    absl::Status st = next.ok() ? cp.ReplaceConfig(*next) : next.status();
+    if (!st.ok()) {
+      LOG(ERROR) << st.message() << "; keeping generation " << cp.generation() << " (version "
+                 << cp.version() << ")";
+      continue;
+    }
+    LOG(INFO) << "SIGHUP: committed version=" << cp.version() << " generation=" << cp.generation();
+  }
+}
+
+// The store, the bootstrap config and the control plane over them.
+absl::StatusOr<std::unique_ptr<ControlPlane>> OpenControlPlane(const TableCapacities& caps,
+                                                               LatencyHistogram* publish_latency,
+                                                               MetricsInputs* inputs) {
+  auto store = NewFileStore(FLAGS_state_dir);
+  if (!store.ok()) {
+    return absl::Status(store.status().code(),
+                        absl::StrCat("--state_dir: ", store.status().message()));
+  }
+  const std::string store_name = (*store)->Describe();
+  RegionDir dir;
+  ControlPlaneOptions options;
+  options.publisher = PublisherOptionsFromFlags(caps, &dir);
+  options.on_publish = LogReport;
+  // Cumulative since start (a Prometheus histogram must never decrease).
+  options.on_publish_latency = [publish_latency](double publish_ms, double) {
+    publish_latency->Observe(publish_ms / 1e3);
+  };
+  if (!FLAGS_config.empty()) {
+    auto boot = LoadConfig(caps, nullptr);
+    if (!boot.ok()) return boot.status();
+    options.bootstrap = *std::move(boot);
+  }
+  inputs->table_path = options.publisher.table_path;
+  inputs->stats_path = options.publisher.stats_path;
+  LOG(INFO) << "table region " << inputs->table_path << RegionNote(dir) << "; stats region "
+            << inputs->stats_path << "; state " << store_name;
+  auto cp = ControlPlane::Create(options, *std::move(store));
+  if (!cp.ok()) return cp.status();
+  LOG(INFO) << "state version " << (*cp)->version() << " at generation " << (*cp)->generation()
+            << (FLAGS_config.empty() || (*cp)->version() <= 1
+                    ? ""
+                    : absl::StrCat(" (--config ", FLAGS_config,
+                                   " is applied on SIGHUP only: the store is not empty)"));
+  return cp;
+}
+
 int RunServer(const TableCapacities& caps) {
   // Signals are taken synchronously with sigwait(); block them before any
   // thread starts (threads inherit the mask) so none is lost or delivered
@@ -249,170 +422,47 @@ int RunServer(const TableCapacities& caps) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  // --- start-up checks that need no state: flags naming their problem ---
-  std::string token;
-  if (!FLAGS_auth_token_file.empty()) {
-    auto t = ReadSmallFile(FLAGS_auth_token_file, "auth_token_file");
-    if (!t.ok()) {
-      LOG(ERROR) << t.status().message();
-      return 1;
-    }
-    token = std::string(absl::StripAsciiWhitespace(*t));
-    if (token.empty()) {
-      LOG(ERROR) << "--auth_token_file: " << FLAGS_auth_token_file << " holds no token";
-      return 1;
-    }
-  }
-  bool http_loopback = true;
-  if (!FLAGS_http_listen.empty()) {
-    auto a = ParseListenAddress(FLAGS_http_listen, "--http_listen");
-    if (!a.ok()) {
-      LOG(ERROR) << a.status().message();
-      return 1;
-    }
-    http_loopback = a->loopback;
-  }
-  auto http_allowed_hosts = ParseAllowedHosts(FLAGS_http_allowed_hosts);
-  if (!http_allowed_hosts.ok()) {
-    LOG(ERROR) << "--http_allowed_hosts: " << http_allowed_hosts.status().message();
+  auto settings = CheckServerFlags();  // before any state is touched
+  if (!settings.ok()) {
+    LOG(ERROR) << settings.status().message();
     return 1;
   }
-  const bool grpc_loopback =
-      FLAGS_grpc_listen.empty() || IsLoopbackListenAddress(FLAGS_grpc_listen);
-  if (token.empty() && (!http_loopback || !grpc_loopback)) {
-    LOG(ERROR) << (!grpc_loopback ? "--grpc_listen " + FLAGS_grpc_listen
-                                  : "--http_listen " + FLAGS_http_listen)
-               << " is not a loopback address: mutations off this host need a bearer token; "
-                  "give --auth_token_file (or listen on 127.0.0.1 / ::1)";
-    return 1;
-  }
-  if (FLAGS_grpc_tls_cert.empty() != FLAGS_grpc_tls_key.empty()) {
-    LOG(ERROR) << (FLAGS_grpc_tls_cert.empty() ? "--grpc_tls_cert is required with --grpc_tls_key"
-                                               : "--grpc_tls_key is required with --grpc_tls_cert");
-    return 1;
-  }
-  HealthCheckerOptions health_options;
-  if (FLAGS_health_script_dir.empty() || FLAGS_health_script_dir[0] != '/') {
-    LOG(ERROR) << "--health_script_dir: \"" << absl::CHexEscape(FLAGS_health_script_dir)
-               << "\" is not an absolute path";
-    return 1;
-  }
-  health_options.script_dir = FLAGS_health_script_dir;
-  health_options.tunnel_map_path = FLAGS_health_tunnel_map;
-  health_options.tunnel_mark_base = FLAGS_health_tunnel_mark_base;
-  if (auto user = LookupScriptUser(FLAGS_health_script_user); user.ok()) {
-    health_options.script_user = *user;
-  } else {
-    LOG(ERROR) << "--health_script_user: " << user.status().message();
-    return 1;
-  }
-
-  // --- state ---
-  auto store = NewFileStore(FLAGS_state_dir);
-  if (!store.ok()) {
-    LOG(ERROR) << "--state_dir: " << store.status().message();
-    return 1;
-  }
-  const std::string store_name = (*store)->Describe();
-  RegionDir dir;
-  ControlPlaneOptions options;
-  options.publisher = PublisherOptionsFromFlags(caps, &dir);
-  options.on_publish = LogReport;
-  // Cumulative since start (a Prometheus histogram must never decrease).
-  LatencyHistogram publish_latency;
-  options.on_publish_latency = [&publish_latency](double publish_ms, double) {
-    publish_latency.Observe(publish_ms / 1e3);
-  };
-  if (!FLAGS_config.empty()) {
-    auto boot = LoadConfig(caps, nullptr);
-    if (!boot.ok()) {
-      LOG(ERROR) << boot.status().message();
-      return 1;
-    }
-    options.bootstrap = *std::move(boot);
-  }
-  const std::string table_path = options.publisher.table_path;
-  const std::string stats_path = options.publisher.stats_path;
-  LOG(INFO) << "table region " << table_path << RegionNote(dir) << "; stats region " << stats_path
-            << "; state " << store_name;
-  auto created = ControlPlane::Create(options, *std::move(store));
+  LatencyHistogram publish_latency, health_latency;
+  MetricsInputs inputs;
+  inputs.version = gflags::VersionString();
+  inputs.health_check_latency = &health_latency;
+  inputs.publish_latency = &publish_latency;
+  auto created = OpenControlPlane(caps, &publish_latency, &inputs);
   if (!created.ok()) {
     LOG(ERROR) << created.status().message();
     return 1;
   }
   std::unique_ptr<ControlPlane> cp = *std::move(created);
-  LOG(INFO) << "state version " << cp->version() << " at generation " << cp->generation()
-            << (FLAGS_config.empty() || cp->version() <= 1
-                    ? ""
-                    : absl::StrCat(" (--config ", FLAGS_config,
-                                   " is applied on SIGHUP only: the store is not empty)"));
-
+  ControlPlane* cpp = cp.get();
   // Events worth a log line (publishes are printed by on_publish).
   const uint64_t log_token = cp->Subscribe([](const v1::Event& e) {
-    if (e.kind() == "publish") return;
-    LOG(INFO) << e.kind() << ": " << e.message();
+    if (e.kind() != "publish") LOG(INFO) << e.kind() << ": " << e.message();
   });
-
-  // --- health checks ---
-  ControlPlane* cpp = cp.get();
   auto checker = HealthChecker::Start([cpp](const HealthReport& r) { cpp->ReportHealth(r); },
-                                      std::move(health_options));
+                                      settings->health);
   if (!checker.ok()) {
     LOG(ERROR) << "health checker: " << checker.status().message();
     return 1;
   }
   uint64_t targets_version = cp->version();
   (*checker)->SetTargets(TargetsFromConfig(cp->config()));
-  LatencyHistogram health_latency;
-
-  // --- listeners ---
-  std::unique_ptr<grpc::Server> grpc_server;
-  if (!FLAGS_grpc_listen.empty()) {
-    GrpcServerOptions g;
-    g.listen_address = FLAGS_grpc_listen;
-    g.tls_cert_file = FLAGS_grpc_tls_cert;
-    g.tls_key_file = FLAGS_grpc_tls_key;
-    g.token = token;
-    int port = 0;
-    g.selected_port = &port;
-    auto s = StartGrpcServer(g, cpp);
-    if (!s.ok()) {
-      LOG(ERROR) << "--grpc_listen " << FLAGS_grpc_listen << ": " << s.status().message();
-      return 1;
-    }
-    grpc_server = *std::move(s);
-    LOG(INFO) << "gRPC admin API on " << FLAGS_grpc_listen << " (port " << port << ")"
-              << (FLAGS_grpc_tls_cert.empty() ? "" : ", TLS")
-              << (token.empty() ? "" : ", bearer token required");
+  auto grpc_server = StartGrpc(cpp, settings->token);
+  if (!grpc_server.ok()) {
+    LOG(ERROR) << grpc_server.status().message();
+    return 1;
   }
-  std::unique_ptr<HttpServer> http_server;
-  if (!FLAGS_http_listen.empty()) {
-    HttpServerOptions h;
-    h.listen = FLAGS_http_listen;
-    h.max_connections_per_client = FLAGS_http_max_connections_per_client;
-    RestApiOptions rest;
-    rest.guard.bearer_token = token;
-    rest.guard.allowed_hosts = *http_allowed_hosts;
-    MetricsInputs inputs;
-    inputs.version = gflags::VersionString();
-    inputs.table_path = table_path;
-    inputs.stats_path = stats_path;
-    inputs.health_check_latency = &health_latency;
-    inputs.publish_latency = &publish_latency;
-    rest.render_metrics = [cpp, inputs]() { return RenderMetrics(*cpp, inputs); };
-    auto s = StartRestServer(h, rest, cpp);
-    if (!s.ok()) {
-      LOG(ERROR) << "--http_listen " << FLAGS_http_listen << ": " << s.status().message();
-      return 1;
-    }
-    http_server = *std::move(s);
-    LOG(INFO) << "REST API and /metrics on http://" << http_server->address()
-              << (token.empty()    ? ""
-                  : !http_loopback ? " (bearer token required for all but GET /healthz)"
-                                   : " (bearer token required for changes)");
+  auto http_server = StartHttp(cpp, *settings, inputs);
+  if (!http_server.ok()) {
+    LOG(ERROR) << http_server.status().message();
+    return 1;
   }
 
-  // --- periodic work: drains, publish retries, health targets ---
+  // Periodic work: drains, publish retries, health targets.
   absl::Notification stop;
   std::thread ticker([&] {
     while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
@@ -424,43 +474,18 @@ int RunServer(const TableCapacities& caps) {
       for (double ms : (*checker)->DrainLatencyObservationsMs()) health_latency.Observe(ms / 1e3);
     }
   });
-
-  int exit_code = 0;
-  while (true) {
-    int sig = 0;
-    if (sigwait(&signals, &sig) != 0) continue;
-    if (sig == SIGTERM || sig == SIGINT) {
-      LOG(INFO) << "signal " << sig << " (" << strsignal(sig) << "): exiting; generation "
-                << cp->generation() << " stays published, state version " << cp->version()
-                << " stored";
-      break;
-    }
-    if (FLAGS_config.empty()) {
-      LOG(INFO) << "SIGHUP: no --config to reload";
-      continue;
-    }
-    LOG(INFO) << "SIGHUP: reloading " << FLAGS_config;
-    auto next = LoadConfig(caps, nullptr);
-    absl::Status st = next.ok() ? cp->ReplaceConfig(*next) : next.status();
-    if (!st.ok()) {
-      LOG(ERROR) << st.message() << "; keeping generation " << cp->generation() << " (version "
-                 << cp->version() << ")";
-      continue;
-    }
-    LOG(INFO) << "SIGHUP: committed version=" << cp->version()
-              << " generation=" << cp->generation();
-  }
+  ServeSignals(signals, caps, *cp);
 
   // Stop taking requests first, then the periodic work, then the checker.
-  if (http_server) http_server->Stop();
-  if (grpc_server)
-    grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  if (*http_server) (*http_server)->Stop();
+  if (*grpc_server)
+    (*grpc_server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   stop.Notify();
   ticker.join();
   (*checker)->Stop();
   cp->Unsubscribe(log_token);
   LOG(INFO) << "stopped: listeners closed, health checks ended";
-  return exit_code;
+  return 0;
 }
 
 int Run() {

@@ -10,46 +10,13 @@
 #include <vector>
 
 #include "lib/conn_table.h"
+#include "tests/unit/conn_keys.h"
 
 namespace lb {
 namespace {
 
-constexpr uint8_t kFin = 0x01;
-constexpr uint8_t kSyn = 0x02;
-constexpr uint8_t kRst = 0x04;
-constexpr uint8_t kAck = 0x10;
 // Values of SYN-flood flows carry this bit, established ones do not.
 constexpr uint32_t kFloodBit = 1u << 30;
-
-FlowKey MakeKey(uint32_t id) {
-  FlowKey k;
-  std::memset(&k, 0, sizeof(k));
-  std::memcpy(k.src, &id, 4);
-  k.dst[0] = 192;
-  k.dst[1] = 0;
-  k.dst[2] = 2;
-  k.dst[3] = 1;
-  k.sport = static_cast<uint16_t>(1024 + (id & 0x3fff));
-  k.dport = 443;
-  k.proto = 6;
-  k.family = AddrFamily::kIPv4;
-  return k;
-}
-
-uint64_t Mix(uint64_t x) {  // splitmix64 finaliser
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-uint64_t TestHash(const FlowKey& k) {
-  uint64_t w[5];
-  std::memcpy(w, &k, sizeof(k));
-  uint64_t h = 0;
-  for (uint64_t x : w) h = Mix(h ^ x);
-  return h;
-}
 
 std::unique_ptr<ConnTable> MakeTable(uint32_t capacity, ConnTableOptions o = {}) {
   o.capacity = capacity;
