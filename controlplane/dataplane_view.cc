@@ -247,6 +247,30 @@ void DataplaneView::ReadLcores(v1::Stats* out) const {
           l.drops[r].load(std::memory_order_relaxed);
     }
   }
+  ReadPorts(*s, out);
+}
+
+void DataplaneView::ReadPorts(const StatsRegion& s, v1::Stats* out) {
+  constexpr auto kRelaxed = std::memory_order_relaxed;
+  for (uint32_t i = 0; i < s.header().max_ports; ++i) {
+    const PortCounters& p = s.Port(i);
+    // Acquire: pairs with the dataplane's release of in_use (port_id).
+    if (p.in_use.load(std::memory_order_acquire) == 0) continue;
+    v1::PortCounters* c = out->add_ports();
+    c->set_port(p.port_id);
+    c->set_rx_packets(p.rx_packets.load(kRelaxed));
+    c->set_tx_packets(p.tx_packets.load(kRelaxed));
+    c->set_rx_bytes(p.rx_bytes.load(kRelaxed));
+    c->set_tx_bytes(p.tx_bytes.load(kRelaxed));
+    c->set_rx_missed(p.rx_missed.load(kRelaxed));
+    c->set_rx_errors(p.rx_errors.load(kRelaxed));
+    c->set_tx_errors(p.tx_errors.load(kRelaxed));
+    c->set_rx_nombuf(p.rx_nombuf.load(kRelaxed));
+    for (uint32_t q = 0; q < kPortStatQueues; ++q) {
+      c->add_queue_rx_packets(p.queue_rx_packets[q].load(kRelaxed));
+      c->add_queue_tx_packets(p.queue_tx_packets[q].load(kRelaxed));
+    }
+  }
 }
 
 }  // namespace lb

@@ -116,7 +116,11 @@ class DataplaneView {
   TrafficSnapshot SumTraffic(const SlotView& slot) const;
   // Sets dataplane_running and one LcoreCounters per lcore; leaves `out`
   // untouched without a region.
+  // Also adds one PortCounters per port the dataplane reported (the NIC's
+  // own counters, lib/table_format.h PortCounters).
   void ReadLcores(v1::Stats* out) const;
+  // The per-port area of `s` into out->ports (entries not in use skipped).
+  static void ReadPorts(const StatsRegion& s, v1::Stats* out);
 
  private:
   // The attachment, refreshed when the file or its writer changed; nullptr

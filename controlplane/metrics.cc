@@ -268,6 +268,37 @@ void AddLcoreFamilies(Exposition& x, const v1::Stats& stats) {
   }
 }
 
+// The NICs' own counters, one sample per port; absent without a dataplane.
+void AddPortFamilies(Exposition& x, const v1::Stats& stats) {
+  struct PortCounter {
+    const char* name;
+    const char* help;
+    uint64_t (*get)(const v1::PortCounters&);
+  };
+  static const PortCounter kPort[] = {
+      {"lb_port_rx_packets_total", "Packets the NIC port received (rte_eth_stats ipackets).",
+       [](const v1::PortCounters& c) { return c.rx_packets(); }},
+      {"lb_port_tx_packets_total", "Packets the NIC port sent (opackets).",
+       [](const v1::PortCounters& c) { return c.tx_packets(); }},
+      {"lb_port_rx_missed_total",
+       "Packets the NIC dropped for lack of RX descriptors: the lcores did not keep up "
+       "(imissed).",
+       [](const v1::PortCounters& c) { return c.rx_missed(); }},
+      {"lb_port_rx_errors_total", "Erroneous packets the NIC received (ierrors).",
+       [](const v1::PortCounters& c) { return c.rx_errors(); }},
+      {"lb_port_rx_nombuf_total", "RX mbuf allocation failures of the port (rx_nombuf).",
+       [](const v1::PortCounters& c) { return c.rx_nombuf(); }},
+      {"lb_port_tx_errors_total", "Packets the NIC port failed to send (oerrors).",
+       [](const v1::PortCounters& c) { return c.tx_errors(); }},
+  };
+  for (const PortCounter& pc : kPort) {
+    Family& f = x.Add(pc.name, "counter", pc.help);
+    for (const v1::PortCounters& c : stats.ports()) {
+      Exposition::Sample(f, "", {{"port", U(c.port())}}, U(pc.get(c)));
+    }
+  }
+}
+
 void AddVipFamilies(Exposition& x, const std::vector<v1::VipStatus>& vips,
                     const TrafficSnapshot& traffic) {
   struct VipCounter {
@@ -416,6 +447,7 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
   Exposition x;
   AddNodeFamilies(x, stats, cp.GetTables(), in);
   AddLcoreFamilies(x, stats);
+  AddPortFamilies(x, stats);
   AddVipFamilies(x, cp.ListVips(), traffic);
   AddBackendFamilies(x, cp, cp.config(), traffic);
   AddLatencyFamilies(x, cp, in);

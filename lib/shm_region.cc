@@ -417,7 +417,9 @@ StatsRegionHeader StatsLayout(const StatsCapacities& caps) {
   h.lcore_stride =
       RoundUp(h.backend_counters_offset + sizeof(BackendCounters) * caps.max_backends, 64);
   h.lcores_offset = kPage;
-  h.region_size = h.lcores_offset + h.lcore_stride * caps.max_lcores;
+  h.max_ports = caps.max_ports;
+  h.ports_offset = h.lcores_offset + h.lcore_stride * caps.max_lcores;
+  h.region_size = h.ports_offset + sizeof(PortCounters) * caps.max_ports;
   h.header_checksum = HeaderChecksum(&h, offsetof(StatsRegionHeader, header_checksum));
   return h;
 }
@@ -485,12 +487,13 @@ absl::Status ValidateStatsHeader(const StatsRegionHeader& h, size_t region_size)
                                                       " != ", kNumDropReasons, " in this build"));
   }
   if (h.max_lcores == 0 || h.max_lcores > kMaxLcores || h.max_vips > kMaxVipsLimit ||
-      h.max_backends > kMaxBackendsLimit) {
-    return absl::FailedPreconditionError("max_lcores/max_vips/max_backends out of range");
+      h.max_backends > kMaxBackendsLimit || h.max_ports > kMaxStatsPorts) {
+    return absl::FailedPreconditionError("max_lcores/max_vips/max_backends/max_ports out of range");
   }
-  StatsRegionHeader e = StatsLayout({h.max_lcores, h.max_vips, h.max_backends});
+  StatsRegionHeader e = StatsLayout({h.max_lcores, h.max_vips, h.max_backends, h.max_ports});
   if (e.region_size != h.region_size || e.lcore_stride != h.lcore_stride ||
-      e.lcores_offset != h.lcores_offset || e.vip_counters_offset != h.vip_counters_offset ||
+      e.ports_offset != h.ports_offset || e.lcores_offset != h.lcores_offset ||
+      e.vip_counters_offset != h.vip_counters_offset ||
       e.backend_counters_offset != h.backend_counters_offset) {
     return absl::FailedPreconditionError("stats layout disagrees with its capacities");
   }
@@ -506,6 +509,9 @@ absl::StatusOr<StatsRegion> StatsRegion::Create(const std::string& path,
   if (caps.max_lcores == 0 || caps.max_lcores > kMaxLcores) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_lcores ", caps.max_lcores, " out of range"));
+  }
+  if (caps.max_ports > kMaxStatsPorts) {
+    return absl::InvalidArgumentError(absl::StrCat("max_ports ", caps.max_ports, " out of range"));
   }
   StatsRegionHeader layout = StatsLayout(caps);
   auto lock = LockStatsWriter(path);

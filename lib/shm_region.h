@@ -196,6 +196,7 @@ struct StatsCapacities {
   uint32_t max_lcores = kMaxLcores;
   uint32_t max_vips = 64;
   uint32_t max_backends = 4096;
+  uint32_t max_ports = kMaxStatsPorts;
 };
 
 absl::Status ValidateStatsHeader(const StatsRegionHeader& h, size_t region_size);
@@ -221,6 +222,11 @@ class StatsRegion {
   VipCounters* Vips(uint32_t lcore) const {
     return reinterpret_cast<VipCounters*>(reinterpret_cast<uint8_t*>(&Lcore(lcore)) +
                                           header_->vip_counters_offset);
+  }
+  // Port `i` of the per-port area (i < header().max_ports); written by the
+  // dataplane's monitor thread only.
+  PortCounters& Port(uint32_t i) const {
+    return reinterpret_cast<PortCounters*>(file_.data() + header_->ports_offset)[i];
   }
   BackendCounters* Backends(uint32_t lcore) const {
     return reinterpret_cast<BackendCounters*>(reinterpret_cast<uint8_t*>(&Lcore(lcore)) +

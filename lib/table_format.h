@@ -70,7 +70,11 @@ namespace lb {
 inline constexpr uint64_t kTableMagic = 0x31454C4241544C42ull;
 inline constexpr uint64_t kStatsMagic = 0x3153544154534C42ull;
 inline constexpr uint32_t kTableAbiVersion = 1;
-inline constexpr uint32_t kStatsAbiVersion = 1;
+// 2: the per-port area (StatsRegionHeader::max_ports/ports_offset,
+// PortCounters) after the lcore slices. A version-1 reader would accept a
+// version-2 region (the new fields live in bytes it ignored) but compute a
+// region_size that disagrees; the bump makes the refusal name the cause.
+inline constexpr uint32_t kStatsAbiVersion = 2;
 inline constexpr uint32_t kNumTableSlots = 2;
 inline constexpr uint32_t kMaxLcores = 64;
 // Hard upper bounds, so that corrupt headers cannot make a reader compute a
@@ -285,10 +289,46 @@ struct StatsRegionHeader {
   uint64_t vip_counters_offset;      // inside a slice
   uint64_t backend_counters_offset;  // inside a slice
   uint64_t header_checksum;          // over bytes [0, offsetof(header_checksum))
-  uint8_t reserved0[128 - 80];
+  // ABI 2. Outside the checksum (it keeps its version-1 range); readers
+  // validate them against the layout recomputed from the capacities.
+  uint32_t max_ports;     // PortCounters entries (<= kMaxStatsPorts)
+  uint32_t reserved_pad;  // 0
+  uint64_t ports_offset;  // PortCounters[max_ports] from region start
+  uint8_t reserved0[128 - 96];
 };
 static_assert(sizeof(StatsRegionHeader) == 128, "StatsRegionHeader ABI");
 static_assert(offsetof(StatsRegionHeader, header_checksum) == 72, "StatsRegionHeader ABI");
+static_assert(offsetof(StatsRegionHeader, max_ports) == 80, "StatsRegionHeader ABI");
+static_assert(offsetof(StatsRegionHeader, ports_offset) == 88, "StatsRegionHeader ABI");
+
+// One NIC port's counters as the device reports them (rte_eth_stats_get),
+// copied by the dataplane's monitor thread (the only writer) every poll
+// period, after the lcore slices. Device totals since the port started:
+// they include what no lcore saw (imissed: dropped by the NIC for lack of RX
+// descriptors; rx_nombuf: no mbuf to refill the ring).
+inline constexpr uint32_t kMaxStatsPorts = 8;
+inline constexpr uint32_t kPortStatQueues = 8;  // per-queue counters of queues 0..7
+struct alignas(64) PortCounters {
+  std::atomic<uint32_t> in_use;      // 1 once the dataplane wrote this entry
+  uint32_t port_id;                  // the DPDK port id
+  std::atomic<uint64_t> updated_ns;  // CLOCK_MONOTONIC of the last copy
+  std::atomic<uint64_t> rx_packets;  // ipackets
+  std::atomic<uint64_t> tx_packets;  // opackets
+  std::atomic<uint64_t> rx_bytes;    // ibytes
+  std::atomic<uint64_t> tx_bytes;    // obytes
+  std::atomic<uint64_t> rx_missed;   // imissed
+  std::atomic<uint64_t> rx_errors;   // ierrors
+  std::atomic<uint64_t> tx_errors;   // oerrors
+  std::atomic<uint64_t> rx_nombuf;
+  std::atomic<uint64_t> queue_rx_packets[kPortStatQueues];  // q_ipackets
+  std::atomic<uint64_t> queue_tx_packets[kPortStatQueues];  // q_opackets
+  uint8_t reserved[256 - 208];
+};
+static_assert(sizeof(PortCounters) == 256, "PortCounters ABI");
+static_assert(offsetof(PortCounters, rx_packets) == 16, "PortCounters ABI");
+static_assert(offsetof(PortCounters, rx_nombuf) == 72, "PortCounters ABI");
+static_assert(offsetof(PortCounters, queue_rx_packets) == 80, "PortCounters ABI");
+static_assert(offsetof(PortCounters, queue_tx_packets) == 144, "PortCounters ABI");
 
 // Follows the stats header at kStatsControlOffset; concurrently accessed.
 struct StatsRegionControl {

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -151,7 +152,35 @@ struct MonitorArg {
   const lb::TableReader* tables;
   const lb::StatsRegion* stats;
   uint16_t lcores;
+  const std::vector<lb::dp::PortInfo>* ports;
 };
+
+// The NICs' own counters (rte_eth_stats_get) into the stats region's
+// per-port area, entry i for the i-th port, every monitor period.
+void CopyPorts(const MonitorArg& a) {
+  const uint32_t n =
+      std::min<uint32_t>(static_cast<uint32_t>(a.ports->size()), a.stats->header().max_ports);
+  for (uint32_t i = 0; i < n; ++i) {
+    lb::dp::CopyPortCounters((*a.ports)[i].port_id, &a.stats->Port(i));
+  }
+}
+
+// "port 0 rx=N tx=N rx_missed=N rx_errors=N rx_nombuf=N tx_errors=N; port 1 ...".
+std::string FormatPorts(const MonitorArg& a) {
+  std::string s;
+  const uint32_t n =
+      std::min<uint32_t>(static_cast<uint32_t>(a.ports->size()), a.stats->header().max_ports);
+  for (uint32_t i = 0; i < n; ++i) {
+    const lb::PortCounters& c = a.stats->Port(i);
+    constexpr auto kRelaxed = std::memory_order_relaxed;
+    absl::StrAppend(&s, i == 0 ? "" : "; ", "port ", c.port_id, " rx=", c.rx_packets.load(kRelaxed),
+                    " tx=", c.tx_packets.load(kRelaxed), " rx_missed=", c.rx_missed.load(kRelaxed),
+                    " rx_errors=", c.rx_errors.load(kRelaxed),
+                    " rx_nombuf=", c.rx_nombuf.load(kRelaxed),
+                    " tx_errors=", c.tx_errors.load(kRelaxed));
+  }
+  return s;
+}
 
 // One line per generation the lcores refused (they do not log).
 void LogRefusal(const MonitorArg& a, uint64_t* logged) {
@@ -183,9 +212,10 @@ void* Monitor(void* p) {
       generation = g;
     }
     LogRefusal(a, &refused);
+    CopyPorts(a);
     if (FLAGS_summary_interval_s != 0 && now >= next_summary) {
       LOG(INFO) << "summary: generation " << generation << " "
-                << FormatTotals(SumCounters(*a.stats, a.lcores));
+                << FormatTotals(SumCounters(*a.stats, a.lcores)) << "; " << FormatPorts(a);
       next_summary = now + interval;
     }
     if (FLAGS_idle_exit_ms == 0) continue;
@@ -476,7 +506,7 @@ int main(int argc, char** argv) {
   lb::dp::RegisterTelemetry(&*stats, &*tables, num_workers);
 
   // --- run ---
-  MonitorArg monitor_arg{&*tables, &*stats, num_workers};
+  MonitorArg monitor_arg{&*tables, &*stats, num_workers, &ports};
   pthread_t monitor;
   if (int rc = rte_ctrl_thread_create(&monitor, "lb-monitor", nullptr, Monitor, &monitor_arg);
       rc != 0) {
@@ -506,8 +536,9 @@ int main(int argc, char** argv) {
   }
 
   // --- shutdown: summary, ports (pcap writes its file on close), regions ---
+  CopyPorts(monitor_arg);  // final device counters, before the ports close
   LOG(INFO) << "stopped: generation " << tables->generation() << " "
-            << FormatTotals(SumCounters(*stats, num_workers));
+            << FormatTotals(SumCounters(*stats, num_workers)) << "; " << FormatPorts(monitor_arg);
   for (const auto& p : ports) lb::dp::StopPort(p.port_id);
   stats->control().writer_pid.store(0, std::memory_order_release);
   workers.clear();

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "lib/shm_region.h"
 
 namespace lb::dp {
 
@@ -107,6 +108,34 @@ absl::StatusOr<PortInfo> SetUpPort(uint16_t port_id, const PortOptions& opt) {
 void StopPort(uint16_t port_id) {
   rte_eth_dev_stop(port_id);
   rte_eth_dev_close(port_id);
+}
+
+}  // namespace lb::dp
+
+namespace lb::dp {
+
+bool CopyPortCounters(uint16_t port_id, PortCounters* out) {
+  rte_eth_stats st;
+  if (rte_eth_stats_get(port_id, &st) != 0) return false;
+  constexpr auto kRelaxed = std::memory_order_relaxed;
+  out->port_id = port_id;
+  out->rx_packets.store(st.ipackets, kRelaxed);
+  out->tx_packets.store(st.opackets, kRelaxed);
+  out->rx_bytes.store(st.ibytes, kRelaxed);
+  out->tx_bytes.store(st.obytes, kRelaxed);
+  out->rx_missed.store(st.imissed, kRelaxed);
+  out->rx_errors.store(st.ierrors, kRelaxed);
+  out->tx_errors.store(st.oerrors, kRelaxed);
+  out->rx_nombuf.store(st.rx_nombuf, kRelaxed);
+  static_assert(kPortStatQueues <= RTE_ETHDEV_QUEUE_STAT_CNTRS, "per-queue counters");
+  for (uint32_t q = 0; q < kPortStatQueues; ++q) {
+    out->queue_rx_packets[q].store(st.q_ipackets[q], kRelaxed);
+    out->queue_tx_packets[q].store(st.q_opackets[q], kRelaxed);
+  }
+  out->updated_ns.store(MonotonicNs(), kRelaxed);
+  // Release: a reader that sees in_use sees port_id.
+  out->in_use.store(1, std::memory_order_release);
+  return true;
 }
 
 }  // namespace lb::dp

@@ -18,6 +18,8 @@
 
 #include "absl/status/statusor.h"
 
+#include "lib/table_format.h"
+
 namespace lb::dp {
 
 struct PortOptions {
@@ -50,6 +52,12 @@ uint16_t MbufDataRoomFor(uint16_t mtu);
 
 absl::StatusOr<PortInfo> SetUpPort(uint16_t port_id, const PortOptions& opt);
 void StopPort(uint16_t port_id);
+
+// Copies rte_eth_stats_get of `port_id` into *out (the stats region's
+// per-port area; lib/table_format.h PortCounters). Control threads only
+// (the monitor): it may take the device's lock or read registers. Returns
+// false, leaving *out untouched, when the device does not answer.
+bool CopyPortCounters(uint16_t port_id, PortCounters* out);
 
 }  // namespace lb::dp
 

@@ -35,6 +35,12 @@ inline bool IsIcmpError(const ParsedPacket& p) {
   return false;
 }
 
+inline bool IsIcmpEchoRequest(const ParsedPacket& p) {
+  if (!p.has_l4) return false;
+  return (p.proto == kIpProtoIcmp && p.icmp_type == 8) ||
+         (p.proto == kIpProtoIcmpV6 && p.icmp_type == 128);
+}
+
 }  // namespace
 
 void Worker::Drop(rte_mbuf* m, DropReason r) {
@@ -52,22 +58,28 @@ void Worker::SendPort(uint16_t port) {
   uint64_t bytes = 0;
   for (uint16_t i = 0; i < b.count; ++i) bytes += b.pkts[i]->pkt_len;
   const uint16_t sent = rte_eth_tx_burst(port, static_cast<uint16_t>(opt_.index), b.pkts, b.count);
+  // `forwarded` counts what the NIC accepted: a packet refused here is a
+  // kTxFull drop only, never both.
+  uint64_t forwarded = 0;
+  for (uint16_t i = 0; i < sent; ++i) forwarded += b.forwarded[i];
   // What the NIC refused is ours to free (l3fwd send_burst does the same).
   for (uint16_t i = sent; i < b.count; ++i) {
     bytes -= b.pkts[i]->pkt_len;
     Drop(b.pkts[i], DropReason::kTxFull);
   }
+  CounterAdd(lstats_->forwarded, forwarded);
   CounterAdd(lstats_->tx_packets, sent);
   CounterAdd(lstats_->tx_bytes, bytes);
   b.count = 0;
 }
 
-void Worker::EnqueueTx(uint16_t port, rte_mbuf* m) {
+void Worker::EnqueueTx(uint16_t port, rte_mbuf* m, bool forwarded) {
   TxBuffer& b = tx_[port];
   if (b.count == kTxBufferCap) {  // only reachable with capture on
     Drop(m, DropReason::kTxFull);
     return;
   }
+  b.forwarded[b.count] = forwarded;
   b.pkts[b.count++] = m;
   if (b.count >= kBurst && !capture_tx_) SendPort(port);
 }
@@ -79,9 +91,6 @@ void Worker::ReleaseFlow(const ConnValue& v) {
   if (cur > 0) g.store(cur - 1, std::memory_order_relaxed);
 }
 
-// Non-first fragments carry no ports: they can only belong to a
-// fragment-tolerant VIP on their destination address and protocol. Fragments
-// are rare, so a scan of the VIP array is acceptable here.
 // Traffic comes in runs of one VIP: remember the last match (reset on every
 // table swap) and skip the hash probe when the next packet has the same
 // destination, protocol and port.
@@ -100,19 +109,27 @@ int Worker::FindVipCached(const FlowKey& key) {
   return vip;
 }
 
+// Non-first fragments carry no ports: they can only belong to a
+// fragment-tolerant VIP on their destination address and protocol, and only
+// when it is the one VIP (of any port, all-ports included) there; a plain
+// VIP found alone drops them as kFragment per VIP. Fragments are rare, so a
+// scan of the VIP array is acceptable here.
 int Worker::FindFragmentVip(const FlowKey& key) const {
   const size_t alen = key.family == AddrFamily::kIPv4 ? 4 : 16;
-  int plain = -1;
+  int found = -1;
   for (uint32_t i = 0; i < slot_.header->num_vips; ++i) {
     const VipEntry& v = slot_.vips[i];
     if (!(v.flags & kVipInUse) || v.family != static_cast<uint8_t>(key.family) ||
         v.proto != key.proto || std::memcmp(v.addr, key.dst, alen) != 0) {
       continue;
     }
-    if (v.flags & kVipFragmentTolerant) return static_cast<int>(i);
-    plain = static_cast<int>(i);
+    // A second VIP (another port, or the all-ports VIP beside a port) on the
+    // same address and protocol: the fragment could belong to either, and
+    // nothing here remembers its first fragment's port.
+    if (found >= 0) return kAmbiguousFragment;
+    found = static_cast<int>(i);
   }
-  return plain;
+  return found;
 }
 
 bool Worker::PickForNewFlow(int vip, const FlowKey& key, uint64_t flow_hash, bool consistent,
@@ -239,12 +256,11 @@ void Worker::Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip,
   std::memcpy(data + l2_len - 2, &et, 2);
   m->ol_flags = 0;
 
-  ++burst_forwarded_;
   CounterAdd(vstats_[vip].packets, 1);
   CounterAdd(vstats_[vip].bytes, inner_len);
   CounterAdd(bstats_[slot].packets, 1);
   CounterAdd(bstats_[slot].bytes, inner_len);
-  EnqueueTx(port, m);
+  EnqueueTx(port, m, /*forwarded=*/true);
 }
 
 void Worker::HandleOne(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash, int vip) {
@@ -418,7 +434,7 @@ void Worker::ProcessBurst(uint16_t port, rte_mbuf** pkts, uint16_t n) {
   if (n > 0) rte_prefetch0(rte_pktmbuf_mtod(pkts[0], void*));
   // Counters of the whole burst are added once, at the end.
   uint64_t rx_bytes = 0;
-  burst_forwarded_ = 0;
+  echo_budget_ = kEchoRepliesPerBurst;
   // Pass 1: parse, classify, match the VIP, hash, prefetch the connection
   // table bucket. Everything that is not VIP traffic is finished here.
   for (uint16_t i = 0; i < n; ++i) {
@@ -444,8 +460,15 @@ void Worker::ProcessBurst(uint16_t port, rte_mbuf** pkts, uint16_t n) {
     int vip;
     if (p.is_fragment && !p.is_first_fragment) {
       vip = FindFragmentVip(p.key);
+      if (vip == kAmbiguousFragment) {
+        Drop(m, DropReason::kFragment);
+        continue;
+      }
     } else if (IsIcmpError(p)) {
       HandleIcmpError(port, m, p);
+      continue;
+    } else if (IsIcmpEchoRequest(p)) {
+      HandleVipEcho(port, m, p);
       continue;
     } else {
       vip = FindVipCached(p.key);
@@ -477,7 +500,6 @@ void Worker::ProcessBurst(uint16_t port, rte_mbuf** pkts, uint16_t n) {
   }
   CounterAdd(lstats_->rx_packets, n);
   CounterAdd(lstats_->rx_bytes, rx_bytes);
-  CounterAdd(lstats_->forwarded, burst_forwarded_);
 }
 
 }  // namespace lb::dp

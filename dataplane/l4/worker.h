@@ -163,6 +163,9 @@ inline constexpr uint16_t kTxBufferCap = kBurst * 2;
 
 struct TxBuffer {
   uint16_t count = 0;
+  // 1 for a packet Forward() queued: `forwarded` is counted when the NIC
+  // (or a capturing fixture, TakeTx) accepts it, not when it is queued.
+  uint8_t forwarded[kTxBufferCap];
   rte_mbuf* pkts[kTxBufferCap];
 };
 
@@ -251,10 +254,13 @@ class alignas(64) Worker {
                uint64_t flow_hash);
   void Drop(rte_mbuf* m, DropReason r);
   void DropVip(rte_mbuf* m, DropReason r, int vip);
-  void EnqueueTx(uint16_t port, rte_mbuf* m);
+  void EnqueueTx(uint16_t port, rte_mbuf* m, bool forwarded = false);
   void SendPort(uint16_t port);
   void ReleaseFlow(const ConnValue& v);
   static void ReleaseFlowThunk(void* ctx, const ConnValue& v);
+  // The VIP a non-first fragment belongs to, -1 for none, or
+  // kAmbiguousFragment when its address and protocol carry several VIPs.
+  static constexpr int kAmbiguousFragment = -2;
   int FindFragmentVip(const FlowKey& key) const;
   int FindVipCached(const FlowKey& key);
   bool PeekPeers(const FlowKey& key, uint64_t hash, ConnValue* out) const;
@@ -266,6 +272,12 @@ class alignas(64) Worker {
   void HandleNeighborSolicitation(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
   void HandleNeighborAdvertisement(rte_mbuf* m, const ParsedPacket& p);
   void HandleToNode(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
+  // An ICMP/ICMPv6 echo request to an address that carries a VIP (any port
+  // or protocol) is answered in place, as Katran does, at most
+  // kEchoRepliesPerBurst per burst (a ping flood costs the VIP scan and the
+  // reply only that often); the excess is dropped as kIcmpIgnored.
+  void HandleVipEcho(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
+  bool AddressHasVip(const FlowKey& key) const;
   void SendTooBig(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint32_t mtu);
   // This lcore heard gateway `gw` (0 = v4, 1 = v6) answer with `mac`.
   void LearnNeighbor(uint8_t gw, const uint8_t mac[6]);
@@ -288,7 +300,8 @@ class alignas(64) Worker {
   bool vip_cache_valid_ = false;
   int vip_cache_ = -1;
   FlowKey vip_cache_key_{};
-  uint64_t burst_forwarded_ = 0;
+  static constexpr uint16_t kEchoRepliesPerBurst = 8;
+  uint16_t echo_budget_ = 0;
   // This lcore's copy of the next hops' MACs (PackMac words; [0] = gw4).
   uint64_t nh_mac_[2] = {0, 0};
   // Per-generation encapsulation parameters (outer source), see MaybeSwapTable.

@@ -153,6 +153,40 @@ void Worker::HandleToNode(uint16_t port, rte_mbuf* m, const ParsedPacket& p) {
   Drop(m, icmp ? DropReason::kIcmpIgnored : DropReason::kNotForUs);
 }
 
+bool Worker::AddressHasVip(const FlowKey& key) const {
+  const size_t alen = key.family == AddrFamily::kIPv4 ? 4 : 16;
+  for (uint32_t i = 0; i < slot_.header->num_vips; ++i) {
+    const VipEntry& v = slot_.vips[i];
+    if ((v.flags & kVipInUse) && v.family == static_cast<uint8_t>(key.family) &&
+        std::memcmp(v.addr, key.dst, alen) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void Worker::HandleVipEcho(uint16_t port, rte_mbuf* m, const ParsedPacket& p) {
+  if (echo_budget_ == 0) {
+    Drop(m, DropReason::kIcmpIgnored);
+    return;
+  }
+  if (p.is_fragment || !AddressHasVip(p.key)) {
+    Drop(m, DropReason::kNotForUs);
+    return;
+  }
+  --echo_budget_;
+  uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
+  const size_t len = rte_pktmbuf_data_len(m);
+  const bool ok = p.key.family == AddrFamily::kIPv4 ? MakeIcmpEchoReply(data, len, p.l3_offset)
+                                                    : MakeIcmpv6EchoReply(data, len, p.l3_offset);
+  if (!ok) {
+    Drop(m, DropReason::kIcmpIgnored);
+    return;
+  }
+  CounterAdd(lstats_->replies, 1);
+  EnqueueTx(port, m);
+}
+
 void Worker::ResolveNextHops(uint64_t now_ns) {
   struct Target {
     NextHop* nh;

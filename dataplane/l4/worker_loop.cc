@@ -128,10 +128,12 @@ uint16_t Worker::TakeTx(uint16_t port, rte_mbuf** out, uint16_t cap) {
   uint16_t n = b.count < cap ? b.count : cap;
   for (uint16_t i = 0; i < n; ++i) {
     out[i] = b.pkts[i];
+    CounterAdd(lstats_->forwarded, b.forwarded[i]);
     CounterAdd(lstats_->tx_packets, 1);
     CounterAdd(lstats_->tx_bytes, b.pkts[i]->pkt_len);
   }
   std::memmove(b.pkts, b.pkts + n, sizeof(rte_mbuf*) * (b.count - n));
+  std::memmove(b.forwarded, b.forwarded + n, b.count - n);
   b.count = static_cast<uint16_t>(b.count - n);
   return n;
 }

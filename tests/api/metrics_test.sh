@@ -200,6 +200,20 @@ else
   check "backend active flows sum to 100" eq "$(sum_of lb_backend_active_flows)" 100
   check "every backend got flows" \
     ge "$(value 'lb_backend_flows_total{pool="default",backend="10.1.0.3:80",backend_id="3"}')" 1
+  # The NIC's own counters (rte_eth_stats_get, copied every monitor period):
+  # net_pcap counts every replayed packet, whatever the lcore made of it.
+  for _ in $(seq 50); do
+    [[ $(value 'lb_port_rx_packets_total{port="0"}') == 101 ]] && break
+    sleep 0.1
+    scrape
+  done
+  check "port rx packets = the 101 replayed" eq "$(value 'lb_port_rx_packets_total{port="0"}')" 101
+  check "port tx packets 100" eq "$(value 'lb_port_tx_packets_total{port="0"}')" 100
+  check "port rx missed 0" eq "$(value 'lb_port_rx_missed_total{port="0"}')" 0
+  check "port rx errors 0" eq "$(value 'lb_port_rx_errors_total{port="0"}')" 0
+  check "port rx nombuf 0" eq "$(value 'lb_port_rx_nombuf_total{port="0"}')" 0
+  check "port tx errors 0" eq "$(value 'lb_port_tx_errors_total{port="0"}')" 0
+  check "port counters: promtool passes" promtool_ok
 fi
 
 # The dataplane exits after 3 s without packets; the stats stay readable.
@@ -217,6 +231,9 @@ check "after the dataplane left: lb_dataplane_up 0" eq "$(value lb_dataplane_up)
 kill -TERM "$cp_pid"
 wait "$cp_pid" && cp_rc=0 || cp_rc=$?
 check "lb-controlplane exit status 0 on SIGTERM" eq "$cp_rc" 0
+check "exit summary names the port counters" \
+  grep -qE "stopped: .*; port 0 rx=101 tx=100 rx_missed=0 rx_errors=0 rx_nombuf=0 tx_errors=0" \
+  "$tmp/dp.log"
 
 echo "$failures failure(s)"
 ((failures == 0))

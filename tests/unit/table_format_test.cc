@@ -197,6 +197,40 @@ TEST_F(RegionTest, StatsRegionValidation) {
   EXPECT_NE(bad.status().message().find("num_drop_reasons"), std::string::npos);
 }
 
+// ABI 2: the per-port area follows the last lcore slice, cache-line aligned,
+// and is part of the layout a reader recomputes from the capacities.
+TEST_F(RegionTest, StatsRegionPortArea) {
+  auto s = StatsRegion::Create(TempPath("stats"), {4, 8, 16, 3});
+  ASSERT_TRUE(s.ok()) << s.status();
+  const StatsRegionHeader& h = s->header();
+  EXPECT_EQ(h.abi_version, 2u);
+  EXPECT_EQ(h.max_ports, 3u);
+  EXPECT_EQ(h.ports_offset, h.lcores_offset + 4 * h.lcore_stride);
+  EXPECT_EQ(h.ports_offset % 64, 0u);
+  EXPECT_EQ(h.region_size, h.ports_offset + 3 * sizeof(PortCounters));
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(&s->Port(1)) - reinterpret_cast<uintptr_t>(&s->Port(0)),
+            256u);
+  EXPECT_EQ(s->Port(2).in_use.load(), 0u);  // a fresh region reports no port
+  s->Port(2).port_id = 7;
+  s->Port(2).rx_missed.store(42);
+  s->Port(2).in_use.store(1);
+  auto att = StatsRegion::Attach(TempPath("stats"));
+  ASSERT_TRUE(att.ok()) << att.status();
+  EXPECT_EQ(att->Port(2).port_id, 7u);
+  EXPECT_EQ(att->Port(2).rx_missed.load(), 42u);
+  // The last lcore slice's last backend counter ends before the port area.
+  EXPECT_LE(reinterpret_cast<uintptr_t>(s->Backends(3) + 16),
+            reinterpret_cast<uintptr_t>(&s->Port(0)));
+
+  EXPECT_FALSE(StatsRegion::Create(TempPath("stats2"), {4, 8, 16, kMaxStatsPorts + 1}).ok());
+  // A ports_offset that disagrees with the capacities is refused.
+  auto* hw = const_cast<StatsRegionHeader*>(&h);
+  hw->ports_offset += 64;
+  auto bad = StatsRegion::Attach(TempPath("stats"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("layout"), std::string::npos);
+}
+
 TEST_F(RegionTest, ReclaimWaitsForOnlineLcoresAndReportsStuck) {
   auto s = StatsRegion::Create(TempPath("stats"), {4, 8, 16});
   ASSERT_TRUE(s.ok());
