@@ -51,12 +51,6 @@ bool InspectInner(const uint8_t* inner, size_t inner_len, AddrFamily family, Inn
 // The flow-hash bits an outer source takes (rotated, see encap.h).
 inline uint32_t SourceBits(uint32_t flow_hash) { return (flow_hash << 16) | (flow_hash >> 16); }
 
-// Host-part mask of a 32-bit word whose first `prefix_len` bits are fixed;
-// prefix_len 0 (no per-flow source) keeps every bit.
-inline uint32_t HostMask(unsigned prefix_len) {
-  return prefix_len == 0 || prefix_len >= 32 ? 0 : ~uint32_t{0} >> prefix_len;
-}
-
 // Outer UDP of GUE: source port from the hash, checksum 0 (see encap.h).
 inline void WriteGueUdp(uint8_t* udp, const EncapParams& p, uint32_t flow_hash, size_t inner_len) {
   StoreBe16(udp, static_cast<uint16_t>(kGueSourcePortBase | (flow_hash & 0x3fff)));
@@ -65,10 +59,11 @@ inline void WriteGueUdp(uint8_t* udp, const EncapParams& p, uint32_t flow_hash, 
   StoreBe16(udp + 6, 0);
 }
 
+// kGue is a template parameter so that each form is one straight path.
+template <bool kGue>
 size_t WriteOuter4(uint8_t* outer, size_t inner_len, const InnerInfo& info, const EncapParams& p,
                    uint32_t flow_hash) {
-  const bool gue = p.kind == EncapKind::kGue;
-  const size_t udp = gue ? kUdpHeaderLen : 0;
+  constexpr size_t udp = kGue ? kUdpHeaderLen : 0;
   if (inner_len > kMaxIpLength - kIPv4HeaderLen - udp || p.src_prefix_len >= 32) return 0;
   const uint16_t ver_tos = static_cast<uint16_t>(0x4500 | info.tos);
   const uint16_t total = static_cast<uint16_t>(kIPv4HeaderLen + udp + inner_len);
@@ -77,15 +72,17 @@ size_t WriteOuter4(uint8_t* outer, size_t inner_len, const InnerInfo& info, cons
   // datagrams apart at the backend.
   const uint16_t id = info.df ? 0 : static_cast<uint16_t>(info.ip_id ^ (flow_hash & 0xffff));
   const uint16_t flags = info.df ? kIpv4FlagDf : 0;
-  const uint8_t proto = gue ? kIpProtoGueUdp : info.proto;
+  const uint8_t proto = kGue ? kIpProtoGueUdp : info.proto;
   const uint16_t ttl_proto = static_cast<uint16_t>((p.ttl << 8) | proto);
-  const uint32_t host = HostMask(p.src_prefix_len);
-  const uint32_t src = (LoadBe32(p.src) & ~host) | (SourceBits(flow_hash) & host);
+  uint32_t src = LoadBe32(p.src);
+  if (p.src_prefix_len != 0) {
+    const uint32_t host = ~uint32_t{0} >> p.src_prefix_len;
+    src = (src & ~host) | (SourceBits(flow_hash) & host);
+  }
   // The checksum is summed from the values, not re-read from `outer`: wide
   // loads right after byte stores would stall on store forwarding.
   uint32_t sum = ChecksumPartial(p.dst, 4, 0);
-  sum = ChecksumAdd(sum, (src >> 16) + (src & 0xffff));
-  sum = ChecksumAdd(sum, static_cast<uint32_t>(ver_tos) + total + id + flags + ttl_proto);
+  sum = ChecksumAdd(sum, (src >> 16) + (src & 0xffff) + ver_tos + total + id + flags + ttl_proto);
   StoreBe16(outer, ver_tos);
   StoreBe16(outer + 2, total);
   StoreBe16(outer + 4, id);
@@ -94,7 +91,7 @@ size_t WriteOuter4(uint8_t* outer, size_t inner_len, const InnerInfo& info, cons
   StoreBe16(outer + 10, ChecksumFold(sum));
   StoreBe32(outer + 12, src);
   std::memcpy(outer + 16, p.dst, 4);
-  if (gue) WriteGueUdp(outer + kIPv4HeaderLen, p, flow_hash, inner_len);
+  if (kGue) WriteGueUdp(outer + kIPv4HeaderLen, p, flow_hash, inner_len);
   return kIPv4HeaderLen + udp;
 }
 
@@ -127,11 +124,16 @@ size_t WriteOuter6(uint8_t* outer, size_t inner_len, const InnerInfo& info, cons
 size_t WriteEncapHeader(uint8_t* outer, const uint8_t* inner, size_t inner_len,
                         AddrFamily inner_family, const EncapParams& p, uint32_t flow_hash) {
   InnerInfo info;
-  if (p.ttl == 0 || (p.kind == EncapKind::kGue && p.gue_port == 0) ||
-      !InspectInner(inner, inner_len, inner_family, &info)) {
+  if (p.ttl == 0 || !InspectInner(inner, inner_len, inner_family, &info)) return 0;
+  if (p.kind == EncapKind::kIpip) {
+    if (p.outer_family == AddrFamily::kIPv4) {
+      return WriteOuter4<false>(outer, inner_len, info, p, flow_hash);
+    }
+  } else if (p.gue_port == 0) {
     return 0;
+  } else if (p.outer_family == AddrFamily::kIPv4) {
+    return WriteOuter4<true>(outer, inner_len, info, p, flow_hash);
   }
-  if (p.outer_family == AddrFamily::kIPv4) return WriteOuter4(outer, inner_len, info, p, flow_hash);
   if (p.outer_family == AddrFamily::kIPv6) return WriteOuter6(outer, inner_len, info, p, flow_hash);
   return 0;
 }
