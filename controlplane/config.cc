@@ -15,12 +15,14 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
+#include "lib/encap.h"
 #include "lib/maglev.h"
 
 namespace lb {
@@ -146,6 +148,41 @@ IpAddress ParseAddressField(Findings& f, const std::string& path, const std::str
       f, [&path] { return path; }, text, required);
 }
 
+// node.tunnel_source_ipv*_prefix ("172.16.0.0/16"): the outer source is per
+// flow within it (lib/encap.h). Exclusive with the single address `base`.
+void ParseSourcePrefix(Findings& f, const std::string& base, const std::string& text,
+                       AddrFamily fam, IpAddress* addr, uint8_t* len) {
+  if (text.empty()) return;
+  const std::string path = base + "_prefix";
+  const bool v4 = fam == AddrFamily::kIPv4;
+  const uint32_t lo = v4 ? 8 : 64;
+  const uint32_t hi = v4 ? 31 : 127;
+  const size_t slash = text.find('/');
+  uint32_t n = 0;
+  if (slash == std::string::npos || !absl::SimpleAtoi(text.substr(slash + 1), &n)) {
+    f.Error(path, "\"%s\" is not ADDRESS/LENGTH", QuoteBounded(text));
+    return;
+  }
+  if (n < lo || n > hi) {
+    f.Error(path, "prefix length %u out of range [%u, %u]", n, lo, hi);
+    return;
+  }
+  if (!addr->empty()) {
+    f.Error(path, "set either %s or %s_prefix, not both", base, base);
+    return;
+  }
+  IpAddress a = ParseAddressField(f, path, text.substr(0, slash), fam);
+  if (a.empty()) return;
+  for (uint32_t bit = n; bit < (v4 ? 32u : 128u); ++bit) {
+    if (a.bytes[bit / 8] & (0x80u >> (bit % 8))) {
+      f.Error(path, "\"%s\" has host bits set beyond /%u", QuoteBounded(text), n);
+      return;
+    }
+  }
+  *addr = std::move(a);
+  *len = static_cast<uint8_t>(n);
+}
+
 // An HTTP request-target or Host value goes into a request line verbatim:
 // visible ASCII only, so no field can smuggle spaces, CR or LF into it.
 bool IsVisibleAscii(const std::string& s) {
@@ -170,6 +207,19 @@ void CheckRange(Findings& f, const std::string& path, uint32_t value, uint32_t l
   if (value != 0 && (value < lo || value > hi)) {
     f.Error(path, "%u out of range [%u, %u] (0 = %s)", value, lo, hi, zero_means);
   }
+}
+
+// pools[i].encapsulation / gue_port.
+void CheckEncapsulation(Findings& f, const std::string& pp, const v1::Pool& p, DesiredPool* dp) {
+  if (!v1::Encapsulation_IsValid(p.encapsulation())) {
+    f.Error(pp + ".encapsulation", "unknown encapsulation %d", static_cast<int>(p.encapsulation()));
+  }
+  dp->gue = p.encapsulation() == v1::ENCAPSULATION_GUE;
+  if (!dp->gue && p.gue_port() != 0) {
+    f.Error(pp + ".gue_port", "%u set, but encapsulation is not ENCAPSULATION_GUE", p.gue_port());
+  }
+  CheckRange(f, pp + ".gue_port", p.gue_port(), 1, 65535, "6080");
+  dp->gue_port = p.gue_port() == 0 ? kDefaultGuePort : static_cast<uint16_t>(p.gue_port());
 }
 
 void CheckScript(Findings& f, const std::string& path, const v1::HealthCheck& hc) {
@@ -432,6 +482,10 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
     d.tunnel_source_v6 = ParseAddressField(f, "node.tunnel_source_ipv6",
                                            config.node().tunnel_source_ipv6(), AddrFamily::kIPv6);
   }
+  ParseSourcePrefix(f, "node.tunnel_source_ipv4", config.node().tunnel_source_ipv4_prefix(),
+                    AddrFamily::kIPv4, &d.tunnel_source_v4, &d.tunnel_source_v4_prefix_len);
+  ParseSourcePrefix(f, "node.tunnel_source_ipv6", config.node().tunnel_source_ipv6_prefix(),
+                    AddrFamily::kIPv6, &d.tunnel_source_v6, &d.tunnel_source_v6_prefix_len);
 
   // tables
   d.ring_size = config.tables().ring_size() == 0 ? kDefaultRingSize : config.tables().ring_size();
@@ -473,6 +527,7 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
       f.Error(pp + ".kind", "unknown kind %d", static_cast<int>(p.kind()));
     }
     dp.proxy = p.kind() == v1::POOL_KIND_PROXY;
+    CheckEncapsulation(f, pp, p, &dp);
     if (std::optional<Algorithm> a = TableAlgorithm(p.algorithm()); a.has_value()) {
       dp.algorithm = *a;
     } else {
@@ -579,7 +634,7 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
     }
     return "";
   };
-  if (config.node().tunnel_source_ipv4().empty()) {
+  if (d.tunnel_source_v4.empty()) {
     if (std::string who = find_backend(AddrFamily::kIPv4); !who.empty()) {
       f.Warning("node.tunnel_source_ipv4",
                 "unset: IPv4 tunnels to %s leave from lb-dataplane's --ipv4 (without it they are "
@@ -587,7 +642,7 @@ absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const Tabl
                 who);
     }
   }
-  if (config.node().tunnel_source_ipv6().empty()) {
+  if (d.tunnel_source_v6.empty()) {
     if (std::string who = find_backend(AddrFamily::kIPv6); !who.empty()) {
       f.Warning("node.tunnel_source_ipv6",
                 "unset: IPv6 tunnels to %s leave from lb-dataplane's --ipv6 (without it they are "

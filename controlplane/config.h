@@ -146,6 +146,9 @@ struct DesiredPool {
   // Session persistence for every VIP of the pool (published as kVipSticky).
   bool sticky_sessions = false;
   uint32_t sticky_ttl_seconds = kDefaultStickyTtlSeconds;
+  // GUE (UDP) instead of IP-in-IP, to gue_port (published as kVipGue).
+  bool gue = false;
+  uint16_t gue_port = 6080;
 
   uint32_t NumTakingNewFlows() const;
 };
@@ -167,6 +170,9 @@ std::string VipKey(const IpAddress& address, uint8_t proto, uint16_t port);
 struct DesiredState {
   IpAddress tunnel_source_v4;  // empty() when not configured
   IpAddress tunnel_source_v6;
+  // Non-zero: tunnel_source_v* is a prefix of this length (per-flow source).
+  uint8_t tunnel_source_v4_prefix_len = 0;
+  uint8_t tunnel_source_v6_prefix_len = 0;
   uint32_t ring_size = kDefaultRingSize;
   std::vector<DesiredPool> pools;  // config order, unique names
   std::vector<DesiredVip> vips;    // config order, unique keys

@@ -384,9 +384,11 @@ void ClearSlot(const DesiredState& desired, const SlotView& out) {
   h.ring_size = desired.ring_size;
   if (!desired.tunnel_source_v4.empty()) {
     std::memcpy(h.node.tunnel_src_v4, desired.tunnel_source_v4.bytes.data(), 4);
+    h.node.tunnel_src_v4_prefix_len = desired.tunnel_source_v4_prefix_len;
   }
   if (!desired.tunnel_source_v6.empty()) {
     std::memcpy(h.node.tunnel_src_v6, desired.tunnel_source_v6.bytes.data(), 16);
+    h.node.tunnel_src_v6_prefix_len = desired.tunnel_source_v6_prefix_len;
   }
 }
 
@@ -445,7 +447,8 @@ VipSummary WriteVip(const DesiredVip& v, uint32_t pos, const DesiredState& desir
   const DesiredPool& vp = *desired.FindPool(v.pool);
   e.algorithm = static_cast<uint8_t>(vp.algorithm);
   e.flags = kVipInUse | (v.fragment_tolerant ? kVipFragmentTolerant : 0) |
-            (vp.sticky_sessions ? kVipSticky : 0);
+            (vp.sticky_sessions ? kVipSticky : 0) | (vp.gue ? kVipGue : 0);
+  e.gue_port = vp.gue ? vp.gue_port : 0;
   e.sticky_ttl_s = vp.sticky_sessions ? vp.sticky_ttl_seconds : 0;
   e.member_begin = *next_member;
   e.member_count = static_cast<uint32_t>(pt.member_slots.size());

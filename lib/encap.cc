@@ -48,70 +48,98 @@ bool InspectInner(const uint8_t* inner, size_t inner_len, AddrFamily family, Inn
   return false;
 }
 
-}  // namespace
+// The flow-hash bits an outer source takes (rotated, see encap.h).
+inline uint32_t SourceBits(uint32_t flow_hash) { return (flow_hash << 16) | (flow_hash >> 16); }
 
-size_t EncapOverhead(AddrFamily outer) {
-  switch (outer) {
-    case AddrFamily::kIPv4:
-      return kIPv4HeaderLen;
-    case AddrFamily::kIPv6:
-      return kIPv6HeaderLen;
-    case AddrFamily::kNone:
-      break;
-  }
-  return 0;
+// Outer UDP of GUE: source port from the hash, checksum 0 (see encap.h).
+inline void WriteGueUdp(uint8_t* udp, const EncapParams& p, uint32_t flow_hash, size_t inner_len) {
+  StoreBe16(udp, static_cast<uint16_t>(kGueSourcePortBase | (flow_hash & 0x3fff)));
+  StoreBe16(udp + 2, p.gue_port);
+  StoreBe16(udp + 4, static_cast<uint16_t>(kUdpHeaderLen + inner_len));
+  StoreBe16(udp + 6, 0);
 }
+
+// kGue is a template parameter so that each form is one straight path.
+template <bool kGue>
+size_t WriteOuter4(uint8_t* outer, size_t inner_len, const InnerInfo& info, const EncapParams& p,
+                   uint32_t flow_hash) {
+  constexpr size_t udp = kGue ? kUdpHeaderLen : 0;
+  if (inner_len > kMaxIpLength - kIPv4HeaderLen - udp || p.src_prefix_len >= 32) return 0;
+  const uint16_t ver_tos = static_cast<uint16_t>(0x4500 | info.tos);
+  const uint16_t total = static_cast<uint16_t>(kIPv4HeaderLen + udp + inner_len);
+  // RFC 6864: an atomic datagram (DF set) needs no unique ID; otherwise a
+  // per-flow bijection of the client's ID keeps fragments of different
+  // datagrams apart at the backend.
+  const uint16_t id = info.df ? 0 : static_cast<uint16_t>(info.ip_id ^ (flow_hash & 0xffff));
+  const uint16_t flags = info.df ? kIpv4FlagDf : 0;
+  const uint8_t proto = kGue ? kIpProtoGueUdp : info.proto;
+  const uint16_t ttl_proto = static_cast<uint16_t>((p.ttl << 8) | proto);
+  uint32_t src = LoadBe32(p.src);
+  if (p.src_prefix_len != 0) {
+    const uint32_t host = ~uint32_t{0} >> p.src_prefix_len;
+    src = (src & ~host) | (SourceBits(flow_hash) & host);
+  }
+  // The checksum is summed from the values, not re-read from `outer`: wide
+  // loads right after byte stores would stall on store forwarding.
+  uint32_t sum = ChecksumPartial(p.dst, 4, 0);
+  sum = ChecksumAdd(sum, (src >> 16) + (src & 0xffff) + ver_tos + total + id + flags + ttl_proto);
+  StoreBe16(outer, ver_tos);
+  StoreBe16(outer + 2, total);
+  StoreBe16(outer + 4, id);
+  StoreBe16(outer + 6, flags);
+  StoreBe16(outer + 8, ttl_proto);
+  StoreBe16(outer + 10, ChecksumFold(sum));
+  StoreBe32(outer + 12, src);
+  std::memcpy(outer + 16, p.dst, 4);
+  if (kGue) WriteGueUdp(outer + kIPv4HeaderLen, p, flow_hash, inner_len);
+  return kIPv4HeaderLen + udp;
+}
+
+size_t WriteOuter6(uint8_t* outer, size_t inner_len, const InnerInfo& info, const EncapParams& p,
+                   uint32_t flow_hash) {
+  const bool gue = p.kind == EncapKind::kGue;
+  const size_t udp = gue ? kUdpHeaderLen : 0;
+  if (inner_len > kMaxIpLength - udp || p.src_prefix_len >= 128) return 0;
+  uint32_t label = flow_hash & 0xfffff;
+  if (label == 0) label = 1;  // 0 would mean "no flow label" (RFC 6437 §2)
+  outer[0] = static_cast<uint8_t>(0x60 | (info.tos >> 4));
+  outer[1] = static_cast<uint8_t>((info.tos << 4) | (label >> 16));
+  StoreBe16(outer + 2, static_cast<uint16_t>(label));
+  StoreBe16(outer + 4, static_cast<uint16_t>(udp + inner_len));
+  outer[6] = gue ? kIpProtoGueUdp : info.proto;
+  outer[7] = p.ttl;
+  std::memcpy(outer + 8, p.src, 16);
+  if (p.src_prefix_len != 0) {
+    const unsigned fixed = p.src_prefix_len > 96 ? p.src_prefix_len - 96u : 0u;
+    const uint32_t host = ~uint32_t{0} >> fixed;
+    StoreBe32(outer + 20, (LoadBe32(p.src + 12) & ~host) | (SourceBits(flow_hash) & host));
+  }
+  std::memcpy(outer + 24, p.dst, 16);
+  if (gue) WriteGueUdp(outer + kIPv6HeaderLen, p, flow_hash, inner_len);
+  return kIPv6HeaderLen + udp;
+}
+
+}  // namespace
 
 size_t WriteEncapHeader(uint8_t* outer, const uint8_t* inner, size_t inner_len,
                         AddrFamily inner_family, const EncapParams& p, uint32_t flow_hash) {
   InnerInfo info;
   if (p.ttl == 0 || !InspectInner(inner, inner_len, inner_family, &info)) return 0;
-
-  if (p.outer_family == AddrFamily::kIPv4) {
-    if (inner_len > kMaxIpLength - kIPv4HeaderLen) return 0;
-    const uint16_t ver_tos = static_cast<uint16_t>(0x4500 | info.tos);
-    const uint16_t total = static_cast<uint16_t>(kIPv4HeaderLen + inner_len);
-    // RFC 6864: an atomic datagram (DF set) needs no unique ID; otherwise a
-    // per-flow bijection of the client's ID keeps fragments of different
-    // datagrams apart at the backend.
-    const uint16_t id = info.df ? 0 : static_cast<uint16_t>(info.ip_id ^ (flow_hash & 0xffff));
-    const uint16_t flags = info.df ? kIpv4FlagDf : 0;
-    const uint16_t ttl_proto = static_cast<uint16_t>((p.ttl << 8) | info.proto);
-    // The checksum is summed from the values, not re-read from `outer`: wide
-    // loads right after byte stores would stall on store forwarding.
-    uint32_t sum = ChecksumPartial(p.src, 4, 0);
-    sum = ChecksumPartial(p.dst, 4, sum);
-    sum = ChecksumAdd(sum, static_cast<uint32_t>(ver_tos) + total + id + flags + ttl_proto);
-    StoreBe16(outer, ver_tos);
-    StoreBe16(outer + 2, total);
-    StoreBe16(outer + 4, id);
-    StoreBe16(outer + 6, flags);
-    StoreBe16(outer + 8, ttl_proto);
-    StoreBe16(outer + 10, ChecksumFold(sum));
-    std::memcpy(outer + 12, p.src, 4);
-    std::memcpy(outer + 16, p.dst, 4);
-    return kIPv4HeaderLen;
+  if (p.kind == EncapKind::kIpip) {
+    if (p.outer_family == AddrFamily::kIPv4) {
+      return WriteOuter4<false>(outer, inner_len, info, p, flow_hash);
+    }
+  } else if (p.gue_port == 0) {
+    return 0;
+  } else if (p.outer_family == AddrFamily::kIPv4) {
+    return WriteOuter4<true>(outer, inner_len, info, p, flow_hash);
   }
-
-  if (p.outer_family == AddrFamily::kIPv6) {
-    if (inner_len > kMaxIpLength) return 0;
-    uint32_t label = flow_hash & 0xfffff;
-    if (label == 0) label = 1;  // 0 would mean "no flow label" (RFC 6437 §2)
-    outer[0] = static_cast<uint8_t>(0x60 | (info.tos >> 4));
-    outer[1] = static_cast<uint8_t>((info.tos << 4) | (label >> 16));
-    StoreBe16(outer + 2, static_cast<uint16_t>(label));
-    StoreBe16(outer + 4, static_cast<uint16_t>(inner_len));
-    outer[6] = info.proto;
-    outer[7] = p.ttl;
-    std::memcpy(outer + 8, p.src, 16);
-    std::memcpy(outer + 24, p.dst, 16);
-    return kIPv6HeaderLen;
-  }
+  if (p.outer_family == AddrFamily::kIPv6) return WriteOuter6(outer, inner_len, info, p, flow_hash);
   return 0;
 }
 
 bool ParseEncap(const uint8_t* pkt, size_t len, size_t* inner_off, size_t* inner_len,
-                AddrFamily* inner_family) {
+                AddrFamily* inner_family, uint16_t gue_port) {
   if (len < 1) return false;
   size_t off;
   size_t total;
@@ -135,6 +163,16 @@ bool ParseEncap(const uint8_t* pkt, size_t len, size_t* inner_off, size_t* inner
     return false;
   }
 
+  // GUE variant 1: UDP to gue_port, whose payload's first nibble is the
+  // inner IP version; the UDP length bounds the inner packet.
+  if (gue_port != 0 && proto == kIpProtoGueUdp) {
+    if (total - off < kUdpHeaderLen || LoadBe16(pkt + off + 2) != gue_port) return false;
+    const size_t udp_len = LoadBe16(pkt + off + 4);
+    if (udp_len < kUdpHeaderLen + 1 || udp_len > total - off) return false;
+    total = off + udp_len;
+    off += kUdpHeaderLen;
+    proto = (pkt[off] >> 4) == 4 ? kIpProtoIpip : (pkt[off] >> 4) == 6 ? kIpProtoIpv6 : 0;
+  }
   AddrFamily family;
   size_t min_inner;
   if (proto == kIpProtoIpip) {

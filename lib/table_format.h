@@ -112,15 +112,16 @@ enum class BackendState : uint8_t {
 inline constexpr uint8_t kVipInUse = 1u << 0;
 inline constexpr uint8_t kVipFragmentTolerant = 1u << 1;  // hash src/dst/proto
 inline constexpr uint8_t kVipSticky = 1u << 2;  // client address persistence, sticky_ttl_s
+inline constexpr uint8_t kVipGue = 1u << 3;     // encapsulate in GUE (UDP) to gue_port
 
 struct VipEntry {
-  uint8_t addr[16];   // network order; IPv4 in bytes [0,4), rest zero
-  uint8_t family;     // 4 or 6 (AddrFamily)
-  uint8_t proto;      // IPPROTO_TCP or IPPROTO_UDP
-  uint16_t port;      // host order; 0 = all ports
-  uint8_t algorithm;  // Algorithm
-  uint8_t flags;      // kVip*
-  uint16_t reserved0;
+  uint8_t addr[16];       // network order; IPv4 in bytes [0,4), rest zero
+  uint8_t family;         // 4 or 6 (AddrFamily)
+  uint8_t proto;          // IPPROTO_TCP or IPPROTO_UDP
+  uint16_t port;          // host order; 0 = all ports
+  uint8_t algorithm;      // Algorithm
+  uint8_t flags;          // kVip*
+  uint16_t gue_port;      // host order; with kVipGue the outer UDP destination port (non-zero)
   uint32_t member_begin;  // index into the slot's members[] array
   uint32_t member_count;  // active members (each a backend slot)
   uint32_t vip_id;        // operator-visible id (stable across publishes)
@@ -130,6 +131,7 @@ struct VipEntry {
 };
 static_assert(sizeof(VipEntry) == 64, "VipEntry ABI");
 static_assert(offsetof(VipEntry, family) == 16, "VipEntry ABI");
+static_assert(offsetof(VipEntry, gue_port) == 22, "VipEntry ABI");
 static_assert(offsetof(VipEntry, member_begin) == 24, "VipEntry ABI");
 static_assert(offsetof(VipEntry, fingerprint) == 40, "VipEntry ABI");
 
@@ -152,9 +154,16 @@ static_assert(offsetof(BackendEntry, backend_id) == 32, "BackendEntry ABI");
 struct NodeEntry {
   uint8_t tunnel_src_v4[4];   // outer source for IPv4 outer headers (0 = use port address)
   uint8_t tunnel_src_v6[16];  // outer source for IPv6 outer headers (:: = use port address)
-  uint8_t reserved[44];
+  // Non-zero: tunnel_src_v* is a prefix of this length and the outer source
+  // is per flow, the host bits from the flow hash (lib/encap.h). IPv4 in
+  // [8, 31], IPv6 in [64, 127]; 0 = tunnel_src_v* is one address.
+  uint8_t tunnel_src_v4_prefix_len;
+  uint8_t tunnel_src_v6_prefix_len;
+  uint8_t reserved[42];
 };
 static_assert(sizeof(NodeEntry) == 64, "NodeEntry ABI");
+static_assert(offsetof(NodeEntry, tunnel_src_v4_prefix_len) == 20, "NodeEntry ABI");
+static_assert(offsetof(NodeEntry, tunnel_src_v6_prefix_len) == 21, "NodeEntry ABI");
 
 // The header of one slot. The arrays follow at the offsets given in the
 // region header (TableRegionHeader::*_offset, relative to the slot start).

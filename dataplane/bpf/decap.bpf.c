@@ -6,14 +6,20 @@
 //   IPv4 proto 4 (IPv4-in-IPv4), IPv4 proto 41 (IPv6-in-IPv4, what the
 //   dataplane sends an IPv6 VIP's flows to an IPv4 backend),
 //   IPv6 next header 41 (IPv6-in-IPv6) or IPv6 next header 4 (IPv4-in-IPv6)
+// or, with a GUE port configured (`config` map, lb-decap attach --gue_port),
+//   IPv4/IPv6 UDP to that port whose payload is an IPv4 or IPv6 packet (GUE
+//   variant 1, "direct IP": the payload's first nibble is the IP version),
 // and whose outer destination is in the `local_addrs` map loses its outer IP
-// header and continues into the local stack as the inner packet (XDP_PASS /
-// TC_ACT_OK). Everything else passes untouched.
+// (and UDP) header and continues into the local stack as the inner packet
+// (XDP_PASS / TC_ACT_OK). Everything else passes untouched. Only the outer
+// destination is matched: the outer source may vary per flow (the load
+// balancer's tunnel_source_ipv4_prefix) and the UDP source port does.
 //
 // Contract: `local_addrs` keys are 16-byte addresses; IPv4 addresses are
 // stored IPv4-mapped (::ffff:a.b.c.d). `stats` is a per-CPU array of three
 // u64 counters (kStatDecap, kStatPass, kStatMalformed), each written only by
-// the CPU that handles the packet.
+// the CPU that handles the packet. `config` entry 0 holds the GUE port in
+// network order (0 = GUE off).
 //
 // How it fails: a tunnel packet addressed to us whose inner header is
 // truncated or of the wrong IP version is dropped and counted "malformed";
@@ -52,6 +58,18 @@ struct {
   __type(value, __u8);
 } local_addrs SEC(".maps");
 
+struct decap_config {
+  __be16 gue_port;  // 0 = no GUE decapsulation
+  __u16 pad;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct decap_config);
+} config SEC(".maps");
+
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, STAT_COUNT);
@@ -73,7 +91,7 @@ enum verdict {
 };
 
 struct decap_plan {
-  __u32 outer_len;    // outer IP header length to remove
+  __u32 outer_len;    // outer IP (+ UDP) header length to remove
   __u16 inner_proto;  // inner EtherType (network order)
   __u16 outer_proto;  // outer EtherType (network order)
 };
@@ -90,6 +108,32 @@ static __always_inline int IsLocal6(const struct in6_addr* daddr) {
   struct addr_key k;
   __builtin_memcpy(k.addr, daddr, 16);
   return bpf_map_lookup_elem(&local_addrs, &k) != NULL;
+}
+
+#define UDP_HLEN 8
+
+// GUE: true if the UDP header at `udp` goes to the configured GUE port; then
+// the inner family comes from the payload's version nibble (V_MALFORMED_DROP
+// if it is neither 4 nor 6 or the payload is missing).
+static __always_inline int IsGue(void* udp, void* data_end) {
+  __u32 zero = 0;
+  struct decap_config* cfg = bpf_map_lookup_elem(&config, &zero);
+  if (!cfg || cfg->gue_port == 0) return 0;
+  if (udp + UDP_HLEN > data_end) return 0;
+  return *(__be16*)(udp + 2) == cfg->gue_port;
+}
+
+static __always_inline enum verdict GueInner(void* payload, void* data_end,
+                                             struct decap_plan* plan) {
+  if (payload + 1 > data_end) return V_MALFORMED_DROP;
+  __u8 version = *(__u8*)payload >> 4;
+  if (version == 4)
+    plan->inner_proto = bpf_htons(ETH_P_IP);
+  else if (version == 6)
+    plan->inner_proto = bpf_htons(ETH_P_IPV6);
+  else
+    return V_MALFORMED_DROP;
+  return V_DECAP;
 }
 
 // Checks that an inner header of the expected version starts at `p`.
@@ -113,35 +157,54 @@ static __always_inline enum verdict Classify(void* data, void* data_end, struct 
   if (eth->h_proto == bpf_htons(ETH_P_IP)) {
     struct iphdr* ip = (void*)(eth + 1);
     if ((void*)(ip + 1) > data_end) return V_MALFORMED_PASS;
-    if (ip->protocol == IPPROTO_IPIP)
-      plan->inner_proto = bpf_htons(ETH_P_IP);
-    else if (ip->protocol == NEXTHDR_IPV6)
-      plan->inner_proto = bpf_htons(ETH_P_IPV6);
-    else
-      return V_PASS;
-    if (!IsLocal4(ip->daddr)) return V_PASS;
     __u32 hlen = ip->ihl * 4;
+    int gue = 0;
+    if (ip->protocol == IPPROTO_IPIP) {
+      plan->inner_proto = bpf_htons(ETH_P_IP);
+    } else if (ip->protocol == NEXTHDR_IPV6) {
+      plan->inner_proto = bpf_htons(ETH_P_IPV6);
+    } else if (ip->protocol == IPPROTO_UDP && hlen >= sizeof(*ip) && hlen <= 60) {
+      gue = IsGue((void*)ip + hlen, data_end);
+      if (!gue) return V_PASS;
+    } else {
+      return V_PASS;
+    }
+    if (!IsLocal4(ip->daddr)) return V_PASS;
     if (hlen < sizeof(*ip) || hlen > 60) return V_MALFORMED_DROP;
     // Outer fragments need reassembly first; the stack has no IPIP module,
     // so they are dropped as malformed rather than half-decapsulated.
     if (ip->frag_off & bpf_htons(0x3fff)) return V_MALFORMED_DROP;
-    plan->outer_len = hlen;
-    void* inner = (void*)ip + hlen;
+    plan->outer_len = hlen + (gue ? UDP_HLEN : 0);
+    void* inner = (void*)ip + plan->outer_len;
+    if (gue) {
+      enum verdict v = GueInner(inner, data_end, plan);
+      if (v != V_DECAP) return v;
+    }
     return CheckInner(inner, data_end, plan->inner_proto);
   }
 
   if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
     struct ipv6hdr* ip6 = (void*)(eth + 1);
     if ((void*)(ip6 + 1) > data_end) return V_MALFORMED_PASS;
-    if (ip6->nexthdr == NEXTHDR_IPV6)
+    int gue = 0;
+    if (ip6->nexthdr == NEXTHDR_IPV6) {
       plan->inner_proto = bpf_htons(ETH_P_IPV6);
-    else if (ip6->nexthdr == IPPROTO_IPIP)
+    } else if (ip6->nexthdr == IPPROTO_IPIP) {
       plan->inner_proto = bpf_htons(ETH_P_IP);
-    else
+    } else if (ip6->nexthdr == IPPROTO_UDP) {
+      gue = IsGue((void*)(ip6 + 1), data_end);
+      if (!gue) return V_PASS;
+    } else {
       return V_PASS;
+    }
     if (!IsLocal6(&ip6->daddr)) return V_PASS;
-    plan->outer_len = sizeof(*ip6);
-    return CheckInner((void*)(ip6 + 1), data_end, plan->inner_proto);
+    plan->outer_len = sizeof(*ip6) + (gue ? UDP_HLEN : 0);
+    void* inner = (void*)ip6 + plan->outer_len;
+    if (gue) {
+      enum verdict v = GueInner(inner, data_end, plan);
+      if (v != V_DECAP) return v;
+    }
+    return CheckInner(inner, data_end, plan->inner_proto);
   }
   return V_PASS;
 }
@@ -167,10 +230,10 @@ int lb_decap_xdp(struct xdp_md* ctx) {
   }
 
   // Move the Ethernet header forward over the outer IP header, then drop the
-  // first outer_len bytes. outer_len is 20..60 (IPv4) or 40 (IPv6); both are
-  // >= ETH_HLEN so source and destination do not overlap.
+  // first outer_len bytes. outer_len is 20..60 (IPv4) or 40 (IPv6), 8 more
+  // with GUE; all >= ETH_HLEN so source and destination do not overlap.
   __u32 off = plan.outer_len;
-  if (off < 20 || off > 60) {
+  if (off < 20 || off > 68) {
     Count(STAT_MALFORMED);
     return XDP_DROP;
   }
@@ -191,9 +254,9 @@ int lb_decap_xdp(struct xdp_md* ctx) {
   return XDP_PASS;
 }
 
-// Ethernet + the longest outer header (IPv4 with options) + an inner IPv6
-// header: what Classify reads.
-#define DECAP_PARSE_LEN (14 + 60 + 40)
+// Ethernet + the longest outer header (IPv4 with options) + GUE's UDP + an
+// inner IPv6 header: what Classify reads.
+#define DECAP_PARSE_LEN (14 + 60 + UDP_HLEN + 40)
 
 SEC("tc")
 int lb_decap_tc(struct __sk_buff* skb) {

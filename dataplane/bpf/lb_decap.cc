@@ -1,12 +1,14 @@
 // lb-decap: attaches, detaches and reads the backend decapsulation program
 // (decap.bpf.c) on one interface, with libbpf only (no ip/bpftool).
 //
-//   lb-decap attach --iface X [--mode xdp|tc] [--local ADDR ...] [--obj PATH]
+//   lb-decap attach --iface X [--mode xdp|tc] [--local ADDR ...] [--gue_port N] [--obj PATH]
 //   lb-decap detach --iface X [--mode xdp|tc]
 //   lb-decap stats  --iface X [--mode xdp|tc] [--json]
 //
 // Contract: attach loads the object, fills `local_addrs` with the --local
-// addresses (or, without --local, every address of the interface), attaches
+// addresses (or, without --local, every address of the interface), stores
+// --gue_port (GUE, IP-in-UDP, decapsulated to that port; 0 or absent = off)
+// in the `config` map, attaches
 // the XDP program (kernel-chosen mode: native on veth) or a tc ingress
 // cls_bpf direct-action filter (handle 0xdec, priority 1 on clsact), and pins
 // the maps under <pin-root>/<iface>/. stats and detach find the program by
@@ -34,6 +36,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -72,7 +75,7 @@ int Usage(const std::string& msg) {
   fprintf(stderr,
           "usage:\n"
           "  lb-decap attach --iface IFACE [--mode xdp|tc] [--local ADDR]... "
-          "[--obj PATH] [--pin-root DIR]\n"
+          "[--gue_port PORT] [--obj PATH] [--pin-root DIR]\n"
           "  lb-decap detach --iface IFACE [--mode xdp|tc] [--pin-root DIR]\n"
           "  lb-decap stats  --iface IFACE [--mode xdp|tc] [--json]\n");
   return 2;
@@ -83,6 +86,7 @@ struct Options {
   std::string iface;
   std::string mode;  // "", "xdp" or "tc"
   std::vector<std::string> locals;
+  uint16_t gue_port = 0;  // 0 = no GUE
   std::string obj;
   std::string pin_root = "/sys/fs/bpf/lb-decap";
   bool json = false;
@@ -222,6 +226,25 @@ std::vector<std::string> InterfaceAddresses(const std::string& iface) {
   return out;
 }
 
+// Entry 0 of the `config` map: the GUE port in network order.
+bool SetGuePort(bpf_object* obj, uint16_t port, std::string* err) {
+  int fd = bpf_object__find_map_fd_by_name(obj, "config");
+  if (fd < 0) {
+    *err = "the object has no config map";
+    return false;
+  }
+  struct {
+    uint16_t gue_port;
+    uint16_t pad;
+  } value = {htons(port), 0};
+  uint32_t key = 0;
+  if (bpf_map_update_elem(fd, &key, &value, BPF_ANY) != 0) {
+    *err = ErrStr(errno);
+    return false;
+  }
+  return true;
+}
+
 int Attach(const Options& o, int ifindex) {
   std::string mode = o.mode.empty() ? "xdp" : o.mode;
   uint32_t foreign = 0, flags = 0;
@@ -263,6 +286,10 @@ int Attach(const Options& o, int ifindex) {
   }
   int stats_fd = bpf_object__find_map_fd_by_name(obj, "stats");
   int addrs_fd = bpf_object__find_map_fd_by_name(obj, "local_addrs");
+  if (std::string err; !SetGuePort(obj, o.gue_port, &err)) {
+    bpf_object__close(obj);
+    return Fail("--gue_port", err);
+  }
   for (const std::string& a : locals) {
     std::string err;
     if (!AddLocal(addrs_fd, a, &err)) {
@@ -309,7 +336,9 @@ int Attach(const Options& o, int ifindex) {
   }
   printf("lb-decap: attached %s on %s (", mode.c_str(), o.iface.c_str());
   for (size_t i = 0; i < locals.size(); ++i) printf("%s%s", i ? " " : "", locals[i].c_str());
-  printf(")\n");
+  printf(")");
+  if (o.gue_port != 0) printf(" gue_port %u", o.gue_port);
+  printf("\n");
   bpf_object__close(obj);  // the attachment keeps program and maps alive
   return 0;
 }
@@ -440,7 +469,8 @@ int main(int argc, char** argv) {
       o.json = true;
       continue;
     }
-    if (a != "--iface" && a != "--mode" && a != "--local" && a != "--obj" && a != "--pin-root")
+    if (a != "--iface" && a != "--mode" && a != "--local" && a != "--obj" && a != "--pin-root" &&
+        a != "--gue_port")
       return Usage("unknown flag " + a);
     v = value();
     if (!v) return Usage(a + " needs a value");
@@ -449,6 +479,13 @@ int main(int argc, char** argv) {
     if (a == "--local") o.locals.push_back(v);
     if (a == "--obj") o.obj = v;
     if (a == "--pin-root") o.pin_root = v;
+    if (a == "--gue_port") {
+      char* end = nullptr;
+      const unsigned long port = strtoul(v, &end, 10);
+      if (*v == '\0' || *end != '\0' || port > 65535)
+        return Usage("--gue_port must be a port number (0 = off), not " + std::string(v));
+      o.gue_port = static_cast<uint16_t>(port);
+    }
   }
   if (o.command != "attach" && o.command != "detach" && o.command != "stats")
     return Usage("unknown command " + o.command);

@@ -189,8 +189,10 @@ void Worker::UpdateGuardGauge() {
 void Worker::Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip, uint32_t slot,
                      uint64_t flow_hash) {
   const BackendEntry& be = slot_.backends[slot];
+  const VipEntry& ve = slot_.vips[vip];
   const auto outer = static_cast<AddrFamily>(be.family);
-  const size_t overhead = EncapOverhead(outer);
+  const EncapKind kind = (ve.flags & kVipGue) ? EncapKind::kGue : EncapKind::kIpip;
+  const size_t overhead = EncapOverhead(outer, kind);
   const uint32_t inner_len = p.l3_total_len;
   if (overhead == 0) {  // slot not (or no longer) holding a backend
     DropVip(m, DropReason::kNoBackend, vip);
@@ -216,6 +218,8 @@ void Worker::Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip,
     return;
   }
   std::memcpy(ep.dst, be.addr, 16);
+  ep.kind = kind;
+  ep.gue_port = ve.gue_port;
 
   // Trim Ethernet padding so the inner packet is exactly what its header says.
   const uint32_t frame_len = p.l3_offset + inner_len;

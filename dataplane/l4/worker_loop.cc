@@ -93,6 +93,7 @@ void Worker::MaybeSwapTable() {
   encap4_.ttl = 64;
   if (!AddrIsZero(ne.tunnel_src_v4, 4)) {
     std::memcpy(encap4_.src, ne.tunnel_src_v4, 4);
+    encap4_.src_prefix_len = ne.tunnel_src_v4_prefix_len < 32 ? ne.tunnel_src_v4_prefix_len : 0;
   } else if (node_->has_ipv4) {
     std::memcpy(encap4_.src, node_->ipv4, 4);
   } else {
@@ -103,6 +104,7 @@ void Worker::MaybeSwapTable() {
   encap6_.ttl = 64;
   if (!AddrIsZero(ne.tunnel_src_v6, 16)) {
     std::memcpy(encap6_.src, ne.tunnel_src_v6, 16);
+    encap6_.src_prefix_len = ne.tunnel_src_v6_prefix_len < 128 ? ne.tunnel_src_v6_prefix_len : 0;
   } else if (node_->has_ipv6) {
     std::memcpy(encap6_.src, node_->ipv6, 16);
   } else {

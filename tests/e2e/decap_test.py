@@ -11,8 +11,11 @@ lb-decap to the backend's veth and, from the lb namespace with scapy, sends:
 IPv4-in-IPv4, IPv6-in-IPv6, IPv4-in-IPv6 and IPv6-in-IPv4 UDP to VIP:9000 (payload must
 arrive), a plain UDP packet to the backend's address (must arrive: passed), an
 IPIP packet for a foreign outer address (must not arrive: passed untouched),
-an IPIP packet with a truncated inner header (malformed, dropped), and
-encapsulated TCP SYNs to VIP:8080 over IPv4 and IPv6 whose SYN-ACKs must come
+an IPIP packet with a truncated inner header (malformed, dropped), IPIP
+from varying outer sources (a tunnel_source_ipv4_prefix) and GUE (attached
+with --gue_port 6080; IP-in-UDP in all four family pairs) that must arrive,
+UDP to another port that must not be decapsulated, and encapsulated TCP SYNs
+(IPIP v4, v6 and GUE v4) to VIP:8080 over IPv4 and IPv6 whose SYN-ACKs must come
 back directly from the VIP (DSR), captured on the lb side. Then `lb-decap
 stats --json` must count exactly what was sent, detach must remove the
 program, and error messages are checked. Bounded (< 60 s), and both
@@ -36,6 +39,10 @@ LB4, BE4 = "10.99.0.1", "10.99.0.2"
 LB6, BE6 = "fd00:99::1", "fd00:99::2"
 CLIENT4, CLIENT6 = "192.0.2.50", "2001:db8:c::50"
 UDP_PORT, PLAIN_PORT, TCP_PORT = 9000, 9001, 8080
+GUE_PORT = 6080
+# Outer sources the load balancer picks per flow from its
+# tunnel_source_ipv4_prefix: lb-decap matches only the outer destination.
+PREFIX_SRC4 = ("172.16.3.4", "172.16.200.9")
 PY = "/usr/bin/python3"
 PID = os.getpid()
 NS_LB, NS_BE = f"lbdt{PID}lb", f"lbdt{PID}be"
@@ -91,20 +98,50 @@ def send(be_mac, tag):
         UDP(sport=40005, dport=UDP_PORT) / Raw(f"foreign-{tag}".encode()),
         # IPIP to us with a truncated inner header: malformed, dropped.
         eth / IP(src=LB4, dst=BE4, proto=4) / Raw(b"\x45\x00\x00\x1c\x00"),
+        # GUE to another port: an ordinary UDP packet, passed (no listener).
+        eth / IP(src=LB4, dst=BE4) / UDP(sport=50001, dport=GUE_PORT + 1,
+                                          chksum=0) /
+        IP(src=CLIENT4, dst=VIP4) / UDP(sport=40012, dport=UDP_PORT) /
+        Raw(f"gueother-{tag}".encode()),
+    ]
+    # Decapsulated (counted in sent_encap): IPIP from per-flow outer sources,
+    # and GUE (IP-in-UDP, variant 1, UDP checksum 0 as lb-dataplane sends it)
+    # in all four family pairs.
+    encap = [
+        eth / IP(src=PREFIX_SRC4[0], dst=BE4) / IP(src=CLIENT4, dst=VIP4) /
+        UDP(sport=40007, dport=UDP_PORT) / Raw(f"prefix1-{tag}".encode()),
+        eth / IP(src=PREFIX_SRC4[1], dst=BE4) / IP(src=CLIENT4, dst=VIP4) /
+        UDP(sport=40008, dport=UDP_PORT) / Raw(f"prefix2-{tag}".encode()),
+        eth / IP(src=PREFIX_SRC4[0], dst=BE4) /
+        UDP(sport=51000, dport=GUE_PORT, chksum=0) /
+        IP(src=CLIENT4, dst=VIP4) / UDP(sport=40009, dport=UDP_PORT) /
+        Raw(f"gue4-{tag}".encode()),
+        eth / IPv6(src=LB6, dst=BE6) / UDP(sport=51001, dport=GUE_PORT, chksum=0) /
+        IPv6(src=CLIENT6, dst=VIP6) / UDP(sport=40010, dport=UDP_PORT) /
+        Raw(f"gue6-{tag}".encode()),
+        eth / IPv6(src=LB6, dst=BE6) / UDP(sport=51002, dport=GUE_PORT, chksum=0) /
+        IP(src=CLIENT4, dst=VIP4) / UDP(sport=40011, dport=UDP_PORT) /
+        Raw(f"gue4in6-{tag}".encode()),
+        eth / IP(src=LB4, dst=BE4) / UDP(sport=51003, dport=GUE_PORT, chksum=0) /
+        IPv6(src=CLIENT6, dst=VIP6) / UDP(sport=40013, dport=UDP_PORT) /
+        Raw(f"gue6in4-{tag}".encode()),
     ]
     syns = [
         eth / IP(src=LB4, dst=BE4) / IP(src=CLIENT4, dst=VIP4) /
         TCP(sport=41000, dport=TCP_PORT, flags="S", seq=1000),
         eth / IPv6(src=LB6, dst=BE6) / IPv6(src=CLIENT6, dst=VIP6) /
         TCP(sport=41001, dport=TCP_PORT, flags="S", seq=2000),
+        eth / IP(src=PREFIX_SRC4[1], dst=BE4) /
+        UDP(sport=51004, dport=GUE_PORT, chksum=0) / IP(src=CLIENT4, dst=VIP4) /
+        TCP(sport=41002, dport=TCP_PORT, flags="S", seq=3000),
     ]
     seen = []
     sniffer = AsyncSniffer(iface=iface, filter=f"tcp and src port {TCP_PORT}",
                            store=False, prn=seen.append)
     sniffer.start()
     time.sleep(0.5)
-    sendp(pkts + syns, iface=iface)
-    synack = {"v4": False, "v6": False}
+    sendp(pkts + encap + syns, iface=iface)
+    synack = {"v4": False, "v6": False, "gue": False}
     end = time.monotonic() + 5
     while time.monotonic() < end and not all(synack.values()):
         time.sleep(0.2)
@@ -114,11 +151,15 @@ def send(be_mac, tag):
             if IP in p and p[IP].src == VIP4 and p[IP].dst == CLIENT4 \
                     and p[TCP].ack == 1001:
                 synack["v4"] = True
+            if IP in p and p[IP].src == VIP4 and p[IP].dst == CLIENT4 \
+                    and p[TCP].ack == 3001:
+                synack["gue"] = True
             if IPv6 in p and p[IPv6].src == VIP6 and p[IPv6].dst == CLIENT6 \
                     and p[TCP].ack == 2001:
                 synack["v6"] = True
     sniffer.stop()
-    print(json.dumps({"synack": synack, "sent_encap": 4 + len(syns)}),
+    print(json.dumps({"synack": synack,
+                      "sent_encap": 4 + len(encap) + len(syns)}),
           flush=True)
 
 
@@ -210,8 +251,8 @@ def stats(decap):
 
 def one_mode(decap, mode, be_mac, listener):
     print(f"--- mode {mode}", flush=True)
-    p = run([decap, "attach", "--iface", "veth1", "--mode", mode], ns=NS_BE,
-            check_rc=False)
+    p = run([decap, "attach", "--iface", "veth1", "--mode", mode,
+             "--gue_port", str(GUE_PORT)], ns=NS_BE, check_rc=False)
     check(p.returncode == 0, f"{mode}: attach: {p.stdout.strip()}"
           f"{p.stderr.strip()}")
     if p.returncode != 0:
@@ -234,12 +275,19 @@ def one_mode(decap, mode, be_mac, listener):
     res = json.loads(sender.stdout.strip().splitlines()[-1])
     want = [f"ipip-{mode} from {CLIENT4}", f"ip6ip6-{mode} from {CLIENT6}",
             f"4in6-{mode} from {CLIENT4}", f"6in4-{mode} from {CLIENT6}",
-            f"plain-{mode} from {LB4}"]
+            f"plain-{mode} from {LB4}", f"prefix1-{mode} from {CLIENT4}",
+            f"prefix2-{mode} from {CLIENT4}", f"gue4-{mode} from {CLIENT4}",
+            f"gue6-{mode} from {CLIENT6}", f"gue4in6-{mode} from {CLIENT4}",
+            f"gue6in4-{mode} from {CLIENT6}"]
     got = read_lines(listener, want, 5)
     for w in want:
         check(any(w in g for g in got), f"{mode}: listener got '{w}'")
     check(not any(f"foreign-{mode}" in g for g in got),
           f"{mode}: IPIP for a foreign outer address not decapsulated")
+    check(not any(f"gueother-{mode}" in g for g in got),
+          f"{mode}: UDP to a port other than --gue_port not decapsulated")
+    check(res["synack"]["gue"],
+          f"{mode}: TCP over GUE: SYN-ACK from {VIP4} to {CLIENT4} (DSR)")
     check(res["synack"]["v4"],
           f"{mode}: TCP over IPIP: SYN-ACK from {VIP4} to {CLIENT4} (DSR)")
     check(res["synack"]["v6"],
@@ -254,7 +302,7 @@ def one_mode(decap, mode, be_mac, listener):
           f"{mode}: decapsulated == {res['sent_encap']} (got "
           f"{d['decapsulated']})")
     check(d["malformed"] == 1, f"{mode}: malformed == 1 (got {d['malformed']})")
-    check(d["passed"] >= 2, f"{mode}: passed >= 2 (got {d['passed']})")
+    check(d["passed"] >= 3, f"{mode}: passed >= 3 (got {d['passed']})")
     text = run([decap, "stats", "--iface", "veth1"], ns=NS_BE).stdout
     check(f"decapsulated  {after['decapsulated']}" in text,
           f"{mode}: text stats agree with --json")

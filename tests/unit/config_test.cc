@@ -440,8 +440,63 @@ INSTANTIATE_TEST_SUITE_P(
                   "unicast address"},
         ErrorCase{"TunnelSourceWrongFamily", R"pb(
                     node { tunnel_source_ipv4: "2001:db8::1" })pb",
-                  "node.tunnel_source_ipv4: \"2001:db8::1\" is not an IPv4 address"}),
+                  "node.tunnel_source_ipv4: \"2001:db8::1\" is not an IPv4 address"},
+        ErrorCase{"SourcePrefixTooShort", R"pb(
+                    node { tunnel_source_ipv4_prefix: "172.0.0.0/7" })pb",
+                  "node.tunnel_source_ipv4_prefix: prefix length 7 out of range [8, 31]"},
+        ErrorCase{"SourcePrefixSingleAddress", R"pb(
+                    node { tunnel_source_ipv4_prefix: "172.16.0.1/32" })pb",
+                  "node.tunnel_source_ipv4_prefix: prefix length 32 out of range [8, 31]"},
+        ErrorCase{"SourcePrefix6TooShort", R"pb(
+                    node { tunnel_source_ipv6_prefix: "2001:db8::/48" })pb",
+                  "node.tunnel_source_ipv6_prefix: prefix length 48 out of range [64, 127]"},
+        ErrorCase{"SourcePrefixHostBits", R"pb(
+                    node { tunnel_source_ipv4_prefix: "172.16.0.1/16" })pb",
+                  "node.tunnel_source_ipv4_prefix: \"172.16.0.1/16\" has host bits set beyond "
+                  "/16"},
+        ErrorCase{"SourcePrefixNoLength", R"pb(
+                    node { tunnel_source_ipv4_prefix: "172.16.0.0" })pb",
+                  "node.tunnel_source_ipv4_prefix: \"172.16.0.0\" is not ADDRESS/LENGTH"},
+        ErrorCase{"SourcePrefixAndAddress", R"pb(
+                    node {
+                      tunnel_source_ipv4: "192.0.2.1"
+                      tunnel_source_ipv4_prefix: "172.16.0.0/16"
+                    })pb",
+                  "node.tunnel_source_ipv4_prefix: set either node.tunnel_source_ipv4 or "
+                  "node.tunnel_source_ipv4_prefix, not both"},
+        ErrorCase{"GuePortWithoutGue", R"pb(
+                    pools { name: "p" gue_port: 6081 })pb",
+                  "pools[0].gue_port: 6081 set, but encapsulation is not ENCAPSULATION_GUE"},
+        ErrorCase{"GuePortRange", R"pb(
+                    pools { name: "p" encapsulation: ENCAPSULATION_GUE gue_port: 70000 })pb",
+                  "pools[0].gue_port: 70000 out of range [1, 65535] (0 = 6080)"}),
     [](const ::testing::TestParamInfo<ErrorCase>& info) { return std::string(info.param.name); });
+
+TEST(ConfigValidateTest, SourcePrefixesAndGueAreConverted) {
+  const auto d =
+      ValidateConfig(ParseOrDie(R"pb(
+                       node {
+                         tunnel_source_ipv4_prefix: "172.16.0.0/16"
+                         tunnel_source_ipv6_prefix: "2001:db8:eeee::/64"
+                       }
+                       pools {
+                         name: "g"
+                         encapsulation: ENCAPSULATION_GUE
+                         backends { address: "10.1.0.1" }
+                       }
+                       pools { name: "h" encapsulation: ENCAPSULATION_GUE gue_port: 7777 }
+                       pools { name: "i" encapsulation: ENCAPSULATION_IPIP }
+                     )pb"),
+                     Caps(), nullptr);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->tunnel_source_v4.text, "172.16.0.0");
+  EXPECT_EQ(d->tunnel_source_v4_prefix_len, 16);
+  EXPECT_EQ(d->tunnel_source_v6_prefix_len, 64);
+  EXPECT_TRUE(d->pools[0].gue);
+  EXPECT_EQ(d->pools[0].gue_port, 6080);
+  EXPECT_EQ(d->pools[1].gue_port, 7777);
+  EXPECT_FALSE(d->pools[2].gue);
+}
 
 TEST(ConfigValidateTest, UnknownEnumValuesAreRefused) {
   v1::Config c = ParseOrDie(kBase);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,31 @@ constexpr uint8_t kOuter4In6[] = {
     0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05,
 };
 
+// Source 172.16.0.0/16 | 0x1234 (the hash rotated by 16): 172.16.18.52; the
+// rest as kOuter4In4, checksum 0x71bb.
+constexpr uint8_t kOuter4In4Prefix16[] = {
+    0x45, 0xb9, 0x00, 0x3c, 0x00, 0x00, 0x40, 0x00, 0x40, 0x04,
+    0x71, 0xbb, 0xac, 0x10, 0x12, 0x34, 0x0a, 0x01, 0x00, 0x05,
+};
+// GUE: total 68, protocol 17, checksum 0x05b6; UDP 54904 (0xc000 | 0x1678)
+// -> 6080, length 48, checksum 0; the inner IPv4 packet follows directly.
+constexpr uint8_t kOuter4In4Gue[] = {
+    0x45, 0xb9, 0x00, 0x44, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x05, 0xb6, 0xc6, 0x33,
+    0x64, 0x01, 0x0a, 0x01, 0x00, 0x05, 0xd6, 0x78, 0x17, 0xc0, 0x00, 0x30, 0x00, 0x00,
+};
+// GUE over IPv6: payload 60, next header 17, UDP 54904 -> 6080, length 60.
+constexpr uint8_t kOuter6In6Gue[] = {
+    0x62, 0x84, 0x56, 0x78, 0x00, 0x3c, 0x11, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0x01, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x20, 0x01, 0x0d, 0xb8, 0x02, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0xd6, 0x78, 0x17, 0xc0, 0x00, 0x3c, 0x00, 0x00,
+};
+// Source 2001:db8:100::/64: the last 32 bits are the rotated hash 0x56781234.
+constexpr uint8_t kOuter6In6Prefix64[] = {
+    0x62, 0x84, 0x56, 0x78, 0x00, 0x34, 0x29, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0x01, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x56, 0x78, 0x12, 0x34, 0x20, 0x01, 0x0d, 0xb8,
+    0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05,
+};
+
 EncapParams Params4() {
   EncapParams p{};
   p.outer_family = AddrFamily::kIPv4;
@@ -88,6 +114,27 @@ EncapParams Params6() {
   std::memcpy(p.src, src, 16);
   std::memcpy(p.dst, dst, 16);
   p.ttl = 64;
+  return p;
+}
+
+EncapParams Prefix4(uint8_t len) {
+  EncapParams p = Params4();
+  const uint8_t src[4] = {172, 16, 0, 0};
+  std::memcpy(p.src, src, 4);
+  p.src_prefix_len = len;
+  return p;
+}
+
+EncapParams Prefix6(uint8_t len) {
+  EncapParams p = Params6();
+  p.src[15] = 0;  // 2001:db8:100::
+  p.src_prefix_len = len;
+  return p;
+}
+
+EncapParams Gue(EncapParams p) {
+  p.kind = EncapKind::kGue;
+  p.gue_port = 6080;
   return p;
 }
 
@@ -153,6 +200,14 @@ std::vector<Form> Forms() {
        sizeof(kOuter4In6)},
       {"6in4", kInner6, sizeof(kInner6), AddrFamily::kIPv6, Params4(), kOuter6In4,
        sizeof(kOuter6In4)},
+      {"4in4-prefix16", kInner4, sizeof(kInner4), AddrFamily::kIPv4, Prefix4(16),
+       kOuter4In4Prefix16, sizeof(kOuter4In4Prefix16)},
+      {"6in6-prefix64", kInner6, sizeof(kInner6), AddrFamily::kIPv6, Prefix6(64),
+       kOuter6In6Prefix64, sizeof(kOuter6In6Prefix64)},
+      {"4in4-gue", kInner4, sizeof(kInner4), AddrFamily::kIPv4, Gue(Params4()), kOuter4In4Gue,
+       sizeof(kOuter4In4Gue)},
+      {"6in6-gue", kInner6, sizeof(kInner6), AddrFamily::kIPv6, Gue(Params6()), kOuter6In6Gue,
+       sizeof(kOuter6In6Gue)},
   };
 }
 
@@ -165,7 +220,7 @@ TEST(EncapTest, GoldenForms) {
     const size_t n = WriteEncapHeader(pkt.data(), pkt.data() + f.outer_len, f.inner_len,
                                       f.inner_family, f.params, kFlowHash);
     ASSERT_EQ(n, f.outer_len);
-    EXPECT_EQ(n, EncapOverhead(f.params.outer_family));
+    EXPECT_EQ(n, EncapOverhead(f.params.outer_family, f.params.kind));
     EXPECT_TRUE(BytesEq(pkt, Concat(f.outer, f.outer_len, f.inner, f.inner_len)));
     if (f.params.outer_family == AddrFamily::kIPv4) {
       EXPECT_EQ(RefChecksum(pkt.data(), kIPv4HeaderLen), 0);
@@ -173,7 +228,8 @@ TEST(EncapTest, GoldenForms) {
 
     size_t off = 0, len = 0;
     AddrFamily fam = AddrFamily::kNone;
-    ASSERT_TRUE(ParseEncap(pkt.data(), pkt.size(), &off, &len, &fam));
+    const uint16_t gue = f.params.kind == EncapKind::kGue ? f.params.gue_port : 0;
+    ASSERT_TRUE(ParseEncap(pkt.data(), pkt.size(), &off, &len, &fam, gue));
     EXPECT_EQ(off, f.outer_len);
     EXPECT_EQ(len, f.inner_len);
     EXPECT_EQ(fam, f.inner_family);
@@ -184,6 +240,68 @@ TEST(EncapTest, OverheadPerFamily) {
   EXPECT_EQ(EncapOverhead(AddrFamily::kIPv4), 20u);
   EXPECT_EQ(EncapOverhead(AddrFamily::kIPv6), 40u);
   EXPECT_EQ(EncapOverhead(AddrFamily::kNone), 0u);
+}
+
+TEST(EncapTest, GueOverheadIs28Or48) {
+  EXPECT_EQ(EncapOverhead(AddrFamily::kIPv4, EncapKind::kGue), 28u);
+  EXPECT_EQ(EncapOverhead(AddrFamily::kIPv6, EncapKind::kGue), 48u);
+  EXPECT_EQ(EncapOverhead(AddrFamily::kNone, EncapKind::kGue), 0u);
+}
+
+// Every flow's outer source stays inside the prefix, the IPv4 checksum stays
+// right, a flow keeps its source, and flows spread over the host bits.
+TEST(EncapTest, PerFlowSourceStaysInThePrefixAndSpreads) {
+  for (uint8_t len : {8, 16, 24, 31}) {
+    SCOPED_TRACE(static_cast<int>(len));
+    const EncapParams p = Prefix4(len);
+    const uint32_t mask = ~uint32_t{0} << (32 - len);
+    std::set<uint32_t> sources;
+    for (uint32_t i = 0; i < 1000; ++i) {
+      const uint32_t h = i * 0x9e3779b9u;
+      uint8_t out[kIPv4HeaderLen], again[kIPv4HeaderLen];
+      ASSERT_EQ(WriteEncapHeader(out, kInner4, sizeof(kInner4), AddrFamily::kIPv4, p, h), 20u);
+      ASSERT_EQ(WriteEncapHeader(again, kInner4, sizeof(kInner4), AddrFamily::kIPv4, p, h), 20u);
+      ASSERT_EQ(std::memcmp(out, again, sizeof(out)), 0);
+      ASSERT_EQ(RefChecksum(out, sizeof(out)), 0);
+      const uint32_t src = (uint32_t{out[12]} << 24) | (out[13] << 16) | (out[14] << 8) | out[15];
+      ASSERT_EQ(src & mask, 0xac100000u & mask);
+      sources.insert(src);
+    }
+    EXPECT_GE(sources.size(), len == 31 ? 2u : 200u);
+  }
+  std::set<uint32_t> sources6;
+  for (uint32_t i = 0; i < 1000; ++i) {
+    uint8_t out[kIPv6HeaderLen];
+    ASSERT_EQ(WriteEncapHeader(out, kInner6, sizeof(kInner6), AddrFamily::kIPv6, Prefix6(112),
+                               i * 0x9e3779b9u),
+              40u);
+    const uint8_t want[14] = {0x20, 0x01, 0x0d, 0xb8, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    ASSERT_EQ(std::memcmp(out + 8, want, 14), 0);
+    sources6.insert((out[22] << 8) | out[23]);
+  }
+  EXPECT_GE(sources6.size(), 200u);
+}
+
+TEST(EncapTest, GueSourcePortFromTheHashAndParseChecksThePort) {
+  std::set<uint16_t> ports;
+  for (uint32_t i = 0; i < 1000; ++i) {
+    std::vector<uint8_t> pkt(28);
+    pkt.insert(pkt.end(), kInner4, kInner4 + sizeof(kInner4));
+    ASSERT_EQ(WriteEncapHeader(pkt.data(), pkt.data() + 28, sizeof(kInner4), AddrFamily::kIPv4,
+                               Gue(Params4()), i * 0x9e3779b9u),
+              28u);
+    const uint16_t sport = static_cast<uint16_t>((pkt[20] << 8) | pkt[21]);
+    ASSERT_GE(sport, kGueSourcePortBase);
+    ports.insert(sport);
+    size_t off = 0, len = 0;
+    AddrFamily fam = AddrFamily::kNone;
+    ASSERT_FALSE(ParseEncap(pkt.data(), pkt.size(), &off, &len, &fam, 0));     // GUE not asked
+    ASSERT_FALSE(ParseEncap(pkt.data(), pkt.size(), &off, &len, &fam, 6081));  // other port
+    ASSERT_TRUE(ParseEncap(pkt.data(), pkt.size(), &off, &len, &fam, 6080));
+    ASSERT_EQ(off, 28u);
+    ASSERT_EQ(len, sizeof(kInner4));
+  }
+  EXPECT_GE(ports.size(), 500u);
 }
 
 TEST(EncapTest, FlowLabelIsTheLow20BitsOfTheHashAndNeverZero) {
@@ -216,7 +334,7 @@ TEST(EncapTest, OuterTtlComesFromParams) {
 
 // Returns 0 and leaves `outer` untouched.
 void ExpectRejected(const uint8_t* inner, size_t inner_len, AddrFamily fam, const EncapParams& p) {
-  uint8_t outer[kIPv6HeaderLen];
+  uint8_t outer[kIPv6HeaderLen + kUdpHeaderLen];
   std::memset(outer, 0xaa, sizeof(outer));
   EXPECT_EQ(WriteEncapHeader(outer, inner, inner_len, fam, p, kFlowHash), 0u);
   for (uint8_t b : outer) ASSERT_EQ(b, 0xaa) << "rejected call wrote the header";
@@ -376,6 +494,22 @@ TEST(EncapTest, ParseEncapRejectsWhatIsNotATunnel) {
   bad = good;
   bad[0] = 0x55;
   EXPECT_TRUE(rejects(bad));
+}
+
+TEST(EncapTest, RejectsBadGueAndPrefixParams) {
+  EncapParams p = Gue(Params4());
+  p.gue_port = 0;
+  ExpectRejected(kInner4, sizeof(kInner4), AddrFamily::kIPv4, p);
+  ExpectRejected(kInner4, sizeof(kInner4), AddrFamily::kIPv4, Prefix4(32));
+  ExpectRejected(kInner6, sizeof(kInner6), AddrFamily::kIPv6, Prefix6(128));
+  // GUE adds 8 bytes to the 65535-byte limits.
+  uint8_t out[48];
+  auto fits = BigInner4(65535 - 28);
+  EXPECT_EQ(WriteEncapHeader(out, fits.data(), fits.size(), AddrFamily::kIPv4, Gue(Params4()), 0),
+            28u);
+  auto over = BigInner4(65535 - 27);
+  ExpectRejected(over.data(), over.size(), AddrFamily::kIPv4, Gue(Params4()));
+  EXPECT_EQ(WriteEncapHeader(out, over.data(), over.size(), AddrFamily::kIPv4, Params4(), 0), 20u);
 }
 
 }  // namespace
