@@ -58,7 +58,9 @@ DEFINE_string(gateway_mac, "",
 DEFINE_int32(mtu, 1500,
              "Egress IP MTU. A packet that would exceed it once encapsulated gets ICMP "
              "frag-needed / packet-too-big back (DF set) or is dropped (reason too_big).");
-DEFINE_bool(set_port_mtu, false, "Also program --mtu (+ encapsulation overhead) into the ports.");
+DEFINE_bool(set_port_mtu, false,
+            "Also program --mtu + 48 (the largest encapsulation overhead, GUE over IPv6) "
+            "into the ports.");
 DEFINE_uint32(conn_table_size, 1u << 20, "Connection-table entries per lcore (fixed memory).");
 DEFINE_uint32(sticky_table_size, 1u << 18,
               "Client entries of the session-persistence table shared by all lcores (sticky "
@@ -465,7 +467,8 @@ int main(int argc, char** argv) {
   po.tx_desc = static_cast<uint16_t>(FLAGS_tx_desc);
   po.mbufs = FLAGS_mbufs;
   po.promiscuous = FLAGS_promiscuous;
-  if (FLAGS_set_port_mtu) po.mtu = static_cast<uint16_t>(FLAGS_mtu + 40);
+  // The largest overhead: GUE over IPv6 (40 + 8 bytes).
+  if (FLAGS_set_port_mtu) po.mtu = static_cast<uint16_t>(FLAGS_mtu + 48);
   po.max_ip_len = static_cast<uint16_t>(FLAGS_mtu);
   std::vector<lb::dp::PortInfo> ports;
   uint16_t pid;
