@@ -21,6 +21,8 @@
 // of the verifier log after that line.
 //
 // Threads: single-threaded command-line tool.
+#include "dataplane/bpf/bpf_tool.h"
+
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -47,23 +49,21 @@
 
 namespace {
 
+using lb::bpf_tool::CaptureLibbpfLog;
+using lb::bpf_tool::ClearLog;
+using lb::bpf_tool::EnsureBpffs;
+using lb::bpf_tool::ErrStr;
+using lb::bpf_tool::ObjectPath;
+using lb::bpf_tool::PrintLogTail;
+using lb::bpf_tool::ProgMapFd;
+using lb::bpf_tool::ProgName;
+
 constexpr char kXdpProgName[] = "lb_decap_xdp";
 constexpr char kTcProgName[] = "lb_decap_tc";
 constexpr uint32_t kTcHandle = 0xdec;
 constexpr uint32_t kTcPriority = 1;
-constexpr unsigned long kBpfFsMagic = 0xcafe4a11;
 constexpr int kStatCount = 3;
 constexpr const char* kStatNames[kStatCount] = {"decapsulated", "passed", "malformed"};
-
-std::string g_libbpf_log;  // everything libbpf printed (verifier log included)
-
-int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list ap) {
-  if (level == LIBBPF_DEBUG) return 0;
-  char buf[4096];
-  int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-  if (n > 0) g_libbpf_log.append(buf, std::min<size_t>(n, sizeof(buf) - 1));
-  return 0;
-}
 
 int Fail(const std::string& what, const std::string& why) {
   fprintf(stderr, "lb-decap: %s: %s\n", what.c_str(), why.c_str());
@@ -91,50 +91,6 @@ struct Options {
   std::string pin_root = "/sys/fs/bpf/lb-decap";
   bool json = false;
 };
-
-// Prints the last `n` lines of the libbpf log (the verifier's verdict).
-void PrintLogTail(size_t n) {
-  std::vector<std::string> lines;
-  size_t start = 0;
-  while (start < g_libbpf_log.size()) {
-    size_t end = g_libbpf_log.find('\n', start);
-    if (end == std::string::npos) end = g_libbpf_log.size();
-    if (end > start) lines.push_back(g_libbpf_log.substr(start, end - start));
-    start = end + 1;
-  }
-  size_t from = lines.size() > n ? lines.size() - n : 0;
-  for (size_t i = from; i < lines.size(); ++i) fprintf(stderr, "  %s\n", lines[i].c_str());
-}
-
-std::string ErrStr(int err) { return strerror(err < 0 ? -err : err); }
-
-std::string ObjectPath(const Options& o) {
-  if (!o.obj.empty()) return o.obj;
-  // Next to the binary first (build tree and install tree), then the path
-  // meson compiled in.
-  char exe[4096];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (n > 0) {
-    exe[n] = '\0';
-    std::string dir(exe);
-    dir = dir.substr(0, dir.rfind('/'));
-    std::string cand = dir + "/decap.bpf.o";
-    if (access(cand.c_str(), R_OK) == 0) return cand;
-  }
-  return LB_DECAP_OBJ;
-}
-
-// Name of a loaded program by id, "" if it cannot be read.
-std::string ProgName(uint32_t prog_id) {
-  int fd = bpf_prog_get_fd_by_id(prog_id);
-  if (fd < 0) return "";
-  bpf_prog_info info{};
-  uint32_t len = sizeof(info);
-  std::string name;
-  if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) name = info.name;
-  close(fd);
-  return name;
-}
 
 // The id of our program attached on `ifindex` in `mode`, 0 if none.
 // Sets *foreign to the id of another program in that slot.
@@ -169,17 +125,6 @@ uint32_t FindAttached(int ifindex, const std::string& mode, uint32_t* foreign,
   if (ProgName(opts.prog_id) == kTcProgName) return opts.prog_id;
   *foreign = opts.prog_id;
   return 0;
-}
-
-// Makes sure a bpffs is mounted at /sys/fs/bpf (for the default pin root).
-bool EnsureBpffs(const std::string& pin_root) {
-  std::string base = pin_root.substr(0, pin_root.rfind('/'));
-  struct statfs st {};
-  if (statfs(base.c_str(), &st) == 0 && static_cast<unsigned long>(st.f_type) == kBpfFsMagic)
-    return true;
-  if (base != "/sys/fs/bpf") return false;
-  mkdir(base.c_str(), 0700);
-  return mount("bpf", base.c_str(), "bpf", 0, nullptr) == 0;
 }
 
 void RemovePins(const std::string& dir) {
@@ -266,7 +211,7 @@ int Attach(const Options& o, int ifindex) {
     return Fail("interface " + o.iface,
                 "has no IP address; give the tunnel destinations with --local");
 
-  std::string path = ObjectPath(o);
+  std::string path = ObjectPath(o.obj, "decap.bpf.o", LB_DECAP_OBJ);
   bpf_object* obj = bpf_object__open_file(path.c_str(), nullptr);
   if (!obj) return Fail("opening " + path, ErrStr(errno));
   bpf_program* xdp = bpf_object__find_program_by_name(obj, kXdpProgName);
@@ -277,7 +222,7 @@ int Attach(const Options& o, int ifindex) {
   }
   bpf_program* prog = mode == "xdp" ? xdp : tc;
   bpf_program__set_autoload(mode == "xdp" ? tc : xdp, false);
-  g_libbpf_log.clear();
+  ClearLog();
   if (int err = bpf_object__load(obj)) {
     Fail("loading " + path, "program refused by the kernel: " + ErrStr(err));
     PrintLogTail(20);
@@ -375,32 +320,6 @@ int Detach(const Options& o, int ifindex) {
   return 0;
 }
 
-// Finds the "stats" map of an attached program by walking its map ids.
-int StatsMapFd(uint32_t prog_id) {
-  int pfd = bpf_prog_get_fd_by_id(prog_id);
-  if (pfd < 0) return -1;
-  uint32_t ids[16] = {};
-  bpf_prog_info info{};
-  info.nr_map_ids = 16;
-  info.map_ids = reinterpret_cast<uint64_t>(ids);
-  uint32_t len = sizeof(info);
-  int found = -1;
-  if (bpf_obj_get_info_by_fd(pfd, &info, &len) == 0) {
-    for (uint32_t i = 0; i < info.nr_map_ids && i < 16 && found < 0; ++i) {
-      int mfd = bpf_map_get_fd_by_id(ids[i]);
-      if (mfd < 0) continue;
-      bpf_map_info minfo{};
-      uint32_t mlen = sizeof(minfo);
-      if (bpf_obj_get_info_by_fd(mfd, &minfo, &mlen) == 0 && strcmp(minfo.name, "stats") == 0)
-        found = mfd;
-      else
-        close(mfd);
-    }
-  }
-  close(pfd);
-  return found;
-}
-
 int Stats(const Options& o, int ifindex) {
   std::vector<std::string> modes;
   if (o.mode.empty())
@@ -418,7 +337,7 @@ int Stats(const Options& o, int ifindex) {
     }
   }
   if (!id) return Fail("interface " + o.iface, "lb-decap is not attached");
-  int fd = StatsMapFd(id);
+  int fd = ProgMapFd(id, "stats");
   if (fd < 0) return Fail("prog id " + std::to_string(id), "stats map not found");
   int ncpu = libbpf_num_possible_cpus();
   if (ncpu <= 0) return Fail("counting CPUs", ErrStr(ncpu));
@@ -494,7 +413,7 @@ int main(int argc, char** argv) {
     return Usage("--mode must be xdp or tc, not " + o.mode);
   if (o.iface.size() >= IFNAMSIZ) return Fail("interface " + o.iface, "name too long");
 
-  libbpf_set_print(LibbpfPrint);
+  CaptureLibbpfLog();
   int ifindex = static_cast<int>(if_nametoindex(o.iface.c_str()));
   if (ifindex == 0) return Fail("interface " + o.iface, "no such device");
   if (o.command == "attach") return Attach(o, ifindex);

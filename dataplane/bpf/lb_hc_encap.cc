@@ -27,6 +27,8 @@
 // end of the verifier log.
 //
 // Threads: single-threaded command-line tool.
+#include "dataplane/bpf/bpf_tool.h"
+
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -52,25 +54,23 @@
 
 namespace {
 
+using lb::bpf_tool::CaptureLibbpfLog;
+using lb::bpf_tool::ClearLog;
+using lb::bpf_tool::EnsureBpffs;
+using lb::bpf_tool::ErrStr;
+using lb::bpf_tool::ObjectPath;
+using lb::bpf_tool::PrintLogTail;
+using lb::bpf_tool::ProgMapFd;
+using lb::bpf_tool::ProgName;
+
 constexpr char kProgName[] = "lb_hc_encap";
 constexpr uint32_t kTcHandle = 0x4c8;
 constexpr uint32_t kTcPriority = 1;
-constexpr unsigned long kBpfFsMagic = 0xcafe4a11;
 // Same order as HC_STAT_* in hc_encap.bpf.c.
 constexpr int kStatCount = 6;
 constexpr const char* kStatNames[kStatCount] = {"encapsulated", "passed",   "no_source",
                                                 "unsupported",  "no_route", "error"};
 constexpr const char* kSharedMaps[] = {"hc_reals", "hc_config"};
-
-std::string g_libbpf_log;
-
-int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list ap) {
-  if (level == LIBBPF_DEBUG) return 0;
-  char buf[4096];
-  int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-  if (n > 0) g_libbpf_log.append(buf, std::min<size_t>(n, sizeof(buf) - 1));
-  return 0;
-}
 
 int Fail(const std::string& what, const std::string& why) {
   fprintf(stderr, "lb-hc-encap: %s: %s\n", what.c_str(), why.c_str());
@@ -99,45 +99,6 @@ struct Options {
   bool unpin = false;
 };
 
-std::string ErrStr(int err) { return strerror(err < 0 ? -err : err); }
-
-void PrintLogTail(size_t n) {
-  std::vector<std::string> lines;
-  size_t start = 0;
-  while (start < g_libbpf_log.size()) {
-    size_t end = g_libbpf_log.find('\n', start);
-    if (end == std::string::npos) end = g_libbpf_log.size();
-    if (end > start) lines.push_back(g_libbpf_log.substr(start, end - start));
-    start = end + 1;
-  }
-  for (size_t i = lines.size() > n ? lines.size() - n : 0; i < lines.size(); ++i)
-    fprintf(stderr, "  %s\n", lines[i].c_str());
-}
-
-std::string ObjectPath(const Options& o) {
-  if (!o.obj.empty()) return o.obj;
-  char exe[4096];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (n > 0) {
-    exe[n] = '\0';
-    std::string dir(exe);
-    std::string cand = dir.substr(0, dir.rfind('/')) + "/hc_encap.bpf.o";
-    if (access(cand.c_str(), R_OK) == 0) return cand;
-  }
-  return LB_HC_ENCAP_OBJ;
-}
-
-std::string ProgName(uint32_t prog_id) {
-  int fd = bpf_prog_get_fd_by_id(prog_id);
-  if (fd < 0) return "";
-  bpf_prog_info info{};
-  uint32_t len = sizeof(info);
-  std::string name;
-  if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) name = info.name;
-  close(fd);
-  return name;
-}
-
 // Our program's id on the egress hook of `ifindex`, 0 if none; *foreign gets
 // the id of another program holding our handle/priority.
 uint32_t FindAttached(int ifindex, uint32_t* foreign) {
@@ -148,17 +109,6 @@ uint32_t FindAttached(int ifindex, uint32_t* foreign) {
   if (ProgName(opts.prog_id) == kProgName) return opts.prog_id;
   *foreign = opts.prog_id;
   return 0;
-}
-
-// A bpffs at `dir` (mounted at /sys/fs/bpf for the default pin root).
-bool EnsureBpffs(const std::string& pin_root) {
-  std::string base = pin_root.substr(0, pin_root.rfind('/'));
-  struct statfs st {};
-  if (statfs(base.c_str(), &st) == 0 && static_cast<unsigned long>(st.f_type) == kBpfFsMagic)
-    return true;
-  if (base != "/sys/fs/bpf") return false;
-  mkdir(base.c_str(), 0700);
-  return mount("bpf", base.c_str(), "bpf", 0, nullptr) == 0;
 }
 
 // Same layout as struct hc_cfg in hc_encap.bpf.c.
@@ -289,7 +239,7 @@ int Attach(const Options& o, int ifindex) {
   if (!EnsureBpffs(o.pin_root)) return Fail("--pin-root " + o.pin_root, "not on a bpffs");
   mkdir(o.pin_root.c_str(), 0700);
 
-  std::string path = ObjectPath(o);
+  std::string path = ObjectPath(o.obj, "hc_encap.bpf.o", LB_HC_ENCAP_OBJ);
   bpf_object* obj = bpf_object__open_file(path.c_str(), nullptr);
   if (!obj) return Fail("opening " + path, ErrStr(errno));
   if (!bpf_object__find_program_by_name(obj, kProgName)) {
@@ -302,7 +252,7 @@ int Attach(const Options& o, int ifindex) {
     bpf_object__close(obj);
     return Fail("reusing pinned maps", err);
   }
-  g_libbpf_log.clear();
+  ClearLog();
   if (int rc = bpf_object__load(obj)) {
     Fail("loading " + path, "program refused by the kernel: " + ErrStr(rc));
     PrintLogTail(20);
@@ -345,37 +295,11 @@ int Detach(const Options& o, int ifindex) {
   return 0;
 }
 
-// The "hc_stats" map of an attached program, found through its map ids.
-int StatsMapFd(uint32_t prog_id) {
-  int pfd = bpf_prog_get_fd_by_id(prog_id);
-  if (pfd < 0) return -1;
-  uint32_t ids[16] = {};
-  bpf_prog_info info{};
-  info.nr_map_ids = 16;
-  info.map_ids = reinterpret_cast<uint64_t>(ids);
-  uint32_t len = sizeof(info);
-  int found = -1;
-  if (bpf_obj_get_info_by_fd(pfd, &info, &len) == 0) {
-    for (uint32_t i = 0; i < info.nr_map_ids && i < 16 && found < 0; ++i) {
-      int mfd = bpf_map_get_fd_by_id(ids[i]);
-      if (mfd < 0) continue;
-      bpf_map_info minfo{};
-      uint32_t mlen = sizeof(minfo);
-      if (bpf_obj_get_info_by_fd(mfd, &minfo, &mlen) == 0 && strcmp(minfo.name, "hc_stats") == 0)
-        found = mfd;
-      else
-        close(mfd);
-    }
-  }
-  close(pfd);
-  return found;
-}
-
 int Stats(const Options& o, int ifindex) {
   uint32_t foreign = 0;
   uint32_t id = FindAttached(ifindex, &foreign);
   if (!id) return Fail("interface " + o.iface, "lb-hc-encap is not attached");
-  int fd = StatsMapFd(id);
+  int fd = ProgMapFd(id, "hc_stats");
   if (fd < 0) return Fail("prog id " + std::to_string(id), "hc_stats map not found");
   int ncpu = libbpf_num_possible_cpus();
   if (ncpu <= 0) {
@@ -434,7 +358,7 @@ int main(int argc, char** argv) {
   if (o.iface.size() >= IFNAMSIZ) return Fail("interface " + o.iface, "name too long");
   if (!o.pin_root.empty() && o.pin_root.back() == '/') o.pin_root.pop_back();
 
-  libbpf_set_print(LibbpfPrint);
+  CaptureLibbpfLog();
   int ifindex = static_cast<int>(if_nametoindex(o.iface.c_str()));
   if (ifindex == 0) return Fail("interface " + o.iface, "no such device");
   if (o.command == "attach") return Attach(o, ifindex);
