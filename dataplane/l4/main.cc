@@ -31,6 +31,7 @@
 #include "dataplane/l4/worker.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
+#include "lib/conn_table_shm.h"
 #include "lib/process_flags.h"
 #include "lib/shm_region.h"
 #include "lib/slot_verify.h"
@@ -59,6 +60,13 @@ DEFINE_int32(mtu, 1500,
              "frag-needed / packet-too-big back (DF set) or is dropped (reason too_big).");
 DEFINE_bool(set_port_mtu, false, "Also program --mtu (+ encapsulation overhead) into the ports.");
 DEFINE_uint32(conn_table_size, 1u << 20, "Connection-table entries per lcore (fixed memory).");
+DEFINE_bool(conn_table_persist, true,
+            "Keep each lcore's connection table in a shared file (<prefix>.conn.<lcore>) that a "
+            "restarted lb-dataplane with the same --conn_table_size attaches, so established "
+            "flows keep their backend across restarts and upgrades (docs/OPERATIONS.md).");
+DEFINE_string(conn_table_dir, "",
+              "Directory of the connection-table files (default: beside the stats region, "
+              "named after it).");
 DEFINE_uint32(sticky_table_size, 1u << 18,
               "Client entries of the session-persistence table shared by all lcores (sticky "
               "VIPs).");
@@ -457,10 +465,19 @@ int main(int argc, char** argv) {
   wo.conn.tcp_syn_timeout_ms = FLAGS_tcp_syn_timeout_s * 1000;
   wo.new_flow_rate_limit = FLAGS_new_flow_rate_limit;
   wo.drain_us = FLAGS_drain_us;
+  std::string conn_prefix;
+  if (FLAGS_conn_table_persist) {
+    const size_t slash = stats_path.rfind('/');
+    conn_prefix = FLAGS_conn_table_dir.empty()
+                      ? stats_path
+                      : FLAGS_conn_table_dir + "/" +
+                            (slash == std::string::npos ? stats_path : stats_path.substr(slash + 1));
+  }
   std::vector<std::unique_ptr<lb::dp::Worker>> workers;
   std::vector<lb::dp::Worker*> peers;
   for (uint16_t i = 0; i < num_workers; ++i) {
     wo.index = i;
+    wo.conn_file = conn_prefix.empty() ? "" : lb::ConnTableFileName(conn_prefix, i);
     auto w = lb::dp::Worker::Create(wo, &*tables, &*stats, node.get(), ports[0].pool);
     if (!w.ok()) return Fail(absl::StrCat("worker ", i, ": ", w.status().message()));
     for (const auto& p : ports) {

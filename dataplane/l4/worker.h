@@ -58,6 +58,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -144,6 +145,11 @@ struct WorkerOptions {
   // New flows per second this lcore admits into its connection table; above
   // it they are forwarded statelessly (see "New flows" above). 0 = no limit.
   uint32_t new_flow_rate_limit = 0;
+  // Non-empty: the connection table lives in this shared file and survives
+  // a restart (ConnTable::CreateShared, lib/conn_table_shm.h); the worker
+  // logs what it found and recounts its backends' active_flows from the
+  // entries it kept. Empty: private memory (fixtures, benchmarks).
+  std::string conn_file;
 };
 
 struct RxQueue {
@@ -226,6 +232,8 @@ class alignas(64) Worker {
 
   LcoreStats& stats() const { return *lstats_; }
   ConnTable& conn() const { return *conn_; }
+  // What CreateShared found at start-up (all false for a private table).
+  const ConnTableAttach& conn_attach() const { return conn_attach_; }
   uint64_t generation() const { return generation_; }
   uint32_t index() const { return opt_.index; }
 
@@ -258,6 +266,8 @@ class alignas(64) Worker {
   int FindFragmentVip(const FlowKey& key) const;
   int FindVipCached(const FlowKey& key);
   bool PeekPeers(const FlowKey& key, uint64_t hash, ConnValue* out) const;
+  // Start-up (worker_loop.cc): logs CreateShared's outcome, recounts gauges.
+  void LogConnAttach();
 
   // Packets for the node itself: HandleLocal (worker.cc) dispatches to the
   // rest, in worker_local.cc with next-hop learning.
@@ -311,6 +321,7 @@ class alignas(64) Worker {
   StatsRegion* stats_ = nullptr;
   rte_mempool* pool_ = nullptr;
   std::unique_ptr<ConnTable> conn_owner_;
+  ConnTableAttach conn_attach_;
   std::vector<RxQueue> rx_;
   std::vector<Worker*> peers_;
   uint64_t last_try_[2] = {0, 0};  // last ARP / NDP resolution attempt (worker 0)

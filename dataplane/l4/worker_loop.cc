@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "dataplane/l4/worker.h"
+#include "glog/logging.h"
 #include "lib/slot_verify.h"
 
 namespace lb::dp {
@@ -18,9 +19,13 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& opt,
   }
   ConnTableOptions co = opt.conn;
   co.capacity = opt.conn_capacity;
-  auto conn = ConnTable::Create(co);
+  ConnTableAttach attach;
+  auto conn = opt.conn_file.empty()
+                  ? ConnTable::Create(co)
+                  : ConnTable::CreateShared(co, opt.conn_file, opt.index, &attach);
   if (!conn.ok()) return conn.status();
   std::unique_ptr<Worker> w(new Worker());
+  w->conn_attach_ = attach;
   w->opt_ = opt;
   w->tables_ = tables;
   w->stats_ = stats;
@@ -35,7 +40,34 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& opt,
   w->balancer_.Init(th.max_vips, th.max_members, opt.index);
   w->CopyNextHops();
   w->SetNewFlowRateLimit(opt.new_flow_rate_limit);
+  if (!opt.conn_file.empty()) w->LogConnAttach();
   return w;
+}
+
+// One line per lcore, the counter in the file header (discards). Kept
+// entries count again in their backends' active_flows (the stats region was
+// re-created empty), so least-connections and the gauges see them.
+void Worker::LogConnAttach() {
+  const ConnTableAttach& a = conn_attach_;
+  if (a.attached) {
+    conn_->ForEachLive(
+        [](void* ctx, const ConnValue& v) {
+          auto* self = static_cast<Worker*>(ctx);
+          if (v.backend_slot != 0 && v.backend_slot < self->stats_->header().max_backends) {
+            CounterAdd(self->bstats_[v.backend_slot].active_flows, 1);
+          }
+        },
+        this);
+    lstats_->conn_entries.store(conn_->size(), std::memory_order_relaxed);
+    LOG(INFO) << "lcore " << opt_.index << ": connection table " << opt_.conn_file << " attached, "
+              << a.entries << " entries kept"
+              << (a.was_dirty ? " (previous owner did not close it; it validated)" : "");
+  } else if (a.discarded) {
+    LOG(WARNING) << "lcore " << opt_.index << ": connection table " << opt_.conn_file
+                 << " started empty: " << a.reason << " (discard #" << a.discards << ")";
+  } else {
+    VLOG(1) << "lcore " << opt_.index << ": connection table " << opt_.conn_file << " created";
+  }
 }
 
 void Worker::GoOnline() {
