@@ -70,6 +70,53 @@ void Worker::LogConnAttach() {
   }
 }
 
+void Worker::SetConnGrace(std::vector<const ConnTable*> tables, uint32_t until_ms) {
+  grace_tables_.clear();
+  for (const ConnTable* t : tables) {
+    if (t != nullptr && t != conn_) grace_tables_.push_back(t);
+  }
+  grace_until_ms_ = grace_tables_.empty() ? 0 : (until_ms == 0 ? 1 : until_ms);
+}
+
+// A miss during the grace period: RSS may now send this flow to this lcore
+// while the previous run pinned it on another. Peek each table (a few cache
+// lines per table, on the new-flow path only); a flow found on a backend that
+// still serves is inserted here with that value, so its next packets hit.
+bool Worker::AdoptFromGrace(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
+                            int vip) {
+  if (static_cast<int32_t>(now_ms_ - grace_until_ms_) > 0) {
+    grace_until_ms_ = 0;  // over: never consulted again
+    return false;
+  }
+  ConnValue cv;
+  bool found = false;
+  for (const ConnTable* t : grace_tables_) {
+    if (t->Peek(p.key, hash, now_ms_, &cv)) {
+      found = true;
+      break;
+    }
+  }
+  if (!found || !StillServes(slot_, cv.backend_slot, cv.incarnation)) return false;
+  const bool tcp = p.key.proto == kIpProtoTcp;
+  const uint8_t flags = tcp ? p.tcp_flags : 0;
+  constexpr uint8_t kFinOrRst = ConnTable::kFinOrRst;
+  const ConnClass cls = !tcp                        ? ConnClass::kUdp
+                        : (flags & kFinOrRst)       ? ConnClass::kTcpClosing
+                        : (flags & ConnTable::kAck) ? ConnClass::kTcp
+                                                    : ConnClass::kTcpSyn;
+  bool evicted = false;
+  ConnValue old;
+  conn_->Insert(p.key, hash, cv, cls, now_ms_, &evicted, &old);
+  if (evicted) {
+    ReleaseFlow(old);
+    lstats_->conn_evictions.store(conn_->evictions(), std::memory_order_relaxed);
+  }
+  CounterAdd(bstats_[cv.backend_slot].active_flows, 1);
+  ++grace_adopted_;
+  Forward(port, m, p, vip, cv.backend_slot, hash);
+  return true;
+}
+
 void Worker::GoOnline() {
   lstats_->lcore_id = opt_.index;
   lstats_->heartbeat_ns.store(MonotonicNs(), std::memory_order_relaxed);
