@@ -150,10 +150,11 @@ class ConnTable {
                                                                  uint32_t owner_lcore,
                                                                  ConnTableAttach* report);
   // Maps another process's (or a previous run's) table file for Peek only,
-  // with `options`' timeouts. Fails (FailedPrecondition naming the field)
-  // when the file is not a compatible table. Never writes to the file.
+  // with `options`' timeouts (nullptr: those its last owner recorded). Fails
+  // (FailedPrecondition naming the field) when the file is not a compatible
+  // table. Never writes to the file.
   static absl::StatusOr<std::unique_ptr<const ConnTable>> OpenForPeek(
-      const std::string& path, const ConnTableOptions& options);
+      const std::string& path, const ConnTableOptions* options);
   // Marks a shared table closed clean (destruction), then unmaps.
   ~ConnTable();
   ConnTable(const ConnTable&) = delete;

@@ -239,7 +239,7 @@ absl::StatusOr<std::unique_ptr<ConnTable>> ConnTable::CreateShared(const ConnTab
 }
 
 absl::StatusOr<std::unique_ptr<const ConnTable>> ConnTable::OpenForPeek(
-    const std::string& path, const ConnTableOptions& options) {
+    const std::string& path, const ConnTableOptions* options) {
   const int fd = open(path.c_str(), O_RDONLY);
   if (fd < 0) return absl::NotFoundError(Errno("cannot open", path));
   struct stat st;
@@ -259,7 +259,11 @@ absl::StatusOr<std::unique_ptr<const ConnTable>> ConnTable::OpenForPeek(
     return absl::FailedPreconditionError(absl::StrCat("conn table ", path, ": ", why));
   }
   std::unique_ptr<ConnTable> t(new ConnTable());
-  t->SetTimeouts(options);
+  if (options != nullptr) {
+    t->SetTimeouts(*options);
+  } else {
+    for (int c = 0; c < kNumConnClasses; ++c) t->timeout_ms_[c] = h->timeout_ms[c];
+  }
   // Peek only reads; AdoptFile's size count reads too. The const_cast is
   // confined here: the mapping is PROT_READ, a write would fault.
   t->AdoptFile(p, size, h->capacity);

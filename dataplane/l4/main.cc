@@ -304,7 +304,7 @@ void SetUpConnGrace(const std::string& prefix,
   for (uint32_t i = static_cast<uint32_t>(workers.size()); i < lb::kMaxLcores; ++i) {
     const std::string path = lb::ConnTableFileName(prefix, i);
     if (access(path.c_str(), F_OK) != 0) continue;
-    auto t = lb::ConnTable::OpenForPeek(path, conn);
+    auto t = lb::ConnTable::OpenForPeek(path, &conn);
     if (!t.ok()) {
       LOG(WARNING) << "connection table of a previous lcore not used: " << t.status().message();
       continue;

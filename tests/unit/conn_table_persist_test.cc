@@ -208,13 +208,13 @@ TEST_F(ConnTablePersistTest, OpenForPeekReadsTheOwnersEntries) {
   ConnTableAttach a;
   auto t = Open(&a);
   Fill(t.get(), 500, 1000);
-  auto peek = ConnTable::OpenForPeek(path_, opt_);
+  auto peek = ConnTable::OpenForPeek(path_, &opt_);
   ASSERT_TRUE(peek.ok()) << peek.status();
   ConnValue v{};
   ASSERT_TRUE((*peek)->Peek(MakeKey(42), Hash(42), 2000, &v));
   EXPECT_EQ(v.backend_slot, 42u);
   EXPECT_FALSE((*peek)->Peek(MakeKey(501), Hash(501), 2000, &v));
-  EXPECT_FALSE(ConnTable::OpenForPeek(dir_ + "/missing", opt_).ok());
+  EXPECT_FALSE(ConnTable::OpenForPeek(dir_ + "/missing", nullptr).ok());
 }
 
 }  // namespace
