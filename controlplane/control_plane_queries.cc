@@ -87,7 +87,7 @@ absl::StatusOr<v1::ExplainResponse> ControlPlane::Explain(const v1::ExplainReque
   // read it (only a transaction, holding the writer lock, publishes).
   absl::ReaderMutexLock l(&m.mu);
   return ExplainFlow(req, m.publisher->writer().CurrentSlot(), m.publisher->published_generation(),
-                     *m.config);
+                     *m.config, m.view != nullptr ? m.view->stats_path() : std::string());
 }
 
 uint64_t ControlPlane::Subscribe(EventFn fn) { return impl_->events.Subscribe(std::move(fn)); }

@@ -10,6 +10,8 @@
 #include "controlplane/config.h"
 #include "controlplane/config_lookup.h"
 #include "lib/backend_pick.h"
+#include "lib/conn_table.h"
+#include "lib/conn_table_shm.h"
 #include "lib/maglev.h"
 #include "lib/vip_flow.h"
 
@@ -67,6 +69,28 @@ std::string PerLcoreReason(const SlotView& slot, const VipEntry& v, Algorithm al
                                          : absl::StrJoin(candidates, ", "));
 }
 
+// The dataplane's connection tables, read-only: the first lcore whose table
+// pins `key` (hashed as the dataplane does). *tables: how many files were
+// readable (0: no dataplane ran with --conn_table_persist).
+struct Pinned {
+  int lcore = -1;
+  ConnValue value{};
+};
+Pinned FindPinned(const std::string& prefix, const VipEntry& v, FlowKey key, int* tables) {
+  *tables = 0;
+  Pinned p;
+  if (prefix.empty()) return p;
+  const uint64_t hash = VipFlowHash(v, &key);
+  const uint32_t now_ms = static_cast<uint32_t>(MonotonicNs() / 1000000);
+  for (uint32_t i = 0; i < kMaxLcores; ++i) {
+    auto t = ConnTable::OpenForPeek(ConnTableFileName(prefix, i), nullptr);
+    if (!t.ok()) continue;
+    ++*tables;
+    if (p.lcore < 0 && (*t)->Peek(key, hash, now_ms, &p.value)) p.lcore = static_cast<int>(i);
+  }
+  return p;
+}
+
 }  // namespace
 
 RingPick PickFromRing(const SlotView& slot, int vip, FlowKey key) {
@@ -91,7 +115,8 @@ RingPick PickFromRing(const SlotView& slot, int vip, FlowKey key) {
 }
 
 absl::StatusOr<v1::ExplainResponse> ExplainFlow(const v1::ExplainRequest& req, const SlotView& slot,
-                                                uint64_t generation, const v1::Config& config) {
+                                                uint64_t generation, const v1::Config& config,
+                                                const std::string& conn_prefix) {
   IpAddress dst;
   auto key = ParseFlow(req, &dst);
   if (!key.ok()) return key.status();
@@ -121,6 +146,26 @@ absl::StatusOr<v1::ExplainResponse> ExplainFlow(const v1::ExplainRequest& req, c
   } else {
     reason = PerLcoreReason(slot, v, alg);
   }
+  int tables = 0;
+  const Pinned pinned = FindPinned(conn_prefix, v, *key, &tables);
+  if (pinned.lcore >= 0) {
+    const bool serves = StillServes(slot, pinned.value.backend_slot, pinned.value.incarnation);
+    if (serves) {
+      reason = absl::StrFormat(
+          "pinned on lcore %d to backend slot %u by its connection table (it keeps that "
+          "backend while it is active or draining); a new flow would get: %s",
+          pinned.lcore, pinned.value.backend_slot, reason);
+      s = pinned.value.backend_slot;
+    } else {
+      reason = absl::StrFormat(
+          "pinned on lcore %d to backend slot %u, which no longer serves: its next packet is "
+          "re-picked; the pick would be: %s",
+          pinned.lcore, pinned.value.backend_slot, reason);
+    }
+  } else if (tables > 0) {
+    reason = absl::StrFormat("not pinned in any of %d connection table(s); the pick would be: %s",
+                             tables, reason);
+  }
   if (s != 0) {
     const BackendEntry& b = slot.backends[s];
     resp.set_backend_id(b.backend_id);
@@ -137,9 +182,11 @@ absl::StatusOr<v1::ExplainResponse> ExplainFlow(const v1::ExplainRequest& req, c
                       "it had");
     }
   }
-  absl::StrAppend(&reason,
-                  "; connection table not consulted (it lives in the dataplane): a flow already "
-                  "pinned keeps its backend while that backend is active or draining");
+  if (tables == 0) {
+    absl::StrAppend(&reason,
+                    "; connection table not consulted (no table file of a dataplane): a flow "
+                    "already pinned keeps its backend while that backend is active or draining");
+  }
   resp.set_reason(reason);
   return resp;
 }

@@ -33,9 +33,14 @@ struct RingPick {
 RingPick PickFromRing(const SlotView& slot, int vip, FlowKey key);
 
 // `generation` is the published generation (0 = none yet); `config` the
-// committed config (for the VIP's pool settings).
+// committed config (for the VIP's pool settings). `conn_prefix` (the stats
+// region's path; "" = none): the dataplane's connection tables
+// <conn_prefix>.conn.<lcore> (lib/conn_table_shm.h) are mapped read-only and
+// the flow looked up in each (ConnTable::Peek); a pinned flow is answered
+// with its lcore and backend, else the pick says what a new flow would get.
 absl::StatusOr<v1::ExplainResponse> ExplainFlow(const v1::ExplainRequest& req, const SlotView& slot,
-                                                uint64_t generation, const v1::Config& config);
+                                                uint64_t generation, const v1::Config& config,
+                                                const std::string& conn_prefix = "");
 
 }  // namespace lb
 

@@ -132,7 +132,7 @@ void* MapTable(size_t bytes, bool try_hugetlb, bool* hugetlb, int* err) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ConnTable>> ConnTable::Create(const ConnTableOptions& options) {
+absl::StatusOr<uint32_t> ConnTable::NumBuckets(const ConnTableOptions& options) {
   if (options.capacity == 0) {
     return absl::InvalidArgumentError("conn table capacity must be at least 1");
   }
@@ -149,6 +149,13 @@ absl::StatusOr<std::unique_ptr<ConnTable>> ConnTable::Create(const ConnTableOpti
 
   uint32_t num_buckets = RoundUpPow2((options.capacity + kWays - 1) / kWays);
   if (num_buckets < kMinBuckets) num_buckets = kMinBuckets;
+  return num_buckets;
+}
+
+absl::StatusOr<std::unique_ptr<ConnTable>> ConnTable::Create(const ConnTableOptions& options) {
+  absl::StatusOr<uint32_t> nb = NumBuckets(options);
+  if (!nb.ok()) return nb.status();
+  const uint32_t num_buckets = *nb;
   const size_t capacity = size_t{num_buckets} * kWays;
   const size_t header_bytes = size_t{num_buckets} * sizeof(Bucket);
   const size_t bytes =
@@ -185,15 +192,26 @@ absl::StatusOr<std::unique_ptr<ConnTable>> ConnTable::Create(const ConnTableOpti
   t->entries_ = reinterpret_cast<Entry*>(static_cast<char*>(mem) + header_bytes);
   t->bucket_mask_ = num_buckets - 1;
   t->capacity_ = static_cast<uint32_t>(capacity);
-  t->timeout_ms_[static_cast<int>(ConnClass::kTcp)] = options.tcp_timeout_ms;
-  t->timeout_ms_[static_cast<int>(ConnClass::kTcpClosing)] = options.tcp_closing_timeout_ms;
-  t->timeout_ms_[static_cast<int>(ConnClass::kUdp)] = options.udp_timeout_ms;
-  t->timeout_ms_[static_cast<int>(ConnClass::kTcpSyn)] = options.tcp_syn_timeout_ms;
+  t->SetTimeouts(options);
   return t;
 }
 
-ConnTable::~ConnTable() {
-  if (map_base_ != nullptr) munmap(map_base_, map_bytes_);
+void ConnTable::SetTimeouts(const ConnTableOptions& options) {
+  timeout_ms_[static_cast<int>(ConnClass::kTcp)] = options.tcp_timeout_ms;
+  timeout_ms_[static_cast<int>(ConnClass::kTcpClosing)] = options.tcp_closing_timeout_ms;
+  timeout_ms_[static_cast<int>(ConnClass::kUdp)] = options.udp_timeout_ms;
+  timeout_ms_[static_cast<int>(ConnClass::kTcpSyn)] = options.tcp_syn_timeout_ms;
+}
+
+void ConnTable::ForEachLive(RemovedFn fn, void* ctx) const {
+  for (uint32_t bucket = 0; bucket <= bucket_mask_; ++bucket) {
+    uint32_t live = buckets_[bucket].valid;
+    while (live != 0) {
+      const uint32_t way = static_cast<uint32_t>(__builtin_ctz(live));
+      live &= live - 1;
+      fn(ctx, UnpackValue(entries_[bucket * kWays + way].value));
+    }
+  }
 }
 
 uint32_t ConnTable::Alternate(uint64_t hash) const {

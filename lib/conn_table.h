@@ -51,6 +51,16 @@
 // then PrefetchEntry over the batch before the lookups, ~200 with Prefetch
 // alone, ~290 with neither.
 //
+// Restarts (CreateShared, lib/conn_table_shm.cc): the same arrays can live in
+// a named shared file (hugetlbfs or tmpfs) behind a ConnTableFileHeader (magic,
+// ABI, geometry, boot id, owner lcore, clean/dirty). A new process attaches the
+// file when it is compatible and its bookkeeping validates, keeping every
+// entry, and starts empty otherwise (the report says why). Stamps need no
+// rebase: the dataplane's now_ms is CLOCK_MONOTONIC milliseconds, the same
+// clock in every process of one boot, and the header's boot id refuses a file
+// from another boot. The packet path is the same code on the same pointers
+// whichever way the memory was mapped.
+//
 // Threads: one owner thread (the lcore that created or was given the table) calls
 // everything except Peek. Peek may be called by any thread concurrently with the
 // owner; see Peek for what it guarantees. The counters are plain owner-thread
@@ -61,6 +71,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "lib/flow_key.h"
@@ -100,6 +111,18 @@ struct ConnTableOptions {
   bool try_hugetlb = false;
 };
 
+// What CreateShared found in the file. Exactly one of created / attached /
+// discarded is true.
+struct ConnTableAttach {
+  bool created = false;    // no file (or an empty one): a new, empty table
+  bool attached = false;   // the previous process's entries were kept
+  bool discarded = false;  // a file was there but incompatible or corrupt: started empty
+  bool was_dirty = false;  // attached: the previous owner did not close it (crash), it validated
+  size_t entries = 0;      // live entries kept (attached)
+  uint64_t discards = 0;   // discards of this file so far, this one included (the counter)
+  std::string reason;      // discarded: why, naming the field at fault
+};
+
 class ConnTable {
  public:
   static constexpr uint32_t kNoEntry = ~0u;
@@ -116,6 +139,23 @@ class ConnTable {
   // the field), ResourceExhausted if the table would not fit in physical memory
   // or the mapping fails. Start-up only.
   static absl::StatusOr<std::unique_ptr<ConnTable>> Create(const ConnTableOptions& options);
+  // Same table in the shared file `path` (created, or attached as described
+  // at the top), owned by lcore `owner_lcore`. The geometry and timeouts come
+  // from `options` (try_hugetlb is ignored: the file's filesystem decides).
+  // Fails like Create, or with Unavailable when the file cannot be created
+  // or mapped; an incompatible or corrupt file is not an error (it is
+  // re-created empty and reported in *report). Start-up only.
+  static absl::StatusOr<std::unique_ptr<ConnTable>> CreateShared(const ConnTableOptions& options,
+                                                                 const std::string& path,
+                                                                 uint32_t owner_lcore,
+                                                                 ConnTableAttach* report);
+  // Maps another process's (or a previous run's) table file for Peek only,
+  // with `options`' timeouts (nullptr: those its last owner recorded). Fails
+  // (FailedPrecondition naming the field) when the file is not a compatible
+  // table. Never writes to the file.
+  static absl::StatusOr<std::unique_ptr<const ConnTable>> OpenForPeek(
+      const std::string& path, const ConnTableOptions* options);
+  // Marks a shared table closed clean (destruction), then unmaps.
   ~ConnTable();
   ConnTable(const ConnTable&) = delete;
   ConnTable& operator=(const ConnTable&) = delete;
@@ -184,10 +224,16 @@ class ConnTable {
   // tests and debugging only, owner thread.
   absl::Status Validate() const;
 
+  // Calls fn(ctx, value) for every live entry, expired or not. Slow (walks
+  // every bucket): start-up only, owner thread, e.g. to recount per-backend
+  // gauges after CreateShared attached a table.
+  void ForEachLive(RemovedFn fn, void* ctx) const;
+
   size_t size() const { return size_; }
   size_t capacity() const { return capacity_; }
   size_t memory_bytes() const { return map_bytes_; }
   bool hugetlb() const { return hugetlb_; }
+  bool shared() const { return file_header_ != nullptr; }
   // Unexpired entries of other flows removed by Insert because both buckets
   // were full. A steady rise means the table is too small.
   uint64_t evictions() const { return evictions_; }
@@ -227,6 +273,11 @@ class ConnTable {
   void Write(uint32_t bucket, uint32_t way, const uint64_t* key_words, uint64_t hash,
              const ConnValue& v, ConnClass c, uint32_t now_ms);
   uint32_t Alternate(uint64_t hash) const;
+  void SetTimeouts(const ConnTableOptions& options);
+  // Checks capacity and timeouts; returns the number of buckets.
+  static absl::StatusOr<uint32_t> NumBuckets(const ConnTableOptions& options);
+  // conn_table_shm.cc: points the arrays into a mapped file and recounts size_.
+  void AdoptFile(void* base, size_t bytes, uint32_t capacity);
 
   Bucket* buckets_ = nullptr;  // num_buckets_ headers
   Entry* entries_ = nullptr;   // capacity_ entries; entry i is way i % 8 of bucket i / 8
@@ -241,6 +292,7 @@ class ConnTable {
   void* map_base_ = nullptr;
   size_t map_bytes_ = 0;
   bool hugetlb_ = false;
+  void* file_header_ = nullptr;  // ConnTableFileHeader of a CreateShared table
 };
 
 }  // namespace lb

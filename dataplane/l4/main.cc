@@ -32,6 +32,7 @@
 #include "dataplane/l4/worker.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
+#include "lib/conn_table_shm.h"
 #include "lib/process_flags.h"
 #include "lib/shm_region.h"
 #include "lib/slot_verify.h"
@@ -62,6 +63,16 @@ DEFINE_bool(set_port_mtu, false,
             "Also program --mtu + 48 (the largest encapsulation overhead, GUE over IPv6) "
             "into the ports.");
 DEFINE_uint32(conn_table_size, 1u << 20, "Connection-table entries per lcore (fixed memory).");
+DEFINE_bool(conn_table_persist, true,
+            "Keep each lcore's connection table in a shared file (<prefix>.conn.<lcore>) that a "
+            "restarted lb-dataplane with the same --conn_table_size attaches, so established "
+            "flows keep their backend across restarts and upgrades (docs/OPERATIONS.md).");
+DEFINE_string(conn_table_dir, "",
+              "Directory of the connection-table files (default: beside the stats region, "
+              "named after it).");
+DEFINE_uint32(conn_table_grace_s, 0,
+              "After a restart with another lcore count: how long a connection-table miss also "
+              "looks in the other lcores' tables and the previous run's (0 = --tcp_timeout_s).");
 DEFINE_uint32(sticky_table_size, 1u << 18,
               "Client entries of the session-persistence table shared by all lcores (sticky "
               "VIPs).");
@@ -307,6 +318,44 @@ bool WantsHelp(int argc, char** argv) {
   return false;
 }
 
+// Restart with another lcore count: RSS sends some flows to another queue
+// than in the previous run, so their entry sits in another lcore's table or
+// in the file of an lcore that no longer exists (an orphan, opened read-only
+// into *orphans). Every worker then gets a grace period in which a miss looks
+// there too (Worker::SetConnGrace). Same lcore count: nothing to do.
+void SetUpConnGrace(const std::string& prefix,
+                    const std::vector<std::unique_ptr<lb::dp::Worker>>& workers,
+                    const lb::ConnTableOptions& conn,
+                    std::vector<std::unique_ptr<const lb::ConnTable>>* orphans) {
+  bool kept = false;
+  bool fresh = false;
+  for (const auto& w : workers) {
+    kept |= w->conn_attach().attached;
+    fresh |= !w->conn_attach().attached;
+  }
+  for (uint32_t i = static_cast<uint32_t>(workers.size()); i < lb::kMaxLcores; ++i) {
+    const std::string path = lb::ConnTableFileName(prefix, i);
+    if (access(path.c_str(), F_OK) != 0) continue;
+    auto t = lb::ConnTable::OpenForPeek(path, &conn);
+    if (!t.ok()) {
+      LOG(WARNING) << "connection table of a previous lcore not used: " << t.status().message();
+      continue;
+    }
+    if ((*t)->size() != 0) orphans->push_back(std::move(*t));
+  }
+  if (orphans->empty() && !(kept && fresh)) return;
+  std::vector<const lb::ConnTable*> tables;
+  for (const auto& w : workers) tables.push_back(&w->conn());
+  for (const auto& t : *orphans) tables.push_back(t.get());
+  const uint32_t grace_s =
+      FLAGS_conn_table_grace_s != 0 ? FLAGS_conn_table_grace_s : FLAGS_tcp_timeout_s;
+  const uint32_t until_ms = static_cast<uint32_t>(lb::MonotonicNs() / 1000000) + grace_s * 1000;
+  for (const auto& w : workers) w->SetConnGrace(tables, until_ms);
+  LOG(INFO) << "connection tables: the lcore count changed (" << workers.size() << " lcores, "
+            << orphans->size() << " table(s) of previous lcores kept read-only): for " << grace_s
+            << " s a miss also looks in the other " << tables.size() - 1 << " table(s)";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -490,10 +539,20 @@ int main(int argc, char** argv) {
   wo.conn.tcp_syn_timeout_ms = FLAGS_tcp_syn_timeout_s * 1000;
   wo.new_flow_rate_limit = FLAGS_new_flow_rate_limit;
   wo.drain_us = FLAGS_drain_us;
+  std::string conn_prefix;
+  if (FLAGS_conn_table_persist) {
+    const size_t slash = stats_path.rfind('/');
+    conn_prefix =
+        FLAGS_conn_table_dir.empty()
+            ? stats_path
+            : FLAGS_conn_table_dir + "/" +
+                  (slash == std::string::npos ? stats_path : stats_path.substr(slash + 1));
+  }
   std::vector<std::unique_ptr<lb::dp::Worker>> workers;
   std::vector<lb::dp::Worker*> peers;
   for (uint16_t i = 0; i < num_workers; ++i) {
     wo.index = i;
+    wo.conn_file = conn_prefix.empty() ? "" : lb::ConnTableFileName(conn_prefix, i);
     auto w = lb::dp::Worker::Create(wo, &*tables, &*stats, node.get(), ports[0].pool);
     if (!w.ok()) return Fail(absl::StrCat("worker ", i, ": ", w.status().message()));
     for (const auto& p : ports) {
@@ -503,6 +562,8 @@ int main(int argc, char** argv) {
     workers.push_back(std::move(*w));
   }
   for (auto& w : workers) w->SetPeers(peers);
+  std::vector<std::unique_ptr<const lb::ConnTable>> orphan_tables;  // outlive the lcores
+  if (!conn_prefix.empty()) SetUpConnGrace(conn_prefix, workers, wo.conn, &orphan_tables);
   stats->control().num_lcores.store(num_workers, std::memory_order_release);
 
   LogStartup(table_path, gen, stats_path, num_workers, ports);

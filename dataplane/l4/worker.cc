@@ -304,6 +304,7 @@ void Worker::HandleOne(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64
 __attribute__((always_inline)) inline void Worker::HandleNewFlow(uint16_t port, rte_mbuf* m,
                                                                  const ParsedPacket& p,
                                                                  uint64_t hash, int vip) {
+  if (__builtin_expect(grace_until_ms_ != 0, 0) && AdoptFromGrace(port, m, p, hash, vip)) return;
   const FlowKey& key = p.key;
   const bool tcp = key.proto == kIpProtoTcp;
   const uint8_t flags = tcp ? p.tcp_flags : 0;

@@ -58,6 +58,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -144,6 +145,11 @@ struct WorkerOptions {
   // New flows per second this lcore admits into its connection table; above
   // it they are forwarded statelessly (see "New flows" above). 0 = no limit.
   uint32_t new_flow_rate_limit = 0;
+  // Non-empty: the connection table lives in this shared file and survives
+  // a restart (ConnTable::CreateShared, lib/conn_table_shm.h); the worker
+  // logs what it found and recounts its backends' active_flows from the
+  // entries it kept. Empty: private memory (fixtures, benchmarks).
+  std::string conn_file;
 };
 
 struct RxQueue {
@@ -229,6 +235,18 @@ class alignas(64) Worker {
 
   LcoreStats& stats() const { return *lstats_; }
   ConnTable& conn() const { return *conn_; }
+  // What CreateShared found at start-up (all false for a private table).
+  const ConnTableAttach& conn_attach() const { return conn_attach_; }
+  // Restart with another lcore count (docs/OPERATIONS.md 2.10): until
+  // until_ms (now_ms clock, wrap-safe), a connection-table miss first looks
+  // the flow up in `tables` (the other lcores' tables and those of lcores of
+  // the previous run that no longer exist; read-only, ConnTable::Peek) and,
+  // when found on a backend that still serves, adopts it into this lcore's
+  // table and forwards there, as a hit would. The tables must outlive the
+  // grace period. Start-up only, before Run. Costs nothing on a hit.
+  void SetConnGrace(std::vector<const ConnTable*> tables, uint32_t until_ms);
+  // Flows adopted from another table during the grace period.
+  uint64_t grace_adopted() const { return grace_adopted_; }
   uint64_t generation() const { return generation_; }
   uint32_t index() const { return opt_.index; }
 
@@ -264,6 +282,11 @@ class alignas(64) Worker {
   int FindFragmentVip(const FlowKey& key) const;
   int FindVipCached(const FlowKey& key);
   bool PeekPeers(const FlowKey& key, uint64_t hash, ConnValue* out) const;
+  // Start-up (worker_loop.cc): logs CreateShared's outcome, recounts gauges.
+  void LogConnAttach();
+  // The grace-period lookup of SetConnGrace (worker_loop.cc): true when the
+  // flow was found elsewhere, adopted and forwarded.
+  bool AdoptFromGrace(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash, int vip);
 
   // Packets for the node itself: HandleLocal (worker.cc) dispatches to the
   // rest, in worker_local.cc with next-hop learning.
@@ -317,6 +340,8 @@ class alignas(64) Worker {
   uint32_t guard_refill_ms_ = 0;     // now_ms_ of the last refill
   uint32_t guard_stateless_ms_ = 0;  // now_ms_ of the last stateless forward
   bool guard_engaged_ = false;       // mirrors lstats_->syn_guard_engaged
+  // Restart grace period (SetConnGrace); 0 = none or over.
+  uint32_t grace_until_ms_ = 0;
 
   // ---- cold: set-up, housekeeping ----
   WorkerOptions opt_;
@@ -324,6 +349,9 @@ class alignas(64) Worker {
   StatsRegion* stats_ = nullptr;
   rte_mempool* pool_ = nullptr;
   std::unique_ptr<ConnTable> conn_owner_;
+  ConnTableAttach conn_attach_;
+  std::vector<const ConnTable*> grace_tables_;
+  uint64_t grace_adopted_ = 0;
   std::vector<RxQueue> rx_;
   std::vector<Worker*> peers_;
   uint64_t last_try_[2] = {0, 0};  // last ARP / NDP resolution attempt (worker 0)

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "dataplane/l4/worker.h"
+#include "glog/logging.h"
 #include "lib/slot_verify.h"
 
 namespace lb::dp {
@@ -18,9 +19,13 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& opt,
   }
   ConnTableOptions co = opt.conn;
   co.capacity = opt.conn_capacity;
-  auto conn = ConnTable::Create(co);
+  ConnTableAttach attach;
+  auto conn = opt.conn_file.empty()
+                  ? ConnTable::Create(co)
+                  : ConnTable::CreateShared(co, opt.conn_file, opt.index, &attach);
   if (!conn.ok()) return conn.status();
   std::unique_ptr<Worker> w(new Worker());
+  w->conn_attach_ = attach;
   w->opt_ = opt;
   w->tables_ = tables;
   w->stats_ = stats;
@@ -35,7 +40,81 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& opt,
   w->balancer_.Init(th.max_vips, th.max_members, opt.index);
   w->CopyNextHops();
   w->SetNewFlowRateLimit(opt.new_flow_rate_limit);
+  if (!opt.conn_file.empty()) w->LogConnAttach();
   return w;
+}
+
+// One line per lcore, the counter in the file header (discards). Kept
+// entries count again in their backends' active_flows (the stats region was
+// re-created empty), so least-connections and the gauges see them.
+void Worker::LogConnAttach() {
+  const ConnTableAttach& a = conn_attach_;
+  if (a.attached) {
+    conn_->ForEachLive(
+        [](void* ctx, const ConnValue& v) {
+          auto* self = static_cast<Worker*>(ctx);
+          if (v.backend_slot != 0 && v.backend_slot < self->stats_->header().max_backends) {
+            CounterAdd(self->bstats_[v.backend_slot].active_flows, 1);
+          }
+        },
+        this);
+    lstats_->conn_entries.store(conn_->size(), std::memory_order_relaxed);
+    LOG(INFO) << "lcore " << opt_.index << ": connection table " << opt_.conn_file << " attached, "
+              << a.entries << " entries kept"
+              << (a.was_dirty ? " (previous owner did not close it; it validated)" : "");
+  } else if (a.discarded) {
+    LOG(WARNING) << "lcore " << opt_.index << ": connection table " << opt_.conn_file
+                 << " started empty: " << a.reason << " (discard #" << a.discards << ")";
+  } else {
+    VLOG(1) << "lcore " << opt_.index << ": connection table " << opt_.conn_file << " created";
+  }
+}
+
+void Worker::SetConnGrace(std::vector<const ConnTable*> tables, uint32_t until_ms) {
+  grace_tables_.clear();
+  for (const ConnTable* t : tables) {
+    if (t != nullptr && t != conn_) grace_tables_.push_back(t);
+  }
+  grace_until_ms_ = grace_tables_.empty() ? 0 : (until_ms == 0 ? 1 : until_ms);
+}
+
+// A miss during the grace period: RSS may now send this flow to this lcore
+// while the previous run pinned it on another. Peek each table (a few cache
+// lines per table, on the new-flow path only); a flow found on a backend that
+// still serves is inserted here with that value, so its next packets hit.
+bool Worker::AdoptFromGrace(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash,
+                            int vip) {
+  if (static_cast<int32_t>(now_ms_ - grace_until_ms_) > 0) {
+    grace_until_ms_ = 0;  // over: never consulted again
+    return false;
+  }
+  ConnValue cv;
+  bool found = false;
+  for (const ConnTable* t : grace_tables_) {
+    if (t->Peek(p.key, hash, now_ms_, &cv)) {
+      found = true;
+      break;
+    }
+  }
+  if (!found || !StillServes(slot_, cv.backend_slot, cv.incarnation)) return false;
+  const bool tcp = p.key.proto == kIpProtoTcp;
+  const uint8_t flags = tcp ? p.tcp_flags : 0;
+  constexpr uint8_t kFinOrRst = ConnTable::kFinOrRst;
+  const ConnClass cls = !tcp                        ? ConnClass::kUdp
+                        : (flags & kFinOrRst)       ? ConnClass::kTcpClosing
+                        : (flags & ConnTable::kAck) ? ConnClass::kTcp
+                                                    : ConnClass::kTcpSyn;
+  bool evicted = false;
+  ConnValue old;
+  conn_->Insert(p.key, hash, cv, cls, now_ms_, &evicted, &old);
+  if (evicted) {
+    ReleaseFlow(old);
+    lstats_->conn_evictions.store(conn_->evictions(), std::memory_order_relaxed);
+  }
+  CounterAdd(bstats_[cv.backend_slot].active_flows, 1);
+  ++grace_adopted_;
+  Forward(port, m, p, vip, cv.backend_slot, hash);
+  return true;
 }
 
 void Worker::GoOnline() {

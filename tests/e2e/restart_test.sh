@@ -14,11 +14,14 @@
 # publishes again and its per-VIP Maglev fingerprints (`lbctl tables --json`)
 # equal those from before the kill (it moves no flow).
 # Phase 2: 20 HTTP/1.1 keep-alive connections (python3, one request every
-# 200 ms each); lb-dataplane is stopped (SIGTERM) and started again on the
-# same regions with a new, empty connection table. Prints how many of the
-# connections survived (Maglev on an unchanged table picks the same backend,
-# so they should); asserts only that the new dataplane forwards: 10/10 new
-# requests succeed.
+# 200 ms each) to the IPv6 VIP, a ROUND-ROBIN pool of be1 and be2; then
+# `lbctl backend add` puts be3 in that pool, and lb-dataplane is stopped
+# (SIGTERM) and started again on the same regions. The new process attaches
+# the connection tables the old one left (<stats>.conn.<lcore>), so every
+# connection keeps its backend although a fresh round-robin pick over three
+# backends would move most of them. Asserts: 20/20 connections survive on
+# their backend, the new dataplane logs the attach, and 10/10 new requests
+# succeed.
 # Bounded (< 60 s: every wait has a limit); everything it starts is killed by
 # pid, the topology removed by prefix, also on failure. Must run as root.
 set -euo pipefail
@@ -28,6 +31,7 @@ DECAP_BIN=$(realpath "$3")
 LBCTL_BIN=$(realpath "$4")
 . "$(dirname "$0")/lib.sh"
 P=r$$
+VIP6=2001:db8:100::10
 NCONN=20
 
 command -v wrk >/dev/null || { echo "FAIL: wrk not installed (scripts/install-deps.sh)"; exit 1; }
@@ -49,7 +53,7 @@ bash "$TOPO" up --prefix "$P" --backends 3 --lbs 1 --lb_decap "$DECAP_BIN" >/dev
 
 # 2. The control plane (started twice with the same flags; log cp1 / cp2).
 cat > "$WORK/lb.textproto" <<CFG
-node { tunnel_source_ipv4: "10.99.0.11" }
+node { tunnel_source_ipv4: "10.99.0.11" tunnel_source_ipv6: "fd00:99::11" }
 pools {
   name: "web4"
   algorithm: ALGORITHM_MAGLEV
@@ -57,8 +61,16 @@ pools {
   backends { address: "10.99.0.22" port: 80 }
   backends { address: "10.99.0.23" port: 80 }
 }
+pools {
+  name: "web6"
+  algorithm: ALGORITHM_ROUND_ROBIN
+  backends { address: "fd00:99::21" port: 80 }
+  backends { address: "fd00:99::22" port: 80 }
+}
 vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "web4" }
+vips { address: "$VIP6" protocol: PROTOCOL_TCP port: 80 pool: "web6" }
 CFG
+DP_IPV6=yes
 TABLES=$WORK/tables
 STATS=$WORK/stats
 # start_cp LOG_NAME: the control plane in <p>-router, up once it published
@@ -74,7 +86,8 @@ print("generation", doc.get("generation", 0))
 for v in doc.get("vips", []):
     print(json.dumps(v.get("vip", {}), sort_keys=True), v.get("fingerprint", "-"))'
 }
-fingerprints() { grep -v '^generation' <<<"$1"; }
+# Only the Maglev VIP has a fingerprint (round robin has no ring).
+fingerprints() { grep -F "$VIP4" <<<"$1"; }
 generation() { sed -n 's/^generation //p' <<<"$1"; }
 
 # 3. The dataplane (started twice on the same regions; log dp1 / dp2).
@@ -125,16 +138,25 @@ echo "phase 1: failed requests: $failed1 of ${total1:-?}"
 #    connection; a connection that failed, or whose last request got no answer
 #    within RECV_S, has an "error".
 
-ip netns exec "$P-client" timeout 40 /usr/bin/python3 "$ROOT/tests/e2e/keepalive_clients.py" "$VIP4" "$NCONN" \
+ip netns exec "$P-client" timeout 40 /usr/bin/python3 "$ROOT/tests/e2e/keepalive_clients.py" "$VIP6" "$NCONN" \
   "$WORK/restarted" 6 20 8 >"$WORK/clients.out" 2>&1 &
 CL_PID=$!
 wait_log "$WORK/clients.out" "^READY" 100 || fail "the clients did not get ready"
 ready=$(grep "^READY" "$WORK/clients.out" | wc -w)
 ready=$((ready - 1))
 ((ready == NCONN)) || fail "only $ready/$NCONN keep-alive connections answered before the restart"
+# A third backend joins the round-robin pool before the restart: a re-pick
+# would now spread the connections over three backends.
+gen_added=$(generation "$(tables)")
+lbctl backend add "[fd00:99::23]:80" --pool web6 >/dev/null || fail "lbctl backend add [fd00:99::23]:80 failed"
+for _ in $(seq 50); do
+  (($(generation "$(tables)") > gen_added)) && break
+  sleep 0.1
+done
+(($(generation "$(tables)") > gen_added)) || fail "no generation published after the backend was added"
 sleep 1
 # The dataplane stopped (SIGTERM, bounded) and started again on the same
-# regions: a new process, an empty connection table.
+# regions: a new process that attaches the old connection tables.
 touch "$WORK/restarted"
 t_stop=$(date +%s%3N)
 stop_pids 50 "$DP_PID"
@@ -186,7 +208,11 @@ except ValueError as e:
 print("dataplane_running=%s forwarded=%d" % (doc.get("dataplane_running", False),
       sum(int(l.get("forwarded", 0)) for l in doc.get("lcores", []))))') || cp_view="lbctl stats failed"
 echo "phase 2: lbctl stats after the dataplane restart: $cp_view"
+grep "connection table .* attached\|connection table .* started empty" "$WORK/dp2.log" || true
+grep -q "connection table .* attached, [1-9][0-9]* entries kept" "$WORK/dp2.log" ||
+  fail "the restarted lb-dataplane did not attach the connection tables"
 ((total == NCONN)) || fail "the client reported $total/$NCONN connections"
+((alive == NCONN)) || fail "only $alive/$NCONN connections kept their backend across the dataplane restart"
 ((ok == 10)) || fail "the restarted dataplane forwarded only $ok/10 new requests"
 echo "RESULT restart: cp_kill_failed=$failed1 cp_kill_requests=$total1 generation=$gen_before->$gen_after fingerprints_equal=yes dp_restart_survived=$alive/$total dp_gap_ms=$gap_ms"
 echo "PASS: restart e2e ($PMD) in $(($(date +%s) - START)) s"
