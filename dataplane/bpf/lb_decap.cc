@@ -49,14 +49,7 @@
 
 namespace {
 
-using lb::bpf_tool::CaptureLibbpfLog;
-using lb::bpf_tool::ClearLog;
-using lb::bpf_tool::EnsureBpffs;
-using lb::bpf_tool::ErrStr;
-using lb::bpf_tool::ObjectPath;
-using lb::bpf_tool::PrintLogTail;
-using lb::bpf_tool::ProgMapFd;
-using lb::bpf_tool::ProgName;
+namespace bt = lb::bpf_tool;
 
 constexpr char kXdpProgName[] = "lb_decap_xdp";
 constexpr char kTcProgName[] = "lb_decap_tc";
@@ -115,14 +108,14 @@ uint32_t FindAttached(int ifindex, const std::string& mode, uint32_t* foreign,
       *xdp_flags = 0;
     }
     if (id == 0) return 0;
-    if (ProgName(id) == kXdpProgName) return id;
+    if (bt::ProgName(id) == kXdpProgName) return id;
     *foreign = id;
     return 0;
   }
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
   LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
   if (bpf_tc_query(&hook, &opts) != 0) return 0;
-  if (ProgName(opts.prog_id) == kTcProgName) return opts.prog_id;
+  if (bt::ProgName(opts.prog_id) == kTcProgName) return opts.prog_id;
   *foreign = opts.prog_id;
   return 0;
 }
@@ -145,7 +138,7 @@ bool AddLocal(int map_fd, const std::string& text, std::string* err) {
   }
   uint8_t one = 1;
   if (bpf_map_update_elem(map_fd, key, &one, BPF_ANY) != 0) {
-    *err = ErrStr(errno);
+    *err = bt::ErrStr(errno);
     return false;
   }
   return true;
@@ -184,7 +177,7 @@ bool SetGuePort(bpf_object* obj, uint16_t port, std::string* err) {
   } value = {htons(port), 0};
   uint32_t key = 0;
   if (bpf_map_update_elem(fd, &key, &value, BPF_ANY) != 0) {
-    *err = ErrStr(errno);
+    *err = bt::ErrStr(errno);
     return false;
   }
   return true;
@@ -198,7 +191,7 @@ int Attach(const Options& o, int ifindex) {
                                             std::to_string(id) + "); run lb-decap detach first");
   if (foreign)
     return Fail("interface " + o.iface, "another " + mode + " program is attached (prog id " +
-                                            std::to_string(foreign) + ", " + ProgName(foreign) +
+                                            std::to_string(foreign) + ", " + bt::ProgName(foreign) +
                                             ")");
 
   for (const std::string& a : o.locals) {
@@ -211,9 +204,9 @@ int Attach(const Options& o, int ifindex) {
     return Fail("interface " + o.iface,
                 "has no IP address; give the tunnel destinations with --local");
 
-  std::string path = ObjectPath(o.obj, "decap.bpf.o", LB_DECAP_OBJ);
+  std::string path = bt::ObjectPath(o.obj, "decap.bpf.o", LB_DECAP_OBJ);
   bpf_object* obj = bpf_object__open_file(path.c_str(), nullptr);
-  if (!obj) return Fail("opening " + path, ErrStr(errno));
+  if (!obj) return Fail("opening " + path, bt::ErrStr(errno));
   bpf_program* xdp = bpf_object__find_program_by_name(obj, kXdpProgName);
   bpf_program* tc = bpf_object__find_program_by_name(obj, kTcProgName);
   if (!xdp || !tc) {
@@ -222,10 +215,10 @@ int Attach(const Options& o, int ifindex) {
   }
   bpf_program* prog = mode == "xdp" ? xdp : tc;
   bpf_program__set_autoload(mode == "xdp" ? tc : xdp, false);
-  ClearLog();
+  bt::ClearLog();
   if (int err = bpf_object__load(obj)) {
-    Fail("loading " + path, "program refused by the kernel: " + ErrStr(err));
-    PrintLogTail(20);
+    Fail("loading " + path, "program refused by the kernel: " + bt::ErrStr(err));
+    bt::PrintLogTail(20);
     bpf_object__close(obj);
     return 1;
   }
@@ -248,27 +241,27 @@ int Attach(const Options& o, int ifindex) {
     int err = bpf_xdp_attach(ifindex, prog_fd, XDP_FLAGS_UPDATE_IF_NOEXIST, nullptr);
     if (err) {
       bpf_object__close(obj);
-      return Fail("attaching XDP to " + o.iface, ErrStr(err));
+      return Fail("attaching XDP to " + o.iface, bt::ErrStr(err));
     }
   } else {
     LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
     int err = bpf_tc_hook_create(&hook);
     if (err && err != -EEXIST) {
       bpf_object__close(obj);
-      return Fail("creating clsact on " + o.iface, ErrStr(err));
+      return Fail("creating clsact on " + o.iface, bt::ErrStr(err));
     }
     LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .handle = kTcHandle,
                 .priority = kTcPriority);
     err = bpf_tc_attach(&hook, &opts);
     if (err) {
       bpf_object__close(obj);
-      return Fail("attaching tc ingress filter to " + o.iface, ErrStr(err));
+      return Fail("attaching tc ingress filter to " + o.iface, bt::ErrStr(err));
     }
   }
 
   // Pins are a convenience for other tools; stats/detach do not need them.
   std::string dir = o.pin_root + "/" + o.iface;
-  if (EnsureBpffs(o.pin_root)) {
+  if (bt::EnsureBpffs(o.pin_root)) {
     mkdir(o.pin_root.c_str(), 0700);
     RemovePins(dir);
     mkdir(dir.c_str(), 0700);
@@ -311,7 +304,7 @@ int Detach(const Options& o, int ifindex) {
       LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
       err = bpf_tc_detach(&hook, &opts);
     }
-    if (err) return Fail("detaching " + mode + " from " + o.iface, ErrStr(err));
+    if (err) return Fail("detaching " + mode + " from " + o.iface, bt::ErrStr(err));
     printf("lb-decap: detached %s from %s (prog id %u)\n", mode.c_str(), o.iface.c_str(), id);
     ++detached;
   }
@@ -337,17 +330,17 @@ int Stats(const Options& o, int ifindex) {
     }
   }
   if (!id) return Fail("interface " + o.iface, "lb-decap is not attached");
-  int fd = ProgMapFd(id, "stats");
+  int fd = bt::ProgMapFd(id, "stats");
   if (fd < 0) return Fail("prog id " + std::to_string(id), "stats map not found");
   int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) return Fail("counting CPUs", ErrStr(ncpu));
+  if (ncpu <= 0) return Fail("counting CPUs", bt::ErrStr(ncpu));
   uint64_t totals[kStatCount] = {};
   std::vector<uint64_t> vals(ncpu);
   std::vector<std::vector<uint64_t>> per_cpu(kStatCount);
   for (uint32_t k = 0; k < kStatCount; ++k) {
     if (bpf_map_lookup_elem(fd, &k, vals.data()) != 0) {
       close(fd);
-      return Fail("reading stats map", ErrStr(errno));
+      return Fail("reading stats map", bt::ErrStr(errno));
     }
     per_cpu[k] = vals;
     for (uint64_t v : vals) totals[k] += v;
@@ -413,7 +406,7 @@ int main(int argc, char** argv) {
     return Usage("--mode must be xdp or tc, not " + o.mode);
   if (o.iface.size() >= IFNAMSIZ) return Fail("interface " + o.iface, "name too long");
 
-  CaptureLibbpfLog();
+  bt::CaptureLibbpfLog();
   int ifindex = static_cast<int>(if_nametoindex(o.iface.c_str()));
   if (ifindex == 0) return Fail("interface " + o.iface, "no such device");
   if (o.command == "attach") return Attach(o, ifindex);

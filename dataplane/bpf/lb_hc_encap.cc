@@ -54,14 +54,7 @@
 
 namespace {
 
-using lb::bpf_tool::CaptureLibbpfLog;
-using lb::bpf_tool::ClearLog;
-using lb::bpf_tool::EnsureBpffs;
-using lb::bpf_tool::ErrStr;
-using lb::bpf_tool::ObjectPath;
-using lb::bpf_tool::PrintLogTail;
-using lb::bpf_tool::ProgMapFd;
-using lb::bpf_tool::ProgName;
+namespace bt = lb::bpf_tool;
 
 constexpr char kProgName[] = "lb_hc_encap";
 constexpr uint32_t kTcHandle = 0x4c8;
@@ -106,7 +99,7 @@ uint32_t FindAttached(int ifindex, uint32_t* foreign) {
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
   LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
   if (bpf_tc_query(&hook, &opts) != 0) return 0;
-  if (ProgName(opts.prog_id) == kProgName) return opts.prog_id;
+  if (bt::ProgName(opts.prog_id) == kProgName) return opts.prog_id;
   *foreign = opts.prog_id;
   return 0;
 }
@@ -200,13 +193,13 @@ bool ReusePins(bpf_object* obj, const std::string& root, bool* reused, std::stri
     if (access(pin.c_str(), F_OK) != 0) continue;
     int fd = bpf_obj_get(pin.c_str());
     if (fd < 0) {
-      *err = pin + ": " + ErrStr(errno);
+      *err = pin + ": " + bt::ErrStr(errno);
       return false;
     }
     int rc = bpf_map__reuse_fd(bpf_object__find_map_by_name(obj, name), fd);
     close(fd);
     if (rc != 0) {
-      *err = pin + ": not a map of this program (" + ErrStr(rc) + ")";
+      *err = pin + ": not a map of this program (" + bt::ErrStr(rc) + ")";
       return false;
     }
     *reused = true;
@@ -218,10 +211,10 @@ int AttachLoaded(const Options& o, int ifindex, bpf_object* obj) {
   int prog_fd = bpf_program__fd(bpf_object__find_program_by_name(obj, kProgName));
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
   int err = bpf_tc_hook_create(&hook);
-  if (err && err != -EEXIST) return Fail("creating clsact on " + o.iface, ErrStr(err));
+  if (err && err != -EEXIST) return Fail("creating clsact on " + o.iface, bt::ErrStr(err));
   LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .handle = kTcHandle, .priority = kTcPriority);
   err = bpf_tc_attach(&hook, &opts);
-  if (err) return Fail("attaching tc egress filter to " + o.iface, ErrStr(err));
+  if (err) return Fail("attaching tc egress filter to " + o.iface, bt::ErrStr(err));
   return 0;
 }
 
@@ -236,12 +229,12 @@ int Attach(const Options& o, int ifindex) {
   HcCfg src;
   std::string source;
   if (int rc = ResolveSources(o, &src, &source)) return rc;
-  if (!EnsureBpffs(o.pin_root)) return Fail("--pin-root " + o.pin_root, "not on a bpffs");
+  if (!bt::EnsureBpffs(o.pin_root)) return Fail("--pin-root " + o.pin_root, "not on a bpffs");
   mkdir(o.pin_root.c_str(), 0700);
 
-  std::string path = ObjectPath(o.obj, "hc_encap.bpf.o", LB_HC_ENCAP_OBJ);
+  std::string path = bt::ObjectPath(o.obj, "hc_encap.bpf.o", LB_HC_ENCAP_OBJ);
   bpf_object* obj = bpf_object__open_file(path.c_str(), nullptr);
-  if (!obj) return Fail("opening " + path, ErrStr(errno));
+  if (!obj) return Fail("opening " + path, bt::ErrStr(errno));
   if (!bpf_object__find_program_by_name(obj, kProgName)) {
     bpf_object__close(obj);
     return Fail(path, "program lb_hc_encap not found");
@@ -252,10 +245,10 @@ int Attach(const Options& o, int ifindex) {
     bpf_object__close(obj);
     return Fail("reusing pinned maps", err);
   }
-  ClearLog();
+  bt::ClearLog();
   if (int rc = bpf_object__load(obj)) {
-    Fail("loading " + path, "program refused by the kernel: " + ErrStr(rc));
-    PrintLogTail(20);
+    Fail("loading " + path, "program refused by the kernel: " + bt::ErrStr(rc));
+    bt::PrintLogTail(20);
     bpf_object__close(obj);
     return 1;
   }
@@ -263,14 +256,14 @@ int Attach(const Options& o, int ifindex) {
   int cfg_fd = bpf_object__find_map_fd_by_name(obj, "hc_config");
   if (bpf_map_update_elem(cfg_fd, &zero, &src, BPF_ANY) != 0) {
     bpf_object__close(obj);
-    return Fail("setting the outer source", ErrStr(errno));
+    return Fail("setting the outer source", bt::ErrStr(errno));
   }
   for (const char* name : kSharedMaps) {
     std::string pin = o.pin_root + "/" + name;
     if (access(pin.c_str(), F_OK) == 0) continue;
     if (bpf_obj_pin(bpf_object__find_map_fd_by_name(obj, name), pin.c_str()) != 0) {
       bpf_object__close(obj);
-      return Fail("pinning " + pin, ErrStr(errno));
+      return Fail("pinning " + pin, bt::ErrStr(errno));
     }
   }
   int rc = AttachLoaded(o, ifindex, obj);
@@ -290,7 +283,7 @@ int Detach(const Options& o, int ifindex) {
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
   LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
   if (int err = bpf_tc_detach(&hook, &opts))
-    return Fail("detaching tc egress from " + o.iface, ErrStr(err));
+    return Fail("detaching tc egress from " + o.iface, bt::ErrStr(err));
   printf("lb-hc-encap: detached from %s (prog id %u)\n", o.iface.c_str(), id);
   return 0;
 }
@@ -299,19 +292,19 @@ int Stats(const Options& o, int ifindex) {
   uint32_t foreign = 0;
   uint32_t id = FindAttached(ifindex, &foreign);
   if (!id) return Fail("interface " + o.iface, "lb-hc-encap is not attached");
-  int fd = ProgMapFd(id, "hc_stats");
+  int fd = bt::ProgMapFd(id, "hc_stats");
   if (fd < 0) return Fail("prog id " + std::to_string(id), "hc_stats map not found");
   int ncpu = libbpf_num_possible_cpus();
   if (ncpu <= 0) {
     close(fd);
-    return Fail("counting CPUs", ErrStr(ncpu));
+    return Fail("counting CPUs", bt::ErrStr(ncpu));
   }
   uint64_t totals[kStatCount] = {};
   std::vector<uint64_t> vals(ncpu);
   for (uint32_t k = 0; k < kStatCount; ++k) {
     if (bpf_map_lookup_elem(fd, &k, vals.data()) != 0) {
       close(fd);
-      return Fail("reading hc_stats", ErrStr(errno));
+      return Fail("reading hc_stats", bt::ErrStr(errno));
     }
     for (uint64_t v : vals) totals[k] += v;
   }
@@ -358,7 +351,7 @@ int main(int argc, char** argv) {
   if (o.iface.size() >= IFNAMSIZ) return Fail("interface " + o.iface, "name too long");
   if (!o.pin_root.empty() && o.pin_root.back() == '/') o.pin_root.pop_back();
 
-  CaptureLibbpfLog();
+  bt::CaptureLibbpfLog();
   int ifindex = static_cast<int>(if_nametoindex(o.iface.c_str()));
   if (ifindex == 0) return Fail("interface " + o.iface, "no such device");
   if (o.command == "attach") return Attach(o, ifindex);
