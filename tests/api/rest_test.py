@@ -165,7 +165,9 @@ def test_empty_store(srv):
     st, _, node = srv.request("PUT", "/config/node", {"tunnel_source_ipv4": "192.0.2.1",
                                                       "tunnel_source_ipv6": "2001:DB8:ffff::1"})
     check(st == 200 and node == {"tunnel_source_ipv4": "192.0.2.1",
-                                 "tunnel_source_ipv6": "2001:db8:ffff::1"},
+                                 "tunnel_source_ipv6": "2001:db8:ffff::1",
+                                 "tunnel_source_ipv4_prefix": "",
+                                 "tunnel_source_ipv6_prefix": ""},
           f"PUT /config/node -> 200, canonical ({st} {node})")
     for bad in ["224.0.0.1", "127.0.0.1", "2001:db8::1", "1.2.3.4\u0000"]:
         expect_refused(srv, f"tunnel source {bad!r}", "PUT", "/config/node", 400,
