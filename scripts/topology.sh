@@ -4,12 +4,13 @@
 # prefix so `down` removes exactly what `up` made and nothing else.
 #
 #   scripts/topology.sh up   [--prefix NAME] [--backends N] [--lbs N] [--lb_decap PATH]
-#                            [--mtu N] [--decap_mode xdp|tc]
+#                            [--mtu N] [--decap_mode xdp|tc] [--gue_port N]
 #   scripts/topology.sh down [--prefix NAME]
 #
 # --mtu (default 1600) is the MTU of every link (jumbo frames: 9100; native
 # XDP on veth needs an MTU below ~3,500, so jumbo topologies attach lb-decap
-# with --decap_mode tc).
+# with --decap_mode tc). --gue_port makes lb-decap also take GUE (IP-in-UDP)
+# to that port, for pools with ENCAPSULATION_GUE.
 #
 #   <p>-client  eth0 172.31.1.2/24, fd00:31:1::2/64 (TX checksum offload off)
 #        |
@@ -42,6 +43,7 @@ LBS=1
 LB_DECAP_BIN=${LB_DECAP:-$ROOT/build/dataplane/bpf/lb-decap}
 MTU=1600
 DECAP_MODE=xdp
+GUE_PORT=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --prefix) PREFIX=$2; shift 2 ;;
@@ -50,11 +52,12 @@ while [[ $# -gt 0 ]]; do
     --lb_decap) LB_DECAP_BIN=$2; shift 2 ;;
     --mtu) MTU=$2; shift 2 ;;
     --decap_mode) DECAP_MODE=$2; shift 2 ;;
+    --gue_port) GUE_PORT=$2; shift 2 ;;
     *) echo "topology.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
 if [[ "$CMD" != up && "$CMD" != down ]]; then
-  echo "usage: topology.sh up|down [--prefix NAME] [--backends N] [--lbs N] [--lb_decap PATH] [--mtu N] [--decap_mode xdp|tc]" >&2
+  echo "usage: topology.sh up|down [--prefix NAME] [--backends N] [--lbs N] [--lb_decap PATH] [--mtu N] [--decap_mode xdp|tc] [--gue_port N]" >&2
   exit 2
 fi
 if [[ ! "$PREFIX" =~ ^[a-zA-Z][a-zA-Z0-9]{0,11}$ ]]; then
@@ -207,7 +210,9 @@ for ((i = 1; i <= BACKENDS; i++)); do
   ns "$n" ip link set eth0 up
   ns "$n" ip route add default via 10.99.0.1
   ns "$n" ip -6 route add default via fd00:99::1
-  ns "$n" "$LB_DECAP_BIN" attach --iface eth0 --mode "$DECAP_MODE" >/dev/null \
+  gue=()
+  if ((GUE_PORT != 0)); then gue=(--gue_port "$GUE_PORT"); fi
+  ns "$n" "$LB_DECAP_BIN" attach --iface eth0 --mode "$DECAP_MODE" "${gue[@]}" >/dev/null \
     || fail "lb-decap attach --iface eth0 --mode $DECAP_MODE failed in $n"
 
   d=$NGINX_DIR/be$i
