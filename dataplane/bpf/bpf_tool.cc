@@ -101,6 +101,30 @@ int ProgMapFd(uint32_t prog_id, const char* map_name) {
   return found;
 }
 
+std::string ReadPerCpuCounters(uint32_t prog_id, const char* map_name, uint32_t count,
+                               std::vector<std::vector<uint64_t>>* per_cpu,
+                               std::vector<uint64_t>* totals) {
+  const int fd = ProgMapFd(prog_id, map_name);
+  if (fd < 0) return std::string(map_name) + " map not found";
+  const int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) {
+    close(fd);
+    return "counting CPUs: " + ErrStr(ncpu);
+  }
+  per_cpu->assign(count, std::vector<uint64_t>(ncpu));
+  totals->assign(count, 0);
+  for (uint32_t k = 0; k < count; ++k) {
+    if (bpf_map_lookup_elem(fd, &k, (*per_cpu)[k].data()) != 0) {
+      const std::string why = "reading " + std::string(map_name) + ": " + ErrStr(errno);
+      close(fd);
+      return why;
+    }
+    for (uint64_t v : (*per_cpu)[k]) (*totals)[k] += v;
+  }
+  close(fd);
+  return "";
+}
+
 bool EnsureBpffs(const std::string& pin_root) {
   std::string base = pin_root.substr(0, pin_root.rfind('/'));
   struct statfs st {};

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace lb::bpf_tool {
 
@@ -31,6 +32,13 @@ std::string ProgName(uint32_t prog_id);
 // A file descriptor of the map named `map_name` among the maps of the loaded
 // program `prog_id`, -1 if none. The caller closes it.
 int ProgMapFd(uint32_t prog_id, const char* map_name);
+
+// Reads keys 0..count-1 of the per-CPU u64 array `map_name` of the loaded
+// program `prog_id` into (*per_cpu)[key][cpu] and their sums into
+// (*totals)[key]. "" on success, else what failed (for the tool's message).
+std::string ReadPerCpuCounters(uint32_t prog_id, const char* map_name, uint32_t count,
+                               std::vector<std::vector<uint64_t>>* per_cpu,
+                               std::vector<uint64_t>* totals);
 
 // True when `pin_root`'s parent is a bpffs; mounts one at /sys/fs/bpf when
 // that is the parent (the default pin roots live there).

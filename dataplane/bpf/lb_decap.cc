@@ -330,22 +330,12 @@ int Stats(const Options& o, int ifindex) {
     }
   }
   if (!id) return Fail("interface " + o.iface, "lb-decap is not attached");
-  int fd = bt::ProgMapFd(id, "stats");
-  if (fd < 0) return Fail("prog id " + std::to_string(id), "stats map not found");
-  int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) return Fail("counting CPUs", bt::ErrStr(ncpu));
-  uint64_t totals[kStatCount] = {};
-  std::vector<uint64_t> vals(ncpu);
-  std::vector<std::vector<uint64_t>> per_cpu(kStatCount);
-  for (uint32_t k = 0; k < kStatCount; ++k) {
-    if (bpf_map_lookup_elem(fd, &k, vals.data()) != 0) {
-      close(fd);
-      return Fail("reading stats map", bt::ErrStr(errno));
-    }
-    per_cpu[k] = vals;
-    for (uint64_t v : vals) totals[k] += v;
+  std::vector<std::vector<uint64_t>> per_cpu;
+  std::vector<uint64_t> totals;
+  if (std::string why = bt::ReadPerCpuCounters(id, "stats", kStatCount, &per_cpu, &totals);
+      !why.empty()) {
+    return Fail("prog id " + std::to_string(id), why);
   }
-  close(fd);
   if (o.json) {
     printf("{\"iface\":\"%s\",\"mode\":\"%s\",\"prog_id\":%u", o.iface.c_str(), mode.c_str(), id);
     for (int k = 0; k < kStatCount; ++k)
@@ -353,7 +343,7 @@ int Stats(const Options& o, int ifindex) {
     printf(",\"per_cpu\":{");
     for (int k = 0; k < kStatCount; ++k) {
       printf("%s\"%s\":[", k ? "," : "", kStatNames[k]);
-      for (int c = 0; c < ncpu; ++c)
+      for (size_t c = 0; c < per_cpu[k].size(); ++c)
         printf("%s%llu", c ? "," : "", static_cast<unsigned long long>(per_cpu[k][c]));
       printf("]");
     }

@@ -292,23 +292,12 @@ int Stats(const Options& o, int ifindex) {
   uint32_t foreign = 0;
   uint32_t id = FindAttached(ifindex, &foreign);
   if (!id) return Fail("interface " + o.iface, "lb-hc-encap is not attached");
-  int fd = bt::ProgMapFd(id, "hc_stats");
-  if (fd < 0) return Fail("prog id " + std::to_string(id), "hc_stats map not found");
-  int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) {
-    close(fd);
-    return Fail("counting CPUs", bt::ErrStr(ncpu));
+  std::vector<std::vector<uint64_t>> per_cpu;
+  std::vector<uint64_t> totals;
+  if (std::string why = bt::ReadPerCpuCounters(id, "hc_stats", kStatCount, &per_cpu, &totals);
+      !why.empty()) {
+    return Fail("prog id " + std::to_string(id), why);
   }
-  uint64_t totals[kStatCount] = {};
-  std::vector<uint64_t> vals(ncpu);
-  for (uint32_t k = 0; k < kStatCount; ++k) {
-    if (bpf_map_lookup_elem(fd, &k, vals.data()) != 0) {
-      close(fd);
-      return Fail("reading hc_stats", bt::ErrStr(errno));
-    }
-    for (uint64_t v : vals) totals[k] += v;
-  }
-  close(fd);
   if (o.json) {
     printf("{\"iface\":\"%s\",\"prog_id\":%u", o.iface.c_str(), id);
     for (int k = 0; k < kStatCount; ++k)
