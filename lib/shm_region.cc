@@ -362,17 +362,25 @@ SlotView TableWriter::CurrentSlot() const {
   return MakeSlotView(file_.data(), *header_, static_cast<uint32_t>(g % kNumTableSlots));
 }
 
-uint64_t TableWriter::Publish() {
-  uint64_t next = NextGeneration();
+void TableWriter::Seal() {
   SlotView v = NextSlot();
-  v.header->generation = next;
+  v.header->generation = NextGeneration();
   v.header->publish_time_ns = RealtimeNs();
   v.header->checksum = SlotChecksum(v);
-  // Release: every store into the slot above happens-before an lcore's
-  // acquire-load that observes `next`.
+}
+
+uint64_t TableWriter::PublishSealed() {
+  const uint64_t next = NextGeneration();
+  // Release: every store into the slot (Seal and before) happens-before an
+  // lcore's acquire-load that observes `next`.
   control_->generation.store(next, std::memory_order_release);
   skip_refused_ = false;
   return next;
+}
+
+uint64_t TableWriter::Publish() {
+  Seal();
+  return PublishSealed();
 }
 
 // ------------------------------------------------------------ TableReader ---

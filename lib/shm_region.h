@@ -159,6 +159,12 @@ class TableWriter {
   // Finalises NextSlot(): writes generation, publish time and checksum into
   // the slot header, then release-stores the new generation. Returns it.
   uint64_t Publish();
+  // Writes generation, publish time and checksum into NextSlot()'s header
+  // (Seal), so the caller can verify the slot exactly as a dataplane will;
+  // PublishSealed() then only release-stores the generation. The checksum
+  // (a full pass over the rings) is computed once instead of twice.
+  void Seal();
+  uint64_t PublishSealed();
 
   const std::string& path() const { return file_.path(); }
 

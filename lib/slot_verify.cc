@@ -182,12 +182,17 @@ std::string DescribeSlotFault(const SlotFault& f, uint64_t generation) {
   return "unknown fault";
 }
 
+bool CheckSlotIndices(const SlotView& v, SlotFault* f) {
+  return CheckCounts(v, f) && CheckVips(v, f) && CheckMembersAndBackends(v, f) &&
+         CheckVipIndex(v, f);
+}
+
 bool CheckSlot(const SlotView& v, SlotFault* f) {
   if (!CheckCounts(v, f)) return false;
   if (SlotChecksum(v) != v.header->checksum) {
     return Fail(f, SlotField::kChecksum, 0, v.header->checksum, 0);
   }
-  return CheckVips(v, f) && CheckMembersAndBackends(v, f) && CheckVipIndex(v, f);
+  return CheckSlotIndices(v, f);
 }
 
 absl::Status ValidateSlot(const SlotView& v) {

@@ -170,7 +170,7 @@ static_assert(offsetof(NodeEntry, tunnel_src_v6_prefix_len) == 21, "NodeEntry AB
 struct SlotHeader {
   uint64_t generation;       // the generation this slot holds (0 = never written)
   uint64_t checksum;         // SlotChecksum() over the used part of this slot
-  uint64_t publish_time_ns;  // CLOCK_REALTIME when published
+  uint64_t publish_time_ns;  // CLOCK_REALTIME when sealed (just before it is published)
   uint32_t num_vips;         // vips[0, num_vips) are meaningful (some may be unused)
   uint32_t num_backends;     // backends[0, num_backends)
   uint32_t num_members;      // members[0, num_members)

@@ -122,6 +122,12 @@ TEST_F(SlotVerifyTest, EachCorruptedFieldIsRefusedAndNamed) {
     const absl::Status st = ValidateSlot(v_);
     EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << c.what;
     EXPECT_NE(st.message().find(c.message), std::string::npos) << c.what << ": " << st;
+    // The writer's own check before sealing: every fault but the checksum.
+    SlotFault fi;
+    EXPECT_EQ(CheckSlotIndices(v_, &fi), c.field == SlotField::kChecksum) << c.what;
+    if (c.field != SlotField::kChecksum) {
+      EXPECT_EQ(fi.field, c.field) << c.what;
+    }
   }
 }
 
