@@ -140,15 +140,18 @@ inline constexpr uint32_t kMaxFullRingSkips = 32;
 // proportion to their weight), then the members. False with *all_full
 // false when the ring entry holds no active backend (no_backend, as
 // PickConsistentBackend); false with *all_full true when every active
-// member is full. A flow never moves once picked: only new flows call this.
+// member is full. `skipped` (optional) receives the full backend the ring
+// chose, untouched when it had room. A flow never moves once picked: only
+// new flows call this.
 inline bool PickConsistentWithRoom(const SlotView& slot, int vip, const FlowKey& key,
                                    uint64_t flow_hash, const BackendLoad& load, BackendPick* out,
-                                   bool* all_full) {
+                                   bool* all_full, uint32_t* skipped = nullptr) {
   *all_full = false;
   RingLookup r;
   if (!LookupRing(slot, vip, key, flow_hash, &r)) return false;
   if (!ActiveBackend(slot, r.slot, out)) return false;
   if (!BackendFull(slot, out->slot, load)) return true;
+  if (skipped != nullptr) *skipped = out->slot;
   const uint32_t size = slot.header->ring_size;
   const uint32_t* ring = slot.Ring(static_cast<uint32_t>(vip));
   const uint32_t steps = size - 1 < kMaxFullRingSkips ? size - 1 : kMaxFullRingSkips;

@@ -141,8 +141,12 @@ bool Worker::PickForNewFlow(int vip, const FlowKey& key, uint64_t flow_hash, boo
   // Limits apply to the stateful pick only ("Connection limits", worker.h).
   const BackendLoad load{bstats_, peer_flows_.data()};
   auto pick = [&] {
-    return consistent ? PickConsistentBackend(slot_, vip, key, flow_hash, out)
-                      : balancer_.PickWithRoom(slot_, vip, key, flow_hash, load, out, all_full);
+    if (consistent) return PickConsistentBackend(slot_, vip, key, flow_hash, out);
+    uint32_t skipped = 0;
+    const bool ok =
+        balancer_.PickWithRoom(slot_, vip, key, flow_hash, load, out, all_full, &skipped);
+    if (__builtin_expect(skipped != 0, 0)) CounterAdd(bstats_[skipped].full_skips, 1);
+    return ok;
   };
   if (!(v.flags & kVipSticky) || node_->sticky == nullptr) return pick();
   const uint32_t ttl_ms = v.sticky_ttl_s * 1000;
@@ -156,6 +160,7 @@ bool Worker::PickForNewFlow(int vip, const FlowKey& key, uint64_t flow_hash, boo
                             &sv) &&
       StillServes(slot_, sv.backend_slot, sv.incarnation)) {
     sticky_full = !consistent && BackendFull(slot_, sv.backend_slot, load);
+    if (sticky_full) CounterAdd(bstats_[sv.backend_slot].full_skips, 1);
     if (!sticky_full) {
       out->slot = sv.backend_slot;
       out->incarnation = sv.incarnation;

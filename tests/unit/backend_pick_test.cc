@@ -154,8 +154,11 @@ TEST(BackendPickTest, MaglevSkipsAFullBackend) {
   ASSERT_TRUE(PickConsistentWithRoom(fs.view(), vip, k, HashFlow(k), load, &pick, &all_full));
   EXPECT_EQ(pick.slot, r.slot);
   peers[r.slot] = 1;  // 1 here + 1 on the other lcores: full
-  ASSERT_TRUE(PickConsistentWithRoom(fs.view(), vip, k, HashFlow(k), load, &pick, &all_full));
+  uint32_t skipped = 0;
+  ASSERT_TRUE(
+      PickConsistentWithRoom(fs.view(), vip, k, HashFlow(k), load, &pick, &all_full, &skipped));
   EXPECT_EQ(pick.slot, next);
+  EXPECT_EQ(skipped, r.slot);
   EXPECT_EQ(pick.incarnation, 100 + next);
   EXPECT_FALSE(all_full);
   // Without the limit check (no gauges) the pick is the plain one.
