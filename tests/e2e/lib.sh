@@ -98,7 +98,8 @@ lbctl() { ip netns exec "$P-router" "$LBCTL_BIN" --server "$GRPC" "$@"; }
 # port is up, 1 after 10 s or when it exited.
 start_dataplane() {
   local node=$1 vdev=$2 log=$3
-  local -a ip6=() gw6=()
+  local -a ip6=() gw6=() extra=()
+  read -ra extra <<<"${DP_EXTRA_ARGS:-}"
   if [[ ${DP_IPV6:-} == yes ]]; then
     ip6=(--ipv6 "fd00:99::1$node")
     gw6=(--gateway_ipv6 fd00:99::1)
@@ -108,7 +109,7 @@ start_dataplane() {
     --table_region "$TABLES" --stats_region "$STATS" --wait_for_table_s 5 \
     --ipv4 "10.99.0.1$node" "${ip6[@]}" --gateway_ipv4 10.99.0.1 "${gw6[@]}" \
     --mtu "${DP_MTU:-1600}" ${DP_SET_PORT_MTU:+--set_port_mtu} \
-    --conn_table_size 65536 --sticky_table_size 4096 ${DP_EXTRA_ARGS:-} >"$log" 2>&1 &
+    --conn_table_size 65536 --sticky_table_size 4096 "${extra[@]}" >"$log" 2>&1 &
   DP_PID=$!
   wait_log "$log" "] port [0-9]* " 100 "$DP_PID"
 }
