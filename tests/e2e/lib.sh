@@ -142,10 +142,11 @@ warm_up() {
 }
 
 # start_capture NETNS IFACE PCAP LOG FILTER: tcpdump on IFACE in NETNS into
-# PCAP (stderr/stdout to LOG); sets CAP_PID. Wait for it with
+# PCAP (stderr/stdout to LOG), each packet written as it arrives (a TERM
+# must not lose a ring block not yet retired); sets CAP_PID. Wait for it with
 # wait_log LOG "listening on" 50.
 start_capture() {
-  ip netns exec "$1" tcpdump -i "$2" -nn -U -w "$3" "$5" >"$4" 2>&1 &
+  ip netns exec "$1" tcpdump -i "$2" -nn -U --immediate-mode -w "$3" "$5" >"$4" 2>&1 &
   CAP_PID=$!
 }
 
