@@ -530,7 +530,11 @@ void Worker::ClientRead(ClientConn* c) {
 void Worker::ClientPump(ClientConn* c) {
   c->in_pump = true;
   PumpLoop(c);
-  if (!c->dead) c->in_pump = false;
+  if (c->dead) return;
+  c->in_pump = false;
+  // Sent only now: a refusal found in the same read as the head (a bad chunk
+  // size, a body over the limit) closes the upstream before any byte left.
+  if (c->up != nullptr) UpstreamFlush(c->up);
 }
 
 void Worker::PumpLoop(ClientConn* c) {
@@ -617,8 +621,9 @@ void Worker::ClientRequestDone(ClientConn* c) {
   c->req_done = true;
   c->deadline = 0;  // from now on the upstream timers run
   if (c->local) {
-    // Answered by lb-l7 right after its head (404, 503...): next request.
-    if (c->state == ClientConn::State::kActive) FinishStream(c);
+    // Answered already (by lb-l7, or by a backend before the body ended):
+    // the body is consumed, next request.
+    if (c->state == ClientConn::State::kActive && c->resp_started) FinishStream(c);
     return;
   }
   if (c->up != nullptr) {
@@ -666,6 +671,22 @@ void Worker::FinishStream(ClientConn* c) {
   if (c->status != 0 && c->backend >= 0 && c->pool >= 0 && !c->local) {
     counters_->backend_requests[BackendSlot(c->pool, c->backend) * 5 + StatusClass(c->status)]
         .Add();
+  }
+  c->status = 0;  // counted once
+  if (!c->req_done && c->keep_alive && !c->read_eof && !draining_) {
+    // Answered before the request body ended (the backend did not want it):
+    // read and drop the rest of the body, as nginx does, then go on with the
+    // next request. Bounded by max_body_bytes and the body timeout.
+    if (c->up != nullptr) {
+      UpstreamConn* u = c->up;
+      balancers_[u->pool].End(u->backend);
+      u->client = nullptr;
+      c->up = nullptr;
+      CloseUpstream(u);
+    }
+    c->local = true;
+    ClientFlush(c);
+    return;
   }
   const bool keep = c->keep_alive && c->req_done && !c->read_eof && !draining_;
   c->up = nullptr;
@@ -857,11 +878,12 @@ void Worker::UpstreamFailed(UpstreamConn* u, bool connect_failure, const char* w
   }
   balancers_[u->pool].End(u->backend);
   const PoolConfig& pc = config_->pools[c->pool];
-  // Safe to send again: nothing reached the backend (connect failed), or a
-  // pooled connection the backend had closed took a bodyless request and
-  // answered nothing.
+  // Safe to send again: nothing reached the backend (connect failed), or
+  // the connection broke before any byte of an answer to a bodyless
+  // idempotent request (RFC 9110 §9.2.2), e.g. a pooled connection the
+  // backend had closed, or a backend killed while it held the request.
   const bool resend_ok =
-      connect_failure || (u->reused && !c->up_head.empty() && !u->parser.started());
+      connect_failure || (c->req_done && !c->up_head.empty() && !u->parser.started());
   const bool retry = !c->resp_started && IsIdempotent(c->req.method) &&
                      c->tried.size() < pc.connect_retries + 1 && resend_ok;
   std::string pending = connect_failure ? u->out.Take() : c->up_head;
@@ -926,6 +948,7 @@ void Worker::OnUpstream(UpstreamConn* u, uint32_t ev) {
 }
 
 void Worker::UpstreamFlush(UpstreamConn* u) {
+  if (u->client != nullptr && u->client->in_pump) return;  // ClientPump flushes at its end
   for (int round = 0; round < 4 && !u->dead && !u->connecting; ++round) {
     while (!u->out.empty()) {
       const ssize_t n = send(u->fd, u->out.data(), u->out.size(), MSG_NOSIGNAL);

@@ -185,6 +185,16 @@ size_t Http1Parser::FeedHead(const char* data, size_t n, Http1Sink* sink) {
   head_buf_.append(data, std::min(n, room));
   const size_t from = scan_from_ >= 3 ? scan_from_ - 3 : 0;
   const size_t end = head_buf_.find("\r\n\r\n", from);
+  // A bare LF never ends a head we look for (CRLF CRLF): refuse it as soon
+  // as it arrives rather than waiting for the header timeout. Bytes after the
+  // head (the body) are not looked at.
+  const size_t scan_end = end == std::string::npos ? head_buf_.size() : end;
+  for (size_t i = old; i < scan_end; ++i) {
+    if (head_buf_[i] == '\n' && (i == 0 || head_buf_[i - 1] != '\r')) {
+      Fail(Http1Error::kBadRequest, "bare LF in head");
+      return skipped + (head_buf_.size() - old);
+    }
+  }
   if (end == std::string::npos) {
     scan_from_ = head_buf_.size();
     const size_t eol = head_buf_.find('\n');
@@ -292,7 +302,10 @@ bool Http1Parser::CheckFraming() {
     } else if (absl::EqualsIgnoreCase(f.name, "transfer-encoding")) {
       ++te;
       if (!absl::EqualsIgnoreCase(f.value, "chunked")) {
-        return Fail(Http1Error::kNotImplemented, "transfer coding other than chunked");
+        // RFC 9112 §6.1 allows 501 here; a proxy cannot tell an unknown
+        // coding from an obfuscated "chunked" meant for the next hop, so it
+        // is refused as bad framing.
+        return Fail(Http1Error::kBadRequest, "transfer coding other than chunked");
       }
     }
   }

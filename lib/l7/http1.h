@@ -16,7 +16,8 @@
 //     most max_header_count fields, request line within max_uri_bytes. Then
 //     http-parser (strict build) parses it, and the head is checked again for
 //     framing: Content-Length with Transfer-Encoding, several or malformed
-//     Content-Length, Transfer-Encoding other than exactly "chunked", several
+//     Content-Length, Transfer-Encoding other than exactly "chunked" (400, not
+//     501: it may be an obfuscated "chunked"), several
 //     or missing (HTTP/1.1) Host, HTTP/0.9 or a major version other than 1,
 //     a target that is neither origin-form nor absolute-form (asterisk-form for
 //     OPTIONS), an absolute-form authority that disagrees with Host.
