@@ -599,6 +599,7 @@ void Worker::ClientHead(ClientConn* c) {
   fi.client_ip = c->peer_ip;
   fi.client_ipv6 = c->ipv6;
   fi.listener_port = lc.port;
+  fi.fallback_host = lc.addr.text;
   const std::string rid = NextRequestId();
   fi.request_id = rid;
   std::string head;

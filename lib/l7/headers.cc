@@ -53,7 +53,7 @@ bool IsValidRequestId(absl::string_view id) {
 std::string BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& info,
                                  std::string* out) {
   absl::StrAppend(out, head.method, " ", head.origin_form, " HTTP/1.1\r\n");
-  if (!head.host.empty()) AppendField("Host", head.host, out);
+  AppendField("Host", head.host.empty() ? info.fallback_host : head.host, out);
   std::string xff, fwd, request_id;
   for (const HeaderField& f : head.headers) {
     if (IsHopByHop(head, f.name)) continue;

@@ -32,6 +32,9 @@ struct ForwardInfo {
   absl::string_view proto = "http";
   uint16_t listener_port = 0;
   absl::string_view request_id;  // used when the client sent none (or a bad one)
+  // Host for an HTTP/1.0 request that had none (upstream requests are
+  // HTTP/1.1, which requires one): the listener's address:port.
+  absl::string_view fallback_host;
 };
 
 // True when `name` is hop-by-hop for `head` (fixed list or named by a
