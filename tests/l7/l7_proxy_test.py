@@ -267,6 +267,43 @@ timeouts {{ client_header_ms: 1000 upstream_response_ms: 800 idle_ms: 5000 }}
     check(reused >= 8, f"upstream pool reused only {reused} of 10")
     print(f"ok keep_alive (upstream reuse {reused}/10)", flush=True)
 
+    # --- /metrics is promtool-clean -------------------------------------------------
+    text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=3).read()
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
+    check(r.returncode == 0, "promtool check metrics: " + (r.stdout + r.stderr).decode())
+    check(b'lb_l7_requests_total{listener="main",route="only2",pool="two",class="2xx"} 4' in text,
+          "route counter for only2")
+    print("ok metrics_promtool", flush=True)
+
+    # --- memory per idle keep-alive connection ----------------------------------------
+    def rss_kib():
+        for line in open(f"/proc/{lb.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def open_idle(n):
+        conns = []
+        for _ in range(n):  # one after another: few upstream connections
+            s = socket.create_connection(("127.0.0.1", lport), timeout=5)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            got = b""
+            while b"backend" not in got:
+                got += s.recv(4096)
+            conns.append(s)
+        return conns
+
+    # Measured on connections opened one after another (few upstream
+    # connections), after the traffic above has set up both workers' arenas.
+    rss0 = rss_kib()
+    idle_conns = open_idle(1000)
+    time.sleep(0.2)
+    per_conn = (rss_kib() - rss0) * 1024 // len(idle_conns)
+    for s in idle_conns:
+        s.close()
+    check(per_conn < 8192, f"{per_conn} bytes of lb-l7 RSS per idle keep-alive connection")
+    print(f"ok idle_memory ({per_conn} bytes per idle keep-alive connection)", flush=True)
+
     # --- pipelining: three requests in one write, answers in order -------------------
     req = b"".join(b"GET /echo?n=%d HTTP/1.1\r\nHost: p\r\n\r\n" % i for i in range(3))
     out, _ = raw(lport, req + b"GET /echo?n=3 HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n")
