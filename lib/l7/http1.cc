@@ -85,6 +85,8 @@ void Http1Parser::Reset() {
   detail_.clear();
   head_buf_.clear();
   scan_from_ = 0;
+  leading_skipped_ = 0;
+  first_line_done_ = false;
   head_.Clear();
   in_value_ = false;
   headers_done_ = false;
@@ -173,9 +175,11 @@ size_t Http1Parser::FeedHead(const char* data, size_t n, Http1Sink* sink) {
   size_t skipped = 0;
   // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before
   // the request line (left over after a body by old clients).
-  while (head_buf_.empty() && skipped < n && skipped < 4 &&
+  // Counted across calls, so the answer does not depend on segmentation.
+  while (head_buf_.empty() && skipped < n && leading_skipped_ < 4 &&
          (data[skipped] == '\r' || data[skipped] == '\n')) {
     ++skipped;
+    ++leading_skipped_;
   }
   data += skipped;
   n -= skipped;
@@ -185,24 +189,27 @@ size_t Http1Parser::FeedHead(const char* data, size_t n, Http1Sink* sink) {
   head_buf_.append(data, std::min(n, room));
   const size_t from = scan_from_ >= 3 ? scan_from_ - 3 : 0;
   const size_t end = head_buf_.find("\r\n\r\n", from);
-  // A bare LF never ends a head we look for (CRLF CRLF): refuse it as soon
-  // as it arrives rather than waiting for the header timeout. Bytes after the
-  // head (the body) are not looked at.
+  // One pass over the new bytes, in order, so that which refusal wins does
+  // not depend on how the bytes were segmented: a bare LF (it never ends a
+  // head we look for, CRLF CRLF: refused at once rather than at the header
+  // timeout) and a request line that is already too long (414). Bytes after
+  // the head (the body) are not looked at.
   const size_t scan_end = end == std::string::npos ? head_buf_.size() : end;
   for (size_t i = old; i < scan_end; ++i) {
-    if (head_buf_[i] == '\n' && (i == 0 || head_buf_[i - 1] != '\r')) {
-      Fail(Http1Error::kBadRequest, "bare LF in head");
+    if (head_buf_[i] == '\n') {
+      if (i == 0 || head_buf_[i - 1] != '\r') {
+        Fail(Http1Error::kBadRequest, "bare LF in head");
+        return skipped + (head_buf_.size() - old);
+      }
+      first_line_done_ = true;
+    }
+    if (!first_line_done_ && kind_ == Kind::kRequest && i >= limits_.max_uri_bytes + 32) {
+      Fail(Http1Error::kUriTooLong, "request line too long");
       return skipped + (head_buf_.size() - old);
     }
   }
   if (end == std::string::npos) {
     scan_from_ = head_buf_.size();
-    const size_t eol = head_buf_.find('\n');
-    if (kind_ == Kind::kRequest &&
-        (eol == std::string::npos ? head_buf_.size() : eol) > limits_.max_uri_bytes + 32) {
-      Fail(Http1Error::kUriTooLong, "request line too long");
-      return skipped + (head_buf_.size() - old);
-    }
     if (head_buf_.size() > limits_.max_header_bytes) {
       Fail(Http1Error::kHeaderTooLarge, "header section too large");
     }
@@ -250,13 +257,21 @@ bool Http1Parser::ScanHead() {
     if (line.find('\r') != absl::string_view::npos) {
       return Fail(Http1Error::kBadRequest, "bare CR in head");
     }
-    if (line.empty()) break;  // end of the head
+    if (line.empty()) {
+      // Only the end of the head; an empty first line means more empty
+      // lines before the request line than we skip, and http-parser would
+      // skip them too and parse a head these checks never saw.
+      if (first) return Fail(Http1Error::kBadRequest, "empty lines before the start line");
+      break;
+    }
     if (first) {
       first = false;
       for (unsigned char c : line) {
-        if (c < 0x20 || c == 0x7f)
+        if (c < 0x20 || c == 0x7f) {
           return Fail(Http1Error::kBadRequest, "control character in start line");
+        }
       }
+      if (!CheckStartLine(line)) return false;
       continue;
     }
     if (line[0] == ' ' || line[0] == '\t') {
@@ -282,6 +297,42 @@ bool Http1Parser::ScanHead() {
     if (++fields > limits_.max_header_count) {
       return Fail(Http1Error::kHeaderTooLarge, "too many header fields");
     }
+  }
+  return true;
+}
+
+// The start line's shape, exactly (the Debian build of http-parser lets
+// some of it through, e.g. "H^TP/1.0"): request-line = method SP target SP
+// HTTP-version (RFC 9112 §3), status-line = HTTP-version SP 3DIGIT [SP reason].
+bool Http1Parser::CheckStartLine(absl::string_view line) {
+  auto is_version = [](absl::string_view v) {
+    return v.size() == 8 && absl::StartsWith(v, "HTTP/") && absl::ascii_isdigit(v[5]) &&
+           v[6] == '.' && absl::ascii_isdigit(v[7]);
+  };
+  if (kind_ == Kind::kRequest) {
+    const size_t sp1 = line.find(' ');
+    if (sp1 == 0 || sp1 == absl::string_view::npos) {
+      return Fail(Http1Error::kBadRequest, "request line without method and target");
+    }
+    const size_t sp2 = line.find(' ', sp1 + 1);
+    for (size_t i = 0; i < sp1; ++i) {
+      if (!IsTchar(static_cast<unsigned char>(line[i]))) {
+        return Fail(Http1Error::kBadRequest, "bad method");
+      }
+    }
+    if (sp2 == absl::string_view::npos) {
+      return Fail(Http1Error::kBadRequest, "HTTP/0.9 request line");  // "GET /" alone
+    }
+    if (sp2 == sp1 + 1 || line.find(' ', sp2 + 1) != absl::string_view::npos ||
+        !is_version(line.substr(sp2 + 1))) {
+      return Fail(Http1Error::kBadRequest, "malformed request line");
+    }
+    return true;
+  }
+  if (line.size() < 12 || !is_version(line.substr(0, 8)) || line[8] != ' ' ||
+      !absl::ascii_isdigit(line[9]) || !absl::ascii_isdigit(line[10]) ||
+      !absl::ascii_isdigit(line[11]) || (line.size() > 12 && line[12] != ' ')) {
+    return Fail(Http1Error::kBadRequest, "malformed status line");
   }
   return true;
 }
@@ -370,6 +421,10 @@ bool Http1Parser::CheckRequestHead() {
     size_t a_end = t.find_first_of("/?#", a_begin);
     if (a_end == std::string::npos) a_end = t.size();
     const std::string authority = NormalizeAuthority(t.substr(a_begin, a_end - a_begin), scheme);
+    if (authority.empty()) return Fail(Http1Error::kBadRequest, "empty authority");
+    for (unsigned char c : authority) {
+      if (!IsHostChar(c)) return Fail(Http1Error::kBadRequest, "bad character in authority");
+    }
     if (hosts == 1 && NormalizeAuthority(host, scheme) != authority) {
       return Fail(Http1Error::kBadRequest, "Host disagrees with absolute-form target");
     }

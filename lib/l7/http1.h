@@ -132,6 +132,7 @@ class Http1Parser {
   size_t FeedHead(const char* data, size_t n, Http1Sink* sink);
   bool Fail(Http1Error e, absl::string_view detail);
   bool ScanHead();  // lexical checks of head_buf_ before http-parser
+  bool CheckStartLine(absl::string_view line);
   bool CheckRequestHead();
   bool CheckFraming();
 
@@ -151,7 +152,9 @@ class Http1Parser {
   Http1Error error_ = Http1Error::kNone;
   std::string detail_;
   std::string head_buf_;
-  size_t scan_from_ = 0;  // where to resume looking for CRLFCRLF
+  size_t scan_from_ = 0;          // where to resume looking for CRLFCRLF
+  bool first_line_done_ = false;  // a LF was seen in head_buf_
+  size_t leading_skipped_ = 0;    // empty-line bytes skipped before the request line
   MessageHead head_;
   bool in_value_ = false;
   bool headers_done_ = false;

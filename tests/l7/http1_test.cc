@@ -92,6 +92,13 @@ TEST(Http1Request, RefusesEverySmugglingVectorAndLimit) {
       {"authority-form GET", "GET good:80 HTTP/1.1\r\nHost: good\r\n\r\n", 400},
       {"asterisk GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
       {"CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501},
+      // Found by the l7_request fuzzer (fuzz/regressions/l7_request).
+      {"version not HTTP", "GET / H^TP/1.0\r\n\r\n", 400},
+      {"empty userinfo in authority", "GET http://@h/ HTTP/1.0\r\n\r\n", 400},
+      {"head behind many empty lines",
+       "\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n", 400},
+      {"bad method", "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"two spaces", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
       {"space in target", "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400},
       {"header bytes", "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(600, 'a') + "\r\n\r\n",
        431},
