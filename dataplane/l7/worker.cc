@@ -52,14 +52,6 @@ class Buffer {
       off_ = 0;
     }
   }
-  // Room to read into: returns a pointer to n writable bytes; Commit(k)
-  // keeps the first k of them.
-  char* Reserve(size_t n) {
-    base_ = data_.size();
-    data_.resize(base_ + n);
-    return &data_[base_];
-  }
-  void Commit(size_t k) { data_.resize(base_ + k); }
   std::string Take() {
     std::string s = data_.substr(off_);
     Clear();
@@ -80,7 +72,6 @@ class Buffer {
  private:
   std::string data_;
   size_t off_ = 0;
-  size_t base_ = 0;
 };
 
 uint64_t Fnv1a(const void* p, size_t n) {
@@ -481,17 +472,16 @@ void Worker::OnClient(ClientConn* c, uint32_t ev) {
 void Worker::ClientRead(ClientConn* c) {
   const size_t in_cap = config_->limits.max_header_bytes + config_->buffer_bytes;
   bool got = false;
+  scratch_.resize(kReadChunk);  // once per worker: no zeroing per read
   while (c->in.size() < in_cap && !c->read_eof) {
     const size_t want = std::min(kReadChunk, in_cap - c->in.size());
-    char* p = c->in.Reserve(want);
-    const ssize_t r = read(c->fd, p, want);
+    const ssize_t r = read(c->fd, &scratch_[0], want);
     if (r > 0) {
-      c->in.Commit(static_cast<size_t>(r));
+      c->in.Append(scratch_.data(), static_cast<size_t>(r));
       got = true;
       if (static_cast<size_t>(r) < want) break;
       continue;
     }
-    c->in.Commit(0);
     if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
     if (r < 0) {  // reset
       CloseClient(c);
