@@ -153,6 +153,9 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
       case v1::ALGORITHM_LEAST_CONNECTIONS:
         pc.algorithm = BalanceAlgorithm::kLeastConnections;
         break;
+      case v1::ALGORITHM_WEIGHTED_LEAST_CONNECTIONS:
+        pc.algorithm = BalanceAlgorithm::kWeightedLeastConnections;
+        break;
       case v1::ALGORITHM_IP_HASH:
         pc.algorithm = BalanceAlgorithm::kIpHash;
         break;

@@ -79,11 +79,19 @@ int main(int argc, char** argv) {
   size_t nroutes = 0, nbackends = 0;
   for (const auto& l : config->listeners) nroutes += l.route_names.size();
   for (const auto& p : config->pools) nbackends += p.backends.size();
+  // Active requests per backend, shared by the workers (relaxed atomics,
+  // lib/l7/balancer.h): least connections is across the whole process.
+  std::vector<std::unique_ptr<lb::l7::ActiveCounts>> active_storage;
+  std::vector<lb::l7::ActiveCounts*> active;
+  for (const auto& p : config->pools) {
+    active_storage.push_back(std::make_unique<lb::l7::ActiveCounts>(p.backends.size()));
+    active.push_back(active_storage.back().get());
+  }
   std::vector<std::unique_ptr<lb::l7::WorkerCounters>> counters;
   std::vector<std::unique_ptr<lb::l7::Worker>> workers;
   for (unsigned i = 0; i < nworkers; ++i) {
     counters.push_back(std::make_unique<lb::l7::WorkerCounters>(nroutes, nbackends));
-    workers.push_back(std::make_unique<lb::l7::Worker>(i, &*config, counters.back().get()));
+    workers.push_back(std::make_unique<lb::l7::Worker>(i, &*config, counters.back().get(), active));
     if (absl::Status st = workers.back()->Open(); !st.ok()) {
       LOG(ERROR) << "--config " << FLAGS_config << ": " << st.message();
       return 1;

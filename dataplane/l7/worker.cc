@@ -179,7 +179,8 @@ void UpstreamSink::OnHead(const MessageHead&) { w->UpstreamHead(u); }
 void UpstreamSink::OnBody(const char* data, size_t n) { w->UpstreamBody(u, data, n); }
 void UpstreamSink::OnComplete() { w->UpstreamDone(u); }
 
-Worker::Worker(int id, const RuntimeConfig* config, WorkerCounters* counters)
+Worker::Worker(int id, const RuntimeConfig* config, WorkerCounters* counters,
+               const std::vector<ActiveCounts*>& active)
     : id_(id), config_(config), counters_(counters) {
   // Backends are trusted more than clients, but their heads are still bounded.
   upstream_limits_.max_header_bytes = 65536;
@@ -192,7 +193,7 @@ Worker::Worker(int id, const RuntimeConfig* config, WorkerCounters* counters)
     const PoolConfig& pc = config_->pools[p];
     std::vector<uint32_t> weights;
     for (const BackendConfig& b : pc.backends) weights.push_back(b.weight);
-    balancers_.emplace_back(pc.algorithm, std::move(weights), pc.health, id_seed_ + p);
+    balancers_.emplace_back(pc.algorithm, std::move(weights), pc.health, id_seed_ + p, active[p]);
     idle_.emplace_back(pc.backends.size());
     backend_base_.push_back(slot);
     slot += static_cast<int>(pc.backends.size());

@@ -34,7 +34,10 @@ struct Pollable;
 
 class Worker {
  public:
-  Worker(int id, const RuntimeConfig* config, WorkerCounters* counters);
+  // `active[p]`: pool p's active-request counts, shared by all workers
+  // (least_connections and random compare across workers); outlives Run().
+  Worker(int id, const RuntimeConfig* config, WorkerCounters* counters,
+         const std::vector<ActiveCounts*>& active);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;

@@ -5,8 +5,8 @@
 namespace lb::l7 {
 
 Balancer::Balancer(BalanceAlgorithm algorithm, std::vector<uint32_t> weights, PassiveHealth health,
-                   uint64_t seed)
-    : algorithm_(algorithm), health_(health), rng_(seed | 1) {
+                   uint64_t seed, ActiveCounts* shared)
+    : algorithm_(algorithm), health_(health), shared_(shared), rng_(seed | 1) {
   backends_.resize(weights.size());
   for (size_t i = 0; i < weights.size(); ++i) backends_[i].weight = weights[i];
 }
@@ -58,7 +58,20 @@ int Balancer::Pick(uint64_t client_hash, int64_t now_ns, absl::Span<const int> e
       for (int i = 0; i < n; ++i) {
         const int b = static_cast<int>((rr_next_ + i) % n);
         if (!Usable(b, now_ns, exclude)) continue;
-        if (best < 0 || backends_[b].active < backends_[best].active) best = b;
+        if (best < 0 || active(b) < active(best)) best = b;
+      }
+      if (best >= 0) rr_next_ = (best + 1) % n;
+      return best;
+    }
+    case BalanceAlgorithm::kWeightedLeastConnections: {
+      int best = -1;
+      for (int i = 0; i < n; ++i) {
+        const int b = static_cast<int>((rr_next_ + i) % n);
+        if (!Usable(b, now_ns, exclude)) continue;
+        if (best < 0 || int64_t{active(b)} * backends_[best].weight <
+                            int64_t{active(best)} * backends_[b].weight) {
+          best = b;
+        }
       }
       if (best >= 0) rr_next_ = (best + 1) % n;
       return best;
@@ -84,7 +97,7 @@ int Balancer::Pick(uint64_t client_hash, int64_t now_ns, absl::Span<const int> e
       };
       const int a = nth(static_cast<int>(NextRandom() % usable));
       const int c = nth(static_cast<int>(NextRandom() % usable));
-      return backends_[c].active < backends_[a].active ? c : a;
+      return active(c) < active(a) ? c : a;
     }
   }
   return -1;

@@ -59,6 +59,41 @@ TEST(Balancer, LeastConnectionsPicksTheLeastBusy) {
   EXPECT_EQ(b.Pick(0, 0), 0);
 }
 
+TEST(Balancer, WeightedLeastConnectionsPerUnitOfWeight) {
+  Balancer b(BalanceAlgorithm::kWeightedLeastConnections, {1, 3}, {}, 1);
+  // Active counts after each pick, written out: b takes three for a's one.
+  std::string s;
+  for (int i = 0; i < 8; ++i) {
+    const int x = b.Pick(0, 0);
+    b.Begin(x);
+    s.push_back(static_cast<char>('a' + x));
+  }
+  EXPECT_EQ(s, "abbbabbb");
+  EXPECT_EQ(b.active(0), 2);
+  EXPECT_EQ(b.active(1), 6);
+}
+
+TEST(Balancer, LeastConnectionsCountsAcrossWorkers) {
+  ActiveCounts shared(2);
+  Balancer w0(BalanceAlgorithm::kLeastConnections, {1, 1}, {}, 1, &shared);
+  Balancer w1(BalanceAlgorithm::kLeastConnections, {1, 1}, {}, 2, &shared);
+  w0.Begin(0);
+  w0.Begin(0);
+  EXPECT_EQ(w1.Pick(0, 0), 1);  // w1 sees w0's two requests on backend 0
+  w1.Begin(1);
+  w1.Begin(1);
+  w1.Begin(1);
+  EXPECT_EQ(w0.Pick(0, 0), 0);
+  w0.End(0);
+  w0.End(0);
+  EXPECT_EQ(shared.Get(0), 0);
+  EXPECT_EQ(shared.Get(1), 3);
+  // Without shared counts a worker sees only its own.
+  Balancer alone(BalanceAlgorithm::kLeastConnections, {1, 1}, {}, 3);
+  alone.Begin(1);
+  EXPECT_EQ(alone.Pick(0, 0), 0);
+}
+
 TEST(Balancer, IpHashIsStableAndFallsThrough) {
   Balancer b(BalanceAlgorithm::kIpHash, {1, 1, 1, 1}, {1, 1'000'000'000}, 1);
   for (uint64_t h : {0ull, 5ull, 1234567ull}) {
