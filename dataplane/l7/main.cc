@@ -32,6 +32,9 @@ DEFINE_uint32(drain_timeout_ms, 10000,
 DEFINE_string(admin_address, "127.0.0.1",
               "Address of the admin HTTP server (GET /metrics in the Prometheus text format).");
 DEFINE_uint32(admin_port, 0, "Port of the admin HTTP server; 0 = no admin server.");
+DEFINE_string(access_log, "",
+              "File that gets one line per answered request (request id, route, pool, backend, "
+              "status, bytes, milliseconds), written by a thread of its own; \"\" = none.");
 DEFINE_bool(check_config, false, "Validate --config, print the result and exit (0 = valid).");
 
 int main(int argc, char** argv) {
@@ -107,6 +110,14 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  lb::l7::AccessLog access_log;
+  if (!FLAGS_access_log.empty()) {
+    if (absl::Status st = access_log.Open(FLAGS_access_log); !st.ok()) {
+      LOG(ERROR) << "--access_log: " << st.message();
+      return 1;
+    }
+    for (auto& w : workers) w->SetAccessLog(&access_log);
+  }
   std::vector<std::thread> threads;
   for (auto& w : workers) threads.emplace_back([&w] { w->Run(); });
   for (const auto& l : config->listeners) {
@@ -120,6 +131,7 @@ int main(int argc, char** argv) {
   for (auto& w : workers) w->RequestStop(FLAGS_drain_timeout_ms);
   for (auto& t : threads) t.join();
   if (admin) admin->Stop();
+  access_log.Stop();
   LOG(INFO) << "lb-l7 stopped";
   return 0;
 }

@@ -40,8 +40,13 @@ class Buffer {
   size_t size() const { return data_.size() - off_; }
   bool empty() const { return size() == 0; }
   const char* data() const { return data_.data() + off_; }
-  void Append(const char* p, size_t n) { data_.append(p, n); }
-  void Append(absl::string_view s) { data_.append(s.data(), s.size()); }
+  void Append(const char* p, size_t n) {
+    data_.append(p, n);
+    appended_ += n;
+  }
+  void Append(absl::string_view s) { Append(s.data(), s.size()); }
+  // Bytes ever appended (the access log's response size).
+  uint64_t appended() const { return appended_; }
   void Consume(size_t n) {
     off_ += n;
     if (off_ == data_.size()) {
@@ -72,6 +77,7 @@ class Buffer {
  private:
   std::string data_;
   size_t off_ = 0;
+  uint64_t appended_ = 0;
 };
 
 uint64_t Fnv1a(const void* p, size_t n) {
@@ -155,6 +161,9 @@ struct ClientConn : Pollable {
   bool keep_alive = false;
   ClientFraming framing = ClientFraming::kNone;
   int status = 0;
+  int64_t t_start = 0;    // head accepted (monotonic ns)
+  uint64_t out_mark = 0;  // out.appended() when the head was accepted
+  std::string rid;        // X-Request-ID sent upstream
 };
 
 struct UpstreamConn : Pollable {
@@ -338,6 +347,7 @@ void Worker::Run() {
     if (now >= next_tick) {
       next_tick = now + kTickMs * 1'000'000LL;
       OnTick(now);
+      FlushAccessLog();
       for (Pollable* p : dead_) delete p;
       dead_.clear();
     }
@@ -352,6 +362,7 @@ void Worker::Run() {
     }
   }
   while (!upstreams_.empty()) CloseUpstream(upstreams_.back());
+  FlushAccessLog();
   for (Pollable* p : dead_) delete p;
   dead_.clear();
 }
@@ -579,6 +590,9 @@ void Worker::ClientHead(ClientConn* c) {
   c->up = nullptr;
   c->deadline = Now() + config_->timeouts.client_body_ns;
   c->backend = -1;
+  c->t_start = Now();
+  c->out_mark = c->out.appended();
+  c->rid.clear();
   const ListenerConfig& lc = config_->listeners[c->listener];
   c->route = lc.router.Match(h.host, h.origin_form, h.method);
   c->pool = lc.router.PoolOf(c->route);
@@ -594,7 +608,7 @@ void Worker::ClientHead(ClientConn* c) {
   const std::string rid = NextRequestId();
   fi.request_id = rid;
   std::string head;
-  BuildUpstreamRequest(h, fi, &head);
+  c->rid = BuildUpstreamRequest(h, fi, &head);
   const bool bodyless = !h.chunked && h.content_length <= 0;
   if (bodyless) c->up_head = head;
   StartUpstream(c, std::move(head));
@@ -664,7 +678,8 @@ void Worker::FinishStream(ClientConn* c) {
     counters_->backend_requests[BackendSlot(c->pool, c->backend) * 5 + StatusClass(c->status)]
         .Add();
   }
-  c->status = 0;  // counted once
+  if (c->status != 0 && access_log_ != nullptr) LogRequest(c);
+  c->status = 0;  // counted and logged once
   if (!c->req_done && c->keep_alive && !c->read_eof && !draining_) {
     // Answered before the request body ended (the backend did not want it):
     // read and drop the rest of the body, as nginx does, then go on with the
@@ -1112,6 +1127,46 @@ void Worker::CloseUpstream(UpstreamConn* u) {
   upstreams_[u->pos]->pos = u->pos;
   upstreams_.pop_back();
   Graveyard(u);
+}
+
+// ------------------------------------------------------------- access log ---
+
+void Worker::LogRequest(ClientConn* c) {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  tm t;
+  gmtime_r(&ts.tv_sec, &t);
+  char when[96];
+  snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", t.tm_year + 1900,
+           t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, ts.tv_nsec / 1'000'000);
+  const ListenerConfig& lc = config_->listeners[c->listener];
+  std::string& o = log_buf_;
+  absl::StrAppend(&o, "ts=", when, " rid=", c->rid.empty() ? "-" : c->rid, " client=", c->peer_ip,
+                  " listener=", lc.name, " route=");
+  const bool routed = c->route >= 0 && static_cast<size_t>(c->route) < lc.route_names.size();
+  o += routed ? lc.route_names[c->route] : "-";
+  absl::StrAppend(&o, " pool=", c->pool >= 0 ? config_->pools[c->pool].name : "-", " backend=",
+                  c->backend >= 0 && c->pool >= 0
+                      ? config_->pools[c->pool].backends[c->backend].addr.text
+                      : "-",
+                  " method=");
+  if (c->req.method.empty()) o += "-";
+  AppendEscaped(c->req.method, &o);
+  o += " path=";
+  if (c->req.origin_form.empty()) o += "-";
+  AppendEscaped(c->req.origin_form, &o);
+  absl::StrAppend(&o, " status=", c->status, " req_body=", c->parser.body_bytes(),
+                  " resp_bytes=", c->out.appended() - c->out_mark, " ms=",
+                  absl::StrFormat("%.3f", c->t_start == 0 ? 0.0 : (Now() - c->t_start) / 1e6),
+                  " attempts=", c->tried.size() + (c->local ? 0 : 1), "\n");
+  ++log_lines_;
+  if (log_buf_.size() >= 256 * 1024) FlushAccessLog();
+}
+
+void Worker::FlushAccessLog() {
+  if (access_log_ == nullptr || log_buf_.empty()) return;
+  access_log_->Submit(&log_buf_, log_lines_);
+  log_lines_ = 0;
 }
 
 // ----------------------------------------------------------------- timers ---

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "dataplane/l7/access_log.h"
 #include "dataplane/l7/counters.h"
 #include "dataplane/l7/l7_config.h"
 #include "lib/l7/balancer.h"
@@ -43,6 +44,8 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   absl::Status Open();
+  // Before Run(): where answered requests are logged (null = nowhere).
+  void SetAccessLog(AccessLog* log) { access_log_ = log; }
   void Run();
   // Thread-safe. Stop accepting; finish in-flight work until `drain_ms`.
   void RequestStop(int64_t drain_ms);
@@ -68,6 +71,8 @@ class Worker {
   void ClientRequestDone(ClientConn* c);
   void LocalResponse(ClientConn* c, int status, const char* body, bool close);
   void FinishStream(ClientConn* c);
+  void LogRequest(ClientConn* c);
+  void FlushAccessLog();
   void CloseClient(ClientConn* c);
   void UpdateClient(ClientConn* c);
 
@@ -113,6 +118,9 @@ class Worker {
   uint64_t id_seed_ = 0;
   std::atomic<int64_t> stop_deadline_ns_{0};  // 0 = running
   bool draining_ = false;
+  AccessLog* access_log_ = nullptr;
+  std::string log_buf_;  // lines not yet handed to the writer thread
+  uint64_t log_lines_ = 0;
 };
 
 }  // namespace lb::l7

@@ -181,7 +181,9 @@ def start_lb(conf_text, name, admin):
         f.write(conf_text)
     log = open(os.path.join(WORK, name + ".log"), "w")
     p = subprocess.Popen([LB, "--config", conf, "--workers", "2", "--admin_port", str(admin),
-                          "--drain_timeout_ms", "5000"], stdout=log, stderr=subprocess.STDOUT)
+                          "--drain_timeout_ms", "5000",
+                          "--access_log", os.path.join(WORK, name + "-access.log")],
+                         stdout=log, stderr=subprocess.STDOUT)
     PROCS.append(p)
     for _ in range(50):
         if "lb-l7 ready" in open(log.name).read():
@@ -500,6 +502,21 @@ timeouts {{ client_header_ms: 1000 upstream_response_ms: 800 idle_ms: 5000 }}
     except OSError:
         pass
     print("ok sigterm_drain", flush=True)
+
+    # --- access log: one line per answered request, flushed by the drain ----------------
+    lines = open(os.path.join(WORK, "lb-access.log")).read().splitlines()
+    kept = [l for l in lines if " rid=abc-123 " in l]
+    check(len(kept) == 1 and " route=default pool=web " in kept[0] and " method=GET path=/echo?q=1 "
+          in kept[0] and " status=200 " in kept[0], f"access log line of the header test: {kept}")
+    check(any(" route=only2 pool=two backend=127.0.0.1:%d " % p2 in l for l in lines),
+          "access log: routed request")
+    refused = [l for l in lines if " status=400 " in l]
+    check(len(refused) >= len(vectors), f"access log: {len(refused)} refusals logged")
+    check(all(re.fullmatch(r"ts=\S+ rid=\S+ client=127\.0\.0\.1 listener=main route=\S+ pool=\S+ "
+                           r"backend=\S+ method=\S+ path=\S+ status=\d{3} req_body=\d+ "
+                           r"resp_bytes=\d+ ms=[0-9.]+ attempts=\d+", l) for l in lines),
+          "access log line format: " + next((l for l in lines if not l.startswith("ts=")), lines[0]))
+    print(f"ok access_log ({len(lines)} lines)", flush=True)
 
 
 if __name__ == "__main__":
