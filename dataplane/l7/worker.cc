@@ -161,6 +161,7 @@ struct ClientConn : Pollable {
   bool keep_alive = false;
   ClientFraming framing = ClientFraming::kNone;
   int status = 0;
+  bool tunnel = false;    // after a 101: raw bytes both ways
   int64_t t_start = 0;    // head accepted (monotonic ns)
   uint64_t out_mark = 0;  // out.appended() when the head was accepted
   std::string rid;        // X-Request-ID sent upstream
@@ -178,6 +179,7 @@ struct UpstreamConn : Pollable {
   int64_t deadline = 0;
   bool extra_bytes = false;
   bool response_done = false;
+  bool tunnel = false;
   bool bad = false;
 };
 
@@ -482,6 +484,10 @@ void Worker::OnClient(ClientConn* c, uint32_t ev) {
 }
 
 void Worker::ClientRead(ClientConn* c) {
+  if (c->tunnel) {
+    TunnelFromClient(c);
+    return;
+  }
   const size_t in_cap = config_->limits.max_header_bytes + config_->buffer_bytes;
   bool got = false;
   scratch_.resize(kReadChunk);  // once per worker: no zeroing per read
@@ -943,6 +949,12 @@ void Worker::OnUpstream(UpstreamConn* u, uint32_t ev) {
     CloseUpstream(u);
     return;
   }
+  if (u->tunnel) {
+    if (ev & EPOLLOUT) UpstreamFlush(u);
+    if (!u->dead && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) TunnelFromUpstream(u);
+    if (!u->dead) UpdateUpstream(u);
+    return;
+  }
   if (ev & EPOLLOUT) {
     UpstreamFlush(u);
     if (u->dead) return;
@@ -969,6 +981,12 @@ void Worker::UpstreamFlush(UpstreamConn* u) {
       return;
     }
     ClientConn* c = u->client;
+    if (u->tunnel && c != nullptr && !c->in.empty() && u->out.size() < config_->buffer_bytes) {
+      const size_t k = std::min(c->in.size(), config_->buffer_bytes - u->out.size());
+      u->out.Append(c->in.data(), k);
+      c->in.Consume(k);
+      continue;
+    }
     if (c == nullptr || c->req_done || c->in.empty() || c->in_pump ||
         u->out.size() >= config_->buffer_bytes) {
       break;
@@ -1027,7 +1045,11 @@ void Worker::UpstreamRead(UpstreamConn* u) {
       if (used == 0) break;
     }
     if (u->response_done) {
-      CompleteResponse(u, off == static_cast<size_t>(n));
+      if (u->parser.head().status == 101) {
+        StartTunnel(u, &scratch_[off], static_cast<size_t>(n) - off);
+      } else {
+        CompleteResponse(u, off == static_cast<size_t>(n));
+      }
       return;
     }
     ClientFlush(c);
@@ -1040,7 +1062,16 @@ void Worker::UpstreamHead(UpstreamConn* u) {
   const MessageHead& r = u->parser.head();
   if (r.status < 200) {
     if (r.status == 101) {
-      u->bad = true;  // we never asked for an upgrade (Upgrade is hop-by-hop)
+      if (!c->req.upgrade) {
+        u->bad = true;  // an upgrade nobody asked for
+        return;
+      }
+      c->resp_started = true;
+      c->status = 101;
+      c->keep_alive = false;
+      std::string s;
+      BuildClientResponse(r, c->req, true, ClientFraming::kNone, &s);
+      c->out.Append(s);
       return;
     }
     // An interim response (100 Continue): to HTTP/1.1 clients only.
@@ -1076,6 +1107,10 @@ void Worker::UpstreamBody(UpstreamConn* u, const char* data, size_t n) {
 }
 
 void Worker::UpstreamDone(UpstreamConn* u) {
+  if (u->parser.head().status == 101) {
+    u->response_done = true;  // the tunnel starts after these bytes
+    return;
+  }
   if (u->parser.head().status < 200) {
     // After an interim response the final one follows on the same bytes.
     const bool head = u->client->req.method == "HEAD";
@@ -1127,6 +1162,90 @@ void Worker::CloseUpstream(UpstreamConn* u) {
   upstreams_[u->pos]->pos = u->pos;
   upstreams_.pop_back();
   Graveyard(u);
+}
+
+// ----------------------------------------------------------------- tunnel ---
+// After a 101 the two connections carry raw bytes (WebSocket), each way
+// through the other side's bounded output buffer, so the back-pressure is the
+// same as for bodies. Either side closing ends both once what it sent is
+// passed on (no half-close).
+
+void Worker::StartTunnel(UpstreamConn* u, const char* data, size_t n) {
+  ClientConn* c = u->client;
+  u->tunnel = c->tunnel = true;
+  c->out.Append(data, n);
+  const int64_t idle = Now() + config_->timeouts.idle_ns;
+  u->deadline = idle;
+  c->deadline = idle;
+  if (access_log_ != nullptr) LogRequest(c);
+  const ListenerConfig& lc = config_->listeners[c->listener];
+  counters_->route_requests[(route_base_[c->listener] + c->route) * 5 + StatusClass(101)].Add();
+  counters_->backend_requests[BackendSlot(c->pool, c->backend) * 5 + StatusClass(101)].Add();
+  (void)lc;
+  UpstreamFlush(u);  // also moves bytes the client sent after its request
+  if (!c->dead) ClientFlush(c);
+}
+
+void Worker::TunnelFromClient(ClientConn* c) {
+  UpstreamConn* u = c->up;
+  const size_t in_cap = config_->limits.max_header_bytes + config_->buffer_bytes;
+  scratch_.resize(kReadChunk);
+  bool eof = false;
+  while (c->in.size() < in_cap) {
+    const ssize_t r = read(c->fd, &scratch_[0], std::min(kReadChunk, in_cap - c->in.size()));
+    if (r > 0) {
+      c->in.Append(scratch_.data(), static_cast<size_t>(r));
+      continue;
+    }
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
+    eof = true;
+    break;
+  }
+  c->deadline = u->deadline = Now() + config_->timeouts.idle_ns;
+  UpstreamFlush(u);
+  if (u->dead || c->dead) return;
+  if (eof) {
+    // Pass on what is left (best effort, without waiting), then end both.
+    if (!c->in.empty()) u->out.Append(c->in.data(), c->in.size());
+    if (!u->out.empty()) {
+      ssize_t r = send(u->fd, u->out.data(), u->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      (void)r;
+    }
+    balancers_[u->pool].End(u->backend);
+    u->client = nullptr;
+    c->up = nullptr;
+    CloseUpstream(u);
+    CloseClient(c);
+    return;
+  }
+  UpdateClient(c);
+}
+
+void Worker::TunnelFromUpstream(UpstreamConn* u) {
+  ClientConn* c = u->client;
+  scratch_.resize(kReadChunk);
+  bool eof = false;
+  while (c->out.size() < config_->buffer_bytes) {
+    const size_t want = std::min(kReadChunk, config_->buffer_bytes - c->out.size());
+    const ssize_t r = read(u->fd, &scratch_[0], want);
+    if (r > 0) {
+      c->out.Append(scratch_.data(), static_cast<size_t>(r));
+      continue;
+    }
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
+    eof = true;
+    break;
+  }
+  c->deadline = u->deadline = Now() + config_->timeouts.idle_ns;
+  if (eof) {
+    // The backend ended it: the client gets what is buffered, then a close.
+    balancers_[u->pool].End(u->backend);
+    u->client = nullptr;
+    c->up = nullptr;
+    CloseUpstream(u);
+    c->state = ClientConn::State::kClosing;
+  }
+  ClientFlush(c);
 }
 
 // ------------------------------------------------------------- access log ---
@@ -1189,6 +1308,10 @@ void Worker::OnTick(int64_t now) {
         }
         break;
       case ClientConn::State::kActive:
+        if (c->tunnel) {
+          CloseClient(c);  // idle tunnel (closes the upstream side too)
+          break;
+        }
         if (!c->req_done) {
           counters_->client_timeouts.Add();
           if (!c->resp_started) {
@@ -1209,7 +1332,8 @@ void Worker::OnTick(int64_t now) {
   for (size_t i = 0; i < upstreams_.size();) {
     UpstreamConn* u = upstreams_[i];
     ClientConn* c = u->client;
-    const bool paused = c != nullptr && c->out.size() >= config_->buffer_bytes;
+    const bool paused =
+        c != nullptr && (c->out.size() >= config_->buffer_bytes || u->tunnel);  // client timer
     if (now < u->deadline || paused) {
       ++i;
       continue;

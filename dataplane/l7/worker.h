@@ -90,6 +90,9 @@ class Worker {
   void UpstreamDone(UpstreamConn* u);
   void ReleaseUpstream(UpstreamConn* u, bool reusable);
   void CloseUpstream(UpstreamConn* u);
+  void StartTunnel(UpstreamConn* u, const char* data, size_t n);
+  void TunnelFromClient(ClientConn* c);
+  void TunnelFromUpstream(UpstreamConn* u);
   void UpdateUpstream(UpstreamConn* u);
 
   void SetInterest(Pollable* p, uint32_t events);

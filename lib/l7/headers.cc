@@ -88,6 +88,11 @@ std::string BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& inf
   AppendField("X-Forwarded-Port", absl::StrCat(info.listener_port), out);
   AppendField("Forwarded", fwd, out);
   AppendField("X-Request-ID", request_id, out);
+  if (head.upgrade) {
+    // The one hop-by-hop pair passed on: the handshake the client asked for.
+    AppendField("Upgrade", *head.Find("upgrade"), out);
+    AppendField("Connection", "upgrade", out);
+  }
   if (head.chunked) {
     AppendField("Transfer-Encoding", "chunked", out);
   } else if (head.content_length >= 0) {
@@ -122,6 +127,10 @@ void BuildClientResponse(const MessageHead& resp, const MessageHead& req, bool k
     AppendField(f.name, f.value, out);
   }
   if (framing == ClientFraming::kChunked) AppendField("Transfer-Encoding", "chunked", out);
+  if (resp.status == 101 && resp.Find("upgrade") != nullptr) {
+    AppendField("Upgrade", *resp.Find("upgrade"), out);
+    AppendField("Connection", "upgrade", out);
+  }
   if (resp.status >= 200) {
     if (!keep_alive) {
       AppendField("Connection", "close", out);

@@ -13,6 +13,8 @@
 //     (RFC 7239: an element appended), X-Request-ID (kept when it is 1..128
 //     visible characters, else replaced by the generated one).
 //   - Upstream requests are always HTTP/1.1 with origin-form targets.
+//   - Upgrade (WebSocket): a request with head.upgrade keeps its Upgrade
+//     value and gets Connection: upgrade; so does a 101 response.
 //
 // Pure functions, no I/O: any thread.
 #ifndef LB_LIB_L7_HEADERS_H_

@@ -63,6 +63,7 @@ void MessageHead::Clear() {
   content_length = -1;
   keep_alive = true;
   body_until_close = false;
+  upgrade = false;
 }
 
 Http1Parser::Http1Parser(Kind kind, const Http1Limits& limits) : kind_(kind), limits_(limits) {
@@ -435,6 +436,8 @@ bool Http1Parser::CheckRequestHead() {
     if (hash != std::string::npos) head_.origin_form.resize(hash);
   }
   head_.host = host;
+  head_.upgrade = parser_.upgrade && parser_.method == HTTP_GET && !head_.chunked &&
+                  head_.content_length <= 0 && head_.Find("upgrade") != nullptr;
   return true;
 }
 

@@ -73,6 +73,9 @@ struct MessageHead {
   int64_t content_length = -1;    // -1: none
   bool keep_alive = true;         // http_should_keep_alive
   bool body_until_close = false;  // response with neither length nor chunked
+  // Request: a bodyless GET with Upgrade and Connection: upgrade (a
+  // WebSocket handshake); after a 101 the connection becomes a tunnel.
+  bool upgrade = false;
 
   // The first value of header `name` (case-insensitive), or nullptr.
   const std::string* Find(absl::string_view name) const;

@@ -82,6 +82,32 @@ TEST(Headers, ClientResponseDropsHopByHopAndRechunks) {
   EXPECT_EQ(ChooseClientFraming(resp, head), ClientFraming::kNone);
 }
 
+TEST(Headers, UpgradeHandshakePassesItsUpgradeOnly) {
+  const MessageHead h = Parse(
+      "GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Hop\r\n"
+      "X-Hop: 1\r\nSec-WebSocket-Key: k\r\n\r\n");
+  EXPECT_TRUE(h.upgrade);
+  ForwardInfo fi;
+  fi.client_ip = "192.0.2.7";
+  fi.listener_port = 80;
+  fi.request_id = "r";
+  std::string out;
+  BuildUpstreamRequest(h, fi, &out);
+  EXPECT_EQ(out,
+            "GET /chat HTTP/1.1\r\nHost: a\r\nSec-WebSocket-Key: k\r\n"
+            "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: 80\r\n"
+            "Forwarded: for=192.0.2.7;proto=http;host=a\r\nX-Request-ID: r\r\n"
+            "Upgrade: websocket\r\nConnection: upgrade\r\n\r\n");
+  // Without Connection: upgrade it is an ordinary request: Upgrade is dropped.
+  const MessageHead plain = Parse("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n");
+  EXPECT_FALSE(plain.upgrade);
+  // A body makes it an ordinary request too.
+  const MessageHead post = Parse(
+      "POST / HTTP/1.1\r\nHost: a\r\nUpgrade: x\r\nConnection: upgrade\r\n"
+      "Content-Length: 0\r\n\r\n");
+  EXPECT_FALSE(post.upgrade);
+}
+
 TEST(Headers, ErrorResponse) {
   std::string out;
   BuildErrorResponse(502, "cannot connect to a backend", true, &out);

@@ -196,6 +196,7 @@ def start_lb(conf_text, name, admin):
 
 def main():
     p1, p2, silent_port, dead_port = free_port(), free_port(), free_port(), free_port()
+    ws_port = free_port()
     lport, admin = free_port(), free_port()
     be1 = start_nginx("be1", p1)
     be2 = start_nginx("be2", p2)
@@ -204,17 +205,54 @@ def main():
     silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     silent.bind(("127.0.0.1", silent_port))
     silent.listen(64)
+    # An Upgrade backend: answers 101 to "Upgrade: test", then echoes bytes.
+    ws = socket.socket()
+    ws.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ws.bind(("127.0.0.1", ws_port))
+    ws.listen(16)
+    ws_heads = []
+
+    def ws_conn(s):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = s.recv(4096)
+            if not b:
+                return
+            head += b
+        head, rest = head.split(b"\r\n\r\n", 1)
+        ws_heads.append(head.decode())
+        s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+        if rest:
+            s.sendall(rest)
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            s.sendall(b)
+        s.close()
+
+    def ws_accept():
+        while True:
+            try:
+                s, _ = ws.accept()
+            except OSError:
+                return
+            threading.Thread(target=ws_conn, args=(s,), daemon=True).start()
+
+    threading.Thread(target=ws_accept, daemon=True).start()
 
     conf = f"""
 listeners {{ name: "main" address: "127.0.0.1" port: {lport} default_pool: "web"
   routes {{ name: "slow" path {{ prefix: "/slow" }} pool: "silent" }}
   routes {{ name: "dead" path {{ exact: "/dead" }} pool: "dead" }}
+  routes {{ name: "ws" path {{ prefix: "/ws" }} pool: "ws" }}
   routes {{ name: "only2" hosts: "*.two.test" pool: "two" }}
   routes {{ name: "re" path {{ regex: "/re/[0-9]+" }} methods: "GET" pool: "two" }}
 }}
 pools {{ name: "web" algorithm: ALGORITHM_ROUND_ROBIN
   backends {{ address: "127.0.0.1" port: {p1} }} backends {{ address: "127.0.0.1" port: {p2} }} }}
 pools {{ name: "two" backends {{ address: "127.0.0.1" port: {p2} }} }}
+pools {{ name: "ws" backends {{ address: "127.0.0.1" port: {ws_port} }} }}
 pools {{ name: "silent" backends {{ address: "127.0.0.1" port: {silent_port} }} }}
 pools {{ name: "dead" eject_after_failures: 2 eject_ms: 60000
   backends {{ address: "127.0.0.1" port: {dead_port} }} }}
@@ -436,6 +474,35 @@ timeouts {{ client_header_ms: 1000 upstream_response_ms: 800 idle_ms: 5000 }}
     rc, out, _ = curl("-i", base + "/slow")
     check(out.startswith(b"HTTP/1.1 504"), f"silent backend: {out[:40]!r}")
     print("ok upstream_errors (502, 503 after ejection, 504)", flush=True)
+
+    # --- Upgrade: 101 passed on, then a tunnel both ways with back-pressure ---------------
+    s = socket.create_connection(("127.0.0.1", lport), timeout=10)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: test\r\nConnection: Upgrade, X-Drop\r\n"
+              b"X-Drop: 1\r\n\r\nearly")
+    got = b""
+    while b"\r\n\r\n" not in got or not got.endswith(b"early"):
+        b = s.recv(4096)
+        check(b, "upgrade: closed before 101 + echo: %r" % got)
+        got += b
+    check(got.startswith(b"HTTP/1.1 101 ") and b"\r\nUpgrade: test\r\n" in got
+          and b"\r\nConnection: upgrade\r\n" in got, "101 head: %r" % got)
+    h = ws_heads[-1].lower()
+    check("\r\nupgrade: test" in h and "\r\nconnection: upgrade" in h and "x-drop" not in h,
+          "upgrade request as the backend saw it: " + h)
+    blob = os.urandom(4 << 20)
+    sender = threading.Thread(target=s.sendall, args=(blob,))
+    sender.start()
+    echoed = bytearray()
+    while len(echoed) < len(blob):
+        b = s.recv(1 << 20)
+        check(b, f"tunnel closed after {len(echoed)} bytes")
+        echoed += b
+    sender.join()
+    check(bytes(echoed) == blob, "tunnel corrupted the bytes")
+    s.close()
+    rc, out, _ = curl(base + "/")
+    check(rc == 0, "proxy unwell after the tunnel")
+    print("ok upgrade_tunnel (4 MiB echoed through a 101 tunnel)", flush=True)
 
     # --- a backend killed under GETs: 0 failures ------------------------------------
     failures = []
