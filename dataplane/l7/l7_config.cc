@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -11,6 +12,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -90,6 +92,60 @@ void CheckMax(Findings& f, const std::string& path, uint64_t v, uint64_t lo, uin
               const char* zero_means) {
   if (v != 0 && (v < lo || v > hi)) {
     f.Error(path, "%u out of range [%u, %u] (0 = %s)", v, lo, hi, zero_means);
+  }
+}
+
+bool IsToken(const std::string& s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (!(absl::ascii_isalnum(c) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr) || c == 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool IsFieldValue(const std::string& s) {
+  if (s.size() > 1024) return false;
+  for (unsigned char c : s) {
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
+}
+
+void CheckRuleName(Findings& f, const std::string& path, const std::string& name) {
+  if (!IsToken(name)) {
+    f.Error(path, "\"%s\" is not a field name", name);
+  } else if (IsProtectedHeader(name)) {
+    f.Error(path, "\"%s\" is written by lb-l7 itself (Host, framing, hop-by-hop, forwarding)",
+            name);
+  }
+}
+
+void ParseRules(Findings& f, const std::string& rp, const v1::L7Route& r, HeaderRules* out) {
+  for (int k = 0; k < r.request_headers_to_add_size(); ++k) {
+    const auto& h = r.request_headers_to_add(k);
+    const std::string p = absl::StrCat(rp, ".request_headers_to_add[", k, "]");
+    CheckRuleName(f, p + ".name", h.name());
+    if (!IsFieldValue(h.value())) f.Error(p + ".value", "control characters or over 1024 bytes");
+    out->request_add.emplace_back(h.name(), h.value());
+  }
+  for (int k = 0; k < r.response_headers_to_add_size(); ++k) {
+    const auto& h = r.response_headers_to_add(k);
+    const std::string p = absl::StrCat(rp, ".response_headers_to_add[", k, "]");
+    CheckRuleName(f, p + ".name", h.name());
+    if (!IsFieldValue(h.value())) f.Error(p + ".value", "control characters or over 1024 bytes");
+    out->response_add.emplace_back(h.name(), h.value());
+  }
+  for (int k = 0; k < r.request_headers_to_remove_size(); ++k) {
+    CheckRuleName(f, absl::StrCat(rp, ".request_headers_to_remove[", k, "]"),
+                  r.request_headers_to_remove(k));
+    out->request_remove.push_back(r.request_headers_to_remove(k));
+  }
+  for (int k = 0; k < r.response_headers_to_remove_size(); ++k) {
+    CheckRuleName(f, absl::StrCat(rp, ".response_headers_to_remove[", k, "]"),
+                  r.response_headers_to_remove(k));
+    out->response_remove.push_back(r.response_headers_to_remove(k));
   }
 }
 
@@ -259,6 +315,23 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
         case v1::L7PathMatch::KIND_NOT_SET:
           break;
       }
+      for (int k = 0; k < r.headers_size(); ++k) {
+        const v1::L7HeaderMatch& m = r.headers(k);
+        const std::string hp = absl::StrCat(rp, ".headers[", k, "]");
+        if (!IsToken(m.name())) f.Error(hp + ".name", "\"%s\" is not a field name", m.name());
+        HeaderMatch hm;
+        hm.name = m.name();
+        if (m.kind_case() == v1::L7HeaderMatch::kExact) {
+          if (!IsFieldValue(m.exact())) f.Error(hp + ".exact", "control characters or too long");
+          hm.value = m.exact();
+        } else if (m.kind_case() == v1::L7HeaderMatch::kPresent && m.present()) {
+          hm.present_only = true;
+        } else {
+          f.Error(hp, "set exact or present: true");
+        }
+        s.headers.push_back(std::move(hm));
+      }
+      ParseRules(f, rp, r, &s.rules);
       auto it = pool_index.find(r.pool());
       if (it == pool_index.end()) {
         f.Error(rp + ".pool", "no pool named \"%s\"", r.pool());

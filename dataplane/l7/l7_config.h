@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "lb/v1/l7.pb.h"
 #include "lib/l7/balancer.h"
+#include "lib/l7/headers.h"
 #include "lib/l7/http1.h"
 #include "lib/l7/router.h"
 

@@ -600,7 +600,7 @@ void Worker::ClientHead(ClientConn* c) {
   c->out_mark = c->out.appended();
   c->rid.clear();
   const ListenerConfig& lc = config_->listeners[c->listener];
-  c->route = lc.router.Match(h.host, h.origin_form, h.method);
+  c->route = lc.router.Match(h.host, h.origin_form, h.method, &h);
   c->pool = lc.router.PoolOf(c->route);
   if (c->pool < 0) {
     LocalResponse(c, 404, "no route", false);
@@ -614,7 +614,7 @@ void Worker::ClientHead(ClientConn* c) {
   const std::string rid = NextRequestId();
   fi.request_id = rid;
   std::string head;
-  c->rid = BuildUpstreamRequest(h, fi, &head);
+  c->rid = BuildUpstreamRequest(h, fi, &head, lc.router.RulesOf(c->route));
   const bool bodyless = !h.chunked && h.content_length <= 0;
   if (bodyless) c->up_head = head;
   StartUpstream(c, std::move(head));
@@ -1087,7 +1087,8 @@ void Worker::UpstreamHead(UpstreamConn* u) {
   c->framing = ChooseClientFraming(r, c->req);
   c->keep_alive = c->req.keep_alive && !draining_ && c->framing != ClientFraming::kClose;
   std::string s;
-  BuildClientResponse(r, c->req, c->keep_alive, c->framing, &s);
+  BuildClientResponse(r, c->req, c->keep_alive, c->framing, &s,
+                      config_->listeners[c->listener].router.RulesOf(c->route));
   c->out.Append(s);
 }
 

@@ -31,6 +31,38 @@ void AppendField(absl::string_view name, absl::string_view value, std::string* o
 
 }  // namespace
 
+bool IsProtectedHeader(absl::string_view name) {
+  static constexpr absl::string_view kProtected[] = {
+      "host",
+      "content-length",
+      "transfer-encoding",
+      "connection",
+      "keep-alive",
+      "proxy-connection",
+      "te",
+      "trailer",
+      "upgrade",
+      "x-forwarded-for",
+      "x-forwarded-proto",
+      "x-forwarded-port",
+      "forwarded",
+      "x-request-id",
+  };
+  return InList(name, kProtected);
+}
+
+namespace {
+
+bool Removed(const std::vector<std::string>* remove, absl::string_view name) {
+  if (remove == nullptr) return false;
+  for (const std::string& r : *remove) {
+    if (absl::EqualsIgnoreCase(r, name)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 bool IsHopByHop(const MessageHead& head, absl::string_view name) {
   if (InList(name, kHopByHop)) return true;
   for (const HeaderField& f : head.headers) {
@@ -50,8 +82,8 @@ bool IsValidRequestId(absl::string_view id) {
   return true;
 }
 
-std::string BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& info,
-                                 std::string* out) {
+std::string BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& info, std::string* out,
+                                 const HeaderRules* rules) {
   absl::StrAppend(out, head.method, " ", head.origin_form, " HTTP/1.1\r\n");
   AppendField("Host", head.host.empty() ? info.fallback_host : head.host, out);
   std::string xff, fwd, request_id;
@@ -62,6 +94,7 @@ std::string BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& inf
       continue;
     }
     if (InList(f.name, kRewrittenUp)) continue;
+    if (rules != nullptr && Removed(&rules->request_remove, f.name)) continue;
     if (absl::EqualsIgnoreCase(f.name, "x-forwarded-for")) {
       absl::StrAppend(&xff, xff.empty() ? "" : ", ", f.value);
       continue;
@@ -88,6 +121,9 @@ std::string BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& inf
   AppendField("X-Forwarded-Port", absl::StrCat(info.listener_port), out);
   AppendField("Forwarded", fwd, out);
   AppendField("X-Request-ID", request_id, out);
+  if (rules != nullptr) {
+    for (const auto& [name, value] : rules->request_add) AppendField(name, value, out);
+  }
   if (head.upgrade) {
     // The one hop-by-hop pair passed on: the handshake the client asked for.
     AppendField("Upgrade", *head.Find("upgrade"), out);
@@ -113,11 +149,12 @@ ClientFraming ChooseClientFraming(const MessageHead& resp, const MessageHead& re
 }
 
 void BuildClientResponse(const MessageHead& resp, const MessageHead& req, bool keep_alive,
-                         ClientFraming framing, std::string* out) {
+                         ClientFraming framing, std::string* out, const HeaderRules* rules) {
   absl::StrAppend(out, "HTTP/1.1 ", resp.status, " ",
                   resp.reason.empty() ? ReasonPhrase(resp.status) : resp.reason, "\r\n");
   for (const HeaderField& f : resp.headers) {
     if (IsHopByHop(resp, f.name)) continue;
+    if (rules != nullptr && Removed(&rules->response_remove, f.name)) continue;
     // Content-Length passes for HEAD/304 (informational) and for a length
     // framed body; never next to our own chunking.
     if (absl::EqualsIgnoreCase(f.name, "content-length") &&
@@ -125,6 +162,9 @@ void BuildClientResponse(const MessageHead& resp, const MessageHead& req, bool k
       continue;
     }
     AppendField(f.name, f.value, out);
+  }
+  if (rules != nullptr && resp.status >= 200) {
+    for (const auto& [name, value] : rules->response_add) AppendField(name, value, out);
   }
   if (framing == ClientFraming::kChunked) AppendField("Transfer-Encoding", "chunked", out);
   if (resp.status == 101 && resp.Find("upgrade") != nullptr) {

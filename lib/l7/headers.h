@@ -22,11 +22,27 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "lib/l7/http1.h"
 
 namespace lb::l7 {
+
+// Per-route header rules (config: L7Route.*_headers_to_*). Names are
+// compared case-insensitively; removal happens before addition. The config
+// refuses rules on framing, hop-by-hop and forwarding fields (see
+// IsProtectedHeader), so a rule can never change how a message is framed.
+struct HeaderRules {
+  std::vector<std::pair<std::string, std::string>> request_add;
+  std::vector<std::string> request_remove;
+  std::vector<std::pair<std::string, std::string>> response_add;
+  std::vector<std::string> response_remove;
+};
+
+// Fields the proxy owns: Host, framing, hop-by-hop, forwarding, request id.
+bool IsProtectedHeader(absl::string_view name);
 
 struct ForwardInfo {
   std::string client_ip;  // textual, no brackets
@@ -46,8 +62,8 @@ bool IsHopByHop(const MessageHead& head, absl::string_view name);
 // Appends the upstream request head (request line, fields, CRLF CRLF) to
 // `out`. `chunked` selects Transfer-Encoding: chunked, else a Content-Length
 // of head.content_length when >= 0. Returns the X-Request-ID that was sent.
-std::string BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& info,
-                                 std::string* out);
+std::string BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& info, std::string* out,
+                                 const HeaderRules* rules = nullptr);
 
 // How the response body will reach the client.
 enum class ClientFraming { kNone, kLength, kChunked, kClose };
@@ -56,7 +72,8 @@ enum class ClientFraming { kNone, kLength, kChunked, kClose };
 // proxy keeps the client connection open after this response; `framing` is
 // how the body goes out (from ChooseClientFraming).
 void BuildClientResponse(const MessageHead& resp, const MessageHead& req, bool keep_alive,
-                         ClientFraming framing, std::string* out);
+                         ClientFraming framing, std::string* out,
+                         const HeaderRules* rules = nullptr);
 
 // Body framing towards the client for `resp` answering `req`.
 ClientFraming ChooseClientFraming(const MessageHead& resp, const MessageHead& req);

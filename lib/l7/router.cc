@@ -58,7 +58,8 @@ Router::Router(Router&&) noexcept = default;
 Router& Router::operator=(Router&&) noexcept = default;
 Router::~Router() = default;
 
-int Router::Match(absl::string_view host, absl::string_view path, absl::string_view method) const {
+int Router::Match(absl::string_view host, absl::string_view path, absl::string_view method,
+                  const MessageHead* head) const {
   const std::string h = HostWithoutPort(host);
   const size_t q = path.find('?');
   if (q != absl::string_view::npos) path = path.substr(0, q);
@@ -96,9 +97,23 @@ int Router::Match(absl::string_view host, absl::string_view path, absl::string_v
       for (const std::string& m : s.methods) ok = ok || m == method;
       if (!ok) continue;
     }
+    if (!s.headers.empty()) {
+      if (head == nullptr) continue;
+      bool ok = true;
+      for (const HeaderMatch& m : s.headers) {
+        const std::string* v = head->Find(m.name);
+        ok = ok && v != nullptr && (m.present_only || *v == m.value);
+      }
+      if (!ok) continue;
+    }
     return static_cast<int>(i);
   }
   return static_cast<int>(routes_.size());
+}
+
+const HeaderRules* Router::RulesOf(int r) const {
+  if (r >= 0 && static_cast<size_t>(r) < routes_.size()) return &routes_[r].rules;
+  return nullptr;
 }
 
 int Router::PoolOf(int r) const {

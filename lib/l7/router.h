@@ -10,6 +10,8 @@
 //     expression that must match the whole path (linear time, no
 //     backtracking: safe on hostile input). No path = any path.
 //   - methods: any of a list (exact, case-sensitive as HTTP says). None = any.
+//   - headers: every listed field must be present (and, with a value, have
+//     exactly that value; the first field of that name counts). None = any.
 //
 // Failure: Build() returns InvalidArgumentError naming `routes[i].<field>`
 // for a bad regex or an empty matcher. Threads: Build anywhere; Match is const
@@ -23,6 +25,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "lib/l7/headers.h"
+#include "lib/l7/http1.h"
 
 namespace re2 {
 class RE2;
@@ -32,6 +36,12 @@ namespace lb::l7 {
 
 enum class PathMatchKind { kAny, kExact, kPrefix, kRegex };
 
+struct HeaderMatch {
+  std::string name;
+  std::string value;  // exact value when !present_only
+  bool present_only = false;
+};
+
 struct RouteSpec {
   std::string name;
   std::vector<std::string> hosts;
@@ -39,6 +49,8 @@ struct RouteSpec {
   std::string path;
   std::vector<std::string> methods;
   int pool = -1;  // index into the caller's pools
+  std::vector<HeaderMatch> headers;
+  HeaderRules rules;  // applied to requests on this route and their answers
 };
 
 class Router {
@@ -49,7 +61,12 @@ class Router {
   ~Router();
 
   // Index of the matching route, or routes().size() for the default route.
-  int Match(absl::string_view host, absl::string_view path, absl::string_view method) const;
+  // `head` supplies the fields for header matchers (routes with header
+  // matchers never match when it is null).
+  int Match(absl::string_view host, absl::string_view path, absl::string_view method,
+            const MessageHead* head = nullptr) const;
+  // Rules of route `r` (as returned by Match); null for the default route.
+  const HeaderRules* RulesOf(int r) const;
   // Pool of route index `r` (as returned by Match); -1 = none (404).
   int PoolOf(int r) const;
   const std::vector<RouteSpec>& routes() const { return routes_; }

@@ -108,6 +108,34 @@ TEST(Headers, UpgradeHandshakePassesItsUpgradeOnly) {
   EXPECT_FALSE(post.upgrade);
 }
 
+TEST(Headers, RouteRulesAddAndRemove) {
+  const MessageHead h = Parse("GET / HTTP/1.1\r\nHost: a\r\nCookie: c\r\nX-Debug: 1\r\n\r\n");
+  HeaderRules rules;
+  rules.request_remove = {"x-debug"};
+  rules.request_add = {{"X-Route", "api"}};
+  rules.response_remove = {"Server"};
+  rules.response_add = {{"Cache-Control", "no-store"}};
+  ForwardInfo fi;
+  fi.client_ip = "192.0.2.7";
+  fi.listener_port = 80;
+  fi.request_id = "r";
+  std::string out;
+  BuildUpstreamRequest(h, fi, &out, &rules);
+  EXPECT_EQ(out,
+            "GET / HTTP/1.1\r\nHost: a\r\nCookie: c\r\nX-Forwarded-For: 192.0.2.7\r\n"
+            "X-Forwarded-Proto: http\r\nX-Forwarded-Port: 80\r\n"
+            "Forwarded: for=192.0.2.7;proto=http;host=a\r\nX-Request-ID: r\r\n"
+            "X-Route: api\r\n\r\n");
+  const MessageHead resp = Parse("HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 0\r\n\r\n",
+                                 Http1Parser::Kind::kResponse);
+  std::string r;
+  BuildClientResponse(resp, h, true, ClientFraming::kLength, &r, &rules);
+  EXPECT_EQ(r, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nCache-Control: no-store\r\n\r\n");
+  EXPECT_TRUE(IsProtectedHeader("Content-Length"));
+  EXPECT_TRUE(IsProtectedHeader("x-forwarded-for"));
+  EXPECT_FALSE(IsProtectedHeader("Cache-Control"));
+}
+
 TEST(Headers, ErrorResponse) {
   std::string out;
   BuildErrorResponse(502, "cannot connect to a backend", true, &out);

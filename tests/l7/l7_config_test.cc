@@ -39,7 +39,11 @@ TEST(L7Config, ErrorsNameEveryField) {
   auto rc = ValidateL7Config(Text(R"(
     listeners { name: "l" port: 0 address: "nope" default_pool: "missing"
       routes { name: "r" path { regex: "(" } pool: "web" }
-      routes { name: "r2" pool: "ghost" methods: "get" } }
+      routes { name: "r2" pool: "ghost" methods: "get" }
+      routes { name: "r3" pool: "web" headers { name: "X Bad" present: true } headers { name: "a" }
+               request_headers_to_add { name: "Content-Length" value: "1" }
+               response_headers_to_add { name: "X-Ok" value: "a\nb" }
+               request_headers_to_remove: "x-forwarded-for" } }
     pools { name: "web" algorithm: ALGORITHM_MAGLEV
       backends { address: "10.0.0.1" port: 70000 weight: 5000 }
       backends { address: "10.0.0.1.2" port: 80 } }
@@ -63,6 +67,12 @@ TEST(L7Config, ErrorsNameEveryField) {
            "pools[1].backends: at least one backend",
            "limits.max_header_bytes: 10 out of range",
            "timeouts.idle_ms: 1 out of range",
+           "listeners[0].routes[2].headers[0].name: \"X Bad\" is not a field name",
+           "listeners[0].routes[2].headers[1]: set exact or present: true",
+           "listeners[0].routes[2].request_headers_to_add[0].name: \"Content-Length\" is written "
+           "by lb-l7",
+           "listeners[0].routes[2].response_headers_to_add[0].value: control characters",
+           "listeners[0].routes[2].request_headers_to_remove[0]: \"x-forwarded-for\" is written",
        }) {
     EXPECT_NE(m.find(want), std::string::npos) << "missing \"" << want << "\" in: " << m;
   }

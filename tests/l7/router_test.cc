@@ -48,6 +48,28 @@ TEST(Router, MatchesInOrder) {
   }
 }
 
+TEST(Router, HeaderMatchers) {
+  std::vector<RouteSpec> r(2);
+  r[0].name = "canary";
+  r[0].headers = {{"X-Canary", "1", false}, {"Cookie", "", true}};
+  r[0].pool = 1;
+  r[1].name = "beta";
+  r[1].headers = {{"x-beta", "", true}};
+  r[1].pool = 2;
+  auto router = Router::Build(std::move(r), 0);
+  ASSERT_TRUE(router.ok());
+  MessageHead h;
+  h.headers = {{"x-canary", "1"}, {"cookie", "a=b"}};
+  EXPECT_EQ(router->Match("a", "/", "GET", &h), 0);
+  h.headers = {{"x-canary", "2"}, {"cookie", "a=b"}};
+  EXPECT_EQ(router->Match("a", "/", "GET", &h), 2);  // default
+  h.headers = {{"x-canary", "1"}};
+  EXPECT_EQ(router->Match("a", "/", "GET", &h), 2);  // Cookie missing
+  h.headers = {{"X-Beta", ""}};
+  EXPECT_EQ(router->Match("a", "/", "GET", &h), 1);
+  EXPECT_EQ(router->Match("a", "/", "GET"), 2);  // no head: header routes never match
+}
+
 TEST(Router, ErrorsNameTheField) {
   std::vector<RouteSpec> r(2);
   r[0] = {"ok", {}, PathMatchKind::kPrefix, "/", {}, 0};
