@@ -243,6 +243,8 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
     pc.max_idle_per_backend = Or(p.max_idle_per_backend(), 32u);
     CheckMax(f, pp + ".eject_after_failures", p.eject_after_failures(), 1, 1000, "3");
     pc.health.consecutive_failures = Or(p.eject_after_failures(), 3u);
+    CheckMax(f, pp + ".eject_after_5xx", p.eject_after_5xx(), 1, 1000, "never");
+    pc.health.consecutive_5xx = p.eject_after_5xx();
     CheckMax(f, pp + ".eject_ms", p.eject_ms(), 100, 3'600'000, "10000");
     pc.health.eject_ns = Or<int64_t>(p.eject_ms(), 10000) * kMs;
     CheckMax(f, pp + ".connect_retries", p.connect_retries(), 1, 10, "2");

@@ -1125,6 +1125,18 @@ void Worker::UpstreamDone(UpstreamConn* u) {
 void Worker::CompleteResponse(UpstreamConn* u, bool no_extra) {
   ClientConn* c = u->client;
   if (c->framing == ClientFraming::kChunked) c->out.Append("0\r\n\r\n", 5);
+  {
+    const int64_t now = Now();
+    Balancer& bal = balancers_[u->pool];
+    const bool was = bal.ejected(u->backend, now);
+    bal.OnResponse(u->backend, u->parser.head().status, now);
+    if (!was && bal.ejected(u->backend, now)) {
+      counters_->backend_ejections[BackendSlot(u->pool, u->backend)].Add();
+      LOG(WARNING) << "worker " << id_ << ": backend "
+                   << config_->pools[u->pool].backends[u->backend].addr.text
+                   << " ejected after consecutive 5xx answers";
+    }
+  }
   const bool reusable =
       no_extra && u->parser.head().keep_alive && c->req_done && u->out.empty() && !draining_;
   balancers_[u->pool].End(u->backend);

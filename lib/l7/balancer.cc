@@ -115,4 +115,17 @@ void Balancer::OnConnectFailure(int b, int64_t now_ns) {
 
 void Balancer::OnConnectSuccess(int b) { backends_[b].failures = 0; }
 
+void Balancer::OnResponse(int b, int status, int64_t now_ns) {
+  State& s = backends_[b];
+  if (status < 500) {
+    s.errors_5xx = 0;
+    return;
+  }
+  ++s.errors_5xx;
+  if (health_.consecutive_5xx != 0 && s.errors_5xx >= health_.consecutive_5xx) {
+    s.ejected_until = now_ns + health_.eject_ns;
+    s.errors_5xx = health_.consecutive_5xx - 1;
+  }
+}
+
 }  // namespace lb::l7

@@ -25,6 +25,8 @@
 // Passive health (outlier detection, Envoy-like): `consecutive_failures`
 // connect failures in a row eject a backend for `eject_ns`; any success
 // resets the count. After the ejection one more failure ejects it again.
+// The same, counted apart, for `consecutive_5xx` answers >= 500 in a row
+// (off unless configured).
 //
 // Pick() returns -1 when no backend is available (the proxy answers 503).
 // Threads: one worker thread per instance.
@@ -68,6 +70,7 @@ class ActiveCounts {
 struct PassiveHealth {
   uint32_t consecutive_failures = 3;  // 0 = never eject
   int64_t eject_ns = 10'000'000'000;
+  uint32_t consecutive_5xx = 0;  // answers >= 500 in a row that eject; 0 = never
 };
 
 class Balancer {
@@ -83,6 +86,8 @@ class Balancer {
 
   void OnConnectFailure(int b, int64_t now_ns);
   void OnConnectSuccess(int b);
+  // A complete answer from `b`: 5xx runs count towards consecutive_5xx.
+  void OnResponse(int b, int status, int64_t now_ns);
   // Active request accounting (least_connections, random).
   void Begin(int b) {
     ++backends_[b].active;
@@ -105,6 +110,7 @@ class Balancer {
     int64_t current = 0;  // smooth WRR
     int32_t active = 0;
     uint32_t failures = 0;
+    uint32_t errors_5xx = 0;
     int64_t ejected_until = 0;
   };
   bool Usable(int b, int64_t now_ns, absl::Span<const int> exclude) const;

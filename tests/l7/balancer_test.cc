@@ -124,6 +124,23 @@ TEST(Balancer, RandomPowerOfTwoChoicesAvoidsTheBusyOne) {
   EXPECT_GT(n[2], 1000);
 }
 
+TEST(Balancer, PassiveHealthOn5xx) {
+  PassiveHealth h;
+  h.consecutive_5xx = 2;
+  h.eject_ns = 1000;
+  Balancer b(BalanceAlgorithm::kRoundRobin, {1, 1}, h, 1);
+  b.OnResponse(0, 502, 0);
+  b.OnResponse(0, 404, 0);  // not a server error: the run restarts
+  b.OnResponse(0, 500, 0);
+  EXPECT_FALSE(b.ejected(0, 0));
+  b.OnResponse(0, 503, 5);
+  EXPECT_TRUE(b.ejected(0, 5));
+  EXPECT_EQ(Picks(b, 2, 5), "bb");
+  Balancer off(BalanceAlgorithm::kRoundRobin, {1, 1}, {}, 1);  // default: never
+  for (int i = 0; i < 10; ++i) off.OnResponse(0, 500, 0);
+  EXPECT_FALSE(off.ejected(0, 0));
+}
+
 TEST(Balancer, PassiveHealthEjectsAfterConsecutiveFailures) {
   Balancer b(BalanceAlgorithm::kRoundRobin, {1, 1}, {3, 1000}, 1);
   b.OnConnectFailure(0, 0);
