@@ -21,6 +21,7 @@ PKGS=(
   python3-scapy tcpdump iproute2 iputils-ping ethtool curl
   wrk  # load generator of the end-to-end failover test (tests/e2e)
   nginx  # backends of the end-to-end tests (scripts/topology.sh)
+  haproxy  # the peer proxy of perf/run.sh l7 (perf/l7_bench.sh)
   prometheus  # ships promtool (tests/api/metrics_test.sh)
 )
 
