@@ -585,9 +585,10 @@ void Worker::PumpLoop(ClientConn* c) {
 }
 
 void Worker::ClientHead(ClientConn* c) {
-  const MessageHead& h = c->parser.head();
+  // The head moves to the connection (swapped: no copy, capacities kept).
+  std::swap(c->req, *c->parser.mutable_head());
+  const MessageHead& h = c->req;
   c->state = ClientConn::State::kActive;
-  c->req = h;
   c->req_done = false;
   c->resp_started = false;
   c->local = false;

@@ -1,5 +1,6 @@
 #include "lib/l7/headers.h"
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -63,15 +64,37 @@ bool Removed(const std::vector<std::string>* remove, absl::string_view name) {
 
 }  // namespace
 
-bool IsHopByHop(const MessageHead& head, absl::string_view name) {
-  if (InList(name, kHopByHop)) return true;
-  for (const HeaderField& f : head.headers) {
-    if (!absl::EqualsIgnoreCase(f.name, "connection")) continue;
-    for (absl::string_view tok : absl::StrSplit(f.value, ',')) {
-      if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(tok), name)) return true;
+namespace {
+
+// The tokens of every Connection field of a head, gathered once per head
+// (a message rarely names more than a few; they point into `head`).
+class ConnectionTokens {
+ public:
+  explicit ConnectionTokens(const MessageHead& head) {
+    for (const HeaderField& f : head.headers) {
+      if (!absl::EqualsIgnoreCase(f.name, "connection")) continue;
+      for (absl::string_view tok : absl::StrSplit(f.value, ',')) {
+        tok = absl::StripAsciiWhitespace(tok);
+        if (!tok.empty()) tokens_.push_back(tok);
+      }
     }
   }
-  return false;
+  bool HopByHop(absl::string_view name) const {
+    if (InList(name, kHopByHop)) return true;
+    for (absl::string_view t : tokens_) {
+      if (absl::EqualsIgnoreCase(t, name)) return true;
+    }
+    return false;
+  }
+
+ private:
+  absl::InlinedVector<absl::string_view, 4> tokens_;
+};
+
+}  // namespace
+
+bool IsHopByHop(const MessageHead& head, absl::string_view name) {
+  return ConnectionTokens(head).HopByHop(name);
 }
 
 bool IsValidRequestId(absl::string_view id) {
@@ -87,8 +110,9 @@ std::string BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& inf
   absl::StrAppend(out, head.method, " ", head.origin_form, " HTTP/1.1\r\n");
   AppendField("Host", head.host.empty() ? info.fallback_host : head.host, out);
   std::string xff, fwd, request_id;
+  const ConnectionTokens hop(head);
   for (const HeaderField& f : head.headers) {
-    if (IsHopByHop(head, f.name)) continue;
+    if (hop.HopByHop(f.name)) continue;
     if (absl::EqualsIgnoreCase(f.name, "x-request-id")) {
       if (request_id.empty() && IsValidRequestId(f.value)) request_id = f.value;
       continue;
@@ -152,8 +176,9 @@ void BuildClientResponse(const MessageHead& resp, const MessageHead& req, bool k
                          ClientFraming framing, std::string* out, const HeaderRules* rules) {
   absl::StrAppend(out, "HTTP/1.1 ", resp.status, " ",
                   resp.reason.empty() ? ReasonPhrase(resp.status) : resp.reason, "\r\n");
+  const ConnectionTokens hop(resp);
   for (const HeaderField& f : resp.headers) {
-    if (IsHopByHop(resp, f.name)) continue;
+    if (hop.HopByHop(f.name)) continue;
     if (rules != nullptr && Removed(&rules->response_remove, f.name)) continue;
     // Content-Length passes for HEAD/304 (informational) and for a length
     // framed body; never next to our own chunking.

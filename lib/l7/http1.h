@@ -128,6 +128,10 @@ class Http1Parser {
   // HTTP status to answer for error(): 400/413/414/431/501/505.
   int status() const;
   const MessageHead& head() const { return head_; }
+  // The head, for a caller that keeps it beyond OnHead: swapping it out (and
+  // an old head in) lets both keep their buffers' capacity. Only in or after
+  // OnHead; the parser does not read its head again until Reset().
+  MessageHead* mutable_head() { return &head_; }
   uint64_t body_bytes() const { return body_bytes_; }
 
  private:
