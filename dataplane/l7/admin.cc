@@ -40,8 +40,9 @@ std::string Escape(const std::string& s) {
 
 }  // namespace
 
-AdminServer::AdminServer(const RuntimeConfig* config, std::vector<const WorkerCounters*> workers)
-    : config_(config), workers_(std::move(workers)) {}
+AdminServer::AdminServer(const RuntimeConfig* config, std::vector<const WorkerCounters*> workers,
+                         std::vector<const ActiveCounts*> active)
+    : config_(config), workers_(std::move(workers)), active_(std::move(active)) {}
 
 AdminServer::~AdminServer() { Stop(); }
 
@@ -189,6 +190,16 @@ std::string AdminServer::RenderMetrics() const {
         }
         ++b;
       }
+    }
+  }
+  absl::StrAppend(&o,
+                  "# HELP lb_l7_backend_active_requests Requests in flight on a backend (all "
+                  "workers).\n# TYPE lb_l7_backend_active_requests gauge\n");
+  for (size_t p = 0; p < config_->pools.size(); ++p) {
+    for (size_t b = 0; b < config_->pools[p].backends.size(); ++b) {
+      absl::StrAppend(&o, "lb_l7_backend_active_requests{pool=\"", Escape(config_->pools[p].name),
+                      "\",backend=\"", Escape(config_->pools[p].backends[b].addr.text), "\"} ",
+                      active_[p]->Get(static_cast<int>(b)), "\n");
     }
   }
   scalar("lb_l7_connections_open", "gauge", "Client connections open.",

@@ -14,12 +14,15 @@
 #include "absl/status/status.h"
 #include "dataplane/l7/counters.h"
 #include "dataplane/l7/l7_config.h"
+#include "lib/l7/balancer.h"
 
 namespace lb::l7 {
 
 class AdminServer {
  public:
-  AdminServer(const RuntimeConfig* config, std::vector<const WorkerCounters*> workers);
+  // `active[p]`: pool p's shared active-request counts (a gauge per backend).
+  AdminServer(const RuntimeConfig* config, std::vector<const WorkerCounters*> workers,
+              std::vector<const ActiveCounts*> active);
   ~AdminServer();
   absl::Status Start(const std::string& address, uint32_t port);
   void Stop();
@@ -31,6 +34,7 @@ class AdminServer {
   void Serve(int fd);
   const RuntimeConfig* config_;
   std::vector<const WorkerCounters*> workers_;
+  std::vector<const ActiveCounts*> active_;
   int fd_ = -1;
   std::atomic<bool> stop_{false};
   std::thread thread_;

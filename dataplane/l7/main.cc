@@ -104,7 +104,9 @@ int main(int argc, char** argv) {
   if (FLAGS_admin_port != 0) {
     std::vector<const lb::l7::WorkerCounters*> view;
     for (auto& c : counters) view.push_back(c.get());
-    admin = std::make_unique<lb::l7::AdminServer>(&*config, std::move(view));
+    std::vector<const lb::l7::ActiveCounts*> active_view(active.begin(), active.end());
+    admin =
+        std::make_unique<lb::l7::AdminServer>(&*config, std::move(view), std::move(active_view));
     if (absl::Status st = admin->Start(FLAGS_admin_address, FLAGS_admin_port); !st.ok()) {
       LOG(ERROR) << "--admin_port: " << st.message();
       return 1;

@@ -1167,6 +1167,9 @@ void Worker::CloseUpstream(UpstreamConn* u) {
     auto it = std::find(idle.begin(), idle.end(), u);
     if (it != idle.end()) idle.erase(it);
   } else {
+    // Still serving a request (the client went away mid-body, or its body
+    // was refused): that request no longer counts as active on the backend.
+    balancers_[u->pool].End(u->backend);
     u->client->up = nullptr;
     u->client = nullptr;
   }

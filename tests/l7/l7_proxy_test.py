@@ -516,6 +516,20 @@ timeouts {{ client_header_ms: 1000 upstream_response_ms: 800 idle_ms: 5000 }}
     check(rc == 0, "proxy unwell after the tunnel")
     print("ok upgrade_tunnel (4 MiB echoed through a 101 tunnel)", flush=True)
 
+    # --- clients that leave mid-body: no request stays counted as active --------------
+    for _ in range(5):
+        s = socket.create_connection(("127.0.0.1", lport), timeout=5)
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+        time.sleep(0.05)
+        s.close()
+    for _ in range(3):
+        raw(lport, b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"5\r\nhello\r\n", timeout=0.3)
+    time.sleep(1.0)  # the last chunked ones time out (client_body) or close
+    active = metric(admin, "lb_l7_backend_active_requests")
+    check(active == 0, f"{active} requests still counted active after the clients left")
+    print("ok active_counts_return_to_zero", flush=True)
+
     # --- a backend killed under GETs: 0 failures ------------------------------------
     failures = []
     answers = {}
