@@ -1329,6 +1329,11 @@ void Worker::OnTick(int64_t now) {
           CloseClient(c);  // idle tunnel (closes the upstream side too)
           break;
         }
+        if (!c->req_done && c->up != nullptr && c->up->out.size() >= config_->buffer_bytes) {
+          // The backend is not taking the body: its timer runs, not ours.
+          c->deadline = now + config_->timeouts.client_body_ns;
+          break;
+        }
         if (!c->req_done) {
           counters_->client_timeouts.Add();
           if (!c->resp_started) {
@@ -1349,8 +1354,11 @@ void Worker::OnTick(int64_t now) {
   for (size_t i = 0; i < upstreams_.size();) {
     UpstreamConn* u = upstreams_[i];
     ClientConn* c = u->client;
-    const bool paused =
-        c != nullptr && (c->out.size() >= config_->buffer_bytes || u->tunnel);  // client timer
+    // Not the backend's turn: the client is slow to read the answer, the
+    // client is still sending a body the backend keeps up with, or a tunnel
+    // (idle timer on the client side).
+    const bool paused = c != nullptr && (c->out.size() >= config_->buffer_bytes || u->tunnel ||
+                                         (!c->req_done && u->out.size() < config_->buffer_bytes));
     if (now < u->deadline || paused) {
       ++i;
       continue;

@@ -263,7 +263,7 @@ pools {{ name: "dead" eject_after_failures: 2 eject_ms: 60000
   backends {{ address: "127.0.0.1" port: {dead_port} }} }}
 limits {{ max_header_bytes: 4096 max_header_count: 20 max_uri_bytes: 1024
   max_body_bytes: 100000000 buffer_bytes: 65536 }}
-timeouts {{ client_header_ms: 1000 upstream_response_ms: 800 idle_ms: 5000 }}
+timeouts {{ client_header_ms: 1000 upstream_response_ms: 800 idle_ms: 1500 client_body_ms: 1000 }}
 """
     lb, lb_log = start_lb(conf, "lb", admin)
     base = f"http://127.0.0.1:{lport}"
@@ -475,6 +475,36 @@ timeouts {{ client_header_ms: 1000 upstream_response_ms: 800 idle_ms: 5000 }}
     out, closed = raw(lport, b"", timeout=2.5)
     check(closed, "a silent connection was not closed by the header timeout")
     print(f"ok slowloris (closed after {took:.1f}s)", flush=True)
+
+    # --- idle keep-alive closed at idle_ms; a stalled body answered 408 ------------------
+    s = socket.create_connection(("127.0.0.1", lport), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    got = b""
+    while b"backend" not in got:
+        got += s.recv(4096)
+    t0 = time.time()
+    s.settimeout(4)
+    check(s.recv(10) == b"", "idle keep-alive connection got bytes")
+    idle_took = time.time() - t0
+    s.close()
+    check(1.3 < idle_took < 2.6, f"idle connection closed after {idle_took:.1f}s (idle_ms 1500)")
+    t0 = time.time()
+    out, closed = raw(lport, b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
+                      b"only part", timeout=4)
+    body_took = time.time() - t0
+    check(out.startswith(b"HTTP/1.1 408") and closed and body_took < 2.5,
+          f"stalled body: {out[:30]!r} after {body_took:.1f}s")
+    # HTTP/1.0 keep-alive, and Expect: 100-continue passed through.
+    out, _ = raw(lport, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                 b"GET / HTTP/1.0\r\n\r\n", timeout=3)
+    check(out.count(b"HTTP/1.1 200") == 2 and b"Connection: keep-alive" in out,
+          f"HTTP/1.0 keep-alive: {out[:200]!r}")
+    rc, out, err = curl("-v", "-H", "Expect: 100-continue", "--data-binary", "@" + src,
+                        base + "/upload")
+    check(rc == 0 and out == b"received\n" and "HTTP/1.1 100 Continue" in err,
+          "Expect: 100-continue: " + err[-300:])
+    print(f"ok timeouts_and_http10 (idle closed at {idle_took:.1f}s, stalled body 408 at "
+          f"{body_took:.1f}s)", flush=True)
 
     # --- 502, 503, 504 -------------------------------------------------------------
     # One keep-alive connection, so one worker (ejection is per worker): two
