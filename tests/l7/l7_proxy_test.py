@@ -103,7 +103,13 @@ def nginx_pid(d):
 def stop_nginx(d):
     pid = nginx_pid(d)
     if pid:
-        # The master and its worker: SIGKILL the group of processes we started.
+        # Abruptly, as a crash would: the master is stopped first so that it
+        # cannot respawn the worker we kill (which would then be orphaned),
+        # then the worker (by its parent, i.e. only ours), then the master.
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            pass
         subprocess.run(["pkill", "-KILL", "-P", str(pid)], check=False)
         try:
             os.kill(pid, signal.SIGKILL)
