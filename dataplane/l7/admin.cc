@@ -41,8 +41,11 @@ std::string Escape(const std::string& s) {
 }  // namespace
 
 AdminServer::AdminServer(const RuntimeConfig* config, std::vector<const WorkerCounters*> workers,
-                         std::vector<const ActiveCounts*> active)
-    : config_(config), workers_(std::move(workers)), active_(std::move(active)) {}
+                         std::vector<const ActiveCounts*> active, const AccessLog* access_log)
+    : config_(config),
+      workers_(std::move(workers)),
+      active_(std::move(active)),
+      access_log_(access_log) {}
 
 AdminServer::~AdminServer() { Stop(); }
 
@@ -223,6 +226,11 @@ std::string AdminServer::RenderMetrics() const {
          [](const WorkerCounters& w) { return w.upstream_timeouts.Get(); });
   scalar("lb_l7_no_backend_total", "counter", "Requests answered 503: no backend available.",
          [](const WorkerCounters& w) { return w.no_backend.Get(); });
+  absl::StrAppend(&o,
+                  "# HELP lb_l7_access_log_dropped_lines_total Access log lines dropped because "
+                  "the writer was 8 MiB behind.\n# TYPE lb_l7_access_log_dropped_lines_total "
+                  "counter\nlb_l7_access_log_dropped_lines_total ",
+                  access_log_ != nullptr ? access_log_->dropped_lines() : 0, "\n");
   return o;
 }
 

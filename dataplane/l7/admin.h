@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "dataplane/l7/access_log.h"
 #include "dataplane/l7/counters.h"
 #include "dataplane/l7/l7_config.h"
 #include "lib/l7/balancer.h"
@@ -22,7 +23,7 @@ class AdminServer {
  public:
   // `active[p]`: pool p's shared active-request counts (a gauge per backend).
   AdminServer(const RuntimeConfig* config, std::vector<const WorkerCounters*> workers,
-              std::vector<const ActiveCounts*> active);
+              std::vector<const ActiveCounts*> active, const AccessLog* access_log = nullptr);
   ~AdminServer();
   absl::Status Start(const std::string& address, uint32_t port);
   void Stop();
@@ -35,6 +36,7 @@ class AdminServer {
   const RuntimeConfig* config_;
   std::vector<const WorkerCounters*> workers_;
   std::vector<const ActiveCounts*> active_;
+  const AccessLog* access_log_;
   int fd_ = -1;
   std::atomic<bool> stop_{false};
   std::thread thread_;

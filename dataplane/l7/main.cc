@@ -100,18 +100,6 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::unique_ptr<lb::l7::AdminServer> admin;
-  if (FLAGS_admin_port != 0) {
-    std::vector<const lb::l7::WorkerCounters*> view;
-    for (auto& c : counters) view.push_back(c.get());
-    std::vector<const lb::l7::ActiveCounts*> active_view(active.begin(), active.end());
-    admin =
-        std::make_unique<lb::l7::AdminServer>(&*config, std::move(view), std::move(active_view));
-    if (absl::Status st = admin->Start(FLAGS_admin_address, FLAGS_admin_port); !st.ok()) {
-      LOG(ERROR) << "--admin_port: " << st.message();
-      return 1;
-    }
-  }
   lb::l7::AccessLog access_log;
   if (!FLAGS_access_log.empty()) {
     if (absl::Status st = access_log.Open(FLAGS_access_log); !st.ok()) {
@@ -119,6 +107,18 @@ int main(int argc, char** argv) {
       return 1;
     }
     for (auto& w : workers) w->SetAccessLog(&access_log);
+  }
+  std::unique_ptr<lb::l7::AdminServer> admin;
+  if (FLAGS_admin_port != 0) {
+    std::vector<const lb::l7::WorkerCounters*> view;
+    for (auto& c : counters) view.push_back(c.get());
+    std::vector<const lb::l7::ActiveCounts*> active_view(active.begin(), active.end());
+    admin = std::make_unique<lb::l7::AdminServer>(&*config, std::move(view), std::move(active_view),
+                                                  &access_log);
+    if (absl::Status st = admin->Start(FLAGS_admin_address, FLAGS_admin_port); !st.ok()) {
+      LOG(ERROR) << "--admin_port: " << st.message();
+      return 1;
+    }
   }
   std::vector<std::thread> threads;
   for (auto& w : workers) threads.emplace_back([&w] { w->Run(); });
