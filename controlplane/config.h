@@ -77,7 +77,8 @@ inline constexpr size_t kMaxHttpHostLen = 255;
 inline constexpr size_t kMaxScriptNameLen = 64;
 inline constexpr size_t kMaxScriptArgs = 8;
 inline constexpr size_t kMaxScriptArgLen = 256;
-// A pool name: [A-Za-z0-9_.:-]{1,64}.
+// A pool name: [A-Za-z0-9_.:-]{1,kMaxPoolNameLen}.
+inline constexpr size_t kMaxPoolNameLen = 64;
 bool IsPoolName(absl::string_view s);
 // [A-Za-z0-9_][A-Za-z0-9_.-]{0,63}: no '/', no leading '.' or '-'.
 bool IsScriptName(absl::string_view s);

@@ -41,6 +41,7 @@ BackendCountersSum SumBackendSlot(const StatsRegion& s, uint32_t slot, bool coun
     sum.packets += c.packets.load(std::memory_order_relaxed);
     sum.bytes += c.bytes.load(std::memory_order_relaxed);
     sum.new_flows += c.new_flows.load(std::memory_order_relaxed);
+    sum.full_skips += c.full_skips.load(std::memory_order_relaxed);
     if (count_active) sum.active_flows += c.active_flows.load(std::memory_order_relaxed);
   }
   return sum;
@@ -212,6 +213,7 @@ TrafficSnapshot DataplaneView::SumTraffic(const SlotView& slot) const {
     c.bytes += sum.bytes;
     c.new_flows += sum.new_flows;
     c.active_flows += sum.active_flows;
+    c.full_skips += sum.full_skips;
   }
   return snap;
 }

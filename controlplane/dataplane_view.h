@@ -44,6 +44,7 @@ struct BackendCountersSum {
   uint64_t bytes = 0;
   uint64_t new_flows = 0;
   uint64_t active_flows = 0;  // 0 unless the dataplane process is alive
+  uint64_t full_skips = 0;    // new flows sent elsewhere: at max_connections
 };
 
 // Traffic counters summed over every lcore, keyed by the operator-visible
@@ -54,6 +55,7 @@ struct TrafficCounters {
   uint64_t new_flows = 0;
   uint64_t drops = 0;         // VIPs only
   uint64_t active_flows = 0;  // backends only (gauge)
+  uint64_t full_skips = 0;    // backends only: skipped at max_connections
 };
 struct TrafficSnapshot {
   std::map<uint32_t, TrafficCounters> vips;      // by vip_id

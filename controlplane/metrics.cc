@@ -408,6 +408,16 @@ void AddBackendFamilies(Exposition& x, const ControlPlane& cp, const v1::Config&
     }
   }
   {
+    Family& f = x.Add("lb_backend_full_skips_total", "counter",
+                      "New flows the pick chose for the backend and sent elsewhere (or dropped) "
+                      "because it was at max_connections, all lcores.");
+    for (const v1::BackendStatus& b : backends) {
+      auto it = traffic.backends.find(b.backend().id());
+      Exposition::Sample(f, "", backend_labels(b),
+                         U(it == traffic.backends.end() ? 0 : it->second.full_skips));
+    }
+  }
+  {
     Family& f =
         x.Add("lb_backend_active_flows", "gauge", "Live flows pinned to the backend, all lcores.");
     for (const v1::BackendStatus& b : backends) {

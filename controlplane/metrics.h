@@ -20,6 +20,7 @@
 //   lb_backend_up{pool,backend,backend_id}       1 = in the rings (takes new flows)
 //   lb_backend_health{pool,backend,backend_id,status}  1 for the current status
 //   lb_backend_{packets,bytes,flows}_total{pool,backend,backend_id}
+//   lb_backend_full_skips_total{pool,backend,backend_id} counter, all lcores
 //   lb_backend_active_flows{pool,backend,backend_id}   gauge, all lcores
 //   lb_publish_duration_seconds                  histogram (MetricsInputs or ControlPlane)
 //   lb_health_check_duration_seconds             histogram (MetricsInputs)

@@ -47,6 +47,27 @@ class Balancer {
     return ActiveBackend(slot, PickMember(slot, vip, counters), out);
   }
 
+  // Pick for a new flow that honours max_connections (lib/backend_pick.h
+  // BackendLoad): the algorithm's choice when it has room, else (Maglev,
+  // ip_hash) the next ring entries, else the next member with room. False
+  // with *all_full true when every active member is full (the caller drops
+  // the flow as backends_full); false with *all_full false as Pick.
+  // `skipped` (optional) receives the full backend the algorithm chose.
+  bool PickWithRoom(const SlotView& slot, int vip, const FlowKey& key, uint64_t flow_hash,
+                    const BackendLoad& load, BackendPick* out, bool* all_full,
+                    uint32_t* skipped = nullptr) {
+    if (IsConsistentAlgorithm(static_cast<Algorithm>(slot.vips[vip].algorithm))) {
+      return PickConsistentWithRoom(slot, vip, key, flow_hash, load, out, all_full, skipped);
+    }
+    *all_full = false;
+    if (!ActiveBackend(slot, PickMember(slot, vip, load.own), out)) return false;
+    if (!BackendFull(slot, out->slot, load)) return true;
+    if (skipped != nullptr) *skipped = out->slot;
+    if (FirstMemberWithRoom(slot, vip, flow_hash, load, out)) return true;
+    *all_full = true;
+    return false;
+  }
+
   // The member slot each stateful algorithm chooses (0 when the VIP has no
   // members). They advance this lcore's state for `vip`.
   uint32_t RoundRobin(const SlotView& slot, int vip);

@@ -75,6 +75,7 @@
 
 #include "absl/status/statusor.h"
 #include "lib/flow_key.h"
+#include "lib/shared_file.h"
 
 namespace lb {
 
@@ -111,17 +112,9 @@ struct ConnTableOptions {
   bool try_hugetlb = false;
 };
 
-// What CreateShared found in the file. Exactly one of created / attached /
-// discarded is true.
-struct ConnTableAttach {
-  bool created = false;    // no file (or an empty one): a new, empty table
-  bool attached = false;   // the previous process's entries were kept
-  bool discarded = false;  // a file was there but incompatible or corrupt: started empty
-  bool was_dirty = false;  // attached: the previous owner did not close it (crash), it validated
-  size_t entries = 0;      // live entries kept (attached)
-  uint64_t discards = 0;   // discards of this file so far, this one included (the counter)
-  std::string reason;      // discarded: why, naming the field at fault
-};
+// What CreateShared found in the file (lib/shared_file.h): exactly one of
+// created / attached / discarded is true; reason names the field at fault.
+using ConnTableAttach = SharedFileAttach;
 
 class ConnTable {
  public:

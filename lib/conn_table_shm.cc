@@ -3,14 +3,12 @@
 #include "lib/conn_table_shm.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -19,14 +17,8 @@
 #include "lib/flow_hash.h"
 #include "lib/shm_region.h"
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
 namespace lb {
 namespace {
-
-constexpr size_t kHugePageBytes = size_t{2} << 20;  // also hugetlbfs' page: sizes are multiples
 
 struct Layout {
   uint32_t num_buckets;
@@ -36,15 +28,21 @@ struct Layout {
   uint64_t file_size;
 };
 
-void ReadBootId(char out[40]) {
-  std::memset(out, 0, 40);
-  std::ifstream f("/proc/sys/kernel/random/boot_id");
-  std::string id;
-  if (std::getline(f, id)) std::memcpy(out, id.data(), id.size() < 39 ? id.size() : 39);
-}
-
 std::string Errno(const std::string& what, const std::string& path) {
   return absl::StrCat("conn table ", what, " ", path, ": ", std::strerror(errno));
+}
+
+SharedFileLife LifeOf(void* base) {
+  auto* h = static_cast<ConnTableFileHeader*>(base);
+  SharedFileLife l;
+  l.state = &h->state;
+  l.writer_pid = &h->writer_pid;
+  l.attaches = &h->attaches;
+  l.discards = &h->discards;
+  l.closed_ms = &h->closed_ms;
+  l.last_discard_reason = h->last_discard_reason;
+  l.reason_bytes = sizeof(h->last_discard_reason);
+  return l;
 }
 
 // The first field of `h` that differs from what this process would create,
@@ -80,26 +78,13 @@ std::string Incompatibility(const ConnTableFileHeader& h, size_t file_size, cons
     return absl::StrFormat("offsets or file_size %u (file is %u bytes) inconsistent", h.file_size,
                            file_size);
   }
-  char boot[40];
-  ReadBootId(boot);
-  if (std::memcmp(boot, h.boot_id, sizeof(boot)) != 0) {
+  if (!SameBoot(h.boot_id)) {
     return "written during another boot (its CLOCK_MONOTONIC stamps mean nothing now)";
   }
   if (owner >= 0 && h.owner_lcore != static_cast<uint64_t>(owner)) {
     return absl::StrFormat("owner lcore %u, want %d", h.owner_lcore, owner);
   }
   return "";
-}
-
-// Faults the mapping in (THP requested first: tmpfs honours it with
-// shmem_enabled=advise; hugetlbfs pages are huge anyway). Reading, not
-// writing, on old kernels: the file may hold entries.
-void Populate(void* p, size_t bytes) {
-  madvise(p, bytes, MADV_HUGEPAGE);
-  if (madvise(p, bytes, MADV_POPULATE_WRITE) != 0) {
-    volatile const char* c = static_cast<volatile const char*>(p);
-    for (size_t off = 0; off < bytes; off += 4096) (void)c[off];
-  }
 }
 
 }  // namespace
@@ -132,79 +117,30 @@ absl::StatusOr<std::unique_ptr<ConnTable>> ConnTable::CreateShared(const ConnTab
   want.capacity = *nb * kWays;
   want.buckets_offset = kConnTableHeaderBytes;
   want.entries_offset = want.buckets_offset + uint64_t{want.num_buckets} * sizeof(Bucket);
-  want.file_size =
-      (want.entries_offset + uint64_t{want.capacity} * sizeof(Entry) + kHugePageBytes - 1) &
-      ~(uint64_t{kHugePageBytes} - 1);
+  want.file_size = RoundUpToHugePage(want.entries_offset + uint64_t{want.capacity} * sizeof(Entry));
 
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT, 0644);
-  if (fd < 0) return absl::UnavailableError(Errno("cannot create", path));
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    const std::string err = Errno("cannot stat", path);
-    close(fd);
-    return absl::UnavailableError(err);
-  }
   std::unique_ptr<ConnTable> t(new ConnTable());
   t->SetTimeouts(options);
-  uint64_t prior_discards = 0;
-  const size_t old_size = static_cast<size_t>(st.st_size);
-  if (old_size == 0) {
-    report->created = true;
-  } else if (old_size < sizeof(ConnTableFileHeader)) {
-    report->reason = absl::StrFormat("file of %u bytes is shorter than a header", old_size);
-  } else {
-    void* p = mmap(nullptr, old_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) {
-      const std::string err = Errno("cannot map", path);
-      close(fd);
-      return absl::UnavailableError(err);
+  SharedFileFormat f;
+  f.what = "conn table";
+  f.magic = kConnTableMagic;
+  f.header_bytes = sizeof(ConnTableFileHeader);
+  f.file_size = want.file_size;
+  f.life = LifeOf;
+  f.check = [&](void* p, size_t bytes) -> std::string {
+    const auto* h = static_cast<const ConnTableFileHeader*>(p);
+    std::string why = Incompatibility(*h, bytes, want, owner_lcore, false);
+    if (!why.empty()) return why;
+    PopulateMapping(p, bytes);
+    t->AdoptFile(p, bytes, want.capacity);
+    t->sweep_cursor_ = h->sweep_cursor & t->bucket_mask_;
+    if (absl::Status v = t->Validate(); !v.ok()) {
+      t->map_base_ = nullptr;  // AttachOrCreateSharedFile unmaps it
+      return absl::StrCat("bookkeeping does not validate: ", v.message());
     }
-    auto* h = static_cast<ConnTableFileHeader*>(p);
-    const uint32_t state = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE);
-    if (h->magic == kConnTableMagic) prior_discards = h->discards;
-    if (state == kConnFileOpen && h->writer_pid != 0 &&
-        static_cast<pid_t>(h->writer_pid) != getpid() && kill(h->writer_pid, 0) == 0) {
-      const uint32_t pid = h->writer_pid;
-      munmap(p, old_size);
-      close(fd);
-      return absl::FailedPreconditionError(
-          absl::StrFormat("conn table %s is in use by pid %u", path, pid));
-    }
-    report->reason = Incompatibility(*h, old_size, want, owner_lcore, false);
-    if (report->reason.empty()) {
-      Populate(p, old_size);
-      t->AdoptFile(p, old_size, want.capacity);
-      t->sweep_cursor_ = h->sweep_cursor & t->bucket_mask_;
-      if (absl::Status v = t->Validate(); !v.ok()) {
-        report->reason = absl::StrCat("bookkeeping does not validate: ", v.message());
-        t->map_base_ = nullptr;  // unmapped below, before re-creation
-      } else {
-        report->attached = true;
-        report->was_dirty = state != kConnFileClosed;
-        report->entries = t->size_;
-      }
-    }
-    if (!report->attached) munmap(p, old_size);
-  }
-
-  if (!report->attached) {
-    if (!report->created) {
-      report->discarded = true;
-      report->discards = prior_discards + 1;
-    }
-    // Truncate to zero first: the re-created table starts zero-filled.
-    if (ftruncate(fd, 0) != 0 || ftruncate(fd, static_cast<off_t>(want.file_size)) != 0) {
-      const std::string err = Errno("cannot size", path);
-      close(fd);
-      return absl::ResourceExhaustedError(err);
-    }
-    void* p = mmap(nullptr, want.file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) {
-      const std::string err = Errno("cannot map", path) + " (hugepages or /dev/shm exhausted?)";
-      close(fd);
-      return absl::ResourceExhaustedError(err);
-    }
-    Populate(p, want.file_size);
+    return "";
+  };
+  f.init = [&](void* p) {
     auto* h = static_cast<ConnTableFileHeader*>(p);
     h->magic = kConnTableMagic;
     h->abi_version = kConnTableAbiVersion;
@@ -221,19 +157,16 @@ absl::StatusOr<std::unique_ptr<ConnTable>> ConnTable::CreateShared(const ConnTab
     h->file_size = want.file_size;
     ReadBootId(h->boot_id);
     h->owner_lcore = owner_lcore;
-    h->discards = report->discards;
-    std::snprintf(h->last_discard_reason, sizeof(h->last_discard_reason), "%s",
-                  report->reason.c_str());
-    t->AdoptFile(p, want.file_size, want.capacity);
-  }
-  close(fd);
+  };
+  absl::StatusOr<SharedFileMapping> m = AttachOrCreateSharedFile(path, f, report);
+  if (!m.ok()) return m.status();
+  if (!report->attached) t->AdoptFile(m->base, m->bytes, want.capacity);
+  report->entries = report->attached ? t->size_ : 0;
 
   auto* h = static_cast<ConnTableFileHeader*>(t->map_base_);
   for (int c = 0; c < kNumConnClasses; ++c) h->timeout_ms[c] = t->timeout_ms_[c];
-  h->writer_pid = static_cast<uint32_t>(getpid());
-  if (report->attached) ++h->attaches;
   // Published last: from here a crash leaves the file marked open (dirty).
-  __atomic_store_n(&h->state, static_cast<uint32_t>(kConnFileOpen), __ATOMIC_RELEASE);
+  MarkSharedFileOpen(LifeOf(h), report->attached);
   t->file_header_ = h;
   return t;
 }
@@ -275,9 +208,7 @@ ConnTable::~ConnTable() {
     auto* h = static_cast<ConnTableFileHeader*>(file_header_);
     h->size = size_;
     h->sweep_cursor = sweep_cursor_;
-    h->closed_ms = MonotonicNs() / 1000000;
-    h->writer_pid = 0;
-    __atomic_store_n(&h->state, static_cast<uint32_t>(kConnFileClosed), __ATOMIC_RELEASE);
+    MarkSharedFileClosed(LifeOf(h));
   }
   if (map_base_ != nullptr) munmap(map_base_, map_bytes_);
 }

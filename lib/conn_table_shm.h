@@ -16,6 +16,9 @@
 // A file still marked open whose writer is gone was left by a crash; it is
 // attached only if ConnTable::Validate accepts its bookkeeping.
 //
+// Creation, attachment, the in-use check and the lifecycle fields are the
+// shared-file discipline of lib/shared_file.h (the sticky table uses it too).
+//
 // Threads: the owner lcore writes entries; the header is written at start-up
 // and shutdown only. Readers (Explain, a restarted dataplane's grace period)
 // map it read-only and use ConnTable::Peek.
@@ -26,17 +29,18 @@
 #include <cstdint>
 #include <string>
 
+#include "lib/shared_file.h"
+
 namespace lb {
 
 inline constexpr uint64_t kConnTableMagic = 0x31304e4e4f43424cull;  // "LBCONN01" little-endian
 inline constexpr uint32_t kConnTableAbiVersion = 1;
 inline constexpr size_t kConnTableHeaderBytes = 4096;  // buckets start here
 
-enum ConnFileState : uint32_t {
-  kConnFileNew = 0,     // never owned (being created)
-  kConnFileOpen = 1,    // owned by writer_pid, or left by a crash
-  kConnFileClosed = 2,  // closed clean
-};
+// The lifecycle states (shared_file.h), by their connection-table names.
+inline constexpr uint32_t kConnFileNew = kSharedFileNew;
+inline constexpr uint32_t kConnFileOpen = kSharedFileOpen;
+inline constexpr uint32_t kConnFileClosed = kSharedFileClosed;
 
 struct ConnTableFileHeader {
   // Immutable after creation.
@@ -58,7 +62,7 @@ struct ConnTableFileHeader {
   uint32_t timeout_ms[4];  // of the last owner, by ConnClass (informational)
   uint32_t reserved0;
   // Written at attach and at close.
-  uint32_t state;       // ConnFileState (atomic access)
+  uint32_t state;       // SharedFileState (atomic access)
   uint32_t writer_pid;  // 0 after a clean close
   uint32_t size;        // live entries at the last close
   uint32_t sweep_cursor;

@@ -30,9 +30,10 @@ enum class DropReason : uint8_t {
   kIcmpIgnored = 15,    // ICMP to the node that we do not answer
   kNoBuffer = 16,       // could not allocate an mbuf for a reply
   kTtlExceeded = 17,    // TTL / hop limit would reach zero
+  kBackendsFull = 18,   // a new flow whose every usable backend is at max_connections
 };
 
-inline constexpr int kNumDropReasons = 18;
+inline constexpr int kNumDropReasons = 19;
 
 // Stable snake_case names, used in metrics labels and in test output.
 inline const char* DropReasonName(DropReason r) {
@@ -73,6 +74,8 @@ inline const char* DropReasonName(DropReason r) {
       return "no_buffer";
     case DropReason::kTtlExceeded:
       return "ttl_exceeded";
+    case DropReason::kBackendsFull:
+      return "backends_full";
   }
   return "unknown";
 }

@@ -6,12 +6,14 @@
 #include <new>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "lib/flow_hash.h"
+#include "lib/sticky_table_shm.h"
 
 namespace lb {
 namespace {
 
-constexpr uint64_t kStickySeed = 0x6c6273746b793031ull;  // "lbstky01"
+constexpr uint64_t kStickySeed = kStickyKeySeed;
 
 inline void CpuRelax() { __builtin_ia32_pause(); }
 
@@ -56,13 +58,71 @@ class BucketLock {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<StickyTable>> StickyTable::Create(uint32_t capacity) {
+namespace {
+
+absl::Status CheckCapacity(uint32_t capacity) {
   if (capacity == 0 || capacity > (1u << 26)) {
     return absl::InvalidArgumentError(
         absl::StrCat("sticky table capacity ", capacity, " outside [1, 2^26]"));
   }
+  return absl::OkStatus();
+}
+
+uint32_t NumBuckets(uint32_t capacity) {
   uint32_t buckets = 1;
-  while (static_cast<uint64_t>(buckets) * kWays < capacity) buckets <<= 1;
+  while (static_cast<uint64_t>(buckets) * StickyTable::kWays < capacity) buckets <<= 1;
+  return buckets;
+}
+
+SharedFileLife LifeOf(void* base) {
+  auto* h = static_cast<StickyTableFileHeader*>(base);
+  SharedFileLife l;
+  l.state = &h->state;
+  l.writer_pid = &h->writer_pid;
+  l.attaches = &h->attaches;
+  l.discards = &h->discards;
+  l.closed_ms = &h->closed_ms;
+  l.last_discard_reason = h->last_discard_reason;
+  l.reason_bytes = sizeof(h->last_discard_reason);
+  return l;
+}
+
+// The first field of `h` that differs from what this process would create,
+// or "" when the file is compatible.
+std::string Incompatibility(const StickyTableFileHeader& h, size_t bytes, uint32_t num_buckets,
+                            uint64_t file_size) {
+  if (h.magic != kStickyTableMagic) return "bad magic (not a sticky table)";
+  if (h.abi_version != kStickyTableAbiVersion) {
+    return absl::StrFormat("ABI version %u, this binary writes %u", h.abi_version,
+                           kStickyTableAbiVersion);
+  }
+  if (h.header_size != sizeof(StickyTableFileHeader)) {
+    return absl::StrFormat("header_size %u, want %u", h.header_size, sizeof(StickyTableFileHeader));
+  }
+  if (h.num_buckets != num_buckets) {
+    return absl::StrFormat("num_buckets %u, --sticky_table_size makes %u", h.num_buckets,
+                           num_buckets);
+  }
+  if (h.ways != StickyTable::kWays || h.bucket_size != sizeof(StickyTable::Bucket)) {
+    return absl::StrFormat("bucket layout (%u ways, %u bytes) differs", h.ways, h.bucket_size);
+  }
+  if (h.key_seed != kStickyKeySeed) return "key seed differs (entries placed by hash)";
+  if (h.buckets_offset != kStickyTableHeaderBytes || h.file_size != file_size ||
+      bytes != file_size) {
+    return absl::StrFormat("offsets or file_size %u (file is %u bytes) inconsistent", h.file_size,
+                           bytes);
+  }
+  if (!SameBoot(h.boot_id)) {
+    return "written during another boot (its CLOCK_MONOTONIC stamps mean nothing now)";
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<StickyTable>> StickyTable::Create(uint32_t capacity) {
+  if (absl::Status s = CheckCapacity(capacity); !s.ok()) return s;
+  const uint32_t buckets = NumBuckets(capacity);
   const size_t bytes = sizeof(Bucket) * buckets;
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
                  -1, 0);
@@ -72,13 +132,74 @@ absl::StatusOr<std::unique_ptr<StickyTable>> StickyTable::Create(uint32_t capaci
   std::unique_ptr<StickyTable> t(new StickyTable());
   t->buckets_ = static_cast<Bucket*>(p);  // zero-filled: every lock free, every entry empty
   t->mask_ = buckets - 1;
+  t->map_base_ = p;
   t->map_bytes_ = bytes;
   return t;
 }
 
-StickyTable::~StickyTable() {
-  if (buckets_ != nullptr) munmap(buckets_, map_bytes_);
+absl::StatusOr<std::unique_ptr<StickyTable>> StickyTable::CreateShared(uint32_t capacity,
+                                                                       const std::string& path,
+                                                                       SharedFileAttach* report) {
+  *report = SharedFileAttach();
+  if (absl::Status s = CheckCapacity(capacity); !s.ok()) return s;
+  const uint32_t buckets = NumBuckets(capacity);
+  const uint64_t file_size =
+      RoundUpToHugePage(kStickyTableHeaderBytes + uint64_t{sizeof(Bucket)} * buckets);
+  SharedFileFormat f;
+  f.what = "sticky table";
+  f.magic = kStickyTableMagic;
+  f.header_bytes = sizeof(StickyTableFileHeader);
+  f.file_size = file_size;
+  f.life = LifeOf;
+  f.check = [&](void* p, size_t bytes) {
+    return Incompatibility(*static_cast<const StickyTableFileHeader*>(p), bytes, buckets,
+                           file_size);
+  };
+  f.init = [&](void* p) {
+    auto* h = static_cast<StickyTableFileHeader*>(p);
+    h->magic = kStickyTableMagic;
+    h->abi_version = kStickyTableAbiVersion;
+    h->header_size = sizeof(StickyTableFileHeader);
+    h->num_buckets = buckets;
+    h->ways = kWays;
+    h->bucket_size = sizeof(Bucket);
+    h->key_seed = kStickyKeySeed;
+    h->buckets_offset = kStickyTableHeaderBytes;
+    h->file_size = file_size;
+    ReadBootId(h->boot_id);
+  };
+  absl::StatusOr<SharedFileMapping> m = AttachOrCreateSharedFile(path, f, report);
+  if (!m.ok()) return m.status();
+  if (report->attached) PopulateMapping(m->base, m->bytes);
+  std::unique_ptr<StickyTable> t(new StickyTable());
+  t->map_base_ = m->base;
+  t->map_bytes_ = m->bytes;
+  t->buckets_ = reinterpret_cast<Bucket*>(static_cast<char*>(m->base) + kStickyTableHeaderBytes);
+  t->mask_ = buckets - 1;
+  // A crash may have left a lock held; no other process owns the file now
+  // and no lcore runs yet.
+  for (uint32_t b = 0; b < buckets; ++b) t->buckets_[b].lock.store(0, std::memory_order_relaxed);
+  if (report->attached) report->entries = t->CountEntries();
+  auto* h = static_cast<StickyTableFileHeader*>(m->base);
+  MarkSharedFileOpen(LifeOf(h), report->attached);
+  t->file_header_ = h;
+  return t;
 }
+
+size_t StickyTable::CountEntries() const {
+  size_t n = 0;
+  for (uint32_t b = 0; b <= mask_; ++b) {
+    for (const auto& e : buckets_[b].e) n += e.key.load(std::memory_order_relaxed) != 0;
+  }
+  return n;
+}
+
+StickyTable::~StickyTable() {
+  if (file_header_ != nullptr) MarkSharedFileClosed(LifeOf(file_header_));
+  if (map_base_ != nullptr) munmap(map_base_, map_bytes_);
+}
+
+std::string StickyTableFileName(const std::string& prefix) { return prefix + ".sticky"; }
 
 namespace {
 

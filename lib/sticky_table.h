@@ -14,8 +14,13 @@
 // no allocation afterwards. A full bucket replaces its stalest entry. Time is
 // the caller's monotonic milliseconds (wrap-safe comparisons).
 //
-// Threads: every method may be called concurrently from any lcore. Create is
-// start-up only.
+// CreateShared keeps the table in a named shared file (sticky_table_shm.h)
+// that a restarted dataplane attaches, so a sticky client keeps its backend
+// for its next connection across restarts. Time is CLOCK_MONOTONIC
+// milliseconds (system-wide, valid across a process restart).
+//
+// Threads: every method may be called concurrently from any lcore. Create,
+// CreateShared and the destructor are start-up / shutdown only.
 #ifndef LB_LIB_STICKY_TABLE_H_
 #define LB_LIB_STICKY_TABLE_H_
 
@@ -23,9 +28,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "lib/flow_key.h"
+#include "lib/shared_file.h"
 
 namespace lb {
 
@@ -40,6 +47,14 @@ class StickyTable {
 
   // capacity: entries; rounded up to a power-of-two number of buckets.
   static absl::StatusOr<std::unique_ptr<StickyTable>> Create(uint32_t capacity);
+  // The same table in the shared file `path`: attached when compatible (the
+  // previous process's entries kept), else created empty; *report says which
+  // and why (SharedFileAttach). Fails as AttachOrCreateSharedFile does
+  // (e.g. FailedPrecondition when a live process owns the file).
+  static absl::StatusOr<std::unique_ptr<StickyTable>> CreateShared(uint32_t capacity,
+                                                                   const std::string& path,
+                                                                   SharedFileAttach* report);
+  // Marks a shared table closed clean, then unmaps.
   ~StickyTable();
   StickyTable(const StickyTable&) = delete;
   StickyTable& operator=(const StickyTable&) = delete;
@@ -58,6 +73,9 @@ class StickyTable {
   void Erase(uint32_t vip, AddrFamily family, const uint8_t* client);
 
   size_t capacity() const { return static_cast<size_t>(mask_ + 1) * kWays; }
+  bool shared() const { return file_header_ != nullptr; }
+  // Entries in use (any age); a walk over every bucket, for start-up reports.
+  size_t CountEntries() const;
 
  public:
   struct Bucket;  // defined in sticky_table.cc
@@ -67,7 +85,9 @@ class StickyTable {
 
   Bucket* buckets_ = nullptr;
   uint32_t mask_ = 0;
+  void* map_base_ = nullptr;
   size_t map_bytes_ = 0;
+  void* file_header_ = nullptr;  // StickyTableFileHeader of a CreateShared table
 };
 
 }  // namespace lb

@@ -74,7 +74,10 @@ inline constexpr uint32_t kTableAbiVersion = 1;
 // PortCounters) after the lcore slices. A version-1 reader would accept a
 // version-2 region (the new fields live in bytes it ignored) but compute a
 // region_size that disagrees; the bump makes the refusal name the cause.
-inline constexpr uint32_t kStatsAbiVersion = 2;
+// 3: drop reason backends_full (LcoreStats::drops has one more entry),
+// BackendCounters grows to 64 bytes with full_skips, and its active_flows
+// counts only the slot's current incarnation.
+inline constexpr uint32_t kStatsAbiVersion = 3;
 inline constexpr uint32_t kNumTableSlots = 2;
 inline constexpr uint32_t kMaxLcores = 64;
 // Hard upper bounds, so that corrupt headers cannot make a reader compute a
@@ -142,7 +145,7 @@ struct BackendEntry {
   uint16_t reserved0;
   uint32_t incarnation;      // bumped whenever the slot changes owner
   uint32_t weight;           // >= 1 for active backends
-  uint32_t max_connections;  // 0 = unlimited (per lcore share enforced by dataplane)
+  uint32_t max_connections;  // 0 = unlimited; new flows skip it at the limit (backend_pick.h)
   uint32_t backend_id;       // operator-visible id
   uint8_t reserved1[28];
 };
@@ -236,9 +239,17 @@ struct BackendCounters {
   std::atomic<uint64_t> packets;
   std::atomic<uint64_t> bytes;
   std::atomic<uint64_t> new_flows;
-  std::atomic<uint64_t> active_flows;  // gauge: connection-table entries on this lcore
+  // Gauge: this lcore's connection-table entries pinned to the slot's
+  // current incarnation (entries of a previous owner of the slot are not
+  // counted). Summed over lcores it is what max_connections limits.
+  std::atomic<uint64_t> active_flows;
+  // New flows whose pick chose this backend while it was at max_connections
+  // (each went to another backend or was dropped as backends_full).
+  std::atomic<uint64_t> full_skips;
+  uint8_t reserved[64 - 40];  // one cache line per backend; room to grow
 };
-static_assert(sizeof(BackendCounters) == 32, "BackendCounters ABI");
+static_assert(sizeof(BackendCounters) == 64, "BackendCounters ABI");
+static_assert(offsetof(BackendCounters, full_skips) == 32, "BackendCounters ABI");
 
 // One lcore's slice. Written only by that lcore (plain relaxed stores; a
 // reader may see a counter a burst late, never torn: 64-bit aligned).

@@ -33,9 +33,11 @@
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "lib/conn_table_shm.h"
+#include "lib/numa.h"
 #include "lib/process_flags.h"
 #include "lib/shm_region.h"
 #include "lib/slot_verify.h"
+#include "lib/sticky_table_shm.h"
 
 DEFINE_string(table_region, "",
               "Table region file published by lb-controlplane (default: <hugetlbfs mount or "
@@ -68,14 +70,19 @@ DEFINE_bool(conn_table_persist, true,
             "restarted lb-dataplane with the same --conn_table_size attaches, so established "
             "flows keep their backend across restarts and upgrades (docs/OPERATIONS.md).");
 DEFINE_string(conn_table_dir, "",
-              "Directory of the connection-table files (default: beside the stats region, "
-              "named after it).");
+              "Directory of the connection-table and sticky-table files (default: beside the "
+              "stats region, named after it).");
 DEFINE_uint32(conn_table_grace_s, 0,
               "After a restart with another lcore count: how long a connection-table miss also "
               "looks in the other lcores' tables and the previous run's (0 = --tcp_timeout_s).");
 DEFINE_uint32(sticky_table_size, 1u << 18,
               "Client entries of the session-persistence table shared by all lcores (sticky "
               "VIPs).");
+DEFINE_bool(sticky_table_persist, true,
+            "Keep the session-persistence table in a shared file (<prefix>.sticky, beside the "
+            "connection tables) that a restarted lb-dataplane with the same --sticky_table_size "
+            "attaches, so a sticky client's next connection keeps its backend across restarts "
+            "(docs/OPERATIONS.md).");
 DEFINE_uint32(tcp_timeout_s, 300, "Idle timeout of an established TCP flow.");
 DEFINE_uint32(tcp_closing_timeout_s, 10, "Idle timeout of a TCP flow after FIN or RST.");
 DEFINE_uint32(udp_timeout_s, 30, "Idle timeout of a UDP (or other) flow.");
@@ -356,6 +363,64 @@ void SetUpConnGrace(const std::string& prefix,
             << " s a miss also looks in the other " << tables.size() - 1 << " table(s)";
 }
 
+// The sticky table, in its shared file when `prefix` is set: one line saying
+// whether the previous run's clients were kept, and why not (the counter is
+// the file header's `discards`, as for the connection tables).
+absl::StatusOr<std::unique_ptr<lb::StickyTable>> CreateStickyTable(const std::string& prefix) {
+  if (prefix.empty()) return lb::StickyTable::Create(FLAGS_sticky_table_size);
+  const std::string path = lb::StickyTableFileName(prefix);
+  lb::SharedFileAttach a;
+  auto t = lb::StickyTable::CreateShared(FLAGS_sticky_table_size, path, &a);
+  if (!t.ok()) return t;
+  if (a.attached) {
+    LOG(INFO) << "sticky table " << path << " attached, " << a.entries << " clients kept"
+              << (a.was_dirty ? " (previous owner did not close it)" : "");
+  } else if (a.discarded) {
+    LOG(WARNING) << "sticky table " << path << " started empty: " << a.reason << " (discard #"
+                 << a.discards << ")";
+  } else {
+    VLOG(1) << "sticky table " << path << " created";
+  }
+  return t;
+}
+
+// Worker::Create on the worker's own lcore, so that its connection table
+// (and the Worker itself) are first touched there: with the default NUMA
+// policy the pages come from that lcore's socket (docs/ARCHITECTURE.md).
+struct CreateArg {
+  const lb::dp::WorkerOptions* options;
+  const lb::TableReader* tables;
+  lb::StatsRegion* stats;
+  lb::dp::NodeState* node;
+  rte_mempool* pool;
+  absl::StatusOr<std::unique_ptr<lb::dp::Worker>> result = absl::UnknownError("not run");
+};
+
+int CreateWorkerOnLcore(void* p) {
+  auto* a = static_cast<CreateArg*>(p);
+  a->result = lb::dp::Worker::Create(*a->options, a->tables, a->stats, a->node, a->pool);
+  return 0;
+}
+
+// One WARNING per (lcore, port) pair on different known sockets.
+void WarnCrossSocket(const std::vector<unsigned>& lcore_of,
+                     const std::vector<lb::dp::PortInfo>& ports) {
+  std::vector<lb::LcorePortPoll> polls;
+  for (uint32_t i = 0; i < lcore_of.size(); ++i) {
+    for (const auto& p : ports) {
+      if (i >= p.rx_queues) continue;
+      lb::LcorePortPoll q;
+      q.worker = i;
+      q.lcore = lcore_of[i];
+      q.lcore_socket = static_cast<int>(rte_lcore_to_socket_id(lcore_of[i]));
+      q.port = p.port_id;
+      q.port_socket = rte_eth_dev_socket_id(p.port_id);
+      polls.push_back(q);
+    }
+  }
+  for (const std::string& w : lb::CrossSocketPolls(polls)) LOG(WARNING) << "NUMA: " << w;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -450,9 +515,6 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("--mtu: ", FLAGS_mtu, " outside [576, 9600]"));
   }
   node->mtu = static_cast<uint16_t>(FLAGS_mtu);
-  auto sticky = lb::StickyTable::Create(FLAGS_sticky_table_size);
-  if (!sticky.ok()) return Fail(absl::StrCat("--sticky_table_size: ", sticky.status().message()));
-  node->sticky = sticky->get();
   node->tsc_hz = rte_get_tsc_hz();
 
   // --- the table region: wait for the control plane's first publish ---
@@ -539,21 +601,38 @@ int main(int argc, char** argv) {
   wo.conn.tcp_syn_timeout_ms = FLAGS_tcp_syn_timeout_s * 1000;
   wo.new_flow_rate_limit = FLAGS_new_flow_rate_limit;
   wo.drain_us = FLAGS_drain_us;
-  std::string conn_prefix;
-  if (FLAGS_conn_table_persist) {
-    const size_t slash = stats_path.rfind('/');
-    conn_prefix =
-        FLAGS_conn_table_dir.empty()
-            ? stats_path
-            : FLAGS_conn_table_dir + "/" +
-                  (slash == std::string::npos ? stats_path : stats_path.substr(slash + 1));
+  // The files that survive a restart: <prefix>.conn.<lcore> and <prefix>.sticky.
+  const size_t slash = stats_path.rfind('/');
+  const std::string file_prefix =
+      FLAGS_conn_table_dir.empty()
+          ? stats_path
+          : FLAGS_conn_table_dir + "/" +
+                (slash == std::string::npos ? stats_path : stats_path.substr(slash + 1));
+  const std::string conn_prefix = FLAGS_conn_table_persist ? file_prefix : "";
+  auto sticky = CreateStickyTable(FLAGS_sticky_table_persist ? file_prefix : "");
+  if (!sticky.ok()) return Fail(absl::StrCat("--sticky_table_size: ", sticky.status().message()));
+  node->sticky = sticky->get();
+  // Worker i runs on lcore_of[i]: 0 on the main lcore, then the others in
+  // EAL order (the launch below uses the same order).
+  std::vector<unsigned> lcore_of{rte_get_main_lcore()};
+  {
+    unsigned l;
+    RTE_LCORE_FOREACH_WORKER(l) lcore_of.push_back(l);
   }
+  WarnCrossSocket(lcore_of, ports);
   std::vector<std::unique_ptr<lb::dp::Worker>> workers;
   std::vector<lb::dp::Worker*> peers;
   for (uint16_t i = 0; i < num_workers; ++i) {
     wo.index = i;
     wo.conn_file = conn_prefix.empty() ? "" : lb::ConnTableFileName(conn_prefix, i);
-    auto w = lb::dp::Worker::Create(wo, &*tables, &*stats, node.get(), ports[0].pool);
+    CreateArg ca{&wo, &*tables, &*stats, node.get(), ports[0].pool};
+    if (i == 0) {
+      CreateWorkerOnLcore(&ca);
+    } else if (rte_eal_remote_launch(CreateWorkerOnLcore, &ca, lcore_of[i]) != 0 ||
+               rte_eal_wait_lcore(lcore_of[i]) != 0) {
+      return Fail(absl::StrCat("worker ", i, ": cannot run its set-up on lcore ", lcore_of[i]));
+    }
+    auto& w = ca.result;
     if (!w.ok()) return Fail(absl::StrCat("worker ", i, ": ", w.status().message()));
     for (const auto& p : ports) {
       if (i < p.rx_queues) (*w)->AddRxQueue(p.port_id, i);

@@ -85,7 +85,9 @@ void Worker::EnqueueTx(uint16_t port, rte_mbuf* m, bool forwarded) {
 }
 
 void Worker::ReleaseFlow(const ConnValue& v) {
-  if (v.backend_slot == 0 || v.backend_slot >= stats_->header().max_backends) return;
+  if (v.backend_slot == 0 || v.backend_slot >= counted_incarnation_.size()) return;
+  // An entry of the slot's previous owner was never counted in this gauge.
+  if (v.incarnation != counted_incarnation_[v.backend_slot]) return;
   std::atomic<uint64_t>& g = bstats_[v.backend_slot].active_flows;
   uint64_t cur = g.load(std::memory_order_relaxed);
   if (cur > 0) g.store(cur - 1, std::memory_order_relaxed);
@@ -133,26 +135,40 @@ int Worker::FindFragmentVip(const FlowKey& key) const {
 }
 
 bool Worker::PickForNewFlow(int vip, const FlowKey& key, uint64_t flow_hash, bool consistent,
-                            bool remember, BackendPick* out) {
+                            bool remember, BackendPick* out, bool* all_full) {
   const VipEntry& v = slot_.vips[vip];
+  *all_full = false;
+  // Limits apply to the stateful pick only ("Connection limits", worker.h).
+  const BackendLoad load{bstats_, peer_flows_.data()};
   auto pick = [&] {
-    return consistent ? PickConsistentBackend(slot_, vip, key, flow_hash, out)
-                      : balancer_.Pick(slot_, vip, key, flow_hash, bstats_, out);
+    if (consistent) return PickConsistentBackend(slot_, vip, key, flow_hash, out);
+    uint32_t skipped = 0;
+    const bool ok =
+        balancer_.PickWithRoom(slot_, vip, key, flow_hash, load, out, all_full, &skipped);
+    if (__builtin_expect(skipped != 0, 0)) CounterAdd(bstats_[skipped].full_skips, 1);
+    return ok;
   };
   if (!(v.flags & kVipSticky) || node_->sticky == nullptr) return pick();
   const uint32_t ttl_ms = v.sticky_ttl_s * 1000;
   StickyValue sv;
   // A persistent client follows its backend while it is not down, even when
-  // draining (IPVS persistence does the same).
+  // draining (IPVS persistence does the same), and while it has room: a
+  // full one sends this flow elsewhere but keeps the client's record, so
+  // the client returns once there is room.
+  bool sticky_full = false;
   if (node_->sticky->Lookup(static_cast<uint32_t>(vip), key.family, key.src, now_ms_, ttl_ms,
                             &sv) &&
       StillServes(slot_, sv.backend_slot, sv.incarnation)) {
-    out->slot = sv.backend_slot;
-    out->incarnation = sv.incarnation;
-    return true;
+    sticky_full = !consistent && BackendFull(slot_, sv.backend_slot, load);
+    if (sticky_full) CounterAdd(bstats_[sv.backend_slot].full_skips, 1);
+    if (!sticky_full) {
+      out->slot = sv.backend_slot;
+      out->incarnation = sv.incarnation;
+      return true;
+    }
   }
   if (!pick()) return false;
-  if (remember) {
+  if (remember && !sticky_full) {
     node_->sticky->Insert(static_cast<uint32_t>(vip), key.family, key.src,
                           StickyValue{out->slot, out->incarnation}, now_ms_);
   }
@@ -283,10 +299,12 @@ void Worker::HandleOne(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64
       return;
     }
     BackendPick pick;
+    bool all_full;
     ReleaseFlow(cv);
-    if (!PickForNewFlow(vip, key, hash, /*consistent=*/false, /*remember=*/true, &pick)) {
+    if (!PickForNewFlow(vip, key, hash, /*consistent=*/false, /*remember=*/true, &pick,
+                        &all_full)) {
       conn_->Erase(e);
-      DropVip(m, DropReason::kNoBackend, vip);
+      DropVip(m, all_full ? DropReason::kBackendsFull : DropReason::kNoBackend, vip);
       return;
     }
     conn_->Update(e, ConnValue{pick.slot, pick.incarnation});
@@ -311,8 +329,10 @@ __attribute__((always_inline)) inline void Worker::HandleNewFlow(uint16_t port, 
   // Only a real SYN (or a non-TCP first packet) may be balanced statefully.
   const bool consistent = tcp && (flags & (kTcpSynFlag | kTcpAck)) != kTcpSynFlag;
   BackendPick pick;
+  bool all_full;
   if (!AdmitNewFlow()) {
-    if (!PickForNewFlow(vip, key, hash, /*consistent=*/true, /*remember=*/false, &pick)) {
+    if (!PickForNewFlow(vip, key, hash, /*consistent=*/true, /*remember=*/false, &pick,
+                        &all_full)) {
       DropVip(m, DropReason::kNoBackend, vip);
       return;
     }
@@ -325,8 +345,8 @@ __attribute__((always_inline)) inline void Worker::HandleNewFlow(uint16_t port, 
     Forward(port, m, p, vip, pick.slot, hash);
     return;
   }
-  if (!PickForNewFlow(vip, key, hash, consistent, /*remember=*/true, &pick)) {
-    DropVip(m, DropReason::kNoBackend, vip);
+  if (!PickForNewFlow(vip, key, hash, consistent, /*remember=*/true, &pick, &all_full)) {
+    DropVip(m, all_full ? DropReason::kBackendsFull : DropReason::kNoBackend, vip);
     return;
   }
   // TCP starts unconfirmed (kTcpSyn) until a packet with ACK hits the entry.

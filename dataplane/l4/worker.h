@@ -47,6 +47,21 @@
 // second of burst), new flows are forwarded statelessly by the consistent
 // pick without an entry: counted in LcoreStats::syn_guard_stateless, and
 // LcoreStats::syn_guard_engaged is 1 until a second passes without one.
+//
+// Connection limits (BackendEntry::max_connections, lib/backend_pick.h): the
+// count is the backends' active_flows gauges every lcore already keeps in
+// its own stats slice for least connections (incremented on insert,
+// decremented on expiry, eviction and re-pick), counted per slot for the
+// slot's current incarnation only: when a table swap shows a slot with a new
+// incarnation the lcore zeroes its gauge, and an entry of an older
+// incarnation is not decremented when it goes. Each lcore keeps a private
+// copy of the other lcores' gauges (peer_flows_) for the slots that have a
+// limit, refreshed from their stats slices at most once per millisecond of
+// now_ms_ (Sweep, or RefreshPeerFlows): reading, never writing, another
+// lcore's cache lines, off the per-packet path. Only a new flow checks the
+// limit (own gauge + copy >= limit: skip); hits are never moved. The
+// consistent pick of non-SYN TCP misses and of the SYN-flood guard ignores
+// limits: those flows must land where the ring puts them.
 #ifndef LB_DATAPLANE_L4_WORKER_H_
 #define LB_DATAPLANE_L4_WORKER_H_
 
@@ -227,8 +242,11 @@ class alignas(64) Worker {
   // the TSC, fixtures set it explicitly.
   void SetNowMs(uint32_t now_ms) { now_ms_ = now_ms; }
   // Also clears syn_guard_engaged once a second has passed without a
-  // stateless forward.
+  // stateless forward, and refreshes peer_flows_ when now_ms_ moved.
   void Sweep(uint32_t buckets);
+  // Re-reads the other lcores' active_flows for the slots with a limit
+  // ("Connection limits" above). Owner thread; Sweep calls it once per ms.
+  void RefreshPeerFlows();
   // Changes the new-flow rate limit (0 = off) and refills the bucket to one
   // second's worth. Owner thread (fixtures, benchmarks).
   void SetNewFlowRateLimit(uint32_t flows_per_s);
@@ -259,8 +277,9 @@ class alignas(64) Worker {
   // Balancer::Pick behind the VIP's session persistence, if it has one.
   // `consistent`: the ring pick whatever the algorithm (lib/backend_pick.h).
   // `remember`: record a sticky VIP's new choice in the sticky table.
+  // False with *all_full when every usable backend is at its limit.
   bool PickForNewFlow(int vip, const FlowKey& key, uint64_t flow_hash, bool consistent,
-                      bool remember, BackendPick* out);
+                      bool remember, BackendPick* out, bool* all_full);
   void HandleNewFlow(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash, int vip);
   // Token bucket of the SYN-flood guard: true when this new flow may take an
   // entry. Only the new-flow path calls it; without a limit it is one test.
@@ -275,6 +294,9 @@ class alignas(64) Worker {
   void EnqueueTx(uint16_t port, rte_mbuf* m, bool forwarded = false);
   void SendPort(uint16_t port);
   void ReleaseFlow(const ConnValue& v);
+  // MaybeSwapTable: zero the gauges of slots whose incarnation changed and
+  // list the slots with a limit.
+  void TrackIncarnations();
   static void ReleaseFlowThunk(void* ctx, const ConnValue& v);
   // The VIP a non-first fragment belongs to, -1 for none, or
   // kAmbiguousFragment when its address and protocol carry several VIPs.
@@ -342,6 +364,13 @@ class alignas(64) Worker {
   bool guard_engaged_ = false;       // mirrors lstats_->syn_guard_engaged
   // Restart grace period (SetConnGrace); 0 = none or over.
   uint32_t grace_until_ms_ = 0;
+  // Connection limits (see above): the other lcores' gauges (private copy,
+  // [max_backends]) and the incarnation this lcore's gauge counts per slot.
+  std::vector<uint64_t> peer_flows_;
+  std::vector<uint32_t> counted_incarnation_;
+  std::vector<uint32_t> limited_slots_;  // slots with max_connections != 0
+  uint32_t peer_refresh_ms_ = 0;
+  bool recount_on_swap_ = false;  // LogConnAttach kept entries
 
   // ---- cold: set-up, housekeeping ----
   WorkerOptions opt_;

@@ -2,6 +2,7 @@
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "dataplane/l4/worker.h"
@@ -38,6 +39,10 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& opt,
   w->bstats_ = stats->Backends(opt.index);
   const TableRegionHeader& th = tables->header();
   w->balancer_.Init(th.max_vips, th.max_members, opt.index);
+  const uint32_t nb = stats->header().max_backends;
+  w->peer_flows_.assign(nb, 0);
+  w->counted_incarnation_.assign(nb, 0);
+  w->limited_slots_.reserve(nb);
   w->CopyNextHops();
   w->SetNewFlowRateLimit(opt.new_flow_rate_limit);
   if (!opt.conn_file.empty()) w->LogConnAttach();
@@ -59,6 +64,7 @@ void Worker::LogConnAttach() {
         },
         this);
     lstats_->conn_entries.store(conn_->size(), std::memory_order_relaxed);
+    recount_on_swap_ = true;  // by incarnation, once the first table is known
     LOG(INFO) << "lcore " << opt_.index << ": connection table " << opt_.conn_file << " attached, "
               << a.entries << " entries kept"
               << (a.was_dirty ? " (previous owner did not close it; it validated)" : "");
@@ -189,12 +195,65 @@ void Worker::MaybeSwapTable() {
   } else {
     encap6_.ttl = 0;
   }
+  TrackIncarnations();
   // Member lists may have changed: per-VIP rotation state restarts.
   balancer_.Restart();
   CounterAdd(lstats_->table_swaps, 1);
   // Release: every read of the old slot above happens-before the control
   // plane's load that sees g, after which it may rewrite the old slot.
   lstats_->observed_generation.store(g, std::memory_order_release);
+}
+
+void Worker::TrackIncarnations() {
+  const uint32_t n = std::min<uint32_t>(slot_.header->num_backends,
+                                        static_cast<uint32_t>(counted_incarnation_.size()));
+  limited_slots_.clear();
+  for (uint32_t s = 1; s < n; ++s) {
+    const BackendEntry& b = slot_.backends[s];
+    if (b.incarnation != counted_incarnation_[s]) {
+      // A new owner of the slot starts from zero; what the old one still
+      // holds here is released without touching the gauge (ReleaseFlow).
+      counted_incarnation_[s] = b.incarnation;
+      bstats_[s].active_flows.store(0, std::memory_order_relaxed);
+      peer_flows_[s] = 0;
+    }
+    if (b.max_connections != 0) limited_slots_.push_back(s);
+  }
+  if (recount_on_swap_) {
+    // An attached connection table (LogConnAttach) holds entries of any
+    // incarnation: count again only those of the slots' current owners.
+    recount_on_swap_ = false;
+    for (uint32_t s = 0; s < counted_incarnation_.size(); ++s) {
+      bstats_[s].active_flows.store(0, std::memory_order_relaxed);
+    }
+    conn_->ForEachLive(
+        [](void* ctx, const ConnValue& v) {
+          auto* self = static_cast<Worker*>(ctx);
+          if (v.backend_slot != 0 && v.backend_slot < self->counted_incarnation_.size() &&
+              v.incarnation == self->counted_incarnation_[v.backend_slot]) {
+            CounterAdd(self->bstats_[v.backend_slot].active_flows, 1);
+          }
+        },
+        this);
+  }
+  RefreshPeerFlows();
+}
+
+void Worker::RefreshPeerFlows() {
+  peer_refresh_ms_ = now_ms_;
+  if (limited_slots_.empty()) return;
+  uint32_t lcores = stats_->control().num_lcores.load(std::memory_order_relaxed);
+  if (lcores == 0 || lcores > stats_->header().max_lcores) lcores = stats_->header().max_lcores;
+  for (uint32_t s : limited_slots_) peer_flows_[s] = 0;
+  for (uint32_t l = 0; l < lcores; ++l) {
+    if (l == opt_.index) continue;
+    // Relaxed: each gauge has one writer and may be a burst late; a stale
+    // value only lets a limit be overshot by that lcore's last few flows.
+    const BackendCounters* peer = stats_->Backends(l);
+    for (uint32_t s : limited_slots_) {
+      peer_flows_[s] += peer[s].active_flows.load(std::memory_order_relaxed);
+    }
+  }
 }
 
 void Worker::FlushTx() {
@@ -227,6 +286,7 @@ void Worker::Sweep(uint32_t buckets) {
   conn_->Sweep(now_ms_, buckets, &Worker::ReleaseFlowThunk, this);
   lstats_->conn_entries.store(conn_->size(), std::memory_order_relaxed);
   UpdateGuardGauge();
+  if (now_ms_ != peer_refresh_ms_) RefreshPeerFlows();
 }
 
 void Worker::Run(const std::atomic<bool>* quit) {

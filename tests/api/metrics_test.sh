@@ -113,6 +113,7 @@ check "health-check histogram present" eq "$(value lb_health_check_duration_seco
 for family in lb_build_info lb_dataplane_up lb_table_generation lb_stuck_lcores \
   lb_vip_packets_total lb_vip_bytes_total lb_vip_new_flows_total lb_vip_table_info \
   lb_backend_up lb_backend_packets_total lb_backend_flows_total lb_backend_active_flows \
+  lb_backend_full_skips_total \
   lb_publish_duration_seconds lb_health_check_duration_seconds; do
   check "HELP and TYPE for $family" grep -q "^# TYPE $family " "$tmp/metrics.txt"
 done

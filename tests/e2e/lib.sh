@@ -93,11 +93,13 @@ lbctl() { ip netns exec "$P-router" "$LBCTL_BIN" --server "$GRPC" "$@"; }
 # <p>-lbNODE on VDEV over the regions $TABLES/$STATS, address 10.99.0.1NODE
 # (and fd00:99::1NODE when DP_IPV6=yes), DPDK file prefix $DP_FILE_PREFIX
 # (default lb-e2e-<p>), egress MTU $DP_MTU (default 1600; DP_SET_PORT_MTU=yes
-# also programs it into the port), output to LOG; sets DP_PID. 0 once its
+# also programs it into the port), extra flags $DP_EXTRA_ARGS (word-split),
+# output to LOG; sets DP_PID. 0 once its
 # port is up, 1 after 10 s or when it exited.
 start_dataplane() {
   local node=$1 vdev=$2 log=$3
-  local -a ip6=() gw6=()
+  local -a ip6=() gw6=() extra=()
+  read -ra extra <<<"${DP_EXTRA_ARGS:-}"
   if [[ ${DP_IPV6:-} == yes ]]; then
     ip6=(--ipv6 "fd00:99::1$node")
     gw6=(--gateway_ipv6 fd00:99::1)
@@ -107,7 +109,7 @@ start_dataplane() {
     --table_region "$TABLES" --stats_region "$STATS" --wait_for_table_s 5 \
     --ipv4 "10.99.0.1$node" "${ip6[@]}" --gateway_ipv4 10.99.0.1 "${gw6[@]}" \
     --mtu "${DP_MTU:-1600}" ${DP_SET_PORT_MTU:+--set_port_mtu} \
-    --conn_table_size 65536 --sticky_table_size 4096 >"$log" 2>&1 &
+    --conn_table_size 65536 --sticky_table_size 4096 "${extra[@]}" >"$log" 2>&1 &
   DP_PID=$!
   wait_log "$log" "] port [0-9]* " 100 "$DP_PID"
 }

@@ -22,6 +22,14 @@
 # backends would move most of them. Asserts: 20/20 connections survive on
 # their backend, the new dataplane logs the attach, and 10/10 new requests
 # succeed.
+# Sticky sessions across the restart: a third VIP ($VIPS, added to the
+# backends' lo and routed by this test) on a sticky ROUND-ROBIN pool of
+# be1..be3. Before the restart the client's requests all reach one backend X,
+# and X is then set draining: no fresh pick can choose it any more, only the
+# sticky table (a persistent client follows a draining backend). After the
+# restart every NEW connection (new source port: no connection-table entry)
+# must still reach X. Without the sticky file (--sticky_table_persist=false,
+# DP_EXTRA_ARGS) they land on another backend and the test fails.
 # Bounded (< 60 s: every wait has a limit); everything it starts is killed by
 # pid, the topology removed by prefix, also on failure. Must run as root.
 set -euo pipefail
@@ -32,6 +40,7 @@ LBCTL_BIN=$(realpath "$4")
 . "$(dirname "$0")/lib.sh"
 P=r$$
 VIP6=2001:db8:100::10
+VIPS=198.51.100.20
 NCONN=20
 
 command -v wrk >/dev/null || { echo "FAIL: wrk not installed (scripts/install-deps.sh)"; exit 1; }
@@ -50,6 +59,9 @@ install_traps
 
 # 1. The network: client, router, lb1, be1..3 (nginx + lb-decap).
 bash "$TOPO" up --prefix "$P" --backends 3 --lbs 1 --lb_decap "$DECAP_BIN" >/dev/null
+# The sticky VIP: on every backend's lo, routed to lb1 like the others.
+for i in 1 2 3; do ip netns exec "$P-be$i" ip addr add "$VIPS/32" dev lo; done
+ip netns exec "$P-router" ip route add "$VIPS/32" via 10.99.0.11 dev br0
 
 # 2. The control plane (started twice with the same flags; log cp1 / cp2).
 cat > "$WORK/lb.textproto" <<CFG
@@ -67,7 +79,17 @@ pools {
   backends { address: "fd00:99::21" port: 80 }
   backends { address: "fd00:99::22" port: 80 }
 }
+pools {
+  name: "sticky4"
+  algorithm: ALGORITHM_ROUND_ROBIN
+  sticky_sessions: true
+  sticky_ttl_seconds: 600
+  backends { address: "10.99.0.21" port: 80 }
+  backends { address: "10.99.0.22" port: 80 }
+  backends { address: "10.99.0.23" port: 80 }
+}
 vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "web4" }
+vips { address: "$VIPS" protocol: PROTOCOL_TCP port: 80 pool: "sticky4" }
 vips { address: "$VIP6" protocol: PROTOCOL_TCP port: 80 pool: "web6" }
 CFG
 DP_IPV6=yes
@@ -155,6 +177,35 @@ for _ in $(seq 50); do
 done
 (($(generation "$(tables)") > gen_added)) || fail "no generation published after the backend was added"
 sleep 1
+# The sticky client: five new connections all on one backend X, which is
+# then set draining (a fresh pick can no longer choose it).
+sticky_get() { ip netns exec "$P-client" curl -s --max-time 3 "http://$VIPS/" || echo "failed"; }
+sticky_x=$(sticky_get)
+[[ $sticky_x == "backend "* ]] || fail "no answer from the sticky VIP $VIPS ($sticky_x)"
+for i in 1 2 3 4; do
+  got=$(sticky_get)
+  [[ $got == "$sticky_x" ]] || fail "sticky VIP before the restart: request $i reached '$got', not '$sticky_x'"
+done
+x_addr=10.99.0.2${sticky_x##*-be}  # the page says "backend <p>-beN"
+x_id=$(lbctl backend list --pool sticky4 --json | /usr/bin/python3 -c '
+import json, sys
+for line in sys.stdin:
+    if line.strip():
+        for b in json.loads(line).get("backends", []):
+            if b.get("backend", {}).get("address") == sys.argv[1]:
+                print(b["backend"]["id"]); sys.exit(0)' "$x_addr")
+[[ -n $x_id ]] || fail "backend $x_addr not found in pool sticky4"
+gen_drain=$(generation "$(tables)")
+lbctl backend update "$x_id" --state draining >/dev/null || fail "lbctl backend update $x_id --state draining failed"
+for _ in $(seq 50); do
+  (($(generation "$(tables)") > gen_drain)) && break
+  sleep 0.1
+done
+(($(generation "$(tables)") > gen_drain)) || fail "no generation published after draining $x_addr"
+sleep 0.5
+got=$(sticky_get)
+[[ $got == "$sticky_x" ]] || fail "sticky VIP: the client left its draining backend before the restart ('$got')"
+echo "sticky VIP $VIPS: the client is on $sticky_x ($x_addr, backend id $x_id, now draining)"
 # The dataplane stopped (SIGTERM, bounded) and started again on the same
 # regions: a new process that attaches the old connection tables.
 touch "$WORK/restarted"
@@ -188,7 +239,14 @@ print(total, alive, ",".join("%s=%d" % (b.split()[-1], k) for b, k in sorted(dis
 echo "backends of the connections: $dist"
 echo "phase 2: long-lived connections that survived the dataplane restart: $alive/$total"
 
-# 6. The new dataplane forwards new connections.
+# 6. The sticky client's new connections after the restart: still on X,
+#    which only the attached sticky table can explain (X is draining).
+sticky_after=""
+for i in 1 2 3 4 5; do sticky_after+="$(sticky_get);"; done
+echo "sticky VIP after the restart: $sticky_after"
+grep "sticky table" "$WORK/dp2.log" || true
+
+# 7. The new dataplane forwards new connections.
 ok=0
 for i in $(seq 10); do
   if ip netns exec "$P-client" curl -s --max-time 3 -o /dev/null "http://$VIP4/"; then
@@ -214,5 +272,9 @@ grep -q "connection table .* attached, [1-9][0-9]* entries kept" "$WORK/dp2.log"
 ((total == NCONN)) || fail "the client reported $total/$NCONN connections"
 ((alive == NCONN)) || fail "only $alive/$NCONN connections kept their backend across the dataplane restart"
 ((ok == 10)) || fail "the restarted dataplane forwarded only $ok/10 new requests"
-echo "RESULT restart: cp_kill_failed=$failed1 cp_kill_requests=$total1 generation=$gen_before->$gen_after fingerprints_equal=yes dp_restart_survived=$alive/$total dp_gap_ms=$gap_ms"
+grep -q "sticky table .* attached, [1-9][0-9]* clients kept" "$WORK/dp2.log" ||
+  echo "note: the restarted lb-dataplane did not attach the sticky table (the check below says whether it mattered)"
+[[ $sticky_after == "$(printf '%s;' "$sticky_x" "$sticky_x" "$sticky_x" "$sticky_x" "$sticky_x")" ]] ||
+  fail "sticky client lost its backend across the dataplane restart: $sticky_after (want $sticky_x x5)"
+echo "RESULT restart: cp_kill_failed=$failed1 cp_kill_requests=$total1 generation=$gen_before->$gen_after fingerprints_equal=yes dp_restart_survived=$alive/$total sticky_kept=yes dp_gap_ms=$gap_ms"
 echo "PASS: restart e2e ($PMD) in $(($(date +%s) - START)) s"

@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "lib/vip_flow.h"
 #include "tests/unit/fake_slot.h"
@@ -122,6 +124,88 @@ TEST(BackendPickTest, StillServesWhileActiveOrDrainingWithTheSameIncarnation) {
   EXPECT_TRUE(StillServes(fs.view(), 1, 101));
   fs.backend(1).state = static_cast<uint8_t>(BackendState::kDown);
   EXPECT_FALSE(StillServes(fs.view(), 1, 101));
+}
+
+// max_connections: the ring entry's backend while the sum of this lcore's
+// gauge and the other lcores' copy is below the limit; at the limit the
+// next ring entry; unlimited (0) never full.
+TEST(BackendPickTest, MaglevSkipsAFullBackend) {
+  FakeSlot fs(3, 7);  // ring 1,2,3,1,2,3,1
+  const int vip = fs.AddVip(Algorithm::kMaglev, {1, 2, 3});
+  const FlowKey k = V4Key(0x0a000001, 0xc0a8010a, 12345, 80, 6);
+  RingLookup r;
+  ASSERT_TRUE(LookupRing(fs.view(), vip, k, HashFlow(k), &r));
+  const uint32_t next = fs.ring(vip)[(r.index + 1) % 7];
+  ASSERT_NE(next, r.slot);
+  std::vector<BackendCounters> own(4);
+  for (auto& c : own) c.active_flows.store(0);
+  std::vector<uint64_t> peers(4, 0);
+  const BackendLoad load{own.data(), peers.data()};
+  BackendPick pick;
+  bool all_full = true;
+
+  own[r.slot].active_flows.store(100);  // no limit yet
+  ASSERT_TRUE(PickConsistentWithRoom(fs.view(), vip, k, HashFlow(k), load, &pick, &all_full));
+  EXPECT_EQ(pick.slot, r.slot);
+  EXPECT_FALSE(all_full);
+
+  fs.backend(r.slot).max_connections = 2;
+  own[r.slot].active_flows.store(1);  // 1 of 2: room
+  ASSERT_TRUE(PickConsistentWithRoom(fs.view(), vip, k, HashFlow(k), load, &pick, &all_full));
+  EXPECT_EQ(pick.slot, r.slot);
+  peers[r.slot] = 1;  // 1 here + 1 on the other lcores: full
+  uint32_t skipped = 0;
+  ASSERT_TRUE(
+      PickConsistentWithRoom(fs.view(), vip, k, HashFlow(k), load, &pick, &all_full, &skipped));
+  EXPECT_EQ(pick.slot, next);
+  EXPECT_EQ(skipped, r.slot);
+  EXPECT_EQ(pick.incarnation, 100 + next);
+  EXPECT_FALSE(all_full);
+  // Without the limit check (no gauges) the pick is the plain one.
+  ASSERT_TRUE(
+      PickConsistentWithRoom(fs.view(), vip, k, HashFlow(k), BackendLoad{}, &pick, &all_full));
+  EXPECT_EQ(pick.slot, r.slot);
+
+  // Every backend full: no pick, and the caller is told why.
+  std::fill(peers.begin(), peers.end(), 0);
+  for (uint32_t s = 1; s <= 3; ++s) {
+    fs.backend(s).max_connections = 1;
+    own[s].active_flows.store(1);
+  }
+  EXPECT_FALSE(PickConsistentWithRoom(fs.view(), vip, k, HashFlow(k), load, &pick, &all_full));
+  EXPECT_TRUE(all_full);
+  // One frees a flow: it takes the new flow wherever it sits in the ring.
+  own[3].active_flows.store(0);
+  ASSERT_TRUE(PickConsistentWithRoom(fs.view(), vip, k, HashFlow(k), load, &pick, &all_full));
+  EXPECT_EQ(pick.slot, 3u);
+  // An empty ring entry stays no_backend, not "full".
+  fs.ring(vip)[r.index] = 0;
+  EXPECT_FALSE(PickConsistentWithRoom(fs.view(), vip, k, HashFlow(k), load, &pick, &all_full));
+  EXPECT_FALSE(all_full);
+}
+
+// The ring walk is bounded (kMaxFullRingSkips); past it the member list is
+// scanned, so a backend with room is found however the ring is laid out.
+TEST(BackendPickTest, FullRingWalkFallsBackToTheMembers) {
+  constexpr uint32_t kSmallRing = 67;
+  FakeSlot fs(2, kSmallRing);
+  const int vip = fs.AddVip(Algorithm::kMaglev, {1, 2});
+  for (uint32_t i = 0; i < kSmallRing; ++i) fs.ring(vip)[i] = 1;
+  const FlowKey k = V4Key(0x0a000001, 0xc0a8010a, 12345, 80, 6);
+  RingLookup r;
+  ASSERT_TRUE(LookupRing(fs.view(), vip, k, HashFlow(k), &r));
+  // Slot 2 only further than the walk reaches.
+  fs.ring(vip)[(r.index + kMaxFullRingSkips + 1) % kSmallRing] = 2;
+  fs.backend(1).max_connections = 1;
+  std::vector<BackendCounters> own(3);
+  for (auto& c : own) c.active_flows.store(0);
+  own[1].active_flows.store(1);
+  BackendPick pick;
+  bool all_full = true;
+  ASSERT_TRUE(PickConsistentWithRoom(fs.view(), vip, k, HashFlow(k), BackendLoad{own.data()}, &pick,
+                                     &all_full));
+  EXPECT_EQ(pick.slot, 2u);
+  EXPECT_FALSE(all_full);
 }
 
 }  // namespace

@@ -118,5 +118,43 @@ TEST(BalanceTest, ConsistentAlgorithmsGoThroughTheRing) {
   EXPECT_EQ(p.slot, 3u);
 }
 
+// max_connections with the stateful algorithms: a full member is skipped
+// for the next member with room (from a start chosen by the flow hash);
+// every member full fails with all_full.
+TEST(BalanceTest, StatefulPicksSkipAFullMember) {
+  FakeSlot fs(3, 7);
+  const int rr = fs.AddVip(Algorithm::kRoundRobin, {1, 2, 3});
+  const int lc = fs.AddVip(Algorithm::kLeastConnections, {1, 2, 3});
+  fs.backend(2).max_connections = 3;
+  const SlotView slot = fs.view();
+  std::vector<BackendCounters> own(4);
+  for (auto& c : own) c.active_flows.store(5);
+  own[2].active_flows.store(1);
+  std::vector<uint64_t> peers(4, 0);
+  peers[2] = 2;  // 1 + 2 = 3: full across lcores
+  const BackendLoad load{own.data(), peers.data()};
+  Balancer bal;
+  bal.Init(2, 6, 0);
+  auto picks = [&](int vip, uint64_t hash, int n) {
+    std::vector<uint32_t> out;
+    for (int i = 0; i < n; ++i) {
+      BackendPick p;
+      bool full = false;
+      out.push_back(bal.PickWithRoom(slot, vip, FlowKey{}, hash, load, &p, &full) ? p.slot
+                    : full                                                        ? 99
+                                                                                  : 0);
+    }
+    return out;
+  };
+  // Hash 0 starts the member scan at member 0, a hash near 2^64 at the last.
+  EXPECT_EQ(picks(rr, 0, 4), (std::vector<uint32_t>{1, 1, 3, 1}));
+  EXPECT_EQ(picks(lc, 0, 1), (std::vector<uint32_t>{1}));  // least (2) is full
+  EXPECT_EQ(picks(lc, ~0ull, 1), (std::vector<uint32_t>{3}));
+  peers[2] = 1;  // room again
+  EXPECT_EQ(picks(lc, 0, 1), (std::vector<uint32_t>{2}));
+  for (uint32_t s = 1; s <= 3; ++s) fs.backend(s).max_connections = 1;
+  EXPECT_EQ(picks(rr, 0, 3), (std::vector<uint32_t>{99, 99, 99}));
+}
+
 }  // namespace
 }  // namespace lb
