@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs one benchmark in a release build (build-perf/).
 #
-#   perf/run.sh <name> [args...]   name: maglev | l4 | control | e2e
+#   perf/run.sh <name> [args...]   name: maglev | l4 | control | e2e | l7
 #
 # Extra arguments go to the benchmark unchanged (e.g. perf/run.sh l4
 # --flows=1048576 --scenarios=established).
@@ -17,7 +17,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="$ROOT/build-perf"
 
 usage() {
-  echo "usage: perf/run.sh <maglev|l4|control|e2e> [benchmark args...]" >&2
+  echo "usage: perf/run.sh <maglev|l4|control|e2e|l7> [benchmark args...]" >&2
   exit 2
 }
 
@@ -66,6 +66,14 @@ case "$name" in
       dataplane/bpf/decap.bpf.o
     exec bash "$ROOT/perf/e2e_bench.sh" "$BUILD/controlplane/lb-controlplane" \
       "$BUILD/dataplane/l4/lb-dataplane" "$BUILD/dataplane/bpf/lb-decap" "$@"
+    ;;
+  l7)
+    # lb-l7 beside HAProxy and nginx as reverse proxies of one nginx backend,
+    # each pinned to CPU 0, wrk on CPU 1: requests per proxy CPU-second for
+    # small, 16 KiB and 1 MiB answers, then bytes per idle connection at
+    # 10,000. About 1 min; see perf/l7_bench.sh. Optional arg: seconds per run.
+    build dataplane/l7/lb-l7
+    exec bash "$ROOT/perf/l7_bench.sh" "$BUILD/dataplane/l7/lb-l7" "$@"
     ;;
   *)
     usage

@@ -16,10 +16,12 @@ PKGS=(
   libabsl-dev libgflags-dev libgoogle-glog-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev libbenchmark-dev libssl-dev libnghttp2-dev
+  libhttp-parser-dev libre2-dev  # lb-l7: HTTP/1 framing, route regexes
   # tools used by tests
   python3-scapy tcpdump iproute2 iputils-ping ethtool curl
   wrk  # load generator of the end-to-end failover test (tests/e2e)
   nginx  # backends of the end-to-end tests (scripts/topology.sh)
+  haproxy  # the peer proxy of perf/run.sh l7 (perf/l7_bench.sh)
   prometheus  # ships promtool (tests/api/metrics_test.sh)
 )
 

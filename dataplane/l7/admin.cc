@@ -1,0 +1,237 @@
+#include "dataplane/l7/admin.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "lib/l7/headers.h"
+#include "lib/l7/http1.h"
+
+namespace lb::l7 {
+namespace {
+
+constexpr const char* kClass[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+
+struct Collect : Http1Sink {
+  bool head = false, done = false;
+  void OnHead(const MessageHead&) override { head = true; }
+  void OnBody(const char*, size_t) override {}
+  void OnComplete() override { done = true; }
+};
+
+std::string Escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '\\' || c == '"') o.push_back('\\');
+    if (c == '\n') {
+      o += "\\n";
+      continue;
+    }
+    o.push_back(c);
+  }
+  return o;
+}
+
+}  // namespace
+
+AdminServer::AdminServer(const RuntimeConfig* config, std::vector<const WorkerCounters*> workers,
+                         std::vector<const ActiveCounts*> active, const AccessLog* access_log)
+    : config_(config),
+      workers_(std::move(workers)),
+      active_(std::move(active)),
+      access_log_(access_log) {}
+
+AdminServer::~AdminServer() { Stop(); }
+
+absl::Status AdminServer::Start(const std::string& address, uint32_t port) {
+  sockaddr_storage ss{};
+  socklen_t len;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, address.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    len = sizeof(*v4);
+  } else if (inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    len = sizeof(*v6);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("\"", address, "\" is not an IP address"));
+  }
+  if (port == 0 || port > 65535) return absl::InvalidArgumentError("not a port");
+  fd_ = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd_, 16) != 0) {
+    const int e = errno;
+    close(fd_);
+    fd_ = -1;
+    return absl::UnavailableError(absl::StrCat(address, ":", port, ": ", strerror(e)));
+  }
+  thread_ = std::thread([this] { Loop(); });
+  return absl::OkStatus();
+}
+
+void AdminServer::Stop() {
+  if (!thread_.joinable()) return;
+  stop_.store(true);
+  thread_.join();
+  close(fd_);
+  fd_ = -1;
+}
+
+void AdminServer::Loop() {
+  while (!stop_.load()) {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, 200) <= 0) continue;
+    const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) continue;
+    timeval tv{2, 0};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    Serve(c);
+    close(c);
+  }
+}
+
+void AdminServer::Serve(int fd) {
+  Http1Limits limits;
+  limits.max_header_bytes = 8192;
+  limits.max_body_bytes = 0;
+  Http1Parser parser(Http1Parser::Kind::kRequest, limits);
+  Collect sink;
+  char buf[4096];
+  while (!sink.head && parser.error() == Http1Error::kNone) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) return;
+    parser.Feed(buf, static_cast<size_t>(n), &sink);
+  }
+  std::string out;
+  if (parser.error() != Http1Error::kNone) {
+    BuildErrorResponse(parser.status(), ReasonPhrase(parser.status()), true, &out);
+  } else if (parser.head().method == "GET" &&
+             (parser.head().origin_form == "/metrics" ||
+              parser.head().origin_form.rfind("/metrics?", 0) == 0)) {
+    const std::string body = RenderMetrics();
+    out = absl::StrCat(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+        "Content-Length: ",
+        body.size(), "\r\nConnection: close\r\n\r\n", body);
+  } else {
+    BuildErrorResponse(404, "not found (try GET /metrics)", true, &out);
+  }
+  size_t off = 0;
+  while (off < out.size()) {
+    const ssize_t n = send(fd, out.data() + off, out.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    off += static_cast<size_t>(n);
+  }
+}
+
+std::string AdminServer::RenderMetrics() const {
+  std::string o;
+  auto sum = [this](auto get) {
+    uint64_t v = 0;
+    for (const WorkerCounters* w : workers_) v += get(*w);
+    return v;
+  };
+  auto scalar = [&](const char* name, const char* type, const char* help, auto get) {
+    absl::StrAppend(&o, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ",
+                    sum(get), "\n");
+  };
+  absl::StrAppend(&o,
+                  "# HELP lb_l7_requests_total Requests answered, by listener, route, pool and "
+                  "status class.\n# TYPE lb_l7_requests_total counter\n");
+  int slot = 0;
+  for (const ListenerConfig& l : config_->listeners) {
+    for (size_t r = 0; r < l.route_names.size(); ++r, ++slot) {
+      const int pool = l.router.PoolOf(static_cast<int>(r));
+      const std::string pool_name = pool >= 0 ? config_->pools[pool].name : "";
+      for (int k = 0; k < 5; ++k) {
+        absl::StrAppend(&o, "lb_l7_requests_total{listener=\"", Escape(l.name), "\",route=\"",
+                        Escape(l.route_names[r]), "\",pool=\"", Escape(pool_name), "\",class=\"",
+                        kClass[k], "\"} ", sum([&](const WorkerCounters& w) {
+                          return w.route_requests[slot * 5 + k].Get();
+                        }),
+                        "\n");
+      }
+    }
+  }
+  struct PerBackend {
+    const char* name;
+    const char* help;
+    bool by_class;
+    const std::vector<Counter> WorkerCounters::*field;
+  };
+  const PerBackend per_backend[] = {
+      {"lb_l7_backend_requests_total", "Requests answered by a backend, by status class.", true,
+       &WorkerCounters::backend_requests},
+      {"lb_l7_backend_connect_failures_total", "Failed connects to a backend.", false,
+       &WorkerCounters::backend_connect_failures},
+      {"lb_l7_backend_ejections_total",
+       "Times a backend was ejected by passive health (per worker).", false,
+       &WorkerCounters::backend_ejections},
+  };
+  for (const PerBackend& m : per_backend) {
+    absl::StrAppend(&o, "# HELP ", m.name, " ", m.help, "\n# TYPE ", m.name, " counter\n");
+    int b = 0;
+    for (const PoolConfig& p : config_->pools) {
+      for (const BackendConfig& bc : p.backends) {
+        for (int k = 0; k < (m.by_class ? 5 : 1); ++k) {
+          const int idx = m.by_class ? b * 5 + k : b;
+          absl::StrAppend(
+              &o, m.name, "{pool=\"", Escape(p.name), "\",backend=\"", Escape(bc.addr.text), "\"",
+              m.by_class ? absl::StrCat(",class=\"", kClass[k], "\"") : "", "} ",
+              sum([&](const WorkerCounters& w) { return (w.*m.field)[idx].Get(); }), "\n");
+        }
+        ++b;
+      }
+    }
+  }
+  absl::StrAppend(&o,
+                  "# HELP lb_l7_backend_active_requests Requests in flight on a backend (all "
+                  "workers).\n# TYPE lb_l7_backend_active_requests gauge\n");
+  for (size_t p = 0; p < config_->pools.size(); ++p) {
+    for (size_t b = 0; b < config_->pools[p].backends.size(); ++b) {
+      absl::StrAppend(&o, "lb_l7_backend_active_requests{pool=\"", Escape(config_->pools[p].name),
+                      "\",backend=\"", Escape(config_->pools[p].backends[b].addr.text), "\"} ",
+                      active_[p]->Get(static_cast<int>(b)), "\n");
+    }
+  }
+  scalar("lb_l7_connections_open", "gauge", "Client connections open.",
+         [](const WorkerCounters& w) { return w.connections_open.Get(); });
+  scalar("lb_l7_connections_accepted_total", "counter", "Client connections accepted.",
+         [](const WorkerCounters& w) { return w.connections_accepted.Get(); });
+  scalar("lb_l7_upstream_connects_total", "counter", "New upstream connections opened.",
+         [](const WorkerCounters& w) { return w.upstream_connects.Get(); });
+  scalar("lb_l7_upstream_reused_total", "counter",
+         "Requests sent on a pooled keep-alive upstream connection.",
+         [](const WorkerCounters& w) { return w.upstream_reused.Get(); });
+  scalar("lb_l7_upstream_retries_total", "counter",
+         "Requests sent again to another backend after a connect failure.",
+         [](const WorkerCounters& w) { return w.upstream_retries.Get(); });
+  scalar("lb_l7_refused_requests_total", "counter",
+         "Requests refused by the HTTP/1 parser (400, 413, 414, 431, 501, 505).",
+         [](const WorkerCounters& w) { return w.refused_requests.Get(); });
+  scalar("lb_l7_client_timeouts_total", "counter", "Client header or body timeouts (408).",
+         [](const WorkerCounters& w) { return w.client_timeouts.Get(); });
+  scalar("lb_l7_upstream_timeouts_total", "counter", "Upstream response timeouts (504).",
+         [](const WorkerCounters& w) { return w.upstream_timeouts.Get(); });
+  scalar("lb_l7_no_backend_total", "counter", "Requests answered 503: no backend available.",
+         [](const WorkerCounters& w) { return w.no_backend.Get(); });
+  absl::StrAppend(&o,
+                  "# HELP lb_l7_access_log_dropped_lines_total Access log lines dropped because "
+                  "the writer was 8 MiB behind.\n# TYPE lb_l7_access_log_dropped_lines_total "
+                  "counter\nlb_l7_access_log_dropped_lines_total ",
+                  access_log_ != nullptr ? access_log_->dropped_lines() : 0, "\n");
+  return o;
+}
+
+}  // namespace lb::l7

@@ -1,0 +1,388 @@
+#include "dataplane/l7/l7_config.h"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace lb::l7 {
+namespace {
+
+constexpr size_t kMaxReportedErrors = 20;
+constexpr size_t kMaxConfigBytes = 16 << 20;
+
+class TextErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  explicit TextErrorCollector(std::string source) : source_(std::move(source)) {}
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    errors_.push_back(absl::StrCat(source_, ":", line + 1, ":", column + 1, ": ", message));
+  }
+  void AddWarning(int line, google::protobuf::io::ColumnNumber column,
+                  const std::string& message) override {
+    AddError(line, column, message);
+  }
+  const std::vector<std::string>& errors() const { return errors_; }
+
+ private:
+  std::string source_;
+  std::vector<std::string> errors_;
+};
+
+// "<path>: <what>" findings, all reported in one pass (as controlplane/config.cc).
+class Findings {
+ public:
+  template <typename... Args>
+  void Error(absl::string_view path, const absl::FormatSpec<Args...>& fmt, const Args&... args) {
+    errors_.push_back(absl::StrCat(path, ": ", absl::StrFormat(fmt, args...)));
+  }
+  bool ok() const { return errors_.empty(); }
+  absl::Status ToStatus() const {
+    std::vector<std::string> shown(errors_.begin(),
+                                   errors_.begin() + std::min(errors_.size(), kMaxReportedErrors));
+    std::string msg = absl::StrJoin(shown, "; ");
+    if (errors_.size() > shown.size()) {
+      absl::StrAppend(&msg, "; ... and ", errors_.size() - shown.size(), " more");
+    }
+    return absl::InvalidArgumentError(msg);
+  }
+
+ private:
+  std::vector<std::string> errors_;
+};
+
+bool ParseSockAddr(const std::string& ip, uint32_t port, SockAddr* out) {
+  out->ss = {};
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out->ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out->ss);
+  if (inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    out->len = sizeof(sockaddr_in);
+    out->text = absl::StrCat(ip, ":", port);
+    return true;
+  }
+  if (inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    out->len = sizeof(sockaddr_in6);
+    out->text = absl::StrCat("[", ip, "]:", port);
+    return true;
+  }
+  return false;
+}
+
+void CheckPort(Findings& f, const std::string& path, uint32_t port) {
+  if (port == 0 || port > 65535) f.Error(path, "%u is not a port (1..65535)", port);
+}
+
+void CheckMax(Findings& f, const std::string& path, uint64_t v, uint64_t lo, uint64_t hi,
+              const char* zero_means) {
+  if (v != 0 && (v < lo || v > hi)) {
+    f.Error(path, "%u out of range [%u, %u] (0 = %s)", v, lo, hi, zero_means);
+  }
+}
+
+bool IsToken(const std::string& s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (!(absl::ascii_isalnum(c) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr) || c == 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool IsFieldValue(const std::string& s) {
+  if (s.size() > 1024) return false;
+  for (unsigned char c : s) {
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
+}
+
+void CheckRuleName(Findings& f, const std::string& path, const std::string& name) {
+  if (!IsToken(name)) {
+    f.Error(path, "\"%s\" is not a field name", name);
+  } else if (IsProtectedHeader(name)) {
+    f.Error(path, "\"%s\" is written by lb-l7 itself (Host, framing, hop-by-hop, forwarding)",
+            name);
+  }
+}
+
+void ParseRules(Findings& f, const std::string& rp, const v1::L7Route& r, HeaderRules* out) {
+  for (int k = 0; k < r.request_headers_to_add_size(); ++k) {
+    const auto& h = r.request_headers_to_add(k);
+    const std::string p = absl::StrCat(rp, ".request_headers_to_add[", k, "]");
+    CheckRuleName(f, p + ".name", h.name());
+    if (!IsFieldValue(h.value())) f.Error(p + ".value", "control characters or over 1024 bytes");
+    out->request_add.emplace_back(h.name(), h.value());
+  }
+  for (int k = 0; k < r.response_headers_to_add_size(); ++k) {
+    const auto& h = r.response_headers_to_add(k);
+    const std::string p = absl::StrCat(rp, ".response_headers_to_add[", k, "]");
+    CheckRuleName(f, p + ".name", h.name());
+    if (!IsFieldValue(h.value())) f.Error(p + ".value", "control characters or over 1024 bytes");
+    out->response_add.emplace_back(h.name(), h.value());
+  }
+  for (int k = 0; k < r.request_headers_to_remove_size(); ++k) {
+    CheckRuleName(f, absl::StrCat(rp, ".request_headers_to_remove[", k, "]"),
+                  r.request_headers_to_remove(k));
+    out->request_remove.push_back(r.request_headers_to_remove(k));
+  }
+  for (int k = 0; k < r.response_headers_to_remove_size(); ++k) {
+    CheckRuleName(f, absl::StrCat(rp, ".response_headers_to_remove[", k, "]"),
+                  r.response_headers_to_remove(k));
+    out->response_remove.push_back(r.response_headers_to_remove(k));
+  }
+}
+
+template <typename T>
+T Or(T v, T def) {
+  return v != 0 ? v : def;
+}
+
+constexpr int64_t kMs = 1'000'000;
+
+}  // namespace
+
+absl::StatusOr<v1::L7Config> LoadL7Config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read config ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  if (text.size() > kMaxConfigBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": larger than ", kMaxConfigBytes, " bytes"));
+  }
+  v1::L7Config config;
+  google::protobuf::TextFormat::Parser parser;
+  TextErrorCollector errors(path);
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(text, &config) || !errors.errors().empty()) {
+    if (errors.errors().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": not a valid lb.v1.L7Config"));
+    }
+    return absl::InvalidArgumentError(absl::StrJoin(errors.errors(), "; "));
+  }
+  return config;
+}
+
+absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
+  Findings f;
+  RuntimeConfig rc;
+  absl::flat_hash_map<std::string, int> pool_index;
+
+  if (c.pools().empty()) f.Error("pools", "at least one pool is required");
+  for (int i = 0; i < c.pools_size(); ++i) {
+    const v1::L7Pool& p = c.pools(i);
+    const std::string pp = absl::StrCat("pools[", i, "]");
+    PoolConfig pc;
+    pc.name = p.name();
+    if (p.name().empty()) {
+      f.Error(pp + ".name", "required");
+    } else if (!pool_index.emplace(p.name(), i).second) {
+      f.Error(pp + ".name", "duplicate pool \"%s\" (first at pools[%d])", p.name(),
+              pool_index[p.name()]);
+    }
+    switch (p.algorithm()) {
+      case v1::ALGORITHM_UNSPECIFIED:
+      case v1::ALGORITHM_ROUND_ROBIN:
+        pc.algorithm = BalanceAlgorithm::kRoundRobin;
+        break;
+      case v1::ALGORITHM_WEIGHTED_ROUND_ROBIN:
+        pc.algorithm = BalanceAlgorithm::kWeightedRoundRobin;
+        break;
+      case v1::ALGORITHM_LEAST_CONNECTIONS:
+        pc.algorithm = BalanceAlgorithm::kLeastConnections;
+        break;
+      case v1::ALGORITHM_WEIGHTED_LEAST_CONNECTIONS:
+        pc.algorithm = BalanceAlgorithm::kWeightedLeastConnections;
+        break;
+      case v1::ALGORITHM_IP_HASH:
+        pc.algorithm = BalanceAlgorithm::kIpHash;
+        break;
+      case v1::ALGORITHM_RANDOM:
+        pc.algorithm = BalanceAlgorithm::kRandom;
+        break;
+      default:
+        f.Error(pp + ".algorithm", "%s is not supported by lb-l7 yet",
+                v1::Algorithm_Name(p.algorithm()));
+    }
+    if (p.backends().empty()) f.Error(pp + ".backends", "at least one backend is required");
+    if (p.backends_size() > 64) f.Error(pp + ".backends", "at most 64 backends per pool");
+    std::set<std::string> seen;
+    for (int j = 0; j < p.backends_size(); ++j) {
+      const v1::L7Backend& b = p.backends(j);
+      const std::string bp = absl::StrCat(pp, ".backends[", j, "]");
+      BackendConfig bc;
+      CheckPort(f, bp + ".port", b.port());
+      if (!ParseSockAddr(b.address(), b.port(), &bc.addr)) {
+        f.Error(bp + ".address", "\"%s\" is not an IPv4 or IPv6 address", b.address());
+      } else if (!seen.insert(bc.addr.text).second) {
+        f.Error(bp, "duplicate backend %s in pool \"%s\"", bc.addr.text, p.name());
+      }
+      CheckMax(f, bp + ".weight", b.weight(), 1, 1000, "1");
+      bc.weight = Or(b.weight(), 1u);
+      pc.backends.push_back(std::move(bc));
+    }
+    CheckMax(f, pp + ".max_idle_per_backend", p.max_idle_per_backend(), 1, 10000, "32");
+    pc.max_idle_per_backend = Or(p.max_idle_per_backend(), 32u);
+    CheckMax(f, pp + ".eject_after_failures", p.eject_after_failures(), 1, 1000, "3");
+    pc.health.consecutive_failures = Or(p.eject_after_failures(), 3u);
+    CheckMax(f, pp + ".eject_after_5xx", p.eject_after_5xx(), 1, 1000, "never");
+    pc.health.consecutive_5xx = p.eject_after_5xx();
+    CheckMax(f, pp + ".eject_ms", p.eject_ms(), 100, 3'600'000, "10000");
+    pc.health.eject_ns = Or<int64_t>(p.eject_ms(), 10000) * kMs;
+    CheckMax(f, pp + ".connect_retries", p.connect_retries(), 1, 10, "2");
+    pc.connect_retries = Or(p.connect_retries(), 2u);
+    rc.pools.push_back(std::move(pc));
+  }
+
+  if (c.listeners().empty()) f.Error("listeners", "at least one listener is required");
+  std::set<std::string> listener_names, listener_addrs;
+  for (int i = 0; i < c.listeners_size(); ++i) {
+    const v1::L7Listener& l = c.listeners(i);
+    const std::string lp = absl::StrCat("listeners[", i, "]");
+    if (l.name().empty()) {
+      f.Error(lp + ".name", "required");
+    } else if (!listener_names.insert(l.name()).second) {
+      f.Error(lp + ".name", "duplicate listener \"%s\"", l.name());
+    }
+    CheckPort(f, lp + ".port", l.port());
+    SockAddr addr;
+    const std::string ip = l.address().empty() ? "0.0.0.0" : l.address();
+    if (!ParseSockAddr(ip, l.port(), &addr)) {
+      f.Error(lp + ".address", "\"%s\" is not an IPv4 or IPv6 address", l.address());
+    } else if (!listener_addrs.insert(addr.text).second) {
+      f.Error(lp + ".address", "%s is already used by another listener", addr.text);
+    }
+    int default_pool = -1;
+    if (!l.default_pool().empty()) {
+      auto it = pool_index.find(l.default_pool());
+      if (it == pool_index.end()) {
+        f.Error(lp + ".default_pool", "no pool named \"%s\"", l.default_pool());
+      } else {
+        default_pool = it->second;
+      }
+    }
+    std::vector<RouteSpec> specs;
+    std::vector<std::string> names;
+    std::set<std::string> route_names;
+    for (int j = 0; j < l.routes_size(); ++j) {
+      const v1::L7Route& r = l.routes(j);
+      const std::string rp = absl::StrCat(lp, ".routes[", j, "]");
+      RouteSpec s;
+      s.name = r.name();
+      if (r.name().empty()) {
+        f.Error(rp + ".name", "required");
+      } else if (r.name() == "default" || !route_names.insert(r.name()).second) {
+        f.Error(rp + ".name", "duplicate (or reserved) route name \"%s\"", r.name());
+      }
+      s.hosts.assign(r.hosts().begin(), r.hosts().end());
+      s.methods.assign(r.methods().begin(), r.methods().end());
+      for (int k = 0; k < r.methods_size(); ++k) {
+        const std::string& m = r.methods(k);
+        const bool token = !m.empty() && std::all_of(m.begin(), m.end(), [](char ch) {
+          return ch >= 'A' && ch <= 'Z';
+        });
+        if (!token) f.Error(absl::StrCat(rp, ".methods[", k, "]"), "\"%s\" is not a method", m);
+      }
+      switch (r.path().kind_case()) {
+        case v1::L7PathMatch::kExact:
+          s.path_kind = PathMatchKind::kExact;
+          s.path = r.path().exact();
+          break;
+        case v1::L7PathMatch::kPrefix:
+          s.path_kind = PathMatchKind::kPrefix;
+          s.path = r.path().prefix();
+          break;
+        case v1::L7PathMatch::kRegex:
+          s.path_kind = PathMatchKind::kRegex;
+          s.path = r.path().regex();
+          break;
+        case v1::L7PathMatch::KIND_NOT_SET:
+          break;
+      }
+      for (int k = 0; k < r.headers_size(); ++k) {
+        const v1::L7HeaderMatch& m = r.headers(k);
+        const std::string hp = absl::StrCat(rp, ".headers[", k, "]");
+        if (!IsToken(m.name())) f.Error(hp + ".name", "\"%s\" is not a field name", m.name());
+        HeaderMatch hm;
+        hm.name = m.name();
+        if (m.kind_case() == v1::L7HeaderMatch::kExact) {
+          if (!IsFieldValue(m.exact())) f.Error(hp + ".exact", "control characters or too long");
+          hm.value = m.exact();
+        } else if (m.kind_case() == v1::L7HeaderMatch::kPresent && m.present()) {
+          hm.present_only = true;
+        } else {
+          f.Error(hp, "set exact or present: true");
+        }
+        s.headers.push_back(std::move(hm));
+      }
+      ParseRules(f, rp, r, &s.rules);
+      auto it = pool_index.find(r.pool());
+      if (it == pool_index.end()) {
+        f.Error(rp + ".pool", "no pool named \"%s\"", r.pool());
+      } else {
+        s.pool = it->second;
+      }
+      specs.push_back(std::move(s));
+      names.push_back(r.name());
+    }
+    names.push_back("default");
+    auto router = Router::Build(std::move(specs), default_pool);
+    if (!router.ok()) {
+      // Router names routes[i].<field>; prefix the listener.
+      f.Error(lp, "%s", router.status().message());
+      continue;
+    }
+    ListenerConfig lc{l.name(), addr, static_cast<uint16_t>(l.port()), *std::move(router),
+                      std::move(names)};
+    rc.listeners.push_back(std::move(lc));
+  }
+
+  const v1::L7Limits& lim = c.limits();
+  CheckMax(f, "limits.max_header_bytes", lim.max_header_bytes(), 256, 1 << 20, "16384");
+  rc.limits.max_header_bytes = Or(lim.max_header_bytes(), 16384u);
+  CheckMax(f, "limits.max_header_count", lim.max_header_count(), 1, 10000, "100");
+  rc.limits.max_header_count = Or(lim.max_header_count(), 100u);
+  CheckMax(f, "limits.max_uri_bytes", lim.max_uri_bytes(), 16, 1 << 20, "8192");
+  rc.limits.max_uri_bytes = Or(lim.max_uri_bytes(), 8192u);
+  rc.limits.max_body_bytes = Or<uint64_t>(lim.max_body_bytes(), uint64_t{1} << 30);
+  CheckMax(f, "limits.buffer_bytes", lim.buffer_bytes(), 4096, 16 << 20, "65536");
+  rc.buffer_bytes = Or(lim.buffer_bytes(), 65536u);
+  CheckMax(f, "limits.max_connections", lim.max_connections(), 1, 1'000'000, "10000");
+  rc.max_connections = Or(lim.max_connections(), 10000u);
+
+  const v1::L7Timeouts& t = c.timeouts();
+  const uint64_t kHour = 3'600'000;
+  CheckMax(f, "timeouts.client_header_ms", t.client_header_ms(), 10, kHour, "10000");
+  CheckMax(f, "timeouts.idle_ms", t.idle_ms(), 10, kHour, "60000");
+  CheckMax(f, "timeouts.upstream_connect_ms", t.upstream_connect_ms(), 10, kHour, "2000");
+  CheckMax(f, "timeouts.upstream_response_ms", t.upstream_response_ms(), 10, kHour, "30000");
+  CheckMax(f, "timeouts.client_body_ms", t.client_body_ms(), 10, kHour, "30000");
+  rc.timeouts.client_header_ns = Or<int64_t>(t.client_header_ms(), 10000) * kMs;
+  rc.timeouts.idle_ns = Or<int64_t>(t.idle_ms(), 60000) * kMs;
+  rc.timeouts.upstream_connect_ns = Or<int64_t>(t.upstream_connect_ms(), 2000) * kMs;
+  rc.timeouts.upstream_response_ns = Or<int64_t>(t.upstream_response_ms(), 30000) * kMs;
+  rc.timeouts.client_body_ns = Or<int64_t>(t.client_body_ms(), 30000) * kMs;
+
+  if (!f.ok()) return f.ToStatus();
+  return rc;
+}
+
+}  // namespace lb::l7

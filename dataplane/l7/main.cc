@@ -1,0 +1,139 @@
+// lb-l7: the HTTP/1.1 reverse proxy of the L7 tier (docs/L7.md).
+//
+// Start-up: load and validate --config (one line naming the field on
+// error), open every worker's listeners (one line naming the listener on
+// error), start the workers and, with --admin_port, the /metrics server.
+// SIGTERM/SIGINT: stop accepting, finish in-flight requests within
+// --drain_timeout_ms, exit 0.
+#include <signal.h>
+#include <unistd.h>
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "dataplane/l7/admin.h"
+#include "dataplane/l7/counters.h"
+#include "dataplane/l7/l7_config.h"
+#include "dataplane/l7/worker.h"
+#include "gflags/gflags.h"
+#include "glog/logging.h"
+
+DEFINE_string(config, "",
+              "Path of the lb.v1.L7Config text-format file (proto/lb/v1/l7.proto): listeners, "
+              "routes, pools, limits, timeouts. Required.");
+DEFINE_uint32(workers, 0,
+              "Worker threads, each with its own epoll loop, SO_REUSEPORT listeners, upstream "
+              "pools and counters. 0 = one per online CPU.");
+DEFINE_uint32(drain_timeout_ms, 10000,
+              "On SIGTERM/SIGINT: how long in-flight requests may take to finish after the "
+              "listeners close; then the remaining connections are closed.");
+DEFINE_string(admin_address, "127.0.0.1",
+              "Address of the admin HTTP server (GET /metrics in the Prometheus text format).");
+DEFINE_uint32(admin_port, 0, "Port of the admin HTTP server; 0 = no admin server.");
+DEFINE_string(access_log, "",
+              "File that gets one line per answered request (request id, route, pool, backend, "
+              "status, bytes, milliseconds), written by a thread of its own; \"\" = none.");
+DEFINE_bool(check_config, false, "Validate --config, print the result and exit (0 = valid).");
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage(
+      "HTTP/1.1 reverse proxy of the L7 tier.\n"
+      "  lb-l7 --config l7.textproto [--workers N] [--admin_port P]");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  google::InitGoogleLogging(argv[0]);
+  FLAGS_logtostderr = true;
+
+  if (FLAGS_config.empty()) {
+    LOG(ERROR) << "--config: required (an lb.v1.L7Config text-format file)";
+    return 2;
+  }
+  auto proto = lb::l7::LoadL7Config(FLAGS_config);
+  if (!proto.ok()) {
+    LOG(ERROR) << "--config: " << proto.status().message();
+    return 2;
+  }
+  auto config = lb::l7::ValidateL7Config(*proto);
+  if (!config.ok()) {
+    LOG(ERROR) << "--config " << FLAGS_config << ": " << config.status().message();
+    return 2;
+  }
+  if (FLAGS_check_config) {
+    std::printf("%s: valid (%zu listener(s), %zu pool(s))\n", FLAGS_config.c_str(),
+                config->listeners.size(), config->pools.size());
+    return 0;
+  }
+  unsigned nworkers = FLAGS_workers;
+  if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency());
+  if (nworkers > 256) {
+    LOG(ERROR) << "--workers: " << nworkers << " is more than 256";
+    return 2;
+  }
+
+  // Signals go to the main thread only (sigwait below); workers never see them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  size_t nroutes = 0, nbackends = 0;
+  for (const auto& l : config->listeners) nroutes += l.route_names.size();
+  for (const auto& p : config->pools) nbackends += p.backends.size();
+  // Active requests per backend, shared by the workers (relaxed atomics,
+  // lib/l7/balancer.h): least connections is across the whole process.
+  std::vector<std::unique_ptr<lb::l7::ActiveCounts>> active_storage;
+  std::vector<lb::l7::ActiveCounts*> active;
+  for (const auto& p : config->pools) {
+    active_storage.push_back(std::make_unique<lb::l7::ActiveCounts>(p.backends.size()));
+    active.push_back(active_storage.back().get());
+  }
+  std::vector<std::unique_ptr<lb::l7::WorkerCounters>> counters;
+  std::vector<std::unique_ptr<lb::l7::Worker>> workers;
+  for (unsigned i = 0; i < nworkers; ++i) {
+    counters.push_back(std::make_unique<lb::l7::WorkerCounters>(nroutes, nbackends));
+    workers.push_back(std::make_unique<lb::l7::Worker>(i, &*config, counters.back().get(), active));
+    if (absl::Status st = workers.back()->Open(); !st.ok()) {
+      LOG(ERROR) << "--config " << FLAGS_config << ": " << st.message();
+      return 1;
+    }
+  }
+  lb::l7::AccessLog access_log;
+  if (!FLAGS_access_log.empty()) {
+    if (absl::Status st = access_log.Open(FLAGS_access_log); !st.ok()) {
+      LOG(ERROR) << "--access_log: " << st.message();
+      return 1;
+    }
+    for (auto& w : workers) w->SetAccessLog(&access_log);
+  }
+  std::unique_ptr<lb::l7::AdminServer> admin;
+  if (FLAGS_admin_port != 0) {
+    std::vector<const lb::l7::WorkerCounters*> view;
+    for (auto& c : counters) view.push_back(c.get());
+    std::vector<const lb::l7::ActiveCounts*> active_view(active.begin(), active.end());
+    admin = std::make_unique<lb::l7::AdminServer>(&*config, std::move(view), std::move(active_view),
+                                                  &access_log);
+    if (absl::Status st = admin->Start(FLAGS_admin_address, FLAGS_admin_port); !st.ok()) {
+      LOG(ERROR) << "--admin_port: " << st.message();
+      return 1;
+    }
+  }
+  std::vector<std::thread> threads;
+  for (auto& w : workers) threads.emplace_back([&w] { w->Run(); });
+  for (const auto& l : config->listeners) {
+    LOG(INFO) << "lb-l7 listening on " << l.addr.text << " (" << l.name << ")";
+  }
+  LOG(INFO) << "lb-l7 ready: " << nworkers << " worker(s)";
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  LOG(INFO) << "signal " << sig << ": draining (up to " << FLAGS_drain_timeout_ms << " ms)";
+  for (auto& w : workers) w->RequestStop(FLAGS_drain_timeout_ms);
+  for (auto& t : threads) t.join();
+  if (admin) admin->Stop();
+  access_log.Stop();
+  LOG(INFO) << "lb-l7 stopped";
+  return 0;
+}

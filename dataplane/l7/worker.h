@@ -1,0 +1,131 @@
+// One lb-l7 worker: an epoll event loop on its own thread, its own
+// SO_REUSEPORT listening sockets, client connections, upstream keep-alive
+// pools (per backend), balancers and counters. Nothing on the request path is
+// shared with another worker, so there is no lock on it (nginx/Seastar
+// shape; the kernel spreads connections over the workers' sockets).
+//
+// Life cycle: Open() on the main thread (fails with the socket error naming
+// the listener), Run() on the worker thread, RequestStop() from any thread:
+// the worker closes its listeners, lets in-flight requests finish (their
+// responses say Connection: close), closes idle connections, and returns
+// from Run() when nothing is left or the drain deadline passes.
+//
+// Timers are checked every kTickMs by a scan of the worker's connections
+// (O(connections) per tick; a timer wheel is the next step at 10k+).
+#ifndef LB_DATAPLANE_L7_WORKER_H_
+#define LB_DATAPLANE_L7_WORKER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "dataplane/l7/access_log.h"
+#include "dataplane/l7/counters.h"
+#include "dataplane/l7/l7_config.h"
+#include "lib/l7/balancer.h"
+
+namespace lb::l7 {
+
+struct ClientConn;
+struct UpstreamConn;
+struct Pollable;
+
+class Worker {
+ public:
+  // `active[p]`: pool p's active-request counts, shared by all workers
+  // (least_connections and random compare across workers); outlives Run().
+  Worker(int id, const RuntimeConfig* config, WorkerCounters* counters,
+         const std::vector<ActiveCounts*>& active);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  absl::Status Open();
+  // Before Run(): where answered requests are logged (null = nowhere).
+  void SetAccessLog(AccessLog* log) { access_log_ = log; }
+  void Run();
+  // Thread-safe. Stop accepting; finish in-flight work until `drain_ms`.
+  void RequestStop(int64_t drain_ms);
+
+ private:
+  friend struct ClientSink;
+  friend struct UpstreamSink;
+
+  // Event handlers.
+  void OnListener(Pollable* p);
+  void OnClient(ClientConn* c, uint32_t ev);
+  void OnUpstream(UpstreamConn* u, uint32_t ev);
+  void OnTick(int64_t now);
+  void BeginDrain();
+
+  // Client side.
+  void ClientRead(ClientConn* c);
+  void ClientPump(ClientConn* c);
+  void PumpLoop(ClientConn* c);
+  void ClientFlush(ClientConn* c);
+  void ClientHead(ClientConn* c);
+  void ClientBody(ClientConn* c, const char* data, size_t n);
+  void ClientRequestDone(ClientConn* c);
+  void LocalResponse(ClientConn* c, int status, const char* body, bool close);
+  void FinishStream(ClientConn* c);
+  void LogRequest(ClientConn* c);
+  void FlushAccessLog();
+  void CloseClient(ClientConn* c);
+  void UpdateClient(ClientConn* c);
+
+  // Upstream side.
+  void StartUpstream(ClientConn* c, std::string pending);
+  void Attach(ClientConn* c, UpstreamConn* u, int backend);
+  void CompleteResponse(UpstreamConn* u, bool no_extra);
+  bool Connect(ClientConn* c, int backend, std::string* pending);
+  void UpstreamConnected(UpstreamConn* u);
+  void UpstreamFailed(UpstreamConn* u, bool connect_failure, const char* why);
+  void UpstreamRead(UpstreamConn* u);
+  void UpstreamFlush(UpstreamConn* u);
+  void UpstreamHead(UpstreamConn* u);
+  void UpstreamBody(UpstreamConn* u, const char* data, size_t n);
+  void UpstreamDone(UpstreamConn* u);
+  void ReleaseUpstream(UpstreamConn* u, bool reusable);
+  void CloseUpstream(UpstreamConn* u);
+  void StartTunnel(UpstreamConn* u, const char* data, size_t n);
+  void TunnelFromClient(ClientConn* c);
+  void TunnelFromUpstream(UpstreamConn* u);
+  void UpdateUpstream(UpstreamConn* u);
+
+  void SetInterest(Pollable* p, uint32_t events);
+  void Graveyard(Pollable* p);
+  int64_t Now() const;
+  std::string NextRequestId();
+  int BackendSlot(int pool, int backend) const { return backend_base_[pool] + backend; }
+
+  const int id_;
+  const RuntimeConfig* const config_;
+  Http1Limits upstream_limits_;
+  WorkerCounters* const counters_;
+  int epfd_ = -1;
+  int wakefd_ = -1;
+  std::vector<std::unique_ptr<Pollable>> listeners_;
+  std::vector<Balancer> balancers_;  // per pool
+  // idle_[pool][backend]: pooled keep-alive upstream connections (LIFO).
+  std::vector<std::vector<std::vector<UpstreamConn*>>> idle_;
+  std::vector<int> backend_base_;  // first backend slot of each pool
+  std::vector<int> route_base_;    // first route slot of each listener
+  std::vector<ClientConn*> clients_;
+  std::vector<UpstreamConn*> upstreams_;
+  std::vector<Pollable*> dead_;
+  std::string scratch_;
+  uint64_t request_seq_ = 0;
+  uint64_t id_seed_ = 0;
+  std::atomic<int64_t> stop_deadline_ns_{0};  // 0 = running
+  bool draining_ = false;
+  AccessLog* access_log_ = nullptr;
+  std::string log_buf_;  // lines not yet handed to the writer thread
+  uint64_t log_lines_ = 0;
+};
+
+}  // namespace lb::l7
+
+#endif  // LB_DATAPLANE_L7_WORKER_H_

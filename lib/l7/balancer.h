@@ -1,0 +1,129 @@
+// Backend selection for one lb-l7 pool, in one worker (shared-nothing: each
+// worker has its own Balancer per pool, so no lock on the request path).
+// The one cross-worker state is the active-request count per backend that
+// least_connections, weighted_least_connections and random compare: when
+// the workers pass the same ActiveCounts, each request adds and removes
+// itself there with a relaxed atomic (a count, it publishes no other memory;
+// a pick may see another worker's request a moment late, which only makes
+// the choice slightly less exact). Without it the counts are per worker.
+//
+// Algorithms (the names of the classic API's PUT /config/algorithm):
+//   - kRoundRobin: next available backend in order, weights ignored.
+//   - kWeightedRoundRobin: smooth weighted round robin (nginx
+//     ngx_http_upstream_round_robin.c): each pick adds every weight to its
+//     backend's current value, takes the largest, subtracts the total. With
+//     weights 5,1,1 the order is a a b a c a a (no burst of five a's).
+//   - kLeastConnections: fewest active requests; ties go round robin.
+//   - kWeightedLeastConnections: fewest active requests per unit of weight
+//     (active_a * weight_b < active_b * weight_a); ties go round robin.
+//   - kIpHash: hash of the client address over all backends; an unavailable
+//     one falls through to the next available (stable while all are up).
+//   - kRandom: power of two choices (Mitzenmacher): two random available
+//     backends, the one with fewer active requests.
+// Weight 0 takes a backend out of every algorithm.
+//
+// Passive health (outlier detection, Envoy-like): `consecutive_failures`
+// connect failures in a row eject a backend for `eject_ns`; any success
+// resets the count. After the ejection one more failure ejects it again.
+// The same, counted apart, for `consecutive_5xx` answers >= 500 in a row
+// (off unless configured).
+//
+// Pick() returns -1 when no backend is available (the proxy answers 503).
+// Threads: one worker thread per instance.
+#ifndef LB_LIB_L7_BALANCER_H_
+#define LB_LIB_L7_BALANCER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/types/span.h"
+
+namespace lb::l7 {
+
+enum class BalanceAlgorithm {
+  kRoundRobin,
+  kWeightedRoundRobin,
+  kLeastConnections,
+  kWeightedLeastConnections,
+  kIpHash,
+  kRandom,
+};
+
+// Active requests per backend of one pool, shared by every worker's
+// Balancer of that pool. Each slot on its own cache line: backends are
+// counted by different workers at once.
+class ActiveCounts {
+ public:
+  explicit ActiveCounts(size_t n) : slots_(new Slot[n]) {}
+  void Add(int b, int32_t d) { slots_[b].v.fetch_add(d, std::memory_order_relaxed); }
+  int32_t Get(int b) const { return slots_[b].v.load(std::memory_order_relaxed); }
+
+ private:
+  struct alignas(64) Slot {
+    std::atomic<int32_t> v{0};
+  };
+  std::unique_ptr<Slot[]> slots_;
+};
+
+struct PassiveHealth {
+  uint32_t consecutive_failures = 3;  // 0 = never eject
+  int64_t eject_ns = 10'000'000'000;
+  uint32_t consecutive_5xx = 0;  // answers >= 500 in a row that eject; 0 = never
+};
+
+class Balancer {
+ public:
+  // `shared`: counts shared with the other workers' Balancers of this pool
+  // (may be null; must outlive this Balancer).
+  Balancer(BalanceAlgorithm algorithm, std::vector<uint32_t> weights, PassiveHealth health,
+           uint64_t seed, ActiveCounts* shared = nullptr);
+
+  // A backend for a new request, avoiding those in `exclude` (already tried
+  // by this request). `client_hash` feeds kIpHash.
+  int Pick(uint64_t client_hash, int64_t now_ns, absl::Span<const int> exclude = {});
+
+  void OnConnectFailure(int b, int64_t now_ns);
+  void OnConnectSuccess(int b);
+  // A complete answer from `b`: 5xx runs count towards consecutive_5xx.
+  void OnResponse(int b, int status, int64_t now_ns);
+  // Active request accounting (least_connections, random).
+  void Begin(int b) {
+    ++backends_[b].active;
+    if (shared_ != nullptr) shared_->Add(b, 1);
+  }
+  void End(int b) {
+    --backends_[b].active;
+    if (shared_ != nullptr) shared_->Add(b, -1);
+  }
+
+  bool Available(int b, int64_t now_ns) const;
+  int size() const { return static_cast<int>(backends_.size()); }
+  // Active requests on `b`: across workers when counts are shared.
+  int32_t active(int b) const { return shared_ != nullptr ? shared_->Get(b) : backends_[b].active; }
+  bool ejected(int b, int64_t now_ns) const { return backends_[b].ejected_until > now_ns; }
+
+ private:
+  struct State {
+    uint32_t weight = 1;
+    int64_t current = 0;  // smooth WRR
+    int32_t active = 0;
+    uint32_t failures = 0;
+    uint32_t errors_5xx = 0;
+    int64_t ejected_until = 0;
+  };
+  bool Usable(int b, int64_t now_ns, absl::Span<const int> exclude) const;
+  uint64_t NextRandom();
+
+  BalanceAlgorithm algorithm_;
+  PassiveHealth health_;
+  std::vector<State> backends_;
+  ActiveCounts* shared_;
+  uint32_t rr_next_ = 0;
+  uint64_t rng_;
+};
+
+}  // namespace lb::l7
+
+#endif  // LB_LIB_L7_BALANCER_H_

@@ -1,0 +1,517 @@
+#include "lib/l7/http1.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace lb::l7 {
+namespace {
+
+// RFC 9110 §5.6.2 tchar.
+bool IsTchar(unsigned char c) {
+  if (absl::ascii_isalnum(c)) return true;
+  return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != 0;
+}
+
+// Characters of a Host value we accept: reg-name, IPv4, bracketed IPv6, port.
+bool IsHostChar(unsigned char c) {
+  return absl::ascii_isalnum(c) || c == '-' || c == '.' || c == ':' || c == '[' || c == ']' ||
+         c == '_' || c == '~';
+}
+
+absl::string_view Trim(absl::string_view s) { return absl::StripAsciiWhitespace(s); }
+
+// "host:80" and "host" name the same authority for http; compare without a
+// default port.
+std::string NormalizeAuthority(absl::string_view a, absl::string_view scheme) {
+  std::string s(a);
+  AsciiLower(&s);
+  const absl::string_view def = scheme == "https" ? ":443" : ":80";
+  if (absl::EndsWith(s, def) && s.find(']', s.size() - def.size()) == std::string::npos) {
+    s.resize(s.size() - def.size());
+  }
+  return s;
+}
+
+}  // namespace
+
+void AsciiLower(std::string* s) {
+  for (char& c : *s) c = absl::ascii_tolower(static_cast<unsigned char>(c));
+}
+
+const std::string* MessageHead::Find(absl::string_view name) const {
+  for (const HeaderField& h : headers) {
+    if (absl::EqualsIgnoreCase(h.name, name)) return &h.value;
+  }
+  return nullptr;
+}
+
+void MessageHead::Clear() {
+  method.clear();
+  target.clear();
+  origin_form.clear();
+  host.clear();
+  status = 0;
+  reason.clear();
+  major = minor = 1;
+  headers.clear();
+  chunked = false;
+  content_length = -1;
+  keep_alive = true;
+  body_until_close = false;
+  upgrade = false;
+}
+
+Http1Parser::Http1Parser(Kind kind, const Http1Limits& limits) : kind_(kind), limits_(limits) {
+  http_parser_settings_init(&settings_);
+  settings_.on_url = &OnUrl;
+  settings_.on_status = &OnStatus;
+  settings_.on_header_field = &OnHeaderField;
+  settings_.on_header_value = &OnHeaderValue;
+  settings_.on_headers_complete = &OnHeadersComplete;
+  settings_.on_body = &OnBodyCb;
+  settings_.on_message_complete = &OnMessageComplete;
+  Reset();
+}
+
+void Http1Parser::Reset() {
+  http_parser_init(&parser_, kind_ == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE);
+  parser_.data = this;
+  phase_ = Phase::kHead;
+  error_ = Http1Error::kNone;
+  detail_.clear();
+  head_buf_.clear();
+  scan_from_ = 0;
+  leading_skipped_ = 0;
+  first_line_done_ = false;
+  head_.Clear();
+  in_value_ = false;
+  headers_done_ = false;
+  message_done_ = false;
+  request_was_head_ = false;
+  body_bytes_ = 0;
+  sink_ = nullptr;
+}
+
+int Http1Parser::status() const {
+  const bool req = kind_ == Kind::kRequest;
+  switch (error_) {
+    case Http1Error::kNone:
+      return 0;
+    case Http1Error::kBadRequest:
+      return req ? 400 : 502;
+    case Http1Error::kHeaderTooLarge:
+      return req ? 431 : 502;
+    case Http1Error::kUriTooLong:
+      return 414;
+    case Http1Error::kBodyTooLarge:
+      return req ? 413 : 502;
+    case Http1Error::kNotImplemented:
+      return req ? 501 : 502;
+    case Http1Error::kBadVersion:
+      return req ? 505 : 502;
+  }
+  return 400;
+}
+
+bool Http1Parser::Fail(Http1Error e, absl::string_view detail) {
+  if (error_ == Http1Error::kNone) {
+    error_ = e;
+    detail_ = std::string(detail);
+  }
+  phase_ = Phase::kError;
+  return false;
+}
+
+size_t Http1Parser::Feed(const char* data, size_t n, Http1Sink* sink) {
+  switch (phase_) {
+    case Phase::kHead:
+      return FeedHead(data, n, sink);
+    case Phase::kDone:
+    case Phase::kError:
+      return 0;
+    case Phase::kBody:
+      break;
+  }
+  if (n == 0) return 0;
+  sink_ = sink;
+  const size_t used = http_parser_execute(&parser_, &settings_, data, n);
+  sink_ = nullptr;
+  const http_errno err = HTTP_PARSER_ERRNO(&parser_);
+  if (phase_ == Phase::kError) return used;  // a callback failed (limit)
+  if (err != HPE_OK && err != HPE_PAUSED) {
+    Fail(Http1Error::kBadRequest, http_errno_name(err));
+    return used;
+  }
+  if (message_done_) {
+    phase_ = Phase::kDone;
+    sink->OnComplete();
+  }
+  return used;
+}
+
+bool Http1Parser::FeedEof(Http1Sink* sink) {
+  if (phase_ != Phase::kBody) {
+    if (phase_ == Phase::kHead && !head_buf_.empty())
+      Fail(Http1Error::kBadRequest, "truncated head");
+    return false;
+  }
+  sink_ = sink;
+  http_parser_execute(&parser_, &settings_, nullptr, 0);
+  sink_ = nullptr;
+  if (message_done_) {
+    phase_ = Phase::kDone;
+    sink->OnComplete();
+    return true;
+  }
+  Fail(Http1Error::kBadRequest, "truncated body");
+  return false;
+}
+
+size_t Http1Parser::FeedHead(const char* data, size_t n, Http1Sink* sink) {
+  size_t skipped = 0;
+  // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before
+  // the request line (left over after a body by old clients).
+  // Counted across calls, so the answer does not depend on segmentation.
+  while (head_buf_.empty() && skipped < n && leading_skipped_ < 4 &&
+         (data[skipped] == '\r' || data[skipped] == '\n')) {
+    ++skipped;
+    ++leading_skipped_;
+  }
+  data += skipped;
+  n -= skipped;
+  const size_t old = head_buf_.size();
+  // Never hold more than the limit (plus the terminator) of a head.
+  const size_t room = limits_.max_header_bytes + 4 > old ? limits_.max_header_bytes + 4 - old : 0;
+  head_buf_.append(data, std::min(n, room));
+  const size_t from = scan_from_ >= 3 ? scan_from_ - 3 : 0;
+  const size_t end = head_buf_.find("\r\n\r\n", from);
+  // One pass over the new bytes, in order, so that which refusal wins does
+  // not depend on how the bytes were segmented: a bare LF (it never ends a
+  // head we look for, CRLF CRLF: refused at once rather than at the header
+  // timeout) and a request line that is already too long (414). Bytes after
+  // the head (the body) are not looked at.
+  const size_t scan_end = end == std::string::npos ? head_buf_.size() : end;
+  for (size_t i = old; i < scan_end; ++i) {
+    if (head_buf_[i] == '\n') {
+      if (i == 0 || head_buf_[i - 1] != '\r') {
+        Fail(Http1Error::kBadRequest, "bare LF in head");
+        return skipped + (head_buf_.size() - old);
+      }
+      first_line_done_ = true;
+    }
+    if (!first_line_done_ && kind_ == Kind::kRequest && i >= limits_.max_uri_bytes + 32) {
+      Fail(Http1Error::kUriTooLong, "request line too long");
+      return skipped + (head_buf_.size() - old);
+    }
+  }
+  if (end == std::string::npos) {
+    scan_from_ = head_buf_.size();
+    if (head_buf_.size() > limits_.max_header_bytes) {
+      Fail(Http1Error::kHeaderTooLarge, "header section too large");
+    }
+    return skipped + (head_buf_.size() - old);
+  }
+  head_buf_.resize(end + 4);
+  const size_t used = skipped + (head_buf_.size() - old);
+  if (head_buf_.size() > limits_.max_header_bytes) {
+    Fail(Http1Error::kHeaderTooLarge, "header section too large");
+    return used;
+  }
+  if (!ScanHead()) return used;
+
+  sink_ = sink;
+  const size_t parsed =
+      http_parser_execute(&parser_, &settings_, head_buf_.data(), head_buf_.size());
+  sink_ = nullptr;
+  if (phase_ == Phase::kError) return used;
+  const http_errno err = HTTP_PARSER_ERRNO(&parser_);
+  if ((err != HPE_OK && err != HPE_PAUSED) || !headers_done_ ||
+      (parsed != head_buf_.size() && !message_done_)) {
+    Fail(Http1Error::kBadRequest, err != HPE_OK ? http_errno_name(err) : "incomplete head");
+    return used;
+  }
+  if (!CheckFraming()) return used;
+  if (kind_ == Kind::kRequest && !CheckRequestHead()) return used;
+  phase_ = message_done_ ? Phase::kDone : Phase::kBody;
+  sink->OnHead(head_);
+  if (message_done_) sink->OnComplete();
+  return used;
+}
+
+bool Http1Parser::ScanHead() {
+  const absl::string_view h = head_buf_;
+  size_t fields = 0;
+  size_t pos = 0;
+  bool first = true;
+  while (pos < h.size()) {
+    const size_t eol = h.find('\n', pos);
+    if (eol == absl::string_view::npos || eol == pos || h[eol - 1] != '\r') {
+      return Fail(Http1Error::kBadRequest, "bare LF or CR in head");
+    }
+    const absl::string_view line = h.substr(pos, eol - 1 - pos);
+    pos = eol + 1;
+    if (line.find('\r') != absl::string_view::npos) {
+      return Fail(Http1Error::kBadRequest, "bare CR in head");
+    }
+    if (line.empty()) {
+      // Only the end of the head; an empty first line means more empty
+      // lines before the request line than we skip, and http-parser would
+      // skip them too and parse a head these checks never saw.
+      if (first) return Fail(Http1Error::kBadRequest, "empty lines before the start line");
+      break;
+    }
+    if (first) {
+      first = false;
+      for (unsigned char c : line) {
+        if (c < 0x20 || c == 0x7f) {
+          return Fail(Http1Error::kBadRequest, "control character in start line");
+        }
+      }
+      if (!CheckStartLine(line)) return false;
+      continue;
+    }
+    if (line[0] == ' ' || line[0] == '\t') {
+      return Fail(Http1Error::kBadRequest, "obs-fold");
+    }
+    const size_t colon = line.find(':');
+    if (colon == absl::string_view::npos || colon == 0) {
+      return Fail(Http1Error::kBadRequest, "field without name or colon");
+    }
+    for (size_t i = 0; i < colon; ++i) {
+      if (!IsTchar(static_cast<unsigned char>(line[i]))) {
+        return Fail(Http1Error::kBadRequest, line[i] == ' ' || line[i] == '\t'
+                                                 ? "whitespace before colon"
+                                                 : "bad character in field name");
+      }
+    }
+    for (size_t i = colon + 1; i < line.size(); ++i) {
+      const unsigned char c = static_cast<unsigned char>(line[i]);
+      if ((c < 0x20 && c != '\t') || c == 0x7f) {
+        return Fail(Http1Error::kBadRequest, "control character in field value");
+      }
+    }
+    if (++fields > limits_.max_header_count) {
+      return Fail(Http1Error::kHeaderTooLarge, "too many header fields");
+    }
+  }
+  return true;
+}
+
+// The start line's shape, exactly (the Debian build of http-parser lets
+// some of it through, e.g. "H^TP/1.0"): request-line = method SP target SP
+// HTTP-version (RFC 9112 §3), status-line = HTTP-version SP 3DIGIT [SP reason].
+bool Http1Parser::CheckStartLine(absl::string_view line) {
+  auto is_version = [](absl::string_view v) {
+    return v.size() == 8 && absl::StartsWith(v, "HTTP/") && absl::ascii_isdigit(v[5]) &&
+           v[6] == '.' && absl::ascii_isdigit(v[7]);
+  };
+  if (kind_ == Kind::kRequest) {
+    const size_t sp1 = line.find(' ');
+    if (sp1 == 0 || sp1 == absl::string_view::npos) {
+      return Fail(Http1Error::kBadRequest, "request line without method and target");
+    }
+    const size_t sp2 = line.find(' ', sp1 + 1);
+    for (size_t i = 0; i < sp1; ++i) {
+      if (!IsTchar(static_cast<unsigned char>(line[i]))) {
+        return Fail(Http1Error::kBadRequest, "bad method");
+      }
+    }
+    if (sp2 == absl::string_view::npos) {
+      return Fail(Http1Error::kBadRequest, "HTTP/0.9 request line");  // "GET /" alone
+    }
+    if (sp2 == sp1 + 1 || line.find(' ', sp2 + 1) != absl::string_view::npos ||
+        !is_version(line.substr(sp2 + 1))) {
+      return Fail(Http1Error::kBadRequest, "malformed request line");
+    }
+    return true;
+  }
+  if (line.size() < 12 || !is_version(line.substr(0, 8)) || line[8] != ' ' ||
+      !absl::ascii_isdigit(line[9]) || !absl::ascii_isdigit(line[10]) ||
+      !absl::ascii_isdigit(line[11]) || (line.size() > 12 && line[12] != ' ')) {
+    return Fail(Http1Error::kBadRequest, "malformed status line");
+  }
+  return true;
+}
+
+bool Http1Parser::CheckFraming() {
+  int cl = 0, te = 0;
+  for (HeaderField& f : head_.headers) {
+    f.value = std::string(Trim(f.value));
+    if (absl::EqualsIgnoreCase(f.name, "content-length")) {
+      ++cl;
+      uint64_t v = 0;
+      if (f.value.empty() || f.value.size() > 18 ||
+          !std::all_of(f.value.begin(), f.value.end(), absl::ascii_isdigit) ||
+          !absl::SimpleAtoi(f.value, &v)) {
+        return Fail(Http1Error::kBadRequest, "malformed Content-Length");
+      }
+      head_.content_length = static_cast<int64_t>(v);
+    } else if (absl::EqualsIgnoreCase(f.name, "transfer-encoding")) {
+      ++te;
+      if (!absl::EqualsIgnoreCase(f.value, "chunked")) {
+        // RFC 9112 §6.1 allows 501 here; a proxy cannot tell an unknown
+        // coding from an obfuscated "chunked" meant for the next hop, so it
+        // is refused as bad framing.
+        return Fail(Http1Error::kBadRequest, "transfer coding other than chunked");
+      }
+    }
+  }
+  if (cl > 1) return Fail(Http1Error::kBadRequest, "several Content-Length");
+  if (te > 1) return Fail(Http1Error::kBadRequest, "several Transfer-Encoding");
+  if (cl && te) return Fail(Http1Error::kBadRequest, "Content-Length with Transfer-Encoding");
+  if (te && head_.major == 1 && head_.minor == 0 && kind_ == Kind::kRequest) {
+    return Fail(Http1Error::kBadRequest, "Transfer-Encoding in HTTP/1.0");
+  }
+  head_.chunked = te > 0;
+  if (kind_ == Kind::kRequest && limits_.max_body_bytes != 0 && head_.content_length > 0 &&
+      static_cast<uint64_t>(head_.content_length) > limits_.max_body_bytes) {
+    return Fail(Http1Error::kBodyTooLarge, "Content-Length over the body limit");
+  }
+  if (kind_ == Kind::kResponse) {
+    head_.body_until_close = !head_.chunked && head_.content_length < 0 && !request_was_head_ &&
+                             head_.status >= 200 && head_.status != 204 && head_.status != 304;
+  }
+  return true;
+}
+
+bool Http1Parser::CheckRequestHead() {
+  if (head_.major == 0) return Fail(Http1Error::kBadRequest, "HTTP/0.9");
+  if (head_.major != 1) return Fail(Http1Error::kBadVersion, "HTTP version not 1.x");
+  if (parser_.method == HTTP_CONNECT) return Fail(Http1Error::kNotImplemented, "CONNECT");
+  int hosts = 0;
+  std::string host;
+  for (const HeaderField& f : head_.headers) {
+    if (absl::EqualsIgnoreCase(f.name, "host")) {
+      ++hosts;
+      host = f.value;
+    }
+  }
+  if (hosts > 1) return Fail(Http1Error::kBadRequest, "several Host");
+  if (hosts == 0 && head_.minor >= 1) return Fail(Http1Error::kBadRequest, "HTTP/1.1 without Host");
+  if (hosts == 1 && host.empty()) return Fail(Http1Error::kBadRequest, "empty Host");
+  for (unsigned char c : host) {
+    if (!IsHostChar(c)) return Fail(Http1Error::kBadRequest, "bad character in Host");
+  }
+  AsciiLower(&host);
+  const std::string& t = head_.target;
+  if (t.size() > limits_.max_uri_bytes) return Fail(Http1Error::kUriTooLong, "target too long");
+  if (!t.empty() && t[0] == '/') {
+    head_.origin_form = t;
+  } else if (t == "*") {
+    if (parser_.method != HTTP_OPTIONS) return Fail(Http1Error::kBadRequest, "* target");
+    head_.origin_form = t;
+  } else {
+    http_parser_url u;
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(t.data(), t.size(), 0, &u) != 0 ||
+        !(u.field_set & (1 << UF_SCHEMA)) || !(u.field_set & (1 << UF_HOST)) ||
+        (u.field_set & (1 << UF_USERINFO))) {
+      return Fail(Http1Error::kBadRequest, "target neither origin-form nor absolute-form");
+    }
+    std::string scheme = t.substr(u.field_data[UF_SCHEMA].off, u.field_data[UF_SCHEMA].len);
+    AsciiLower(&scheme);
+    if (scheme != "http" && scheme != "https") return Fail(Http1Error::kBadRequest, "scheme");
+    // Authority: from the host to the end of the port (brackets of an IPv6
+    // literal included).
+    const size_t a_begin = t.find("//") + 2;
+    size_t a_end = t.find_first_of("/?#", a_begin);
+    if (a_end == std::string::npos) a_end = t.size();
+    const std::string authority = NormalizeAuthority(t.substr(a_begin, a_end - a_begin), scheme);
+    if (authority.empty()) return Fail(Http1Error::kBadRequest, "empty authority");
+    for (unsigned char c : authority) {
+      if (!IsHostChar(c)) return Fail(Http1Error::kBadRequest, "bad character in authority");
+    }
+    if (hosts == 1 && NormalizeAuthority(host, scheme) != authority) {
+      return Fail(Http1Error::kBadRequest, "Host disagrees with absolute-form target");
+    }
+    host = authority;
+    head_.origin_form = a_end < t.size() && t[a_end] != '#' ? t.substr(a_end) : "/";
+    if (head_.origin_form[0] == '?') head_.origin_form.insert(0, "/");
+    const size_t hash = head_.origin_form.find('#');
+    if (hash != std::string::npos) head_.origin_form.resize(hash);
+  }
+  head_.host = host;
+  head_.upgrade = parser_.upgrade && parser_.method == HTTP_GET && !head_.chunked &&
+                  head_.content_length <= 0 && head_.Find("upgrade") != nullptr;
+  return true;
+}
+
+int Http1Parser::OnUrl(http_parser* p, const char* at, size_t n) {
+  auto* self = static_cast<Http1Parser*>(p->data);
+  self->head_.target.append(at, n);
+  if (self->head_.target.size() > self->limits_.max_uri_bytes) {
+    self->Fail(Http1Error::kUriTooLong, "target too long");
+    return -1;
+  }
+  return 0;
+}
+
+int Http1Parser::OnStatus(http_parser* p, const char* at, size_t n) {
+  static_cast<Http1Parser*>(p->data)->head_.reason.append(at, n);
+  return 0;
+}
+
+int Http1Parser::OnHeaderField(http_parser* p, const char* at, size_t n) {
+  auto* self = static_cast<Http1Parser*>(p->data);
+  if (self->headers_done_) return 0;  // trailer: dropped
+  if (self->in_value_ || self->head_.headers.empty()) {
+    self->head_.headers.emplace_back();
+    self->in_value_ = false;
+  }
+  self->head_.headers.back().name.append(at, n);
+  return 0;
+}
+
+int Http1Parser::OnHeaderValue(http_parser* p, const char* at, size_t n) {
+  auto* self = static_cast<Http1Parser*>(p->data);
+  if (self->headers_done_) return 0;
+  if (self->head_.headers.empty()) return -1;
+  self->in_value_ = true;
+  self->head_.headers.back().value.append(at, n);
+  return 0;
+}
+
+int Http1Parser::OnHeadersComplete(http_parser* p) {
+  auto* self = static_cast<Http1Parser*>(p->data);
+  MessageHead& h = self->head_;
+  self->headers_done_ = true;
+  h.major = p->http_major;
+  h.minor = p->http_minor;
+  h.keep_alive = http_should_keep_alive(p) != 0;
+  if (self->kind_ == Kind::kRequest) {
+    h.method = http_method_str(static_cast<http_method>(p->method));
+  } else {
+    h.status = p->status_code;
+    // A response to HEAD has no body whatever its head says.
+    if (self->request_was_head_) return 1;
+  }
+  return 0;
+}
+
+int Http1Parser::OnBodyCb(http_parser* p, const char* at, size_t n) {
+  auto* self = static_cast<Http1Parser*>(p->data);
+  self->body_bytes_ += n;
+  if (self->kind_ == Kind::kRequest && self->limits_.max_body_bytes != 0 &&
+      self->body_bytes_ > self->limits_.max_body_bytes) {
+    self->Fail(Http1Error::kBodyTooLarge, "body over the limit");
+    return -1;
+  }
+  if (self->sink_ != nullptr) self->sink_->OnBody(at, n);
+  return 0;
+}
+
+int Http1Parser::OnMessageComplete(http_parser* p) {
+  auto* self = static_cast<Http1Parser*>(p->data);
+  self->message_done_ = true;
+  // One message per Feed: pipelined bytes stay with the caller until this
+  // request is answered (responses go out in order).
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+}  // namespace lb::l7

@@ -1,0 +1,179 @@
+// Strict HTTP/1.x message framing for lb-l7, over Debian's http-parser 2.9
+// (the kept parser; we never parse HTTP/1 by hand). This file adds the
+// refusals a proxy needs on top of it (HAProxy-style: refuse ambiguous
+// framing before any byte goes upstream) and turns its callbacks into a
+// head / body / complete sequence.
+//
+// Contract:
+//   - A message is fed as bytes in any segmentation; Feed() consumes what it
+//     may and returns how many bytes it took. It stops after a complete
+//     message (pipelined bytes stay with the caller) and takes at most the
+//     `n` bytes offered, so the caller bounds how much body moves per call
+//     (back-pressure).
+//   - The head is collected whole (bounded by Limits::max_header_bytes) and
+//     checked before http-parser sees it: no obs-fold, no whitespace before a
+//     colon, no control character or NUL in a value, CRLF line ends only, at
+//     most max_header_count fields, request line within max_uri_bytes. Then
+//     http-parser (strict build) parses it, and the head is checked again for
+//     framing: Content-Length with Transfer-Encoding, several or malformed
+//     Content-Length, Transfer-Encoding other than exactly "chunked" (400, not
+//     501: it may be an obfuscated "chunked"), several
+//     or missing (HTTP/1.1) Host, HTTP/0.9 or a major version other than 1,
+//     a target that is neither origin-form nor absolute-form (asterisk-form for
+//     OPTIONS), an absolute-form authority that disagrees with Host.
+//   - Body bytes reach the sink decoded (chunk framing removed); the proxy
+//     re-frames them, so framing the client chose never reaches a backend.
+//     Trailers are dropped.
+//
+// Failures: Feed() returns with error() != kNone and status() the HTTP code
+// to answer (400, 413, 414, 431, 501, 505; 502 for a response). After an
+// error the parser must be Reset() before use.
+//
+// Threads: an instance belongs to one connection of one worker.
+#ifndef LB_LIB_L7_HTTP1_H_
+#define LB_LIB_L7_HTTP1_H_
+
+#include <http_parser.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace lb::l7 {
+
+struct Http1Limits {
+  size_t max_header_bytes = 16384;              // request line + fields + CRLFs: 431 above
+  size_t max_header_count = 100;                // 431 above
+  size_t max_uri_bytes = 8192;                  // request target: 414 above
+  uint64_t max_body_bytes = uint64_t{1} << 30;  // decoded body: 413 above; 0 = no limit
+};
+
+struct HeaderField {
+  std::string name;   // as received (case kept), validated token
+  std::string value;  // leading/trailing OWS removed
+};
+
+// The head of a request or response, as parsed and checked.
+struct MessageHead {
+  // Request.
+  std::string method;
+  std::string target;       // as received
+  std::string origin_form;  // path + query to send upstream
+  std::string host;         // Host (or absolute-form authority), lowercased, port kept
+  // Response.
+  int status = 0;
+  std::string reason;
+  // Both.
+  int major = 1, minor = 1;
+  std::vector<HeaderField> headers;
+  bool chunked = false;
+  int64_t content_length = -1;    // -1: none
+  bool keep_alive = true;         // http_should_keep_alive
+  bool body_until_close = false;  // response with neither length nor chunked
+  // Request: a bodyless GET with Upgrade and Connection: upgrade (a
+  // WebSocket handshake); after a 101 the connection becomes a tunnel.
+  bool upgrade = false;
+
+  // The first value of header `name` (case-insensitive), or nullptr.
+  const std::string* Find(absl::string_view name) const;
+  void Clear();
+};
+
+enum class Http1Error {
+  kNone,
+  kBadRequest,      // 400 (502 for a response)
+  kHeaderTooLarge,  // 431
+  kUriTooLong,      // 414
+  kBodyTooLarge,    // 413
+  kNotImplemented,  // 501 (CONNECT, unknown transfer coding)
+  kBadVersion,      // 505
+};
+
+class Http1Sink {
+ public:
+  virtual ~Http1Sink() = default;
+  virtual void OnHead(const MessageHead& head) = 0;
+  virtual void OnBody(const char* data, size_t n) = 0;
+  virtual void OnComplete() = 0;
+};
+
+class Http1Parser {
+ public:
+  enum class Kind { kRequest, kResponse };
+  Http1Parser(Kind kind, const Http1Limits& limits);
+  Http1Parser(const Http1Parser&) = delete;
+  Http1Parser& operator=(const Http1Parser&) = delete;
+
+  // Ready for the next message (keeps buffer capacity).
+  void Reset();
+  // Response parsing only: the request was HEAD (no body follows the head).
+  void SetRequestWasHead(bool v) { request_was_head_ = v; }
+
+  // Consumes bytes of the current message, calling `sink`. Returns the number
+  // of bytes taken (<= n). Stops after OnComplete or on error.
+  size_t Feed(const char* data, size_t n, Http1Sink* sink);
+  // The peer closed: ends a close-delimited response body (OnComplete) or
+  // marks a truncated message as an error. Returns true when that completed
+  // the message.
+  bool FeedEof(Http1Sink* sink);
+
+  bool in_head() const { return phase_ == Phase::kHead; }
+  bool started() const { return phase_ != Phase::kHead || !head_buf_.empty(); }
+  bool complete() const { return phase_ == Phase::kDone; }
+  Http1Error error() const { return error_; }
+  const std::string& error_detail() const { return detail_; }
+  // HTTP status to answer for error(): 400/413/414/431/501/505.
+  int status() const;
+  const MessageHead& head() const { return head_; }
+  // The head, for a caller that keeps it beyond OnHead: swapping it out (and
+  // an old head in) lets both keep their buffers' capacity. Only in or after
+  // OnHead; the parser does not read its head again until Reset().
+  MessageHead* mutable_head() { return &head_; }
+  uint64_t body_bytes() const { return body_bytes_; }
+
+ private:
+  enum class Phase { kHead, kBody, kDone, kError };
+  size_t FeedHead(const char* data, size_t n, Http1Sink* sink);
+  bool Fail(Http1Error e, absl::string_view detail);
+  bool ScanHead();  // lexical checks of head_buf_ before http-parser
+  bool CheckStartLine(absl::string_view line);
+  bool CheckRequestHead();
+  bool CheckFraming();
+
+  static int OnUrl(http_parser* p, const char* at, size_t n);
+  static int OnStatus(http_parser* p, const char* at, size_t n);
+  static int OnHeaderField(http_parser* p, const char* at, size_t n);
+  static int OnHeaderValue(http_parser* p, const char* at, size_t n);
+  static int OnHeadersComplete(http_parser* p);
+  static int OnBodyCb(http_parser* p, const char* at, size_t n);
+  static int OnMessageComplete(http_parser* p);
+
+  const Kind kind_;
+  const Http1Limits limits_;
+  http_parser parser_;
+  http_parser_settings settings_;
+  Phase phase_ = Phase::kHead;
+  Http1Error error_ = Http1Error::kNone;
+  std::string detail_;
+  std::string head_buf_;
+  size_t scan_from_ = 0;          // where to resume looking for CRLFCRLF
+  bool first_line_done_ = false;  // a LF was seen in head_buf_
+  size_t leading_skipped_ = 0;    // empty-line bytes skipped before the request line
+  MessageHead head_;
+  bool in_value_ = false;
+  bool headers_done_ = false;
+  bool message_done_ = false;
+  bool request_was_head_ = false;
+  uint64_t body_bytes_ = 0;
+  Http1Sink* sink_ = nullptr;
+};
+
+// Lowercases ASCII in place.
+void AsciiLower(std::string* s);
+
+}  // namespace lb::l7
+
+#endif  // LB_LIB_L7_HTTP1_H_

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# lb-l7 side by side with HAProxy 2.6 and nginx 1.22 (Debian) as reverse
+# proxies in front of the same nginx backend, on loopback (issue 10,
+# "Performance"). Run by perf/run.sh l7 (release build), or directly:
+#
+#   perf/l7_bench.sh path/to/lb-l7 [seconds_per_run (default 5)]
+#
+# Each proxy runs one worker pinned to CPU 0; wrk (-t1 -c50, keep-alive) and
+# the backend nginx share CPU 1. For every case the three proxies run one
+# after another (interleaved, same client, same backend); the proxy's
+# utime+stime from /proc before and after gives requests per proxy CPU-second.
+# Output, one line per case and proxy, then a ratio line per case:
+#   l7 case=h1_small proxy=lb-l7 req_per_cpu_s=N rps=N p50_ms=N p99_ms=N
+#   l7_vs_haproxy case=h1_small ratio=N
+# and l7_idle_conn_bytes=N (lb-l7 RSS growth / 10,000 idle keep-alive
+# connections, each after one request). Loopback only; everything it starts
+# is stopped and its temp dir removed on exit.
+set -euo pipefail
+LB=$(readlink -f "$1")
+SECS=${2:-5}
+WORK=$(mktemp -d /tmp/l7bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for f in "$WORK"/*.pid; do [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null || true; done
+  sleep 0.3
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+for t in wrk nginx haproxy python3; do
+  command -v $t >/dev/null || { echo "l7_bench: $t missing (scripts/install-deps.sh)" >&2; exit 2; }
+done
+ulimit -n 65536 2>/dev/null || true
+
+BE=18481 LBP=18480 HAP=18482 NGP=18483 ADMIN=18489
+mkdir -p "$WORK/be/html"
+head -c 100 /dev/zero | tr '\0' 'a' > "$WORK/be/html/small"
+head -c 16384 /dev/zero | tr '\0' 'b' > "$WORK/be/html/16k"
+head -c 1048576 /dev/zero | tr '\0' 'c' > "$WORK/be/html/1m"
+common_http="client_body_temp_path $WORK/tmp_body; proxy_temp_path $WORK/tmp_proxy;
+  fastcgi_temp_path $WORK/tmp_fcgi; uwsgi_temp_path $WORK/tmp_uwsgi; scgi_temp_path $WORK/tmp_scgi;
+  access_log off; keepalive_requests 1000000;"
+cat > "$WORK/be.conf" <<EOF
+daemon on; user root; worker_processes 1; worker_cpu_affinity 10; pid $WORK/be.pid;
+error_log $WORK/be.err warn; events { worker_connections 4096; }
+http { $common_http server { listen 127.0.0.1:$BE; root $WORK/be/html; } }
+EOF
+nginx -p "$WORK" -c "$WORK/be.conf" -e "$WORK/be.err"
+
+cat > "$WORK/ng.conf" <<EOF
+daemon on; user root; worker_processes 1; worker_cpu_affinity 01; pid $WORK/ng.pid;
+error_log $WORK/ng.err warn; events { worker_connections 4096; }
+http { $common_http
+  upstream be { server 127.0.0.1:$BE; keepalive 64; }
+  server { listen 127.0.0.1:$NGP;
+    location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection "";
+                 proxy_buffering on; } } }
+EOF
+nginx -p "$WORK" -c "$WORK/ng.conf" -e "$WORK/ng.err"
+
+cat > "$WORK/ha.cfg" <<EOF
+global
+  nbthread 1
+  cpu-map 1/1 0
+  pidfile $WORK/ha.pid
+  daemon
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend f
+  bind 127.0.0.1:$HAP
+  default_backend b
+backend b
+  http-reuse always
+  server s1 127.0.0.1:$BE
+EOF
+haproxy -f "$WORK/ha.cfg"
+
+cat > "$WORK/l7.textproto" <<EOF
+listeners { name: "bench" address: "127.0.0.1" port: $LBP default_pool: "be" }
+pools { name: "be" backends { address: "127.0.0.1" port: $BE } max_idle_per_backend: 64 }
+EOF
+taskset -c 0 "$LB" --config "$WORK/l7.textproto" --workers 1 --admin_port $ADMIN \
+  > "$WORK/l7.log" 2>&1 &
+LBPID=$!
+PIDS+=("$LBPID")
+sleep 0.5
+grep -q "lb-l7 ready" "$WORK/l7.log" || { cat "$WORK/l7.log"; exit 1; }
+
+# CPU ticks of a proxy: the pid and its children (nginx/haproxy workers).
+ticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo $total
+}
+HZ=$(getconf CLK_TCK)
+to_ms() {  # wrk latency "1.23ms" / "850.00us" / "1.02s" -> ms
+  python3 -c "import sys,re; v=sys.argv[1]; m=re.match(r'([0-9.]+)(us|ms|s)',v); \
+f={'us':0.001,'ms':1,'s':1000}[m.group(2)]; print(round(float(m.group(1))*f,3))" "$1"
+}
+
+declare -A RATE
+run_case() {  # case path
+  local c=$1 path=$2 name port pid t0 t1 out rps p50 p99 cpu
+  for name in lb-l7 haproxy nginx; do
+    case $name in
+      lb-l7) port=$LBP pid=$LBPID ;;
+      haproxy) port=$HAP pid=$(cat "$WORK/ha.pid") ;;
+      nginx) port=$NGP pid=$(cat "$WORK/ng.pid") ;;
+    esac
+    taskset -c 1 wrk -t1 -c50 -d1s "http://127.0.0.1:$port$path" > /dev/null  # warm
+    t0=$(ticks "$pid")
+    out=$(taskset -c 1 wrk -t1 -c50 -d"${SECS}s" --latency "http://127.0.0.1:$port$path")
+    t1=$(ticks "$pid")
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+    if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
+      echo "l7_bench: $name $c: $(grep -E 'Non-2xx|Socket errors' <<<"$out")" >&2
+    fi
+    cpu=$(python3 -c "print(max(($t1 - $t0) / $HZ, 0.01))")
+    RATE[$c,$name]=$(python3 -c "print(int($rps * $SECS / $cpu))")
+    echo "l7 case=$c proxy=$name req_per_cpu_s=${RATE[$c,$name]} rps=${rps%.*} p50_ms=$p50 p99_ms=$p99"
+  done
+  python3 -c "print('l7_vs_haproxy case=$c ratio=%.2f' % (${RATE[$c,lb-l7]} / ${RATE[$c,haproxy]}))"
+  python3 -c "print('l7_vs_nginx case=$c ratio=%.2f' % (${RATE[$c,lb-l7]} / ${RATE[$c,nginx]}))"
+}
+run_case h1_small /small
+run_case h1_16k /16k
+run_case h1_1m /1m
+
+# Memory per idle keep-alive connection at 10,000 connections.
+python3 - "$LBPID" "$LBP" <<'EOF'
+import socket, sys, time
+pid, port = sys.argv[1], int(sys.argv[2])
+def rss():
+    for l in open(f"/proc/{pid}/status"):
+        if l.startswith("VmRSS:"):
+            return int(l.split()[1]) * 1024
+before = rss()
+conns = []
+for _ in range(10000):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /small HTTP/1.1\r\nHost: b\r\n\r\n")
+    got = b""
+    while not got.endswith(b"a" * 100):
+        got += s.recv(4096)
+    conns.append(s)
+time.sleep(0.3)
+print("l7_idle_conn_bytes=%d" % ((rss() - before) // len(conns)))
+EOF

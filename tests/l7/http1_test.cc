@@ -1,0 +1,215 @@
+// lib/l7/http1.h: strict framing. Table of refusals (each names the vector
+// and the status), accepted messages decoded the same whatever the
+// segmentation, one message per Feed (pipelining).
+#include "lib/l7/http1.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace lb::l7 {
+namespace {
+
+struct Collect : Http1Sink {
+  int heads = 0, completes = 0;
+  std::string body;
+  MessageHead head;
+  void OnHead(const MessageHead& h) override {
+    ++heads;
+    head = h;
+  }
+  void OnBody(const char* d, size_t n) override { body.append(d, n); }
+  void OnComplete() override { ++completes; }
+};
+
+// Feeds `in` in pieces of `step` bytes (0 = all at once) until complete or
+// error; returns bytes consumed.
+size_t FeedAll(Http1Parser& p, const std::string& in, Collect* c, size_t step = 0) {
+  size_t off = 0;
+  while (off < in.size() && !p.complete() && p.error() == Http1Error::kNone) {
+    const size_t n = step == 0 ? in.size() - off : std::min(step, in.size() - off);
+    const size_t used = p.Feed(in.data() + off, n, c);
+    off += used;
+    if (used == 0 && n == in.size() - off + used) break;
+  }
+  return off;
+}
+
+struct Refusal {
+  const char* what;
+  std::string bytes;
+  int status;
+};
+
+TEST(Http1Request, RefusesEverySmugglingVectorAndLimit) {
+  Http1Limits lim;
+  lim.max_header_bytes = 512;
+  lim.max_header_count = 5;
+  lim.max_uri_bytes = 64;
+  lim.max_body_bytes = 100;
+  const std::vector<Refusal> cases = {
+      {"CL with TE",
+       "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+       400},
+      {"duplicate CL",
+       "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400},
+      {"CL list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3,3\r\n\r\nabc", 400},
+      {"CL sign", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc", 400},
+      {"CL empty", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n", 400},
+      {"TE not chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+      {"TE list", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400},
+      {"TE twice",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+       "chunked\r\n\r\n",
+       400},
+      {"TE in 1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+      {"bad chunk size", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+       400},
+      {"chunk size overflow",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n",
+       400},
+      {"obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", 400},
+      {"space before colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400},
+      {"tab before colon", "GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", 400},
+      {"NUL in value", std::string("GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", 36), 400},
+      {"CTL in value",
+       "GET / HTTP/1.1\r\nHost: a\r\nX: a\x01"
+       "b\r\n\r\n",
+       400},
+      {"DEL in value", "GET / HTTP/1.1\r\nHost: a\r\nX: a\x7f\r\n\r\n", 400},
+      {"bare CR", "GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", 400},
+      {"bare LF", "GET / HTTP/1.1\nHost: a\n\n", 400},
+      {"no colon", "GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", 400},
+      {"1.1 without Host", "GET / HTTP/1.1\r\nX: y\r\n\r\n", 400},
+      {"two Host", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+      {"empty Host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", 400},
+      {"Host with space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+      {"HTTP/0.9", "GET /\r\n\r\n", 400},
+      {"HTTP/2.0 line", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
+      {"absolute-form host mismatch", "GET http://evil/ HTTP/1.1\r\nHost: good\r\n\r\n", 400},
+      {"absolute-form userinfo", "GET http://u@good/ HTTP/1.1\r\nHost: good\r\n\r\n", 400},
+      {"authority-form GET", "GET good:80 HTTP/1.1\r\nHost: good\r\n\r\n", 400},
+      {"asterisk GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501},
+      // Found by the l7_request fuzzer (fuzz/regressions/l7_request).
+      {"version not HTTP", "GET / H^TP/1.0\r\n\r\n", 400},
+      {"empty userinfo in authority", "GET http://@h/ HTTP/1.0\r\n\r\n", 400},
+      {"head behind many empty lines",
+       "\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n", 400},
+      {"bad method", "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"two spaces", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"space in target", "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"header bytes", "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(600, 'a') + "\r\n\r\n",
+       431},
+      {"header count", "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\n\r\n",
+       431},
+      {"URI length", "GET /" + std::string(100, 'u') + " HTTP/1.1\r\nHost: a\r\n\r\n", 414},
+      {"CL over body limit", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n", 413},
+      {"chunked over body limit",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" +
+           std::string(101, 'x') + "\r\n0\r\n\r\n",
+       413},
+  };
+  for (const Refusal& r : cases) {
+    for (size_t step : {size_t{0}, size_t{1}, size_t{7}}) {
+      Http1Parser p(Http1Parser::Kind::kRequest, lim);
+      Collect c;
+      FeedAll(p, r.bytes, &c, step);
+      EXPECT_NE(p.error(), Http1Error::kNone) << r.what << " (step " << step << ")";
+      EXPECT_EQ(p.status(), r.status) << r.what << " (step " << step << "): " << p.error_detail();
+      EXPECT_EQ(c.completes, 0) << r.what;
+    }
+  }
+}
+
+TEST(Http1Request, ChunkedBodyDecodedWhateverTheSegmentation) {
+  const std::string in =
+      "POST /up?x=1 HTTP/1.1\r\nHost: Example.COM:8080\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nTrailer: x\r\n\r\n";
+  for (size_t step : {size_t{0}, size_t{1}, size_t{3}, size_t{16}}) {
+    Http1Parser p(Http1Parser::Kind::kRequest, Http1Limits{});
+    Collect c;
+    EXPECT_EQ(FeedAll(p, in, &c, step), in.size());
+    ASSERT_EQ(p.error(), Http1Error::kNone) << p.error_detail();
+    EXPECT_TRUE(p.complete());
+    EXPECT_EQ(c.body, "hello world");
+    EXPECT_TRUE(c.head.chunked);
+    EXPECT_EQ(c.head.method, "POST");
+    EXPECT_EQ(c.head.host, "example.com:8080");
+    EXPECT_EQ(c.head.origin_form, "/up?x=1");
+    EXPECT_EQ(c.heads, 1);
+    EXPECT_EQ(c.completes, 1);
+  }
+}
+
+TEST(Http1Request, StopsAfterOneMessageForPipelining) {
+  const std::string one = "GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+  const std::string two = "POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
+  const std::string in = one + two;
+  Http1Parser p(Http1Parser::Kind::kRequest, Http1Limits{});
+  Collect c;
+  EXPECT_EQ(p.Feed(in.data(), in.size(), &c), one.size());
+  EXPECT_TRUE(p.complete());
+  EXPECT_EQ(c.head.origin_form, "/a");
+  p.Reset();
+  Collect c2;
+  size_t off = one.size();
+  while (off < in.size() && !p.complete()) off += p.Feed(in.data() + off, in.size() - off, &c2);
+  EXPECT_EQ(off, in.size());
+  EXPECT_EQ(c2.head.origin_form, "/b");
+  EXPECT_EQ(c2.body, "abc");
+}
+
+TEST(Http1Request, AbsoluteFormBecomesOriginFormWithMatchingHost) {
+  const std::string in = "GET http://Good.test:80/p?q HTTP/1.1\r\nHost: good.test\r\n\r\n";
+  Http1Parser p(Http1Parser::Kind::kRequest, Http1Limits{});
+  Collect c;
+  FeedAll(p, in, &c);
+  ASSERT_EQ(p.error(), Http1Error::kNone) << p.error_detail();
+  EXPECT_EQ(c.head.origin_form, "/p?q");
+  EXPECT_EQ(c.head.host, "good.test");
+}
+
+TEST(Http1Request, Http10WithoutHostAndKeepAlive) {
+  const std::string in = "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+  Http1Parser p(Http1Parser::Kind::kRequest, Http1Limits{});
+  Collect c;
+  FeedAll(p, in, &c);
+  ASSERT_EQ(p.error(), Http1Error::kNone) << p.error_detail();
+  EXPECT_TRUE(c.head.keep_alive);
+  EXPECT_EQ(c.head.minor, 0);
+  EXPECT_EQ(c.head.host, "");
+}
+
+TEST(Http1Response, HeadResponseHasNoBodyAndCloseDelimitedEndsAtEof) {
+  {
+    Http1Parser p(Http1Parser::Kind::kResponse, Http1Limits{});
+    p.SetRequestWasHead(true);
+    Collect c;
+    const std::string in = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+    EXPECT_EQ(p.Feed(in.data(), in.size(), &c), in.size());
+    EXPECT_TRUE(p.complete());
+  }
+  {
+    Http1Parser p(Http1Parser::Kind::kResponse, Http1Limits{});
+    Collect c;
+    const std::string in = "HTTP/1.0 200 OK\r\n\r\nsome body";
+    EXPECT_EQ(FeedAll(p, in, &c), in.size());
+    EXPECT_FALSE(p.complete());
+    EXPECT_TRUE(c.head.body_until_close);
+    EXPECT_TRUE(p.FeedEof(&c));
+    EXPECT_EQ(c.body, "some body");
+  }
+  {
+    Http1Parser p(Http1Parser::Kind::kResponse, Http1Limits{});
+    Collect c;
+    const std::string in = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort";
+    FeedAll(p, in, &c);
+    EXPECT_FALSE(p.FeedEof(&c));  // truncated
+    EXPECT_EQ(p.status(), 502);
+  }
+}
+
+}  // namespace
+}  // namespace lb::l7

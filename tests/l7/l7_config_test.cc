@@ -1,0 +1,92 @@
+// dataplane/l7/l7_config.h: a good config converts with its defaults; a bad
+// one is refused with every offending field named.
+#include "dataplane/l7/l7_config.h"
+
+#include <google/protobuf/text_format.h>
+
+#include "gtest/gtest.h"
+
+namespace lb::l7 {
+namespace {
+
+v1::L7Config Text(const std::string& t) {
+  v1::L7Config c;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(t, &c));
+  return c;
+}
+
+TEST(L7Config, GoodConfigWithDefaults) {
+  auto rc = ValidateL7Config(Text(R"(
+    listeners { name: "l" port: 8080 default_pool: "web"
+      routes { name: "api" hosts: "*.api.test" path { prefix: "/v1/" } pool: "api" } }
+    pools { name: "web" backends { address: "10.0.0.1" port: 80 } }
+    pools { name: "api" algorithm: ALGORITHM_WEIGHTED_ROUND_ROBIN
+      backends { address: "2001:db8::1" port: 8080 weight: 3 } }
+  )"));
+  ASSERT_TRUE(rc.ok()) << rc.status();
+  ASSERT_EQ(rc->listeners.size(), 1u);
+  EXPECT_EQ(rc->listeners[0].addr.text, "0.0.0.0:8080");
+  EXPECT_EQ(rc->listeners[0].route_names, (std::vector<std::string>{"api", "default"}));
+  EXPECT_EQ(rc->pools[1].backends[0].addr.text, "[2001:db8::1]:8080");
+  EXPECT_EQ(rc->pools[1].backends[0].weight, 3u);
+  EXPECT_EQ(rc->pools[1].algorithm, BalanceAlgorithm::kWeightedRoundRobin);
+  EXPECT_EQ(rc->limits.max_header_bytes, 16384u);
+  EXPECT_EQ(rc->timeouts.client_header_ns, 10'000'000'000);
+  EXPECT_EQ(rc->listeners[0].router.Match("x.api.test", "/v1/a", "GET"), 0);
+}
+
+TEST(L7Config, ErrorsNameEveryField) {
+  auto rc = ValidateL7Config(Text(R"(
+    listeners { name: "l" port: 0 address: "nope" default_pool: "missing"
+      routes { name: "r" path { regex: "(" } pool: "web" }
+      routes { name: "r2" pool: "ghost" methods: "get" }
+      routes { name: "r3" pool: "web" headers { name: "X Bad" present: true } headers { name: "a" }
+               request_headers_to_add { name: "Content-Length" value: "1" }
+               response_headers_to_add { name: "X-Ok" value: "a\nb" }
+               request_headers_to_remove: "x-forwarded-for" } }
+    pools { name: "web" algorithm: ALGORITHM_MAGLEV
+      backends { address: "10.0.0.1" port: 70000 weight: 5000 }
+      backends { address: "10.0.0.1.2" port: 80 } }
+    pools { name: "web" }
+    limits { max_header_bytes: 10 }
+    timeouts { idle_ms: 1 }
+  )"));
+  ASSERT_FALSE(rc.ok());
+  const std::string m(rc.status().message());
+  for (const char* want : {
+           "listeners[0].port: 0 is not a port",
+           "listeners[0].address: \"nope\"",
+           "listeners[0].default_pool: no pool named \"missing\"",
+           "listeners[0].routes[1].pool: no pool named \"ghost\"",
+           "listeners[0].routes[1].methods[0]",
+           "pools[0].algorithm: ALGORITHM_MAGLEV is not supported",
+           "pools[0].backends[0].port: 70000 is not a port",
+           "pools[0].backends[0].weight: 5000 out of range",
+           "pools[0].backends[1].address",
+           "pools[1].name: duplicate pool \"web\"",
+           "pools[1].backends: at least one backend",
+           "limits.max_header_bytes: 10 out of range",
+           "timeouts.idle_ms: 1 out of range",
+           "listeners[0].routes[2].headers[0].name: \"X Bad\" is not a field name",
+           "listeners[0].routes[2].headers[1]: set exact or present: true",
+           "listeners[0].routes[2].request_headers_to_add[0].name: \"Content-Length\" is written "
+           "by lb-l7",
+           "listeners[0].routes[2].response_headers_to_add[0].value: control characters",
+           "listeners[0].routes[2].request_headers_to_remove[0]: \"x-forwarded-for\" is written",
+       }) {
+    EXPECT_NE(m.find(want), std::string::npos) << "missing \"" << want << "\" in: " << m;
+  }
+}
+
+TEST(L7Config, RegexErrorNamesListenerAndRoute) {
+  auto rc = ValidateL7Config(Text(R"(
+    listeners { name: "l" port: 80 routes { name: "r" path { regex: "(" } pool: "p" } }
+    pools { name: "p" backends { address: "10.0.0.1" port: 80 } }
+  )"));
+  ASSERT_FALSE(rc.ok());
+  EXPECT_NE(rc.status().message().find("listeners[0]: routes[0].path.regex"), std::string::npos)
+      << rc.status();
+}
+
+}  // namespace
+}  // namespace lb::l7
