@@ -9,6 +9,7 @@
 #define LB_CONTROLPLANE_CLI_ARGUMENTS_H_
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "controlplane/cli/command_line.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/generated_enum_reflection.h"
 
@@ -50,6 +52,27 @@ absl::StatusOr<E> ParseEnum(const std::string& what, const std::string& text,
   }
   return absl::InvalidArgumentError(
       absl::StrCat(what, ": \"", text, "\" is not one of ", absl::StrJoin(names, ", ")));
+}
+
+// A numeric flag and the setter of the message field it fills.
+template <typename Msg>
+struct U32Field {
+  const char* flag;  // without "--"
+  void (Msg::*set)(uint32_t);
+};
+
+// Each flag of `fields` that was given, parsed as a number and set on `msg`,
+// in the order listed; the first bad one is the error ("--flag: ...").
+template <typename Msg>
+absl::Status SetU32Flags(const ParsedArgs& a, std::initializer_list<U32Field<Msg>> fields,
+                         Msg* msg) {
+  for (const U32Field<Msg>& f : fields) {
+    if (!a.Has(f.flag)) continue;
+    auto v = ParseU32(absl::StrCat("--", f.flag), a.Get(f.flag));
+    if (!v.ok()) return v.status();
+    (msg->*f.set)(*v);
+  }
+  return absl::OkStatus();
 }
 
 // The whole file at `path`; `flag` names it in the error.

@@ -59,6 +59,17 @@ class Lbctl {
     return kExitOk;
   }
 
+  // One unary call with the deadline and token; prints the answer as JSON or
+  // through `human`; returns the exit status.
+  template <typename Req, typename Resp, typename Human>
+  int Call(grpc::Status (v1::LoadBalancerAdmin::Stub::*rpc)(grpc::ClientContext*, const Req&,
+                                                            Resp*),
+           const Req& req, Human human) {
+    Resp resp;
+    auto ctx = NewContext();
+    return Show((stub_.get()->*rpc)(ctx.get(), req, &resp), resp, human);
+  }
+
   int VipAdd(const ParsedArgs& a);
   int VipList(const ParsedArgs& a);
   int VipRm(const ParsedArgs& a);

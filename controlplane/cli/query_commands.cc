@@ -13,17 +13,11 @@
 namespace lb::cli {
 
 int Lbctl::Stats(const ParsedArgs& /*a*/) {
-  v1::Stats resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->GetStats(ctx.get(), v1::GetStatsRequest(), &resp);
-  return Show(s, resp, StatsText);
+  return Call(&v1::LoadBalancerAdmin::Stub::GetStats, v1::GetStatsRequest(), StatsText);
 }
 
 int Lbctl::NodeShow(const ParsedArgs& /*a*/) {
-  v1::Node resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->GetNode(ctx.get(), v1::GetNodeRequest(), &resp);
-  return Show(s, resp, NodeText);
+  return Call(&v1::LoadBalancerAdmin::Stub::GetNode, v1::GetNodeRequest(), NodeText);
 }
 
 int Lbctl::NodeSet(const ParsedArgs& a) {
@@ -38,17 +32,11 @@ int Lbctl::NodeSet(const ParsedArgs& a) {
     req.mutable_node()->set_tunnel_source_ipv4(a.Get("tunnel_source_ipv4"));
   if (a.Has("tunnel_source_ipv6"))
     req.mutable_node()->set_tunnel_source_ipv6(a.Get("tunnel_source_ipv6"));
-  v1::Node resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->SetNode(ctx.get(), req, &resp);
-  return Show(s, resp, NodeText);
+  return Call(&v1::LoadBalancerAdmin::Stub::SetNode, req, NodeText);
 }
 
 int Lbctl::Tables(const ParsedArgs& /*a*/) {
-  v1::TablesInfo resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->GetTables(ctx.get(), v1::GetTablesRequest(), &resp);
-  return Show(s, resp, TablesText);
+  return Call(&v1::LoadBalancerAdmin::Stub::GetTables, v1::GetTablesRequest(), TablesText);
 }
 
 int Lbctl::Explain(const ParsedArgs& a) {
@@ -64,10 +52,7 @@ int Lbctl::Explain(const ParsedArgs& a) {
   req.set_dst(dst->host);
   req.set_dst_port(dst->port);
   req.set_protocol(*proto);
-  v1::ExplainResponse resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->Explain(ctx.get(), req, &resp);
-  return Show(s, resp, ExplainText);
+  return Call(&v1::LoadBalancerAdmin::Stub::Explain, req, ExplainText);
 }
 
 int Lbctl::Watch(const ParsedArgs& a) {

@@ -20,22 +20,15 @@ int Lbctl::VipAdd(const ParsedArgs& a) {
   vip->set_protocol(*proto);
   vip->set_pool(a.Get("pool"));
   vip->set_fragment_tolerant(a.Switch("fragment_tolerant"));
-  if (a.Has("id")) {
-    auto id = ParseU32("--id", a.Get("id"));
-    if (!id.ok()) return Usage(id.status().message());
-    vip->set_id(*id);
+  if (absl::Status s = SetU32Flags(a, {{"id", &v1::Vip::set_id}}, vip); !s.ok()) {
+    return Usage(s.message());
   }
-  v1::Vip resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->CreateVip(ctx.get(), req, &resp);
-  return Show(s, resp, VipText);
+  return Call(&v1::LoadBalancerAdmin::Stub::CreateVip, req, VipText);
 }
 
 int Lbctl::VipList(const ParsedArgs& /*a*/) {
-  v1::ListVipsResponse resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->ListVips(ctx.get(), v1::ListVipsRequest(), &resp);
-  return Show(s, resp, [](const v1::ListVipsResponse& r) { return VipsText(r.vips()); });
+  return Call(&v1::LoadBalancerAdmin::Stub::ListVips, v1::ListVipsRequest(),
+              [](const v1::ListVipsResponse& r) { return VipsText(r.vips()); });
 }
 
 int Lbctl::VipRm(const ParsedArgs& a) {
@@ -43,10 +36,7 @@ int Lbctl::VipRm(const ParsedArgs& a) {
   if (!id.ok()) return Usage(id.status().message());
   v1::DeleteVipRequest req;
   req.set_id(*id);
-  v1::DeleteVipResponse resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->DeleteVip(ctx.get(), req, &resp);
-  return Show(s, resp, [](const v1::DeleteVipResponse& r) {
+  return Call(&v1::LoadBalancerAdmin::Stub::DeleteVip, req, [](const v1::DeleteVipResponse& r) {
     return absl::StrCat("removed vip ", r.id(), "\n");
   });
 }
@@ -61,41 +51,29 @@ int Lbctl::PoolAdd(const ParsedArgs& a) {
     pool->set_algorithm(*algo);
   }
   pool->set_sticky_sessions(a.Switch("sticky"));
-  if (a.Has("sticky_ttl")) {
-    auto ttl = ParseU32("--sticky_ttl", a.Get("sticky_ttl"));
-    if (!ttl.ok()) return Usage(ttl.status().message());
-    pool->set_sticky_ttl_seconds(*ttl);
-  }
-  if (a.Has("drain_timeout")) {
-    auto t = ParseU32("--drain_timeout", a.Get("drain_timeout"));
-    if (!t.ok()) return Usage(t.status().message());
-    pool->set_drain_timeout_seconds(*t);
+  if (absl::Status s = SetU32Flags(a,
+                                   {{"sticky_ttl", &v1::Pool::set_sticky_ttl_seconds},
+                                    {"drain_timeout", &v1::Pool::set_drain_timeout_seconds}},
+                                   pool);
+      !s.ok()) {
+    return Usage(s.message());
   }
   if (a.Has("kind")) {
     auto kind = ParseEnum<v1::PoolKind>("--kind", a.Get("kind"), "POOL_KIND_");
     if (!kind.ok()) return Usage(kind.status().message());
     pool->set_kind(*kind);
   }
-  v1::Pool resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->CreatePool(ctx.get(), req, &resp);
-  return Show(s, resp, PoolText);
+  return Call(&v1::LoadBalancerAdmin::Stub::CreatePool, req, PoolText);
 }
 
 int Lbctl::PoolList(const ParsedArgs& /*a*/) {
-  v1::ListPoolsResponse resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->ListPools(ctx.get(), v1::ListPoolsRequest(), &resp);
-  return Show(s, resp, PoolsText);
+  return Call(&v1::LoadBalancerAdmin::Stub::ListPools, v1::ListPoolsRequest(), PoolsText);
 }
 
 int Lbctl::PoolRm(const ParsedArgs& a) {
   v1::DeletePoolRequest req;
   req.set_name(a.positional[0]);
-  v1::DeletePoolResponse resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->DeletePool(ctx.get(), req, &resp);
-  return Show(s, resp, [](const v1::DeletePoolResponse& r) {
+  return Call(&v1::LoadBalancerAdmin::Stub::DeletePool, req, [](const v1::DeletePoolResponse& r) {
     return absl::StrCat("removed pool ", r.name(), "\n");
   });
 }
@@ -107,15 +85,12 @@ int Lbctl::PoolSetAlgorithm(const ParsedArgs& a) {
   req.set_pool(a.positional[0]);
   req.set_algorithm(*algo);
   req.set_sticky_sessions(a.Switch("sticky"));
-  if (a.Has("sticky_ttl")) {
-    auto ttl = ParseU32("--sticky_ttl", a.Get("sticky_ttl"));
-    if (!ttl.ok()) return Usage(ttl.status().message());
-    req.set_sticky_ttl_seconds(*ttl);
+  if (absl::Status s = SetU32Flags(
+          a, {{"sticky_ttl", &v1::SetPoolAlgorithmRequest::set_sticky_ttl_seconds}}, &req);
+      !s.ok()) {
+    return Usage(s.message());
   }
-  v1::Pool resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->SetPoolAlgorithm(ctx.get(), req, &resp);
-  return Show(s, resp, PoolText);
+  return Call(&v1::LoadBalancerAdmin::Stub::SetPoolAlgorithm, req, PoolText);
 }
 
 int Lbctl::PoolSetHealthCheck(const ParsedArgs& a) {
@@ -125,32 +100,23 @@ int Lbctl::PoolSetHealthCheck(const ParsedArgs& a) {
   req.set_pool(a.positional[0]);
   v1::HealthCheck* hc = req.mutable_health_check();
   hc->set_kind(*kind);
-  struct U32Flag {
-    const char* name;
-    void (v1::HealthCheck::*set)(uint32_t);
-  };
-  const U32Flag numbers[] = {
-      {"interval_ms", &v1::HealthCheck::set_interval_ms},
-      {"timeout_ms", &v1::HealthCheck::set_timeout_ms},
-      {"healthy_threshold", &v1::HealthCheck::set_healthy_threshold},
-      {"unhealthy_threshold", &v1::HealthCheck::set_unhealthy_threshold},
-      {"http_max_body_bytes", &v1::HealthCheck::set_http_max_body_bytes},
-      {"min_state_duration_ms", &v1::HealthCheck::set_min_state_duration_ms},
-  };
-  for (const U32Flag& f : numbers) {
-    if (!a.Has(f.name)) continue;
-    auto v = ParseU32(absl::StrCat("--", f.name), a.Get(f.name));
-    if (!v.ok()) return Usage(v.status().message());
-    (hc->*f.set)(*v);
+  if (absl::Status s =
+          SetU32Flags(a,
+                      {{"interval_ms", &v1::HealthCheck::set_interval_ms},
+                       {"timeout_ms", &v1::HealthCheck::set_timeout_ms},
+                       {"healthy_threshold", &v1::HealthCheck::set_healthy_threshold},
+                       {"unhealthy_threshold", &v1::HealthCheck::set_unhealthy_threshold},
+                       {"http_max_body_bytes", &v1::HealthCheck::set_http_max_body_bytes},
+                       {"min_state_duration_ms", &v1::HealthCheck::set_min_state_duration_ms}},
+                      hc);
+      !s.ok()) {
+    return Usage(s.message());
   }
   hc->set_http_path(a.Get("http_path"));
   hc->set_http_host(a.Get("http_host"));
   for (const std::string& arg : a.GetAll("script")) hc->add_script(arg);
   hc->set_through_tunnel(a.Switch("through_tunnel"));
-  v1::Pool resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->SetHealthCheck(ctx.get(), req, &resp);
-  return Show(s, resp, PoolText);
+  return Call(&v1::LoadBalancerAdmin::Stub::SetHealthCheck, req, PoolText);
 }
 
 int Lbctl::BackendAdd(const ParsedArgs& a) {
@@ -161,20 +127,13 @@ int Lbctl::BackendAdd(const ParsedArgs& a) {
   v1::Backend* b = req.mutable_backend();
   b->set_address(hp->host);
   b->set_port(hp->port);
-  if (a.Has("weight")) {
-    auto w = ParseU32("--weight", a.Get("weight"));
-    if (!w.ok()) return Usage(w.status().message());
-    b->set_weight(*w);
-  }
-  if (a.Has("max_connections")) {
-    auto m = ParseU32("--max_connections", a.Get("max_connections"));
-    if (!m.ok()) return Usage(m.status().message());
-    b->set_max_connections(*m);
-  }
-  if (a.Has("id")) {
-    auto id = ParseU32("--id", a.Get("id"));
-    if (!id.ok()) return Usage(id.status().message());
-    b->set_id(*id);
+  if (absl::Status s = SetU32Flags(a,
+                                   {{"weight", &v1::Backend::set_weight},
+                                    {"max_connections", &v1::Backend::set_max_connections},
+                                    {"id", &v1::Backend::set_id}},
+                                   b);
+      !s.ok()) {
+    return Usage(s.message());
   }
   if (a.Has("state")) {
     auto st = ParseEnum<v1::BackendState>("--state", a.Get("state"), "BACKEND_STATE_");
@@ -182,19 +141,13 @@ int Lbctl::BackendAdd(const ParsedArgs& a) {
     b->set_state(*st);
   }
   b->set_health_check_path(a.Get("health_check_path"));
-  v1::BackendStatus resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->AddBackend(ctx.get(), req, &resp);
-  return Show(s, resp, BackendText);
+  return Call(&v1::LoadBalancerAdmin::Stub::AddBackend, req, BackendText);
 }
 
 int Lbctl::BackendList(const ParsedArgs& a) {
   v1::ListBackendsRequest req;
   req.set_pool(a.Get("pool"));
-  v1::ListBackendsResponse resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->ListBackends(ctx.get(), req, &resp);
-  return Show(s, resp, BackendsText);
+  return Call(&v1::LoadBalancerAdmin::Stub::ListBackends, req, BackendsText);
 }
 
 int Lbctl::BackendUpdate(const ParsedArgs& a) {
@@ -202,15 +155,13 @@ int Lbctl::BackendUpdate(const ParsedArgs& a) {
   if (!id.ok()) return Usage(id.status().message());
   v1::UpdateBackendRequest req;
   req.set_id(*id);
-  if (a.Has("weight")) {
-    auto w = ParseU32("--weight", a.Get("weight"));
-    if (!w.ok()) return Usage(w.status().message());
-    req.set_weight(*w);
-  }
-  if (a.Has("max_connections")) {
-    auto m = ParseU32("--max_connections", a.Get("max_connections"));
-    if (!m.ok()) return Usage(m.status().message());
-    req.set_max_connections(*m);
+  if (absl::Status s =
+          SetU32Flags(a,
+                      {{"weight", &v1::UpdateBackendRequest::set_weight},
+                       {"max_connections", &v1::UpdateBackendRequest::set_max_connections}},
+                      &req);
+      !s.ok()) {
+    return Usage(s.message());
   }
   if (a.Has("state")) {
     auto st = ParseEnum<v1::BackendState>("--state", a.Get("state"), "BACKEND_STATE_");
@@ -220,10 +171,7 @@ int Lbctl::BackendUpdate(const ParsedArgs& a) {
   if (!req.has_weight() && !req.has_max_connections() && !req.has_state()) {
     return Usage("nothing to update: give --weight, --max_connections or --state");
   }
-  v1::BackendStatus resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->UpdateBackend(ctx.get(), req, &resp);
-  return Show(s, resp, BackendText);
+  return Call(&v1::LoadBalancerAdmin::Stub::UpdateBackend, req, BackendText);
 }
 
 int Lbctl::BackendDrain(const ParsedArgs& a) {
@@ -231,10 +179,7 @@ int Lbctl::BackendDrain(const ParsedArgs& a) {
   if (!id.ok()) return Usage(id.status().message());
   v1::DrainBackendRequest req;
   req.set_id(*id);
-  v1::BackendStatus resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->DrainBackend(ctx.get(), req, &resp);
-  return Show(s, resp, BackendText);
+  return Call(&v1::LoadBalancerAdmin::Stub::DrainBackend, req, BackendText);
 }
 
 int Lbctl::BackendRm(const ParsedArgs& a) {
@@ -242,13 +187,11 @@ int Lbctl::BackendRm(const ParsedArgs& a) {
   if (!id.ok()) return Usage(id.status().message());
   v1::RemoveBackendRequest req;
   req.set_id(*id);
-  v1::RemoveBackendResponse resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->RemoveBackend(ctx.get(), req, &resp);
-  return Show(s, resp, [](const v1::RemoveBackendResponse& r) {
-    return absl::StrCat("removed backend ", r.id(),
-                        " (drained_connections=", r.drained_connections(), ")\n");
-  });
+  return Call(&v1::LoadBalancerAdmin::Stub::RemoveBackend, req,
+              [](const v1::RemoveBackendResponse& r) {
+                return absl::StrCat("removed backend ", r.id(),
+                                    " (drained_connections=", r.drained_connections(), ")\n");
+              });
 }
 
 int Lbctl::BackendHealth(const ParsedArgs& a) {
@@ -256,10 +199,7 @@ int Lbctl::BackendHealth(const ParsedArgs& a) {
   if (!id.ok()) return Usage(id.status().message());
   v1::GetBackendHealthRequest req;
   req.set_id(*id);
-  v1::BackendHealth resp;
-  auto ctx = NewContext();
-  grpc::Status s = stub_->GetBackendHealth(ctx.get(), req, &resp);
-  return Show(s, resp, BackendHealthText);
+  return Call(&v1::LoadBalancerAdmin::Stub::GetBackendHealth, req, BackendHealthText);
 }
 
 }  // namespace lb::cli
