@@ -19,7 +19,9 @@ it). Then:
       generation and the served state unchanged; etcd restarted on its data
       dir: a write succeeds within 10 s, both nodes catch up (the watch is
       re-established) with equal fingerprints, and what was acknowledged
-      before the kill is all there.
+      before the kill is all there;
+  (d) writers on both nodes while etcd is killed and restarted: only 201 or
+      503 answers, every acknowledged write ends up on both nodes.
 
 Everything runs with bounded waits; etcd and both control planes are killed
 by PID and the temp dir removed in every case.
@@ -255,6 +257,49 @@ def test_etcd_down(a, b, etcd):
     print(f"(c) etcd back: write accepted after {took:.2f} s, both caught up, fingerprints equal")
 
 
+def test_restart_under_load(a, b, etcd):
+    """(d) writers on both nodes while etcd is killed and restarted."""
+    stop = threading.Event()
+    acked, refused, other = [], [], []
+    lock = threading.Lock()
+
+    def writer(node, base):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            addr = f"10.{base}.{i // 250}.{i % 250 + 1}"
+            try:
+                st, body = node.add(addr, timeout=3.0)
+            except OSError as e:
+                st, body = -1, str(e)
+            with lock:
+                (acked if st == 201 else refused if st == 503 else other).append((addr, st, body))
+            if st != 201:
+                time.sleep(0.02)
+
+    ts = [threading.Thread(target=writer, args=(n, k)) for k, n in ((11, a), (12, b))]
+    for t in ts:
+        t.start()
+    time.sleep(0.5)
+    etcd.kill()
+    time.sleep(1.0)
+    etcd.start()
+    time.sleep(1.0)
+    stop.set()
+    for t in ts:
+        t.join(timeout=10)
+    if other:
+        raise Failure(f"(d) answers other than 201/503: {other[:3]}")
+    if not refused:
+        raise Failure("(d) no write was refused while etcd was down")
+    want = {x[0] for x in acked}
+    for n in (a, b):
+        wait_for(f"(d) every acknowledged write on {n.name}", lambda: want <= n.backends(), 2.0)
+    same_fingerprints(a, b, "(d)")
+    print(f"(d) etcd killed and restarted under load: {len(acked)} writes acknowledged, all on "
+          f"both nodes; {len(refused)} refused with 503; fingerprints equal")
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__)
@@ -281,6 +326,7 @@ def main():
         test_propagation(a, b)
         test_concurrent(a, b)
         test_etcd_down(a, b, etcd)
+        test_restart_under_load(a, b, etcd)
         print("PASS")
         return 0
     except (Failure, OSError, KeyError, ValueError) as e:
