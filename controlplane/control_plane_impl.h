@@ -10,6 +10,8 @@
 //   control_plane_tick.cc         ReportHealth (health-driven republish),
 //                                 Tick (drain completion, publish retries)
 //   control_plane_queries.cc      snapshots, list/get, stats, Explain, events
+//   control_plane_sync.cc         SyncLocked / SyncFromStore: adopt a state
+//                                 another control plane stored (etcd)
 //   dataplane_view, health_merge, backend_ids, query_snapshot, event_log,
 //   explain, config_lookup, algorithms: the pieces they use.
 //
