@@ -15,7 +15,7 @@ it). Then:
       retried on the fresh state inside the control plane), fingerprints
       equal;
   (c) etcd killed (SIGKILL): writes through either node are refused with
-      503 and a message naming etcd, reads still served, the published
+      503 (REST) or UNAVAILABLE (lbctl, exit 8) and a message naming etcd, reads still served, the published
       generation and the served state unchanged; etcd restarted on its data
       dir: a write succeeds within 10 s, both nodes catch up (the watch is
       re-established) with equal fingerprints, and what was acknowledged
@@ -26,7 +26,7 @@ it). Then:
 Everything runs with bounded waits; etcd and both control planes are killed
 by PID and the temp dir removed in every case.
 
-Usage: etcd_cluster_test.py <lb-controlplane binary>
+Usage: etcd_cluster_test.py <lb-controlplane binary> <lbctl binary>
 Exit 0 on success, 77 (skip) without an etcd binary, 1 on the first failure.
 """
 import json
@@ -108,7 +108,9 @@ class Etcd:
 
 
 class Node:
-    def __init__(self, binary, work, name, store):
+    def __init__(self, binary, work, name, store, grpc=False):
+        self.grpc = grpc
+        self.grpc_port = None
         self.binary = binary
         self.work = work
         self.name = name
@@ -122,7 +124,8 @@ class Node:
             self.proc = subprocess.Popen(
                 [self.binary, f"--config={self.work}/bootstrap.textproto",
                  f"--store={self.store}", f"--table_region={self.work}/tables-{self.name}",
-                 f"--stats_region={self.work}/stats-{self.name}", "--grpc_listen=",
+                 f"--stats_region={self.work}/stats-{self.name}",
+                 "--grpc_listen=" + ("127.0.0.1:0" if self.grpc else ""),
                  "--http_listen=127.0.0.1:0", "--max_vips=8", "--max_backends=1024",
                  "--max_members=1024", "--max_ring_size=4099", "--etcd_timeout_ms=1000"],
                 stdout=out, stderr=err)
@@ -130,8 +133,10 @@ class Node:
         while time.monotonic() < deadline:
             text = open(self.log, encoding="utf-8", errors="replace").read()
             m = re.search(r"REST API and /metrics on http://127\.0\.0\.1:(\d+)", text)
-            if m:
+            g = re.search(r"gRPC admin API on \S+ \(port (\d+)\)", text)
+            if m and (g or not self.grpc):
                 self.port = int(m.group(1))
+                self.grpc_port = int(g.group(1)) if g else None
                 return
             if self.proc.poll() is not None:
                 raise Failure(f"node {self.name} exited with {self.proc.returncode}:\n{text}")
@@ -224,9 +229,16 @@ def test_concurrent(a, b):
     print(f"(b) {len(want)} concurrent writes through A and B: none lost, fingerprints equal")
 
 
-def test_etcd_down(a, b, etcd):
+def test_etcd_down(a, b, etcd, lbctl):
     before = {n.name: (n.vips()[0], n.backends()) for n in (a, b)}
     etcd.kill()
+    r = subprocess.run([lbctl, f"--server=127.0.0.1:{a.grpc_port}", "backend", "add",
+                        "10.9.0.4:80", "--pool", "web"], capture_output=True, text=True,
+                       timeout=10)
+    if r.returncode != 8 or not r.stderr.startswith("lbctl: UNAVAILABLE: ") or \
+            "etcd" not in r.stderr:
+        raise Failure(f"(c) lbctl backend add with etcd down: want exit 8, UNAVAILABLE naming "
+                      f"etcd; got {r.returncode} {r.stderr}")
     for n in (a, b):
         st, body = n.add(f"10.9.0.{1 if n is a else 2}")
         if st != 503 or "etcd" not in str(body):
@@ -234,8 +246,8 @@ def test_etcd_down(a, b, etcd):
                           f"got {st} {body}")
         if (n.vips()[0], n.backends()) != before[n.name]:
             raise Failure(f"(c) {n.name}: generation or state changed by a refused write")
-    print(f"(c) etcd down: writes refused with 503 ({str(body)[:120]}...), reads served, "
-          f"generations unchanged")
+    print(f"(c) etcd down: writes refused with 503 ({str(body)[:120]}...) and lbctl exit 8 "
+          f"UNAVAILABLE, reads served, generations unchanged")
     etcd.start()
     last = [None]
 
@@ -251,7 +263,7 @@ def test_etcd_down(a, b, etcd):
         wait_for(f"(c) {n.name} caught up", lambda: "10.9.0.3" in n.backends(), 5.0)
         if not before[n.name][1] <= n.backends():
             raise Failure(f"(c) {n.name} lost acknowledged backends after the restart")
-        if {"10.9.0.1", "10.9.0.2"} & n.backends():
+        if {"10.9.0.1", "10.9.0.2", "10.9.0.4"} & n.backends():
             raise Failure(f"(c) {n.name}: a refused write appeared after the restart")
     same_fingerprints(a, b, "(c)")
     print(f"(c) etcd back: write accepted after {took:.2f} s, both caught up, fingerprints equal")
@@ -301,7 +313,7 @@ def test_restart_under_load(a, b, etcd):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 3:
         print(__doc__)
         return 2
     if shutil.which("etcd") is None:
@@ -318,14 +330,15 @@ def main():
                     'pool: "web" }\n')
         etcd.start()
         store = f"etcd://127.0.0.1:{etcd.port}/lbtest/cluster"
-        nodes = [Node(sys.argv[1], work, "A", store), Node(sys.argv[1], work, "B", store)]
+        nodes = [Node(sys.argv[1], work, "A", store, grpc=True),
+                 Node(sys.argv[1], work, "B", store)]
         for n in nodes:
             n.start()
         a, b = nodes
         same_fingerprints(a, b, "start")
         test_propagation(a, b)
         test_concurrent(a, b)
-        test_etcd_down(a, b, etcd)
+        test_etcd_down(a, b, etcd, sys.argv[2])
         test_restart_under_load(a, b, etcd)
         print("PASS")
         return 0
