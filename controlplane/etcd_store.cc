@@ -17,14 +17,18 @@ namespace {
 constexpr int kWatchRetryMs = 200;
 
 // A gRPC failure as the status the control plane answers with: whatever
-// kept us from an answer is Unavailable (the API maps it to 503).
+// kept us from an answer is Unavailable (the API maps it to 503). A Txn
+// refused because the connection failed was never applied; one that got no
+// answer in time may still be applied by etcd, and the message says so.
 absl::Status FromGrpc(const grpc::Status& s, const std::string& what, const std::string& target,
                       int timeout_ms) {
-  const std::string why = s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
-                              ? absl::StrCat("no answer within ", timeout_ms, " ms")
-                              : s.error_message();
+  if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return absl::UnavailableError(
+        absl::StrCat("etcd at ", target, " did not answer ", what, " within ", timeout_ms, " ms",
+                     what == "Txn" ? " (etcd may still apply it; then every node adopts it)" : ""));
+  }
   return absl::UnavailableError(
-      absl::StrCat("etcd at ", target, " unreachable (", what, ": ", why, ")"));
+      absl::StrCat("etcd at ", target, " unreachable (", what, ": ", s.error_message(), ")"));
 }
 
 // The end of the key range that starts with `prefix` (etcd's convention:
@@ -125,6 +129,12 @@ class EtcdStore : public Store {
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    // A watch on an etcd that vanished without a FIN/RST (a partition, a
+    // frozen host) would wait forever: ping the connection, and drop it when
+    // etcd does not answer (etcd accepts pings every 5 s and more rarely:
+    // --grpc-keepalive-min-time).
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
     return grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args);
   }
 
