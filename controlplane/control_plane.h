@@ -169,6 +169,9 @@ class ControlPlane {
   // Starts the store's watch (Store::Watch): SyncFromStore on every change
   // and after every reconnect. The destructor stops it first.
   void WatchStore();
+  // For /metrics: the store's name (Store::Describe) and health. Any thread.
+  std::string StoreName() const;
+  StoreHealth StoreStatus() const;
 
   // Periodic work (call every ~100 ms): completes drains whose flows ended or
   // whose deadline passed; retries a publish that failed on a stuck lcore.

@@ -68,6 +68,10 @@ absl::Status ControlPlane::SyncFromStore() {
   return r.status();
 }
 
+std::string ControlPlane::StoreName() const { return impl_->store->Describe(); }
+
+StoreHealth ControlPlane::StoreStatus() const { return impl_->store->Health(); }
+
 void ControlPlane::WatchStore() {
   impl_->store->Watch([this] { (void)SyncFromStore(); });
 }

@@ -1,5 +1,6 @@
 #include "controlplane/etcd_store.h"
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 #include <utility>
@@ -60,6 +61,7 @@ class EtcdStore : public Store {
     SetDeadline(&ctx);
     grpc::Status s = kv_->Range(&ctx, req, &resp);
     if (!s.ok()) return Failed(s, "Range");
+    call_ok_.store(true, std::memory_order_relaxed);
     if (resp.kvs_size() == 0) {
       revision_ = 0;
       return std::optional<v1::Config>();
@@ -91,10 +93,12 @@ class EtcdStore : public Store {
     SetDeadline(&ctx);
     grpc::Status s = kv_->Txn(&ctx, req, &resp);
     if (!s.ok()) return Failed(s, "Txn");
+    call_ok_.store(true, std::memory_order_relaxed);
     if (resp.succeeded()) {
       revision_ = resp.header().revision();
       return absl::OkStatus();
     }
+    conflicts_.fetch_add(1, std::memory_order_relaxed);
     int64_t now = 0;
     if (resp.responses_size() > 0 && resp.responses(0).response_range().kvs_size() > 0) {
       now = resp.responses(0).response_range().kvs(0).mod_revision();
@@ -106,7 +110,18 @@ class EtcdStore : public Store {
 
   std::string Describe() const override { return absl::StrCat("etcd://", target_, key_); }
 
+  StoreHealth Health() const override {
+    StoreHealth h;
+    // Relaxed: independent gauges for /metrics, no ordering with the state.
+    h.up = call_ok_.load(std::memory_order_relaxed) &&
+           (!watch_started_.load(std::memory_order_relaxed) ||
+            watching_.load(std::memory_order_relaxed));
+    h.conflicts = conflicts_.load(std::memory_order_relaxed);
+    return h;
+  }
+
   void Watch(std::function<void()> on_change) override {
+    watch_started_.store(true, std::memory_order_relaxed);
     on_change_ = std::move(on_change);
     thread_ = std::thread([this] { WatchLoop(); });
   }
@@ -140,6 +155,7 @@ class EtcdStore : public Store {
 
   // After a failed call the next one starts on a new channel.
   absl::Status Failed(const grpc::Status& s, const std::string& what) {
+    call_ok_.store(false, std::memory_order_relaxed);
     kv_ = etcdserverpb::KV::NewStub(NewChannel());
     return FromGrpc(s, what, target_, options_.timeout_ms);
   }
@@ -168,6 +184,7 @@ class EtcdStore : public Store {
       while (stream->Read(&resp)) {
         if (resp.created()) {
           created = true;
+          watching_.store(true, std::memory_order_relaxed);
           LOG(INFO) << "etcd store: watching " << options_.url.prefix << "/ on " << target_;
           on_change_();  // catch up with what happened while not watching
         } else if (resp.events_size() > 0) {
@@ -181,6 +198,7 @@ class EtcdStore : public Store {
     } else {
       ctx.TryCancel();
     }
+    watching_.store(false, std::memory_order_relaxed);
     grpc::Status s = stream->Finish();
     absl::MutexLock l(&mu_);
     ctx_ = nullptr;
@@ -207,6 +225,10 @@ class EtcdStore : public Store {
   const std::string key_;
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;  // serialized by the caller
   int64_t revision_ = 0;                        // mod_revision of what the last Load/Save saw
+  std::atomic<bool> call_ok_{true};
+  std::atomic<bool> watch_started_{false};
+  std::atomic<bool> watching_{false};
+  std::atomic<uint64_t> conflicts_{0};
 
   std::function<void()> on_change_;
   std::thread thread_;

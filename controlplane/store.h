@@ -43,6 +43,12 @@
 
 namespace lb {
 
+// What /metrics says about the store (any thread may ask).
+struct StoreHealth {
+  bool up = true;          // the last call succeeded and, with a watch, it runs
+  uint64_t conflicts = 0;  // Saves refused because another writer was first
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -62,6 +68,8 @@ class Store {
   // Stops the watch: `on_change` is not running and is never called again
   // when it returns. Idempotent; the destructor calls it too.
   virtual void StopWatch() {}
+  // Thread-safe; the file store is always up.
+  virtual StoreHealth Health() const { return StoreHealth(); }
 };
 
 // The stored bytes of `config` (the file store's format, above; the etcd

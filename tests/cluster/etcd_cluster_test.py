@@ -18,7 +18,8 @@ it). Then:
       503 (REST) or UNAVAILABLE (lbctl, exit 8) and a message naming etcd, reads still served, the published
       generation and the served state unchanged; etcd restarted on its data
       dir: a write succeeds within 10 s, both nodes catch up (the watch is
-      re-established) with equal fingerprints, and what was acknowledged
+      re-established) with equal fingerprints (lb_store_up 0 while etcd is
+      down, 1 again after), and what was acknowledged
       before the kill is all there;
   (d) writers on both nodes while etcd is killed and restarted: only 201 or
       503 answers, every acknowledged write ends up on both nodes;
@@ -172,6 +173,14 @@ class Node:
         gen = max(int(v.get("generation", 0)) for v in vs)
         return gen, {v["vip"]["address"]: v.get("fingerprint") for v in vs}
 
+    def store_up(self):
+        """lb_store_up from /metrics (1 or 0)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("lb_store_up{"):
+                    return int(line.split()[-1])
+        raise Failure(f"node {self.name}: no lb_store_up in /metrics")
+
     def add(self, address, timeout=5.0):
         return http(self.port, "POST", "/pools/web/backends", {"address": address, "port": 80},
                     timeout=timeout)
@@ -250,6 +259,8 @@ def test_etcd_down(a, b, etcd, lbctl):
                           f"got {st} {body}")
         if (n.vips()[0], n.backends()) != before[n.name]:
             raise Failure(f"(c) {n.name}: generation or state changed by a refused write")
+        if n.store_up() != 0:
+            raise Failure(f"(c) {n.name}: lb_store_up is not 0 with etcd down")
     print(f"(c) etcd down: writes refused with 503 ({str(body)[:120]}...) and lbctl exit 8 "
           f"UNAVAILABLE, reads served, generations unchanged")
     etcd.start()
@@ -267,6 +278,7 @@ def test_etcd_down(a, b, etcd, lbctl):
         wait_for(f"(c) {n.name} caught up", lambda: "10.9.0.3" in n.backends(), 5.0)
         if not before[n.name][1] <= n.backends():
             raise Failure(f"(c) {n.name} lost acknowledged backends after the restart")
+        wait_for(f"(c) {n.name}: lb_store_up back to 1", lambda: n.store_up() == 1, 2.0)
         if {"10.9.0.1", "10.9.0.2", "10.9.0.4"} & n.backends():
             raise Failure(f"(c) {n.name}: a refused write appeared after the restart")
     same_fingerprints(a, b, "(c)")
