@@ -384,6 +384,13 @@ def main():
         test_etcd_down(a, b, etcd, sys.argv[2])
         test_restart_under_load(a, b, etcd)
         test_etcd_frozen(a, b, etcd)
+        for n in nodes:
+            t0 = time.monotonic()
+            n.stop()
+            if n.proc.returncode != 0 or time.monotonic() - t0 > 3.0:
+                raise Failure(f"node {n.name}: SIGTERM -> exit {n.proc.returncode} after "
+                              f"{time.monotonic() - t0:.1f} s (want 0, promptly: the watch "
+                              f"thread stops)")
         print("PASS")
         return 0
     except (Failure, OSError, KeyError, ValueError) as e:
