@@ -395,8 +395,9 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore() {
     return store;
   }
   auto url = ParseStoreUrl(FLAGS_store);
-  if (!url.ok())
+  if (!url.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--store: ", url.status().message()));
+  }
   absl::StatusOr<std::unique_ptr<Store>> store;
   if (url->kind == StoreUrl::Kind::kFile) {
     store = NewFileStore(url->dir);
@@ -437,9 +438,10 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> OpenControlPlane(const TableCapaci
   LOG(INFO) << "table region " << inputs->table_path << RegionNote(dir) << "; stats region "
             << inputs->stats_path << "; state " << store_name;
   auto cp = ControlPlane::Create(options, *std::move(store));
-  if (!cp.ok())
+  if (!cp.ok()) {
     return absl::Status(cp.status().code(),
                         absl::StrCat("state ", store_name, ": ", cp.status().message()));
+  }
   (*cp)->WatchStore();  // a no-op for the file store
   LOG(INFO) << "state version " << (*cp)->version() << " at generation " << (*cp)->generation()
             << (FLAGS_config.empty() || (*cp)->version() <= 1

@@ -1,7 +1,8 @@
 // Persistence of the desired state (a lb.v1.Config with its version).
 //
-// The interface is what the multi-node work will implement with etcd; the
-// file store is the embedded default: one file in a state directory written
+// Two stores implement it: the etcd store for several control planes
+// (etcd_store.h, --store=etcd://...) and the file store, the embedded
+// default: one file in a state directory written
 // atomically (temp file, fsync, rename, fsync of the directory), so a kill -9
 // at any moment leaves either the previous or the new version, never a torn
 // one.
