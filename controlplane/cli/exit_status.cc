@@ -12,7 +12,8 @@ const char kExitHelp[] =
     "  5  already exists (ALREADY_EXISTS)\n"
     "  6  failed precondition (FAILED_PRECONDITION), e.g. a pool still used by a VIP\n"
     "  7  unauthenticated (UNAUTHENTICATED, PERMISSION_DENIED): check --token_file\n"
-    "  8  unavailable: cannot connect to --server (UNAVAILABLE)\n"
+    "  8  unavailable (UNAVAILABLE): cannot connect to --server, or its store (etcd) is\n"
+    "     unreachable and the change was refused\n"
     "  9  deadline exceeded (--timeout_ms, or watch --timeout before --count events)\n"
     "Errors print one line on stderr: \"lbctl: <CODE>: <message>\".\n";
 
