@@ -6,8 +6,11 @@
 #ifndef LB_DATAPLANE_L7_CONN_H_
 #define LB_DATAPLANE_L7_CONN_H_
 
+#include <openssl/ssl.h>
+
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,6 +21,7 @@
 namespace lb::l7 {
 
 class Worker;
+class TlsContext;
 struct ClientConn;
 struct UpstreamConn;
 
@@ -125,6 +129,9 @@ struct UpstreamSink : Http1Sink {
 
 struct ClientConn : Pollable {
   ClientConn(const Http1Limits& limits) : parser(Http1Parser::Kind::kRequest, limits) {}
+  ~ClientConn() override {
+    if (ssl != nullptr) SSL_free(ssl);
+  }
   enum class State { kWaiting, kActive, kClosing, kLingering };
   State state = State::kWaiting;
   int listener = 0;
@@ -157,6 +164,16 @@ struct ClientConn : Pollable {
   int64_t t_start = 0;    // head accepted (monotonic ns)
   uint64_t out_mark = 0;  // out.appended() when the head was accepted
   std::string rid;        // X-Request-ID sent upstream
+
+  // TLS listeners only (plain HTTP: ssl == null). Reads and writes go
+  // through SSL_read/SSL_write (Worker::ClientRecv/ClientSend); `tls` keeps
+  // the certificate generation this connection started with alive.
+  SSL* ssl = nullptr;
+  std::shared_ptr<TlsContext> tls;
+  bool handshaking = false;
+  bool ssl_read_wants_write = false;  // SSL_read/handshake: WANT_WRITE
+  bool ssl_write_wants_read = false;  // SSL_write: WANT_READ
+  bool tls_ready = false;             // queued in Worker::tls_ready_
 };
 
 struct UpstreamConn : Pollable {

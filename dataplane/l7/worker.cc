@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "dataplane/l7/conn.h"
+#include "dataplane/l7/tls.h"
 #include "glog/logging.h"
 #include "lib/l7/headers.h"
 #include "lib/l7/http1.h"
@@ -167,7 +168,8 @@ void Worker::Run() {
   epoll_event events[kMaxEvents];
   int64_t next_tick = Now() + kTickMs * 1'000'000LL;
   while (true) {
-    const int n = epoll_wait(epfd_, events, kMaxEvents, kTickMs);
+    RefreshTls();  // one acquire load per turn; new connections get the new generation
+    const int n = epoll_wait(epfd_, events, kMaxEvents, tls_ready_.empty() ? kTickMs : 0);
     for (int i = 0; i < n; ++i) {
       auto* p = static_cast<Pollable*>(events[i].data.ptr);
       if (p->dead) continue;  // closed by an earlier event of this batch
@@ -189,6 +191,7 @@ void Worker::Run() {
         }
       }
     }
+    RunTlsReady();
     // Freed only now: later events of the batch may still point at them.
     for (Pollable* p : dead_) delete p;
     dead_.clear();
@@ -274,6 +277,11 @@ void Worker::OnListener(Pollable* l) {
     c->peer_ip = buf;
     c->deadline = Now() + config_->timeouts.client_header_ns;
     c->head_timer = true;
+    if (!StartTls(c)) {
+      close(fd);
+      delete c;
+      continue;
+    }
     c->pos = clients_.size();
     clients_.push_back(c);
     counters_->connections_accepted.Add();
@@ -338,6 +346,7 @@ void Worker::OnTick(int64_t now) {
           counters_->client_timeouts.Add();
           LocalResponse(c, 408, "request header timeout", true);
         } else {
+          if (c->handshaking) CountTlsFailure(c, static_cast<int>(TlsFail::kTimeout));
           CloseClient(c);
         }
         break;

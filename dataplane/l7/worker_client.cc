@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "dataplane/l7/conn.h"
+#include "dataplane/l7/tls.h"
 #include "glog/logging.h"
 #include "lib/l7/headers.h"
 #include "lib/l7/http1.h"
@@ -39,6 +40,20 @@ void Worker::UpdateClient(ClientConn* c) {
       ev |= EPOLLIN | EPOLLRDHUP;
     }
     if (!c->out.empty()) ev |= EPOLLOUT;
+  }
+  if (c->ssl != nullptr) {
+    if (c->handshaking) {
+      ev = c->ssl_read_wants_write ? EPOLLOUT : EPOLLIN;
+    } else {
+      if (c->ssl_read_wants_write && (ev & EPOLLIN)) ev |= EPOLLOUT;
+      if (c->ssl_write_wants_read && !c->out.empty()) ev |= EPOLLIN;
+      // Decrypted bytes already inside OpenSSL raise no epoll event.
+      if ((ev & EPOLLIN) && !c->tls_ready && c->state != ClientConn::State::kLingering &&
+          SSL_has_pending(c->ssl)) {
+        c->tls_ready = true;
+        tls_ready_.push_back(c);
+      }
+    }
   }
   SetInterest(c, ev);
 }
@@ -61,14 +76,24 @@ void Worker::OnClient(ClientConn* c, uint32_t ev) {
   }
   if (ev & (EPOLLHUP | EPOLLERR)) {
     // Reset, or shut down both ways: nobody is left to answer.
+    if (c->handshaking) CountTlsFailure(c, static_cast<int>(TlsFail::kClosed));
     CloseClient(c);
     return;
   }
-  if (ev & EPOLLOUT) {
+  if (c->handshaking) {
+    ClientHandshake(c);
+    if (c->dead) return;
+    if (c->handshaking) {
+      UpdateClient(c);
+      return;
+    }
+    ev |= EPOLLIN;  // the request may have come with the client's Finished
+  }
+  if ((ev & EPOLLOUT) || (c->ssl_write_wants_read && (ev & EPOLLIN))) {
     ClientFlush(c);
     if (c->dead) return;
   }
-  if (ev & (EPOLLIN | EPOLLRDHUP)) {
+  if ((ev & (EPOLLIN | EPOLLRDHUP)) || (c->ssl_read_wants_write && (ev & EPOLLOUT))) {
     ClientRead(c);
     if (c->dead) return;
   }
@@ -85,11 +110,12 @@ void Worker::ClientRead(ClientConn* c) {
   scratch_.resize(kReadChunk);  // once per worker: no zeroing per read
   while (c->in.size() < in_cap && !c->read_eof) {
     const size_t want = std::min(kReadChunk, in_cap - c->in.size());
-    const ssize_t r = read(c->fd, &scratch_[0], want);
+    const ssize_t r = ClientRecv(c, &scratch_[0], want);
     if (r > 0) {
       c->in.Append(scratch_.data(), static_cast<size_t>(r));
       got = true;
-      if (static_cast<size_t>(r) < want) break;
+      // A short read emptied the socket; SSL_read returns one record at a time.
+      if (static_cast<size_t>(r) < want && c->ssl == nullptr) break;
       continue;
     }
     if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
@@ -203,6 +229,7 @@ void Worker::ClientHead(ClientConn* c) {
   fi.client_ip = c->peer_ip;
   fi.client_ipv6 = c->ipv6;
   fi.listener_port = lc.port;
+  if (c->ssl != nullptr) fi.proto = "https";
   fi.fallback_host = lc.addr.text;
   const std::string rid = NextRequestId();
   fi.request_id = rid;
@@ -316,7 +343,7 @@ void Worker::FinishStream(ClientConn* c) {
 void Worker::ClientFlush(ClientConn* c) {
   if (c->dead) return;
   while (!c->out.empty()) {
-    const ssize_t n = send(c->fd, c->out.data(), c->out.size(), MSG_NOSIGNAL);
+    const ssize_t n = ClientSend(c, c->out.data(), c->out.size());
     if (n > 0) {
       c->out.Consume(static_cast<size_t>(n));
       continue;
@@ -339,6 +366,7 @@ void Worker::ClientFlush(ClientConn* c) {
       CloseClient(c);
       return;
     }
+    TlsCloseNotify(c);
     shutdown(c->fd, SHUT_WR);
     c->state = ClientConn::State::kLingering;
     c->deadline = Now() + kLingerNs;
@@ -355,6 +383,15 @@ void Worker::CloseClient(ClientConn* c) {
     c->up = nullptr;
     CloseUpstream(u);
   }
+  if (c->tls_ready) {
+    tls_ready_.erase(std::find(tls_ready_.begin(), tls_ready_.end(), c));
+    c->tls_ready = false;
+  }
+  if (c->ssl != nullptr) {
+    SSL_free(c->ssl);  // does not close the fd (socket BIO without BIO_CLOSE)
+    c->ssl = nullptr;
+  }
+  c->tls.reset();
   close(c->fd);
   c->fd = -1;
   clients_[c->pos] = clients_.back();

@@ -463,7 +463,7 @@ void Worker::TunnelFromClient(ClientConn* c) {
   scratch_.resize(kReadChunk);
   bool eof = false;
   while (c->in.size() < in_cap) {
-    const ssize_t r = read(c->fd, &scratch_[0], std::min(kReadChunk, in_cap - c->in.size()));
+    const ssize_t r = ClientRecv(c, &scratch_[0], std::min(kReadChunk, in_cap - c->in.size()));
     if (r > 0) {
       c->in.Append(scratch_.data(), static_cast<size_t>(r));
       continue;
