@@ -209,6 +209,32 @@ void CheckCipherPolicy(SSL_CTX* ctx, const std::string& field, std::vector<std::
   }
 }
 
+// The scalar fields; returns the minimum protocol version.
+int CheckOptions(const v1::L7Tls& c, const std::string& field, std::vector<std::string>* errors) {
+  int min_version = TLS1_2_VERSION;
+  if (c.min_version() == "TLSv1.3") {
+    min_version = TLS1_3_VERSION;
+  } else if (!c.min_version().empty() && c.min_version() != "TLSv1.2") {
+    errors->push_back(
+        absl::StrCat(field, ".min_version: \"", c.min_version(),
+                     "\" is not TLSv1.2 or TLSv1.3 (older versions are not offered)"));
+  }
+  if (c.certificates().empty())
+    errors->push_back(field + ".certificates: at least one is required");
+  if (!c.certificates().empty() && c.default_certificate() >= uint32_t(c.certificates_size())) {
+    errors->push_back(absl::StrCat(field, ".default_certificate: ", c.default_certificate(),
+                                   " is not an index of certificates (0..",
+                                   c.certificates_size() - 1, ")"));
+  }
+  if (c.session_timeout_s() > 86400) {
+    errors->push_back(field + ".session_timeout_s: at most 86400 (0 = 300)");
+  }
+  if (c.session_cache_size() > 10'000'000) {
+    errors->push_back(field + ".session_cache_size: at most 10000000 (0 = 20480)");
+  }
+  return min_version;
+}
+
 }  // namespace
 
 const char* TlsFailName(int reason) { return kFailNames[reason]; }
@@ -405,25 +431,7 @@ absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Build(const v1::L7Tls& c
   std::vector<std::string> errors;
   std::shared_ptr<TlsContext> t(new TlsContext());
   t->sni_required_ = c.sni_required();
-  int min_version = TLS1_2_VERSION;
-  if (c.min_version() == "TLSv1.3") {
-    min_version = TLS1_3_VERSION;
-  } else if (!c.min_version().empty() && c.min_version() != "TLSv1.2") {
-    errors.push_back(absl::StrCat(field, ".min_version: \"", c.min_version(),
-                                  "\" is not TLSv1.2 or TLSv1.3 (older versions are not offered)"));
-  }
-  if (c.certificates().empty()) errors.push_back(field + ".certificates: at least one is required");
-  if (!c.certificates().empty() && c.default_certificate() >= uint32_t(c.certificates_size())) {
-    errors.push_back(absl::StrCat(field, ".default_certificate: ", c.default_certificate(),
-                                  " is not an index of certificates (0..",
-                                  c.certificates_size() - 1, ")"));
-  }
-  if (c.session_timeout_s() > 86400) {
-    errors.push_back(field + ".session_timeout_s: at most 86400 (0 = 300)");
-  }
-  if (c.session_cache_size() > 10'000'000) {
-    errors.push_back(field + ".session_cache_size: at most 10000000 (0 = 20480)");
-  }
+  const int min_version = CheckOptions(c, field, &errors);
   std::string keys;
   if (!c.session_ticket_key_file().empty()) {
     ReadTicketKeys(c.session_ticket_key_file(), field + ".session_ticket_key_file", &errors, &keys);
