@@ -370,6 +370,10 @@ SSL_CTX* TlsContext::NewCtx(const v1::L7Tls& c, int min_version, const std::stri
   // (and reallocate) between a WANT_WRITE and the retry.
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                             SSL_MODE_RELEASE_BUFFERS);
+  // One read(2) per batch of records instead of two per record (header,
+  // then body); what is read ahead is seen by SSL_has_pending, which the
+  // worker checks before it waits for epoll.
+  SSL_CTX_set_read_ahead(ctx, 1);
   const std::string ciphers = c.ciphers().empty() ? kDefaultCiphers : c.ciphers();
   if (SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
     errors->push_back(absl::StrCat(field, ".ciphers: \"", ciphers,

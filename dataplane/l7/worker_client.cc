@@ -114,8 +114,11 @@ void Worker::ClientRead(ClientConn* c) {
     if (r > 0) {
       c->in.Append(scratch_.data(), static_cast<size_t>(r));
       got = true;
-      // A short read emptied the socket; SSL_read returns one record at a time.
-      if (static_cast<size_t>(r) < want && c->ssl == nullptr) break;
+      // A short read emptied the socket (with TLS: nothing more buffered in
+      // OpenSSL either); level-triggered epoll reports anything newer.
+      if (static_cast<size_t>(r) < want && (c->ssl == nullptr || !SSL_has_pending(c->ssl))) {
+        break;
+      }
       continue;
     }
     if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
@@ -388,6 +391,11 @@ void Worker::CloseClient(ClientConn* c) {
     c->tls_ready = false;
   }
   if (c->ssl != nullptr) {
+    // OpenSSL drops a session from the cache when its connection is freed
+    // without close_notify; clients that just close (most do) would never
+    // resume by session ID. After a complete handshake the session stays
+    // good (nginx does the same).
+    if (!c->handshaking) SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(c->ssl);  // does not close the fd (socket BIO without BIO_CLOSE)
     c->ssl = nullptr;
   }

@@ -275,7 +275,25 @@ def test_resumption(port, admin):
         after = metric(metrics(admin), "lb_l7_tls_handshakes_total", listener="https",
                        kind="resumed")
         check(after == before + 1, f"{name}: resumption not counted")
-    print("ok resumption by ticket (1.3, 1.2) and by session cache, counted", flush=True)
+    # A client that closes without close_notify (most do) still resumes by
+    # session ID from the cache (OpenSSL would drop the session otherwise).
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_TICKET
+    s1 = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                         server_hostname="a.example.com")
+    s1.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    check(b"hello" in s1.recv(4096), "TLS 1.2 request")
+    sess = s1.session
+    s1.close()  # no close_notify
+    time.sleep(0.2)
+    s2 = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                         server_hostname="a.example.com", session=sess)
+    check(s2.session_reused, "session not resumed from the cache after an abrupt close")
+    s2.close()
+    print("ok resumption by ticket (1.3, 1.2) and by session cache (also after a close without close_notify), counted", flush=True)
 
 
 def test_curl(port):
@@ -291,7 +309,23 @@ def test_curl(port):
                "--data-binary", "@" + LB, "-o", "/dev/null", "-w", "%{http_code}",
                f"https://a.example.com:{port}/"], timeout=30)
     check(big.stdout == "200", "large TLS upload: " + big.stdout + big.stderr)
-    print("ok curl https through lb-l7 to nginx (X-Forwarded-Proto https, keep-alive, ALPN)",
+    # Pipelined requests in one TLS record, then a session-resuming close by
+    # the client (no close_notify): all four answered in order.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    sk = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                         server_hostname="a.example.com")
+    sk.sendall(b"".join(b"GET /echo?%d HTTP/1.1\r\nHost: h%d\r\n\r\n" % (i, i) for i in range(4)))
+    got = b""
+    while got.count(b"proto=https") < 4:
+        chunk = sk.recv(65536)
+        check(chunk, "pipelined TLS answers cut short: %r" % got)
+        got += chunk
+    hosts = re.findall(rb"host=(h\d)", got)
+    check(hosts == [b"h0", b"h1", b"h2", b"h3"], "pipelined TLS answers out of order: %r" % hosts)
+    sk.close()
+    print("ok curl https through lb-l7 to nginx (X-Forwarded-Proto https, keep-alive, pipelining, ALPN)",
           flush=True)
 
 
