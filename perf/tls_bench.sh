@@ -20,6 +20,7 @@
 # Output, one line per case and proxy, then one ratio line per case:
 #   tls case=full_ecdsa proxy=lb-l7 per_cpu_s=N rate=N
 #   tls_vs_haproxy case=full_ecdsa ratio=N
+# and tls_idle_conn_bytes=N (lb-l7 RSS growth per idle TLS connection).
 # CASES="resumed https_keepalive" runs only those cases.
 # Loopback only; everything it starts is stopped, its temp dir removed.
 set -euo pipefail
@@ -165,11 +166,41 @@ run_case() {  # case kind key
   done
   python3 -c "print('tls_vs_haproxy case=$c ratio=%.2f' % (${RATE[$c,lb-l7]} / ${RATE[$c,haproxy]}))"
 }
-for c in ${CASES:-full_ecdsa full_rsa resumed https_keepalive}; do
+# lb-l7 RSS growth per idle TLS 1.3 connection (2,000 of them, each after
+# its handshake and one request).
+idle_memory() {
+  python3 - "$LBPID" "${PORT[lb-l7,ecdsa]}" <<'EOF'
+import socket, ssl, sys, time
+pid, port = sys.argv[1], int(sys.argv[2])
+def rss():
+    for l in open(f"/proc/{pid}/status"):
+        if l.startswith("VmRSS:"):
+            return int(l.split()[1]) * 1024
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+def conn():
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="bench.test")
+    s.sendall(b"GET /small HTTP/1.1\r\nHost: b\r\n\r\n")
+    got = b""
+    while not got.endswith(b"a" * 100):
+        got += s.recv(4096)
+    return s
+warm = [conn() for _ in range(50)]
+time.sleep(0.3)
+before = rss()
+conns = [conn() for _ in range(2000)]
+time.sleep(0.5)
+print("tls_idle_conn_bytes=%d" % ((rss() - before) // len(conns)))
+EOF
+}
+
+for c in ${CASES:-full_ecdsa full_rsa resumed https_keepalive idle_memory}; do
   case $c in
     full_ecdsa) run_case full_ecdsa full ecdsa ;;
     full_rsa) run_case full_rsa full rsa ;;
     resumed) run_case resumed resumed ecdsa ;;
     https_keepalive) run_case https_keepalive keepalive ecdsa ;;
+    idle_memory) idle_memory ;;
   esac
 done
