@@ -13,8 +13,8 @@ Checks (each prints "ok <name>" or fails with the reason):
   signature algorithms; ALPN http/1.1 only; resumption by ticket (1.2, 1.3)
   and by session cache; curl https through lb-l7 to nginx; SIGHUP reload of
   a certificate under a curl loop with 0 failures, a keep-alive connection
-  surviving it, a refused reload keeping the running certificate; metrics
-  pass promtool.
+  surviving it, a refused reload keeping the running certificate; ticket key
+  rotation by SIGHUP; metrics pass promtool.
 """
 import os
 import re
@@ -34,6 +34,7 @@ WORK = tempfile.mkdtemp(prefix="l7tls-")
 PROCS = []
 NGINX_DIR = os.path.join(WORK, "nginx")
 DEADLINE = time.time() + 200
+TICKET_HEX = ""
 
 
 def free_port():
@@ -378,6 +379,34 @@ def test_reload(lb, port, conf_good, conf_bad):
           "kept, a refused reload keeps the running certificate", flush=True)
 
 
+def test_ticket_rotation(lb, port):
+    """Prepending a new key and SIGHUP: old tickets still resume (the old
+    key decrypts); dropping the old key: they no longer do."""
+    old = path("sess.old")
+    out = s_client(port, "-tls1_3", "-ign_eof", "-sess_out", old, inp=REQ, sni="a.example.com")
+    check("hello" in out, "ticket before rotation")
+    key = path("ticket.key")
+    previous = open(key, "rb").read()
+    fresh = os.urandom(80)
+    with open(key + ".new", "wb") as f:
+        f.write(fresh + previous)
+    os.chmod(key + ".new", 0o600)
+    os.replace(key + ".new", key)
+    lb.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    out = s_client(port, "-tls1_3", "-ign_eof", "-sess_in", old, inp=REQ, sni="a.example.com")
+    check("Reused," in out, "old ticket not accepted after prepending a new key")
+    with open(key + ".new", "wb") as f:
+        f.write(fresh)
+    os.chmod(key + ".new", 0o600)
+    os.replace(key + ".new", key)
+    lb.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    out = s_client(port, "-tls1_3", "-ign_eof", "-sess_in", old, inp=REQ, sni="a.example.com")
+    check("New," in out and "hello" in out, "ticket of a removed key still resumed")
+    print("ok ticket key rotation by SIGHUP: old key decrypts while listed, not after", flush=True)
+
+
 def main():
     try:
         signal.signal(signal.SIGALRM, lambda *_: fail("timeout"))
@@ -385,8 +414,11 @@ def main():
         make_cert("a_ec", "a.example.com", ["a.example.com"], "ec")
         make_cert("a_rsa", "a.example.com", ["a.example.com"], "rsa")
         make_cert("b_wild", "*.b.example.com", ["*.b.example.com"], "ec")
+        global TICKET_HEX
+        keys = os.urandom(160)  # two keys: the first encrypts
+        TICKET_HEX = keys.hex()
         with open(path("ticket.key"), "wb") as f:
-            f.write(os.urandom(160))  # two keys: the first encrypts
+            f.write(keys)
         os.chmod(path("ticket.key"), 0o600)
         shutil.copy(path("ticket.key"), path("ticket.open"))
         os.chmod(path("ticket.open"), 0o644)
@@ -417,6 +449,7 @@ def main():
         test_resumption(port1, admin)
         test_curl(port1)
         test_reload(lb, port1, conf, bad)
+        test_ticket_rotation(lb, port1)
         text = metrics(admin)
         check(metric(text, "lb_l7_tls_handshakes_total", listener="https", kind="full") > 10,
               "full handshakes not counted")
@@ -433,7 +466,8 @@ def main():
         logtext = open(path("lb.log")).read()
         check("refused, running state kept" in logtext and "certificates[0].key_file" in logtext,
               "refused reload not logged with the field")
-        check(open(path("ticket.key"), "rb").read().hex()[:32] not in logtext,
+        check(TICKET_HEX[:32] not in logtext and open(path("ticket.key"), "rb").read().hex()[:32]
+              not in logtext,
               "ticket key bytes in the log")
         print("ok TLS metrics (handshakes, versions, failures by reason, expiry) pass promtool",
               flush=True)
