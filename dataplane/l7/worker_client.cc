@@ -387,7 +387,8 @@ void Worker::CloseClient(ClientConn* c) {
     CloseUpstream(u);
   }
   if (c->tls_ready) {
-    tls_ready_.erase(std::find(tls_ready_.begin(), tls_ready_.end(), c));
+    auto it = std::find(tls_ready_.begin(), tls_ready_.end(), c);
+    if (it != tls_ready_.end()) tls_ready_.erase(it);
     c->tls_ready = false;
   }
   if (c->ssl != nullptr) {

@@ -124,8 +124,9 @@ void Worker::TlsCloseNotify(ClientConn* c) {
 void Worker::RunTlsReady() {
   std::vector<ClientConn*> ready;
   ready.swap(tls_ready_);
+  // All flags first: serving one may queue another again (or close it).
+  for (ClientConn* c : ready) c->tls_ready = false;
   for (ClientConn* c : ready) {
-    c->tls_ready = false;
     if (!c->dead) OnClient(c, EPOLLIN);
   }
 }
