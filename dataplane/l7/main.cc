@@ -63,6 +63,49 @@ absl::Status ReloadTls(const lb::v1::L7Config& running, lb::l7::TlsStore* store)
   return absl::OkStatus();
 }
 
+struct Startup {
+  lb::v1::L7Config proto;
+  lb::l7::RuntimeConfig config;
+  std::vector<std::shared_ptr<lb::l7::TlsContext>> tls;
+};
+
+// --config read, validated and its TLS files loaded; the error is the one
+// line to log.
+absl::Status LoadStartup(Startup* s) {
+  auto proto = lb::l7::LoadL7Config(FLAGS_config);
+  if (!proto.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--config: ", proto.status().message()));
+  }
+  auto config = lb::l7::ValidateL7Config(*proto);
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--config ", FLAGS_config, ": ", config.status().message()));
+  }
+  auto tls = lb::l7::BuildTlsContexts(*config);
+  if (!tls.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--config ", FLAGS_config, ": ", tls.status().message()));
+  }
+  s->proto = *std::move(proto);
+  s->config = *std::move(config);
+  s->tls = *std::move(tls);
+  return absl::OkStatus();
+}
+
+// Serves SIGHUP (TLS reload) until SIGTERM/SIGINT, which it returns.
+int WaitForStop(const sigset_t* sigs, const lb::v1::L7Config& running, lb::l7::TlsStore* store) {
+  int sig = 0;
+  while (sigwait(sigs, &sig) == 0 && sig == SIGHUP) {
+    if (absl::Status st = ReloadTls(running, store); !st.ok()) {
+      LOG(ERROR) << "SIGHUP: --config " << FLAGS_config
+                 << " refused, running state kept: " << st.message();
+      continue;
+    }
+    LOG(INFO) << "SIGHUP: TLS certificates and keys reloaded from " << FLAGS_config;
+  }
+  return sig;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -77,22 +120,14 @@ int main(int argc, char** argv) {
     LOG(ERROR) << "--config: required (an lb.v1.L7Config text-format file)";
     return 2;
   }
-  auto proto = lb::l7::LoadL7Config(FLAGS_config);
-  if (!proto.ok()) {
-    LOG(ERROR) << "--config: " << proto.status().message();
+  Startup start;
+  if (absl::Status st = LoadStartup(&start); !st.ok()) {
+    LOG(ERROR) << st.message();
     return 2;
   }
-  auto config = lb::l7::ValidateL7Config(*proto);
-  if (!config.ok()) {
-    LOG(ERROR) << "--config " << FLAGS_config << ": " << config.status().message();
-    return 2;
-  }
-  auto tls = lb::l7::BuildTlsContexts(*config);
-  if (!tls.ok()) {
-    LOG(ERROR) << "--config " << FLAGS_config << ": " << tls.status().message();
-    return 2;
-  }
-  lb::l7::TlsStore tls_store(*std::move(tls));
+  const lb::v1::L7Config& proto = start.proto;
+  const lb::l7::RuntimeConfig* config = &start.config;
+  lb::l7::TlsStore tls_store(std::move(start.tls));
   if (FLAGS_check_config) {
     std::printf("%s: valid (%zu listener(s), %zu pool(s))\n", FLAGS_config.c_str(),
                 config->listeners.size(), config->pools.size());
@@ -130,7 +165,7 @@ int main(int argc, char** argv) {
   for (unsigned i = 0; i < nworkers; ++i) {
     counters.push_back(
         std::make_unique<lb::l7::WorkerCounters>(nroutes, nbackends, config->listeners.size()));
-    workers.push_back(std::make_unique<lb::l7::Worker>(i, &*config, counters.back().get(), active));
+    workers.push_back(std::make_unique<lb::l7::Worker>(i, config, counters.back().get(), active));
     workers.back()->SetTls(&tls_store);
     if (absl::Status st = workers.back()->Open(); !st.ok()) {
       LOG(ERROR) << "--config " << FLAGS_config << ": " << st.message();
@@ -150,7 +185,7 @@ int main(int argc, char** argv) {
     std::vector<const lb::l7::WorkerCounters*> view;
     for (auto& c : counters) view.push_back(c.get());
     std::vector<const lb::l7::ActiveCounts*> active_view(active.begin(), active.end());
-    admin = std::make_unique<lb::l7::AdminServer>(&*config, std::move(view), std::move(active_view),
+    admin = std::make_unique<lb::l7::AdminServer>(config, std::move(view), std::move(active_view),
                                                   &access_log);
     admin->SetTls(&tls_store);
     if (absl::Status st = admin->Start(FLAGS_admin_address, FLAGS_admin_port); !st.ok()) {
@@ -165,15 +200,7 @@ int main(int argc, char** argv) {
   }
   LOG(INFO) << "lb-l7 ready: " << nworkers << " worker(s)";
 
-  int sig = 0;
-  while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
-    if (absl::Status st = ReloadTls(*proto, &tls_store); !st.ok()) {
-      LOG(ERROR) << "SIGHUP: --config " << FLAGS_config
-                 << " refused, running state kept: " << st.message();
-      continue;
-    }
-    LOG(INFO) << "SIGHUP: TLS certificates and keys reloaded from " << FLAGS_config;
-  }
+  const int sig = WaitForStop(&sigs, proto, &tls_store);
   LOG(INFO) << "signal " << sig << ": draining (up to " << FLAGS_drain_timeout_ms << " ms)";
   for (auto& w : workers) w->RequestStop(FLAGS_drain_timeout_ms);
   for (auto& t : threads) t.join();
