@@ -10,6 +10,10 @@
 // responses say Connection: close), closes idle connections, and returns
 // from Run() when nothing is left or the drain deadline passes.
 //
+// TLS listeners (worker_tls.cc): the handshake and SSL_read/SSL_write run in
+// the same loop; a connection starts from the TlsStore generation current
+// when it was accepted (checked once per loop turn) and keeps it.
+//
 // Timers are checked every kTickMs by a scan of the worker's connections
 // (O(connections) per tick; a timer wheel is the next step at 10k+).
 #ifndef LB_DATAPLANE_L7_WORKER_H_
