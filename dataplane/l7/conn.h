@@ -173,7 +173,11 @@ struct ClientConn : Pollable {
   bool handshaking = false;
   bool ssl_read_wants_write = false;  // SSL_read/handshake: WANT_WRITE
   bool ssl_write_wants_read = false;  // SSL_write: WANT_READ
-  bool tls_ready = false;             // queued in Worker::tls_ready_
+  // The last SSL_read wanted socket bytes: epoll will say when they come.
+  // Bytes OpenSSL holds then are an incomplete record, not a reason to
+  // call SSL_read again (that would spin).
+  bool ssl_read_blocked = false;
+  bool tls_ready = false;  // queued in Worker::tls_ready_
 };
 
 struct UpstreamConn : Pollable {

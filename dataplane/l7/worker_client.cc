@@ -47,9 +47,11 @@ void Worker::UpdateClient(ClientConn* c) {
     } else {
       if (c->ssl_read_wants_write && (ev & EPOLLIN)) ev |= EPOLLOUT;
       if (c->ssl_write_wants_read && !c->out.empty()) ev |= EPOLLIN;
-      // Decrypted bytes already inside OpenSSL raise no epoll event.
-      if ((ev & EPOLLIN) && !c->tls_ready && c->state != ClientConn::State::kLingering &&
-          SSL_has_pending(c->ssl)) {
+      // Bytes already inside OpenSSL raise no epoll event: when reading
+      // stopped for lack of room (not for lack of socket bytes), serve them
+      // after the event batch.
+      if ((ev & EPOLLIN) && !c->tls_ready && !c->ssl_read_blocked &&
+          c->state != ClientConn::State::kLingering && SSL_has_pending(c->ssl)) {
         c->tls_ready = true;
         tls_ready_.push_back(c);
       }

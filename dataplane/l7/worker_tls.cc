@@ -71,10 +71,12 @@ void Worker::ClientHandshake(ClientConn* c) {
 ssize_t Worker::ClientRecv(ClientConn* c, char* buf, size_t n) {
   if (c->ssl == nullptr) return read(c->fd, buf, n);
   c->ssl_read_wants_write = false;
+  c->ssl_read_blocked = false;
   const int r = SSL_read(c->ssl, buf, static_cast<int>(std::min<size_t>(n, INT_MAX)));
   if (r > 0) return r;
   switch (SSL_get_error(c->ssl, r)) {
     case SSL_ERROR_WANT_READ:
+      c->ssl_read_blocked = true;
       errno = EAGAIN;
       return -1;
     case SSL_ERROR_WANT_WRITE:

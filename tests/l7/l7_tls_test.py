@@ -407,6 +407,54 @@ def test_ticket_rotation(lb, port):
     print("ok ticket key rotation by SIGHUP: old key decrypts while listed, not after", flush=True)
 
 
+def test_partial_record(lb, port):
+    """Half a TLS record, then silence: the worker waits for the socket
+    (epoll), it does not spin on bytes OpenSSL holds but cannot decrypt."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="a.example.com")
+    sk = socket.create_connection(("127.0.0.1", port), timeout=5)
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if out.pending:
+                sk.sendall(out.read())
+            data = sk.recv(65536)
+            check(data, "handshake cut short")
+            inc.write(data)
+    if out.pending:
+        sk.sendall(out.read())
+    obj.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    record = out.read()
+    sk.sendall(record[:len(record) // 2])
+
+    def cpu():
+        f = open(f"/proc/{lb.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+    time.sleep(0.2)
+    c0 = cpu()
+    time.sleep(1.5)
+    used = cpu() - c0
+    check(used < 0.3, f"lb-l7 used {used:.2f} CPU-s in 1.5 s waiting for half a record")
+    sk.sendall(record[len(record) // 2:])
+    got = b""
+    while b"hello" not in got:
+        try:
+            got += obj.read(65536)
+        except ssl.SSLWantReadError:
+            data = sk.recv(65536)
+            check(data, "no answer after the rest of the record")
+            inc.write(data)
+    sk.close()
+    print(f"ok half a TLS record: no busy wait ({used:.2f} CPU-s in 1.5 s), answered after the rest",
+          flush=True)
+
+
 def main():
     try:
         signal.signal(signal.SIGALRM, lambda *_: fail("timeout"))
@@ -448,6 +496,7 @@ def main():
         test_sni(port1, port2)
         test_resumption(port1, admin)
         test_curl(port1)
+        test_partial_record(lb, port1)
         test_reload(lb, port1, conf, bad)
         test_ticket_rotation(lb, port1)
         text = metrics(admin)
