@@ -15,7 +15,8 @@ PKGS=(
   # common libraries
   libabsl-dev libgflags-dev libgoogle-glog-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
-  libgtest-dev libgmock-dev libbenchmark-dev libssl-dev libnghttp2-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev
+  libssl-dev openssl  # lb-l7 TLS (OpenSSL 3); openssl req/s_client in tests/l7
   libhttp-parser-dev libre2-dev  # lb-l7: HTTP/1 framing, route regexes
   # tools used by tests
   python3-scapy tcpdump iproute2 iputils-ping ethtool curl

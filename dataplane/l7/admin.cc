@@ -5,11 +5,13 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "dataplane/l7/tls.h"
 #include "lib/l7/headers.h"
 #include "lib/l7/http1.h"
 
@@ -231,7 +233,74 @@ std::string AdminServer::RenderMetrics() const {
                   "the writer was 8 MiB behind.\n# TYPE lb_l7_access_log_dropped_lines_total "
                   "counter\nlb_l7_access_log_dropped_lines_total ",
                   access_log_ != nullptr ? access_log_->dropped_lines() : 0, "\n");
+  RenderTlsMetrics(&o);
   return o;
+}
+
+void AdminServer::RenderTlsMetrics(std::string* o) const {
+  if (tls_ == nullptr) return;
+  const std::vector<std::shared_ptr<TlsContext>> ctxs = tls_->Get();
+  auto sum = [this](const std::vector<Counter> WorkerCounters::*field, size_t i) {
+    uint64_t v = 0;
+    for (const WorkerCounters* w : workers_) v += (w->*field)[i].Get();
+    return v;
+  };
+  auto header = [o](const char* name, const char* type, const char* help) {
+    absl::StrAppend(o, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+  };
+  std::vector<size_t> tls_listeners;
+  for (size_t l = 0; l < config_->listeners.size() && l < ctxs.size(); ++l) {
+    if (ctxs[l] != nullptr || config_->listeners[l].tls) tls_listeners.push_back(l);
+  }
+  if (tls_listeners.empty()) return;
+  header("lb_l7_tls_handshakes_total", "counter",
+         "Completed TLS handshakes, full or resumed (session ticket or cache).");
+  for (size_t l : tls_listeners) {
+    const std::string ln = Escape(config_->listeners[l].name);
+    for (int k = 0; k < 2; ++k) {
+      absl::StrAppend(o, "lb_l7_tls_handshakes_total{listener=\"", ln, "\",kind=\"",
+                      k == 0 ? "full" : "resumed", "\"} ",
+                      sum(&WorkerCounters::tls_handshakes, l * 2 + k), "\n");
+    }
+  }
+  header("lb_l7_tls_handshake_failures_total", "counter", "Failed TLS handshakes, by reason.");
+  for (size_t l : tls_listeners) {
+    const std::string ln = Escape(config_->listeners[l].name);
+    for (int k = 0; k < kTlsFailCount; ++k) {
+      absl::StrAppend(o, "lb_l7_tls_handshake_failures_total{listener=\"", ln, "\",reason=\"",
+                      TlsFailName(k), "\"} ",
+                      sum(&WorkerCounters::tls_failures, l * kTlsFailCount + k), "\n");
+    }
+  }
+  header("lb_l7_tls_versions_total", "counter", "Handshakes by negotiated TLS version.");
+  for (size_t l : tls_listeners) {
+    const std::string ln = Escape(config_->listeners[l].name);
+    for (int k = 0; k < 2; ++k) {
+      absl::StrAppend(o, "lb_l7_tls_versions_total{listener=\"", ln, "\",version=\"",
+                      k == 0 ? "TLSv1.2" : "TLSv1.3", "\"} ",
+                      sum(&WorkerCounters::tls_versions, l * 2 + k), "\n");
+    }
+  }
+  header("lb_l7_tls_ciphers_total", "counter", "Handshakes by negotiated cipher.");
+  for (size_t l : tls_listeners) {
+    const std::string ln = Escape(config_->listeners[l].name);
+    for (int k = 0; k < kTlsCipherCount; ++k) {
+      absl::StrAppend(o, "lb_l7_tls_ciphers_total{listener=\"", ln, "\",cipher=\"",
+                      TlsCipherName(k), "\"} ",
+                      sum(&WorkerCounters::tls_ciphers, l * kTlsCipherCount + k), "\n");
+    }
+  }
+  header("lb_l7_tls_certificate_expiry_seconds", "gauge",
+         "Seconds until the certificate's notAfter (negative: expired), certificates in use.");
+  const int64_t now = time(nullptr);
+  for (size_t l : tls_listeners) {
+    if (ctxs[l] == nullptr) continue;
+    for (const TlsCertInfo& c : ctxs[l]->certs()) {
+      absl::StrAppend(o, "lb_l7_tls_certificate_expiry_seconds{listener=\"",
+                      Escape(config_->listeners[l].name), "\",name=\"", Escape(c.subject),
+                      "\",file=\"", Escape(c.file), "\"} ", c.not_after - now, "\n");
+    }
+  }
 }
 
 }  // namespace lb::l7

@@ -19,12 +19,16 @@
 
 namespace lb::l7 {
 
+class TlsStore;
+
 class AdminServer {
  public:
   // `active[p]`: pool p's shared active-request counts (a gauge per backend).
   AdminServer(const RuntimeConfig* config, std::vector<const WorkerCounters*> workers,
               std::vector<const ActiveCounts*> active, const AccessLog* access_log = nullptr);
   ~AdminServer();
+  // Before Start(): TLS listeners' contexts (certificate expiry gauges).
+  void SetTls(const TlsStore* store) { tls_ = store; }
   absl::Status Start(const std::string& address, uint32_t port);
   void Stop();
   // The /metrics body.
@@ -33,10 +37,12 @@ class AdminServer {
  private:
   void Loop();
   void Serve(int fd);
+  void RenderTlsMetrics(std::string* o) const;
   const RuntimeConfig* config_;
   std::vector<const WorkerCounters*> workers_;
   std::vector<const ActiveCounts*> active_;
   const AccessLog* access_log_;
+  const TlsStore* tls_ = nullptr;
   int fd_ = -1;
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -33,18 +33,34 @@ inline int StatusClass(int status) {
   return k < 0 ? 0 : (k > 4 ? 4 : k);
 }
 
+// TLS metric dimensions (names in dataplane/l7/tls.cc): failure reasons
+// (version, cipher, sni, not_tls, closed, timeout, other) and the ciphers
+// counted by name (the default policy's nine, then "other").
+inline constexpr int kTlsFailCount = 7;
+inline constexpr int kTlsCipherCount = 10;
+
 struct alignas(64) WorkerCounters {
-  WorkerCounters(size_t routes, size_t backends)
+  WorkerCounters(size_t routes, size_t backends, size_t listeners = 1)
       : route_requests(routes * 5),
         backend_requests(backends * 5),
         backend_connect_failures(backends),
-        backend_ejections(backends) {}
+        backend_ejections(backends),
+        tls_handshakes(listeners * 2),
+        tls_failures(listeners * kTlsFailCount),
+        tls_versions(listeners * 2),
+        tls_ciphers(listeners * kTlsCipherCount) {}
   // [route_slot * 5 + class]; route slots are numbered across listeners.
   std::vector<Counter> route_requests;
   // [backend_slot * 5 + class]; backend slots numbered across pools.
   std::vector<Counter> backend_requests;
   std::vector<Counter> backend_connect_failures;
   std::vector<Counter> backend_ejections;
+  // TLS listeners, [listener * n + i]: handshakes (0 full, 1 resumed),
+  // failures by reason, versions (0 TLSv1.2, 1 TLSv1.3), ciphers.
+  std::vector<Counter> tls_handshakes;
+  std::vector<Counter> tls_failures;
+  std::vector<Counter> tls_versions;
+  std::vector<Counter> tls_ciphers;
   Counter connections_accepted;
   Counter connections_open;  // gauge
   Counter upstream_connects;

@@ -352,6 +352,8 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
     }
     ListenerConfig lc{l.name(), addr, static_cast<uint16_t>(l.port()), *std::move(router),
                       std::move(names)};
+    lc.tls = l.has_tls();
+    if (lc.tls) lc.tls_config = l.tls();
     rc.listeners.push_back(std::move(lc));
   }
 

@@ -52,6 +52,10 @@ struct ListenerConfig {
   uint16_t port = 0;
   Router router;
   std::vector<std::string> route_names;  // index = route; last = "default"
+  // TLS termination: files are read and checked by BuildTlsContexts
+  // (dataplane/l7/tls.h), not here, so validation stays free of I/O.
+  bool tls = false;
+  v1::L7Tls tls_config;
 };
 
 struct Timeouts {

@@ -4,7 +4,9 @@
 // error), open every worker's listeners (one line naming the listener on
 // error), start the workers and, with --admin_port, the /metrics server.
 // SIGTERM/SIGINT: stop accepting, finish in-flight requests within
-// --drain_timeout_ms, exit 0.
+// --drain_timeout_ms, exit 0. SIGHUP: read --config again and replace the
+// TLS certificates, keys and ticket keys for new connections (existing ones
+// keep theirs); a refused file changes nothing and says why in one line.
 #include <signal.h>
 #include <unistd.h>
 
@@ -16,9 +18,11 @@
 #include "dataplane/l7/admin.h"
 #include "dataplane/l7/counters.h"
 #include "dataplane/l7/l7_config.h"
+#include "dataplane/l7/tls.h"
 #include "dataplane/l7/worker.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
+#include "google/protobuf/util/message_differencer.h"
 
 DEFINE_string(config, "",
               "Path of the lb.v1.L7Config text-format file (proto/lb/v1/l7.proto): listeners, "
@@ -37,6 +41,73 @@ DEFINE_string(access_log, "",
               "status, bytes, milliseconds), written by a thread of its own; \"\" = none.");
 DEFINE_bool(check_config, false, "Validate --config, print the result and exit (0 = valid).");
 
+namespace {
+
+// SIGHUP: only the listeners' tls blocks may change (routes, pools and
+// sockets are fixed for the life of the process: a restart drains).
+absl::Status ReloadTls(const lb::v1::L7Config& running, lb::l7::TlsStore* store) {
+  auto proto = lb::l7::LoadL7Config(FLAGS_config);
+  if (!proto.ok()) return proto.status();
+  auto config = lb::l7::ValidateL7Config(*proto);
+  if (!config.ok()) return config.status();
+  lb::v1::L7Config a = running, b = *proto;
+  for (auto& l : *a.mutable_listeners()) l.clear_tls();
+  for (auto& l : *b.mutable_listeners()) l.clear_tls();
+  if (!google::protobuf::util::MessageDifferencer::Equals(a, b)) {
+    return absl::FailedPreconditionError(
+        "fields outside listeners[].tls changed; SIGHUP reloads only TLS (restart for the rest)");
+  }
+  auto ctxs = lb::l7::BuildTlsContexts(*config);
+  if (!ctxs.ok()) return ctxs.status();
+  store->Set(*std::move(ctxs));
+  return absl::OkStatus();
+}
+
+struct Startup {
+  lb::v1::L7Config proto;
+  lb::l7::RuntimeConfig config;
+  std::vector<std::shared_ptr<lb::l7::TlsContext>> tls;
+};
+
+// --config read, validated and its TLS files loaded; the error is the one
+// line to log.
+absl::Status LoadStartup(Startup* s) {
+  auto proto = lb::l7::LoadL7Config(FLAGS_config);
+  if (!proto.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--config: ", proto.status().message()));
+  }
+  auto config = lb::l7::ValidateL7Config(*proto);
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--config ", FLAGS_config, ": ", config.status().message()));
+  }
+  auto tls = lb::l7::BuildTlsContexts(*config);
+  if (!tls.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--config ", FLAGS_config, ": ", tls.status().message()));
+  }
+  s->proto = *std::move(proto);
+  s->config = *std::move(config);
+  s->tls = *std::move(tls);
+  return absl::OkStatus();
+}
+
+// Serves SIGHUP (TLS reload) until SIGTERM/SIGINT, which it returns.
+int WaitForStop(const sigset_t* sigs, const lb::v1::L7Config& running, lb::l7::TlsStore* store) {
+  int sig = 0;
+  while (sigwait(sigs, &sig) == 0 && sig == SIGHUP) {
+    if (absl::Status st = ReloadTls(running, store); !st.ok()) {
+      LOG(ERROR) << "SIGHUP: --config " << FLAGS_config
+                 << " refused, running state kept: " << st.message();
+      continue;
+    }
+    LOG(INFO) << "SIGHUP: TLS certificates and keys reloaded from " << FLAGS_config;
+  }
+  return sig;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
       "HTTP/1.1 reverse proxy of the L7 tier.\n"
@@ -49,16 +120,14 @@ int main(int argc, char** argv) {
     LOG(ERROR) << "--config: required (an lb.v1.L7Config text-format file)";
     return 2;
   }
-  auto proto = lb::l7::LoadL7Config(FLAGS_config);
-  if (!proto.ok()) {
-    LOG(ERROR) << "--config: " << proto.status().message();
+  Startup start;
+  if (absl::Status st = LoadStartup(&start); !st.ok()) {
+    LOG(ERROR) << st.message();
     return 2;
   }
-  auto config = lb::l7::ValidateL7Config(*proto);
-  if (!config.ok()) {
-    LOG(ERROR) << "--config " << FLAGS_config << ": " << config.status().message();
-    return 2;
-  }
+  const lb::v1::L7Config& proto = start.proto;
+  const lb::l7::RuntimeConfig* config = &start.config;
+  lb::l7::TlsStore tls_store(std::move(start.tls));
   if (FLAGS_check_config) {
     std::printf("%s: valid (%zu listener(s), %zu pool(s))\n", FLAGS_config.c_str(),
                 config->listeners.size(), config->pools.size());
@@ -76,6 +145,7 @@ int main(int argc, char** argv) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -93,8 +163,10 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<lb::l7::WorkerCounters>> counters;
   std::vector<std::unique_ptr<lb::l7::Worker>> workers;
   for (unsigned i = 0; i < nworkers; ++i) {
-    counters.push_back(std::make_unique<lb::l7::WorkerCounters>(nroutes, nbackends));
-    workers.push_back(std::make_unique<lb::l7::Worker>(i, &*config, counters.back().get(), active));
+    counters.push_back(
+        std::make_unique<lb::l7::WorkerCounters>(nroutes, nbackends, config->listeners.size()));
+    workers.push_back(std::make_unique<lb::l7::Worker>(i, config, counters.back().get(), active));
+    workers.back()->SetTls(&tls_store);
     if (absl::Status st = workers.back()->Open(); !st.ok()) {
       LOG(ERROR) << "--config " << FLAGS_config << ": " << st.message();
       return 1;
@@ -113,8 +185,9 @@ int main(int argc, char** argv) {
     std::vector<const lb::l7::WorkerCounters*> view;
     for (auto& c : counters) view.push_back(c.get());
     std::vector<const lb::l7::ActiveCounts*> active_view(active.begin(), active.end());
-    admin = std::make_unique<lb::l7::AdminServer>(&*config, std::move(view), std::move(active_view),
+    admin = std::make_unique<lb::l7::AdminServer>(config, std::move(view), std::move(active_view),
                                                   &access_log);
+    admin->SetTls(&tls_store);
     if (absl::Status st = admin->Start(FLAGS_admin_address, FLAGS_admin_port); !st.ok()) {
       LOG(ERROR) << "--admin_port: " << st.message();
       return 1;
@@ -127,8 +200,7 @@ int main(int argc, char** argv) {
   }
   LOG(INFO) << "lb-l7 ready: " << nworkers << " worker(s)";
 
-  int sig = 0;
-  sigwait(&sigs, &sig);
+  const int sig = WaitForStop(&sigs, proto, &tls_store);
   LOG(INFO) << "signal " << sig << ": draining (up to " << FLAGS_drain_timeout_ms << " ms)";
   for (auto& w : workers) w->RequestStop(FLAGS_drain_timeout_ms);
   for (auto& t : threads) t.join();

@@ -10,11 +10,16 @@
 // responses say Connection: close), closes idle connections, and returns
 // from Run() when nothing is left or the drain deadline passes.
 //
+// TLS listeners (worker_tls.cc): the handshake and SSL_read/SSL_write run in
+// the same loop; a connection starts from the TlsStore generation current
+// when it was accepted (checked once per loop turn) and keeps it.
+//
 // Timers are checked every kTickMs by a scan of the worker's connections
 // (O(connections) per tick; a timer wheel is the next step at 10k+).
 #ifndef LB_DATAPLANE_L7_WORKER_H_
 #define LB_DATAPLANE_L7_WORKER_H_
 
+#include <sys/types.h>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -32,6 +37,8 @@ namespace lb::l7 {
 struct ClientConn;
 struct UpstreamConn;
 struct Pollable;
+class TlsContext;
+class TlsStore;
 
 class Worker {
  public:
@@ -46,6 +53,9 @@ class Worker {
   absl::Status Open();
   // Before Run(): where answered requests are logged (null = nowhere).
   void SetAccessLog(AccessLog* log) { access_log_ = log; }
+  // Before Run(): the TLS contexts of the listeners (null = no TLS
+  // listener). The worker picks up a new generation between event batches.
+  void SetTls(TlsStore* store) { tls_store_ = store; }
   void Run();
   // Thread-safe. Stop accepting; finish in-flight work until `drain_ms`.
   void RequestStop(int64_t drain_ms);
@@ -75,6 +85,16 @@ class Worker {
   void FlushAccessLog();
   void CloseClient(ClientConn* c);
   void UpdateClient(ClientConn* c);
+
+  // TLS (worker_tls.cc).
+  void RefreshTls();
+  bool StartTls(ClientConn* c);
+  void ClientHandshake(ClientConn* c);
+  ssize_t ClientRecv(ClientConn* c, char* buf, size_t n);
+  ssize_t ClientSend(ClientConn* c, const char* buf, size_t n);
+  void TlsCloseNotify(ClientConn* c);
+  void RunTlsReady();
+  void CountTlsFailure(ClientConn* c, int reason);
 
   // Upstream side.
   void StartUpstream(ClientConn* c, std::string pending);
@@ -124,6 +144,12 @@ class Worker {
   AccessLog* access_log_ = nullptr;
   std::string log_buf_;  // lines not yet handed to the writer thread
   uint64_t log_lines_ = 0;
+  TlsStore* tls_store_ = nullptr;
+  uint64_t tls_gen_ = 0;
+  std::vector<std::shared_ptr<TlsContext>> tls_;  // per listener; null = plain
+  // TLS connections with decrypted bytes buffered inside OpenSSL that epoll
+  // cannot report (the socket may be empty): served after the event batch.
+  std::vector<ClientConn*> tls_ready_;
 };
 
 }  // namespace lb::l7

@@ -1,8 +1,12 @@
 // dataplane/l7/l7_config.h: a good config converts with its defaults; a bad
-// one is refused with every offending field named.
+// one is refused with every offending field named. TLS blocks are carried
+// as they are and checked by BuildTlsContexts (dataplane/l7/tls.h), whose
+// file-free refusals are listed here (the files: tests/l7/l7_tls_test.py).
 #include "dataplane/l7/l7_config.h"
 
 #include <google/protobuf/text_format.h>
+
+#include "dataplane/l7/tls.h"
 
 #include "gtest/gtest.h"
 
@@ -86,6 +90,52 @@ TEST(L7Config, RegexErrorNamesListenerAndRoute) {
   ASSERT_FALSE(rc.ok());
   EXPECT_NE(rc.status().message().find("listeners[0]: routes[0].path.regex"), std::string::npos)
       << rc.status();
+}
+
+TEST(L7Config, TlsBlockCarriedAndCheckedWithoutFiles) {
+  auto rc = ValidateL7Config(Text(R"(
+    listeners { name: "plain" port: 8080 default_pool: "web" }
+    listeners { name: "tls" port: 8443 default_pool: "web"
+      tls { min_version: "TLSv1.0" default_certificate: 3 session_timeout_s: 90000
+            certificates { cert_file: "/nonexistent/a.crt" key_file: "" } } }
+    pools { name: "web" backends { address: "10.0.0.1" port: 80 } }
+  )"));
+  ASSERT_TRUE(rc.ok()) << rc.status();
+  EXPECT_FALSE(rc->listeners[0].tls);
+  ASSERT_TRUE(rc->listeners[1].tls);
+  EXPECT_EQ(rc->listeners[1].tls_config.min_version(), "TLSv1.0");
+  auto tls = BuildTlsContexts(*rc);
+  ASSERT_FALSE(tls.ok());
+  const std::string m(tls.status().message());
+  for (const char* want : {
+           "listeners[1].tls.min_version: \"TLSv1.0\" is not TLSv1.2 or TLSv1.3",
+           "listeners[1].tls.default_certificate: 3 is not an index of certificates (0..0)",
+           "listeners[1].tls.session_timeout_s: at most 86400",
+           "listeners[1].tls.certificates[0].key_file: required",
+       }) {
+    EXPECT_NE(m.find(want), std::string::npos) << want << "\n in: " << m;
+  }
+  EXPECT_EQ(m.find("listeners[0]"), std::string::npos) << m;
+
+  rc->listeners[1].tls_config.clear_certificates();
+  rc->listeners[1].tls_config.clear_min_version();
+  rc->listeners[1].tls_config.clear_default_certificate();
+  rc->listeners[1].tls_config.clear_session_timeout_s();
+  tls = BuildTlsContexts(*rc);
+  ASSERT_FALSE(tls.ok());
+  EXPECT_EQ(tls.status().message(), "listeners[1].tls.certificates: at least one is required");
+}
+
+TEST(L7Config, NoTlsListenerNoContext) {
+  auto rc = ValidateL7Config(Text(R"(
+    listeners { name: "plain" port: 8080 default_pool: "web" }
+    pools { name: "web" backends { address: "10.0.0.1" port: 80 } }
+  )"));
+  ASSERT_TRUE(rc.ok()) << rc.status();
+  auto tls = BuildTlsContexts(*rc);
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  ASSERT_EQ(tls->size(), 1u);
+  EXPECT_EQ((*tls)[0], nullptr);
 }
 
 }  // namespace

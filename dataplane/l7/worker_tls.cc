@@ -1,0 +1,136 @@
+// The TLS transport of a worker's client connections: the non-blocking
+// handshake driven by epoll, SSL_read/SSL_write with WANT_READ/WANT_WRITE
+// mapped onto the loop's interest, and the generation of certificates new
+// connections start with (docs/L7.md "TLS").
+#include <errno.h>
+#include <openssl/err.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "dataplane/l7/conn.h"
+#include "dataplane/l7/tls.h"
+#include "dataplane/l7/worker.h"
+#include "glog/logging.h"
+
+namespace lb::l7 {
+
+void Worker::RefreshTls() {
+  if (tls_store_ == nullptr) return;
+  const uint64_t g = tls_store_->generation();
+  if (g == tls_gen_) return;
+  tls_ = tls_store_->Get();
+  tls_gen_ = g;
+}
+
+bool Worker::StartTls(ClientConn* c) {
+  if (static_cast<size_t>(c->listener) >= tls_.size() || tls_[c->listener] == nullptr) return true;
+  c->ssl = tls_[c->listener]->NewSsl(c->fd);
+  if (c->ssl == nullptr) {
+    ERR_clear_error();
+    CountTlsFailure(c, static_cast<int>(TlsFail::kOther));
+    return false;
+  }
+  c->tls = tls_[c->listener];
+  c->handshaking = true;
+  return true;
+}
+
+void Worker::CountTlsFailure(ClientConn* c, int reason) {
+  counters_->tls_failures[c->listener * kTlsFailCount + reason].Add();
+}
+
+void Worker::ClientHandshake(ClientConn* c) {
+  c->ssl_read_wants_write = false;
+  const int r = SSL_do_handshake(c->ssl);
+  if (r == 1) {
+    c->handshaking = false;
+    const int l = c->listener;
+    counters_->tls_handshakes[l * 2 + (SSL_session_reused(c->ssl) ? 1 : 0)].Add();
+    counters_->tls_versions[l * 2 + (SSL_version(c->ssl) == TLS1_3_VERSION ? 1 : 0)].Add();
+    counters_->tls_ciphers[l * kTlsCipherCount + TlsCipherIndex(c->ssl)].Add();
+    return;
+  }
+  const int e = SSL_get_error(c->ssl, r);
+  if (e == SSL_ERROR_WANT_READ) return;
+  if (e == SSL_ERROR_WANT_WRITE) {
+    c->ssl_read_wants_write = true;
+    return;
+  }
+  const TlsFail why = ClassifyTlsFailure(c->ssl, e);
+  CountTlsFailure(c, static_cast<int>(why));
+  VLOG(1) << "TLS handshake from " << c->peer_ip << " failed: " << TlsFailName(int(why));
+  CloseClient(c);
+}
+
+// read(2) semantics: >0 bytes, 0 end of stream, -1 with errno (EAGAIN: try
+// again when epoll says so; the WANT_* flags tell UpdateClient which way).
+ssize_t Worker::ClientRecv(ClientConn* c, char* buf, size_t n) {
+  if (c->ssl == nullptr) return read(c->fd, buf, n);
+  c->ssl_read_wants_write = false;
+  c->ssl_read_blocked = false;
+  const int r = SSL_read(c->ssl, buf, static_cast<int>(std::min<size_t>(n, INT_MAX)));
+  if (r > 0) return r;
+  switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+      c->ssl_read_blocked = true;
+      errno = EAGAIN;
+      return -1;
+    case SSL_ERROR_WANT_WRITE:
+      c->ssl_read_wants_write = true;
+      errno = EAGAIN;
+      return -1;
+    case SSL_ERROR_ZERO_RETURN:  // close_notify, or EOF (SSL_OP_IGNORE_UNEXPECTED_EOF)
+      return 0;
+    default:
+      ERR_clear_error();
+      errno = ECONNRESET;
+      return -1;
+  }
+}
+
+ssize_t Worker::ClientSend(ClientConn* c, const char* buf, size_t n) {
+  if (c->ssl == nullptr) return send(c->fd, buf, n, MSG_NOSIGNAL);
+  c->ssl_write_wants_read = false;
+  // Partial writes are on (one record at a time); a retry after WANT_WRITE
+  // passes the same bytes again, possibly from a moved buffer (allowed by
+  // SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER).
+  const int r = SSL_write(c->ssl, buf, static_cast<int>(std::min<size_t>(n, 1 << 30)));
+  if (r > 0) return r;
+  switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_WRITE:
+      errno = EAGAIN;
+      return -1;
+    case SSL_ERROR_WANT_READ:
+      c->ssl_write_wants_read = true;
+      errno = EAGAIN;
+      return -1;
+    default:
+      ERR_clear_error();
+      errno = EPIPE;
+      return -1;
+  }
+}
+
+void Worker::TlsCloseNotify(ClientConn* c) {
+  if (c->ssl == nullptr || c->handshaking) return;
+  // One attempt, never waited for: the client's close_notify is not needed
+  // (it is an HTTP/1.1 response with its own framing).
+  SSL_shutdown(c->ssl);
+  ERR_clear_error();
+}
+
+void Worker::RunTlsReady() {
+  std::vector<ClientConn*> ready;
+  ready.swap(tls_ready_);
+  // All flags first: serving one may queue another again (or close it).
+  for (ClientConn* c : ready) c->tls_ready = false;
+  for (ClientConn* c : ready) {
+    if (!c->dead) OnClient(c, EPOLLIN);
+  }
+}
+
+}  // namespace lb::l7

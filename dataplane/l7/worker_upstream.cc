@@ -1,0 +1,522 @@
+// The server side of a worker: picking and connecting a backend, pooled
+// keep-alive connections, the response path, retries, and Upgrade tunnels.
+#include "dataplane/l7/worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "dataplane/l7/conn.h"
+#include "glog/logging.h"
+#include "lib/l7/headers.h"
+#include "lib/l7/http1.h"
+
+namespace lb::l7 {
+
+// -------------------------------------------------------------- upstream ---
+
+void Worker::Attach(ClientConn* c, UpstreamConn* u, int backend) {
+  u->client = c;
+  u->response_done = false;
+  u->extra_bytes = false;
+  u->parser.Reset();
+  u->parser.SetRequestWasHead(c->req.method == "HEAD");
+  u->deadline = Now() + (u->connecting ? config_->timeouts.upstream_connect_ns
+                                       : config_->timeouts.upstream_response_ns);
+  c->up = u;
+  c->backend = backend;
+  balancers_[u->pool].Begin(backend);
+}
+
+void Worker::StartUpstream(ClientConn* c, std::string pending) {
+  const PoolConfig& pc = config_->pools[c->pool];
+  Balancer& bal = balancers_[c->pool];
+  while (true) {
+    const int b = bal.Pick(c->ip_hash, Now(), c->tried);
+    if (b < 0) {
+      if (c->tried.empty()) {
+        counters_->no_backend.Add();
+        LocalResponse(c, 503, "no backend available", false);
+      } else {
+        LocalResponse(c, 502, "cannot connect to a backend", false);
+      }
+      return;
+    }
+    auto& idle = idle_[c->pool][b];
+    if (!idle.empty()) {
+      UpstreamConn* u = idle.back();
+      idle.pop_back();
+      u->reused = true;
+      counters_->upstream_reused.Add();
+      Attach(c, u, b);
+      u->out.Append(pending);
+      UpstreamFlush(u);
+      return;
+    }
+    if (Connect(c, b, &pending)) return;
+    if (!IsIdempotent(c->req.method) || c->tried.size() > pc.connect_retries) {
+      LocalResponse(c, 502, "cannot connect to a backend", false);
+      return;
+    }
+    counters_->upstream_retries.Add();
+  }
+}
+
+bool Worker::Connect(ClientConn* c, int b, std::string* pending) {
+  const BackendConfig& bc = config_->pools[c->pool].backends[b];
+  const int fd = socket(bc.addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int r = -1;
+  if (fd >= 0) r = connect(fd, reinterpret_cast<const sockaddr*>(&bc.addr.ss), bc.addr.len);
+  if (fd < 0 || (r != 0 && errno != EINPROGRESS)) {
+    if (fd >= 0) close(fd);
+    const int64_t now = Now();
+    const bool was = balancers_[c->pool].ejected(b, now);
+    balancers_[c->pool].OnConnectFailure(b, now);
+    counters_->backend_connect_failures[BackendSlot(c->pool, b)].Add();
+    if (!was && balancers_[c->pool].ejected(b, now)) {
+      counters_->backend_ejections[BackendSlot(c->pool, b)].Add();
+      LOG(WARNING) << "worker " << id_ << ": backend " << bc.addr.text << " of pool "
+                   << config_->pools[c->pool].name << " ejected after connect failures";
+    }
+    c->tried.push_back(b);
+    return false;
+  }
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  auto* u = new UpstreamConn(upstream_limits_);
+  u->kind = Kind::kUpstream;
+  u->fd = fd;
+  u->pool = c->pool;
+  u->backend = b;
+  u->sink.w = this;
+  u->sink.u = u;
+  u->connecting = r != 0;
+  u->pos = upstreams_.size();
+  upstreams_.push_back(u);
+  counters_->upstream_connects.Add();
+  Attach(c, u, b);
+  u->out.Append(*pending);
+  pending->clear();
+  if (u->connecting) {
+    UpdateUpstream(u);
+  } else {
+    UpstreamConnected(u);
+  }
+  return true;
+}
+
+void Worker::UpstreamConnected(UpstreamConn* u) {
+  u->connecting = false;
+  balancers_[u->pool].OnConnectSuccess(u->backend);
+  u->deadline = Now() + config_->timeouts.upstream_response_ns;
+  UpstreamFlush(u);
+}
+
+void Worker::UpstreamFailed(UpstreamConn* u, bool connect_failure, const char* why) {
+  ClientConn* c = u->client;
+  if (connect_failure) {
+    const int64_t now = Now();
+    Balancer& bal = balancers_[u->pool];
+    const bool was = bal.ejected(u->backend, now);
+    bal.OnConnectFailure(u->backend, now);
+    counters_->backend_connect_failures[BackendSlot(u->pool, u->backend)].Add();
+    if (!was && bal.ejected(u->backend, now)) {
+      counters_->backend_ejections[BackendSlot(u->pool, u->backend)].Add();
+      LOG(WARNING) << "worker " << id_ << ": backend "
+                   << config_->pools[u->pool].backends[u->backend].addr.text
+                   << " ejected after connect failures";
+    }
+  }
+  if (c == nullptr) {
+    CloseUpstream(u);
+    return;
+  }
+  balancers_[u->pool].End(u->backend);
+  const PoolConfig& pc = config_->pools[c->pool];
+  // Safe to send again: nothing reached the backend (connect failed), or
+  // the connection broke before any byte of an answer to a bodyless
+  // idempotent request (RFC 9110 §9.2.2), e.g. a pooled connection the
+  // backend had closed, or a backend killed while it held the request.
+  const bool resend_ok =
+      connect_failure || (c->req_done && !c->up_head.empty() && !u->parser.started());
+  const bool retry = !c->resp_started && IsIdempotent(c->req.method) &&
+                     c->tried.size() < pc.connect_retries + 1 && resend_ok;
+  std::string pending = connect_failure ? u->out.Take() : c->up_head;
+  c->tried.push_back(u->backend);
+  u->client = nullptr;
+  c->up = nullptr;
+  CloseUpstream(u);
+  if (retry) {
+    counters_->upstream_retries.Add();
+    StartUpstream(c, std::move(pending));
+    // A request body that was waiting for room can flow again.
+    if (!c->dead && !c->req_done && !c->in_pump) ClientPump(c);
+  } else if (!c->resp_started) {
+    LocalResponse(c, 502, why, !c->req_done);
+  } else {
+    CloseClient(c);  // the response is cut short: only a close can say so
+  }
+  if (!c->dead) ClientFlush(c);
+}
+
+void Worker::UpdateUpstream(UpstreamConn* u) {
+  if (u->dead) return;
+  uint32_t ev;
+  if (u->connecting) {
+    ev = EPOLLOUT;
+  } else if (u->client == nullptr) {
+    ev = EPOLLIN | EPOLLRDHUP;  // idle: notice the backend closing it
+  } else {
+    ev = 0;
+    if (!u->out.empty()) ev |= EPOLLOUT;
+    if (u->client->out.size() < config_->buffer_bytes) ev |= EPOLLIN | EPOLLRDHUP;
+  }
+  SetInterest(u, ev);
+}
+
+void Worker::OnUpstream(UpstreamConn* u, uint32_t ev) {
+  if (u->connecting) {
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0 || (ev & (EPOLLERR | EPOLLHUP))) {
+      UpstreamFailed(u, true, "cannot connect to a backend");
+      return;
+    }
+    UpstreamConnected(u);
+    if (u->dead) return;
+  }
+  if (u->client == nullptr) {
+    // Idle and readable: the backend closed it (or sent garbage).
+    CloseUpstream(u);
+    return;
+  }
+  if (u->tunnel) {
+    if (ev & EPOLLOUT) UpstreamFlush(u);
+    if (!u->dead && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) TunnelFromUpstream(u);
+    if (!u->dead) UpdateUpstream(u);
+    return;
+  }
+  if (ev & EPOLLOUT) {
+    UpstreamFlush(u);
+    if (u->dead) return;
+  }
+  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    UpstreamRead(u);
+    if (u->dead) return;
+  }
+  UpdateUpstream(u);
+}
+
+void Worker::UpstreamFlush(UpstreamConn* u) {
+  if (u->client != nullptr && u->client->in_pump) return;  // ClientPump flushes at its end
+  for (int round = 0; round < 4 && !u->dead && !u->connecting; ++round) {
+    while (!u->out.empty()) {
+      const ssize_t n = send(u->fd, u->out.data(), u->out.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        u->out.Consume(static_cast<size_t>(n));
+        u->deadline = Now() + config_->timeouts.upstream_response_ns;
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+      UpstreamFailed(u, false, "backend closed the connection");
+      return;
+    }
+    ClientConn* c = u->client;
+    if (u->tunnel && c != nullptr && !c->in.empty() && u->out.size() < config_->buffer_bytes) {
+      const size_t k = std::min(c->in.size(), config_->buffer_bytes - u->out.size());
+      u->out.Append(c->in.data(), k);
+      c->in.Consume(k);
+      continue;
+    }
+    if (c == nullptr || c->req_done || c->in.empty() || c->in_pump ||
+        u->out.size() >= config_->buffer_bytes) {
+      break;
+    }
+    // Room again: let more of the request body through.
+    const size_t before = c->in.size();
+    ClientPump(c);
+    if (c->dead || u->dead || c->in.size() == before) break;
+  }
+  if (u->dead) return;
+  UpdateUpstream(u);
+  if (u->client != nullptr) UpdateClient(u->client);
+}
+
+void Worker::UpstreamRead(UpstreamConn* u) {
+  ClientConn* c = u->client;
+  scratch_.resize(kReadChunk);
+  while (!u->dead && u->client == c && !u->response_done) {
+    const size_t queued = c->out.size();
+    if (queued >= config_->buffer_bytes) break;  // back-pressure: the client is slow
+    const size_t want = std::min(kReadChunk, config_->buffer_bytes - queued);
+    const ssize_t n = read(u->fd, &scratch_[0], want);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+    if (n <= 0) {
+      if (n == 0 && u->parser.FeedEof(&u->sink) && u->response_done) {
+        CompleteResponse(u, false);
+        return;
+      }
+      if (!c->resp_started) {
+        UpstreamFailed(u, false, "backend closed the connection");
+      } else {
+        CloseClient(c);  // truncated response
+      }
+      return;
+    }
+    u->deadline = Now() + config_->timeouts.upstream_response_ns;
+    size_t off = 0;
+    while (off < static_cast<size_t>(n) && !u->response_done) {
+      const size_t used = u->parser.Feed(&scratch_[off], n - off, &u->sink);
+      if (u->dead || c->dead) return;
+      off += used;
+      if (u->parser.error() != Http1Error::kNone || u->bad) {
+        VLOG(1) << "bad response from backend: " << u->parser.error_detail();
+        if (!c->resp_started) {
+          balancers_[u->pool].End(u->backend);
+          u->client = nullptr;
+          c->up = nullptr;
+          CloseUpstream(u);
+          LocalResponse(c, 502, "bad response from backend", !c->req_done);
+          ClientFlush(c);
+        } else {
+          CloseClient(c);
+        }
+        return;
+      }
+      if (used == 0) break;
+    }
+    if (u->response_done) {
+      if (u->parser.head().status == 101) {
+        StartTunnel(u, &scratch_[off], static_cast<size_t>(n) - off);
+      } else {
+        CompleteResponse(u, off == static_cast<size_t>(n));
+      }
+      return;
+    }
+    ClientFlush(c);
+    if (c->dead) return;
+  }
+}
+
+void Worker::UpstreamHead(UpstreamConn* u) {
+  ClientConn* c = u->client;
+  const MessageHead& r = u->parser.head();
+  if (r.status < 200) {
+    if (r.status == 101) {
+      if (!c->req.upgrade) {
+        u->bad = true;  // an upgrade nobody asked for
+        return;
+      }
+      c->resp_started = true;
+      c->status = 101;
+      c->keep_alive = false;
+      std::string s;
+      BuildClientResponse(r, c->req, true, ClientFraming::kNone, &s);
+      c->out.Append(s);
+      return;
+    }
+    // An interim response (100 Continue): to HTTP/1.1 clients only.
+    if (c->req.minor >= 1) {
+      std::string s;
+      BuildClientResponse(r, c->req, true, ClientFraming::kNone, &s);
+      c->out.Append(s);
+    }
+    return;
+  }
+  c->resp_started = true;
+  c->status = r.status;
+  c->framing = ChooseClientFraming(r, c->req);
+  c->keep_alive = c->req.keep_alive && !draining_ && c->framing != ClientFraming::kClose;
+  std::string s;
+  BuildClientResponse(r, c->req, c->keep_alive, c->framing, &s,
+                      config_->listeners[c->listener].router.RulesOf(c->route));
+  c->out.Append(s);
+}
+
+void Worker::UpstreamBody(UpstreamConn* u, const char* data, size_t n) {
+  ClientConn* c = u->client;
+  switch (c->framing) {
+    case ClientFraming::kNone:
+      break;
+    case ClientFraming::kChunked:
+      AppendChunk(&c->out, data, n);
+      break;
+    case ClientFraming::kLength:
+    case ClientFraming::kClose:
+      c->out.Append(data, n);
+      break;
+  }
+}
+
+void Worker::UpstreamDone(UpstreamConn* u) {
+  if (u->parser.head().status == 101) {
+    u->response_done = true;  // the tunnel starts after these bytes
+    return;
+  }
+  if (u->parser.head().status < 200) {
+    // After an interim response the final one follows on the same bytes.
+    const bool head = u->client->req.method == "HEAD";
+    u->parser.Reset();
+    u->parser.SetRequestWasHead(head);
+    return;
+  }
+  u->response_done = true;
+}
+
+void Worker::CompleteResponse(UpstreamConn* u, bool no_extra) {
+  ClientConn* c = u->client;
+  if (c->framing == ClientFraming::kChunked) c->out.Append("0\r\n\r\n", 5);
+  {
+    const int64_t now = Now();
+    Balancer& bal = balancers_[u->pool];
+    const bool was = bal.ejected(u->backend, now);
+    bal.OnResponse(u->backend, u->parser.head().status, now);
+    if (!was && bal.ejected(u->backend, now)) {
+      counters_->backend_ejections[BackendSlot(u->pool, u->backend)].Add();
+      LOG(WARNING) << "worker " << id_ << ": backend "
+                   << config_->pools[u->pool].backends[u->backend].addr.text
+                   << " ejected after consecutive 5xx answers";
+    }
+  }
+  const bool reusable =
+      no_extra && u->parser.head().keep_alive && c->req_done && u->out.empty() && !draining_;
+  balancers_[u->pool].End(u->backend);
+  u->client = nullptr;
+  c->up = nullptr;
+  ReleaseUpstream(u, reusable);
+  FinishStream(c);
+}
+
+void Worker::ReleaseUpstream(UpstreamConn* u, bool reusable) {
+  auto& idle = idle_[u->pool][u->backend];
+  if (!reusable || idle.size() >= config_->pools[u->pool].max_idle_per_backend) {
+    CloseUpstream(u);
+    return;
+  }
+  u->out.Shrink();
+  u->parser.Reset();
+  u->deadline = Now() + config_->timeouts.idle_ns;
+  idle.push_back(u);
+  UpdateUpstream(u);
+}
+
+void Worker::CloseUpstream(UpstreamConn* u) {
+  if (u->dead) return;
+  if (u->client == nullptr) {
+    auto& idle = idle_[u->pool][u->backend];
+    auto it = std::find(idle.begin(), idle.end(), u);
+    if (it != idle.end()) idle.erase(it);
+  } else {
+    // Still serving a request (the client went away mid-body, or its body
+    // was refused): that request no longer counts as active on the backend.
+    balancers_[u->pool].End(u->backend);
+    u->client->up = nullptr;
+    u->client = nullptr;
+  }
+  close(u->fd);
+  u->fd = -1;
+  upstreams_[u->pos] = upstreams_.back();
+  upstreams_[u->pos]->pos = u->pos;
+  upstreams_.pop_back();
+  Graveyard(u);
+}
+
+// ----------------------------------------------------------------- tunnel ---
+// After a 101 the two connections carry raw bytes (WebSocket), each way
+// through the other side's bounded output buffer, so the back-pressure is the
+// same as for bodies. Either side closing ends both once what it sent is
+// passed on (no half-close).
+
+void Worker::StartTunnel(UpstreamConn* u, const char* data, size_t n) {
+  ClientConn* c = u->client;
+  u->tunnel = c->tunnel = true;
+  c->out.Append(data, n);
+  const int64_t idle = Now() + config_->timeouts.idle_ns;
+  u->deadline = idle;
+  c->deadline = idle;
+  if (access_log_ != nullptr) LogRequest(c);
+  const ListenerConfig& lc = config_->listeners[c->listener];
+  counters_->route_requests[(route_base_[c->listener] + c->route) * 5 + StatusClass(101)].Add();
+  counters_->backend_requests[BackendSlot(c->pool, c->backend) * 5 + StatusClass(101)].Add();
+  (void)lc;
+  UpstreamFlush(u);  // also moves bytes the client sent after its request
+  if (!c->dead) ClientFlush(c);
+}
+
+void Worker::TunnelFromClient(ClientConn* c) {
+  UpstreamConn* u = c->up;
+  const size_t in_cap = config_->limits.max_header_bytes + config_->buffer_bytes;
+  scratch_.resize(kReadChunk);
+  bool eof = false;
+  while (c->in.size() < in_cap) {
+    const ssize_t r = ClientRecv(c, &scratch_[0], std::min(kReadChunk, in_cap - c->in.size()));
+    if (r > 0) {
+      c->in.Append(scratch_.data(), static_cast<size_t>(r));
+      continue;
+    }
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
+    eof = true;
+    break;
+  }
+  c->deadline = u->deadline = Now() + config_->timeouts.idle_ns;
+  UpstreamFlush(u);
+  if (u->dead || c->dead) return;
+  if (eof) {
+    // Pass on what is left (best effort, without waiting), then end both.
+    if (!c->in.empty()) u->out.Append(c->in.data(), c->in.size());
+    if (!u->out.empty()) {
+      ssize_t r = send(u->fd, u->out.data(), u->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      (void)r;
+    }
+    balancers_[u->pool].End(u->backend);
+    u->client = nullptr;
+    c->up = nullptr;
+    CloseUpstream(u);
+    CloseClient(c);
+    return;
+  }
+  UpdateClient(c);
+}
+
+void Worker::TunnelFromUpstream(UpstreamConn* u) {
+  ClientConn* c = u->client;
+  scratch_.resize(kReadChunk);
+  bool eof = false;
+  while (c->out.size() < config_->buffer_bytes) {
+    const size_t want = std::min(kReadChunk, config_->buffer_bytes - c->out.size());
+    const ssize_t r = read(u->fd, &scratch_[0], want);
+    if (r > 0) {
+      c->out.Append(scratch_.data(), static_cast<size_t>(r));
+      continue;
+    }
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
+    eof = true;
+    break;
+  }
+  c->deadline = u->deadline = Now() + config_->timeouts.idle_ns;
+  if (eof) {
+    // The backend ended it: the client gets what is buffered, then a close.
+    balancers_[u->pool].End(u->backend);
+    u->client = nullptr;
+    c->up = nullptr;
+    CloseUpstream(u);
+    c->state = ClientConn::State::kClosing;
+  }
+  ClientFlush(c);
+}
+
+}  // namespace lb::l7

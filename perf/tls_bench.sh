@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# lb-l7 TLS termination side by side with HAProxy 2.6 (Debian) in front of
+# the same nginx backend, on loopback (issue 11, "Performance"). Run by
+# perf/run.sh tls (release build), or directly:
+#
+#   perf/tls_bench.sh path/to/lb-l7 [seconds_per_run (default 5)]
+#
+# Each proxy runs one worker pinned to CPU 0; the client (openssl s_time or
+# wrk) and the backend nginx share CPU 1. Both proxies get the same
+# certificates (ECDSA P-256, RSA 2048), TLS 1.2+1.3, default ciphers, and
+# run one after the other per case. The proxy's utime+stime from /proc
+# before and after gives operations per proxy CPU-second:
+#   full_ecdsa, full_rsa  new TLS 1.3 connections, full handshakes, no
+#                         request (openssl s_time -new)
+#   resumed               TLS 1.2 connections resuming one session
+#                         (openssl s_time -reuse; lb-l7's resumed counter
+#                         is checked to move)
+#   https_keepalive       small GETs over 50 keep-alive TLS connections
+#                         (wrk -t1 -c50)
+# Output, one line per case and proxy, then one ratio line per case:
+#   tls case=full_ecdsa proxy=lb-l7 per_cpu_s=N rate=N
+#   tls_vs_haproxy case=full_ecdsa ratio=N
+# and tls_idle_conn_bytes=N (lb-l7 RSS growth per idle TLS connection).
+# CASES="resumed https_keepalive" runs only those cases.
+# Loopback only; everything it starts is stopped, its temp dir removed.
+set -euo pipefail
+LB=$(readlink -f "$1")
+SECS=${2:-5}
+WORK=$(mktemp -d /tmp/tlsbench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for f in "$WORK"/*.pid; do [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null || true; done
+  sleep 0.3
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+for t in wrk nginx haproxy openssl python3 curl; do
+  command -v $t >/dev/null || { echo "tls_bench: $t missing (scripts/install-deps.sh)" >&2; exit 2; }
+done
+ulimit -n 65536 2>/dev/null || true
+
+BE=18581 ADMIN=18589
+declare -A PORT=([lb-l7,ecdsa]=18570 [lb-l7,rsa]=18571 [haproxy,ecdsa]=18572 [haproxy,rsa]=18573)
+
+cd "$WORK"
+openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -keyout ecdsa.key \
+  -out ecdsa.crt -days 30 -subj /CN=bench.test -addext subjectAltName=DNS:bench.test 2>/dev/null
+openssl req -x509 -nodes -newkey rsa:2048 -keyout rsa.key -out rsa.crt -days 30 \
+  -subj /CN=bench.test -addext subjectAltName=DNS:bench.test 2>/dev/null
+chmod 600 ./*.key
+cat ecdsa.crt ecdsa.key > ecdsa.pem
+cat rsa.crt rsa.key > rsa.pem
+
+mkdir -p be/html
+head -c 100 /dev/zero | tr '\0' 'a' > be/html/small
+cat > be.conf <<EOF
+daemon on; user root; worker_processes 1; worker_cpu_affinity 10; pid $WORK/be.pid;
+error_log $WORK/be.err warn; events { worker_connections 4096; }
+http { client_body_temp_path $WORK/tb; proxy_temp_path $WORK/tp; fastcgi_temp_path $WORK/tf;
+  uwsgi_temp_path $WORK/tu; scgi_temp_path $WORK/ts; access_log off;
+  keepalive_requests 1000000; server { listen 127.0.0.1:$BE; root $WORK/be/html; } }
+EOF
+nginx -p "$WORK" -c "$WORK/be.conf" -e "$WORK/be.err"
+
+# HAProxy with the same policy as lb-l7's defaults (ECDHE + AEAD, 1.2+).
+CIPHERS="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+cat > ha.cfg <<EOF
+global
+  nbthread 1
+  cpu-map 1/1 0
+  pidfile $WORK/ha.pid
+  daemon
+  ssl-default-bind-ciphers $CIPHERS
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:${PORT[haproxy,ecdsa]} ssl crt $WORK/ecdsa.pem alpn http/1.1
+  bind 127.0.0.1:${PORT[haproxy,rsa]} ssl crt $WORK/rsa.pem alpn http/1.1
+  default_backend b
+backend b
+  http-reuse always
+  server s1 127.0.0.1:$BE
+EOF
+haproxy -f ha.cfg
+
+cat > l7.textproto <<EOF
+listeners { name: "ecdsa" address: "127.0.0.1" port: ${PORT[lb-l7,ecdsa]} default_pool: "be"
+  tls { certificates { cert_file: "$WORK/ecdsa.crt" key_file: "$WORK/ecdsa.key" } } }
+listeners { name: "rsa" address: "127.0.0.1" port: ${PORT[lb-l7,rsa]} default_pool: "be"
+  tls { certificates { cert_file: "$WORK/rsa.crt" key_file: "$WORK/rsa.key" } } }
+pools { name: "be" backends { address: "127.0.0.1" port: $BE } max_idle_per_backend: 64 }
+EOF
+taskset -c 0 "$LB" --config l7.textproto --workers 1 --admin_port $ADMIN > l7.log 2>&1 &
+LBPID=$!
+PIDS+=("$LBPID")
+sleep 0.5
+grep -q "lb-l7 ready" l7.log || { cat l7.log; exit 1; }
+for name in lb-l7 haproxy; do  # both answer HTTPS before anything is measured
+  curl -sk --max-time 5 "https://127.0.0.1:${PORT[$name,ecdsa]}/small" | grep -q aaaa ||
+    { echo "tls_bench: $name does not answer HTTPS" >&2; exit 1; }
+done
+
+ticks() {  # CPU ticks of a proxy: the pid and its children
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo $total
+}
+HZ=$(getconf CLK_TCK)
+
+# Prints "operations seconds" for one client run against port $2.
+client() {
+  local kind=$1 port=$2 secs=$3 out
+  case $kind in
+    full)
+      out=$(taskset -c 1 openssl s_time -connect "127.0.0.1:$port" -new -time "$secs" 2>&1)
+      awk '/connections in .* real seconds/ {print $1, $4; exit}' <<<"$out" ;;
+    resumed)
+      out=$(taskset -c 1 openssl s_time -connect "127.0.0.1:$port" -tls1_2 -reuse \
+        -time "$secs" 2>&1)
+      awk '/connections in .* real seconds/ {n=$1; s=$4} END {print n, s}' <<<"$out" ;;
+    keepalive)
+      out=$(taskset -c 1 wrk -t1 -c50 -d"${secs}s" "https://127.0.0.1:$port/small")
+      if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
+        echo "tls_bench: $(grep -E 'Non-2xx|Socket errors' <<<"$out")" >&2
+      fi
+      awk -v s="$secs" '/requests in/ {print $1, s}' <<<"$out" ;;
+  esac
+}
+
+handshakes() {  # lb-l7's ecdsa listener: "full resumed"
+  curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '
+    /^lb_l7_tls_handshakes_total\{listener="ecdsa",kind="full"\}/ {f=$2}
+    /^lb_l7_tls_handshakes_total\{listener="ecdsa",kind="resumed"\}/ {r=$2}
+    END {print f, r}'
+}
+
+declare -A RATE
+run_case() {  # case kind key
+  local c=$1 kind=$2 key=$3 name pid port t0 t1 ops secs cpu f0 r0 f1 r1
+  for name in lb-l7 haproxy; do
+    port=${PORT[$name,$key]}
+    if [[ $name == lb-l7 ]]; then pid=$LBPID; else pid=$(cat "$WORK/ha.pid"); fi
+    client "$kind" "$port" 1 > /dev/null  # warm
+    read -r f0 r0 < <(handshakes)
+    t0=$(ticks "$pid")
+    read -r ops secs < <(client "$kind" "$port" "$SECS")
+    t1=$(ticks "$pid")
+    if [[ $kind == resumed && $name == lb-l7 ]]; then
+      # s_time counts connections whose server side never finished (it
+      # closes right after its Finished); completed ones must be resumed.
+      read -r f1 r1 < <(handshakes)
+      (( (r1 - r0) > 10 * (f1 - f0) )) ||
+        echo "tls_bench: lb-l7 resumed $((r1 - r0)), full $((f1 - f0))" >&2
+    fi
+    cpu=$(python3 -c "print(max(($t1 - $t0) / $HZ, 0.01))")
+    RATE[$c,$name]=$(python3 -c "print(int($ops / $cpu))")
+    echo "tls case=$c proxy=$name per_cpu_s=${RATE[$c,$name]} rate=$(python3 -c "print(int($ops / $secs))") proxy_cpu_s=$cpu"
+  done
+  python3 -c "print('tls_vs_haproxy case=$c ratio=%.2f' % (${RATE[$c,lb-l7]} / ${RATE[$c,haproxy]}))"
+}
+# lb-l7 RSS growth per idle TLS 1.3 connection (2,000 of them, each after
+# its handshake and one request).
+idle_memory() {
+  python3 - "$LBPID" "${PORT[lb-l7,ecdsa]}" <<'EOF'
+import socket, ssl, sys, time
+pid, port = sys.argv[1], int(sys.argv[2])
+def rss():
+    for l in open(f"/proc/{pid}/status"):
+        if l.startswith("VmRSS:"):
+            return int(l.split()[1]) * 1024
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+def conn():
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="bench.test")
+    s.sendall(b"GET /small HTTP/1.1\r\nHost: b\r\n\r\n")
+    got = b""
+    while not got.endswith(b"a" * 100):
+        got += s.recv(4096)
+    return s
+warm = [conn() for _ in range(50)]
+time.sleep(0.3)
+before = rss()
+conns = [conn() for _ in range(2000)]
+time.sleep(0.5)
+print("tls_idle_conn_bytes=%d" % ((rss() - before) // len(conns)))
+EOF
+}
+
+for c in ${CASES:-full_ecdsa full_rsa resumed https_keepalive idle_memory}; do
+  case $c in
+    full_ecdsa) run_case full_ecdsa full ecdsa ;;
+    full_rsa) run_case full_rsa full rsa ;;
+    resumed) run_case resumed resumed ecdsa ;;
+    https_keepalive) run_case https_keepalive keepalive ecdsa ;;
+    idle_memory) idle_memory ;;
+  esac
+done
