@@ -289,6 +289,19 @@ void Worker::HandleOne(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64
   ConnValue cv;
   uint32_t e = conn_->Lookup(key, hash, now_ms_, flags, &cv);
   if (e != ConnTable::kNoEntry) {
+    // A SYN (no ACK) on the entry of a flow that already saw a FIN or RST is
+    // a new connection reusing the 5-tuple (the client's ports wrapped, a
+    // NAT): the old flow is over, so it is balanced as a new flow instead of
+    // following the old pin -- to a draining backend that would be a refused
+    // connection (IPVS conn_reuse_mode does the same). A retransmitted SYN of
+    // a flow still opening (kTcpSyn) keeps its pin.
+    if (__builtin_expect((flags & (kTcpSynFlag | kTcpAck)) == kTcpSynFlag, 0) &&
+        conn_->ClassOf(e) == ConnClass::kTcpClosing) {
+      ReleaseFlow(cv);
+      conn_->Erase(e);
+      HandleNewFlow(port, m, p, hash, vip);
+      return;
+    }
     if (StillServes(slot_, cv.backend_slot, cv.incarnation)) {
       const VipEntry& v = slot_.vips[vip];
       if ((v.flags & kVipSticky) && node_->sticky != nullptr) {
