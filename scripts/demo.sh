@@ -329,9 +329,9 @@ for k in 1 2; do
   grep -q "lb-l7 ready" "$WORK/l7n$k.log" || fail "lb-l7 did not start on $P-l7n$k"
   echo "lb-l7 is up on $P-l7n$k (10.99.0.10$k, pid ${L7_PIDS[k - 1]}), listening on $VIP:8080"
 done
-run pool add l7
-for k in 1 2; do run backend add "10.99.0.10$k:8080" --pool l7; done
-run vip add "$VIP:8080" tcp --pool l7
+run pool add l7nodes   # a DSR pool whose backends are the L7 nodes
+for k in 1 2; do run backend add "10.99.0.10$k:8080" --pool l7nodes; done
+run vip add "$VIP:8080" tcp --pool l7nodes
 GEN=$(wait_dataplane_caught_up) || exit 1
 echo "lb-dataplane now runs generation $GEN"
 for _ in $(seq 10); do
