@@ -140,14 +140,14 @@ done
 # $WORK/l7nK-access.log, /metrics on its own loopback :9180); sets
 # L7_PID[K]. 0 once it logged "lb-l7 ready", 1 after 10 s or when it exited.
 start_l7() {
-  local k=$1
+  local k=$1 n
   echo "--- start $(date +%T.%N)" >>"$WORK/l7n$k.log"
+  # Counted before the start: the new process may log "ready" at once.
+  n=$(grep -c "lb-l7 ready" "$WORK/l7n$k.log" || true)
   ip netns exec "$P-l7n$k" "$L7_BIN" --config "$WORK/l7n$k.textproto" --workers 2 \
     --drain_timeout_ms 3000 --admin_port 9180 --access_log "$WORK/l7n$k-access.log" \
     >>"$WORK/l7n$k.log" 2>&1 &
   L7_PID[k]=$!
-  local n
-  n=$(grep -c "lb-l7 ready" "$WORK/l7n$k.log" || true)
   for _ in $(seq 100); do
     (($(grep -c "lb-l7 ready" "$WORK/l7n$k.log" || true) > n)) && return 0
     kill -0 "${L7_PID[k]}" 2>/dev/null || return 1
@@ -155,10 +155,12 @@ start_l7() {
   done
   return 1
 }
-# l7_metric K NAME: the sum of NAME's samples on lb-l7 of node K.
+# l7_metric K NAME: the sum of NAME's samples on lb-l7 of node K; fails
+# (prints nothing) when /metrics does not answer.
 l7_metric() {
-  ip netns exec "$P-l7n$1" curl -s --max-time 2 "http://127.0.0.1:9180/metrics" |
-    awk -v m="$2" '$1 == m || index($1, m "{") == 1 { s += $2 } END { printf "%d", s }'
+  local text
+  text=$(ip netns exec "$P-l7n$1" curl -sf --max-time 2 "http://127.0.0.1:9180/metrics") || return 1
+  awk -v m="$2" '$1 == m || index($1, m "{") == 1 { s += $2 } END { printf "%d", s }' <<<"$text"
 }
 for k in 1 2; do
   start_l7 "$k" || fail "lb-l7 did not start on $P-l7n$k"
@@ -218,8 +220,14 @@ cat "$WORK/wrk2.txt"
 failed2=$(wrk_failed "$WORK/wrk2.txt")
 total2=$(wrk_requests "$WORK/wrk2.txt")
 rps2=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/wrk2.txt")
-retries2=$(($(l7_metric 1 lb_l7_upstream_retries_total) + $(l7_metric 2 lb_l7_upstream_retries_total)))
-eject2=$(($(l7_metric 1 lb_l7_backend_ejections_total) + $(l7_metric 2 lb_l7_backend_ejections_total)))
+retries2=0
+eject2=0
+for k in 1 2; do
+  r=$(l7_metric "$k" lb_l7_upstream_retries_total) || fail "part 2: no /metrics from lb-l7 on l7n$k"
+  e=$(l7_metric "$k" lb_l7_backend_ejections_total) || fail "part 2: no /metrics from lb-l7 on l7n$k"
+  retries2=$((retries2 + r))
+  eject2=$((eject2 + e))
+done
 echo "part 2: nginx of be$KILLED killed -9 at 2 s: $failed2 failed of ${total2:-?} ($rps2 req/s);" \
   "lb-l7 retries=$retries2 ejections=$eject2"
 ((${total2:-0} > 0)) || fail "part 2: wrk completed no request"
@@ -230,7 +238,7 @@ grep -q " $P-be$KILLED " "$WORK/part2.pairs" && fail "part 2: the killed backend
 # ---------------------------------------------------------------- part 3
 ID1=$(backend_id 10.99.0.101)
 [[ -n $ID1 ]] || fail "part 3: no L4 backend id for 10.99.0.101"
-ip netns exec "$P-client" timeout 20 wrk -t1 -c8 -d8s --timeout 2s "http://$VIP4/" \
+ip netns exec "$P-client" timeout 20 wrk -t1 -c12 -d8s --timeout 2s "http://$VIP4/" \
   >"$WORK/wrk3ka.txt" 2>&1 &
 WRK_PID=$!
 ip netns exec "$P-client" timeout 20 wrk -t1 -c4 -d8s --timeout 2s -H 'Connection: close' \
@@ -240,7 +248,8 @@ sleep 2
 t0=$(date +%s%N)
 lbctl backend drain "$ID1" >/dev/null || fail "part 3: lbctl backend drain $ID1 failed"
 dataplane_caught_up || fail "part 3: lb-dataplane did not take the drain within 5 s"
-open1=$(l7_metric 1 lb_l7_connections_open)
+open1=$(l7_metric 1 lb_l7_connections_open) || fail "part 3: no /metrics from lb-l7 on l7n1"
+open2=$(l7_metric 2 lb_l7_connections_open) || fail "part 3: no /metrics from lb-l7 on l7n2"
 old=${L7_PID[1]}
 kill -TERM "$old"
 for _ in $(seq 50); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
@@ -263,7 +272,7 @@ failed3ka=$(wrk_failed "$WORK/wrk3ka.txt")
 total3ka=$(wrk_requests "$WORK/wrk3ka.txt")
 failed3c=$(wrk_failed "$WORK/wrk3close.txt")
 total3c=$(wrk_requests "$WORK/wrk3close.txt")
-echo "part 3: l7n1 drained at L4, SIGTERM with $open1 client connection(s) open, old lb-l7 exit $old_rc" \
+echo "part 3: l7n1 drained at L4, SIGTERM with $open1 client connection(s) open (l7n2: $open2), old lb-l7 exit $old_rc" \
   "after $(((t_exit - t0) / 1000000)) ms, new one active after $(((t1 - t0) / 1000000)) ms"
 echo "part 3: keep-alive wrk $failed3ka failed of ${total3ka:-?}; Connection: close wrk" \
   "$failed3c failed of ${total3c:-?}"
