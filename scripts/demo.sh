@@ -77,6 +77,7 @@ cleanup() {
     wait "$pid" 2>/dev/null || true
   done
   bash scripts/topology.sh down --prefix "$P" 2>&1 | sed 's/^/  /' || true
+  rm -rf "/var/run/dpdk/lb-demo-$P"  # the EAL's runtime directory (--file-prefix)
   if ((rc != 0 && rc != 130)); then
     echo "--- lb-controlplane log (last lines)"; tail -n 15 "$WORK/cp.log" 2>/dev/null || true
     echo "--- lb-dataplane log (last lines)"; tail -n 15 "$WORK/dp.log" 2>/dev/null || true

@@ -53,7 +53,10 @@ DP_PID=""
 WRK_PID=""
 WRK2_PID=""
 L7_PID=("" "" "")  # by L7 node number
-stop_all() { stop_pids 40 "$WRK_PID" "$WRK2_PID" "${L7_PID[1]}" "${L7_PID[2]}" "$DP_PID" "$CP_PID"; }
+stop_all() {
+  stop_pids 40 "$WRK_PID" "$WRK2_PID" "${L7_PID[1]}" "${L7_PID[2]}" "$DP_PID" "$CP_PID"
+  rm -rf "/var/run/dpdk/lb-e2e-$P"  # the EAL's runtime directory (--file-prefix)
+}
 show_logs() {
   show_tail 20 "lb-controlplane log" "$WORK/cp.log"
   show_tail 20 "lb-dataplane log" "$WORK/dp.log"
