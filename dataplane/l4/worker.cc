@@ -297,9 +297,7 @@ void Worker::HandleOne(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64
     // a flow still opening (kTcpSyn) keeps its pin.
     if (__builtin_expect((flags & (kTcpSynFlag | kTcpAck)) == kTcpSynFlag, 0) &&
         conn_->ClassOf(e) == ConnClass::kTcpClosing) {
-      ReleaseFlow(cv);
-      conn_->Erase(e);
-      HandleNewFlow(port, m, p, hash, vip);
+      ReuseClosedEntry(port, m, p, hash, vip, e, cv);
       return;
     }
     if (StillServes(slot_, cv.backend_slot, cv.incarnation)) {
@@ -379,6 +377,14 @@ __attribute__((always_inline)) inline void Worker::HandleNewFlow(uint16_t port, 
   CounterAdd(vstats_[vip].new_flows, 1);
   CounterAdd(lstats_->new_flows, 1);
   Forward(port, m, p, vip, pick.slot, hash);
+}
+
+__attribute__((noinline)) void Worker::ReuseClosedEntry(uint16_t port, rte_mbuf* m,
+                                                        const ParsedPacket& p, uint64_t hash,
+                                                        int vip, uint32_t e, const ConnValue& cv) {
+  ReleaseFlow(cv);
+  conn_->Erase(e);
+  HandleNewFlow(port, m, p, hash, vip);
 }
 
 bool Worker::PeekPeers(const FlowKey& key, uint64_t hash, ConnValue* out) const {
