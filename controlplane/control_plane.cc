@@ -20,7 +20,10 @@ using google::protobuf::util::MessageDifferencer;
 
 ControlPlane::ControlPlane(ControlPlaneOptions options)
     : impl_(std::make_unique<Impl>(std::move(options))) {}
-ControlPlane::~ControlPlane() = default;
+ControlPlane::~ControlPlane() {
+  // The watch thread calls into this object: stop it before anything goes.
+  if (impl_->store != nullptr) impl_->store->StopWatch();
+}
 
 // ------------------------------------------------------------- mutations ---
 

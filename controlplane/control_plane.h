@@ -160,6 +160,19 @@ class ControlPlane {
   // by Tick.
   void ReportHealth(const HealthReport& report);
 
+  // Several control planes on one store (etcd): loads the stored state and,
+  // when another control plane changed it, validates and publishes it as
+  // this node's state (no version bump, nothing stored). Unavailable when
+  // the store cannot be read (the running state is kept), FailedPrecondition
+  // when the stored state does not validate here.
+  absl::Status SyncFromStore();
+  // Starts the store's watch (Store::Watch): SyncFromStore on every change
+  // and after every reconnect. The destructor stops it first.
+  void WatchStore();
+  // For /metrics: the store's name (Store::Describe) and health. Any thread.
+  std::string StoreName() const;
+  StoreHealth StoreStatus() const;
+
   // Periodic work (call every ~100 ms): completes drains whose flows ended or
   // whose deadline passed; retries a publish that failed on a stuck lcore.
   void Tick();

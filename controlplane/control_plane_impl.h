@@ -10,6 +10,8 @@
 //   control_plane_tick.cc         ReportHealth (health-driven republish),
 //                                 Tick (drain completion, publish retries)
 //   control_plane_queries.cc      snapshots, list/get, stats, Explain, events
+//   control_plane_sync.cc         SyncLocked / SyncFromStore: adopt a state
+//                                 another control plane stored (etcd)
 //   dataplane_view, health_merge, backend_ids, query_snapshot, event_log,
 //   explain, config_lookup, algorithms: the pieces they use.
 //
@@ -34,6 +36,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "controlplane/clock.h"
 #include "controlplane/config_lookup.h"
 #include "controlplane/control_plane.h"
 #include "controlplane/dataplane_view.h"
@@ -114,8 +117,25 @@ struct ControlPlane::Impl {
   // else an empty state.
   absl::Status StartLocked(std::optional<v1::Config> stored) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
+  // Adopts what the store holds when it differs from the committed version
+  // (another control plane wrote it): validate, publish, commit in memory;
+  // nothing is stored. A stored state that does not validate here is
+  // refused (FailedPrecondition) and the running one kept.
+  // (control_plane_sync.cc)
+  absl::Status SyncLocked(uint64_t t0_ns, std::vector<v1::Event>* evs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  // How often a change that lost the store's compare-and-swap to another
+  // control plane is retried on the fresh state before Aborted is returned.
+  // Each lost race means another writer succeeded (lock-free progress), so
+  // only a node that keeps losing to a busy peer ever sees Aborted (409).
+  static constexpr int kStoreConflictRetries = 50;
+
   // Runs `fn` under mu, then delivers its events (and a "refused" event
-  // when it failed) without mu.
+  // when it failed) without mu. When the store refused the write because
+  // another control plane wrote first (Aborted), loads that state and runs
+  // `fn` again on it (fn builds its candidate from `config`), up to
+  // kStoreConflictRetries times.
   template <typename T>
   absl::StatusOr<T> Run(const char* what,
                         const std::function<absl::StatusOr<T>(std::vector<v1::Event>*)>& fn) {
@@ -123,7 +143,17 @@ struct ControlPlane::Impl {
     absl::StatusOr<T> r;
     {
       absl::MutexLock l(&mu);
-      r = fn(&evs);
+      for (int attempt = 0;; ++attempt) {
+        r = fn(&evs);
+        if (r.ok() || r.status().code() != absl::StatusCode::kAborted ||
+            attempt == kStoreConflictRetries) {
+          break;
+        }
+        if (absl::Status st = SyncLocked(MonotonicNs(), &evs); !st.ok()) {
+          r = st;
+          break;
+        }
+      }
     }
     if (!r.ok()) {
       evs.push_back(MakeEvent("refused", absl::StrCat(what, ": ", r.status().ToString())));

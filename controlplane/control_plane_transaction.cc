@@ -216,7 +216,14 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::Create(ControlPlaneO
   absl::MutexLock l(&m.mu);
   m.publisher.emplace(*std::move(publisher));
   m.tables = &m.publisher->writer();
-  if (absl::Status st = m.StartLocked(*std::move(loaded)); !st.ok()) return st;
+  absl::Status st = m.StartLocked(*std::move(loaded));
+  if (st.code() == absl::StatusCode::kAborted) {
+    // Another control plane stored its bootstrap first: start from that.
+    loaded = m.store->Load();
+    if (!loaded.ok()) return loaded.status();
+    st = m.StartLocked(*std::move(loaded));
+  }
+  if (!st.ok()) return st;
   return cp;
 }
 

@@ -1,6 +1,7 @@
 #include "controlplane/http_server.h"
 
 #include "controlplane/clock.h"
+#include "controlplane/listen_address.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -47,32 +48,6 @@ constexpr size_t kReadChunk = 16 * 1024;
 
 uint64_t ToNs(absl::Duration d) {
   return d <= absl::ZeroDuration() ? 0 : static_cast<uint64_t>(absl::ToInt64Nanoseconds(d));
-}
-
-std::string PeerString(const sockaddr_storage& ss) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET) {
-    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
-    return absl::StrCat(buf, ":", ntohs(a->sin_port));
-  }
-  if (ss.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
-    return absl::StrCat("[", buf, "]:", ntohs(a->sin6_port));
-  }
-  return "?";
-}
-
-// The client's address without the port: the key of the per-client limit.
-std::string ClientKey(const sockaddr_storage& ss) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, buf, sizeof(buf));
-  } else if (ss.ss_family == AF_INET6) {
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof(buf));
-  }
-  return buf;
 }
 
 std::string HttpDate() {
@@ -128,7 +103,7 @@ struct HttpServer::Impl {
   std::atomic<bool> stop_requested{false};
   bool stopped = false;  // Stop() ran (caller thread only)
   std::map<int, Conn> conns;
-  std::unordered_map<std::string, size_t> per_client;  // open connections by ClientKey
+  std::unordered_map<std::string, size_t> per_client;  // open connections by SockaddrHost
   mutable absl::Mutex stats_mu;
   HttpServerStats stats ABSL_GUARDED_BY(stats_mu);
 
@@ -209,7 +184,7 @@ struct HttpServer::Impl {
         }
         return;  // EAGAIN, or paused
       }
-      std::string client = ClientKey(ss);
+      std::string client = SockaddrHost(ss);
       auto pc = per_client.find(client);
       if (options.max_connections_per_client != 0 && pc != per_client.end() &&
           pc->second >= options.max_connections_per_client) {
@@ -231,8 +206,8 @@ struct HttpServer::Impl {
       Conn& c = conns[fd];
       c.fd = fd;
       c.in = HttpRequestDecoder(HttpCodecLimits{options.max_header_bytes, options.max_body_bytes});
-      c.peer = PeerString(ss);
-      c.local = PeerString(local);
+      c.peer = SockaddrText(ss);
+      c.local = SockaddrText(local);
       c.client = std::move(client);
       ++per_client[c.client];
       c.accepted_ns = MonotonicNs();

@@ -45,4 +45,26 @@ absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view text, absl::s
   return a;
 }
 
+std::string SockaddrHost(const sockaddr_storage& ss) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, buf, sizeof(buf));
+  } else if (ss.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof(buf));
+  }
+  return buf;
+}
+
+std::string SockaddrText(const sockaddr_storage& ss) {
+  if (ss.ss_family == AF_INET) {
+    return absl::StrCat(SockaddrHost(ss), ":",
+                        ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port));
+  }
+  if (ss.ss_family == AF_INET6) {
+    return absl::StrCat("[", SockaddrHost(ss),
+                        "]:", ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port));
+  }
+  return "?";
+}
+
 }  // namespace lb

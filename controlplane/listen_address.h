@@ -1,7 +1,10 @@
-// The listen address of the admin HTTP server ("--http_listen"), parsed.
-// Pure function, any thread.
+// The listen address of the admin HTTP server ("--http_listen"), parsed, and
+// the text of the socket addresses it meets (peers, its own side).
+// Pure functions, any thread.
 #ifndef LB_CONTROLPLANE_LISTEN_ADDRESS_H_
 #define LB_CONTROLPLANE_LISTEN_ADDRESS_H_
+
+#include <sys/socket.h>
 
 #include <cstdint>
 #include <string>
@@ -21,6 +24,12 @@ struct ListenAddress {
   bool loopback = false;
 };
 absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view text, absl::string_view what);
+
+// "192.0.2.1:80", "[2001:db8::1]:80"; "?" for another family.
+std::string SockaddrText(const sockaddr_storage& ss);
+// The address without the port ("" for another family): the HTTP server's
+// per-client key.
+std::string SockaddrHost(const sockaddr_storage& ss);
 
 }  // namespace lb
 

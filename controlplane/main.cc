@@ -43,6 +43,7 @@
 #include "absl/time/time.h"
 #include "controlplane/config.h"
 #include "controlplane/control_plane.h"
+#include "controlplane/etcd_store.h"
 #include "controlplane/grpc_service.h"
 #include "controlplane/health_checker.h"
 #include "controlplane/http_server.h"
@@ -51,6 +52,7 @@
 #include "controlplane/rest_api.h"
 #include "controlplane/rest_guard.h"
 #include "controlplane/store.h"
+#include "controlplane/store_url.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "lib/process_flags.h"
@@ -64,6 +66,14 @@ DEFINE_string(config, "",
 DEFINE_string(state_dir, "/var/lib/lb-controlplane",
               "Directory of the persistent desired state (state.binpb, written atomically, "
               "with a version). One lb-controlplane per directory.");
+DEFINE_string(store, "",
+              "Where the desired state lives: empty or file:///dir = the embedded file store "
+              "(--state_dir / dir); etcd://host:port/prefix = etcd's v3 API, key "
+              "<prefix>/state, shared by every control plane on that prefix (each watches it "
+              "and republishes on every change).");
+DEFINE_int32(etcd_timeout_ms, 2000,
+             "--store=etcd://: deadline of each etcd call; no answer in time refuses the "
+             "change with UNAVAILABLE / 503 and keeps the running state.");
 DEFINE_string(grpc_listen, "127.0.0.1:50051",
               "gRPC admin API listen address (host:port, [v6]:port, unix:path; port 0 = any "
               "free port). Empty = no gRPC listener.");
@@ -374,15 +384,41 @@ void ServeSignals(const sigset_t& signals, const TableCapacities& caps, ControlP
   }
 }
 
+// --store (or --state_dir): the file store, or the etcd store.
+absl::StatusOr<std::unique_ptr<Store>> OpenStore() {
+  if (FLAGS_store.empty()) {
+    auto store = NewFileStore(FLAGS_state_dir);
+    if (!store.ok()) {
+      return absl::Status(store.status().code(),
+                          absl::StrCat("--state_dir: ", store.status().message()));
+    }
+    return store;
+  }
+  auto url = ParseStoreUrl(FLAGS_store);
+  if (!url.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--store: ", url.status().message()));
+  }
+  absl::StatusOr<std::unique_ptr<Store>> store;
+  if (url->kind == StoreUrl::Kind::kFile) {
+    store = NewFileStore(url->dir);
+  } else {
+    EtcdStoreOptions o;
+    o.url = *url;
+    o.timeout_ms = FLAGS_etcd_timeout_ms;
+    store = NewEtcdStore(o);
+  }
+  if (!store.ok()) {
+    return absl::Status(store.status().code(), absl::StrCat("--store: ", store.status().message()));
+  }
+  return store;
+}
+
 // The store, the bootstrap config and the control plane over them.
 absl::StatusOr<std::unique_ptr<ControlPlane>> OpenControlPlane(const TableCapacities& caps,
                                                                LatencyHistogram* publish_latency,
                                                                MetricsInputs* inputs) {
-  auto store = NewFileStore(FLAGS_state_dir);
-  if (!store.ok()) {
-    return absl::Status(store.status().code(),
-                        absl::StrCat("--state_dir: ", store.status().message()));
-  }
+  auto store = OpenStore();
+  if (!store.ok()) return store.status();
   const std::string store_name = (*store)->Describe();
   RegionDir dir;
   ControlPlaneOptions options;
@@ -402,7 +438,11 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> OpenControlPlane(const TableCapaci
   LOG(INFO) << "table region " << inputs->table_path << RegionNote(dir) << "; stats region "
             << inputs->stats_path << "; state " << store_name;
   auto cp = ControlPlane::Create(options, *std::move(store));
-  if (!cp.ok()) return cp.status();
+  if (!cp.ok()) {
+    return absl::Status(cp.status().code(),
+                        absl::StrCat("state ", store_name, ": ", cp.status().message()));
+  }
+  (*cp)->WatchStore();  // a no-op for the file store
   LOG(INFO) << "state version " << (*cp)->version() << " at generation " << (*cp)->generation()
             << (FLAGS_config.empty() || (*cp)->version() <= 1
                     ? ""

@@ -195,6 +195,24 @@ void AddNodeFamilies(Exposition& x, const v1::Stats& stats, const v1::TablesInfo
   }
 }
 
+// The desired-state store: reachable, and races lost to other control
+// planes (etcd store; the file store is always up with no conflicts).
+void AddStoreFamilies(Exposition& x, const ControlPlane& cp) {
+  const StoreHealth h = cp.StoreStatus();
+  {
+    Family& f = x.Add("lb_store_up", "gauge",
+                      "1 when the desired-state store answered the last call (and, for etcd, "
+                      "its watch runs); 0 = changes are refused, the last good state is served.");
+    Exposition::Sample(f, "", {{"store", cp.StoreName()}}, h.up ? "1" : "0");
+  }
+  {
+    Family& f = x.Add("lb_store_conflicts_total", "counter",
+                      "Writes that lost the store's compare-and-swap to another control plane "
+                      "(each retried on the fresh state).");
+    Exposition::Sample(f, "", {}, U(h.conflicts));
+  }
+}
+
 void AddLcoreFamilies(Exposition& x, const v1::Stats& stats) {
   struct LcoreCounter {
     const char* name;
@@ -456,6 +474,7 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
       in.table_path.empty() || in.stats_path.empty() ? TrafficSnapshot() : cp.Traffic();
   Exposition x;
   AddNodeFamilies(x, stats, cp.GetTables(), in);
+  AddStoreFamilies(x, cp);
   AddLcoreFamilies(x, stats);
   AddPortFamilies(x, stats);
   AddVipFamilies(x, cp.ListVips(), traffic);

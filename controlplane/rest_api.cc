@@ -392,6 +392,7 @@ int HttpStatusFromCode(absl::StatusCode code) {
     case absl::StatusCode::kNotFound:
       return 404;
     case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kAborted:  // lost a store race to another control plane
       return 409;
     case absl::StatusCode::kFailedPrecondition:
       return 412;
@@ -399,6 +400,8 @@ int HttpStatusFromCode(absl::StatusCode code) {
       return 401;
     case absl::StatusCode::kResourceExhausted:
       return 413;
+    case absl::StatusCode::kUnavailable:  // the store (etcd) is unreachable
+      return 503;
     default:
       return 500;
   }

@@ -193,17 +193,9 @@ class FileStore : public Store {
     if (config.version() == 0) {
       return absl::InvalidArgumentError("Store::Save: config.version must be >= 1");
     }
-    // Wire format, not text: printing 1,000 backends as text took a fifth of
-    // an API call's time (perf/RESULTS.md, control plane). Config has no map
-    // fields, so the encoding is deterministic.
-    std::string body;
-    if (!config.SerializeToString(&body)) {
-      return absl::InternalError("cannot serialize the desired state");
-    }
-    auto digest = Sha256Hex(body);
-    if (!digest.ok()) return digest.status();
-    const std::string file =
-        absl::StrCat(kHeaderMagic, kFormatBinary, kHeaderDigest, *digest, "\n", body);
+    auto encoded = EncodeStoredState(config);
+    if (!encoded.ok()) return encoded.status();
+    const std::string& file = *encoded;
 
     static std::atomic<uint64_t> counter{0};
     const std::string tmp =
@@ -230,6 +222,11 @@ class FileStore : public Store {
   }
 
   std::string Describe() const override { return absl::StrCat("file ", path_); }
+
+  // `file` as Save wrote it in `format`, or DataLoss naming `path`.
+  static absl::StatusOr<std::optional<v1::Config>> Decode(const std::string& file,
+                                                          absl::string_view format,
+                                                          const std::string& path);
 
   // Removes temp files a crash left behind; they never hold acknowledged
   // state (the rename is the commit point).
@@ -283,45 +280,6 @@ class FileStore : public Store {
     return std::optional<std::string>(std::move(data));
   }
 
-  // `file` as Save wrote it in `format`, or DataLoss naming `path`.
-  static absl::StatusOr<std::optional<v1::Config>> Decode(const std::string& file,
-                                                          absl::string_view format,
-                                                          const std::string& path) {
-    // Atomic replacement never leaves an empty or version-less file; one
-    // that is must not be mistaken for "nothing stored".
-    if (file.empty()) {
-      return absl::DataLossError(
-          absl::StrCat("stored state ", path, ":1: file is empty", Refusal(path)));
-    }
-    if (absl::Status st = VerifyChecksum(file, format, path); !st.ok()) return st;
-    // What Save wrote always parses and has a version; these catch a bug, or
-    // a file sealed by hand.
-    v1::Config config;
-    if (format == kFormatBinary) {
-      if (!config.ParseFromArray(file.data() + file.find('\n') + 1,
-                                 static_cast<int>(file.size() - file.find('\n') - 1))) {
-        return absl::DataLossError(absl::StrCat(
-            "stored state ", path, " does not parse as lb.v1.Config (wire format)", Refusal(path)));
-      }
-    } else {
-      // The whole file is parsed (line 1 is a comment) so that line numbers
-      // in errors are the file's.
-      auto text = ParseConfigText(file, path);
-      if (!text.ok()) {
-        absl::string_view why = text.status().message();
-        return absl::DataLossError(
-            absl::StrCat("stored state ", path, " does not parse: ", why.substr(0, kMaxParseError),
-                         why.size() > kMaxParseError ? "..." : "", Refusal(path)));
-      }
-      config = *std::move(text);
-    }
-    if (config.version() == 0) {
-      return absl::DataLossError(
-          absl::StrCat("stored state ", path, ":1: no version field", Refusal(path)));
-    }
-    return std::optional<v1::Config>(std::move(config));
-  }
-
   absl::Status SyncDir() {
     int dfd = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) return absl::UnavailableError(Errno("cannot open directory", dir_));
@@ -337,7 +295,64 @@ class FileStore : public Store {
   int lock_fd_;
 };
 
+absl::StatusOr<std::optional<v1::Config>> FileStore::Decode(const std::string& file,
+                                                            absl::string_view format,
+                                                            const std::string& path) {
+  // Atomic replacement never leaves an empty or version-less file; one
+  // that is must not be mistaken for "nothing stored".
+  if (file.empty()) {
+    return absl::DataLossError(
+        absl::StrCat("stored state ", path, ":1: file is empty", Refusal(path)));
+  }
+  if (absl::Status st = VerifyChecksum(file, format, path); !st.ok()) return st;
+  // What Save wrote always parses and has a version; these catch a bug, or
+  // a file sealed by hand.
+  v1::Config config;
+  if (format == kFormatBinary) {
+    if (!config.ParseFromArray(file.data() + file.find('\n') + 1,
+                               static_cast<int>(file.size() - file.find('\n') - 1))) {
+      return absl::DataLossError(absl::StrCat(
+          "stored state ", path, " does not parse as lb.v1.Config (wire format)", Refusal(path)));
+    }
+  } else {
+    // The whole file is parsed (line 1 is a comment) so that line numbers
+    // in errors are the file's.
+    auto text = ParseConfigText(file, path);
+    if (!text.ok()) {
+      absl::string_view why = text.status().message();
+      return absl::DataLossError(
+          absl::StrCat("stored state ", path, " does not parse: ", why.substr(0, kMaxParseError),
+                       why.size() > kMaxParseError ? "..." : "", Refusal(path)));
+    }
+    config = *std::move(text);
+  }
+  if (config.version() == 0) {
+    return absl::DataLossError(
+        absl::StrCat("stored state ", path, ":1: no version field", Refusal(path)));
+  }
+  return std::optional<v1::Config>(std::move(config));
+}
+
 }  // namespace
+
+absl::StatusOr<std::string> EncodeStoredState(const v1::Config& config) {
+  // Wire format, not text: printing 1,000 backends as text took a fifth of
+  // an API call's time (perf/RESULTS.md, control plane). Config has no map
+  // fields, so the encoding is deterministic.
+  std::string body;
+  if (!config.SerializeToString(&body)) {
+    return absl::InternalError("cannot serialize the desired state");
+  }
+  auto digest = Sha256Hex(body);
+  if (!digest.ok()) return digest.status();
+  return absl::StrCat(kHeaderMagic, kFormatBinary, kHeaderDigest, *digest, "\n", body);
+}
+
+absl::StatusOr<v1::Config> DecodeStoredState(const std::string& bytes, const std::string& where) {
+  auto d = FileStore::Decode(bytes, kFormatBinary, where);
+  if (!d.ok()) return d.status();
+  return **std::move(d);
+}
 
 absl::StatusOr<std::unique_ptr<Store>> NewFileStore(const std::string& dir_in) {
   std::string dir = dir_in;

@@ -1,7 +1,8 @@
 // Persistence of the desired state (a lb.v1.Config with its version).
 //
-// The interface is what the multi-node work will implement with etcd; the
-// file store is the embedded default: one file in a state directory written
+// Two stores implement it: the etcd store for several control planes
+// (etcd_store.h, --store=etcd://...) and the file store, the embedded
+// default: one file in a state directory written
 // atomically (temp file, fsync, rename, fsync of the directory), so a kill -9
 // at any moment leaves either the previous or the new version, never a torn
 // one.
@@ -23,10 +24,17 @@
 // message quotes at most a short prefix of the file. A refused file is never
 // replaced or touched.
 //
-// Threads: calls are serialized by the caller (ControlPlane's mutex).
+// Threads: Load and Save are serialized by the caller (ControlPlane's
+// mutex); Watch's callback runs on the store's own thread.
+//
+// Several writers (the etcd store, etcd_store.h): Save is a compare-and-swap
+// on what the last Load or Save saw. When another writer stored a state in
+// between, Save changes nothing and fails with Aborted; the caller loads the
+// fresh state and retries its change on it (ControlPlane::Impl::Run).
 #ifndef LB_CONTROLPLANE_STORE_H_
 #define LB_CONTROLPLANE_STORE_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,6 +43,12 @@
 #include "lb/v1/config.pb.h"
 
 namespace lb {
+
+// What /metrics says about the store (any thread may ask).
+struct StoreHealth {
+  bool up = true;          // the last call succeeded and, with a watch, it runs
+  uint64_t conflicts = 0;  // Saves refused because another writer was first
+};
 
 class Store {
  public:
@@ -46,7 +60,26 @@ class Store {
   virtual absl::Status Save(const v1::Config& config) = 0;
   // For logs: "file /var/lib/lb/state.binpb".
   virtual std::string Describe() const = 0;
+  // Stores with other writers call `on_change` (on their own thread, never
+  // while Load or Save runs on it) when the stored state may have changed,
+  // and each time their connection is (re)established, so the caller can
+  // Load and catch up. The file store has no other writer and never calls
+  // it. Call once.
+  virtual void Watch(std::function<void()> on_change) { (void)on_change; }
+  // Stops the watch: `on_change` is not running and is never called again
+  // when it returns. Idempotent; the destructor calls it too.
+  virtual void StopWatch() {}
+  // Thread-safe; the file store is always up.
+  virtual StoreHealth Health() const { return StoreHealth(); }
 };
+
+// The stored bytes of `config` (the file store's format, above; the etcd
+// store keeps the same bytes as its value).
+absl::StatusOr<std::string> EncodeStoredState(const v1::Config& config);
+// The inverse: DataLoss naming `where` for anything EncodeStoredState did not
+// write (no checksum line, another digest, does not parse, no version).
+// `bytes` are untrusted (fuzz/stored_state_fuzz.cc).
+absl::StatusOr<v1::Config> DecodeStoredState(const std::string& bytes, const std::string& where);
 
 // Creates the directory if needed and takes an exclusive lock on
 // <dir>/.lock for the store's lifetime, so two servers never share one state

@@ -287,11 +287,7 @@ class MaglevBuilder::Filler {
   bool final_phase_ = false;
 };
 
-absl::Status MaglevBuilder::Build(absl::Span<const MaglevBackend> backends,
-                                  absl::Span<uint32_t> out) {
-  const uint64_t m = out.size();
-  if (absl::Status s = ValidateMaglevTableSize(m); !s.ok()) return s;
-
+absl::Status MaglevBuilder::SortAndCheck(absl::Span<const MaglevBackend> backends, Weights* w) {
   // Backends are taken in key order, never in the order the config lists
   // them: which backend claims a contested slot first depends on this order,
   // so it must be the same on every node and for every permutation of the
@@ -305,8 +301,6 @@ absl::Status MaglevBuilder::Build(absl::Span<const MaglevBackend> backends,
   if (!std::is_sorted(order_.begin(), order_.end(), key_less)) {
     std::sort(order_.begin(), order_.end(), key_less);
   }
-
-  uint64_t weighted = 0, max_weight = 0, sum_weight = 0;
   for (size_t i = 0; i < order_.size(); ++i) {
     const MaglevBackend& be = backends[order_[i]];
     if (be.key.empty()) {
@@ -321,18 +315,63 @@ absl::Status MaglevBuilder::Build(absl::Span<const MaglevBackend> backends,
           absl::StrCat("backend '", be.key, "' has value 0, which is reserved for 'no backend'"));
     }
     if (be.weight > 0) {
-      ++weighted;
-      max_weight = std::max<uint64_t>(max_weight, be.weight);
-      sum_weight += be.weight;
+      ++w->weighted;
+      w->max = std::max<uint64_t>(w->max, be.weight);
+      w->sum += be.weight;
     }
   }
-  if (weighted > m) {
+  return absl::OkStatus();
+}
+
+// Round-robin scan; `credit` holds r * weight - picks * max_weight.
+void MaglevBuilder::FillByScan(Filler& filler, uint64_t max_weight) {
+  for (;;) {
+    for (Entry& e : entries_) {
+      e.credit += e.weight;
+      if (e.credit < max_weight) continue;
+      e.credit -= max_weight;
+      filler.Claim(e);
+      if (filler.Full()) return;
+    }
+  }
+}
+
+// Skewed weights: most backends sit out most rounds, so instead pop the
+// backends in (round they become eligible, key order) order — the exact
+// sequence the scan would produce, at O(log N) per slot. Rounds never
+// exceed M (the heaviest backend claims a slot every round), so a round
+// number clamped to 2^32 - 1 is simply never reached.
+void MaglevBuilder::FillByHeap(Filler& filler, uint64_t max_weight) {
+  auto next_round = [max_weight](const Entry& e) {
+    const uint64_t r = ((e.picks + uint64_t{1}) * max_weight + e.weight - 1) / e.weight;
+    return std::min<uint64_t>(r, 0xffffffffu);
+  };
+  heap_.clear();
+  for (uint32_t i = 0; i < entries_.size(); ++i) heap_.push_back(next_round(entries_[i]) << 32 | i);
+  std::make_heap(heap_.begin(), heap_.end(), std::greater<>());
+  for (;;) {
+    std::pop_heap(heap_.begin(), heap_.end(), std::greater<>());
+    Entry& e = entries_[static_cast<uint32_t>(heap_.back())];
+    filler.Claim(e);
+    if (filler.Full()) return;
+    heap_.back() = next_round(e) << 32 | static_cast<uint32_t>(heap_.back());
+    std::push_heap(heap_.begin(), heap_.end(), std::greater<>());
+  }
+}
+
+absl::Status MaglevBuilder::Build(absl::Span<const MaglevBackend> backends,
+                                  absl::Span<uint32_t> out) {
+  const uint64_t m = out.size();
+  if (absl::Status s = ValidateMaglevTableSize(m); !s.ok()) return s;
+  Weights w;
+  if (absl::Status s = SortAndCheck(backends, &w); !s.ok()) return s;
+  if (w.weighted > m) {
     return absl::InvalidArgumentError(absl::StrCat("table_size ", m,
                                                    " is smaller than the number of backends "
                                                    "with a non-zero weight (",
-                                                   weighted, ")"));
+                                                   w.weighted, ")"));
   }
-  if (weighted == 0) {
+  if (w.weighted == 0) {
     std::fill(out.begin(), out.end(), 0);
     return absl::OkStatus();
   }
@@ -352,39 +391,12 @@ absl::Status MaglevBuilder::Build(absl::Span<const MaglevBackend> backends,
   // weights thus degenerate to the paper's round robin, and a backend's slot
   // count is floor(rounds * weight / max_weight) give or take the last round.
   Filler filler(*this, out);
-  if (weighted * max_weight <= kMaxScanChecksPerSlot * sum_weight) {
-    // Round-robin scan; `credit` holds r * weight - picks * max_weight.
-    for (;;) {
-      for (Entry& e : entries_) {
-        e.credit += e.weight;
-        if (e.credit < max_weight) continue;
-        e.credit -= max_weight;
-        filler.Claim(e);
-        if (filler.Full()) return absl::OkStatus();
-      }
-    }
+  if (w.weighted * w.max <= kMaxScanChecksPerSlot * w.sum) {
+    FillByScan(filler, w.max);
+  } else {
+    FillByHeap(filler, w.max);
   }
-
-  // Skewed weights: most backends sit out most rounds, so instead pop the
-  // backends in (round they become eligible, key order) order — the exact
-  // sequence the scan above would produce, at O(log N) per slot. Rounds never
-  // exceed M (the heaviest backend claims a slot every round), so a round
-  // number clamped to 2^32 - 1 is simply never reached.
-  auto next_round = [max_weight](const Entry& e) {
-    const uint64_t r = ((e.picks + uint64_t{1}) * max_weight + e.weight - 1) / e.weight;
-    return std::min<uint64_t>(r, 0xffffffffu);
-  };
-  heap_.clear();
-  for (uint32_t i = 0; i < entries_.size(); ++i) heap_.push_back(next_round(entries_[i]) << 32 | i);
-  std::make_heap(heap_.begin(), heap_.end(), std::greater<>());
-  for (;;) {
-    std::pop_heap(heap_.begin(), heap_.end(), std::greater<>());
-    Entry& e = entries_[static_cast<uint32_t>(heap_.back())];
-    filler.Claim(e);
-    if (filler.Full()) return absl::OkStatus();
-    heap_.back() = next_round(e) << 32 | static_cast<uint32_t>(heap_.back());
-    std::push_heap(heap_.begin(), heap_.end(), std::greater<>());
-  }
+  return absl::OkStatus();
 }
 
 absl::Status BuildMaglevTable(absl::Span<const MaglevBackend> backends, absl::Span<uint32_t> out) {

@@ -102,6 +102,18 @@ class MaglevBuilder {
     uint32_t inv_skip;  // skip^-1 mod M, set when the final phase starts
   };
   class Filler;
+  struct Weights {
+    uint64_t weighted = 0;  // backends with a non-zero weight
+    uint64_t max = 0;
+    uint64_t sum = 0;
+  };
+  // order_ = the backends in key order; refuses an empty or duplicated key
+  // and the value 0.
+  absl::Status SortAndCheck(absl::Span<const MaglevBackend> backends, Weights* w);
+  // Claim slots until the table is full, in the order of the weight scheme
+  // (Build explains it): a round-robin scan, or a heap for skewed weights.
+  void FillByScan(Filler& filler, uint64_t max_weight);
+  void FillByHeap(Filler& filler, uint64_t max_weight);
   std::vector<uint32_t> order_;    // backend indices sorted by key
   std::vector<Entry> entries_;     // per weighted backend, in key order
   std::vector<uint64_t> used_;     // occupancy bitmap, one bit per slot

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs one benchmark in a release build (build-perf/).
 #
-#   perf/run.sh <name> [args...]   name: maglev | l4 | control | e2e | l7
+#   perf/run.sh <name> [args...]   name: maglev | l4 | control | e2e | l7 | cluster
 #
 # Extra arguments go to the benchmark unchanged (e.g. perf/run.sh l4
 # --flows=1048576 --scenarios=established).
@@ -17,7 +17,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="$ROOT/build-perf"
 
 usage() {
-  echo "usage: perf/run.sh <maglev|l4|control|e2e|l7> [benchmark args...]" >&2
+  echo "usage: perf/run.sh <maglev|l4|control|e2e|l7|cluster> [benchmark args...]" >&2
   exit 2
 }
 
@@ -74,6 +74,14 @@ case "$name" in
     # 10,000. About 1 min; see perf/l7_bench.sh. Optional arg: seconds per run.
     build dataplane/l7/lb-l7
     exec bash "$ROOT/perf/l7_bench.sh" "$BUILD/dataplane/l7/lb-l7" "$@"
+    ;;
+  cluster)
+    # A change through one of N control planes on one etcd -> every node's
+    # table region on the new generation; fingerprints checked equal after
+    # the run. Args: [nodes=3] [changes=200]. About 10 s; see
+    # perf/cluster_bench.py.
+    build controlplane/lb-controlplane
+    exec /usr/bin/python3 "$ROOT/perf/cluster_bench.py" "$BUILD/controlplane/lb-controlplane" "$@"
     ;;
   *)
     usage

@@ -79,14 +79,16 @@ std::vector<std::string> ParsedArgs::GetAll(const std::string& name) const {
   return it == flags.end() ? std::vector<std::string>{} : it->second;
 }
 
-absl::Status ParseCommandLine(const std::vector<std::string>& argv,
+namespace {
+
+// Global flags and command words, until the words name one command; *i ends
+// after the last word, *flags_ended says whether "--" came first.
+absl::Status TakeCommandWords(const std::vector<std::string>& argv,
                               const std::vector<FlagDef>& global_flags,
-                              const std::vector<CommandDef>& commands, Invocation* out) {
+                              const std::vector<CommandDef>& commands, size_t* i_out,
+                              bool* flags_ended, Invocation* out) {
   Invocation& inv = *out;
-  inv = Invocation();
-  size_t i = 0;
-  bool flags_ended = false;
-  // Global flags and command words, until the words name one command.
+  size_t& i = *i_out;
   for (; i < argv.size() && inv.command == nullptr; ++i) {
     const std::string& token = argv[i];
     if (token == "-h" || token == "--help") {
@@ -94,7 +96,7 @@ absl::Status ParseCommandLine(const std::vector<std::string>& argv,
       continue;
     }
     if (token == "--") {
-      flags_ended = true;
+      *flags_ended = true;
       ++i;
       break;
     }
@@ -125,9 +127,15 @@ absl::Status ParseCommandLine(const std::vector<std::string>& argv,
     }
     inv.words = std::move(words);
   }
-  if (inv.command == nullptr)
-    return absl::OkStatus();  // a group, or nothing: the caller prints help
+  return absl::OkStatus();
+}
 
+// The command's own flags (and global ones) and its arguments, then the
+// argument count.
+absl::Status TakeCommandArgs(const std::vector<std::string>& argv,
+                             const std::vector<FlagDef>& global_flags, size_t i, bool flags_ended,
+                             Invocation* out) {
+  Invocation& inv = *out;
   const std::string where = absl::StrCat("\"", absl::StrJoin(inv.command->words, " "), "\"");
   for (; i < argv.size(); ++i) {
     const std::string& token = argv[i];
@@ -162,6 +170,24 @@ absl::Status ParseCommandLine(const std::vector<std::string>& argv,
         ", got ", n, " argument(s)"));
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ParseCommandLine(const std::vector<std::string>& argv,
+                              const std::vector<FlagDef>& global_flags,
+                              const std::vector<CommandDef>& commands, Invocation* out) {
+  Invocation& inv = *out;
+  inv = Invocation();
+  size_t i = 0;
+  bool flags_ended = false;
+  if (absl::Status s = TakeCommandWords(argv, global_flags, commands, &i, &flags_ended, out);
+      !s.ok()) {
+    return s;
+  }
+  if (inv.command == nullptr)
+    return absl::OkStatus();  // a group, or nothing: the caller prints help
+  return TakeCommandArgs(argv, global_flags, i, flags_ended, out);
 }
 
 std::string CommandUsage(const CommandDef& command) {

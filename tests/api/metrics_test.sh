@@ -98,6 +98,7 @@ check "lb_dataplane_up 0" eq "$(value lb_dataplane_up)" 0
 check "no lcore samples without a dataplane" eq "$(value 'lb_lcore_rx_packets_total{lcore="0"}')" absent
 check "lb_table_generation 1" eq "$(value lb_table_generation)" 1
 check "lb_stuck_lcores 0" eq "$(value lb_stuck_lcores)" 0
+check "lb_store_conflicts_total 0 (file store)" eq "$(value lb_store_conflicts_total)" 0
 check "VIP packets 0" eq "$(value "lb_vip_packets_total{$VIP_LABEL}")" 0
 check "VIP has 2 members" eq "$(value "lb_vip_active_members{$VIP_LABEL}")" 2
 check "VIP fingerprint info metric" \

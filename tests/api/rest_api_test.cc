@@ -207,7 +207,8 @@ TEST_F(RestApiTest, StatusMapping) {
   EXPECT_EQ(HttpStatusFromCode(absl::StatusCode::kUnauthenticated), 401);
   EXPECT_EQ(HttpStatusFromCode(absl::StatusCode::kResourceExhausted), 413);
   EXPECT_EQ(HttpStatusFromCode(absl::StatusCode::kInternal), 500);
-  EXPECT_EQ(HttpStatusFromCode(absl::StatusCode::kUnavailable), 500);
+  EXPECT_EQ(HttpStatusFromCode(absl::StatusCode::kUnavailable), 503);  // store unreachable
+  EXPECT_EQ(HttpStatusFromCode(absl::StatusCode::kAborted), 409);      // lost a store race
   HttpResponse e = ErrorResponse(absl::NotFoundError("pools[2].name: gone"));
   EXPECT_EQ(e.status, 404);
   EXPECT_EQ(e.body, "{\"error\":\"pools[2].name: gone\",\"field\":\"pools[2].name\"}\n");

@@ -494,6 +494,12 @@ TEST(HealthCheckerTcp, ListenerGoesAwayAndComesBack) {
   EXPECT_EQ(up[0].consecutive_successes, 1u);
   EXPECT_EQ(up[1].consecutive_successes, 2u);
   EXPECT_EQ(up[1].failed_checks, 0u);
+  // A TCP check passes once the kernel completes the handshake; the server
+  // thread's accept() may run later on a loaded machine.
+  const auto accept_deadline = std::chrono::steady_clock::now() + kWait;
+  while (server->accepted() == 0 && std::chrono::steady_clock::now() < accept_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   EXPECT_GE(server->accepted(), 1u);
 
   server->Close();

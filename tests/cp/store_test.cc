@@ -543,5 +543,28 @@ TEST_F(StoreTest, KillNineDuringSavesAlwaysLeavesALoadableVersion) {
   EXPECT_GT(last_seen, 25u) << "the child hardly saved anything; the test proved little";
 }
 
+// The bytes the etcd store keeps under <prefix>/state are the file's:
+// EncodeStoredState / DecodeStoredState round-trip, and a value edited by
+// any other etcd client is refused naming where it came from.
+TEST(StoredStateCodec, RoundTripAndTamperRefused) {
+  v1::Config c;
+  c.set_version(42);
+  c.add_pools()->set_name("web");
+  auto bytes = EncodeStoredState(c);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(bytes->rfind("# lb-controlplane state v2 sha256=", 0), 0u);
+  auto back = DecodeStoredState(*bytes, "etcd://h:1/p/state");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(MessageDifferencer::Equals(*back, c));
+  std::string edited = *bytes;
+  edited.back() ^= 1;
+  auto refused = DecodeStoredState(edited, "etcd://h:1/p/state");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(refused.status().message().find("etcd://h:1/p/state"), absl::string_view::npos);
+  EXPECT_FALSE(DecodeStoredState("", "x").ok());
+  EXPECT_FALSE(DecodeStoredState("version: 1\n", "x").ok());
+}
+
 }  // namespace
 }  // namespace lb

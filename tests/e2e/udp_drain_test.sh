@@ -212,8 +212,11 @@ def request(s):
     return body.decode().strip()
 conns = []
 t0 = time.time()
+# 5 s per request: a flow that moved is reset by its new backend at once;
+# a timeout is only lost packets on a loaded guest, which TCP retransmits
+# (200 ms, 400 ms, 800 ms, ...) inside this bound.
 for i in range(n):
-    s = socket.create_connection((vip, 80), timeout=2)
+    s = socket.create_connection((vip, 80), timeout=5)
     name = request(s)
     conns.append({"sock": s, "backend": name, "ok": 1, "failed": None,
                   "times": [time.time() - t0], "port": s.getsockname()[1]})
