@@ -3,14 +3,20 @@
 #
 # Installs what is missing, builds, sets up hugepages (or falls back), builds
 # a small network of namespaces (scripts/topology.sh: client, router, one LB
-# node, three nginx backends), starts lb-controlplane (in the router
-# namespace, so its health checker reaches the backends) and lb-dataplane (in
-# the LB namespace, af_xdp on its veth), registers VIP 198.51.100.10:80 and
-# three backends with lbctl, and shows with real HTTP requests from the client:
+# node, two L7 nodes, three nginx backends), starts lb-controlplane (in the
+# router namespace, so its health checker reaches the backends) and
+# lb-dataplane (in the LB namespace, af_xdp on its veth), registers VIP
+# 198.51.100.10:80 and three backends with lbctl, and shows with real HTTP
+# requests from the client:
 #   1. how requests spread over the three backends (Maglev), and key metrics,
 #   2. a backend's nginx stopped: the health check marks it down and no
 #      request goes there any more (and none fails),
-#   3. its nginx started again: it is marked healthy and gets requests again.
+#   3. its nginx started again: it is marked healthy and gets requests again,
+#   4. the L7 tier: lb-l7 on the two L7 nodes, VIP 198.51.100.10:8080 through
+#      lb-dataplane to them (IP-in-IP, lb-decap, DSR) and on to the three
+#      nginx; which L7 node and which nginx answered each request,
+#   5. a backend crashing (nginx killed -9) under wrk load through the L7
+#      tier: lb-l7 retries on another backend and ejects it, no request fails.
 # Everything it starts or creates is removed on exit, Ctrl-C or failure, and
 # it exits non-zero if any step does not do what it says. Bounded (< 90 s
 # after the build).
@@ -29,8 +35,8 @@ bash scripts/install-deps.sh
 BUILD=${BUILD_DIR:-build}
 [[ -f "$BUILD/build.ninja" ]] || meson setup "$BUILD" --buildtype=debugoptimized >/dev/null
 ninja -C "$BUILD" controlplane/lb-controlplane dataplane/l4/lb-dataplane controlplane/cli/lbctl \
-  dataplane/bpf/lb-decap dataplane/bpf/decap.bpf.o >/dev/null
-echo "build: lb-controlplane, lb-dataplane, lbctl, lb-decap up to date in $BUILD/"
+  dataplane/bpf/lb-decap dataplane/bpf/decap.bpf.o dataplane/l7/lb-l7 >/dev/null
+echo "build: lb-controlplane, lb-dataplane, lbctl, lb-decap, lb-l7 up to date in $BUILD/"
 HUGE_LINE=$(bash scripts/hugepages.sh)
 echo "$HUGE_LINE"
 if [[ "$HUGE_LINE" == *"at /dev/hugepages"* ]]; then
@@ -43,6 +49,7 @@ CP_BIN=$B/controlplane/lb-controlplane
 DP_BIN=$B/dataplane/l4/lb-dataplane
 LBCTL_BIN=$B/controlplane/cli/lbctl
 DECAP_BIN=$B/dataplane/bpf/lb-decap
+L7_BIN=$B/dataplane/l7/lb-l7
 
 P=demo$$
 R=$P-router
@@ -52,25 +59,32 @@ HTTP=127.0.0.1:8080    # inside $R: REST API and /metrics
 WORK=$(mktemp -d /dev/shm/lb-demo.XXXXXX)
 CP_PID=""
 DP_PID=""
+L7_PIDS=()
+WRK_PID=""
 cleanup() {
   local rc=$?
   trap - EXIT
   trap '' INT TERM  # a second Ctrl-C must not cut the cleanup short
   echo
-  echo "== Cleaning up: stopping lb-dataplane and lb-controlplane, removing namespaces $P-*"
-  for pid in "$DP_PID" "$CP_PID"; do
+  echo "== Cleaning up: stopping lb-l7, lb-dataplane and lb-controlplane, removing namespaces $P-*"
+  for pid in "$WRK_PID" "${L7_PIDS[@]}" "$DP_PID" "$CP_PID"; do
     [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null || true
   done
-  for pid in "$DP_PID" "$CP_PID"; do
+  for pid in "$WRK_PID" "${L7_PIDS[@]}" "$DP_PID" "$CP_PID"; do
     [[ -z "$pid" ]] && continue
     for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
   bash scripts/topology.sh down --prefix "$P" 2>&1 | sed 's/^/  /' || true
+  rm -rf "/var/run/dpdk/lb-demo-$P"  # the EAL's runtime directory (--file-prefix)
   if ((rc != 0 && rc != 130)); then
     echo "--- lb-controlplane log (last lines)"; tail -n 15 "$WORK/cp.log" 2>/dev/null || true
     echo "--- lb-dataplane log (last lines)"; tail -n 15 "$WORK/dp.log" 2>/dev/null || true
+    for f in "$WORK"/l7n*.log; do
+      [[ -f "$f" ]] || continue
+      echo "--- lb-l7 log $(basename "$f" .log) (last lines)"; tail -n 10 "$f"
+    done
   fi
   rm -rf "$WORK"
   if ((rc == 0)); then echo "demo: PASS in $(($(date +%s) - START)) s"; fi
@@ -168,9 +182,9 @@ show_metrics() {
   echo "packets dropped by the lcores:   $(metric lb_lcore_drops_total)${reasons:+ ($reasons)}"
 }
 
-say "Network: client -> router -> LB node -> 3 nginx backends (namespaces $P-*)"
+say "Network: client -> router -> LB node -> 3 nginx backends, and 2 L7 nodes (namespaces $P-*)"
 echo "requests reach a backend through lb-dataplane (IP-in-IP); replies go straight back (DSR)"
-bash scripts/topology.sh up --prefix "$P" --backends 3 --lbs 1 --lb_decap "$DECAP_BIN" \
+bash scripts/topology.sh up --prefix "$P" --backends 3 --l7_nodes 2 --lbs 1 --lb_decap "$DECAP_BIN" \
   | grep -v "^topology" | sed 's/^ *//; s/^/  /'
 NGINX_DIR=/tmp/$P-nginx
 
@@ -283,3 +297,99 @@ send 60
 echo "traffic returned: all three backends answer again"
 echo "key metrics (lb-controlplane /metrics):"
 show_metrics | sed 's/^/  /'
+
+say "4. The L7 tier: lb-l7 on $P-l7n1 and $P-l7n2, behind lb-dataplane"
+echo "VIP $VIP:8080 -> lb-dataplane (Maglev over the two L7 nodes, IP-in-IP) -> lb-decap"
+echo "-> lb-l7 on $VIP:8080 (the VIP on lo) -> round robin over the three nginx; replies go"
+echo "from the L7 node straight to the client. Each lb-l7 adds 'X-L7-Node' to its answers."
+for k in 1 2; do
+  cat >"$WORK/l7n$k.textproto" <<CFG
+listeners {
+  name: "vip"
+  address: "$VIP"
+  port: 8080
+  routes { name: "all" pool: "app"
+           response_headers_to_add { name: "X-L7-Node" value: "l7n$k" } }
+}
+pools {
+  name: "app"
+  algorithm: ALGORITHM_ROUND_ROBIN
+  backends { address: "10.99.0.21" port: 80 }
+  backends { address: "10.99.0.22" port: 80 }
+  backends { address: "10.99.0.23" port: 80 }
+  eject_after_failures: 1
+  eject_ms: 30000
+}
+CFG
+  ip netns exec "$P-l7n$k" "$L7_BIN" --config "$WORK/l7n$k.textproto" --workers 1 \
+    --admin_port 9180 --access_log "$WORK/l7n$k-access.log" >"$WORK/l7n$k.log" 2>&1 &
+  L7_PIDS+=($!)
+done
+for k in 1 2; do
+  for _ in $(seq 50); do grep -q "lb-l7 ready" "$WORK/l7n$k.log" && break; sleep 0.1; done
+  grep -q "lb-l7 ready" "$WORK/l7n$k.log" || fail "lb-l7 did not start on $P-l7n$k"
+  echo "lb-l7 is up on $P-l7n$k (10.99.0.10$k, pid ${L7_PIDS[k - 1]}), listening on $VIP:8080"
+done
+run pool add l7nodes   # a DSR pool whose backends are the L7 nodes
+for k in 1 2; do run backend add "10.99.0.10$k:8080" --pool l7nodes; done
+run vip add "$VIP:8080" tcp --pool l7nodes
+GEN=$(wait_dataplane_caught_up) || exit 1
+echo "lb-dataplane now runs generation $GEN"
+for _ in $(seq 10); do
+  ip netns exec "$P-client" curl -s --max-time 1 -o /dev/null "http://$VIP:8080/" && break
+  sleep 0.3
+done
+echo
+echo "60 requests to http://$VIP:8080/ (a new connection each):"
+declare -A PAIR=()
+L7OK=0
+for _ in $(seq 60); do
+  out=$(ip netns exec "$P-client" curl -sf --max-time 2 -w '%header{x-l7-node}' "http://$VIP:8080/") \
+    || continue
+  L7OK=$((L7OK + 1))
+  body=${out%%$'\n'*}
+  key="${out##*$'\n'} ${body##* }"
+  PAIR[$key]=$((${PAIR[$key]:-0} + 1))
+done
+echo "$L7OK of 60 answered"
+for k in 1 2; do
+  for b in 1 2 3; do
+    printf '  L7 node %-9s -> nginx %-9s %3d requests\n' "l7n$k" "$P-be$b" "${PAIR["l7n$k $P-be$b"]:-0}"
+  done
+done
+((L7OK == 60)) || fail "$((60 - L7OK)) of 60 requests through the L7 tier failed"
+for k in 1 2; do
+  for b in 1 2 3; do
+    ((${PAIR["l7n$k $P-be$b"]:-0} > 0)) || fail "L7 node l7n$k never reached nginx $P-be$b"
+  done
+done
+echo "both L7 nodes answer, and each reaches all three nginx. One access log line of l7n1:"
+tail -n 1 "$WORK/l7n1-access.log" | sed 's/^/  /'
+
+say "5. A backend crashes under load: nginx of $P-be3 killed -9 during 6 s of wrk"
+echo "\$ wrk -t1 -c10 -d6s http://$VIP:8080/   (keep-alive GETs through L4 and L7)"
+ip netns exec "$P-client" timeout 20 wrk -t1 -c10 -d6s --timeout 2s "http://$VIP:8080/" \
+  >"$WORK/wrk.txt" 2>&1 &
+WRK_PID=$!
+sleep 2
+for pid in $(ip netns pids "$P-be3"); do kill -KILL "$pid" 2>/dev/null || true; done
+echo "2 s in: every process of $P-be3 killed -9"
+wait "$WRK_PID" || fail "wrk failed: $(tail -n 3 "$WORK/wrk.txt")"
+WRK_PID=""
+sed 's/^/  /' "$WORK/wrk.txt"
+l7_metric() {  # sum of a metric's samples over both lb-l7
+  local k
+  for k in 1 2; do
+    ip netns exec "$P-l7n$k" curl -s --max-time 2 "http://127.0.0.1:9180/metrics"
+  done | awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $2 } END { printf "%d", s }'
+}
+WRK_FAILED=$(awk '/Socket errors:/ { gsub(",", ""); s += $4 + $6 + $8 + $10 }
+  /Non-2xx or 3xx responses:/ { s += $5 } END { print s + 0 }' "$WORK/wrk.txt")
+WRK_TOTAL=$(awk '/requests in/ { print $1 }' "$WORK/wrk.txt")
+echo "lb-l7 on both nodes: $(l7_metric lb_l7_upstream_retries_total) request(s) resent to another backend," \
+  "$(l7_metric lb_l7_backend_ejections_total) ejection(s) of 10.99.0.23:"
+grep -h "ejected" "$WORK"/l7n*.log | sed 's/^/  /'
+echo "failed requests: $WRK_FAILED of ${WRK_TOTAL:-?}"
+((${WRK_TOTAL:-0} > 0)) || fail "wrk completed no request"
+((WRK_FAILED == 0)) || fail "$WRK_FAILED request(s) failed while a backend crashed behind lb-l7"
+echo "the crash cost no request: lb-l7 resent the ones caught on be3 and stopped picking it"

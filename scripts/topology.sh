@@ -4,13 +4,16 @@
 # prefix so `down` removes exactly what `up` made and nothing else.
 #
 #   scripts/topology.sh up   [--prefix NAME] [--backends N] [--lbs N] [--lb_decap PATH]
-#                            [--mtu N] [--decap_mode xdp|tc] [--gue_port N]
+#                            [--mtu N] [--decap_mode xdp|tc] [--gue_port N] [--l7_nodes N]
 #   scripts/topology.sh down [--prefix NAME]
 #
 # --mtu (default 1600) is the MTU of every link (jumbo frames: 9100; native
 # XDP on veth needs an MTU below ~3,500, so jumbo topologies attach lb-decap
 # with --decap_mode tc). --gue_port makes lb-decap also take GUE (IP-in-UDP)
-# to that port, for pools with ENCAPSULATION_GUE.
+# to that port, for pools with ENCAPSULATION_GUE. --l7_nodes N (default 0)
+# adds N L7 nodes: namespaces set up like a backend (VIPs on lo, lb-decap)
+# but without nginx, where the caller runs lb-l7 on the VIP; the backends
+# are then its application servers.
 #
 #   <p>-client  eth0 172.31.1.2/24, fd00:31:1::2/64 (TX checksum offload off)
 #        |
@@ -21,6 +24,8 @@
 #        +-- <p>-be1..N  eth0 10.99.0.21.. / fd00:99::21.., MTU 1600, VIP on lo,
 #                        lb-decap attached, nginx on :80 (page "<p>-beK"),
 #                        default route via the router (replies skip the LB: DSR)
+#        +-- <p>-l7n1..N eth0 10.99.0.101.. / fd00:99::101.. (bridge ports n1..),
+#                        as a backend minus nginx (--l7_nodes; the caller runs lb-l7)
 #
 # VIPs 198.51.100.10 and 2001:db8:100::10 are routed by the router to the LB
 # node(s); with --lbs 2 through an ECMP route hashed on L4
@@ -44,6 +49,7 @@ LB_DECAP_BIN=${LB_DECAP:-$ROOT/build/dataplane/bpf/lb-decap}
 MTU=1600
 DECAP_MODE=xdp
 GUE_PORT=0
+L7_NODES=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --prefix) PREFIX=$2; shift 2 ;;
@@ -53,11 +59,12 @@ while [[ $# -gt 0 ]]; do
     --mtu) MTU=$2; shift 2 ;;
     --decap_mode) DECAP_MODE=$2; shift 2 ;;
     --gue_port) GUE_PORT=$2; shift 2 ;;
+    --l7_nodes) L7_NODES=$2; shift 2 ;;
     *) echo "topology.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
 if [[ "$CMD" != up && "$CMD" != down ]]; then
-  echo "usage: topology.sh up|down [--prefix NAME] [--backends N] [--lbs N] [--lb_decap PATH] [--mtu N] [--decap_mode xdp|tc] [--gue_port N]" >&2
+  echo "usage: topology.sh up|down [--prefix NAME] [--backends N] [--lbs N] [--lb_decap PATH] [--mtu N] [--decap_mode xdp|tc] [--gue_port N] [--l7_nodes N]" >&2
   exit 2
 fi
 if [[ ! "$PREFIX" =~ ^[a-zA-Z][a-zA-Z0-9]{0,11}$ ]]; then
@@ -65,6 +72,9 @@ if [[ ! "$PREFIX" =~ ^[a-zA-Z][a-zA-Z0-9]{0,11}$ ]]; then
 fi
 if [[ ! "$BACKENDS" =~ ^[0-9]+$ ]] || ((BACKENDS < 1 || BACKENDS > 50)); then
   echo "topology.sh: --backends must be 1..50, got '$BACKENDS'" >&2; exit 2
+fi
+if [[ ! "$L7_NODES" =~ ^[0-9]$ ]] || ((L7_NODES > 4)); then
+  echo "topology.sh: --l7_nodes must be 0..4, got '$L7_NODES'" >&2; exit 2
 fi
 if [[ "$LBS" != 1 && "$LBS" != 2 ]]; then
   echo "topology.sh: --lbs must be 1 or 2, got '$LBS'" >&2; exit 2
@@ -92,7 +102,7 @@ down() {
   local removed=0
   for n in $(ip netns list 2>/dev/null | awk '{print $1}'); do
     case $n in
-      "$PREFIX"-client | "$PREFIX"-router | "$PREFIX"-lb[0-9]* | "$PREFIX"-be[0-9]*)
+      "$PREFIX"-client | "$PREFIX"-router | "$PREFIX"-lb[0-9]* | "$PREFIX"-be[0-9]* | "$PREFIX"-l7n[0-9]*)
         # Any process still inside (e.g. a stray nginx worker) goes first.
         for pid in $(ip netns pids "$n" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
         ip netns delete "$n" 2>/dev/null || true
@@ -124,6 +134,7 @@ ip netns add "$R"
 ip netns add "$C"
 for ((i = 1; i <= LBS; i++)); do ip netns add "$PREFIX-lb$i"; done
 for ((i = 1; i <= BACKENDS; i++)); do ip netns add "$PREFIX-be$i"; done
+for ((i = 1; i <= L7_NODES; i++)); do ip netns add "$PREFIX-l7n$i"; done
 
 sysctl_ns() { ns "$1" sysctl -qw "$2" >/dev/null; }
 
@@ -191,13 +202,12 @@ else
   ns "$R" ip -6 route add "$VIP6/128" nexthop via fd00:99::11 dev br0 nexthop via fd00:99::12 dev br0
 fi
 
-# Backends.
-mkdir -p "$NGINX_DIR"
-for ((i = 1; i <= BACKENDS; i++)); do
-  n=$PREFIX-be$i
-  a4=10.99.0.$((20 + i))
-  a6=fd00:99::$((20 + i))
-  bridge_port "$n" "b$i"
+# A node behind the LB (namespace $1, bridge port $2, addresses $3 / $4):
+# the VIPs on lo, ARP/rp_filter settings for DSR, lb-decap on eth0, default
+# route via the router.
+tunnel_node() {
+  local n=$1 a4=$3 a6=$4 c
+  bridge_port "$n" "$2"
   for c in all default eth0 lo; do sysctl_ns "$n" "net.ipv4.conf.$c.rp_filter=0"; done
   for c in all eth0; do
     sysctl_ns "$n" "net.ipv4.conf.$c.arp_ignore=1"
@@ -210,10 +220,22 @@ for ((i = 1; i <= BACKENDS; i++)); do
   ns "$n" ip link set eth0 up
   ns "$n" ip route add default via 10.99.0.1
   ns "$n" ip -6 route add default via fd00:99::1
-  gue=()
+  local -a gue=()
   if ((GUE_PORT != 0)); then gue=(--gue_port "$GUE_PORT"); fi
   ns "$n" "$LB_DECAP_BIN" attach --iface eth0 --mode "$DECAP_MODE" "${gue[@]}" >/dev/null \
     || fail "lb-decap attach --iface eth0 --mode $DECAP_MODE failed in $n"
+}
+
+# L7 nodes (--l7_nodes): everything a backend has but nginx.
+for ((i = 1; i <= L7_NODES; i++)); do
+  tunnel_node "$PREFIX-l7n$i" "n$i" "10.99.0.$((100 + i))" "fd00:99::$((100 + i))"
+done
+
+# Backends.
+mkdir -p "$NGINX_DIR"
+for ((i = 1; i <= BACKENDS; i++)); do
+  n=$PREFIX-be$i
+  tunnel_node "$n" "b$i" "10.99.0.$((20 + i))" "fd00:99::$((20 + i))"
 
   d=$NGINX_DIR/be$i
   mkdir -p "$d/html"
@@ -258,6 +280,9 @@ echo "  $C       eth0 172.31.1.2/24 fd00:31:1::2/64 (tx checksum offload off), d
 echo "  $R       c0 172.31.1.1 fd00:31:1::1; br0 10.99.0.1/24 fd00:99::1/64 (MTU $MTU)"
 for ((i = 1; i <= LBS; i++)); do
   echo "  $PREFIX-lb$i        eth0 (MTU $MTU, no kernel address) -> run lb-dataplane as 10.99.0.$((10 + i)) / fd00:99::$((10 + i))"
+done
+for ((i = 1; i <= L7_NODES; i++)); do
+  echo "  $PREFIX-l7n$i       eth0 10.99.0.$((100 + i)) fd00:99::$((100 + i)) (MTU $MTU), VIPs on lo, lb-decap ($DECAP_MODE), no nginx: run lb-l7 on the VIP"
 done
 for ((i = 1; i <= BACKENDS; i++)); do
   echo "  $PREFIX-be$i        eth0 10.99.0.$((20 + i)) fd00:99::$((20 + i)) (MTU $MTU), VIPs on lo, lb-decap ($DECAP_MODE), nginx pid $(cat "$NGINX_DIR/be$i/nginx.pid")"

@@ -289,6 +289,17 @@ void Worker::HandleOne(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64
   ConnValue cv;
   uint32_t e = conn_->Lookup(key, hash, now_ms_, flags, &cv);
   if (e != ConnTable::kNoEntry) {
+    // A SYN (no ACK) on the entry of a flow that already saw a FIN or RST is
+    // a new connection reusing the 5-tuple (the client's ports wrapped, a
+    // NAT): the old flow is over, so it is balanced as a new flow instead of
+    // following the old pin -- to a draining backend that would be a refused
+    // connection (IPVS conn_reuse_mode does the same). A retransmitted SYN of
+    // a flow still opening (kTcpSyn) keeps its pin.
+    if (__builtin_expect((flags & (kTcpSynFlag | kTcpAck)) == kTcpSynFlag, 0) &&
+        conn_->ClassOf(e) == ConnClass::kTcpClosing) {
+      ReuseClosedEntry(port, m, p, hash, vip, e, cv);
+      return;
+    }
     if (StillServes(slot_, cv.backend_slot, cv.incarnation)) {
       const VipEntry& v = slot_.vips[vip];
       if ((v.flags & kVipSticky) && node_->sticky != nullptr) {
@@ -366,6 +377,14 @@ __attribute__((always_inline)) inline void Worker::HandleNewFlow(uint16_t port, 
   CounterAdd(vstats_[vip].new_flows, 1);
   CounterAdd(lstats_->new_flows, 1);
   Forward(port, m, p, vip, pick.slot, hash);
+}
+
+__attribute__((noinline)) void Worker::ReuseClosedEntry(uint16_t port, rte_mbuf* m,
+                                                        const ParsedPacket& p, uint64_t hash,
+                                                        int vip, uint32_t e, const ConnValue& cv) {
+  ReleaseFlow(cv);
+  conn_->Erase(e);
+  HandleNewFlow(port, m, p, hash, vip);
 }
 
 bool Worker::PeekPeers(const FlowKey& key, uint64_t hash, ConnValue* out) const {

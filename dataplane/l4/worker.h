@@ -281,6 +281,10 @@ class alignas(64) Worker {
   bool PickForNewFlow(int vip, const FlowKey& key, uint64_t flow_hash, bool consistent,
                       bool remember, BackendPick* out, bool* all_full);
   void HandleNewFlow(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash, int vip);
+  // A SYN on the entry `e` (value `cv`) of a flow that saw FIN or RST: the
+  // entry goes and the packet is a new flow. Out of line: rare.
+  void ReuseClosedEntry(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash, int vip,
+                        uint32_t e, const ConnValue& cv);
   // Token bucket of the SYN-flood guard: true when this new flow may take an
   // entry. Only the new-flow path calls it; without a limit it is one test.
   bool AdmitNewFlow() { return guard_rate_ == 0 || TakeGuardToken(); }
