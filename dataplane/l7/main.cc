@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -33,6 +34,12 @@ DEFINE_uint32(workers, 0,
 DEFINE_uint32(drain_timeout_ms, 10000,
               "On SIGTERM/SIGINT: how long in-flight requests may take to finish after the "
               "listeners close; then the remaining connections are closed.");
+DEFINE_uint32(drain_idle_grace_ms, 1000,
+              "On SIGTERM/SIGINT: how long a keep-alive connection idle at that moment may "
+              "still send one request (answered with Connection: close) before it is closed; "
+              "0 closes idle connections at once. A client cannot tell a close from a slow "
+              "answer, so closing at once loses a request it sent just then. Capped by "
+              "--drain_timeout_ms.");
 DEFINE_string(admin_address, "127.0.0.1",
               "Address of the admin HTTP server (GET /metrics in the Prometheus text format).");
 DEFINE_uint32(admin_port, 0, "Port of the admin HTTP server; 0 = no admin server.");
@@ -202,7 +209,8 @@ int main(int argc, char** argv) {
 
   const int sig = WaitForStop(&sigs, proto, &tls_store);
   LOG(INFO) << "signal " << sig << ": draining (up to " << FLAGS_drain_timeout_ms << " ms)";
-  for (auto& w : workers) w->RequestStop(FLAGS_drain_timeout_ms);
+  const uint32_t grace = std::min(FLAGS_drain_idle_grace_ms, FLAGS_drain_timeout_ms);
+  for (auto& w : workers) w->RequestStop(FLAGS_drain_timeout_ms, grace);
   for (auto& t : threads) t.join();
   if (admin) admin->Stop();
   access_log.Stop();

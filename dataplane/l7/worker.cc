@@ -134,7 +134,8 @@ absl::Status Worker::Open() {
   return absl::OkStatus();
 }
 
-void Worker::RequestStop(int64_t drain_ms) {
+void Worker::RequestStop(int64_t drain_ms, int64_t idle_grace_ms) {
+  idle_grace_ns_.store(idle_grace_ms * 1'000'000, std::memory_order_relaxed);
   stop_deadline_ns_.store(Now() + drain_ms * 1'000'000, std::memory_order_release);
   const uint64_t one = 1;
   // The eventfd write wakes the loop; the deadline store above happens before
@@ -228,12 +229,21 @@ void Worker::BeginDrain() {
     close(l->fd);
     l->fd = -1;
   }
-  // Connections between requests close now; the others after their response
-  // (which then carries Connection: close).
+  // Busy connections close after their response (which then carries
+  // Connection: close). Connections between requests get the idle grace:
+  // their timer fires at the latest when it ends (OnTick closes a waiting
+  // connection that has not started a request); a request that arrives
+  // before is answered with Connection: close. Without a grace they close
+  // now.
+  const int64_t grace = idle_grace_ns_.load(std::memory_order_relaxed);
+  const int64_t until = Now() + grace;
   std::vector<ClientConn*> idle;
   for (ClientConn* c : clients_) {
-    if (c->state == ClientConn::State::kWaiting && !c->parser.started() && c->in.empty()) {
+    if (c->state != ClientConn::State::kWaiting || c->parser.started() || !c->in.empty()) continue;
+    if (grace <= 0) {
       idle.push_back(c);
+    } else if (c->deadline == 0 || c->deadline > until) {
+      c->deadline = until;
     }
   }
   for (ClientConn* c : idle) CloseClient(c);

@@ -7,8 +7,10 @@
 // Life cycle: Open() on the main thread (fails with the socket error naming
 // the listener), Run() on the worker thread, RequestStop() from any thread:
 // the worker closes its listeners, lets in-flight requests finish (their
-// responses say Connection: close), closes idle connections, and returns
-// from Run() when nothing is left or the drain deadline passes.
+// responses say Connection: close), gives idle keep-alive connections a
+// grace in which their next request is still answered (with Connection:
+// close) and closes those still idle after it, and returns from Run() when
+// nothing is left or the drain deadline passes.
 //
 // TLS listeners (worker_tls.cc): the handshake and SSL_read/SSL_write run in
 // the same loop; a connection starts from the TlsStore generation current
@@ -58,7 +60,10 @@ class Worker {
   void SetTls(TlsStore* store) { tls_store_ = store; }
   void Run();
   // Thread-safe. Stop accepting; finish in-flight work until `drain_ms`.
-  void RequestStop(int64_t drain_ms);
+  // idle_grace_ms: how long a keep-alive connection idle at the stop may
+  // still send one request (a client cannot tell a close from a server
+  // that is about to answer; closing at once loses a request sent then).
+  void RequestStop(int64_t drain_ms, int64_t idle_grace_ms);
 
  private:
   friend struct ClientSink;
@@ -140,6 +145,7 @@ class Worker {
   uint64_t request_seq_ = 0;
   uint64_t id_seed_ = 0;
   std::atomic<int64_t> stop_deadline_ns_{0};  // 0 = running
+  std::atomic<int64_t> idle_grace_ns_{0};     // set with stop_deadline_ns_
   bool draining_ = false;
   AccessLog* access_log_ = nullptr;
   std::string log_buf_;  // lines not yet handed to the writer thread

@@ -634,8 +634,26 @@ timeouts {{ client_header_ms: 1000 upstream_response_ms: 800 idle_ms: 1500 clien
     s.sendall(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
     first = s.recv(65536)
     idle = socket.create_connection(("127.0.0.1", lport), timeout=5)
+    # A keep-alive connection between requests at the SIGTERM: its next
+    # request, sent inside the idle grace (--drain_idle_grace_ms, 1 s), is
+    # answered with Connection: close instead of lost to a close.
+    ka = socket.create_connection(("127.0.0.1", lport), timeout=5)
+    ka.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    check(b" 200 " in ka.recv(65536).split(b"\r\n", 1)[0] + b" ", "keep-alive GET before SIGTERM")
     time.sleep(0.1)
     lb.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    ka.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    ka.settimeout(5)
+    answer = b""
+    while True:
+        b = ka.recv(65536)
+        if not b:
+            break
+        answer += b
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    check(head.startswith(b"http/1.1 200 ") and b"\r\nconnection: close" in head,
+          f"keep-alive request inside the drain grace: {answer[:200]!r}")
     n = len(first) - first.index(b"\r\n\r\n") - 4
     s.settimeout(10)
     while True:
