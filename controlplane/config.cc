@@ -19,11 +19,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "google/protobuf/io/tokenizer.h"
-#include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
 #include "lib/encap.h"
 #include "lib/maglev.h"
+#include "proto/text_parse.h"
 
 namespace lb {
 namespace {
@@ -31,28 +30,6 @@ namespace {
 // Config files are small; the bound only stops a wrong path (a disk image, a
 // device) from being read whole.
 constexpr size_t kMaxConfigBytes = 64u << 20;
-
-// Collects text-format syntax errors with their position. The tokenizer
-// reports 0-based lines and columns; people and editors count from 1.
-class TextErrorCollector : public google::protobuf::io::ErrorCollector {
- public:
-  explicit TextErrorCollector(absl::string_view source) : source_(source) {}
-
-  void AddError(int line, google::protobuf::io::ColumnNumber column,
-                const std::string& message) override {
-    errors_.push_back(absl::StrCat(source_, ":", line + 1, ":", column + 1, ": ", message));
-  }
-  void AddWarning(int line, google::protobuf::io::ColumnNumber column,
-                  const std::string& message) override {
-    AddError(line, column, message);
-  }
-
-  const std::vector<std::string>& errors() const { return errors_; }
-
- private:
-  std::string source_;
-  std::vector<std::string> errors_;
-};
 
 const char* ProtoName(uint8_t proto) {
   switch (proto) {
@@ -71,16 +48,7 @@ const char* ProtoName(uint8_t proto) {
 
 absl::StatusOr<v1::Config> ParseConfigText(absl::string_view text, absl::string_view source) {
   v1::Config config;
-  google::protobuf::TextFormat::Parser parser;
-  TextErrorCollector errors(source);
-  parser.RecordErrorsTo(&errors);
-  const bool ok = parser.ParseFromString(std::string(text), &config);
-  if (!ok || !errors.errors().empty()) {
-    if (errors.errors().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": not a valid lb.v1.Config"));
-    }
-    return absl::InvalidArgumentError(absl::StrJoin(errors.errors(), "; "));
-  }
+  if (absl::Status st = ParseTextProto(text, source, &config); !st.ok()) return st;
   return config;
 }
 

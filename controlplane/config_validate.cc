@@ -17,6 +17,7 @@
 #include "controlplane/config.h"
 #include "controlplane/health_tunnel.h"
 #include "lib/encap.h"
+#include "lib/findings.h"
 #include "lib/maglev.h"
 
 namespace lb {
@@ -38,36 +39,6 @@ bool MapBackendState(v1::BackendState s, BackendState* out) {
       return false;
   }
 }
-
-// Accumulates "<path>: <what>" findings so that one pass reports every
-// problem of a config, not just the first.
-class Findings {
- public:
-  template <typename... Args>
-  void Error(absl::string_view path, const absl::FormatSpec<Args...>& fmt, const Args&... args) {
-    errors_.push_back(absl::StrCat(path, ": ", absl::StrFormat(fmt, args...)));
-  }
-  template <typename... Args>
-  void Warning(absl::string_view path, const absl::FormatSpec<Args...>& fmt, const Args&... args) {
-    warnings_.push_back(absl::StrCat(path, ": ", absl::StrFormat(fmt, args...)));
-  }
-  bool ok() const { return errors_.empty(); }
-  absl::Status ToStatus() const {
-    if (errors_.empty()) return absl::OkStatus();
-    std::vector<std::string> shown(errors_.begin(),
-                                   errors_.begin() + std::min(errors_.size(), kMaxReportedErrors));
-    std::string msg = absl::StrJoin(shown, "; ");
-    if (errors_.size() > shown.size()) {
-      absl::StrAppend(&msg, "; ... and ", errors_.size() - shown.size(), " more");
-    }
-    return absl::InvalidArgumentError(msg);
-  }
-  std::vector<std::string>& warnings() { return warnings_; }
-
- private:
-  std::vector<std::string> errors_;
-  std::vector<std::string> warnings_;
-};
 
 // Parses an address field, recording an error naming the field when it is
 // bad. `path()` builds the field's path; it is called only for an error, so
@@ -530,7 +501,7 @@ DesiredVip ValidateVip(Findings& f, VipScan& scan, const DesiredState& d, const 
 
 absl::StatusOr<DesiredState> ValidateConfig(const v1::Config& config, const TableCapacities& caps,
                                             std::vector<std::string>* warnings) {
-  Findings f;
+  Findings f(kMaxReportedErrors);
   DesiredState d;
   ValidateNode(f, config.node(), &d);
   const bool ring_ok = ValidateTables(f, config.tables(), caps, &d);

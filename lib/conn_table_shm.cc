@@ -32,19 +32,6 @@ std::string Errno(const std::string& what, const std::string& path) {
   return absl::StrCat("conn table ", what, " ", path, ": ", std::strerror(errno));
 }
 
-SharedFileLife LifeOf(void* base) {
-  auto* h = static_cast<ConnTableFileHeader*>(base);
-  SharedFileLife l;
-  l.state = &h->state;
-  l.writer_pid = &h->writer_pid;
-  l.attaches = &h->attaches;
-  l.discards = &h->discards;
-  l.closed_ms = &h->closed_ms;
-  l.last_discard_reason = h->last_discard_reason;
-  l.reason_bytes = sizeof(h->last_discard_reason);
-  return l;
-}
-
 // The first field of `h` that differs from what this process would create,
 // or "" when the file is compatible. `owner` < 0: any owner (OpenForPeek).
 std::string Incompatibility(const ConnTableFileHeader& h, size_t file_size, const Layout& want,
@@ -126,7 +113,7 @@ absl::StatusOr<std::unique_ptr<ConnTable>> ConnTable::CreateShared(const ConnTab
   f.magic = kConnTableMagic;
   f.header_bytes = sizeof(ConnTableFileHeader);
   f.file_size = want.file_size;
-  f.life = LifeOf;
+  f.life = LifeOfHeader<ConnTableFileHeader>;
   f.check = [&](void* p, size_t bytes) -> std::string {
     const auto* h = static_cast<const ConnTableFileHeader*>(p);
     std::string why = Incompatibility(*h, bytes, want, owner_lcore, false);
@@ -166,7 +153,7 @@ absl::StatusOr<std::unique_ptr<ConnTable>> ConnTable::CreateShared(const ConnTab
   auto* h = static_cast<ConnTableFileHeader*>(t->map_base_);
   for (int c = 0; c < kNumConnClasses; ++c) h->timeout_ms[c] = t->timeout_ms_[c];
   // Published last: from here a crash leaves the file marked open (dirty).
-  MarkSharedFileOpen(LifeOf(h), report->attached);
+  MarkSharedFileOpen(LifeOfHeader<ConnTableFileHeader>(h), report->attached);
   t->file_header_ = h;
   return t;
 }
@@ -208,7 +195,7 @@ ConnTable::~ConnTable() {
     auto* h = static_cast<ConnTableFileHeader*>(file_header_);
     h->size = size_;
     h->sweep_cursor = sweep_cursor_;
-    MarkSharedFileClosed(LifeOf(h));
+    MarkSharedFileClosed(LifeOfHeader<ConnTableFileHeader>(h));
   }
   if (map_base_ != nullptr) munmap(map_base_, map_bytes_);
 }

@@ -69,6 +69,23 @@ struct SharedFileLife {
   size_t reason_bytes = 0;
 };
 
+// The lifecycle fields of a file header type that names them as every table
+// header does (state, writer_pid, attaches, discards, closed_ms,
+// last_discard_reason[]).
+template <typename Header>
+SharedFileLife LifeOfHeader(void* base) {
+  auto* h = static_cast<Header*>(base);
+  SharedFileLife l;
+  l.state = &h->state;
+  l.writer_pid = &h->writer_pid;
+  l.attaches = &h->attaches;
+  l.discards = &h->discards;
+  l.closed_ms = &h->closed_ms;
+  l.last_discard_reason = h->last_discard_reason;
+  l.reason_bytes = sizeof(h->last_discard_reason);
+  return l;
+}
+
 // How one kind of table file looks. The magic is the header's first 8 bytes.
 struct SharedFileFormat {
   const char* what = "";  // "conn table", "sticky table": starts every message

@@ -74,19 +74,6 @@ uint32_t NumBuckets(uint32_t capacity) {
   return buckets;
 }
 
-SharedFileLife LifeOf(void* base) {
-  auto* h = static_cast<StickyTableFileHeader*>(base);
-  SharedFileLife l;
-  l.state = &h->state;
-  l.writer_pid = &h->writer_pid;
-  l.attaches = &h->attaches;
-  l.discards = &h->discards;
-  l.closed_ms = &h->closed_ms;
-  l.last_discard_reason = h->last_discard_reason;
-  l.reason_bytes = sizeof(h->last_discard_reason);
-  return l;
-}
-
 // The first field of `h` that differs from what this process would create,
 // or "" when the file is compatible.
 std::string Incompatibility(const StickyTableFileHeader& h, size_t bytes, uint32_t num_buckets,
@@ -150,7 +137,7 @@ absl::StatusOr<std::unique_ptr<StickyTable>> StickyTable::CreateShared(uint32_t 
   f.magic = kStickyTableMagic;
   f.header_bytes = sizeof(StickyTableFileHeader);
   f.file_size = file_size;
-  f.life = LifeOf;
+  f.life = LifeOfHeader<StickyTableFileHeader>;
   f.check = [&](void* p, size_t bytes) {
     return Incompatibility(*static_cast<const StickyTableFileHeader*>(p), bytes, buckets,
                            file_size);
@@ -181,7 +168,7 @@ absl::StatusOr<std::unique_ptr<StickyTable>> StickyTable::CreateShared(uint32_t 
   for (uint32_t b = 0; b < buckets; ++b) t->buckets_[b].lock.store(0, std::memory_order_relaxed);
   if (report->attached) report->entries = t->CountEntries();
   auto* h = static_cast<StickyTableFileHeader*>(m->base);
-  MarkSharedFileOpen(LifeOf(h), report->attached);
+  MarkSharedFileOpen(LifeOfHeader<StickyTableFileHeader>(h), report->attached);
   t->file_header_ = h;
   return t;
 }
@@ -195,7 +182,8 @@ size_t StickyTable::CountEntries() const {
 }
 
 StickyTable::~StickyTable() {
-  if (file_header_ != nullptr) MarkSharedFileClosed(LifeOf(file_header_));
+  if (file_header_ != nullptr)
+    MarkSharedFileClosed(LifeOfHeader<StickyTableFileHeader>(file_header_));
   if (map_base_ != nullptr) munmap(map_base_, map_bytes_);
 }
 

@@ -7,61 +7,20 @@
 #include <set>
 #include <sstream>
 
-#include <google/protobuf/io/tokenizer.h>
-#include <google/protobuf/text_format.h>
-
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "lib/findings.h"
+#include "proto/text_parse.h"
 
 namespace lb::l7 {
 namespace {
 
 constexpr size_t kMaxReportedErrors = 20;
 constexpr size_t kMaxConfigBytes = 16 << 20;
-
-class TextErrorCollector : public google::protobuf::io::ErrorCollector {
- public:
-  explicit TextErrorCollector(std::string source) : source_(std::move(source)) {}
-  void AddError(int line, google::protobuf::io::ColumnNumber column,
-                const std::string& message) override {
-    errors_.push_back(absl::StrCat(source_, ":", line + 1, ":", column + 1, ": ", message));
-  }
-  void AddWarning(int line, google::protobuf::io::ColumnNumber column,
-                  const std::string& message) override {
-    AddError(line, column, message);
-  }
-  const std::vector<std::string>& errors() const { return errors_; }
-
- private:
-  std::string source_;
-  std::vector<std::string> errors_;
-};
-
-// "<path>: <what>" findings, all reported in one pass (as controlplane/config.cc).
-class Findings {
- public:
-  template <typename... Args>
-  void Error(absl::string_view path, const absl::FormatSpec<Args...>& fmt, const Args&... args) {
-    errors_.push_back(absl::StrCat(path, ": ", absl::StrFormat(fmt, args...)));
-  }
-  bool ok() const { return errors_.empty(); }
-  absl::Status ToStatus() const {
-    std::vector<std::string> shown(errors_.begin(),
-                                   errors_.begin() + std::min(errors_.size(), kMaxReportedErrors));
-    std::string msg = absl::StrJoin(shown, "; ");
-    if (errors_.size() > shown.size()) {
-      absl::StrAppend(&msg, "; ... and ", errors_.size() - shown.size(), " more");
-    }
-    return absl::InvalidArgumentError(msg);
-  }
-
- private:
-  std::vector<std::string> errors_;
-};
 
 bool ParseSockAddr(const std::string& ip, uint32_t port, SockAddr* out) {
   out->ss = {};
@@ -169,20 +128,12 @@ absl::StatusOr<v1::L7Config> LoadL7Config(const std::string& path) {
         absl::StrCat(path, ": larger than ", kMaxConfigBytes, " bytes"));
   }
   v1::L7Config config;
-  google::protobuf::TextFormat::Parser parser;
-  TextErrorCollector errors(path);
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text, &config) || !errors.errors().empty()) {
-    if (errors.errors().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": not a valid lb.v1.L7Config"));
-    }
-    return absl::InvalidArgumentError(absl::StrJoin(errors.errors(), "; "));
-  }
+  if (absl::Status st = ParseTextProto(text, path, &config); !st.ok()) return st;
   return config;
 }
 
 absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
-  Findings f;
+  Findings f(kMaxReportedErrors);
   RuntimeConfig rc;
   absl::flat_hash_map<std::string, int> pool_index;
 
