@@ -152,6 +152,7 @@ struct ClientConn : Pollable {
   MessageHead req;
   int route = -1, pool = -1, backend = -1;
   std::vector<int> tried;
+  uint64_t pick_hash = 0;  // what the pool's balancer hashes (ip_hash or the kMaglev key)
   UpstreamConn* up = nullptr;
   std::string up_head;  // kept for a retry while the request has no body
   bool req_done = false;

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,11 @@ struct BackendConfig {
   uint32_t weight = 1;
 };
 
+// What consistent hashing (kMaglev) hashes.
+enum class HashOn { kClientAddress, kHeader, kCookie, kPath };
+// How a sticky pool pins a client.
+enum class StickyMode { kNone, kCookie, kSourceIp };
+
 struct PoolConfig {
   std::string name;
   BalanceAlgorithm algorithm = BalanceAlgorithm::kRoundRobin;
@@ -44,6 +50,13 @@ struct PoolConfig {
   uint32_t max_idle_per_backend = 32;
   PassiveHealth health;
   uint32_t connect_retries = 2;
+  HashOn hash_on = HashOn::kClientAddress;
+  std::string hash_name;  // header or cookie name
+  // kMaglev: the ring (lib/l7/balancer.h BuildMaglevRing), read by every worker.
+  std::shared_ptr<const std::vector<uint32_t>> ring;
+  StickyMode sticky = StickyMode::kNone;
+  int64_t sticky_ttl_s = 3600;
+  std::string sticky_cookie = "lb_sticky";
 };
 
 struct ListenerConfig {

@@ -45,7 +45,7 @@ void Worker::StartUpstream(ClientConn* c, std::string pending) {
   const PoolConfig& pc = config_->pools[c->pool];
   Balancer& bal = balancers_[c->pool];
   while (true) {
-    const int b = bal.Pick(c->ip_hash, Now(), c->tried);
+    const int b = bal.Pick(c->pick_hash, Now(), c->tried);
     if (b < 0) {
       if (c->tried.empty()) {
         counters_->no_backend.Add();
