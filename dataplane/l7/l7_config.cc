@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -201,6 +202,9 @@ void ParseHashAndSticky(Findings& f, const std::string& pp, const v1::L7Pool& p,
     return;
   }
   pc->sticky = p.sticky_source_ip() ? StickyMode::kSourceIp : StickyMode::kCookie;
+  if (pc->sticky == StickyMode::kSourceIp) {
+    pc->affinity = std::make_shared<SourceAffinity>(16, static_cast<int64_t>(time(nullptr)));
+  }
   CheckMax(f, pp + ".sticky_ttl_seconds", p.sticky_ttl_seconds(), 1, 30 * 86400, "3600");
   pc->sticky_ttl_s = Or(p.sticky_ttl_seconds(), 3600u);
   if (!p.sticky_cookie().empty()) {
@@ -444,6 +448,7 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
   rc.timeouts.upstream_response_ns = Or<int64_t>(t.upstream_response_ms(), 30000) * kMs;
   rc.timeouts.client_body_ns = Or<int64_t>(t.client_body_ms(), 30000) * kMs;
 
+  rc.sticky_secret_file = c.sticky_secret_file();
   if (!f.ok()) return f.ToStatus();
   return rc;
 }

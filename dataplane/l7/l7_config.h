@@ -24,6 +24,7 @@
 #include "lib/l7/headers.h"
 #include "lib/l7/http1.h"
 #include "lib/l7/router.h"
+#include "lib/l7/source_affinity.h"
 
 namespace lb::l7 {
 
@@ -57,6 +58,9 @@ struct PoolConfig {
   StickyMode sticky = StickyMode::kNone;
   int64_t sticky_ttl_s = 3600;
   std::string sticky_cookie = "lb_sticky";
+  // kSourceIp: the pins, shared by every worker (lock-free, the one mutable
+  // object a RuntimeConfig points to; lib/l7/source_affinity.h).
+  std::shared_ptr<SourceAffinity> affinity;
 };
 
 struct ListenerConfig {
@@ -86,6 +90,10 @@ struct RuntimeConfig {
   uint32_t buffer_bytes = 65536;
   uint32_t max_connections = 10000;
   Timeouts timeouts{};
+  // HMAC key of the sticky cookies: LoadStickyKey (dataplane/l7/sticky_key.h)
+  // fills it after validation (file I/O stays out of ValidateL7Config).
+  std::string sticky_secret_file;
+  std::string sticky_key;
 };
 
 absl::StatusOr<v1::L7Config> LoadL7Config(const std::string& path);

@@ -257,6 +257,7 @@ void Worker::ClientHead(ClientConn* c) {
     return;
   }
   c->pick_hash = PickHash(config_->pools[c->pool], h, c->ip_hash);
+  StickyLookup(c);
   ForwardInfo fi;
   fi.client_ip = c->peer_ip;
   fi.client_ipv6 = c->ipv6;

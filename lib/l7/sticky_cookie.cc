@@ -85,7 +85,8 @@ std::string SignStickyCookie(absl::string_view key, absl::string_view pool,
 }
 
 CookieVerdict VerifyStickyCookie(absl::string_view key, absl::string_view pool,
-                                 absl::string_view value, int64_t now_s, std::string* backend) {
+                                 absl::string_view value, int64_t now_s, std::string* backend,
+                                 int64_t* expiry_out) {
   const size_t d1 = value.find('.');
   if (d1 == absl::string_view::npos) return CookieVerdict::kMalformed;
   const size_t d2 = value.find('.', d1 + 1);
@@ -109,6 +110,7 @@ CookieVerdict VerifyStickyCookie(absl::string_view key, absl::string_view pool,
   }
   if (expiry_s <= now_s) return CookieVerdict::kExpired;
   *backend = absl::HexStringToBytes(hex);
+  if (expiry_out != nullptr) *expiry_out = expiry_s;
   return CookieVerdict::kValid;
 }
 

@@ -49,8 +49,10 @@ enum class CookieVerdict { kValid, kMalformed, kBadSignature, kExpired };
 // kValid sets *backend to the key the cookie names. Expired means
 // expiry_s <= now_s (checked after the signature: a forged expiry is
 // kBadSignature).
+// `expiry_s` (optional) receives the cookie's expiry when kValid.
 CookieVerdict VerifyStickyCookie(absl::string_view key, absl::string_view pool,
-                                 absl::string_view value, int64_t now_s, std::string* backend);
+                                 absl::string_view value, int64_t now_s, std::string* backend,
+                                 int64_t* expiry_s = nullptr);
 
 }  // namespace lb::l7
 
