@@ -228,6 +228,21 @@ std::string AdminServer::RenderMetrics() const {
          [](const WorkerCounters& w) { return w.upstream_timeouts.Get(); });
   scalar("lb_l7_no_backend_total", "counter", "Requests answered 503: no backend available.",
          [](const WorkerCounters& w) { return w.no_backend.Get(); });
+  scalar("lb_l7_sticky_hits_total", "counter",
+         "Answers from the backend a sticky cookie or source-IP pin named.",
+         [](const WorkerCounters& w) { return w.sticky_hits.Get(); });
+  scalar("lb_l7_sticky_repins_total", "counter",
+         "Pinned requests answered by another backend (the pinned one unavailable).",
+         [](const WorkerCounters& w) { return w.sticky_repins.Get(); });
+  absl::StrAppend(&o,
+                  "# HELP lb_l7_sticky_invalid_cookies_total Sticky cookies ignored, by "
+                  "reason.\n# TYPE lb_l7_sticky_invalid_cookies_total counter\n");
+  for (int r = 0; r < 4; ++r) {
+    uint64_t sum = 0;
+    for (const WorkerCounters* w : workers_) sum += w->sticky_invalid[r].Get();
+    absl::StrAppend(&o, "lb_l7_sticky_invalid_cookies_total{reason=\"", kStickyReasons[r], "\"} ",
+                    sum, "\n");
+  }
   absl::StrAppend(&o,
                   "# HELP lb_l7_access_log_dropped_lines_total Access log lines dropped because "
                   "the writer was 8 MiB behind.\n# TYPE lb_l7_access_log_dropped_lines_total "

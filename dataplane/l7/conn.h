@@ -152,6 +152,9 @@ struct ClientConn : Pollable {
   MessageHead req;
   int route = -1, pool = -1, backend = -1;
   std::vector<int> tried;
+  uint64_t pick_hash = 0;  // what the pool's balancer hashes (ip_hash or the kMaglev key)
+  int sticky_backend = -1;      // pinned by a valid cookie or the source-IP table
+  int64_t sticky_expiry_s = 0;  // the valid cookie's expiry
   UpstreamConn* up = nullptr;
   std::string up_head;  // kept for a retry while the request has no body
   bool req_done = false;

@@ -70,7 +70,18 @@ struct alignas(64) WorkerCounters {
   Counter client_timeouts;
   Counter upstream_timeouts;
   Counter no_backend;
+  // Sticky sessions: answers from the pinned backend, answers from another
+  // one (pin moved), cookies ignored by reason (kStickyReasons order).
+  Counter sticky_hits;
+  Counter sticky_repins;
+  Counter sticky_invalid[4];
 };
+
+// sticky_invalid index = CookieVerdict - 1, then a signed cookie naming a
+// backend no longer in the pool.
+inline constexpr const char* kStickyReasons[4] = {"malformed", "bad_signature", "expired",
+                                                  "unknown_backend"};
+inline constexpr int kStickyUnknownBackend = 3;
 
 }  // namespace lb::l7
 

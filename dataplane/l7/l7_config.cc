@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -115,6 +116,66 @@ T Or(T v, T def) {
 
 constexpr int64_t kMs = 1'000'000;
 
+// hash_on, the Maglev ring and the sticky fields of one pool (fields 20+).
+void ParseHashAndSticky(Findings& f, const std::string& pp, const v1::L7Pool& p, PoolConfig* pc) {
+  switch (p.hash_on().kind_case()) {
+    case v1::L7HashOn::kHeader:
+      pc->hash_on = HashOn::kHeader;
+      pc->hash_name = p.hash_on().header();
+      if (!IsToken(pc->hash_name)) f.Error(pp + ".hash_on.header", "not a field name");
+      break;
+    case v1::L7HashOn::kCookie:
+      pc->hash_on = HashOn::kCookie;
+      pc->hash_name = p.hash_on().cookie();
+      if (!IsToken(pc->hash_name)) f.Error(pp + ".hash_on.cookie", "not a cookie name");
+      break;
+    case v1::L7HashOn::kPath:
+      pc->hash_on = p.hash_on().path() ? HashOn::kPath : HashOn::kClientAddress;
+      break;
+    case v1::L7HashOn::KIND_NOT_SET:
+      break;
+  }
+  if (p.has_hash_on() && pc->algorithm != BalanceAlgorithm::kMaglev) {
+    f.Error(pp + ".hash_on", "only with ALGORITHM_MAGLEV");
+  }
+  const bool addresses_ok = std::all_of(pc->backends.begin(), pc->backends.end(),
+                                        [](const BackendConfig& b) { return !b.addr.text.empty(); });
+  if (pc->algorithm == BalanceAlgorithm::kMaglev && !pc->backends.empty() && addresses_ok) {
+    std::vector<std::string> keys;
+    std::vector<uint32_t> weights;
+    for (const BackendConfig& b : pc->backends) {
+      keys.push_back(b.addr.text);
+      weights.push_back(b.weight);
+    }
+    auto ring = BuildMaglevRing(keys, weights);
+    if (ring.ok()) {
+      pc->ring = std::make_shared<const std::vector<uint32_t>>(*std::move(ring));
+    } else {
+      f.Error(pp + ".backends", "%s", ring.status().message());
+    }
+  }
+  if (!p.sticky_sessions()) {
+    if (p.sticky_ttl_seconds() != 0 || !p.sticky_cookie().empty() || p.sticky_source_ip()) {
+      f.Error(pp + ".sticky_sessions", "sticky_* fields are set but sticky_sessions is false");
+    }
+    return;
+  }
+  pc->sticky = p.sticky_source_ip() ? StickyMode::kSourceIp : StickyMode::kCookie;
+  if (pc->sticky == StickyMode::kSourceIp) {
+    pc->affinity = std::make_shared<SourceAffinity>(16, static_cast<int64_t>(time(nullptr)));
+  }
+  CheckMax(f, pp + ".sticky_ttl_seconds", p.sticky_ttl_seconds(), 1, 30 * 86400, "3600");
+  pc->sticky_ttl_s = Or(p.sticky_ttl_seconds(), 3600u);
+  if (!p.sticky_cookie().empty()) {
+    if (!IsToken(p.sticky_cookie()) || p.sticky_cookie().size() > 64) {
+      f.Error(pp + ".sticky_cookie", "\"%s\" is not a cookie name (token, <= 64)",
+              p.sticky_cookie());
+    }
+    if (p.sticky_source_ip()) f.Error(pp + ".sticky_cookie", "set with sticky_source_ip");
+    pc->sticky_cookie = p.sticky_cookie();
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<v1::L7Config> LoadL7Config(const std::string& path) {
@@ -169,6 +230,9 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
       case v1::ALGORITHM_RANDOM:
         pc.algorithm = BalanceAlgorithm::kRandom;
         break;
+      case v1::ALGORITHM_MAGLEV:
+        pc.algorithm = BalanceAlgorithm::kMaglev;
+        break;
       default:
         f.Error(pp + ".algorithm", "%s is not supported by lb-l7 yet",
                 v1::Algorithm_Name(p.algorithm()));
@@ -200,6 +264,7 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
     pc.health.eject_ns = Or<int64_t>(p.eject_ms(), 10000) * kMs;
     CheckMax(f, pp + ".connect_retries", p.connect_retries(), 1, 10, "2");
     pc.connect_retries = Or(p.connect_retries(), 2u);
+    ParseHashAndSticky(f, pp, p, &pc);
     rc.pools.push_back(std::move(pc));
   }
 
@@ -334,6 +399,7 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
   rc.timeouts.upstream_response_ns = Or<int64_t>(t.upstream_response_ms(), 30000) * kMs;
   rc.timeouts.client_body_ns = Or<int64_t>(t.client_body_ms(), 30000) * kMs;
 
+  rc.sticky_secret_file = c.sticky_secret_file();
   if (!f.ok()) return f.ToStatus();
   return rc;
 }

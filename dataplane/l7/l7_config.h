@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "lib/l7/headers.h"
 #include "lib/l7/http1.h"
 #include "lib/l7/router.h"
+#include "lib/l7/source_affinity.h"
 
 namespace lb::l7 {
 
@@ -37,6 +39,11 @@ struct BackendConfig {
   uint32_t weight = 1;
 };
 
+// What consistent hashing (kMaglev) hashes.
+enum class HashOn { kClientAddress, kHeader, kCookie, kPath };
+// How a sticky pool pins a client.
+enum class StickyMode { kNone, kCookie, kSourceIp };
+
 struct PoolConfig {
   std::string name;
   BalanceAlgorithm algorithm = BalanceAlgorithm::kRoundRobin;
@@ -44,6 +51,16 @@ struct PoolConfig {
   uint32_t max_idle_per_backend = 32;
   PassiveHealth health;
   uint32_t connect_retries = 2;
+  HashOn hash_on = HashOn::kClientAddress;
+  std::string hash_name;  // header or cookie name
+  // kMaglev: the ring (lib/l7/balancer.h BuildMaglevRing), read by every worker.
+  std::shared_ptr<const std::vector<uint32_t>> ring;
+  StickyMode sticky = StickyMode::kNone;
+  int64_t sticky_ttl_s = 3600;
+  std::string sticky_cookie = "lb_sticky";
+  // kSourceIp: the pins, shared by every worker (lock-free, the one mutable
+  // object a RuntimeConfig points to; lib/l7/source_affinity.h).
+  std::shared_ptr<SourceAffinity> affinity;
 };
 
 struct ListenerConfig {
@@ -73,6 +90,10 @@ struct RuntimeConfig {
   uint32_t buffer_bytes = 65536;
   uint32_t max_connections = 10000;
   Timeouts timeouts{};
+  // HMAC key of the sticky cookies: LoadStickyKey (dataplane/l7/sticky_key.h)
+  // fills it after validation (file I/O stays out of ValidateL7Config).
+  std::string sticky_secret_file;
+  std::string sticky_key;
 };
 
 absl::StatusOr<v1::L7Config> LoadL7Config(const std::string& path);

@@ -19,6 +19,7 @@
 #include "dataplane/l7/admin.h"
 #include "dataplane/l7/counters.h"
 #include "dataplane/l7/l7_config.h"
+#include "dataplane/l7/sticky_key.h"
 #include "dataplane/l7/tls.h"
 #include "dataplane/l7/worker.h"
 #include "gflags/gflags.h"
@@ -87,6 +88,9 @@ absl::Status LoadStartup(Startup* s) {
   if (!config.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--config ", FLAGS_config, ": ", config.status().message()));
+  }
+  if (absl::Status st = lb::l7::LoadStickyKey(&*config); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--config ", FLAGS_config, ": ", st.message()));
   }
   auto tls = lb::l7::BuildTlsContexts(*config);
   if (!tls.ok()) {

@@ -54,6 +54,7 @@ Worker::Worker(int id, const RuntimeConfig* config, WorkerCounters* counters,
     std::vector<uint32_t> weights;
     for (const BackendConfig& b : pc.backends) weights.push_back(b.weight);
     balancers_.emplace_back(pc.algorithm, std::move(weights), pc.health, id_seed_ + p, active[p]);
+    balancers_.back().SetRing(pc.ring.get());
     idle_.emplace_back(pc.backends.size());
     backend_base_.push_back(slot);
     slot += static_cast<int>(pc.backends.size());

@@ -101,6 +101,12 @@ class Worker {
   void RunTlsReady();
   void CountTlsFailure(ClientConn* c, int reason);
 
+  // Sticky sessions (worker_sticky.cc): the request's pin, the pinned
+  // backend if it is available, and the Set-Cookie / table refresh.
+  void StickyLookup(ClientConn* c);
+  int StickyBackend(ClientConn* c);
+  void StickyRespond(ClientConn* c, std::string* head);
+
   // Upstream side.
   void StartUpstream(ClientConn* c, std::string pending);
   void Attach(ClientConn* c, UpstreamConn* u, int backend);

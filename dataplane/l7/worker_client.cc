@@ -24,6 +24,7 @@
 #include "glog/logging.h"
 #include "lib/l7/headers.h"
 #include "lib/l7/http1.h"
+#include "lib/l7/sticky_cookie.h"
 
 namespace lb::l7 {
 
@@ -157,6 +158,31 @@ void Worker::ClientRead(ClientConn* c) {
   ClientFlush(c);
 }
 
+namespace {
+
+// kMaglev pools hash the configured key; a request without it, and every
+// other algorithm, hashes the client address.
+uint64_t PickHash(const PoolConfig& pc, const MessageHead& h, uint64_t ip_hash) {
+  if (pc.algorithm != BalanceAlgorithm::kMaglev) return ip_hash;
+  switch (pc.hash_on) {
+    case HashOn::kHeader:
+      if (const std::string* v = h.Find(pc.hash_name)) return HashKey(*v);
+      break;
+    case HashOn::kCookie:
+      if (auto v = FindRequestCookie(h, pc.hash_name)) return HashKey(*v);
+      break;
+    case HashOn::kPath: {
+      const absl::string_view t = h.origin_form;
+      return HashKey(t.substr(0, t.find('?')));
+    }
+    case HashOn::kClientAddress:
+      break;
+  }
+  return ip_hash;
+}
+
+}  // namespace
+
 // Feeds buffered client bytes to the parser as far as back-pressure allows.
 void Worker::ClientPump(ClientConn* c) {
   c->in_pump = true;
@@ -230,6 +256,8 @@ void Worker::ClientHead(ClientConn* c) {
     LocalResponse(c, 404, "no route", false);
     return;
   }
+  c->pick_hash = PickHash(config_->pools[c->pool], h, c->ip_hash);
+  StickyLookup(c);
   ForwardInfo fi;
   fi.client_ip = c->peer_ip;
   fi.client_ipv6 = c->ipv6;

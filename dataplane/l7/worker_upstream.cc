@@ -45,7 +45,8 @@ void Worker::StartUpstream(ClientConn* c, std::string pending) {
   const PoolConfig& pc = config_->pools[c->pool];
   Balancer& bal = balancers_[c->pool];
   while (true) {
-    const int b = bal.Pick(c->ip_hash, Now(), c->tried);
+    int b = StickyBackend(c);
+    if (b < 0) b = bal.Pick(c->pick_hash, Now(), c->tried);
     if (b < 0) {
       if (c->tried.empty()) {
         counters_->no_backend.Add();
@@ -344,6 +345,7 @@ void Worker::UpstreamHead(UpstreamConn* u) {
   std::string s;
   BuildClientResponse(r, c->req, c->keep_alive, c->framing, &s,
                       config_->listeners[c->listener].router.RulesOf(c->route));
+  StickyRespond(c, &s);
   c->out.Append(s);
 }
 

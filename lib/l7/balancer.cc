@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "lib/maglev.h"
+
 namespace lb::l7 {
 
 Balancer::Balancer(BalanceAlgorithm algorithm, std::vector<uint32_t> weights, PassiveHealth health,
@@ -99,8 +101,47 @@ int Balancer::Pick(uint64_t client_hash, int64_t now_ns, absl::Span<const int> e
       const int c = nth(static_cast<int>(NextRandom() % usable));
       return active(c) < active(a) ? c : a;
     }
+    case BalanceAlgorithm::kMaglev:
+      return PickMaglev(client_hash, now_ns, exclude);
   }
   return -1;
+}
+
+int Balancer::PickMaglev(uint64_t key_hash, int64_t now_ns, absl::Span<const int> exclude) const {
+  if (ring_ == nullptr || ring_->empty()) return -1;
+  // With nothing usable the walk below would scan the whole ring.
+  bool any = false;
+  for (int b = 0; b < size() && !any; ++b) any = Usable(b, now_ns, exclude);
+  if (!any) return -1;
+  const std::vector<uint32_t>& ring = *ring_;
+  const size_t m = ring.size();
+  // The next ring entry after an unavailable one: a backend's keys spread
+  // over the others in proportion to their slots (the ring is a
+  // permutation mix), and keys of available backends never move.
+  for (size_t i = 0, at = key_hash % m; i < m; ++i, at = at + 1 == m ? 0 : at + 1) {
+    const int b = static_cast<int>(ring[at]) - 1;
+    if (b >= 0 && Usable(b, now_ns, exclude)) return b;
+  }
+  return -1;
+}
+
+absl::StatusOr<std::vector<uint32_t>> BuildMaglevRing(absl::Span<const std::string> keys,
+                                                      absl::Span<const uint32_t> weights,
+                                                      uint64_t table_size) {
+  if (absl::Status st = ValidateMaglevTableSize(table_size); !st.ok()) return st;
+  std::vector<MaglevBackend> backends;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    backends.push_back(
+        {keys[i], i < weights.size() ? weights[i] : 1, static_cast<uint32_t>(i + 1)});
+  }
+  std::vector<uint32_t> ring(table_size);
+  if (absl::Status st = BuildMaglevTable(backends, absl::MakeSpan(ring)); !st.ok()) return st;
+  return ring;
+}
+
+uint64_t HashKey(absl::string_view key) {
+  // Any fixed seed; it only has to be the same on every node.
+  return MaglevKeyHash(key, 0x6c62'6c37'6b65'7973ULL);
 }
 
 void Balancer::OnConnectFailure(int b, int64_t now_ns) {

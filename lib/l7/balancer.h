@@ -20,6 +20,12 @@
 //     one falls through to the next available (stable while all are up).
 //   - kRandom: power of two choices (Mitzenmacher): two random available
 //     backends, the one with fewer active requests.
+//   - kMaglev: consistent hashing; `client_hash` is the hash of the
+//     request's key (a header, a cookie or the path: HashKey below) and
+//     indexes a Maglev ring (lib/maglev.h, built once per pool by
+//     BuildMaglevRing and shared read-only by every worker). An
+//     unavailable backend falls through to the next entry of the ring that
+//     names an available one, so only its own keys move.
 // Weight 0 takes a backend out of every algorithm.
 //
 // Passive health (outlier detection, Envoy-like): `consecutive_failures`
@@ -36,8 +42,11 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace lb::l7 {
@@ -49,7 +58,21 @@ enum class BalanceAlgorithm {
   kWeightedLeastConnections,
   kIpHash,
   kRandom,
+  kMaglev,
 };
+
+// The Maglev ring of a pool: entry = backend index + 1 (0 = none; never
+// left in a full ring). Backends are keyed by `keys` (their address text,
+// the same on every lb-l7 node), so the ring is the same on every node and
+// does not depend on the order of the config. Table size: a prime above
+// 100 x the backend count (lib/maglev.h); InvalidArgument names the field.
+absl::StatusOr<std::vector<uint32_t>> BuildMaglevRing(absl::Span<const std::string> keys,
+                                                      absl::Span<const uint32_t> weights,
+                                                      uint64_t table_size = 65537);
+
+// A stable 64-bit hash of a request key (lib/maglev's frozen key hash):
+// equal on every node and build, unlike absl::Hash.
+uint64_t HashKey(absl::string_view key);
 
 // Active requests per backend of one pool, shared by every worker's
 // Balancer of that pool. Each slot on its own cache line: backends are
@@ -80,8 +103,12 @@ class Balancer {
   Balancer(BalanceAlgorithm algorithm, std::vector<uint32_t> weights, PassiveHealth health,
            uint64_t seed, ActiveCounts* shared = nullptr);
 
+  // kMaglev: the pool's ring (must outlive this Balancer); other
+  // algorithms ignore it. Without a ring kMaglev picks nothing.
+  void SetRing(const std::vector<uint32_t>* ring) { ring_ = ring; }
+
   // A backend for a new request, avoiding those in `exclude` (already tried
-  // by this request). `client_hash` feeds kIpHash.
+  // by this request). `client_hash` feeds kIpHash and kMaglev.
   int Pick(uint64_t client_hash, int64_t now_ns, absl::Span<const int> exclude = {});
 
   void OnConnectFailure(int b, int64_t now_ns);
@@ -115,11 +142,13 @@ class Balancer {
   };
   bool Usable(int b, int64_t now_ns, absl::Span<const int> exclude) const;
   uint64_t NextRandom();
+  int PickMaglev(uint64_t key_hash, int64_t now_ns, absl::Span<const int> exclude) const;
 
   BalanceAlgorithm algorithm_;
   PassiveHealth health_;
   std::vector<State> backends_;
   ActiveCounts* shared_;
+  const std::vector<uint32_t>* ring_ = nullptr;
   uint32_t rr_next_ = 0;
   uint64_t rng_;
 };

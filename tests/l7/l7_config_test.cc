@@ -39,6 +39,54 @@ TEST(L7Config, GoodConfigWithDefaults) {
   EXPECT_EQ(rc->listeners[0].router.Match("x.api.test", "/v1/a", "GET"), 0);
 }
 
+TEST(L7Config, MaglevAndStickyPools) {
+  auto rc = ValidateL7Config(Text(R"(
+    listeners { name: "l" port: 8080 default_pool: "h" }
+    pools { name: "h" algorithm: ALGORITHM_MAGLEV hash_on { cookie: "sid" }
+      backends { address: "10.0.0.1" port: 80 } backends { address: "10.0.0.2" port: 80 } }
+    pools { name: "p" algorithm: ALGORITHM_MAGLEV hash_on { path: true }
+      backends { address: "10.0.0.1" port: 80 } }
+    pools { name: "c" sticky_sessions: true sticky_cookie: "srv"
+      backends { address: "10.0.0.1" port: 80 } }
+    pools { name: "s" sticky_sessions: true sticky_source_ip: true sticky_ttl_seconds: 60
+      backends { address: "10.0.0.1" port: 80 } }
+  )"));
+  ASSERT_TRUE(rc.ok()) << rc.status();
+  EXPECT_EQ(rc->pools[0].algorithm, BalanceAlgorithm::kMaglev);
+  EXPECT_EQ(rc->pools[0].hash_on, HashOn::kCookie);
+  EXPECT_EQ(rc->pools[0].hash_name, "sid");
+  ASSERT_NE(rc->pools[0].ring, nullptr);
+  EXPECT_EQ(rc->pools[0].ring->size(), 65537u);
+  EXPECT_EQ(rc->pools[1].hash_on, HashOn::kPath);
+  EXPECT_EQ(rc->pools[2].sticky, StickyMode::kCookie);
+  EXPECT_EQ(rc->pools[2].sticky_cookie, "srv");
+  EXPECT_EQ(rc->pools[2].sticky_ttl_s, 3600);
+  EXPECT_EQ(rc->pools[3].sticky, StickyMode::kSourceIp);
+  EXPECT_EQ(rc->pools[3].sticky_ttl_s, 60);
+  EXPECT_EQ(rc->pools[3].ring, nullptr);
+}
+
+TEST(L7Config, HashAndStickyErrorsNameTheField) {
+  auto rc = ValidateL7Config(Text(R"(
+    listeners { name: "l" port: 8080 default_pool: "a" }
+    pools { name: "a" hash_on { header: "X Bad" }
+      sticky_sessions: true sticky_ttl_seconds: 9999999 sticky_cookie: "a;b"
+      backends { address: "10.0.0.1" port: 80 } }
+    pools { name: "b" sticky_source_ip: true backends { address: "10.0.0.1" port: 80 } }
+  )"));
+  ASSERT_FALSE(rc.ok());
+  const std::string m(rc.status().message());
+  for (const char* want : {
+           "pools[0].hash_on.header: not a field name",
+           "pools[0].hash_on: only with ALGORITHM_MAGLEV",
+           "pools[0].sticky_ttl_seconds: 9999999 out of range",
+           "pools[0].sticky_cookie: \"a;b\" is not a cookie name",
+           "pools[1].sticky_sessions: sticky_* fields are set",
+       }) {
+    EXPECT_NE(m.find(want), std::string::npos) << want << " in: " << m;
+  }
+}
+
 TEST(L7Config, ErrorsNameEveryField) {
   auto rc = ValidateL7Config(Text(R"(
     listeners { name: "l" port: 0 address: "nope" default_pool: "missing"
@@ -48,7 +96,7 @@ TEST(L7Config, ErrorsNameEveryField) {
                request_headers_to_add { name: "Content-Length" value: "1" }
                response_headers_to_add { name: "X-Ok" value: "a\nb" }
                request_headers_to_remove: "x-forwarded-for" } }
-    pools { name: "web" algorithm: ALGORITHM_MAGLEV
+    pools { name: "web"
       backends { address: "10.0.0.1" port: 70000 weight: 5000 }
       backends { address: "10.0.0.1.2" port: 80 } }
     pools { name: "web" }
@@ -63,7 +111,6 @@ TEST(L7Config, ErrorsNameEveryField) {
            "listeners[0].default_pool: no pool named \"missing\"",
            "listeners[0].routes[1].pool: no pool named \"ghost\"",
            "listeners[0].routes[1].methods[0]",
-           "pools[0].algorithm: ALGORITHM_MAGLEV is not supported",
            "pools[0].backends[0].port: 70000 is not a port",
            "pools[0].backends[0].weight: 5000 out of range",
            "pools[0].backends[1].address",
