@@ -44,6 +44,10 @@ struct PoolConfig {
   uint32_t max_idle_per_backend = 32;
   PassiveHealth health;
   uint32_t connect_retries = 2;
+  // TLS to the backends: files are read and checked by BuildUpstreamTls
+  // (dataplane/l7/upstream_tls.h), not here.
+  bool upstream_tls = false;
+  v1::L7UpstreamTls upstream_tls_config;
 };
 
 struct ListenerConfig {

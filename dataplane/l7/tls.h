@@ -40,7 +40,7 @@
 namespace lb::l7 {
 
 // Why a handshake failed (metrics label); kTlsFailCount entries.
-enum class TlsFail { kVersion, kCipher, kSni, kNotTls, kClosed, kTimeout, kOther };
+enum class TlsFail { kVersion, kCipher, kSni, kNotTls, kClosed, kTimeout, kOther, kClientCert };
 const char* TlsFailName(int reason);
 // After SSL_do_handshake failed with `ssl_error` (SSL_get_error), on the
 // thread that called it (reads its OpenSSL error queue, then clears it).
@@ -49,6 +49,10 @@ TlsFail ClassifyTlsFailure(const SSL* ssl, int ssl_error);
 // Negotiated ciphers counted by name; index kTlsCipherCount - 1 = "other".
 const char* TlsCipherName(int index);
 int TlsCipherIndex(const SSL* ssl);
+
+// The verified client certificate's subject (RFC 2253, control bytes
+// escaped) after a handshake; "" without one.
+std::string ClientCertSubject(const SSL* ssl);
 
 struct TlsCertInfo {
   std::string file;
