@@ -156,6 +156,7 @@ listeners {{ name: "front" address: "127.0.0.1" port: {front} default_pool: "goo
   routes {{ name: "other" path {{ prefix: "/other" }} pool: "other_ca" }}
   routes {{ name: "wrong" path {{ prefix: "/wrong" }} pool: "wrong_name" }}
   routes {{ name: "fresh" path {{ prefix: "/fresh" }} pool: "fresh" }}
+  routes {{ name: "mixed" path {{ prefix: "/mixed" }} pool: "mixed" }}
   tls {{ {cert} }} }}
 listeners {{ name: "mtls" address: "127.0.0.1" port: {mtls} default_pool: "good"
   tls {{ {cert} {ca} }} }}
@@ -163,6 +164,8 @@ pools {{ name: "good" backends {{ address: "127.0.0.1" port: {good} }} {up} }}
 pools {{ name: "other_ca" backends {{ address: "127.0.0.1" port: {other} }} {upstream_tls()} }}
 pools {{ name: "wrong_name" backends {{ address: "127.0.0.1" port: {wrong} }} {upstream_tls()} }}
 pools {{ name: "fresh" backends {{ address: "127.0.0.1" port: {fresh} }} {upstream_tls()} }}
+pools {{ name: "mixed" backends {{ address: "127.0.0.1" port: {other} }}
+  backends {{ address: "127.0.0.1" port: {good} }} {upstream_tls()} }}
 """
     with open(path(file), "w") as f:
         f.write(text)
@@ -225,6 +228,16 @@ def test_upstream(front, admin, good):
         after = metric(metrics(admin), "lb_l7_upstream_tls_failures_total", reason="verify")
         check(after == before + 1, f"{p}: verify failure not counted ({before} -> {after})")
     print("ok backend signed by another CA / with the wrong name: 502, reason=verify", flush=True)
+    before = metric(metrics(admin), "lb_l7_upstream_tls_failures_total", reason="verify")
+    retries = metric(metrics(admin), "lb_l7_upstream_retries_total")
+    for _ in range(4):
+        rc, code, body = curl(front, "/mixed")
+        check(code == 200 and f"port={good}" in body, f"/mixed: not retried: {code} {body!r}")
+    m = metrics(admin)
+    check(metric(m, "lb_l7_upstream_tls_failures_total", reason="verify") > before and
+          metric(m, "lb_l7_upstream_retries_total") > retries,
+          "verify failure in a two-backend pool not counted as a failure and a retry")
+    print("ok a GET whose backend fails verification is retried on the other backend", flush=True)
     before = metric(metrics(admin), "lb_l7_upstream_tls_handshakes_total", kind="resumed")
     for _ in range(6):  # keepalive_requests 1: every request is a new connection
         rc, code, body = curl(front, "/fresh")
