@@ -444,6 +444,8 @@ SSL_CTX* TlsContext::NewCtx(const v1::L7Tls& c, int min_version, const std::stri
   SSL_CTX_set_tlsext_servername_callback(ctx, OnServerName);
   SSL_CTX_set_tlsext_servername_arg(ctx, this);
   SSL_CTX_set_alpn_select_cb(ctx, OnAlpn, nullptr);
+  SSL_CTX_set_tlsext_status_cb(ctx, OnOcspStatus);
+  SSL_CTX_set_tlsext_status_arg(ctx, &ocsp_);
   SSL_CTX_set_ex_data(ctx, CtxIndex(), this);
   SetClientAuth(ctx, c, field, ctxs_.empty(), errors);
   ctxs_.push_back(ctx);
@@ -464,6 +466,13 @@ bool TlsContext::AddGroup(const v1::L7Tls& c, int min_version, const std::string
         SSL_CTX_use_PrivateKey(ctx, l->key) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
       errors->push_back(absl::StrCat(cp, ": OpenSSL refused the pair: ", SslError()));
       return false;
+    }
+    if (!cc.ocsp_response_file().empty()) {
+      std::string der;
+      if (!ReadOcspResponse(cc.ocsp_response_file(), cp + ".ocsp_response_file", &der, errors)) {
+        return false;
+      }
+      ocsp_.emplace_back(SSL_CTX_get0_certificate(ctx), std::move(der));
     }
     if (l->index == static_cast<int>(c.default_certificate())) default_ = slot;
     int64_t not_after = 0;

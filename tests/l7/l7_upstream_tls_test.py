@@ -15,7 +15,8 @@ Checks (each prints "ok <name>" or fails with the reason):
   connections resume the backend's session (counted); keep-alive reuses
   the TLS connection; mTLS REQUIRE refuses a client without a certificate
   (reason=client_cert) and forwards the verified subject; a forged
-  X-Client-Cert-Subject is removed; metrics pass promtool.
+  X-Client-Cert-Subject is removed; OCSP stapling from a file (openssl
+  s_client -status), re-read on SIGHUP; metrics pass promtool.
 """
 import os
 import re
@@ -145,19 +146,21 @@ def upstream_tls(ca="ca", name="backend.internal", extra=""):
     return f'upstream_tls {{ ca_file: "{path(ca)}.crt" {sn} {extra} }}'
 
 
-def write_config(file, front, mtls, ports, up=None, client_auth=None):
+def write_config(file, front, mtls, ports, up=None, client_auth=None, ocsp=""):
     good, other, wrong, fresh = ports
     up = up if up is not None else upstream_tls()
     ca = client_auth if client_auth is not None else \
         f'client_ca_file: "{path("cca")}.crt" client_auth: REQUIRE'
     cert = f'certificates {{ cert_file: "{path("front")}.crt" key_file: "{path("front")}.key" }}'
+    staple = f'certificates {{ cert_file: "{path("front")}.crt" key_file: "{path("front")}.key" ' \
+        f'ocsp_response_file: "{ocsp}" }}' if ocsp else cert
     text = f"""
 listeners {{ name: "front" address: "127.0.0.1" port: {front} default_pool: "good"
   routes {{ name: "other" path {{ prefix: "/other" }} pool: "other_ca" }}
   routes {{ name: "wrong" path {{ prefix: "/wrong" }} pool: "wrong_name" }}
   routes {{ name: "fresh" path {{ prefix: "/fresh" }} pool: "fresh" }}
   routes {{ name: "mixed" path {{ prefix: "/mixed" }} pool: "mixed" }}
-  tls {{ {cert} }} }}
+  tls {{ {staple} }} }}
 listeners {{ name: "mtls" address: "127.0.0.1" port: {mtls} default_pool: "good"
   tls {{ {cert} {ca} }} }}
 pools {{ name: "good" backends {{ address: "127.0.0.1" port: {good} }} {up} }}
@@ -202,8 +205,11 @@ def test_bad_configs(ports):
         ("missing client ca", None, f'client_ca_file: "{path("nope")}" client_auth: OPTIONAL',
          "listeners[1].tls.client_ca_file"),
     ]
+    bad.append(("not an OCSP response", None, None,
+                "listeners[0].tls.certificates[0].ocsp_response_file"))
     for what, up, ca, needle in bad:
-        conf = write_config("bad.textproto", front, mtls, ports, up, ca)
+        ocsp = path("front.crt") if what == "not an OCSP response" else ""
+        conf = write_config("bad.textproto", front, mtls, ports, up, ca, ocsp)
         r = run([LB, "--check_config", "--config", conf])
         check(r.returncode != 0 and needle in r.stderr,
               f"bad config ({what}) not refused naming {needle}: {r.returncode} {r.stderr}")
@@ -272,6 +278,46 @@ def test_mtls(front, mtls, admin):
     print("ok a forged X-Client-Cert-Subject is removed", flush=True)
 
 
+def make_ocsp(status):
+    """A DER OCSP response for the (self-signed) front certificate into ocsp.der."""
+    serial = run(["openssl", "x509", "-in", path("front.crt"), "-noout", "-serial"]).stdout
+    serial = serial.strip().split("=")[1]
+    rev = "260101000000Z" if status == "R" else ""
+    with open(path("index.txt"), "w") as f:
+        f.write(f"{status}\t301231235959Z\t{rev}\t{serial}\tunknown\t/O=lb-test/CN=front.example\n")
+    r = run(["openssl", "ocsp", "-issuer", path("front.crt"), "-cert", path("front.crt"),
+             "-reqout", path("req.der"), "-no_nonce"])
+    check(r.returncode == 0, "openssl ocsp request: " + r.stderr)
+    r = run(["openssl", "ocsp", "-index", path("index.txt"), "-rsigner", path("front.crt"),
+             "-rkey", path("front.key"), "-CA", path("front.crt"), "-reqin", path("req.der"),
+             "-respout", path("ocsp.der.new"), "-ndays", "7"])
+    check(r.returncode == 0, "openssl ocsp response: " + r.stderr)
+    os.rename(path("ocsp.der.new"), path("ocsp.der"))
+
+
+def s_client_status(port):
+    r = run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
+             "front.example", "-status"], inp="", timeout=10)
+    return r.stdout + r.stderr
+
+
+def test_ocsp(lb, front, mtls):
+    out = s_client_status(front)
+    check("OCSP Response Status: successful" in out and "Cert Status: good" in out,
+          "no good OCSP staple:\n" + out)
+    out = s_client_status(mtls)
+    check("OCSP response: no response sent" in out, "staple on a listener without one:\n" + out)
+    make_ocsp("R")
+    lb.send_signal(signal.SIGHUP)
+    for _ in range(50):
+        out = s_client_status(front)
+        if "Cert Status: revoked" in out:
+            break
+        time.sleep(0.1)
+    check("Cert Status: revoked" in out, "OCSP file not re-read on SIGHUP:\n" + out)
+    print("ok OCSP stapling from a file (s_client -status), re-read on SIGHUP", flush=True)
+
+
 def main():
     try:
         make_cert("ca", "test CA")
@@ -289,7 +335,8 @@ def main():
                      (wrong, "backend_wrong", 1000), (fresh, "backend", 1)])
         test_bad_configs(ports)
         front, mtls, admin = free_port(), free_port(), free_port()
-        conf = write_config("l7.textproto", front, mtls, ports)
+        make_ocsp("V")
+        conf = write_config("l7.textproto", front, mtls, ports, ocsp=path("ocsp.der"))
         r = run([LB, "--check_config", "--config", conf])
         check(r.returncode == 0, "valid config refused: " + r.stderr)
         log = open(path("lb.log"), "w")
@@ -304,6 +351,7 @@ def main():
                 time.sleep(0.05)
         test_upstream(front, admin, good)
         test_mtls(front, mtls, admin)
+        test_ocsp(lb, front, mtls)
         text = metrics(admin)
         check(metric(text, "lb_l7_upstream_tls_handshakes_total", kind="full") >= 2,
               "full upstream handshakes not counted")
