@@ -138,6 +138,38 @@ void AdminServer::Serve(int fd) {
   }
 }
 
+namespace {
+
+// TLS to backends (all pools with upstream_tls together).
+void AppendUpstreamTlsMetrics(const std::vector<const WorkerCounters*>& workers, std::string* o) {
+  auto per_worker = [&workers](auto get) {
+    uint64_t v = 0;
+    for (const WorkerCounters* w : workers) v += get(*w);
+    return v;
+  };
+  absl::StrAppend(o,
+                  "# HELP lb_l7_upstream_tls_handshakes_total TLS handshakes with backends, full "
+                  "or resumed from the backend's last session.\n"
+                  "# TYPE lb_l7_upstream_tls_handshakes_total counter\n");
+  for (int k = 0; k < 2; ++k) {
+    absl::StrAppend(
+        o, "lb_l7_upstream_tls_handshakes_total{kind=\"", k == 0 ? "full" : "resumed", "\"} ",
+        per_worker([k](const WorkerCounters& w) { return w.upstream_tls_handshakes[k].Get(); }),
+        "\n");
+  }
+  absl::StrAppend(o,
+                  "# HELP lb_l7_upstream_tls_failures_total Failed TLS handshakes with backends, "
+                  "by reason.\n# TYPE lb_l7_upstream_tls_failures_total counter\n");
+  for (int k = 0; k < kUpstreamTlsFailCount; ++k) {
+    absl::StrAppend(
+        o, "lb_l7_upstream_tls_failures_total{reason=\"", UpstreamTlsFailName(k), "\"} ",
+        per_worker([k](const WorkerCounters& w) { return w.upstream_tls_failures[k].Get(); }),
+        "\n");
+  }
+}
+
+}  // namespace
+
 std::string AdminServer::RenderMetrics() const {
   std::string o;
   auto sum = [this](auto get) {
@@ -229,31 +261,7 @@ std::string AdminServer::RenderMetrics() const {
          [](const WorkerCounters& w) { return w.upstream_timeouts.Get(); });
   scalar("lb_l7_no_backend_total", "counter", "Requests answered 503: no backend available.",
          [](const WorkerCounters& w) { return w.no_backend.Get(); });
-  // TLS to backends (all pools with upstream_tls together).
-  auto per_worker = [&](auto get) {
-    uint64_t v = 0;
-    for (const WorkerCounters* w : workers_) v += get(*w);
-    return v;
-  };
-  absl::StrAppend(&o,
-                  "# HELP lb_l7_upstream_tls_handshakes_total TLS handshakes with backends, full "
-                  "or resumed from the backend's last session.\n"
-                  "# TYPE lb_l7_upstream_tls_handshakes_total counter\n");
-  for (int k = 0; k < 2; ++k) {
-    absl::StrAppend(
-        &o, "lb_l7_upstream_tls_handshakes_total{kind=\"", k == 0 ? "full" : "resumed", "\"} ",
-        per_worker([k](const WorkerCounters& w) { return w.upstream_tls_handshakes[k].Get(); }),
-        "\n");
-  }
-  absl::StrAppend(&o,
-                  "# HELP lb_l7_upstream_tls_failures_total Failed TLS handshakes with backends, "
-                  "by reason.\n# TYPE lb_l7_upstream_tls_failures_total counter\n");
-  for (int k = 0; k < kUpstreamTlsFailCount; ++k) {
-    absl::StrAppend(
-        &o, "lb_l7_upstream_tls_failures_total{reason=\"", UpstreamTlsFailName(k), "\"} ",
-        per_worker([k](const WorkerCounters& w) { return w.upstream_tls_failures[k].Get(); }),
-        "\n");
-  }
+  AppendUpstreamTlsMetrics(workers_, &o);
   absl::StrAppend(&o,
                   "# HELP lb_l7_access_log_dropped_lines_total Access log lines dropped because "
                   "the writer was 8 MiB behind.\n# TYPE lb_l7_access_log_dropped_lines_total "
