@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "dataplane/l7/tls.h"
+#include "dataplane/l7/upstream_tls.h"
 #include "lib/l7/headers.h"
 #include "lib/l7/http1.h"
 
@@ -137,6 +138,38 @@ void AdminServer::Serve(int fd) {
   }
 }
 
+namespace {
+
+// TLS to backends (all pools with upstream_tls together).
+void AppendUpstreamTlsMetrics(const std::vector<const WorkerCounters*>& workers, std::string* o) {
+  auto per_worker = [&workers](auto get) {
+    uint64_t v = 0;
+    for (const WorkerCounters* w : workers) v += get(*w);
+    return v;
+  };
+  absl::StrAppend(o,
+                  "# HELP lb_l7_upstream_tls_handshakes_total TLS handshakes with backends, full "
+                  "or resumed from the backend's last session.\n"
+                  "# TYPE lb_l7_upstream_tls_handshakes_total counter\n");
+  for (int k = 0; k < 2; ++k) {
+    absl::StrAppend(
+        o, "lb_l7_upstream_tls_handshakes_total{kind=\"", k == 0 ? "full" : "resumed", "\"} ",
+        per_worker([k](const WorkerCounters& w) { return w.upstream_tls_handshakes[k].Get(); }),
+        "\n");
+  }
+  absl::StrAppend(o,
+                  "# HELP lb_l7_upstream_tls_failures_total Failed TLS handshakes with backends, "
+                  "by reason.\n# TYPE lb_l7_upstream_tls_failures_total counter\n");
+  for (int k = 0; k < kUpstreamTlsFailCount; ++k) {
+    absl::StrAppend(
+        o, "lb_l7_upstream_tls_failures_total{reason=\"", UpstreamTlsFailName(k), "\"} ",
+        per_worker([k](const WorkerCounters& w) { return w.upstream_tls_failures[k].Get(); }),
+        "\n");
+  }
+}
+
+}  // namespace
+
 std::string AdminServer::RenderMetrics() const {
   std::string o;
   auto sum = [this](auto get) {
@@ -243,6 +276,7 @@ std::string AdminServer::RenderMetrics() const {
     absl::StrAppend(&o, "lb_l7_sticky_invalid_cookies_total{reason=\"", kStickyReasons[r], "\"} ",
                     sum, "\n");
   }
+  AppendUpstreamTlsMetrics(workers_, &o);
   absl::StrAppend(&o,
                   "# HELP lb_l7_access_log_dropped_lines_total Access log lines dropped because "
                   "the writer was 8 MiB behind.\n# TYPE lb_l7_access_log_dropped_lines_total "

@@ -180,11 +180,15 @@ struct ClientConn : Pollable {
   // Bytes OpenSSL holds then are an incomplete record, not a reason to
   // call SSL_read again (that would spin).
   bool ssl_read_blocked = false;
-  bool tls_ready = false;  // queued in Worker::tls_ready_
+  bool tls_ready = false;      // queued in Worker::tls_ready_
+  std::string client_subject;  // verified client certificate (mTLS); "" = none
 };
 
 struct UpstreamConn : Pollable {
   UpstreamConn(const Http1Limits& limits) : parser(Http1Parser::Kind::kResponse, limits) {}
+  ~UpstreamConn() override {
+    if (ssl != nullptr) SSL_free(ssl);
+  }
   int pool = 0, backend = 0;
   bool connecting = false;
   bool reused = false;  // served a request before this one
@@ -197,6 +201,14 @@ struct UpstreamConn : Pollable {
   bool response_done = false;
   bool tunnel = false;
   bool bad = false;
+
+  // Pools with upstream_tls only (worker_upstream_tls.cc). `connecting`
+  // stays true until the handshake is done, so nothing is sent before.
+  SSL* ssl = nullptr;
+  bool handshaking = false;
+  bool ssl_read_wants_write = false;  // SSL_read/handshake: WANT_WRITE
+  bool ssl_write_wants_read = false;  // SSL_write: WANT_READ
+  bool tls_ready = false;             // queued in Worker::up_tls_ready_
 };
 
 }  // namespace lb::l7

@@ -34,10 +34,13 @@ inline int StatusClass(int status) {
 }
 
 // TLS metric dimensions (names in dataplane/l7/tls.cc): failure reasons
-// (version, cipher, sni, not_tls, closed, timeout, other) and the ciphers
+// (version, cipher, sni, not_tls, closed, timeout, other, client_cert) and the ciphers
 // counted by name (the default policy's nine, then "other").
-inline constexpr int kTlsFailCount = 7;
+inline constexpr int kTlsFailCount = 8;
 inline constexpr int kTlsCipherCount = 10;
+// TLS to backends: failure reasons (verify, closed, timeout, other; names in
+// dataplane/l7/upstream_tls.cc).
+inline constexpr int kUpstreamTlsFailCount = 4;
 
 struct alignas(64) WorkerCounters {
   WorkerCounters(size_t routes, size_t backends, size_t listeners = 1)
@@ -75,6 +78,10 @@ struct alignas(64) WorkerCounters {
   Counter sticky_hits;
   Counter sticky_repins;
   Counter sticky_invalid[4];
+  // TLS to backends: handshakes (0 full, 1 resumed from the backend's last
+  // session), failures by reason.
+  Counter upstream_tls_handshakes[2];
+  Counter upstream_tls_failures[kUpstreamTlsFailCount];
 };
 
 // sticky_invalid index = CookieVerdict - 1, then a signed cookie naming a

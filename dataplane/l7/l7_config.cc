@@ -254,6 +254,8 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
       bc.weight = Or(b.weight(), 1u);
       pc.backends.push_back(std::move(bc));
     }
+    pc.upstream_tls = p.has_upstream_tls();
+    if (pc.upstream_tls) pc.upstream_tls_config = p.upstream_tls();
     CheckMax(f, pp + ".max_idle_per_backend", p.max_idle_per_backend(), 1, 10000, "32");
     pc.max_idle_per_backend = Or(p.max_idle_per_backend(), 32u);
     CheckMax(f, pp + ".eject_after_failures", p.eject_after_failures(), 1, 1000, "3");

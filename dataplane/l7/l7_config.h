@@ -61,6 +61,10 @@ struct PoolConfig {
   // kSourceIp: the pins, shared by every worker (lock-free, the one mutable
   // object a RuntimeConfig points to; lib/l7/source_affinity.h).
   std::shared_ptr<SourceAffinity> affinity;
+  // TLS to the backends: files are read and checked by BuildUpstreamTls
+  // (dataplane/l7/upstream_tls.h), not here.
+  bool upstream_tls = false;
+  v1::L7UpstreamTls upstream_tls_config;
 };
 
 struct ListenerConfig {

@@ -21,6 +21,7 @@
 #include "dataplane/l7/l7_config.h"
 #include "dataplane/l7/sticky_key.h"
 #include "dataplane/l7/tls.h"
+#include "dataplane/l7/upstream_tls.h"
 #include "dataplane/l7/worker.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
@@ -75,6 +76,7 @@ struct Startup {
   lb::v1::L7Config proto;
   lb::l7::RuntimeConfig config;
   std::vector<std::shared_ptr<lb::l7::TlsContext>> tls;
+  std::vector<std::shared_ptr<lb::l7::UpstreamTls>> upstream_tls;  // per pool
 };
 
 // --config read, validated and its TLS files loaded; the error is the one
@@ -97,6 +99,12 @@ absl::Status LoadStartup(Startup* s) {
     return absl::InvalidArgumentError(
         absl::StrCat("--config ", FLAGS_config, ": ", tls.status().message()));
   }
+  auto upstream_tls = lb::l7::BuildUpstreamTls(*config);
+  if (!upstream_tls.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--config ", FLAGS_config, ": ", upstream_tls.status().message()));
+  }
+  s->upstream_tls = *std::move(upstream_tls);
   s->proto = *std::move(proto);
   s->config = *std::move(config);
   s->tls = *std::move(tls);
@@ -178,6 +186,7 @@ int main(int argc, char** argv) {
         std::make_unique<lb::l7::WorkerCounters>(nroutes, nbackends, config->listeners.size()));
     workers.push_back(std::make_unique<lb::l7::Worker>(i, config, counters.back().get(), active));
     workers.back()->SetTls(&tls_store);
+    workers.back()->SetUpstreamTls(&start.upstream_tls);
     if (absl::Status st = workers.back()->Open(); !st.ok()) {
       LOG(ERROR) << "--config " << FLAGS_config << ": " << st.message();
       return 1;

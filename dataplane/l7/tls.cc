@@ -8,6 +8,7 @@
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -39,8 +40,8 @@ constexpr const char* kCipherNames[kTlsCipherCount] = {
     "ECDHE-RSA-AES256-GCM-SHA384",  "ECDHE-ECDSA-CHACHA20-POLY1305",
     "ECDHE-RSA-CHACHA20-POLY1305",  "other"};
 
-constexpr const char* kFailNames[kTlsFailCount] = {"version", "cipher",  "sni",  "not_tls",
-                                                   "closed",  "timeout", "other"};
+constexpr const char* kFailNames[kTlsFailCount] = {"version", "cipher",  "sni",   "not_tls",
+                                                   "closed",  "timeout", "other", "client_cert"};
 
 // ex_data slots: the TlsContext of an SSL_CTX; "SNI refused" on an SSL.
 int CtxIndex() {
@@ -210,6 +211,34 @@ void CheckCipherPolicy(SSL_CTX* ctx, const std::string& field, std::vector<std::
 }
 
 // The scalar fields; returns the minimum protocol version.
+// Client certificates (mTLS): the CA list, and the verify mode every SSL_CTX
+// of the listener carries (SNI may switch the SSL_CTX; each verifies with
+// its own store). `report`: the first SSL_CTX only, so a problem is named once.
+void SetClientAuth(SSL_CTX* ctx, const v1::L7Tls& c, const std::string& field, bool report,
+                   std::vector<std::string>* errors) {
+  if (c.client_auth() == v1::L7Tls::NONE) return;
+  const std::string f = field + ".client_ca_file";
+  const std::string& file = c.client_ca_file();
+  std::string why;
+  STACK_OF(X509_NAME)* names = nullptr;
+  if (file.empty()) {
+    why = "required when client_auth is OPTIONAL or REQUIRE";
+  } else if (access(file.c_str(), R_OK) != 0) {
+    why = absl::StrCat("\"", file, "\" is missing or not readable");
+  } else if (SSL_CTX_load_verify_locations(ctx, file.c_str(), nullptr) != 1 ||
+             (names = SSL_load_client_CA_file(file.c_str())) == nullptr) {
+    why = absl::StrCat("no PEM certificate in \"", file, "\": ", SslError());
+  }
+  if (!why.empty()) {
+    if (report) errors->push_back(f + ": " + why);
+    return;
+  }
+  SSL_CTX_set_client_CA_list(ctx, names);
+  int mode = SSL_VERIFY_PEER;
+  if (c.client_auth() == v1::L7Tls::REQUIRE) mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+  SSL_CTX_set_verify(ctx, mode, nullptr);
+}
+
 int CheckOptions(const v1::L7Tls& c, const std::string& field, std::vector<std::string>* errors) {
   int min_version = TLS1_2_VERSION;
   if (c.min_version() == "TLSv1.3") {
@@ -252,6 +281,7 @@ TlsFail ClassifyTlsFailure(const SSL* ssl, int ssl_error) {
   const unsigned long e = ERR_peek_last_error();
   ERR_clear_error();
   if (TlsContext::SniRefused(ssl)) return TlsFail::kSni;
+  if (SSL_get_verify_result(ssl) != X509_V_OK) return TlsFail::kClientCert;
   if (e == 0 && (ssl_error == SSL_ERROR_SYSCALL || ssl_error == SSL_ERROR_ZERO_RETURN)) {
     return TlsFail::kClosed;
   }
@@ -270,9 +300,29 @@ TlsFail ClassifyTlsFailure(const SSL* ssl, int ssl_error) {
       return TlsFail::kNotTls;
     case SSL_R_UNEXPECTED_EOF_WHILE_READING:
       return TlsFail::kClosed;
+    case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+    case SSL_R_CERTIFICATE_VERIFY_FAILED:
+      return TlsFail::kClientCert;
     default:
       return TlsFail::kOther;
   }
+}
+
+std::string ClientCertSubject(const SSL* ssl) {
+  X509* peer = SSL_get0_peer_certificate(ssl);
+  if (peer == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) return "";
+  BIO* b = BIO_new(BIO_s_mem());
+  if (b == nullptr) return "";
+  // RFC 2253 with control and non-ASCII bytes escaped: safe in a header.
+  X509_NAME_print_ex(b, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253);
+  char* p = nullptr;
+  const long n = BIO_get_mem_data(b, &p);
+  std::string s(p, n > 0 ? static_cast<size_t>(n) : 0);
+  BIO_free(b);
+  for (char& ch : s) {
+    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
+  }
+  return s;
 }
 
 bool TlsContext::SniRefused(const SSL* ssl) { return SSL_get_ex_data(ssl, SslIndex()) != nullptr; }
@@ -394,7 +444,10 @@ SSL_CTX* TlsContext::NewCtx(const v1::L7Tls& c, int min_version, const std::stri
   SSL_CTX_set_tlsext_servername_callback(ctx, OnServerName);
   SSL_CTX_set_tlsext_servername_arg(ctx, this);
   SSL_CTX_set_alpn_select_cb(ctx, OnAlpn, nullptr);
+  SSL_CTX_set_tlsext_status_cb(ctx, OnOcspStatus);
+  SSL_CTX_set_tlsext_status_arg(ctx, &ocsp_);
   SSL_CTX_set_ex_data(ctx, CtxIndex(), this);
+  SetClientAuth(ctx, c, field, ctxs_.empty(), errors);
   ctxs_.push_back(ctx);
   return ctx;
 }
@@ -413,6 +466,13 @@ bool TlsContext::AddGroup(const v1::L7Tls& c, int min_version, const std::string
         SSL_CTX_use_PrivateKey(ctx, l->key) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
       errors->push_back(absl::StrCat(cp, ": OpenSSL refused the pair: ", SslError()));
       return false;
+    }
+    if (!cc.ocsp_response_file().empty()) {
+      std::string der;
+      if (!ReadOcspResponse(cc.ocsp_response_file(), cp + ".ocsp_response_file", &der, errors)) {
+        return false;
+      }
+      ocsp_.emplace_back(SSL_CTX_get0_certificate(ctx), std::move(der));
     }
     if (l->index == static_cast<int>(c.default_certificate())) default_ = slot;
     int64_t not_after = 0;

@@ -40,7 +40,7 @@
 namespace lb::l7 {
 
 // Why a handshake failed (metrics label); kTlsFailCount entries.
-enum class TlsFail { kVersion, kCipher, kSni, kNotTls, kClosed, kTimeout, kOther };
+enum class TlsFail { kVersion, kCipher, kSni, kNotTls, kClosed, kTimeout, kOther, kClientCert };
 const char* TlsFailName(int reason);
 // After SSL_do_handshake failed with `ssl_error` (SSL_get_error), on the
 // thread that called it (reads its OpenSSL error queue, then clears it).
@@ -49,6 +49,10 @@ TlsFail ClassifyTlsFailure(const SSL* ssl, int ssl_error);
 // Negotiated ciphers counted by name; index kTlsCipherCount - 1 = "other".
 const char* TlsCipherName(int index);
 int TlsCipherIndex(const SSL* ssl);
+
+// The verified client certificate's subject (RFC 2253, control bytes
+// escaped) after a handshake; "" without one.
+std::string ClientCertSubject(const SSL* ssl);
 
 struct TlsCertInfo {
   std::string file;
@@ -82,6 +86,9 @@ class TlsContext {
   bool AddGroup(const v1::L7Tls& c, int min_version, const std::string& field,
                 const std::vector<const void*>& group, std::vector<std::string>* errors);
   static int OnServerName(SSL* ssl, int* alert, void* arg);
+  // OCSP stapling (tls_ocsp.cc): the status callback serves the response of
+  // the certificate chosen for the handshake; `arg` is &ocsp_.
+  static int OnOcspStatus(SSL* ssl, void* arg);
   static int OnTicketKey(SSL* ssl, unsigned char* name, unsigned char* iv, EVP_CIPHER_CTX* cipher,
                          EVP_MAC_CTX* mac, int enc);
 
@@ -94,7 +101,15 @@ class TlsContext {
   bool sni_required_ = false;
   std::vector<TicketKey> ticket_keys_;
   std::vector<TlsCertInfo> certs_;
+  // Leaf certificate (owned by its SSL_CTX) → DER OCSP response to staple.
+  std::vector<std::pair<const X509*, std::string>> ocsp_;
 };
+
+// Reads a DER OCSP response file and checks that it parses as one whose
+// status is "successful" (the certificate status inside is the CA's word,
+// served as is); problems are appended naming `field`.
+bool ReadOcspResponse(const std::string& file, const std::string& field, std::string* der,
+                      std::vector<std::string>* errors);
 
 // Per listener (index = listener; null = plain HTTP). InvalidArgumentError
 // names every field at fault.

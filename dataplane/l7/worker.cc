@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "dataplane/l7/conn.h"
 #include "dataplane/l7/tls.h"
+#include "dataplane/l7/upstream_tls.h"
 #include "glog/logging.h"
 #include "lib/l7/headers.h"
 #include "lib/l7/http1.h"
@@ -56,6 +57,7 @@ Worker::Worker(int id, const RuntimeConfig* config, WorkerCounters* counters,
     balancers_.emplace_back(pc.algorithm, std::move(weights), pc.health, id_seed_ + p, active[p]);
     balancers_.back().SetRing(pc.ring.get());
     idle_.emplace_back(pc.backends.size());
+    up_sessions_.emplace_back(pc.backends.size(), nullptr);
     backend_base_.push_back(slot);
     slot += static_cast<int>(pc.backends.size());
   }
@@ -76,6 +78,9 @@ Worker::~Worker() {
     delete u;
   }
   for (Pollable* p : dead_) delete p;
+  for (auto& pool : up_sessions_) {
+    for (SSL_SESSION* s : pool) SSL_SESSION_free(s);  // null-safe
+  }
   for (auto& l : listeners_) {
     if (l->fd >= 0) close(l->fd);
   }
@@ -171,7 +176,8 @@ void Worker::Run() {
   int64_t next_tick = Now() + kTickMs * 1'000'000LL;
   while (true) {
     RefreshTls();  // one acquire load per turn; new connections get the new generation
-    const int n = epoll_wait(epfd_, events, kMaxEvents, tls_ready_.empty() ? kTickMs : 0);
+    const int n = epoll_wait(epfd_, events, kMaxEvents,
+                             tls_ready_.empty() && up_tls_ready_.empty() ? kTickMs : 0);
     for (int i = 0; i < n; ++i) {
       auto* p = static_cast<Pollable*>(events[i].data.ptr);
       if (p->dead) continue;  // closed by an earlier event of this batch
@@ -401,6 +407,9 @@ void Worker::OnTick(int64_t now) {
       continue;
     }
     if (u->connecting) {
+      if (u->handshaking) {
+        counters_->upstream_tls_failures[static_cast<int>(UpstreamTlsFail::kTimeout)].Add();
+      }
       UpstreamFailed(u, true, "backend connect timeout");
     } else if (c == nullptr) {
       CloseUpstream(u);

@@ -21,7 +21,9 @@
 #ifndef LB_DATAPLANE_L7_WORKER_H_
 #define LB_DATAPLANE_L7_WORKER_H_
 
+#include <openssl/ssl.h>
 #include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -41,6 +43,7 @@ struct UpstreamConn;
 struct Pollable;
 class TlsContext;
 class TlsStore;
+class UpstreamTls;
 
 class Worker {
  public:
@@ -58,6 +61,9 @@ class Worker {
   // Before Run(): the TLS contexts of the listeners (null = no TLS
   // listener). The worker picks up a new generation between event batches.
   void SetTls(TlsStore* store) { tls_store_ = store; }
+  // Before Run(): per pool, TLS to its backends (null entry = plain); fixed
+  // for the process (pools do not change on reload). Outlives Run().
+  void SetUpstreamTls(const std::vector<std::shared_ptr<UpstreamTls>>* tls) { up_tls_ = tls; }
   void Run();
   // Thread-safe. Stop accepting; finish in-flight work until `drain_ms`.
   // idle_grace_ms: how long a keep-alive connection idle at the stop may
@@ -126,6 +132,16 @@ class Worker {
   void TunnelFromUpstream(UpstreamConn* u);
   void UpdateUpstream(UpstreamConn* u);
 
+  // TLS to backends (worker_upstream_tls.cc).
+  void UpstreamReady(UpstreamConn* u);
+  void StartUpstreamTls(UpstreamConn* u, const UpstreamTls& tls);
+  void UpstreamHandshake(UpstreamConn* u);
+  ssize_t UpstreamRecv(UpstreamConn* u, char* buf, size_t n);
+  ssize_t UpstreamSend(UpstreamConn* u, const char* buf, size_t n);
+  bool UpstreamIdleRead(UpstreamConn* u);
+  void UpstreamTlsPending(UpstreamConn* u, uint32_t ev);
+  void UpstreamTlsClose(UpstreamConn* u);
+
   void SetInterest(Pollable* p, uint32_t events);
   void Graveyard(Pollable* p);
   int64_t Now() const;
@@ -162,6 +178,11 @@ class Worker {
   // TLS connections with decrypted bytes buffered inside OpenSSL that epoll
   // cannot report (the socket may be empty): served after the event batch.
   std::vector<ClientConn*> tls_ready_;
+  const std::vector<std::shared_ptr<UpstreamTls>>* up_tls_ = nullptr;
+  // up_sessions_[pool][backend]: the last TLS session that backend issued
+  // (resumed by the next connection to it; owned, freed in ~Worker).
+  std::vector<std::vector<SSL_SESSION*>> up_sessions_;
+  std::vector<UpstreamConn*> up_tls_ready_;  // as tls_ready_, upstream side
 };
 
 }  // namespace lb::l7

@@ -263,6 +263,7 @@ void Worker::ClientHead(ClientConn* c) {
   fi.client_ipv6 = c->ipv6;
   fi.listener_port = lc.port;
   if (c->ssl != nullptr) fi.proto = "https";
+  fi.client_cert_subject = c->client_subject;
   fi.fallback_host = lc.addr.text;
   const std::string rid = NextRequestId();
   fi.request_id = rid;

@@ -52,6 +52,7 @@ void Worker::ClientHandshake(ClientConn* c) {
     counters_->tls_handshakes[l * 2 + (SSL_session_reused(c->ssl) ? 1 : 0)].Add();
     counters_->tls_versions[l * 2 + (SSL_version(c->ssl) == TLS1_3_VERSION ? 1 : 0)].Add();
     counters_->tls_ciphers[l * kTlsCipherCount + TlsCipherIndex(c->ssl)].Add();
+    c->client_subject = ClientCertSubject(c->ssl);
     return;
   }
   const int e = SSL_get_error(c->ssl, r);
@@ -130,6 +131,12 @@ void Worker::RunTlsReady() {
   for (ClientConn* c : ready) c->tls_ready = false;
   for (ClientConn* c : ready) {
     if (!c->dead) OnClient(c, EPOLLIN);
+  }
+  std::vector<UpstreamConn*> up;
+  up.swap(up_tls_ready_);
+  for (UpstreamConn* u : up) u->tls_ready = false;
+  for (UpstreamConn* u : up) {
+    if (!u->dead) OnUpstream(u, EPOLLIN);
   }
 }
 

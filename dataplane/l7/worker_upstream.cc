@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "dataplane/l7/conn.h"
+#include "dataplane/l7/upstream_tls.h"
 #include "glog/logging.h"
 #include "lib/l7/headers.h"
 #include "lib/l7/http1.h"
@@ -120,6 +121,15 @@ bool Worker::Connect(ClientConn* c, int b, std::string* pending) {
 }
 
 void Worker::UpstreamConnected(UpstreamConn* u) {
+  const UpstreamTls* tls = up_tls_ != nullptr ? (*up_tls_)[u->pool].get() : nullptr;
+  if (tls != nullptr) {
+    StartUpstreamTls(u, *tls);  // UpstreamReady once the handshake is done
+    return;
+  }
+  UpstreamReady(u);
+}
+
+void Worker::UpstreamReady(UpstreamConn* u) {
   u->connecting = false;
   balancers_[u->pool].OnConnectSuccess(u->backend);
   u->deadline = Now() + config_->timeouts.upstream_response_ns;
@@ -177,18 +187,25 @@ void Worker::UpdateUpstream(UpstreamConn* u) {
   if (u->dead) return;
   uint32_t ev;
   if (u->connecting) {
-    ev = EPOLLOUT;
+    ev = u->handshaking && !u->ssl_read_wants_write ? EPOLLIN : EPOLLOUT;
   } else if (u->client == nullptr) {
     ev = EPOLLIN | EPOLLRDHUP;  // idle: notice the backend closing it
   } else {
     ev = 0;
     if (!u->out.empty()) ev |= EPOLLOUT;
     if (u->client->out.size() < config_->buffer_bytes) ev |= EPOLLIN | EPOLLRDHUP;
+    if (u->ssl_read_wants_write) ev |= EPOLLOUT;
+    if (u->ssl_write_wants_read) ev |= EPOLLIN;
   }
   SetInterest(u, ev);
+  if (u->ssl != nullptr) UpstreamTlsPending(u, ev);
 }
 
 void Worker::OnUpstream(UpstreamConn* u, uint32_t ev) {
+  if (u->handshaking) {
+    UpstreamHandshake(u);  // socket errors surface as a failed handshake
+    return;
+  }
   if (u->connecting) {
     int err = 0;
     socklen_t len = sizeof(err);
@@ -198,11 +215,12 @@ void Worker::OnUpstream(UpstreamConn* u, uint32_t ev) {
       return;
     }
     UpstreamConnected(u);
-    if (u->dead) return;
+    if (u->dead || u->connecting) return;
   }
   if (u->client == nullptr) {
-    // Idle and readable: the backend closed it (or sent garbage).
-    CloseUpstream(u);
+    // Idle and readable: the backend closed it (or sent garbage), unless
+    // TLS consumed only records of its own (a late session ticket).
+    if (!UpstreamIdleRead(u)) CloseUpstream(u);
     return;
   }
   if (u->tunnel) {
@@ -211,11 +229,13 @@ void Worker::OnUpstream(UpstreamConn* u, uint32_t ev) {
     if (!u->dead) UpdateUpstream(u);
     return;
   }
-  if (ev & EPOLLOUT) {
+  const bool tls_in = u->ssl_read_wants_write && (ev & EPOLLOUT);
+  const bool tls_out = u->ssl_write_wants_read && (ev & EPOLLIN);
+  if ((ev & EPOLLOUT) || tls_out) {
     UpstreamFlush(u);
     if (u->dead) return;
   }
-  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+  if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) || tls_in) {
     UpstreamRead(u);
     if (u->dead) return;
   }
@@ -226,7 +246,7 @@ void Worker::UpstreamFlush(UpstreamConn* u) {
   if (u->client != nullptr && u->client->in_pump) return;  // ClientPump flushes at its end
   for (int round = 0; round < 4 && !u->dead && !u->connecting; ++round) {
     while (!u->out.empty()) {
-      const ssize_t n = send(u->fd, u->out.data(), u->out.size(), MSG_NOSIGNAL);
+      const ssize_t n = UpstreamSend(u, u->out.data(), u->out.size());
       if (n > 0) {
         u->out.Consume(static_cast<size_t>(n));
         u->deadline = Now() + config_->timeouts.upstream_response_ns;
@@ -264,7 +284,7 @@ void Worker::UpstreamRead(UpstreamConn* u) {
     const size_t queued = c->out.size();
     if (queued >= config_->buffer_bytes) break;  // back-pressure: the client is slow
     const size_t want = std::min(kReadChunk, config_->buffer_bytes - queued);
-    const ssize_t n = read(u->fd, &scratch_[0], want);
+    const ssize_t n = UpstreamRecv(u, &scratch_[0], want);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
     if (n <= 0) {
       if (n == 0 && u->parser.FeedEof(&u->sink) && u->response_done) {
@@ -304,7 +324,8 @@ void Worker::UpstreamRead(UpstreamConn* u) {
       if (u->parser.head().status == 101) {
         StartTunnel(u, &scratch_[off], static_cast<size_t>(n) - off);
       } else {
-        CompleteResponse(u, off == static_cast<size_t>(n));
+        const bool held = u->ssl != nullptr && SSL_pending(u->ssl) > 0;
+        CompleteResponse(u, off == static_cast<size_t>(n) && !held);
       }
       return;
     }
@@ -429,6 +450,7 @@ void Worker::CloseUpstream(UpstreamConn* u) {
     u->client->up = nullptr;
     u->client = nullptr;
   }
+  if (u->ssl != nullptr) UpstreamTlsClose(u);
   close(u->fd);
   u->fd = -1;
   upstreams_[u->pos] = upstreams_.back();
@@ -481,7 +503,7 @@ void Worker::TunnelFromClient(ClientConn* c) {
     // Pass on what is left (best effort, without waiting), then end both.
     if (!c->in.empty()) u->out.Append(c->in.data(), c->in.size());
     if (!u->out.empty()) {
-      ssize_t r = send(u->fd, u->out.data(), u->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      ssize_t r = UpstreamSend(u, u->out.data(), u->out.size());
       (void)r;
     }
     balancers_[u->pool].End(u->backend);
@@ -500,7 +522,7 @@ void Worker::TunnelFromUpstream(UpstreamConn* u) {
   bool eof = false;
   while (c->out.size() < config_->buffer_bytes) {
     const size_t want = std::min(kReadChunk, config_->buffer_bytes - c->out.size());
-    const ssize_t r = read(u->fd, &scratch_[0], want);
+    const ssize_t r = UpstreamRecv(u, &scratch_[0], want);
     if (r > 0) {
       c->out.Append(scratch_.data(), static_cast<size_t>(r));
       continue;

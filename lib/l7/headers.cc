@@ -16,7 +16,8 @@ constexpr absl::string_view kHopByHop[] = {
 
 // Fields the proxy writes itself on the way up.
 constexpr absl::string_view kRewrittenUp[] = {
-    "host", "content-length", "x-forwarded-proto", "x-forwarded-port", "x-request-id",
+    "host",         "content-length",        "x-forwarded-proto", "x-forwarded-port",
+    "x-request-id", "x-client-cert-subject",
 };
 
 bool InList(absl::string_view name, absl::Span<const absl::string_view> list) {
@@ -48,6 +49,7 @@ bool IsProtectedHeader(absl::string_view name) {
       "x-forwarded-port",
       "forwarded",
       "x-request-id",
+      "x-client-cert-subject",
   };
   return InList(name, kProtected);
 }
@@ -145,6 +147,9 @@ std::string BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& inf
   AppendField("X-Forwarded-Port", absl::StrCat(info.listener_port), out);
   AppendField("Forwarded", fwd, out);
   AppendField("X-Request-ID", request_id, out);
+  if (!info.client_cert_subject.empty()) {
+    AppendField("X-Client-Cert-Subject", info.client_cert_subject, out);
+  }
   if (rules != nullptr) {
     for (const auto& [name, value] : rules->request_add) AppendField(name, value, out);
   }

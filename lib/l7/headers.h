@@ -53,6 +53,10 @@ struct ForwardInfo {
   // Host for an HTTP/1.0 request that had none (upstream requests are
   // HTTP/1.1, which requires one): the listener's address:port.
   absl::string_view fallback_host;
+  // The verified client certificate's subject (mTLS listeners): sent as
+  // X-Client-Cert-Subject when set. A client's own field of that name is
+  // always removed, so a backend can trust it.
+  absl::string_view client_cert_subject;
 };
 
 // True when `name` is hop-by-hop for `head` (fixed list or named by a

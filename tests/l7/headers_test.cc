@@ -64,6 +64,34 @@ TEST(Headers, ConnectionCannotRemoveFramingAndBadRequestIdIsReplaced) {
             "Content-Length: 3\r\n\r\n");
 }
 
+// A client cannot forge the mTLS subject: its own field is always removed,
+// and the verified one (when there is one) is the only one sent.
+TEST(Headers, ClientCertSubjectIsStrippedThenSet) {
+  const MessageHead h = Parse(
+      "GET / HTTP/1.1\r\nHost: a\r\nX-Client-Cert-Subject: CN=admin\r\n"
+      "x-client-cert-subject: CN=root\r\n\r\n");
+  ForwardInfo fi;
+  fi.client_ip = "192.0.2.7";
+  fi.listener_port = 443;
+  fi.proto = "https";
+  fi.request_id = "r";
+  std::string out;
+  BuildUpstreamRequest(h, fi, &out);
+  EXPECT_EQ(out,
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.7\r\n"
+            "X-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n"
+            "Forwarded: for=192.0.2.7;proto=https;host=a\r\nX-Request-ID: r\r\n\r\n");
+  fi.client_cert_subject = "CN=client-1,O=lb-test";
+  out.clear();
+  BuildUpstreamRequest(h, fi, &out);
+  EXPECT_EQ(out,
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.7\r\n"
+            "X-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n"
+            "Forwarded: for=192.0.2.7;proto=https;host=a\r\nX-Request-ID: r\r\n"
+            "X-Client-Cert-Subject: CN=client-1,O=lb-test\r\n\r\n");
+  EXPECT_TRUE(IsProtectedHeader("x-client-cert-subject"));
+}
+
 TEST(Headers, ClientResponseDropsHopByHopAndRechunks) {
   const MessageHead req = Parse("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
   const MessageHead resp = Parse(
