@@ -330,6 +330,18 @@ def test_restart_under_load(a, b, etcd):
 
 def test_etcd_frozen(a, b, etcd):
     """(e) etcd stopped (SIGSTOP: no FIN, no RST): the deadline refuses."""
+    # Settle first: right after (d) restarted etcd, a node's watch may still be
+    # reconnecting and reloading (a Range under the control plane's lock); a
+    # write queued behind that waits for its deadline too (seen: 4.0 s). Once
+    # a write through A has reached B, both watches are established and idle.
+    st = [None]
+
+    def settled():
+        st[0], _ = a.add("10.13.0.3", timeout=2.0)
+        return st[0] == 201
+    wait_for("(e) a write through A before the freeze", settled, 10.0)
+    wait_for("(e) B has it", lambda: "10.13.0.3" in b.backends(), 2.0)
+    time.sleep(0.3)
     gen = a.vips()[0]
     os.kill(etcd.proc.pid, signal.SIGSTOP)
     try:
