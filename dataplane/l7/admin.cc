@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "dataplane/l7/tls.h"
 #include "dataplane/l7/upstream_tls.h"
 #include "lib/l7/headers.h"
@@ -168,6 +169,28 @@ void AppendUpstreamTlsMetrics(const std::vector<const WorkerCounters*>& workers,
   }
 }
 
+// One histogram per pool: the workers' buckets added, then made cumulative.
+void AppendLatencyHistogram(const RuntimeConfig& config,
+                            const std::vector<const WorkerCounters*>& workers, const char* name,
+                            const char* help, const LatencyHistogram WorkerCounters::*field,
+                            std::string* o) {
+  absl::StrAppend(o, "# HELP ", name, " ", help, "\n# TYPE ", name, " histogram\n");
+  for (size_t p = 0; p < config.pools.size(); ++p) {
+    const std::string pool = Escape(config.pools[p].name);
+    uint64_t cumulative = 0, sum_ns = 0;
+    for (int k = 0; k < kLatencySlots; ++k) {
+      for (const WorkerCounters* w : workers) {
+        cumulative += (w->*field).buckets[p * kLatencySlots + k].Get();
+      }
+      absl::StrAppend(o, name, "_bucket{pool=\"", pool, "\",le=\"",
+                      k < kLatencyBounds ? kLatencyLe[k] : "+Inf", "\"} ", cumulative, "\n");
+    }
+    for (const WorkerCounters* w : workers) sum_ns += (w->*field).sum_ns[p].Get();
+    absl::StrAppend(o, name, "_sum{pool=\"", pool, "\"} ", absl::StrFormat("%.9f", sum_ns / 1e9),
+                    "\n", name, "_count{pool=\"", pool, "\"} ", cumulative, "\n");
+  }
+}
+
 }  // namespace
 
 std::string AdminServer::RenderMetrics() const {
@@ -277,6 +300,14 @@ std::string AdminServer::RenderMetrics() const {
                     sum, "\n");
   }
   AppendUpstreamTlsMetrics(workers_, &o);
+  AppendLatencyHistogram(*config_, workers_, "lb_l7_request_duration_seconds",
+                         "Request head accepted to response queued (the access log's ms=), "
+                         "requests routed to a pool.",
+                         &WorkerCounters::request_duration, &o);
+  AppendLatencyHistogram(*config_, workers_, "lb_l7_upstream_response_seconds",
+                         "Request handed to the backend (after connect and TLS) to its first "
+                         "response head.",
+                         &WorkerCounters::upstream_response, &o);
   absl::StrAppend(&o,
                   "# HELP lb_l7_access_log_dropped_lines_total Access log lines dropped because "
                   "the writer was 8 MiB behind.\n# TYPE lb_l7_access_log_dropped_lines_total "

@@ -152,7 +152,7 @@ struct ClientConn : Pollable {
   MessageHead req;
   int route = -1, pool = -1, backend = -1;
   std::vector<int> tried;
-  uint64_t pick_hash = 0;  // what the pool's balancer hashes (ip_hash or the kMaglev key)
+  uint64_t pick_hash = 0;       // what the pool's balancer hashes (ip_hash or the kMaglev key)
   int sticky_backend = -1;      // pinned by a valid cookie or the source-IP table
   int64_t sticky_expiry_s = 0;  // the valid cookie's expiry
   UpstreamConn* up = nullptr;
@@ -197,6 +197,7 @@ struct UpstreamConn : Pollable {
   Http1Parser parser;
   UpstreamSink sink;
   int64_t deadline = 0;
+  int64_t t_sent = 0;  // request handed to the backend (monotonic ns); 0 = head seen
   bool extra_bytes = false;
   bool response_done = false;
   bool tunnel = false;

@@ -11,6 +11,8 @@
 #include <memory>
 #include <vector>
 
+#include "lib/l7/latency_buckets.h"
+
 namespace lb::l7 {
 
 class Counter {
@@ -42,9 +44,26 @@ inline constexpr int kTlsCipherCount = 10;
 // dataplane/l7/upstream_tls.cc).
 inline constexpr int kUpstreamTlsFailCount = 4;
 
+// A latency histogram per pool, one worker's share: non-cumulative bucket
+// counts [pool * kLatencySlots + LatencyBucket(ns)] and the sum in ns per
+// pool. The scrape adds the workers and makes the buckets cumulative; its
+// _count is the sum of the buckets it read, so _count and the +Inf bucket
+// always agree.
+struct LatencyHistogram {
+  explicit LatencyHistogram(size_t pools) : buckets(pools * kLatencySlots), sum_ns(pools) {}
+  void Observe(int pool, int64_t ns) {
+    buckets[static_cast<size_t>(pool) * kLatencySlots + LatencyBucket(ns)].Add();
+    sum_ns[static_cast<size_t>(pool)].Add(ns > 0 ? static_cast<uint64_t>(ns) : 0);
+  }
+  std::vector<Counter> buckets;
+  std::vector<Counter> sum_ns;
+};
+
 struct alignas(64) WorkerCounters {
-  WorkerCounters(size_t routes, size_t backends, size_t listeners = 1)
-      : route_requests(routes * 5),
+  WorkerCounters(size_t routes, size_t backends, size_t listeners = 1, size_t pools = 0)
+      : request_duration(pools),
+        upstream_response(pools),
+        route_requests(routes * 5),
         backend_requests(backends * 5),
         backend_connect_failures(backends),
         backend_ejections(backends),
@@ -52,6 +71,11 @@ struct alignas(64) WorkerCounters {
         tls_failures(listeners * kTlsFailCount),
         tls_versions(listeners * 2),
         tls_ciphers(listeners * kTlsCipherCount) {}
+  // Head accepted -> response queued (the access log's ms=), requests
+  // routed to a pool; request written to the backend (after connect and
+  // TLS) -> first response head.
+  LatencyHistogram request_duration;
+  LatencyHistogram upstream_response;
   // [route_slot * 5 + class]; route slots are numbered across listeners.
   std::vector<Counter> route_requests;
   // [backend_slot * 5 + class]; backend slots numbered across pools.

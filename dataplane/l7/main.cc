@@ -182,8 +182,8 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<lb::l7::WorkerCounters>> counters;
   std::vector<std::unique_ptr<lb::l7::Worker>> workers;
   for (unsigned i = 0; i < nworkers; ++i) {
-    counters.push_back(
-        std::make_unique<lb::l7::WorkerCounters>(nroutes, nbackends, config->listeners.size()));
+    counters.push_back(std::make_unique<lb::l7::WorkerCounters>(
+        nroutes, nbackends, config->listeners.size(), config->pools.size()));
     workers.push_back(std::make_unique<lb::l7::Worker>(i, config, counters.back().get(), active));
     workers.back()->SetTls(&tls_store);
     workers.back()->SetUpstreamTls(&start.upstream_tls);

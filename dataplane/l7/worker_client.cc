@@ -334,6 +334,9 @@ void Worker::FinishStream(ClientConn* c) {
     counters_->route_requests[(route_base_[c->listener] + c->route) * 5 + StatusClass(c->status)]
         .Add();
   }
+  if (c->status != 0 && c->route >= 0 && c->pool >= 0) {
+    counters_->request_duration.Observe(c->pool, Now() - c->t_start);
+  }
   if (c->status != 0 && c->backend >= 0 && c->pool >= 0 && !c->local) {
     counters_->backend_requests[BackendSlot(c->pool, c->backend) * 5 + StatusClass(c->status)]
         .Add();

@@ -35,8 +35,9 @@ void Worker::Attach(ClientConn* c, UpstreamConn* u, int backend) {
   u->extra_bytes = false;
   u->parser.Reset();
   u->parser.SetRequestWasHead(c->req.method == "HEAD");
-  u->deadline = Now() + (u->connecting ? config_->timeouts.upstream_connect_ns
-                                       : config_->timeouts.upstream_response_ns);
+  u->t_sent = Now();  // a new connection sets it again once connected
+  u->deadline = u->t_sent + (u->connecting ? config_->timeouts.upstream_connect_ns
+                                           : config_->timeouts.upstream_response_ns);
   c->up = u;
   c->backend = backend;
   balancers_[u->pool].Begin(backend);
@@ -132,7 +133,8 @@ void Worker::UpstreamConnected(UpstreamConn* u) {
 void Worker::UpstreamReady(UpstreamConn* u) {
   u->connecting = false;
   balancers_[u->pool].OnConnectSuccess(u->backend);
-  u->deadline = Now() + config_->timeouts.upstream_response_ns;
+  u->t_sent = Now();
+  u->deadline = u->t_sent + config_->timeouts.upstream_response_ns;
   UpstreamFlush(u);
 }
 
@@ -337,6 +339,10 @@ void Worker::UpstreamRead(UpstreamConn* u) {
 void Worker::UpstreamHead(UpstreamConn* u) {
   ClientConn* c = u->client;
   const MessageHead& r = u->parser.head();
+  if (u->t_sent != 0) {  // the first head (a 100 Continue counts), once
+    counters_->upstream_response.Observe(u->pool, Now() - u->t_sent);
+    u->t_sent = 0;
+  }
   if (r.status < 200) {
     if (r.status == 101) {
       if (!c->req.upgrade) {
@@ -476,6 +482,7 @@ void Worker::StartTunnel(UpstreamConn* u, const char* data, size_t n) {
   const ListenerConfig& lc = config_->listeners[c->listener];
   counters_->route_requests[(route_base_[c->listener] + c->route) * 5 + StatusClass(101)].Add();
   counters_->backend_requests[BackendSlot(c->pool, c->backend) * 5 + StatusClass(101)].Add();
+  counters_->request_duration.Observe(c->pool, Now() - c->t_start);
   (void)lc;
   UpstreamFlush(u);  // also moves bytes the client sent after its request
   if (!c->dead) ClientFlush(c);

@@ -175,6 +175,27 @@ def metric(admin, name):
     return total
 
 
+def check_histograms(text):
+    """Per histogram and pool: buckets cumulative (never decreasing), le
+    ending at +Inf, and _count equal to the +Inf bucket."""
+    series = {}
+    for line in text.splitlines():
+        m = re.match(r'(lb_l7_\w+_seconds)_(bucket|count)\{pool="([^"]*)"(?:,le="([^"]+)")?\} (\d+)$',
+                     line)
+        if m:
+            series.setdefault((m[1], m[3]), []).append((m[2], m[4], int(m[5])))
+    names = {k[0] for k in series}
+    check(names == {"lb_l7_request_duration_seconds", "lb_l7_upstream_response_seconds"},
+          f"histograms found: {names}")
+    for key, rows in series.items():
+        buckets = [v for kind, _, v in rows if kind == "bucket"]
+        les = [le for kind, le, _ in rows if kind == "bucket"]
+        count = [v for kind, _, v in rows if kind == "count"]
+        check(len(buckets) == 15 and les[-1] == "+Inf", f"{key}: buckets {les}")
+        check(all(a <= b for a, b in zip(buckets, buckets[1:])), f"{key}: not monotone {buckets}")
+        check(count == [buckets[-1]], f"{key}: _count {count} != +Inf bucket {buckets[-1]}")
+
+
 def rss_peak_kib(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmHWM:"):
@@ -326,10 +347,16 @@ timeouts {{ client_header_ms: 1000 upstream_response_ms: 800 idle_ms: 1500 clien
 
     # --- keep-alive: client side and upstream pool -------------------------------
     reused0 = metric(admin, "lb_l7_upstream_reused_total")
+    hist0 = metric(admin, "lb_l7_request_duration_seconds_count")
+    up0 = metric(admin, "lb_l7_upstream_response_seconds_count")
     rc, out, err = curl("-v", *([base + "/"] * 10))
     check(rc == 0 and err.count("Re-using existing connection") >= 9, "client keep-alive: " + err)
     reused = metric(admin, "lb_l7_upstream_reused_total") - reused0
     check(reused >= 8, f"upstream pool reused only {reused} of 10")
+    # The latency histograms count each of the 10 answers once.
+    hist = metric(admin, "lb_l7_request_duration_seconds_count") - hist0
+    up = metric(admin, "lb_l7_upstream_response_seconds_count") - up0
+    check(hist == 10 and up == 10, f"histogram counts {hist} and {up} for 10 requests")
     print(f"ok keep_alive (upstream reuse {reused}/10)", flush=True)
 
     # --- /metrics is promtool-clean -------------------------------------------------
@@ -338,7 +365,8 @@ timeouts {{ client_header_ms: 1000 upstream_response_ms: 800 idle_ms: 1500 clien
     check(r.returncode == 0, "promtool check metrics: " + (r.stdout + r.stderr).decode())
     check(b'lb_l7_requests_total{listener="main",route="only2",pool="two",class="2xx"} 4' in text,
           "route counter for only2")
-    print("ok metrics_promtool", flush=True)
+    check_histograms(text.decode())
+    print("ok metrics_promtool (and histograms)", flush=True)
 
     # --- pipelining: three requests in one write, answers in order -------------------
     req = b"".join(b"GET /echo?n=%d HTTP/1.1\r\nHost: p\r\n\r\n" % i for i in range(3))
