@@ -138,8 +138,9 @@ void ParseHashAndSticky(Findings& f, const std::string& pp, const v1::L7Pool& p,
   if (p.has_hash_on() && pc->algorithm != BalanceAlgorithm::kMaglev) {
     f.Error(pp + ".hash_on", "only with ALGORITHM_MAGLEV");
   }
-  const bool addresses_ok = std::all_of(pc->backends.begin(), pc->backends.end(),
-                                        [](const BackendConfig& b) { return !b.addr.text.empty(); });
+  const bool addresses_ok =
+      std::all_of(pc->backends.begin(), pc->backends.end(),
+                  [](const BackendConfig& b) { return !b.addr.text.empty(); });
   if (pc->algorithm == BalanceAlgorithm::kMaglev && !pc->backends.empty() && addresses_ok) {
     std::vector<std::string> keys;
     std::vector<uint32_t> weights;
