@@ -12,6 +12,7 @@
 #include <climits>
 
 #include "dataplane/l7/conn.h"
+#include "dataplane/l7/ssl_io.h"
 #include "dataplane/l7/tls.h"
 #include "dataplane/l7/worker.h"
 #include "glog/logging.h"
@@ -71,49 +72,12 @@ void Worker::ClientHandshake(ClientConn* c) {
 // again when epoll says so; the WANT_* flags tell UpdateClient which way).
 ssize_t Worker::ClientRecv(ClientConn* c, char* buf, size_t n) {
   if (c->ssl == nullptr) return read(c->fd, buf, n);
-  c->ssl_read_wants_write = false;
-  c->ssl_read_blocked = false;
-  const int r = SSL_read(c->ssl, buf, static_cast<int>(std::min<size_t>(n, INT_MAX)));
-  if (r > 0) return r;
-  switch (SSL_get_error(c->ssl, r)) {
-    case SSL_ERROR_WANT_READ:
-      c->ssl_read_blocked = true;
-      errno = EAGAIN;
-      return -1;
-    case SSL_ERROR_WANT_WRITE:
-      c->ssl_read_wants_write = true;
-      errno = EAGAIN;
-      return -1;
-    case SSL_ERROR_ZERO_RETURN:  // close_notify, or EOF (SSL_OP_IGNORE_UNEXPECTED_EOF)
-      return 0;
-    default:
-      ERR_clear_error();
-      errno = ECONNRESET;
-      return -1;
-  }
+  return SslRecv(c->ssl, buf, n, &c->ssl_read_wants_write, &c->ssl_read_blocked);
 }
 
 ssize_t Worker::ClientSend(ClientConn* c, const char* buf, size_t n) {
   if (c->ssl == nullptr) return send(c->fd, buf, n, MSG_NOSIGNAL);
-  c->ssl_write_wants_read = false;
-  // Partial writes are on (one record at a time); a retry after WANT_WRITE
-  // passes the same bytes again, possibly from a moved buffer (allowed by
-  // SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER).
-  const int r = SSL_write(c->ssl, buf, static_cast<int>(std::min<size_t>(n, 1 << 30)));
-  if (r > 0) return r;
-  switch (SSL_get_error(c->ssl, r)) {
-    case SSL_ERROR_WANT_WRITE:
-      errno = EAGAIN;
-      return -1;
-    case SSL_ERROR_WANT_READ:
-      c->ssl_write_wants_read = true;
-      errno = EAGAIN;
-      return -1;
-    default:
-      ERR_clear_error();
-      errno = EPIPE;
-      return -1;
-  }
+  return SslSend(c->ssl, buf, n, &c->ssl_write_wants_read);
 }
 
 void Worker::TlsCloseNotify(ClientConn* c) {

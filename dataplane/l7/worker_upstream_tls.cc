@@ -12,6 +12,7 @@
 #include <climits>
 
 #include "dataplane/l7/conn.h"
+#include "dataplane/l7/ssl_io.h"
 #include "dataplane/l7/upstream_tls.h"
 #include "dataplane/l7/worker.h"
 #include "glog/logging.h"
@@ -57,44 +58,12 @@ void Worker::UpstreamHandshake(UpstreamConn* u) {
 // read(2) semantics, as Worker::ClientRecv.
 ssize_t Worker::UpstreamRecv(UpstreamConn* u, char* buf, size_t n) {
   if (u->ssl == nullptr) return read(u->fd, buf, n);
-  u->ssl_read_wants_write = false;
-  const int r = SSL_read(u->ssl, buf, static_cast<int>(std::min<size_t>(n, INT_MAX)));
-  if (r > 0) return r;
-  switch (SSL_get_error(u->ssl, r)) {
-    case SSL_ERROR_WANT_READ:
-      errno = EAGAIN;
-      return -1;
-    case SSL_ERROR_WANT_WRITE:
-      u->ssl_read_wants_write = true;
-      errno = EAGAIN;
-      return -1;
-    case SSL_ERROR_ZERO_RETURN:
-      return 0;
-    default:
-      ERR_clear_error();
-      errno = ECONNRESET;
-      return -1;
-  }
+  return SslRecv(u->ssl, buf, n, &u->ssl_read_wants_write, nullptr);
 }
 
 ssize_t Worker::UpstreamSend(UpstreamConn* u, const char* buf, size_t n) {
   if (u->ssl == nullptr) return send(u->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-  u->ssl_write_wants_read = false;
-  const int r = SSL_write(u->ssl, buf, static_cast<int>(std::min<size_t>(n, 1 << 30)));
-  if (r > 0) return r;
-  switch (SSL_get_error(u->ssl, r)) {
-    case SSL_ERROR_WANT_WRITE:
-      errno = EAGAIN;
-      return -1;
-    case SSL_ERROR_WANT_READ:
-      u->ssl_write_wants_read = true;
-      errno = EAGAIN;
-      return -1;
-    default:
-      ERR_clear_error();
-      errno = EPIPE;
-      return -1;
-  }
+  return SslSend(u->ssl, buf, n, &u->ssl_write_wants_read);
 }
 
 // An idle pooled connection became readable: true = keep it (TLS records
