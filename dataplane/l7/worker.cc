@@ -416,10 +416,7 @@ void Worker::OnTick(int64_t now) {
     } else {
       counters_->upstream_timeouts.Add();
       if (!c->resp_started) {
-        balancers_[u->pool].End(u->backend);
-        u->client = nullptr;
-        c->up = nullptr;
-        CloseUpstream(u);
+        AbandonUpstream(c);
         LocalResponse(c, 504, "backend response timeout", !c->req_done);
         ClientFlush(c);
       } else {

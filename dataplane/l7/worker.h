@@ -127,6 +127,10 @@ class Worker {
   void UpstreamDone(UpstreamConn* u);
   void ReleaseUpstream(UpstreamConn* u, bool reusable);
   void CloseUpstream(UpstreamConn* u);
+  // Ends c's exchange with its backend mid-way: the request stops counting
+  // as active on the backend, the two are detached, and the backend
+  // connection is closed (its framing state is unknown). Requires c->up.
+  void AbandonUpstream(ClientConn* c);
   void StartTunnel(UpstreamConn* u, const char* data, size_t n);
   void TunnelFromClient(ClientConn* c);
   void TunnelFromUpstream(UpstreamConn* u);

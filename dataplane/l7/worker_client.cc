@@ -299,13 +299,7 @@ void Worker::ClientRequestDone(ClientConn* c) {
 }
 
 void Worker::LocalResponse(ClientConn* c, int status, const char* body, bool close) {
-  if (c->up != nullptr) {
-    UpstreamConn* u = c->up;
-    balancers_[u->pool].End(u->backend);
-    u->client = nullptr;
-    c->up = nullptr;
-    CloseUpstream(u);
-  }
+  if (c->up != nullptr) AbandonUpstream(c);
   if (c->state != ClientConn::State::kActive) {
     // Refused before a head was accepted: no route, no request to count.
     c->req.Clear();
@@ -347,13 +341,7 @@ void Worker::FinishStream(ClientConn* c) {
     // Answered before the request body ended (the backend did not want it):
     // read and drop the rest of the body, as nginx does, then go on with the
     // next request. Bounded by max_body_bytes and the body timeout.
-    if (c->up != nullptr) {
-      UpstreamConn* u = c->up;
-      balancers_[u->pool].End(u->backend);
-      u->client = nullptr;
-      c->up = nullptr;
-      CloseUpstream(u);
-    }
+    if (c->up != nullptr) AbandonUpstream(c);
     c->local = true;
     ClientFlush(c);
     return;
@@ -386,13 +374,7 @@ void Worker::ClientFlush(ClientConn* c) {
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
-    if (c->up != nullptr) {
-      UpstreamConn* u = c->up;
-      balancers_[u->pool].End(u->backend);
-      u->client = nullptr;
-      c->up = nullptr;
-      CloseUpstream(u);
-    }
+    if (c->up != nullptr) AbandonUpstream(c);
     CloseClient(c);
     return;
   }
@@ -413,13 +395,7 @@ void Worker::ClientFlush(ClientConn* c) {
 
 void Worker::CloseClient(ClientConn* c) {
   if (c->dead) return;
-  if (c->up != nullptr) {
-    UpstreamConn* u = c->up;
-    balancers_[u->pool].End(u->backend);
-    u->client = nullptr;
-    c->up = nullptr;
-    CloseUpstream(u);
-  }
+  if (c->up != nullptr) AbandonUpstream(c);
   if (c->tls_ready) {
     auto it = std::find(tls_ready_.begin(), tls_ready_.end(), c);
     if (it != tls_ready_.end()) tls_ready_.erase(it);

@@ -309,10 +309,7 @@ void Worker::UpstreamRead(UpstreamConn* u) {
       if (u->parser.error() != Http1Error::kNone || u->bad) {
         VLOG(1) << "bad response from backend: " << u->parser.error_detail();
         if (!c->resp_started) {
-          balancers_[u->pool].End(u->backend);
-          u->client = nullptr;
-          c->up = nullptr;
-          CloseUpstream(u);
+          AbandonUpstream(c);
           LocalResponse(c, 502, "bad response from backend", !c->req_done);
           ClientFlush(c);
         } else {
@@ -443,6 +440,15 @@ void Worker::ReleaseUpstream(UpstreamConn* u, bool reusable) {
   UpdateUpstream(u);
 }
 
+void Worker::AbandonUpstream(ClientConn* c) {
+  UpstreamConn* u = c->up;
+  DCHECK(u != nullptr && u->client == c);
+  balancers_[u->pool].End(u->backend);
+  u->client = nullptr;
+  c->up = nullptr;
+  CloseUpstream(u);
+}
+
 void Worker::CloseUpstream(UpstreamConn* u) {
   if (u->dead) return;
   if (u->client == nullptr) {
@@ -513,10 +519,7 @@ void Worker::TunnelFromClient(ClientConn* c) {
       ssize_t r = UpstreamSend(u, u->out.data(), u->out.size());
       (void)r;
     }
-    balancers_[u->pool].End(u->backend);
-    u->client = nullptr;
-    c->up = nullptr;
-    CloseUpstream(u);
+    AbandonUpstream(c);
     CloseClient(c);
     return;
   }
@@ -541,10 +544,7 @@ void Worker::TunnelFromUpstream(UpstreamConn* u) {
   c->deadline = u->deadline = Now() + config_->timeouts.idle_ns;
   if (eof) {
     // The backend ended it: the client gets what is buffered, then a close.
-    balancers_[u->pool].End(u->backend);
-    u->client = nullptr;
-    c->up = nullptr;
-    CloseUpstream(u);
+    AbandonUpstream(c);
     c->state = ClientConn::State::kClosing;
   }
   ClientFlush(c);
