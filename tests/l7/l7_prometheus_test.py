@@ -16,38 +16,19 @@ import http.server
 import json
 import math
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
 import urllib.request
 
-LB = os.path.abspath(sys.argv[1])
-WORK = tempfile.mkdtemp(prefix="l7prom-")
-PROCS = []
-DEADLINE = time.time() + 90
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import l7_testlib as lib  # noqa: E402
+from l7_testlib import check, fail, free_port  # noqa: E402
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def fail(msg):
-    print("FAIL:", msg, flush=True)
-    raise SystemExit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
+H = lib.Harness(sys.argv[1], "l7prom-", 90)
+LB, WORK, DEADLINE = H.lb, H.work, H.deadline
+start = H.start
 
 
 class Backend(http.server.BaseHTTPRequestHandler):
@@ -64,13 +45,6 @@ class Backend(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def start(name, argv):
-    log = open(os.path.join(WORK, name + ".log"), "w")
-    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    PROCS.append(p)
-    return p, log.name
-
-
 def wait(cond, what, timeout=20):
     end = min(time.time() + timeout, DEADLINE)
     while time.time() < end:
@@ -82,9 +56,7 @@ def wait(cond, what, timeout=20):
 
 
 def scrape_count(admin):
-    body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=3).read().decode()
-    return sum(int(line.rsplit(" ", 1)[1]) for line in body.splitlines()
-               if line.startswith("lb_l7_request_duration_seconds_count{"))
+    return lib.metric_sum(lib.scrape(admin, timeout=3), "lb_l7_request_duration_seconds_count", int)
 
 
 def query(papi, expr):
@@ -101,13 +73,11 @@ def main():
     be_port, lport, admin, prom_port = free_port(), free_port(), free_port(), free_port()
     backend = http.server.ThreadingHTTPServer(("127.0.0.1", be_port), Backend)
     threading.Thread(target=backend.serve_forever, daemon=True).start()
-    conf = os.path.join(WORK, "lb.textproto")
-    with open(conf, "w") as f:
-        f.write(f"""
+    conf = H.write("lb.textproto", f"""
 listeners {{ name: "main" address: "127.0.0.1" port: {lport} default_pool: "web" }}
 pools {{ name: "web" backends {{ address: "127.0.0.1" port: {be_port} }} }}
 """)
-    lb, lb_log = start("lb", [LB, "--config", conf, "--workers", "2", "--admin_port", str(admin)])
+    lb, lb_log = H.start_lb("lb", conf, admin)
     wait(lambda: "lb-l7 ready" in open(lb_log).read() or lb.poll() is not None, "lb-l7 start")
     check(lb.poll() is None, "lb-l7 exited: " + open(lb_log).read())
 
@@ -165,8 +135,4 @@ if __name__ == "__main__":
     try:
         main()
     finally:
-        for p in PROCS:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        shutil.rmtree(WORK, ignore_errors=True)
+        H.cleanup()

@@ -14,39 +14,22 @@ Checks (each prints "ok <name>" or fails with the reason):
 """
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 
-LB = os.path.abspath(sys.argv[1])
-WORK = tempfile.mkdtemp(prefix="l7test-")
-PROCS = []
-NGINX_DIRS = []
-DEADLINE = time.time() + 240
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import l7_testlib as lib  # noqa: E402
+from l7_testlib import check, fail, free_port  # noqa: E402
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def fail(msg):
-    print("FAIL:", msg, flush=True)
-    raise SystemExit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
+H = lib.Harness(sys.argv[1], "l7test-", 240)
+LB, WORK, PROCS, DEADLINE = H.lb, H.work, H.procs, H.deadline
+stop_nginx = lib.kill_nginx
+cleanup = H.cleanup
 
 
 def start_nginx(name, port):
@@ -56,21 +39,9 @@ def start_nginx(name, port):
         f.write("backend %s\n" % name)
     with open(os.path.join(d, "html", "big"), "wb") as f:
         f.truncate(64 << 20)  # 64 MiB of zeros, sparse
-    conf = f"""
-daemon on;
-user root;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
+    return H.start_nginx(d, f"""
   log_format l7 '$request_uri $status $request_length $http_x_request_id';
   access_log {d}/access.log l7;
-  client_body_temp_path {d}/tmp_body;
-  proxy_temp_path {d}/tmp_proxy;
-  fastcgi_temp_path {d}/tmp_fastcgi;
-  uwsgi_temp_path {d}/tmp_uwsgi;
-  scgi_temp_path {d}/tmp_scgi;
   keepalive_timeout 65;
   keepalive_requests 100000;
   server {{
@@ -83,40 +54,7 @@ http {{
     location = /echo {{ default_type text/plain; return 200 "uri=$request_uri xff=$http_x_forwarded_for fwd=$http_forwarded proto=$http_x_forwarded_proto port=$http_x_forwarded_port rid=$http_x_request_id host=$host conn=$http_connection foo=$http_foo keep=$http_keep_alive added=$http_x_added dbg=$http_x_debug be={name}\\n"; }}
     location = /hop {{ default_type text/plain; add_header Connection "x-secret"; add_header X-Secret "s"; add_header Keep-Alive "timeout=5"; return 200 "hop\\n"; }}
     location / {{ default_type text/html; }}
-  }}
-}}
-"""
-    with open(os.path.join(d, "nginx.conf"), "w") as f:
-        f.write(conf)
-    subprocess.run(["nginx", "-p", d, "-c", d + "/nginx.conf", "-e", d + "/error.log"],
-                   check=True)
-    NGINX_DIRS.append(d)
-    return d
-
-
-def nginx_pid(d):
-    try:
-        return int(open(d + "/nginx.pid").read())
-    except (OSError, ValueError):
-        return None
-
-
-def stop_nginx(d):
-    pid = nginx_pid(d)
-    if pid:
-        # Abruptly, as a crash would: the master is stopped first so that it
-        # cannot respawn the worker we kill (which would then be orphaned),
-        # then the worker (by its parent, i.e. only ours), then the master.
-        try:
-            os.kill(pid, signal.SIGSTOP)
-        except ProcessLookupError:
-            pass
-        subprocess.run(["pkill", "-KILL", "-P", str(pid)], check=False)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.remove(d + "/nginx.pid")
+  }}""")
 
 
 def access_lines(d):
@@ -124,16 +62,6 @@ def access_lines(d):
         return open(d + "/access.log").read().splitlines()
     except OSError:
         return []
-
-
-def cleanup():
-    for p in PROCS:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    for d in NGINX_DIRS:
-        stop_nginx(d)
-    shutil.rmtree(WORK, ignore_errors=True)
 
 
 def raw(port, data, timeout=3.0, shut=False):
@@ -167,12 +95,7 @@ def curl(*args, timeout=30):
 
 
 def metric(admin, name):
-    body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=3).read().decode()
-    total = 0
-    for line in body.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            total += int(line.rsplit(" ", 1)[1])
-    return total
+    return lib.metric_sum(lib.scrape(admin, timeout=3), name, int)
 
 
 def check_histograms(text):
@@ -204,22 +127,12 @@ def rss_peak_kib(pid):
 
 
 def start_lb(conf_text, name, admin):
-    conf = os.path.join(WORK, name + ".textproto")
-    with open(conf, "w") as f:
-        f.write(conf_text)
-    log = open(os.path.join(WORK, name + ".log"), "w")
-    p = subprocess.Popen([LB, "--config", conf, "--workers", "2", "--admin_port", str(admin),
-                          "--drain_timeout_ms", "5000",
-                          "--access_log", os.path.join(WORK, name + "-access.log")],
-                         stdout=log, stderr=subprocess.STDOUT)
-    PROCS.append(p)
-    for _ in range(50):
-        if "lb-l7 ready" in open(log.name).read():
-            return p, log.name
-        if p.poll() is not None:
-            break
-        time.sleep(0.1)
-    fail("lb-l7 did not start: " + open(log.name).read())
+    p, log = H.start_lb(name, H.write(name + ".textproto", conf_text), admin,
+                        extra=["--drain_timeout_ms", "5000",
+                               "--access_log", os.path.join(WORK, name + "-access.log")])
+    if lib.wait_ready(p, log, 5):
+        return p, log
+    fail("lb-l7 did not start: " + open(log).read())
 
 
 def main():

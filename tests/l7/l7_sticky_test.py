@@ -15,115 +15,43 @@ Checks (each prints "ok <name>"):
 import http.client
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 
-LB = os.path.abspath(sys.argv[1])
-WORK = tempfile.mkdtemp(prefix="l7sticky-")
-PROCS = []
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import l7_testlib as lib  # noqa: E402
+from l7_testlib import check, fail, free_port  # noqa: E402
+
+H = lib.Harness(sys.argv[1], "l7sticky-", 120)
+LB, WORK, PROCS, DEADLINE = H.lb, H.work, H.procs, H.deadline
 NGINX = {}
-DEADLINE = time.time() + 120
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def fail(msg):
-    print("FAIL:", msg, flush=True)
-    raise SystemExit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
+cleanup = H.cleanup
 
 
 def start_nginx(name, port):
-    d = os.path.join(WORK, name)
-    os.makedirs(d)
-    conf = f"""
-daemon on;
-user root;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
+    NGINX[name] = H.start_nginx(os.path.join(WORK, name), f"""
   access_log off;
-  client_body_temp_path {d}/tb; proxy_temp_path {d}/tp; fastcgi_temp_path {d}/tf;
-  uwsgi_temp_path {d}/tu; scgi_temp_path {d}/ts;
   server {{
     listen 127.0.0.1:{port};
     location / {{ default_type text/plain; return 200 "be={name}\\n"; }}
-  }}
-}}
-"""
-    with open(os.path.join(d, "nginx.conf"), "w") as f:
-        f.write(conf)
-    subprocess.run(["nginx", "-p", d, "-c", d + "/nginx.conf", "-e", d + "/error.log"], check=True)
-    NGINX[name] = d
+  }}""", worker_connections=256)
 
 
 def stop_nginx(name):
     d = NGINX.pop(name, None)
-    if d is None:
-        return
-    try:
-        pid = int(open(d + "/nginx.pid").read())
-    except (OSError, ValueError):
-        return
-    # As a crash would: stop the master (no respawn), kill its workers
-    # (children of this pid only), then the master.
-    try:
-        os.kill(pid, signal.SIGSTOP)
-    except ProcessLookupError:
-        return
-    subprocess.run(["pkill", "-KILL", "-P", str(pid)], check=False)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def cleanup():
-    for p in PROCS:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    for name in list(NGINX):
-        stop_nginx(name)
-    shutil.rmtree(WORK, ignore_errors=True)
+    if d is not None:
+        lib.kill_nginx(d)
 
 
 def start_lb(config_text, name, admin_port=0):
-    path = os.path.join(WORK, name + ".textproto")
-    with open(path, "w") as f:
-        f.write(config_text)
-    log = open(os.path.join(WORK, name + ".log"), "w")
-    p = subprocess.Popen([LB, "--config", path, "--workers", "2", "--admin_port", str(admin_port)],
-                         stdout=log, stderr=subprocess.STDOUT)
-    PROCS.append(p)
-    return p
+    return H.start_lb(name, H.write(name + ".textproto", config_text), admin_port)[0]
 
 
 def wait_port(port):
-    while time.time() < DEADLINE:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    fail("port %d never opened" % port)
+    if not lib.wait_port(port, DEADLINE - time.time()):
+        fail("port %d never opened" % port)
 
 
 def get(port, path="/", headers=None):
@@ -141,12 +69,7 @@ def get(port, path="/", headers=None):
 
 
 def metric(admin_port, name):
-    body = urllib_get(admin_port, "/metrics")
-    total = 0
-    for line in body.splitlines():
-        if line.startswith(name):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return lib.metric_sum(urllib_get(admin_port, "/metrics"), name)
 
 
 def urllib_get(port, path):

@@ -24,45 +24,24 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 
-LB = os.path.abspath(sys.argv[1])
-WORK = tempfile.mkdtemp(prefix="l7tls-")
-PROCS = []
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import l7_testlib as lib  # noqa: E402
+from l7_testlib import fail, free_port, metric, run  # noqa: E402,F401
+
+H = lib.Harness(sys.argv[1], "l7tls-", 200)
+LB, WORK, PROCS, DEADLINE = H.lb, H.work, H.procs, H.deadline
 NGINX_DIR = os.path.join(WORK, "nginx")
-DEADLINE = time.time() + 200
 TICKET_HEX = ""
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def fail(msg):
-    print("FAIL:", msg, flush=True)
-    raise SystemExit(1)
+path = H.path
+metrics = lib.scrape
+cleanup = H.cleanup
 
 
 def check(cond, msg):
-    if not cond:
-        fail(msg)
-    if time.time() > DEADLINE:
-        fail("test deadline passed")
-
-
-def run(args, inp=None, timeout=10):
-    return subprocess.run(args, input=inp, capture_output=True, timeout=timeout, text=True)
-
-
-def path(name):
-    return os.path.join(WORK, name)
+    lib.check(cond, msg, DEADLINE)
 
 
 def make_cert(name, cn, sans, key="ec", org="v1"):
@@ -77,20 +56,8 @@ def make_cert(name, cn, sans, key="ec", org="v1"):
 
 def start_nginx(port):
     os.makedirs(os.path.join(NGINX_DIR, "html"))
-    conf = f"""
-daemon on;
-user root;
-worker_processes 1;
-pid {NGINX_DIR}/nginx.pid;
-error_log {NGINX_DIR}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
+    H.start_nginx(NGINX_DIR, f"""
   access_log off;
-  client_body_temp_path {NGINX_DIR}/tmp_body;
-  proxy_temp_path {NGINX_DIR}/tmp_proxy;
-  fastcgi_temp_path {NGINX_DIR}/tmp_fastcgi;
-  uwsgi_temp_path {NGINX_DIR}/tmp_uwsgi;
-  scgi_temp_path {NGINX_DIR}/tmp_scgi;
   keepalive_requests 100000;
   server {{
     listen 127.0.0.1:{port};
@@ -98,38 +65,7 @@ http {{
     client_max_body_size 100m;
     location = /echo {{ default_type text/plain; return 200 "proto=$http_x_forwarded_proto host=$host\\n"; }}
     location / {{ default_type text/plain; return 200 "hello\\n"; }}
-  }}
-}}
-"""
-    with open(os.path.join(NGINX_DIR, "nginx.conf"), "w") as f:
-        f.write(conf)
-    subprocess.run(["nginx", "-p", NGINX_DIR, "-c", NGINX_DIR + "/nginx.conf", "-e",
-                    NGINX_DIR + "/error.log"], check=True)
-
-
-def stop_nginx():
-    try:
-        pid = int(open(NGINX_DIR + "/nginx.pid").read())
-    except (OSError, ValueError):
-        return
-    try:
-        os.kill(pid, signal.SIGQUIT)  # the master stops its own workers
-    except ProcessLookupError:
-        return
-    for _ in range(50):
-        if not os.path.exists(NGINX_DIR + "/nginx.pid"):
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-
-
-def cleanup():
-    for p in PROCS:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    stop_nginx()
-    shutil.rmtree(WORK, ignore_errors=True)
+  }}""", stop=lib.quit_nginx)
 
 
 def tls_block(certs, extra=""):
@@ -163,16 +99,6 @@ def s_client(port, *args, inp="", sni=None):
 def handshake_ok(out):
     m = re.search(r"^(New|Reused), (TLSv1\.[0-3]), Cipher is (\S+)$", out, re.M)
     return bool(m and m.group(3) != "(NONE)")
-
-
-def metrics(admin):
-    return urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
-
-
-def metric(text, metric_name, **labels):
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    m = re.search(r"^" + re.escape(metric_name + "{" + want + "}") + r" (\S+)$", text, re.M)
-    return float(m.group(1)) if m else None
 
 
 def get(port, sni, p="/echo"):
@@ -482,16 +408,8 @@ def main():
                            tls2)
         r = check_config(conf)
         check(r.returncode == 0, "valid TLS config refused: " + r.stderr)
-        log = open(path("lb.log"), "w")
-        lb = subprocess.Popen([LB, "--config", conf, "--workers", "2", "--admin_port", str(admin)],
-                              stdout=log, stderr=subprocess.STDOUT)
-        PROCS.append(lb)
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port1), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        lb, _ = H.start_lb("lb", conf, admin)
+        lib.wait_port(port1, 10)
         test_versions_ciphers(port1, admin)
         test_sni(port1, port2)
         test_resumption(port1, admin)

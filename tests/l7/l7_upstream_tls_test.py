@@ -20,48 +20,25 @@ Checks (each prints "ok <name>" or fails with the reason):
 """
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 
-LB = os.path.abspath(sys.argv[1])
-WORK = tempfile.mkdtemp(prefix="l7uptls-")
-PROCS = []
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import l7_testlib as lib  # noqa: E402
+from l7_testlib import fail, free_port, metric, run  # noqa: E402,F401
+
+H = lib.Harness(sys.argv[1], "l7uptls-", 120)
+LB, WORK, PROCS, DEADLINE = H.lb, H.work, H.procs, H.deadline
 NGINX_DIR = os.path.join(WORK, "nginx")
-DEADLINE = time.time() + 120
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def fail(msg):
-    print("FAIL:", msg, flush=True)
-    raise SystemExit(1)
+path = H.path
+metrics = lib.scrape
+cleanup = H.cleanup
 
 
 def check(cond, msg):
-    if not cond:
-        fail(msg)
-    if time.time() > DEADLINE:
-        fail("test deadline passed")
-
-
-def run(args, inp=None, timeout=10):
-    return subprocess.run(args, input=inp, capture_output=True, timeout=timeout, text=True)
-
-
-def path(name):
-    return os.path.join(WORK, name)
+    lib.check(cond, msg, DEADLINE)
 
 
 def make_cert(name, cn, sans=(), ca=None):
@@ -80,7 +57,6 @@ def make_cert(name, cn, sans=(), ca=None):
 
 def start_nginx(servers):
     """servers: (port, cert name, keepalive_requests)."""
-    os.makedirs(NGINX_DIR)
     blocks = ""
     for port, cert, keepalive in servers:
         blocks += f"""
@@ -93,52 +69,7 @@ def start_nginx(servers):
     location / {{ default_type text/plain;
       return 200 "https=$https port={port} subject=[$http_x_client_cert_subject] conn=$connection\\n"; }}
   }}"""
-    conf = f"""
-daemon on;
-user root;
-worker_processes 1;
-pid {NGINX_DIR}/nginx.pid;
-error_log {NGINX_DIR}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {NGINX_DIR}/tmp_body;
-  proxy_temp_path {NGINX_DIR}/tmp_proxy;
-  fastcgi_temp_path {NGINX_DIR}/tmp_fastcgi;
-  uwsgi_temp_path {NGINX_DIR}/tmp_uwsgi;
-  scgi_temp_path {NGINX_DIR}/tmp_scgi;
-{blocks}
-}}
-"""
-    with open(os.path.join(NGINX_DIR, "nginx.conf"), "w") as f:
-        f.write(conf)
-    subprocess.run(["nginx", "-p", NGINX_DIR, "-c", NGINX_DIR + "/nginx.conf", "-e",
-                    NGINX_DIR + "/error.log"], check=True)
-
-
-def stop_nginx():
-    try:
-        pid = int(open(NGINX_DIR + "/nginx.pid").read())
-    except (OSError, ValueError):
-        return
-    try:
-        os.kill(pid, signal.SIGQUIT)  # the master stops its own workers
-    except ProcessLookupError:
-        return
-    for _ in range(50):
-        if not os.path.exists(NGINX_DIR + "/nginx.pid"):
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-
-
-def cleanup():
-    for p in PROCS:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    stop_nginx()
-    shutil.rmtree(WORK, ignore_errors=True)
+    H.start_nginx(NGINX_DIR, "  access_log off;" + blocks, stop=lib.quit_nginx)
 
 
 def upstream_tls(ca="ca", name="backend.internal", extra=""):
@@ -173,17 +104,6 @@ pools {{ name: "mixed" backends {{ address: "127.0.0.1" port: {other} }}
     with open(path(file), "w") as f:
         f.write(text)
     return path(file)
-
-
-def metrics(admin):
-    return urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
-
-
-def metric(text, name, **labels):
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    key = name + ("{" + want + "}" if want else "")
-    m = re.search(r"^" + re.escape(key) + r" (\S+)$", text, re.M)
-    return float(m.group(1)) if m else None
 
 
 def curl(port, p="/", *extra):
@@ -339,16 +259,8 @@ def main():
         conf = write_config("l7.textproto", front, mtls, ports, ocsp=path("ocsp.der"))
         r = run([LB, "--check_config", "--config", conf])
         check(r.returncode == 0, "valid config refused: " + r.stderr)
-        log = open(path("lb.log"), "w")
-        lb = subprocess.Popen([LB, "--config", conf, "--workers", "1", "--admin_port", str(admin)],
-                              stdout=log, stderr=subprocess.STDOUT)
-        PROCS.append(lb)
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", front), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        lb, _ = H.start_lb("lb", conf, admin, workers=1)
+        lib.wait_port(front, 10)
         test_upstream(front, admin, good)
         test_mtls(front, mtls, admin)
         test_ocsp(lb, front, mtls)
