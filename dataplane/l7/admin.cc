@@ -193,42 +193,50 @@ void AppendLatencyHistogram(const RuntimeConfig& config,
 
 }  // namespace
 
-std::string AdminServer::RenderMetrics() const {
-  std::string o;
-  auto sum = [this](auto get) {
-    uint64_t v = 0;
-    for (const WorkerCounters* w : workers_) v += get(*w);
-    return v;
-  };
-  auto scalar = [&](const char* name, const char* type, const char* help, auto get) {
-    absl::StrAppend(&o, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ",
-                    sum(get), "\n");
-  };
-  absl::StrAppend(&o,
+namespace {
+
+using Workers = std::vector<const WorkerCounters*>;
+
+template <typename Get>
+uint64_t SumOver(const Workers& workers, Get get) {
+  uint64_t v = 0;
+  for (const WorkerCounters* w : workers) v += get(*w);
+  return v;
+}
+
+// Requests answered, by listener, route, pool and status class.
+void AppendRouteRequests(const RuntimeConfig& config, const Workers& workers, std::string* o) {
+  absl::StrAppend(o,
                   "# HELP lb_l7_requests_total Requests answered, by listener, route, pool and "
                   "status class.\n# TYPE lb_l7_requests_total counter\n");
   int slot = 0;
-  for (const ListenerConfig& l : config_->listeners) {
+  for (const ListenerConfig& l : config.listeners) {
     for (size_t r = 0; r < l.route_names.size(); ++r, ++slot) {
       const int pool = l.router.PoolOf(static_cast<int>(r));
-      const std::string pool_name = pool >= 0 ? config_->pools[pool].name : "";
+      const std::string pool_name = pool >= 0 ? config.pools[pool].name : "";
       for (int k = 0; k < 5; ++k) {
-        absl::StrAppend(&o, "lb_l7_requests_total{listener=\"", Escape(l.name), "\",route=\"",
-                        Escape(l.route_names[r]), "\",pool=\"", Escape(pool_name), "\",class=\"",
-                        kClass[k], "\"} ", sum([&](const WorkerCounters& w) {
-                          return w.route_requests[slot * 5 + k].Get();
-                        }),
-                        "\n");
+        absl::StrAppend(
+            o, "lb_l7_requests_total{listener=\"", Escape(l.name), "\",route=\"",
+            Escape(l.route_names[r]), "\",pool=\"", Escape(pool_name), "\",class=\"", kClass[k],
+            "\"} ",
+            SumOver(workers,
+                    [&](const WorkerCounters& w) { return w.route_requests[slot * 5 + k].Get(); }),
+            "\n");
       }
     }
   }
+}
+
+// Per-backend counters (each worker's vector, indexed by backend in pool
+// order, times 5 status classes where by_class).
+void AppendBackendCounters(const RuntimeConfig& config, const Workers& workers, std::string* o) {
   struct PerBackend {
     const char* name;
     const char* help;
     bool by_class;
     const std::vector<Counter> WorkerCounters::*field;
   };
-  const PerBackend per_backend[] = {
+  static constexpr PerBackend kPerBackend[] = {
       {"lb_l7_backend_requests_total", "Requests answered by a backend, by status class.", true,
        &WorkerCounters::backend_requests},
       {"lb_l7_backend_connect_failures_total", "Failed connects to a backend.", false,
@@ -237,22 +245,83 @@ std::string AdminServer::RenderMetrics() const {
        "Times a backend was ejected by passive health (per worker).", false,
        &WorkerCounters::backend_ejections},
   };
-  for (const PerBackend& m : per_backend) {
-    absl::StrAppend(&o, "# HELP ", m.name, " ", m.help, "\n# TYPE ", m.name, " counter\n");
+  for (const PerBackend& m : kPerBackend) {
+    absl::StrAppend(o, "# HELP ", m.name, " ", m.help, "\n# TYPE ", m.name, " counter\n");
     int b = 0;
-    for (const PoolConfig& p : config_->pools) {
+    for (const PoolConfig& p : config.pools) {
       for (const BackendConfig& bc : p.backends) {
         for (int k = 0; k < (m.by_class ? 5 : 1); ++k) {
           const int idx = m.by_class ? b * 5 + k : b;
           absl::StrAppend(
-              &o, m.name, "{pool=\"", Escape(p.name), "\",backend=\"", Escape(bc.addr.text), "\"",
+              o, m.name, "{pool=\"", Escape(p.name), "\",backend=\"", Escape(bc.addr.text), "\"",
               m.by_class ? absl::StrCat(",class=\"", kClass[k], "\"") : "", "} ",
-              sum([&](const WorkerCounters& w) { return (w.*m.field)[idx].Get(); }), "\n");
+              SumOver(workers, [&](const WorkerCounters& w) { return (w.*m.field)[idx].Get(); }),
+              "\n");
         }
         ++b;
       }
     }
   }
+}
+
+// The process-wide counters and gauges: one sample each, summed over workers.
+void AppendScalars(const Workers& workers, std::string* o) {
+  struct Scalar {
+    const char* name;
+    const char* type;
+    const char* help;
+    Counter WorkerCounters::*field;
+  };
+  static constexpr Scalar kScalars[] = {
+      {"lb_l7_connections_open", "gauge", "Client connections open.",
+       &WorkerCounters::connections_open},
+      {"lb_l7_connections_accepted_total", "counter", "Client connections accepted.",
+       &WorkerCounters::connections_accepted},
+      {"lb_l7_upstream_connects_total", "counter", "New upstream connections opened.",
+       &WorkerCounters::upstream_connects},
+      {"lb_l7_upstream_reused_total", "counter",
+       "Requests sent on a pooled keep-alive upstream connection.",
+       &WorkerCounters::upstream_reused},
+      {"lb_l7_upstream_retries_total", "counter",
+       "Requests sent again to another backend after a connect failure.",
+       &WorkerCounters::upstream_retries},
+      {"lb_l7_refused_requests_total", "counter",
+       "Requests refused by the HTTP/1 parser (400, 413, 414, 431, 501, 505).",
+       &WorkerCounters::refused_requests},
+      {"lb_l7_client_timeouts_total", "counter", "Client header or body timeouts (408).",
+       &WorkerCounters::client_timeouts},
+      {"lb_l7_upstream_timeouts_total", "counter", "Upstream response timeouts (504).",
+       &WorkerCounters::upstream_timeouts},
+      {"lb_l7_no_backend_total", "counter", "Requests answered 503: no backend available.",
+       &WorkerCounters::no_backend},
+      {"lb_l7_sticky_hits_total", "counter",
+       "Answers from the backend a sticky cookie or source-IP pin named.",
+       &WorkerCounters::sticky_hits},
+      {"lb_l7_sticky_repins_total", "counter",
+       "Pinned requests answered by another backend (the pinned one unavailable).",
+       &WorkerCounters::sticky_repins},
+  };
+  for (const Scalar& m : kScalars) {
+    absl::StrAppend(
+        o, "# HELP ", m.name, " ", m.help, "\n# TYPE ", m.name, " ", m.type, "\n", m.name, " ",
+        SumOver(workers, [&](const WorkerCounters& w) { return (w.*m.field).Get(); }), "\n");
+  }
+  absl::StrAppend(o,
+                  "# HELP lb_l7_sticky_invalid_cookies_total Sticky cookies ignored, by "
+                  "reason.\n# TYPE lb_l7_sticky_invalid_cookies_total counter\n");
+  for (int r = 0; r < 4; ++r) {
+    absl::StrAppend(
+        o, "lb_l7_sticky_invalid_cookies_total{reason=\"", kStickyReasons[r], "\"} ",
+        SumOver(workers, [r](const WorkerCounters& w) { return w.sticky_invalid[r].Get(); }), "\n");
+  }
+}
+
+}  // namespace
+
+std::string AdminServer::RenderMetrics() const {
+  std::string o;
+  AppendRouteRequests(*config_, workers_, &o);
+  AppendBackendCounters(*config_, workers_, &o);
   absl::StrAppend(&o,
                   "# HELP lb_l7_backend_active_requests Requests in flight on a backend (all "
                   "workers).\n# TYPE lb_l7_backend_active_requests gauge\n");
@@ -263,42 +332,7 @@ std::string AdminServer::RenderMetrics() const {
                       active_[p]->Get(static_cast<int>(b)), "\n");
     }
   }
-  scalar("lb_l7_connections_open", "gauge", "Client connections open.",
-         [](const WorkerCounters& w) { return w.connections_open.Get(); });
-  scalar("lb_l7_connections_accepted_total", "counter", "Client connections accepted.",
-         [](const WorkerCounters& w) { return w.connections_accepted.Get(); });
-  scalar("lb_l7_upstream_connects_total", "counter", "New upstream connections opened.",
-         [](const WorkerCounters& w) { return w.upstream_connects.Get(); });
-  scalar("lb_l7_upstream_reused_total", "counter",
-         "Requests sent on a pooled keep-alive upstream connection.",
-         [](const WorkerCounters& w) { return w.upstream_reused.Get(); });
-  scalar("lb_l7_upstream_retries_total", "counter",
-         "Requests sent again to another backend after a connect failure.",
-         [](const WorkerCounters& w) { return w.upstream_retries.Get(); });
-  scalar("lb_l7_refused_requests_total", "counter",
-         "Requests refused by the HTTP/1 parser (400, 413, 414, 431, 501, 505).",
-         [](const WorkerCounters& w) { return w.refused_requests.Get(); });
-  scalar("lb_l7_client_timeouts_total", "counter", "Client header or body timeouts (408).",
-         [](const WorkerCounters& w) { return w.client_timeouts.Get(); });
-  scalar("lb_l7_upstream_timeouts_total", "counter", "Upstream response timeouts (504).",
-         [](const WorkerCounters& w) { return w.upstream_timeouts.Get(); });
-  scalar("lb_l7_no_backend_total", "counter", "Requests answered 503: no backend available.",
-         [](const WorkerCounters& w) { return w.no_backend.Get(); });
-  scalar("lb_l7_sticky_hits_total", "counter",
-         "Answers from the backend a sticky cookie or source-IP pin named.",
-         [](const WorkerCounters& w) { return w.sticky_hits.Get(); });
-  scalar("lb_l7_sticky_repins_total", "counter",
-         "Pinned requests answered by another backend (the pinned one unavailable).",
-         [](const WorkerCounters& w) { return w.sticky_repins.Get(); });
-  absl::StrAppend(&o,
-                  "# HELP lb_l7_sticky_invalid_cookies_total Sticky cookies ignored, by "
-                  "reason.\n# TYPE lb_l7_sticky_invalid_cookies_total counter\n");
-  for (int r = 0; r < 4; ++r) {
-    uint64_t sum = 0;
-    for (const WorkerCounters* w : workers_) sum += w->sticky_invalid[r].Get();
-    absl::StrAppend(&o, "lb_l7_sticky_invalid_cookies_total{reason=\"", kStickyReasons[r], "\"} ",
-                    sum, "\n");
-  }
+  AppendScalars(workers_, &o);
   AppendUpstreamTlsMetrics(workers_, &o);
   AppendLatencyHistogram(*config_, workers_, "lb_l7_request_duration_seconds",
                          "Request head accepted to response queued (the access log's ms=), "
