@@ -18,18 +18,9 @@
 set -euo pipefail
 LB=$(readlink -f "$1")
 SECS=${2:-5}
-WORK=$(mktemp -d /tmp/l7bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for f in "$WORK"/*.pid; do [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null || true; done
-  sleep 0.3
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-for t in wrk nginx haproxy python3; do
-  command -v $t >/dev/null || { echo "l7_bench: $t missing (scripts/install-deps.sh)" >&2; exit 2; }
-done
+# shellcheck source=perf/bench_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
+bench_setup l7_bench wrk nginx haproxy python3
 ulimit -n 65536 2>/dev/null || true
 
 BE=18481 LBP=18480 HAP=18482 NGP=18483 ADMIN=18489

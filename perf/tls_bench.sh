@@ -26,18 +26,9 @@
 set -euo pipefail
 LB=$(readlink -f "$1")
 SECS=${2:-5}
-WORK=$(mktemp -d /tmp/tlsbench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for f in "$WORK"/*.pid; do [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null || true; done
-  sleep 0.3
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-for t in wrk nginx haproxy openssl python3 curl; do
-  command -v $t >/dev/null || { echo "tls_bench: $t missing (scripts/install-deps.sh)" >&2; exit 2; }
-done
+# shellcheck source=perf/bench_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
+bench_setup tls_bench wrk nginx haproxy openssl python3 curl
 ulimit -n 65536 2>/dev/null || true
 
 BE=18581 ADMIN=18589
