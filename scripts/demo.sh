@@ -15,7 +15,9 @@
 #   4. the L7 tier: lb-l7 on the two L7 nodes, VIP 198.51.100.10:8080 through
 #      lb-dataplane to them (IP-in-IP, lb-decap, DSR) and on to the three
 #      nginx; which L7 node and which nginx answered each request,
-#   5. a backend crashing (nginx killed -9) under wrk load through the L7
+#   5. HTTPS through L4 and L7 (lb-l7 terminates TLS) with a sticky session:
+#      one cookie keeps a client on one nginx across both L7 nodes,
+#   6. a backend crashing (nginx killed -9) under wrk load through the L7
 #      tier: lb-l7 retries on another backend and ejects it, no request fails.
 # Everything it starts or creates is removed on exit, Ctrl-C or failure, and
 # it exits non-zero if any step does not do what it says. Bounded (< 90 s
@@ -302,8 +304,36 @@ say "4. The L7 tier: lb-l7 on $P-l7n1 and $P-l7n2, behind lb-dataplane"
 echo "VIP $VIP:8080 -> lb-dataplane (Maglev over the two L7 nodes, IP-in-IP) -> lb-decap"
 echo "-> lb-l7 on $VIP:8080 (the VIP on lo) -> round robin over the three nginx; replies go"
 echo "from the L7 node straight to the client. Each lb-l7 adds 'X-L7-Node' to its answers."
+# One ECDSA certificate for demo.lb.test (and the VIP's address) and one
+# sticky-cookie key, both shared by the two L7 nodes: either node can finish
+# the other's TLS sessions and honours the other's cookies.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=demo.lb.test" -addext "subjectAltName=DNS:demo.lb.test,IP:$VIP" \
+  -keyout "$WORK/demo.key" -out "$WORK/demo.crt" 2>/dev/null || fail "openssl could not make a certificate"
+head -c 32 /dev/urandom >"$WORK/sticky.key"
+chmod 600 "$WORK/demo.key" "$WORK/sticky.key"
 for k in 1 2; do
   cat >"$WORK/l7n$k.textproto" <<CFG
+sticky_secret_file: "$WORK/sticky.key"
+listeners {
+  name: "vip_https"
+  address: "$VIP"
+  port: 8443
+  tls { certificates { cert_file: "$WORK/demo.crt" key_file: "$WORK/demo.key" } }
+  routes { name: "all_https" pool: "app_sticky"
+           response_headers_to_add { name: "X-L7-Node" value: "l7n$k" } }
+}
+pools {
+  name: "app_sticky"
+  algorithm: ALGORITHM_ROUND_ROBIN
+  backends { address: "10.99.0.21" port: 80 }
+  backends { address: "10.99.0.22" port: 80 }
+  backends { address: "10.99.0.23" port: 80 }
+  sticky_sessions: true
+  sticky_ttl_seconds: 600
+  eject_after_failures: 1
+  eject_ms: 30000
+}
 listeners {
   name: "vip"
   address: "$VIP"
@@ -333,6 +363,7 @@ done
 run pool add l7nodes   # a DSR pool whose backends are the L7 nodes
 for k in 1 2; do run backend add "10.99.0.10$k:8080" --pool l7nodes; done
 run vip add "$VIP:8080" tcp --pool l7nodes
+run vip add "$VIP:8443" tcp --pool l7nodes
 GEN=$(wait_dataplane_caught_up) || exit 1
 echo "lb-dataplane now runs generation $GEN"
 for _ in $(seq 10); do
@@ -366,7 +397,39 @@ done
 echo "both L7 nodes answer, and each reaches all three nginx. One access log line of l7n1:"
 tail -n 1 "$WORK/l7n1-access.log" | sed 's/^/  /'
 
-say "5. A backend crashes under load: nginx of $P-be3 killed -9 during 6 s of wrk"
+say "5. HTTPS and a sticky session through L4 and L7: https://demo.lb.test:8443/"
+echo "lb-l7 terminates TLS on $VIP:8443 (ECDSA P-256, TLS 1.2/1.3); its pool pins each client"
+echo "to one nginx with an HMAC-signed cookie that both L7 nodes honour (one shared key)."
+CURL_TLS=(curl -sf --max-time 2 --cacert "$WORK/demo.crt" --resolve "demo.lb.test:8443:$VIP")
+for _ in $(seq 10); do
+  ip netns exec "$P-client" "${CURL_TLS[@]}" -o /dev/null https://demo.lb.test:8443/ && break
+  sleep 0.3
+done
+echo "\$ openssl s_client -brief -servername demo.lb.test -connect $VIP:8443"
+ip netns exec "$P-client" timeout 5 openssl s_client -brief -servername demo.lb.test \
+  -CAfile "$WORK/demo.crt" -connect "$VIP:8443" </dev/null 2>&1 \
+  | grep -E "^(Protocol version|Ciphersuite|Peer certificate|Verification)" | sed 's/^/  /'
+echo "20 requests, a new TCP connection and a new TLS handshake each, one cookie jar:"
+declare -A SNODE=() SBACK=()
+SOK=0
+for _ in $(seq 20); do
+  out=$(ip netns exec "$P-client" "${CURL_TLS[@]}" -b "$WORK/jar" -c "$WORK/jar" \
+    -w '%header{x-l7-node}' https://demo.lb.test:8443/) || continue
+  SOK=$((SOK + 1))
+  body=${out%%$'\n'*}
+  SNODE[${out##*$'\n'}]=$((${SNODE[${out##*$'\n'}]:-0} + 1))
+  SBACK[${body##* }]=$((${SBACK[${body##* }]:-0} + 1))
+done
+echo "$SOK of 20 answered; L7 nodes: l7n1 ${SNODE[l7n1]:-0}, l7n2 ${SNODE[l7n2]:-0}; nginx:" \
+  "$(for b in "${!SBACK[@]}"; do printf '%s %d  ' "$b" "${SBACK[$b]}"; done)"
+echo "the cookie lb-l7 set: $(awk '{ sub(/^#HttpOnly_/, "") } !/^#/ && NF >= 7 { print $6 "=" substr($7, 1, 24) "..." }' "$WORK/jar")"
+((SOK == 20)) || fail "$((20 - SOK)) of 20 HTTPS requests failed"
+((${#SBACK[@]} == 1)) || fail "the sticky session moved between nginx backends"
+((${SNODE[l7n1]:-0} > 0 && ${SNODE[l7n2]:-0} > 0)) \
+  || echo "(all 20 connections happened to hash to one L7 node)"
+echo "every request reached the same nginx, whichever L7 node terminated its TLS"
+
+say "6. A backend crashes under load: nginx of $P-be3 killed -9 during 6 s of wrk"
 echo "\$ wrk -t1 -c10 -d6s http://$VIP:8080/   (keep-alive GETs through L4 and L7)"
 ip netns exec "$P-client" timeout 20 wrk -t1 -c10 -d6s --timeout 2s "http://$VIP:8080/" \
   >"$WORK/wrk.txt" 2>&1 &
