@@ -12,6 +12,10 @@
 # Output, one line per case and proxy, then a ratio line per case:
 #   l7 case=h1_small proxy=lb-l7 req_per_cpu_s=N rps=N p50_ms=N p99_ms=N
 #   l7_vs_haproxy case=h1_small ratio=N
+# then the p99 latency each proxy adds at half lb-l7's saturating h1_small
+# rate (hey, 50 keep-alive connections at a fixed rate, against the backend
+# directly and through each proxy, in one run):
+#   l7_added_latency proxy=lb-l7 rate=N p50_ms=N p99_ms=N added_p99_ms=N
 # and l7_idle_conn_bytes=N (lb-l7 RSS growth / 10,000 idle keep-alive
 # connections, each after one request). Loopback only; everything it starts
 # is stopped and its temp dir removed on exit.
@@ -20,7 +24,7 @@ LB=$(readlink -f "$1")
 SECS=${2:-5}
 # shellcheck source=perf/bench_lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
-bench_setup l7_bench wrk nginx haproxy python3
+bench_setup l7_bench wrk hey nginx haproxy python3
 ulimit -n 65536 2>/dev/null || true
 
 BE=18481 LBP=18480 HAP=18482 NGP=18483 ADMIN=18489
@@ -95,7 +99,7 @@ to_ms() {  # wrk latency "1.23ms" / "850.00us" / "1.02s" -> ms
 f={'us':0.001,'ms':1,'s':1000}[m.group(2)]; print(round(float(m.group(1))*f,3))" "$1"
 }
 
-declare -A RATE
+declare -A RATE RPS
 run_case() {  # case path
   local c=$1 path=$2 name port pid t0 t1 out rps p50 p99 cpu
   for name in lb-l7 haproxy nginx; do
@@ -116,6 +120,7 @@ run_case() {  # case path
     fi
     cpu=$(python3 -c "print(max(($t1 - $t0) / $HZ, 0.01))")
     RATE[$c,$name]=$(python3 -c "print(int($rps * $SECS / $cpu))")
+    RPS[$c,$name]=${rps%.*}
     echo "l7 case=$c proxy=$name req_per_cpu_s=${RATE[$c,$name]} rps=${rps%.*} p50_ms=$p50 p99_ms=$p99"
   done
   python3 -c "print('l7_vs_haproxy case=$c ratio=%.2f' % (${RATE[$c,lb-l7]} / ${RATE[$c,haproxy]}))"
@@ -124,6 +129,25 @@ run_case() {  # case path
 run_case h1_small /small
 run_case h1_16k /16k
 run_case h1_1m /1m
+
+# Added latency at half the saturating rate: hey sends 50 keep-alive
+# connections' worth of requests at a fixed total rate (-q is per
+# connection) to the backend itself, then through each proxy; the proxy's
+# cost is its p99 minus the backend's p99 in the same run.
+HALF=$((RPS[h1_small,lb-l7] / 2))
+hey_pct() {  # port -> "rate p50_ms p99_ms"
+  taskset -c 1 hey -z "${SECS}s" -c 50 -q $((HALF / 50)) "http://127.0.0.1:$1/small" \
+    | awk '/Requests\/sec/ { r = $2 } $1 == "50%" { p50 = $3 * 1000 } $1 == "99%" { p99 = $3 * 1000 }
+           END { printf "%d %.2f %.2f\n", r, p50, p99 }'
+}
+read -r _ _ BASE99 < <(hey_pct $BE)
+echo "l7_added_latency proxy=none rate=$HALF p99_ms=$BASE99"
+for name in lb-l7 haproxy nginx; do
+  case $name in lb-l7) port=$LBP ;; haproxy) port=$HAP ;; nginx) port=$NGP ;; esac
+  read -r rate p50 p99 < <(hey_pct $port)
+  echo "l7_added_latency proxy=$name rate=$rate p50_ms=$p50 p99_ms=$p99" \
+    "added_p99_ms=$(python3 -c "print('%.2f' % ($p99 - $BASE99))")"
+done
 
 # Memory per idle keep-alive connection at 10,000 connections.
 python3 - "$LBPID" "$LBP" <<'EOF'

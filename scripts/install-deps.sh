@@ -23,6 +23,7 @@ PKGS=(
   wrk  # load generator of the end-to-end failover test (tests/e2e)
   nginx  # backends of the end-to-end tests (scripts/topology.sh)
   haproxy  # the peer proxy of perf/run.sh l7 (perf/l7_bench.sh)
+  hey  # fixed-rate load for the added-latency case of perf/l7_bench.sh
   prometheus  # ships promtool (tests/api/metrics_test.sh)
   etcd-server etcd-client  # the etcd store of lb-controlplane (tests/cluster)
 )
