@@ -14,7 +14,9 @@ Checks (each prints "ok <name>" or fails with the reason):
   backend's certificate and gets that backend's answer; s_client sees the
   backend certificate for a known name, the default backend's for an
   unknown name and for no SNI; a ClientHello cut into pieces (one inside
-  the record header) completes a handshake with the right backend; 8 MiB
+  the record header) completes a handshake with the right backend; a
+  refused connect goes to the next backend, a pool with none reachable
+  closes; 8 MiB
   through the relay intact; garbage, an oversized record and a stalled
   ClientHello are closed without an answer and counted by reason; metrics
   per pool; promtool accepts /metrics.
@@ -61,6 +63,20 @@ def curl(port, name, cert, p="/"):
     r = run(["curl", "-s", "--max-time", "5", "--cacert", path(cert + ".crt"), "--resolve",
              f"{name}:{port}:127.0.0.1", f"https://{name}:{port}{p}"], timeout=10)
     return r.returncode, r.stdout
+
+
+def hello_bytes(name):
+    """A ClientHello for `name` written by Python's ssl."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    out = ssl.MemoryBIO()
+    obj = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname=name)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
 
 
 def fragmented_handshake(port, name):
@@ -128,13 +144,19 @@ def main():
     for p in ports.values():
         check(lib.wait_port(p, 10), "nginx did not start")
 
-    port, admin = free_port(), free_port()
+    port, admin, dead = free_port(), free_port(), free_port()
     pools = "".join(f'pools {{ name: "{n}" backends {{ address: "127.0.0.1" port: {ports[n]} }} }}\n'
                     for n in "abc")
+    # d: a dead port first, then a's server; e: only the dead port.
+    pools += (f'pools {{ name: "d" backends {{ address: "127.0.0.1" port: {dead} }} '
+              f'backends {{ address: "127.0.0.1" port: {ports["a"]} }} }}\n'
+              f'pools {{ name: "e" backends {{ address: "127.0.0.1" port: {dead} }} }}\n')
     body = f"""
 listeners {{ name: "pt" address: "127.0.0.1" port: {port}
   passthrough {{ routes {{ name: "a" server_names: "a.pt.test" pool: "a" }}
     routes {{ name: "b" server_names: "b.pt.test" server_names: "*.b.pt.test" pool: "b" }}
+    routes {{ name: "d" server_names: "d.pt.test" pool: "d" }}
+    routes {{ name: "e" server_names: "e.pt.test" pool: "e" }}
     default_pool: "c" on_no_sni: DEFAULT_POOL
     max_client_hello_bytes: 2048 client_hello_timeout_ms: 500 }} }}
 {pools}"""
@@ -169,6 +191,13 @@ listeners {{ name: "pt" address: "127.0.0.1" port: {port}
         check(f"CN = {cn}" in subj, f"s_client {args}: {subj}, want CN = {cn}")
     print("ok s_client sees each backend's certificate; unknown and no SNI -> default", flush=True)
 
+    for _ in range(3):
+        subj = s_client(port, "-servername", "d.pt.test")
+        check("CN = a.pt.test" in subj, f"pool d with a dead backend: {subj}")
+    check(closed_without_answer(port, hello_bytes("e.pt.test")),
+          "a pool with no reachable backend got an answer")
+    print("ok a refused connect goes to the next backend; none left -> closed", flush=True)
+
     der = fragmented_handshake(port, "a.pt.test")
     want = ssl.PEM_cert_to_DER_cert(open(path("a.crt")).read())
     check(der == want, "fragmented ClientHello: not a's certificate")
@@ -193,15 +222,15 @@ listeners {{ name: "pt" address: "127.0.0.1" port: {port}
 
     text = lib.scrape(admin)
     want = {"malformed": 1, "oversized": 1, "timeout": 1, "no_sni": 1, "no_route": 0,
-            "no_backend": 0}
+            "no_backend": 1}
     for reason, n in want.items():
         v = metric(text, "lb_l7_passthrough_failures_total", listener="pt", reason=reason)
         check(v == n, f"failures reason={reason}: {v}, want {n}")
     got = {n: metric(text, "lb_l7_passthrough_connections_total", listener="pt", pool=n)
-           for n in "abc"}
+           for n in "abcde"}
     # a: 1 curl + 1 wrong-CA curl + s_client + fragmented + big = 5;
-    # b: 2 curls + s_client = 3; c: unknown + no SNI = 2.
-    check(got == {"a": 5, "b": 3, "c": 2}, f"connections by pool: {got}")
+    # b: 2 curls + s_client = 3; c: unknown + no SNI = 2; d: 3; e: 1.
+    check(got == {"a": 5, "b": 3, "c": 2, "d": 3, "e": 1}, f"connections by pool: {got}")
     promtool = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
                               text=True, timeout=20)
     check(promtool.returncode == 0, "promtool: " + promtool.stdout + promtool.stderr)
