@@ -25,6 +25,7 @@ PKGS=(
   haproxy  # the peer proxy of perf/run.sh l7 (perf/l7_bench.sh)
   hey  # fixed-rate load for the added-latency case of perf/l7_bench.sh
   prometheus  # ships promtool (tests/api/metrics_test.sh)
+  testssl.sh  # TLS verdicts on an lb-l7 listener (tests/l7/l7_testssl_test.py)
   etcd-server etcd-client  # the etcd store of lb-controlplane (tests/cluster)
 )
 

@@ -197,6 +197,51 @@ namespace {
 
 using Workers = std::vector<const WorkerCounters*>;
 
+// SNI passthrough listeners: connections relayed by pool (the pools the
+// listener's routes and default name), failures by reason.
+void AppendPassthroughMetrics(const RuntimeConfig& config, const Workers& workers, std::string* o) {
+  auto sum = [&](const std::vector<Counter> WorkerCounters::*field, size_t i) {
+    uint64_t v = 0;
+    for (const WorkerCounters* w : workers) v += (w->*field)[i].Get();
+    return v;
+  };
+  bool any = false;
+  for (const ListenerConfig& l : config.listeners) any |= l.passthrough;
+  if (!any) return;
+  absl::StrAppend(o,
+                  "# HELP lb_l7_passthrough_connections_total Connections an SNI passthrough "
+                  "listener relayed to a pool (counted when the backend connect starts).\n"
+                  "# TYPE lb_l7_passthrough_connections_total counter\n");
+  const size_t npools = config.pools.size();
+  for (size_t l = 0; l < config.listeners.size(); ++l) {
+    const ListenerConfig& lc = config.listeners[l];
+    if (!lc.passthrough) continue;
+    std::vector<bool> used(npools, false);
+    for (const RouteSpec& r : lc.router.routes()) used[r.pool] = true;
+    if (lc.pt.default_pool >= 0) used[lc.pt.default_pool] = true;
+    for (size_t p = 0; p < npools; ++p) {
+      if (!used[p]) continue;
+      absl::StrAppend(o, "lb_l7_passthrough_connections_total{listener=\"", Escape(lc.name),
+                      "\",pool=\"", Escape(config.pools[p].name), "\"} ",
+                      sum(&WorkerCounters::passthrough_conns, l * npools + p), "\n");
+    }
+  }
+  absl::StrAppend(o,
+                  "# HELP lb_l7_passthrough_failures_total SNI passthrough connections not "
+                  "relayed as their name asked, by reason.\n"
+                  "# TYPE lb_l7_passthrough_failures_total counter\n");
+  for (size_t l = 0; l < config.listeners.size(); ++l) {
+    const ListenerConfig& lc = config.listeners[l];
+    if (!lc.passthrough) continue;
+    for (int k = 0; k < kPassthroughFailCount; ++k) {
+      absl::StrAppend(o, "lb_l7_passthrough_failures_total{listener=\"", Escape(lc.name),
+                      "\",reason=\"", kPassthroughFailNames[k], "\"} ",
+                      sum(&WorkerCounters::passthrough_failures, l * kPassthroughFailCount + k),
+                      "\n");
+    }
+  }
+}
+
 template <typename Get>
 uint64_t SumOver(const Workers& workers, Get get) {
   uint64_t v = 0;
@@ -334,6 +379,7 @@ std::string AdminServer::RenderMetrics() const {
   }
   AppendScalars(workers_, &o);
   AppendUpstreamTlsMetrics(workers_, &o);
+  AppendPassthroughMetrics(*config_, workers_, &o);
   AppendLatencyHistogram(*config_, workers_, "lb_l7_request_duration_seconds",
                          "Request head accepted to response queued (the access log's ms=), "
                          "requests routed to a pool.",

@@ -163,10 +163,11 @@ struct ClientConn : Pollable {
   bool keep_alive = false;
   ClientFraming framing = ClientFraming::kNone;
   int status = 0;
-  bool tunnel = false;    // after a 101: raw bytes both ways
-  int64_t t_start = 0;    // head accepted (monotonic ns)
-  uint64_t out_mark = 0;  // out.appended() when the head was accepted
-  std::string rid;        // X-Request-ID sent upstream
+  bool tunnel = false;       // after a 101, or a routed passthrough: raw bytes both ways
+  bool passthrough = false;  // accepted on an SNI passthrough listener
+  int64_t t_start = 0;       // head accepted (monotonic ns)
+  uint64_t out_mark = 0;     // out.appended() when the head was accepted
+  std::string rid;           // X-Request-ID sent upstream
 
   // TLS listeners only (plain HTTP: ssl == null). Reads and writes go
   // through SSL_read/SSL_write (Worker::ClientRecv/ClientSend); `tls` keeps

@@ -44,6 +44,22 @@ inline constexpr int kTlsCipherCount = 10;
 // dataplane/l7/upstream_tls.cc).
 inline constexpr int kUpstreamTlsFailCount = 4;
 
+// SNI passthrough: why a connection was not relayed as its name asked
+// (malformed, oversized and no_sni are counted also when on_invalid /
+// on_no_sni send the connection to the default pool).
+enum class PassthroughFail {
+  kMalformed,  // not TLS, or a ClientHello the parser refuses
+  kOversized,  // above max_client_hello_bytes
+  kNoSni,      // a ClientHello without server_name
+  kTimeout,    // no complete ClientHello within client_hello_timeout_ms
+  kClosed,     // the client closed or reset before its ClientHello ended
+  kNoRoute,    // a name no route matches and no default pool
+  kNoBackend,  // no backend of the pool could be connected
+};
+inline constexpr int kPassthroughFailCount = 7;
+inline constexpr const char* kPassthroughFailNames[kPassthroughFailCount] = {
+    "malformed", "oversized", "no_sni", "timeout", "closed", "no_route", "no_backend"};
+
 // A latency histogram per pool, one worker's share: non-cumulative bucket
 // counts [pool * kLatencySlots + LatencyBucket(ns)] and the sum in ns per
 // pool. The scrape adds the workers and makes the buckets cumulative; its
@@ -70,7 +86,9 @@ struct alignas(64) WorkerCounters {
         tls_handshakes(listeners * 2),
         tls_failures(listeners * kTlsFailCount),
         tls_versions(listeners * 2),
-        tls_ciphers(listeners * kTlsCipherCount) {}
+        tls_ciphers(listeners * kTlsCipherCount),
+        passthrough_conns(listeners * pools),
+        passthrough_failures(listeners * kPassthroughFailCount) {}
   // Head accepted -> response queued (the access log's ms=), requests
   // routed to a pool; request written to the backend (after connect and
   // TLS) -> first response head.
@@ -88,6 +106,11 @@ struct alignas(64) WorkerCounters {
   std::vector<Counter> tls_failures;
   std::vector<Counter> tls_versions;
   std::vector<Counter> tls_ciphers;
+  // SNI passthrough listeners: [listener * pools + pool] connections relayed
+  // (counted once the backend connect starts), [listener *
+  // kPassthroughFailCount + reason] failures.
+  std::vector<Counter> passthrough_conns;
+  std::vector<Counter> passthrough_failures;
   Counter connections_accepted;
   Counter connections_open;  // gauge
   Counter upstream_connects;

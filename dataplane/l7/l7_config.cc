@@ -11,9 +11,11 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "lib/findings.h"
 #include "proto/text_parse.h"
 
@@ -177,6 +179,107 @@ void ParseHashAndSticky(Findings& f, const std::string& pp, const v1::L7Pool& p,
   }
 }
 
+// RFC 6066 server names as routes name them: LDH labels, lowercase or not,
+// optionally "*." in front.
+bool IsServerName(const std::string& s) {
+  absl::string_view n = s;
+  if (absl::StartsWith(n, "*.")) n.remove_prefix(2);
+  if (n.empty() || n.size() > 253) return false;
+  for (absl::string_view label : absl::StrSplit(n, '.')) {
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    for (char ch : label) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(ch)) && ch != '-') return false;
+    }
+  }
+  return true;
+}
+
+// A passthrough listener: its SNI routes become a Router (host = name).
+void ParsePassthrough(Findings& f, const std::string& lp, const v1::L7Listener& l,
+                      const absl::flat_hash_map<std::string, int>& pool_index,
+                      const std::vector<PoolConfig>& pools, ListenerConfig* lc) {
+  const v1::L7Passthrough& p = l.passthrough();
+  const std::string pp = lp + ".passthrough";
+  if (l.has_tls()) f.Error(lp + ".tls", "a passthrough listener does not terminate TLS");
+  if (l.routes_size() > 0)
+    f.Error(lp + ".routes", "use passthrough.routes on a passthrough listener");
+  if (!l.default_pool().empty()) {
+    f.Error(lp + ".default_pool", "use passthrough.default_pool on a passthrough listener");
+  }
+  std::set<int> used;
+  auto pool_of = [&](const std::string& path, const std::string& name) {
+    auto it = pool_index.find(name);
+    if (it == pool_index.end()) {
+      f.Error(path, "no pool named \"%s\"", name);
+      return -1;
+    }
+    const PoolConfig& pc = pools[it->second];
+    if (pc.upstream_tls) {
+      f.Error(path, "pool \"%s\" has upstream_tls; passthrough relays the client's own TLS", name);
+    }
+    if (pc.sticky == StickyMode::kCookie) {
+      f.Error(path, "pool \"%s\" has cookie stickiness; passthrough cannot read cookies", name);
+    }
+    if (pc.algorithm == BalanceAlgorithm::kMaglev && pc.hash_on != HashOn::kClientAddress) {
+      f.Error(path,
+              "pool \"%s\" hashes a header, cookie or path; passthrough can hash only "
+              "the client address",
+              name);
+    }
+    return it->second;
+  };
+  if (!p.default_pool().empty())
+    lc->pt.default_pool = pool_of(pp + ".default_pool", p.default_pool());
+  std::vector<RouteSpec> specs;
+  std::set<std::string> names;
+  for (int j = 0; j < p.routes_size(); ++j) {
+    const v1::L7SniRoute& r = p.routes(j);
+    const std::string rp = absl::StrCat(pp, ".routes[", j, "]");
+    if (r.name().empty()) {
+      f.Error(rp + ".name", "required");
+    } else if (r.name() == "default" || !names.insert(r.name()).second) {
+      f.Error(rp + ".name", "duplicate (or reserved) route name \"%s\"", r.name());
+    }
+    if (r.server_names().empty()) f.Error(rp + ".server_names", "at least one name is required");
+    for (int k = 0; k < r.server_names_size(); ++k) {
+      if (!IsServerName(r.server_names(k))) {
+        f.Error(absl::StrCat(rp, ".server_names[", k, "]"),
+                "\"%s\" is neither a host name nor *.suffix", r.server_names(k));
+      }
+    }
+    RouteSpec s;
+    s.name = r.name();
+    s.hosts.assign(r.server_names().begin(), r.server_names().end());
+    s.pool = pool_of(rp + ".pool", r.pool());
+    specs.push_back(std::move(s));
+    lc->route_names.push_back(r.name());
+  }
+  lc->route_names.push_back("default");
+  auto check_fallback = [&](const char* field, v1::L7Passthrough::Fallback fb) {
+    const bool to_default = fb == v1::L7Passthrough::DEFAULT_POOL;
+    if (to_default && p.default_pool().empty()) {
+      f.Error(absl::StrCat(pp, ".", field), "DEFAULT_POOL needs passthrough.default_pool");
+    }
+    return to_default;
+  };
+  lc->pt.no_sni_to_default = check_fallback("on_no_sni", p.on_no_sni());
+  lc->pt.invalid_to_default = check_fallback("on_invalid", p.on_invalid());
+  CheckMax(f, pp + ".max_client_hello_bytes", p.max_client_hello_bytes(), 512, 65536, "16384");
+  lc->pt.max_client_hello_bytes = Or(p.max_client_hello_bytes(), 16384u);
+  CheckMax(f, pp + ".client_hello_timeout_ms", p.client_hello_timeout_ms(), 10, 60000, "5000");
+  lc->pt.client_hello_ns = Or<int64_t>(p.client_hello_timeout_ms(), 5000) * kMs;
+  if (!f.ok()) return;
+  auto router = Router::Build(std::move(specs), lc->pt.default_pool);
+  if (!router.ok()) {
+    f.Error(pp, "%s", router.status().message());
+    return;
+  }
+  lc->router = *std::move(router);
+  lc->passthrough = true;
+}
+
 }  // namespace
 
 absl::StatusOr<v1::L7Config> LoadL7Config(const std::string& path) {
@@ -288,6 +391,13 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
       f.Error(lp + ".address", "\"%s\" is not an IPv4 or IPv6 address", l.address());
     } else if (!listener_addrs.insert(addr.text).second) {
       f.Error(lp + ".address", "%s is already used by another listener", addr.text);
+    }
+    if (l.has_passthrough()) {
+      auto none = Router::Build({}, -1);
+      ListenerConfig lc{l.name(), addr, static_cast<uint16_t>(l.port()), *std::move(none), {}};
+      ParsePassthrough(f, lp, l, pool_index, rc.pools, &lc);
+      rc.listeners.push_back(std::move(lc));
+      continue;
     }
     int default_pool = -1;
     if (!l.default_pool().empty()) {

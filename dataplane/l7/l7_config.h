@@ -67,6 +67,16 @@ struct PoolConfig {
   v1::L7UpstreamTls upstream_tls_config;
 };
 
+// An SNI passthrough listener's settings (ListenerConfig::router then maps
+// the ClientHello's server_name to a pool; its default pool is default_pool).
+struct PassthroughConfig {
+  int default_pool = -1;  // -1 = close
+  bool no_sni_to_default = false;
+  bool invalid_to_default = false;
+  size_t max_client_hello_bytes = 16384;
+  int64_t client_hello_ns = 5'000'000'000;
+};
+
 struct ListenerConfig {
   std::string name;
   SockAddr addr;
@@ -77,6 +87,10 @@ struct ListenerConfig {
   // (dataplane/l7/tls.h), not here, so validation stays free of I/O.
   bool tls = false;
   v1::L7Tls tls_config;
+  // SNI passthrough (no TLS termination, no HTTP): route names are the
+  // passthrough routes' (last = "default").
+  bool passthrough = false;
+  PassthroughConfig pt;
 };
 
 struct Timeouts {

@@ -292,7 +292,9 @@ void Worker::OnListener(Pollable* l) {
       c->ip_hash = Fnv1a(&a->sin_addr, 4);
     }
     c->peer_ip = buf;
-    c->deadline = Now() + config_->timeouts.client_header_ns;
+    c->passthrough = config_->listeners[l->index].passthrough;
+    c->deadline = Now() + (c->passthrough ? config_->listeners[l->index].pt.client_hello_ns
+                                          : config_->timeouts.client_header_ns);
     c->head_timer = true;
     if (!StartTls(c)) {
       close(fd);
@@ -359,7 +361,11 @@ void Worker::OnTick(int64_t now) {
     c->deadline = 0;
     switch (c->state) {
       case ClientConn::State::kWaiting:
-        if (c->parser.started() || !c->in.empty()) {
+        if (c->passthrough) {
+          // No complete ClientHello in time (nothing is sent: not HTTP).
+          CountPassthroughFailure(c, PassthroughFail::kTimeout);
+          CloseClient(c);
+        } else if (c->parser.started() || !c->in.empty()) {
           counters_->client_timeouts.Add();
           LocalResponse(c, 408, "request header timeout", true);
         } else {
@@ -400,8 +406,9 @@ void Worker::OnTick(int64_t now) {
     // Not the backend's turn: the client is slow to read the answer, the
     // client is still sending a body the backend keeps up with, or a tunnel
     // (idle timer on the client side).
-    const bool paused = c != nullptr && (c->out.size() >= config_->buffer_bytes || u->tunnel ||
-                                         (!c->req_done && u->out.size() < config_->buffer_bytes));
+    const bool paused =
+        c != nullptr && (c->out.size() >= config_->buffer_bytes || (u->tunnel && !u->connecting) ||
+                         (!c->req_done && u->out.size() < config_->buffer_bytes));
     if (now < u->deadline || paused) {
       ++i;
       continue;

@@ -16,6 +16,10 @@
 // the same loop; a connection starts from the TlsStore generation current
 // when it was accepted (checked once per loop turn) and keeps it.
 //
+// SNI passthrough listeners (worker_passthrough.cc): no TLS and no HTTP on
+// the connection; the ClientHello picks the pool and the connection becomes
+// a tunnel (the relay of Upgrade, below) to a backend of that pool.
+//
 // Timers are checked every kTickMs by a scan of the worker's connections
 // (O(connections) per tick; a timer wheel is the next step at 10k+).
 #ifndef LB_DATAPLANE_L7_WORKER_H_
@@ -106,6 +110,15 @@ class Worker {
   void TlsCloseNotify(ClientConn* c);
   void RunTlsReady();
   void CountTlsFailure(ClientConn* c, int reason);
+
+  // SNI passthrough (worker_passthrough.cc): read until the ClientHello is
+  // complete, route on its server_name, connect, replay, then the tunnel.
+  void PassthroughRead(ClientConn* c);
+  void CountPassthroughFailure(ClientConn* c, PassthroughFail reason);
+  void PassthroughConnect(ClientConn* c);
+  // A passthrough connection's backend failed: the next backend while the
+  // connect had not succeeded (nothing was relayed yet), else close both.
+  void PassthroughUpstreamFailed(UpstreamConn* u, bool connect_failure);
 
   // Sticky sessions (worker_sticky.cc): the request's pin, the pinned
   // backend if it is available, and the Set-Cookie / table refresh.

@@ -34,6 +34,10 @@ void Worker::UpdateClient(ClientConn* c) {
   if (c->dead) return;
   uint32_t ev = 0;
   const size_t in_cap = config_->limits.max_header_bytes + config_->buffer_bytes;
+  if (c->passthrough && !c->tunnel && c->up == nullptr) {
+    SetInterest(c, EPOLLIN | EPOLLRDHUP);  // until the ClientHello is complete
+    return;
+  }
   if (c->state == ClientConn::State::kLingering) {
     ev = EPOLLIN;
   } else {
@@ -80,6 +84,7 @@ void Worker::OnClient(ClientConn* c, uint32_t ev) {
   if (ev & (EPOLLHUP | EPOLLERR)) {
     // Reset, or shut down both ways: nobody is left to answer.
     if (c->handshaking) CountTlsFailure(c, static_cast<int>(TlsFail::kClosed));
+    if (c->passthrough && !c->tunnel) CountPassthroughFailure(c, PassthroughFail::kClosed);
     CloseClient(c);
     return;
   }
@@ -106,6 +111,10 @@ void Worker::OnClient(ClientConn* c, uint32_t ev) {
 void Worker::ClientRead(ClientConn* c) {
   if (c->tunnel) {
     TunnelFromClient(c);
+    return;
+  }
+  if (c->passthrough) {
+    PassthroughRead(c);
     return;
   }
   const size_t in_cap = config_->limits.max_header_bytes + config_->buffer_bytes;

@@ -157,6 +157,10 @@ void Worker::UpstreamFailed(UpstreamConn* u, bool connect_failure, const char* w
     CloseUpstream(u);
     return;
   }
+  if (c->passthrough) {
+    PassthroughUpstreamFailed(u, connect_failure);
+    return;
+  }
   balancers_[u->pool].End(u->backend);
   const PoolConfig& pc = config_->pools[c->pool];
   // Safe to send again: nothing reached the backend (connect failed), or

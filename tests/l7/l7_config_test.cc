@@ -87,6 +87,65 @@ TEST(L7Config, HashAndStickyErrorsNameTheField) {
   }
 }
 
+TEST(L7Config, PassthroughListener) {
+  auto rc = ValidateL7Config(Text(R"(
+    listeners { name: "pt" port: 8443
+      passthrough { routes { name: "a" server_names: "A.example.test" pool: "a" }
+                    routes { name: "w" server_names: "*.w.test" pool: "b" }
+                    default_pool: "b" on_no_sni: DEFAULT_POOL max_client_hello_bytes: 4096 } }
+    pools { name: "a" backends { address: "10.0.0.1" port: 443 } }
+    pools { name: "b" algorithm: ALGORITHM_IP_HASH backends { address: "10.0.0.2" port: 443 } }
+  )"));
+  ASSERT_TRUE(rc.ok()) << rc.status();
+  const ListenerConfig& l = rc->listeners[0];
+  EXPECT_TRUE(l.passthrough);
+  EXPECT_FALSE(l.tls);
+  EXPECT_EQ(l.route_names, (std::vector<std::string>{"a", "w", "default"}));
+  EXPECT_EQ(l.pt.default_pool, 1);
+  EXPECT_TRUE(l.pt.no_sni_to_default);
+  EXPECT_FALSE(l.pt.invalid_to_default);
+  EXPECT_EQ(l.pt.max_client_hello_bytes, 4096u);
+  EXPECT_EQ(l.pt.client_hello_ns, 5'000'000'000);
+  EXPECT_EQ(l.router.PoolOf(l.router.Match("a.example.test", "/", "")), 0);
+  EXPECT_EQ(l.router.PoolOf(l.router.Match("x.y.w.test", "/", "")), 1);
+  EXPECT_EQ(l.router.PoolOf(l.router.Match("other.test", "/", "")), 1);  // default
+}
+
+TEST(L7Config, PassthroughErrorsNameTheField) {
+  auto rc = ValidateL7Config(Text(R"(
+    listeners { name: "pt" port: 8443 default_pool: "a"
+      routes { name: "h" pool: "a" }
+      tls { certificates { cert_file: "/c" key_file: "/k" } }
+      passthrough { routes { name: "a" server_names: "bad name" server_names: "*" pool: "nope" }
+                    routes { name: "a" pool: "t" }
+                    routes { name: "c" server_names: "c.test" pool: "s" }
+                    on_invalid: DEFAULT_POOL max_client_hello_bytes: 100
+                    client_hello_timeout_ms: 70000 } }
+    pools { name: "a" backends { address: "10.0.0.1" port: 443 } }
+    pools { name: "t" upstream_tls { verify: false } backends { address: "10.0.0.1" port: 443 } }
+    pools { name: "s" sticky_sessions: true backends { address: "10.0.0.1" port: 443 } }
+  )"));
+  ASSERT_FALSE(rc.ok());
+  const std::string m(rc.status().message());
+  for (const char* want : {
+           "listeners[0].tls: a passthrough listener does not terminate TLS",
+           "listeners[0].routes: use passthrough.routes",
+           "listeners[0].default_pool: use passthrough.default_pool",
+           "listeners[0].passthrough.routes[0].server_names[0]: \"bad name\" is neither",
+           "listeners[0].passthrough.routes[0].server_names[1]: \"*\" is neither",
+           "listeners[0].passthrough.routes[0].pool: no pool named \"nope\"",
+           "listeners[0].passthrough.routes[1].name: duplicate",
+           "listeners[0].passthrough.routes[1].server_names: at least one",
+           "listeners[0].passthrough.routes[1].pool: pool \"t\" has upstream_tls",
+           "listeners[0].passthrough.routes[2].pool: pool \"s\" has cookie stickiness",
+           "listeners[0].passthrough.on_invalid: DEFAULT_POOL needs passthrough.default_pool",
+           "listeners[0].passthrough.max_client_hello_bytes: 100 out of range",
+           "listeners[0].passthrough.client_hello_timeout_ms: 70000 out of range",
+       }) {
+    EXPECT_NE(m.find(want), std::string::npos) << want << " in: " << m;
+  }
+}
+
 TEST(L7Config, ErrorsNameEveryField) {
   auto rc = ValidateL7Config(Text(R"(
     listeners { name: "l" port: 0 address: "nope" default_pool: "missing"
