@@ -303,7 +303,7 @@ void Worker::ClientBody(ClientConn* c, const char* data, size_t n) {
 
 void Worker::ClientRequestDone(ClientConn* c) {
   c->req_done = true;
-  c->deadline = 0;  // from now on the upstream timers run
+  if (!c->queued) c->deadline = 0;  // from now on the upstream timers run (or the queue's)
   if (c->local) {
     // Answered already (by lb-l7, or by a backend before the body ended):
     // the body is consumed, next request.
