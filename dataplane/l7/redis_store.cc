@@ -175,6 +175,9 @@ bool RedisStore::Lookup(const std::string& key, int64_t ttl_s, ClientConn* c, in
   }
   pending_.push_back({seq, c, now_ns + config_.timeout_ns});
   counters_->sticky_store_lookups.Add();
+  // Written now (non-blocking) rather than on the next EPOLLOUT: one loop
+  // turn less of latency. A failure surfaces as a result, never re-entrantly.
+  redisAsyncHandleWrite(ac_);
   return true;
 }
 
@@ -185,6 +188,10 @@ void RedisStore::Pin(const std::string& key, const std::string& value, int64_t t
   const size_t lens[] = {3, key.size(), value.size(), 2, ttl.size()};
   if (redisAsyncCommandArgv(ac_, nullptr, nullptr, 5, argv, lens) == REDIS_OK) {
     counters_->sticky_store_writes.Add();
+    // Into Redis's socket before the answer goes to the client (the worker
+    // pins while it builds the response head): a client that goes straight
+    // to another L7 node finds its pin.
+    redisAsyncHandleWrite(ac_);
   }
 }
 

@@ -56,7 +56,8 @@ class RedisStore : public Pollable {
   // Sends GETEX key EX ttl_s on behalf of `c`; its Result comes later. False
   // (nothing sent) when the link is not up.
   bool Lookup(const std::string& key, int64_t ttl_s, ClientConn* c, int64_t now_ns);
-  // SET key value EX ttl_s, fire and forget; nothing when the link is down.
+  // SET key value EX ttl_s, fire and forget (written to the socket at once,
+  // before the caller answers its client); nothing when the link is down.
   void Pin(const std::string& key, const std::string& value, int64_t ttl_s);
   // `c` no longer waits (closed): its pending lookup's answer is dropped.
   void Forget(ClientConn* c);
