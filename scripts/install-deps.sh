@@ -18,6 +18,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev
   libssl-dev openssl  # lb-l7 TLS (OpenSSL 3); openssl req/s_client in tests/l7
   libhttp-parser-dev libre2-dev  # lb-l7: HTTP/1 framing, route regexes
+  libhiredis-dev  # lb-l7: the shared sticky store (Redis, async client)
   # tools used by tests
   python3-scapy tcpdump iproute2 iputils-ping ethtool curl
   wrk  # load generator of the end-to-end failover test (tests/e2e)
@@ -27,6 +28,7 @@ PKGS=(
   prometheus  # ships promtool (tests/api/metrics_test.sh)
   testssl.sh  # TLS verdicts on an lb-l7 listener (tests/l7/l7_testssl_test.py)
   etcd-server etcd-client  # the etcd store of lb-controlplane (tests/cluster)
+  redis-server  # the shared sticky store of lb-l7 (tests/l7/l7_store_test.py)
 )
 
 missing=()

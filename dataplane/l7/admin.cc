@@ -345,6 +345,27 @@ void AppendScalars(const Workers& workers, std::string* o) {
       {"lb_l7_sticky_repins_total", "counter",
        "Pinned requests answered by another backend (the pinned one unavailable).",
        &WorkerCounters::sticky_repins},
+      {"lb_l7_sticky_store_lookups_total", "counter",
+       "Source-IP pins looked up in the shared sticky store (Redis).",
+       &WorkerCounters::sticky_store_lookups},
+      {"lb_l7_sticky_store_writes_total", "counter",
+       "Source-IP pins written to the shared sticky store (SET EX).",
+       &WorkerCounters::sticky_store_writes},
+      {"lb_l7_sticky_store_connected", "gauge",
+       "Workers connected to their shared sticky store (one connection per worker and store).",
+       &WorkerCounters::sticky_store_connected},
+      {"lb_l7_queued_requests", "gauge",
+       "Requests waiting for a backend under its max_connections.",
+       &WorkerCounters::queued_requests},
+      {"lb_l7_queue_overflows_total", "counter",
+       "Requests answered 503 because the pool's queue (max_queue) was full.",
+       &WorkerCounters::queue_overflows},
+      {"lb_l7_queue_timeouts_total", "counter",
+       "Requests answered 503 after queue_timeout_ms in the pool's queue.",
+       &WorkerCounters::queue_timeouts},
+      {"lb_l7_retry_budget_exhausted_total", "counter",
+       "Retries refused by the pool's retry budget (answered 502).",
+       &WorkerCounters::retry_budget_exhausted},
   };
   for (const Scalar& m : kScalars) {
     absl::StrAppend(
@@ -358,6 +379,17 @@ void AppendScalars(const Workers& workers, std::string* o) {
     absl::StrAppend(
         o, "lb_l7_sticky_invalid_cookies_total{reason=\"", kStickyReasons[r], "\"} ",
         SumOver(workers, [r](const WorkerCounters& w) { return w.sticky_invalid[r].Get(); }), "\n");
+  }
+  absl::StrAppend(o,
+                  "# HELP lb_l7_sticky_store_fallbacks_total Sticky store lookups that fell back "
+                  "to the pool's own pick, by reason.\n# TYPE lb_l7_sticky_store_fallbacks_total "
+                  "counter\n");
+  for (int r = 0; r < 3; ++r) {
+    absl::StrAppend(
+        o, "lb_l7_sticky_store_fallbacks_total{reason=\"", kStoreFallbackReasons[r], "\"} ",
+        SumOver(workers,
+                [r](const WorkerCounters& w) { return w.sticky_store_fallbacks[r].Get(); }),
+        "\n");
   }
 }
 
@@ -375,6 +407,16 @@ std::string AdminServer::RenderMetrics() const {
       absl::StrAppend(&o, "lb_l7_backend_active_requests{pool=\"", Escape(config_->pools[p].name),
                       "\",backend=\"", Escape(config_->pools[p].backends[b].addr.text), "\"} ",
                       active_[p]->Get(static_cast<int>(b)), "\n");
+    }
+  }
+  absl::StrAppend(&o,
+                  "# HELP lb_l7_backend_draining 1 while a backend is draining (no new "
+                  "requests).\n# TYPE lb_l7_backend_draining gauge\n");
+  for (size_t p = 0; p < config_->pools.size(); ++p) {
+    for (size_t b = 0; b < config_->pools[p].backends.size(); ++b) {
+      absl::StrAppend(&o, "lb_l7_backend_draining{pool=\"", Escape(config_->pools[p].name),
+                      "\",backend=\"", Escape(config_->pools[p].backends[b].addr.text), "\"} ",
+                      active_[p]->Draining(static_cast<int>(b)) ? 1 : 0, "\n");
     }
   }
   AppendScalars(workers_, &o);

@@ -99,7 +99,7 @@ inline void AppendChunk(Buffer* b, const char* data, size_t n) {
   b->Append("\r\n", 2);
 }
 
-enum class Kind { kListener, kClient, kUpstream, kWake };
+enum class Kind { kListener, kClient, kUpstream, kWake, kStore };
 
 struct Pollable {
   Kind kind;
@@ -156,6 +156,14 @@ struct ClientConn : Pollable {
   int sticky_backend = -1;      // pinned by a valid cookie or the source-IP table
   int64_t sticky_expiry_s = 0;  // the valid cookie's expiry
   UpstreamConn* up = nullptr;
+  // Waiting before a backend is chosen: for the shared sticky store's
+  // answer, or in the pool's queue (max_connections). Meanwhile the
+  // upstream bytes (head, and any body bytes parsed with it) wait in
+  // `pending` and no more of the body is read.
+  bool store_wait = false;
+  bool queued = false;
+  int store = -1;  // the RedisStore waited on
+  std::string pending;
   std::string up_head;  // kept for a retry while the request has no body
   bool req_done = false;
   bool resp_started = false;

@@ -125,6 +125,20 @@ struct alignas(64) WorkerCounters {
   Counter sticky_hits;
   Counter sticky_repins;
   Counter sticky_invalid[4];
+  // Shared sticky store (Redis): lookups sent, lookups that fell back to
+  // the pool's pick (index 0: the store was down, 1: it did not answer in
+  // timeout_ms, 2: an error reply), pins written, connected workers (gauge).
+  Counter sticky_store_lookups;
+  Counter sticky_store_fallbacks[3];
+  Counter sticky_store_writes;
+  Counter sticky_store_connected;
+  // max_connections: requests queued now (gauge), refused with the queue
+  // full, timed out in the queue (both 503).
+  Counter queued_requests;
+  Counter queue_overflows;
+  Counter queue_timeouts;
+  // Retries refused by the pool's retry budget (answered 502).
+  Counter retry_budget_exhausted;
   // TLS to backends: handshakes (0 full, 1 resumed from the backend's last
   // session), failures by reason.
   Counter upstream_tls_handshakes[2];
@@ -136,6 +150,7 @@ struct alignas(64) WorkerCounters {
 inline constexpr const char* kStickyReasons[4] = {"malformed", "bad_signature", "expired",
                                                   "unknown_backend"};
 inline constexpr int kStickyUnknownBackend = 3;
+inline constexpr const char* kStoreFallbackReasons[3] = {"down", "timeout", "error"};
 
 }  // namespace lb::l7
 

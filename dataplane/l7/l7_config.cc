@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -278,6 +279,77 @@ void ParsePassthrough(Findings& f, const std::string& lp, const v1::L7Listener& 
   }
   lc->router = *std::move(router);
   lc->passthrough = true;
+// A sticky_store block; `path` names it in errors.
+void ParseStore(Findings& f, const std::string& path, const v1::L7StickyStore& s,
+                StickyStoreConfig* out) {
+  const std::string& a = s.redis_address();
+  out->text = a;
+  std::string host, port;
+  if (!a.empty() && a[0] == '[') {
+    const size_t close = a.find(']');
+    if (close != std::string::npos && close + 1 < a.size() && a[close + 1] == ':') {
+      host = a.substr(1, close - 1);
+      port = a.substr(close + 2);
+    }
+  } else if (const size_t colon = a.rfind(':'); colon != std::string::npos) {
+    host = a.substr(0, colon);
+    port = a.substr(colon + 1);
+  }
+  SockAddr probe;
+  int portnum = 0;
+  const bool port_ok = !port.empty() && port.size() <= 5 &&
+                       std::all_of(port.begin(), port.end(), absl::ascii_isdigit) &&
+                       (portnum = std::stoi(port)) >= 1 && portnum <= 65535;
+  if (a.empty()) {
+    f.Error(path + ".redis_address", "required (\"127.0.0.1:6379\" or \"[::1]:6379\")");
+  } else if (!port_ok || !ParseSockAddr(host, static_cast<uint32_t>(portnum), &probe)) {
+    f.Error(path + ".redis_address", "\"%s\" is not IPv4:port or [IPv6]:port", a);
+  }
+  out->host = host;
+  out->port = portnum;
+  CheckMax(f, path + ".timeout_ms", s.timeout_ms(), 1, 5000, "50");
+  out->timeout_ns = Or<int64_t>(s.timeout_ms(), 50) * kMs;
+  CheckMax(f, path + ".max_backoff_ms", s.max_backoff_ms(), 100, 600'000, "5000");
+  out->max_backoff_ns = Or<int64_t>(s.max_backoff_ms(), 5000) * kMs;
+  if (!s.key_prefix().empty()) {
+    const bool ok =
+        s.key_prefix().size() <= 64 && std::all_of(s.key_prefix().begin(), s.key_prefix().end(),
+                                                   [](char c) { return c > 0x20 && c < 0x7f; });
+    if (!ok) f.Error(path + ".key_prefix", "visible ASCII without spaces, at most 64 bytes");
+    out->key_prefix = s.key_prefix();
+  }
+}
+
+// Backend limits, draining, the queue and the retry budget (fields 30+).
+void ParseLimits(Findings& f, const std::string& pp, const v1::L7Pool& p, PoolConfig* pc) {
+  CheckMax(f, pp + ".max_connections_per_backend", p.max_connections_per_backend(), 1, 1'000'000,
+           "unlimited");
+  bool limited = false;
+  for (int j = 0; j < p.backends_size() && j < static_cast<int>(pc->backends.size()); ++j) {
+    const v1::L7Backend& b = p.backends(j);
+    CheckMax(f, absl::StrCat(pp, ".backends[", j, "].max_connections"), b.max_connections(), 1,
+             1'000'000, "the pool's max_connections_per_backend");
+    BackendConfig& bc = pc->backends[j];
+    bc.drain = b.drain();
+    bc.max_connections =
+        static_cast<int32_t>(Or(b.max_connections(), p.max_connections_per_backend()));
+    limited |= bc.max_connections > 0;
+  }
+  CheckMax(f, pp + ".max_queue", p.max_queue(), 1, 1'000'000, "100");
+  pc->max_queue = static_cast<int32_t>(Or(p.max_queue(), 100u));
+  CheckMax(f, pp + ".queue_timeout_ms", p.queue_timeout_ms(), 1, 3'600'000, "1000");
+  pc->queue_timeout_ns = Or<int64_t>(p.queue_timeout_ms(), 1000) * kMs;
+  if (!limited && (p.max_queue() != 0 || p.queue_timeout_ms() != 0)) {
+    f.Error(pp + ".max_queue",
+            "max_queue/queue_timeout_ms set but no backend has a max_connections");
+  }
+  if (p.has_retry_budget()) {
+    CheckMax(f, pp + ".retry_budget.budget_percent", p.retry_budget().budget_percent(), 1, 100,
+             "20");
+    CheckMax(f, pp + ".retry_budget.min_retries", p.retry_budget().min_retries(), 1, 100'000, "10");
+    pc->retry_budget_percent = Or(p.retry_budget().budget_percent(), 20u);
+    pc->retry_budget_min = Or(p.retry_budget().min_retries(), 10u);
+  }
 }
 
 }  // namespace
@@ -303,6 +375,8 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
   absl::flat_hash_map<std::string, int> pool_index;
 
   if (c.pools().empty()) f.Error("pools", "at least one pool is required");
+  StickyStoreConfig global_store;
+  if (c.has_sticky_store()) ParseStore(f, "sticky_store", c.sticky_store(), &global_store);
   for (int i = 0; i < c.pools_size(); ++i) {
     const v1::L7Pool& p = c.pools(i);
     const std::string pp = absl::StrCat("pools[", i, "]");
@@ -371,6 +445,33 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
     CheckMax(f, pp + ".connect_retries", p.connect_retries(), 1, 10, "2");
     pc.connect_retries = Or(p.connect_retries(), 2u);
     ParseHashAndSticky(f, pp, p, &pc);
+    ParseLimits(f, pp, p, &pc);
+    // The shared sticky store: the pool's own, else the global one; only
+    // source-IP pins use it (cookies carry their pin themselves).
+    const bool own = p.has_sticky_store();
+    if (own || c.has_sticky_store()) {
+      StickyStoreConfig sc = global_store;
+      if (own) {
+        const std::string sp = pp + ".sticky_store";
+        if (pc.sticky != StickyMode::kSourceIp) {
+          f.Error(sp, "only for pools with sticky_sessions and sticky_source_ip");
+        }
+        ParseStore(f, sp, p.sticky_store(), &sc);
+      }
+      if (pc.sticky == StickyMode::kSourceIp) {
+        for (size_t k = 0; k < rc.stores.size() && pc.store < 0; ++k) {
+          const StickyStoreConfig& o = rc.stores[k];
+          if (o.host == sc.host && o.port == sc.port && o.key_prefix == sc.key_prefix &&
+              o.timeout_ns == sc.timeout_ns && o.max_backoff_ns == sc.max_backoff_ns) {
+            pc.store = static_cast<int>(k);
+          }
+        }
+        if (pc.store < 0) {
+          pc.store = static_cast<int>(rc.stores.size());
+          rc.stores.push_back(std::move(sc));
+        }
+      }
+    }
     rc.pools.push_back(std::move(pc));
   }
 
@@ -513,6 +614,13 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
   rc.timeouts.client_body_ns = Or<int64_t>(t.client_body_ms(), 30000) * kMs;
 
   rc.sticky_secret_file = c.sticky_secret_file();
+  if (c.has_sticky_store() && c.pools_size() > 0 &&
+      std::none_of(c.pools().begin(), c.pools().end(), [](const v1::L7Pool& p) {
+        return p.sticky_sessions() && p.sticky_source_ip() && !p.has_sticky_store();
+      })) {
+    // A global store no pool uses is a mistake worth saying.
+    f.Error("sticky_store", "no pool with sticky_source_ip uses it");
+  }
   if (!f.ok()) return f.ToStatus();
   return rc;
 }

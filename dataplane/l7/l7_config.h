@@ -37,6 +37,18 @@ struct SockAddr {
 struct BackendConfig {
   SockAddr addr;
   uint32_t weight = 1;
+  bool drain = false;           // at start-up; SIGHUP changes ActiveCounts' flag
+  int32_t max_connections = 0;  // in flight, all workers; 0 = unlimited
+};
+
+// A shared sticky store (Redis; dataplane/l7/redis_store.h).
+struct StickyStoreConfig {
+  std::string host;  // IP literal, no brackets
+  int port = 6379;
+  std::string text;  // as configured, for logs
+  int64_t timeout_ns = 50'000'000;
+  std::string key_prefix = "lb:sticky:";
+  int64_t max_backoff_ns = 5'000'000'000;
 };
 
 // What consistent hashing (kMaglev) hashes.
@@ -61,6 +73,15 @@ struct PoolConfig {
   // kSourceIp: the pins, shared by every worker (lock-free, the one mutable
   // object a RuntimeConfig points to; lib/l7/source_affinity.h).
   std::shared_ptr<SourceAffinity> affinity;
+  // kSourceIp with a shared store: index into RuntimeConfig::stores (the
+  // pins live there, not in `affinity`); -1 = the in-process table.
+  int store = -1;
+  // max_connections queue (all workers): places, and the wait before a 503.
+  int32_t max_queue = 100;
+  int64_t queue_timeout_ns = 1'000'000'000;
+  // Retry budget (lib/l7/retry_budget.h), per worker.
+  uint32_t retry_budget_percent = 20;
+  uint32_t retry_budget_min = 10;
   // TLS to the backends: files are read and checked by BuildUpstreamTls
   // (dataplane/l7/upstream_tls.h), not here.
   bool upstream_tls = false;
@@ -112,6 +133,9 @@ struct RuntimeConfig {
   // fills it after validation (file I/O stays out of ValidateL7Config).
   std::string sticky_secret_file;
   std::string sticky_key;
+  // Distinct shared sticky stores the pools use (each worker connects once
+  // to each).
+  std::vector<StickyStoreConfig> stores;
 };
 
 absl::StatusOr<v1::L7Config> LoadL7Config(const std::string& path);

@@ -6,7 +6,8 @@
 // SIGTERM/SIGINT: stop accepting, finish in-flight requests within
 // --drain_timeout_ms, exit 0. SIGHUP: read --config again and replace the
 // TLS certificates, keys and ticket keys for new connections (existing ones
-// keep theirs); a refused file changes nothing and says why in one line.
+// keep theirs) and the backends' drain flags; a refused file changes
+// nothing and says why in one line.
 #include <signal.h>
 #include <unistd.h>
 
@@ -52,23 +53,41 @@ DEFINE_bool(check_config, false, "Validate --config, print the result and exit (
 
 namespace {
 
-// SIGHUP: only the listeners' tls blocks may change (routes, pools and
-// sockets are fixed for the life of the process: a restart drains).
-absl::Status ReloadTls(const lb::v1::L7Config& running, lb::l7::TlsStore* store) {
+// SIGHUP: only the listeners' tls blocks and the backends' drain flags may
+// change (routes, pools and sockets are fixed for the life of the process:
+// a restart drains). Drain flags go to the shared ActiveCounts: every
+// worker sees them on its next pick (lib/l7/balancer.h).
+absl::Status Reload(const lb::v1::L7Config& running, lb::l7::TlsStore* store,
+                    const std::vector<lb::l7::ActiveCounts*>& active) {
   auto proto = lb::l7::LoadL7Config(FLAGS_config);
   if (!proto.ok()) return proto.status();
   auto config = lb::l7::ValidateL7Config(*proto);
   if (!config.ok()) return config.status();
   lb::v1::L7Config a = running, b = *proto;
-  for (auto& l : *a.mutable_listeners()) l.clear_tls();
-  for (auto& l : *b.mutable_listeners()) l.clear_tls();
+  for (auto* m : {&a, &b}) {
+    for (auto& l : *m->mutable_listeners()) l.clear_tls();
+    for (auto& p : *m->mutable_pools()) {
+      for (auto& be : *p.mutable_backends()) be.clear_drain();
+    }
+  }
   if (!google::protobuf::util::MessageDifferencer::Equals(a, b)) {
     return absl::FailedPreconditionError(
-        "fields outside listeners[].tls changed; SIGHUP reloads only TLS (restart for the rest)");
+        "fields outside listeners[].tls and pools[].backends[].drain changed; SIGHUP reloads "
+        "only those (restart for the rest)");
   }
   auto ctxs = lb::l7::BuildTlsContexts(*config);
   if (!ctxs.ok()) return ctxs.status();
   store->Set(*std::move(ctxs));
+  for (size_t p = 0; p < config->pools.size(); ++p) {
+    for (size_t k = 0; k < config->pools[p].backends.size(); ++k) {
+      const bool drain = config->pools[p].backends[k].drain;
+      if (active[p]->Draining(static_cast<int>(k)) != drain) {
+        LOG(INFO) << "SIGHUP: backend " << config->pools[p].backends[k].addr.text << " of pool "
+                  << config->pools[p].name << (drain ? " draining" : " active again");
+      }
+      active[p]->SetDraining(static_cast<int>(k), drain);
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -111,16 +130,18 @@ absl::Status LoadStartup(Startup* s) {
   return absl::OkStatus();
 }
 
-// Serves SIGHUP (TLS reload) until SIGTERM/SIGINT, which it returns.
-int WaitForStop(const sigset_t* sigs, const lb::v1::L7Config& running, lb::l7::TlsStore* store) {
+// Serves SIGHUP (TLS and drain reload) until SIGTERM/SIGINT, which it
+// returns.
+int WaitForStop(const sigset_t* sigs, lb::v1::L7Config running, lb::l7::TlsStore* store,
+                const std::vector<lb::l7::ActiveCounts*>& active) {
   int sig = 0;
   while (sigwait(sigs, &sig) == 0 && sig == SIGHUP) {
-    if (absl::Status st = ReloadTls(running, store); !st.ok()) {
+    if (absl::Status st = Reload(running, store, active); !st.ok()) {
       LOG(ERROR) << "SIGHUP: --config " << FLAGS_config
                  << " refused, running state kept: " << st.message();
       continue;
     }
-    LOG(INFO) << "SIGHUP: TLS certificates and keys reloaded from " << FLAGS_config;
+    LOG(INFO) << "SIGHUP: TLS certificates, keys and drain flags reloaded from " << FLAGS_config;
   }
   return sig;
 }
@@ -178,6 +199,9 @@ int main(int argc, char** argv) {
   for (const auto& p : config->pools) {
     active_storage.push_back(std::make_unique<lb::l7::ActiveCounts>(p.backends.size()));
     active.push_back(active_storage.back().get());
+    for (size_t k = 0; k < p.backends.size(); ++k) {
+      active.back()->SetDraining(static_cast<int>(k), p.backends[k].drain);
+    }
   }
   std::vector<std::unique_ptr<lb::l7::WorkerCounters>> counters;
   std::vector<std::unique_ptr<lb::l7::Worker>> workers;
@@ -220,7 +244,7 @@ int main(int argc, char** argv) {
   }
   LOG(INFO) << "lb-l7 ready: " << nworkers << " worker(s)";
 
-  const int sig = WaitForStop(&sigs, proto, &tls_store);
+  const int sig = WaitForStop(&sigs, proto, &tls_store, active);
   LOG(INFO) << "signal " << sig << ": draining (up to " << FLAGS_drain_timeout_ms << " ms)";
   const uint32_t grace = std::min(FLAGS_drain_idle_grace_ms, FLAGS_drain_timeout_ms);
   for (auto& w : workers) w->RequestStop(FLAGS_drain_timeout_ms, grace);

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "dataplane/l7/conn.h"
+#include "dataplane/l7/redis_store.h"
 #include "dataplane/l7/tls.h"
 #include "dataplane/l7/upstream_tls.h"
 #include "glog/logging.h"
@@ -42,7 +43,7 @@ void UpstreamSink::OnComplete() { w->UpstreamDone(u); }
 
 Worker::Worker(int id, const RuntimeConfig* config, WorkerCounters* counters,
                const std::vector<ActiveCounts*>& active)
-    : id_(id), config_(config), counters_(counters) {
+    : id_(id), config_(config), counters_(counters), active_(active) {
   // Backends are trusted more than clients, but their heads are still bounded.
   upstream_limits_.max_header_bytes = 65536;
   upstream_limits_.max_header_count = 256;
@@ -56,11 +57,16 @@ Worker::Worker(int id, const RuntimeConfig* config, WorkerCounters* counters,
     for (const BackendConfig& b : pc.backends) weights.push_back(b.weight);
     balancers_.emplace_back(pc.algorithm, std::move(weights), pc.health, id_seed_ + p, active[p]);
     balancers_.back().SetRing(pc.ring.get());
+    std::vector<int32_t> limits;
+    for (const BackendConfig& b : pc.backends) limits.push_back(b.max_connections);
+    balancers_.back().SetLimits(std::move(limits));
+    budgets_.emplace_back(pc.retry_budget_percent, pc.retry_budget_min);
     idle_.emplace_back(pc.backends.size());
     up_sessions_.emplace_back(pc.backends.size(), nullptr);
     backend_base_.push_back(slot);
     slot += static_cast<int>(pc.backends.size());
   }
+  queue_.resize(config_->pools.size());
   int rslot = 0;
   for (const ListenerConfig& l : config_->listeners) {
     route_base_.push_back(rslot);
@@ -112,6 +118,9 @@ absl::Status Worker::Open() {
   ev.data.ptr = wake.get();
   epoll_ctl(epfd_, EPOLL_CTL_ADD, wakefd_, &ev);
   listeners_.push_back(std::move(wake));  // owned with the listeners; fd closed separately
+  for (const StickyStoreConfig& sc : config_->stores) {
+    stores_.push_back(std::make_unique<RedisStore>(sc, epfd_, counters_, id_));
+  }
   for (size_t i = 0; i < config_->listeners.size(); ++i) {
     const ListenerConfig& lc = config_->listeners[i];
     const int fd = socket(lc.addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -176,8 +185,16 @@ void Worker::Run() {
   int64_t next_tick = Now() + kTickMs * 1'000'000LL;
   while (true) {
     RefreshTls();  // one acquire load per turn; new connections get the new generation
-    const int n = epoll_wait(epfd_, events, kMaxEvents,
-                             tls_ready_.empty() && up_tls_ready_.empty() ? kTickMs : 0);
+    int wait_ms = tls_ready_.empty() && up_tls_ready_.empty() ? kTickMs : 0;
+    for (const auto& s : stores_) {
+      // A store lookup's timeout is finer than the tick.
+      const int64_t d = s->NextDeadline();
+      if (d != 0 && wait_ms > 0) {
+        const int64_t ms = (d - Now()) / 1'000'000 + 1;
+        wait_ms = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(wait_ms, ms)));
+      }
+    }
+    const int n = epoll_wait(epfd_, events, kMaxEvents, wait_ms);
     for (int i = 0; i < n; ++i) {
       auto* p = static_cast<Pollable*>(events[i].data.ptr);
       if (p->dead) continue;  // closed by an earlier event of this batch
@@ -191,6 +208,12 @@ void Worker::Run() {
         case Kind::kUpstream:
           OnUpstream(static_cast<UpstreamConn*>(p), events[i].events);
           break;
+        case Kind::kStore: {
+          auto* st = static_cast<RedisStore*>(p);
+          st->OnEvent(events[i].events);
+          StoreResults(st);
+          break;
+        }
         case Kind::kWake: {
           uint64_t v;
           ssize_t r = read(wakefd_, &v, sizeof(v));
@@ -200,6 +223,11 @@ void Worker::Run() {
       }
     }
     RunTlsReady();
+    for (auto& st : stores_) {
+      st->OnTimer(Now());
+      StoreResults(st.get());
+    }
+    if (queued_total_ > 0) ServeQueues();
     // Freed only now: later events of the batch may still point at them.
     for (Pollable* p : dead_) delete p;
     dead_.clear();
@@ -352,13 +380,22 @@ void Worker::FlushAccessLog() {
 // ----------------------------------------------------------------- timers ---
 
 void Worker::OnTick(int64_t now) {
+  CloseDrainingIdle();
   for (size_t i = 0; i < clients_.size();) {
     ClientConn* c = clients_[i];
-    if (c->deadline == 0 || now < c->deadline) {
+    if (c->deadline == 0 || now < c->deadline || c->store_wait) {
       ++i;
       continue;
     }
     c->deadline = 0;
+    if (c->queued) {
+      Unqueue(c);
+      counters_->queue_timeouts.Add();
+      LocalResponse(c, 503, "backend queue timeout", !c->req_done);
+      ClientFlush(c);
+      if (i < clients_.size() && clients_[i] == c) ++i;
+      continue;
+    }
     switch (c->state) {
       case ClientConn::State::kWaiting:
         if (c->passthrough) {

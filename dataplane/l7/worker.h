@@ -30,6 +30,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +40,7 @@
 #include "dataplane/l7/counters.h"
 #include "dataplane/l7/l7_config.h"
 #include "lib/l7/balancer.h"
+#include "lib/l7/retry_budget.h"
 
 namespace lb::l7 {
 
@@ -48,6 +50,7 @@ struct Pollable;
 class TlsContext;
 class TlsStore;
 class UpstreamTls;
+class RedisStore;
 
 class Worker {
  public:
@@ -122,9 +125,24 @@ class Worker {
 
   // Sticky sessions (worker_sticky.cc): the request's pin, the pinned
   // backend if it is available, and the Set-Cookie / table refresh.
-  void StickyLookup(ClientConn* c);
+  // StickyLookup returns true when the pin is being asked of the shared
+  // store: the request resumes in StoreResults.
+  bool StickyLookup(ClientConn* c);
+  void StoreResults(RedisStore* s);
+  // Continues a request that waited (store answer, queue) with its pending bytes.
+  void Resume(ClientConn* c);
   int StickyBackend(ClientConn* c);
   void StickyRespond(ClientConn* c, std::string* head);
+
+  // max_connections queue (worker_upstream.cc): a request waits for a
+  // backend below its limit, at most queue_timeout_ms (then 503).
+  void Enqueue(ClientConn* c, std::string pending);
+  void Unqueue(ClientConn* c);
+  void ServeQueues();
+  // The pool's retry budget allows one more retry (else counted).
+  bool RetryAllowed(int pool);
+  // Draining backends: their idle pooled connections close (each tick).
+  void CloseDrainingIdle();
 
   // Upstream side.
   void StartUpstream(ClientConn* c, std::string pending);
@@ -172,7 +190,14 @@ class Worker {
   int epfd_ = -1;
   int wakefd_ = -1;
   std::vector<std::unique_ptr<Pollable>> listeners_;
-  std::vector<Balancer> balancers_;  // per pool
+  std::vector<Balancer> balancers_;    // per pool
+  std::vector<ActiveCounts*> active_;  // per pool, shared with the other workers
+  std::vector<RetryBudget> budgets_;   // per pool
+  // Requests waiting for a backend under max_connections, per pool (FIFO).
+  std::vector<std::deque<ClientConn*>> queue_;
+  bool requeue_front_ = false;  // ServeQueues: a request that still cannot go keeps its place
+  size_t queued_total_ = 0;
+  std::vector<std::unique_ptr<RedisStore>> stores_;  // per RuntimeConfig::stores
   // idle_[pool][backend]: pooled keep-alive upstream connections (LIFO).
   std::vector<std::vector<std::vector<UpstreamConn*>>> idle_;
   std::vector<int> backend_base_;  // first backend slot of each pool

@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "dataplane/l7/conn.h"
+#include "dataplane/l7/redis_store.h"
 #include "dataplane/l7/tls.h"
 #include "glog/logging.h"
 #include "lib/l7/headers.h"
@@ -140,7 +141,7 @@ void Worker::ClientRead(ClientConn* c) {
     }
     c->read_eof = true;
   }
-  if (got && c->state == ClientConn::State::kActive && !c->req_done) {
+  if (got && c->state == ClientConn::State::kActive && !c->req_done && !c->queued) {
     c->deadline = Now() + config_->timeouts.client_body_ns;
   }
   if (got && c->state == ClientConn::State::kWaiting && !c->head_timer) {
@@ -209,6 +210,8 @@ void Worker::PumpLoop(ClientConn* c) {
       return;
     }
     if (c->state == ClientConn::State::kActive && c->req_done) return;  // pipelined: wait
+    // No backend yet (store lookup, queue): the body waits in the socket.
+    if (c->store_wait || c->queued) return;
     size_t allowed = c->in.size();
     if (c->state == ClientConn::State::kActive && !c->local) {
       // Body: no more than the upstream buffer can take (back-pressure).
@@ -266,7 +269,7 @@ void Worker::ClientHead(ClientConn* c) {
     return;
   }
   c->pick_hash = PickHash(config_->pools[c->pool], h, c->ip_hash);
-  StickyLookup(c);
+  budgets_[c->pool].OnRequest(c->t_start);
   ForwardInfo fi;
   fi.client_ip = c->peer_ip;
   fi.client_ipv6 = c->ipv6;
@@ -280,10 +283,25 @@ void Worker::ClientHead(ClientConn* c) {
   c->rid = BuildUpstreamRequest(h, fi, &head, lc.router.RulesOf(c->route));
   const bool bodyless = !h.chunked && h.content_length <= 0;
   if (bodyless) c->up_head = head;
+  if (StickyLookup(c)) {
+    c->pending = std::move(head);  // resumed by StoreResults
+    return;
+  }
   StartUpstream(c, std::move(head));
 }
 
 void Worker::ClientBody(ClientConn* c, const char* data, size_t n) {
+  if (!c->local && (c->store_wait || c->queued)) {
+    // Parsed with the head while no backend is chosen yet: kept with it.
+    if (c->req.chunked) {
+      Buffer b;
+      AppendChunk(&b, data, n);
+      c->pending.append(b.data(), b.size());
+    } else {
+      c->pending.append(data, n);
+    }
+    return;
+  }
   if (c->local || c->up == nullptr) return;  // answered already: discard
   if (c->req.chunked) {
     AppendChunk(&c->up->out, data, n);
@@ -294,11 +312,15 @@ void Worker::ClientBody(ClientConn* c, const char* data, size_t n) {
 
 void Worker::ClientRequestDone(ClientConn* c) {
   c->req_done = true;
-  c->deadline = 0;  // from now on the upstream timers run
+  if (!c->queued) c->deadline = 0;  // from now on the upstream timers run (or the queue's)
   if (c->local) {
     // Answered already (by lb-l7, or by a backend before the body ended):
     // the body is consumed, next request.
     if (c->state == ClientConn::State::kActive && c->resp_started) FinishStream(c);
+    return;
+  }
+  if (c->store_wait || c->queued) {
+    if (c->req.chunked) c->pending.append("0\r\n\r\n", 5);
     return;
   }
   if (c->up != nullptr) {
@@ -309,6 +331,12 @@ void Worker::ClientRequestDone(ClientConn* c) {
 
 void Worker::LocalResponse(ClientConn* c, int status, const char* body, bool close) {
   if (c->up != nullptr) AbandonUpstream(c);
+  if (c->queued) Unqueue(c);
+  if (c->store_wait) {
+    stores_[c->store]->Forget(c);
+    c->store_wait = false;
+  }
+  c->pending.clear();
   if (c->state != ClientConn::State::kActive) {
     // Refused before a head was accepted: no route, no request to count.
     c->req.Clear();
@@ -405,6 +433,11 @@ void Worker::ClientFlush(ClientConn* c) {
 void Worker::CloseClient(ClientConn* c) {
   if (c->dead) return;
   if (c->up != nullptr) AbandonUpstream(c);
+  if (c->queued) Unqueue(c);
+  if (c->store_wait) {
+    stores_[c->store]->Forget(c);
+    c->store_wait = false;
+  }
   if (c->tls_ready) {
     auto it = std::find(tls_ready_.begin(), tls_ready_.end(), c);
     if (it != tls_ready_.end()) tls_ready_.erase(it);

@@ -39,8 +39,7 @@ void Worker::Attach(ClientConn* c, UpstreamConn* u, int backend) {
   u->deadline = u->t_sent + (u->connecting ? config_->timeouts.upstream_connect_ns
                                            : config_->timeouts.upstream_response_ns);
   c->up = u;
-  c->backend = backend;
-  balancers_[u->pool].Begin(backend);
+  c->backend = backend;  // counted active by StartUpstream (TryBegin)
 }
 
 void Worker::StartUpstream(ClientConn* c, std::string pending) {
@@ -49,8 +48,16 @@ void Worker::StartUpstream(ClientConn* c, std::string pending) {
   while (true) {
     int b = StickyBackend(c);
     if (b < 0) b = bal.Pick(c->pick_hash, Now(), c->tried);
+    // A backend at its max_connections (another worker may have taken the
+    // last place since the pick): wait in the queue.
+    if (b >= 0 && !bal.TryBegin(b)) {
+      Enqueue(c, std::move(pending));
+      return;
+    }
     if (b < 0) {
-      if (c->tried.empty()) {
+      if (bal.saw_full()) {
+        Enqueue(c, std::move(pending));
+      } else if (c->tried.empty()) {
         counters_->no_backend.Add();
         LocalResponse(c, 503, "no backend available", false);
       } else {
@@ -70,11 +77,92 @@ void Worker::StartUpstream(ClientConn* c, std::string pending) {
       return;
     }
     if (Connect(c, b, &pending)) return;
-    if (!IsIdempotent(c->req.method) || c->tried.size() > pc.connect_retries) {
+    bal.End(b);
+    if (!IsIdempotent(c->req.method) || c->tried.size() > pc.connect_retries ||
+        !RetryAllowed(c->pool)) {
       LocalResponse(c, 502, "cannot connect to a backend", false);
       return;
     }
     counters_->upstream_retries.Add();
+  }
+}
+
+bool Worker::RetryAllowed(int pool) {
+  if (budgets_[pool].TryRetry(Now())) return true;
+  counters_->retry_budget_exhausted.Add();
+  return false;
+}
+
+void Worker::Enqueue(ClientConn* c, std::string pending) {
+  const PoolConfig& pc = config_->pools[c->pool];
+  if (requeue_front_) {
+    // Served from the queue and still no room: back to the front, same
+    // place and deadline (its place in the shared count was kept).
+    c->queued = true;
+    c->pending = std::move(pending);
+    queue_[c->pool].push_front(c);
+    ++queued_total_;
+    counters_->queued_requests.Add();
+    return;
+  }
+  if (!active_[c->pool]->TryQueue(pc.max_queue)) {
+    counters_->queue_overflows.Add();
+    LocalResponse(c, 503, "backend queue full", !c->req_done);
+    return;
+  }
+  c->queued = true;
+  c->pending = std::move(pending);
+  c->deadline = Now() + pc.queue_timeout_ns;
+  queue_[c->pool].push_back(c);
+  ++queued_total_;
+  counters_->queued_requests.Add();
+}
+
+void Worker::Unqueue(ClientConn* c) {
+  auto& q = queue_[c->pool];
+  auto it = std::find(q.begin(), q.end(), c);
+  if (it != q.end()) q.erase(it);
+  c->queued = false;
+  --queued_total_;
+  counters_->queued_requests.Sub();
+  active_[c->pool]->Unqueue();
+}
+
+void Worker::ServeQueues() {
+  for (size_t p = 0; p < queue_.size(); ++p) {
+    auto& q = queue_[p];
+    while (!q.empty()) {
+      ClientConn* c = q.front();
+      q.pop_front();
+      c->queued = false;
+      --queued_total_;
+      counters_->queued_requests.Sub();
+      requeue_front_ = true;
+      const int64_t deadline = c->deadline;
+      std::string pending = std::move(c->pending);
+      c->pending.clear();
+      StartUpstream(c, std::move(pending));
+      requeue_front_ = false;
+      if (c->queued) {
+        c->deadline = deadline;
+        break;  // still no room in this pool
+      }
+      active_[p]->Unqueue();
+      if (!c->dead) {
+        c->deadline = c->req_done ? 0 : Now() + config_->timeouts.client_body_ns;
+        if (!c->in_pump) ClientPump(c);
+      }
+      if (!c->dead) ClientFlush(c);
+    }
+  }
+}
+
+void Worker::CloseDrainingIdle() {
+  for (size_t p = 0; p < idle_.size(); ++p) {
+    for (size_t b = 0; b < idle_[p].size(); ++b) {
+      if (idle_[p][b].empty() || !balancers_[p].draining(static_cast<int>(b))) continue;
+      while (!idle_[p][b].empty()) CloseUpstream(idle_[p][b].back());
+    }
   }
 }
 
@@ -170,7 +258,7 @@ void Worker::UpstreamFailed(UpstreamConn* u, bool connect_failure, const char* w
   const bool resend_ok =
       connect_failure || (c->req_done && !c->up_head.empty() && !u->parser.started());
   const bool retry = !c->resp_started && IsIdempotent(c->req.method) &&
-                     c->tried.size() < pc.connect_retries + 1 && resend_ok;
+                     c->tried.size() < pc.connect_retries + 1 && resend_ok && RetryAllowed(c->pool);
   std::string pending = connect_failure ? u->out.Take() : c->up_head;
   c->tried.push_back(u->backend);
   u->client = nullptr;
@@ -433,7 +521,8 @@ void Worker::CompleteResponse(UpstreamConn* u, bool no_extra) {
 
 void Worker::ReleaseUpstream(UpstreamConn* u, bool reusable) {
   auto& idle = idle_[u->pool][u->backend];
-  if (!reusable || idle.size() >= config_->pools[u->pool].max_idle_per_backend) {
+  if (!reusable || idle.size() >= config_->pools[u->pool].max_idle_per_backend ||
+      balancers_[u->pool].draining(u->backend)) {
     CloseUpstream(u);
     return;
   }

@@ -22,14 +22,22 @@ uint64_t Balancer::NextRandom() {
 }
 
 bool Balancer::Available(int b, int64_t now_ns) const {
-  return backends_[b].weight > 0 && backends_[b].ejected_until <= now_ns;
+  return backends_[b].weight > 0 && backends_[b].ejected_until <= now_ns && !draining(b);
 }
 
-bool Balancer::Usable(int b, int64_t now_ns, absl::Span<const int> exclude) const {
-  return Available(b, now_ns) && std::find(exclude.begin(), exclude.end(), b) == exclude.end();
+bool Balancer::Usable(int b, int64_t now_ns, absl::Span<const int> exclude) {
+  if (!Available(b, now_ns) || std::find(exclude.begin(), exclude.end(), b) != exclude.end()) {
+    return false;
+  }
+  if (Full(b)) {
+    saw_full_ = true;
+    return false;
+  }
+  return true;
 }
 
 int Balancer::Pick(uint64_t client_hash, int64_t now_ns, absl::Span<const int> exclude) {
+  saw_full_ = false;
   const int n = size();
   if (n == 0) return -1;
   switch (algorithm_) {
@@ -107,7 +115,7 @@ int Balancer::Pick(uint64_t client_hash, int64_t now_ns, absl::Span<const int> e
   return -1;
 }
 
-int Balancer::PickMaglev(uint64_t key_hash, int64_t now_ns, absl::Span<const int> exclude) const {
+int Balancer::PickMaglev(uint64_t key_hash, int64_t now_ns, absl::Span<const int> exclude) {
   if (ring_ == nullptr || ring_->empty()) return -1;
   // With nothing usable the walk below would scan the whole ring.
   bool any = false;

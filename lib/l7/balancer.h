@@ -26,7 +26,8 @@
 //     BuildMaglevRing and shared read-only by every worker). An
 //     unavailable backend falls through to the next entry of the ring that
 //     names an available one, so only its own keys move.
-// Weight 0 takes a backend out of every algorithm.
+// Weight 0 takes a backend out of every algorithm, and so does draining
+// (ActiveCounts::SetDraining) and, while it lasts, max_connections.
 //
 // Passive health (outlier detection, Envoy-like): `consecutive_failures`
 // connect failures in a row eject a backend for `eject_ns`; any success
@@ -74,20 +75,49 @@ absl::StatusOr<std::vector<uint32_t>> BuildMaglevRing(absl::Span<const std::stri
 // equal on every node and build, unlike absl::Hash.
 uint64_t HashKey(absl::string_view key);
 
-// Active requests per backend of one pool, shared by every worker's
-// Balancer of that pool. Each slot on its own cache line: backends are
-// counted by different workers at once.
+// The state of one pool's backends that every worker shares: active
+// requests per backend (least_connections, random, max_connections), the
+// draining flag per backend, and the number of requests queued for the pool.
+// Each backend slot on its own cache line: backends are counted by different
+// workers at once. All relaxed: each value is a count or a flag, no other
+// memory is published through it; a worker may see another's change a
+// moment late, which only makes a pick slightly less exact (TryAdd is a CAS,
+// so a limit is never exceeded).
+//
+// Threads: any worker; SetDraining from the main thread (config reload).
 class ActiveCounts {
  public:
   explicit ActiveCounts(size_t n) : slots_(new Slot[n]) {}
   void Add(int b, int32_t d) { slots_[b].v.fetch_add(d, std::memory_order_relaxed); }
   int32_t Get(int b) const { return slots_[b].v.load(std::memory_order_relaxed); }
+  // One more active request on `b` unless it already has `max` (> 0).
+  bool TryAdd(int b, int32_t max) {
+    int32_t v = slots_[b].v.load(std::memory_order_relaxed);
+    do {
+      if (v >= max) return false;
+    } while (!slots_[b].v.compare_exchange_weak(v, v + 1, std::memory_order_relaxed));
+    return true;
+  }
+  void SetDraining(int b, bool on) { slots_[b].draining.store(on, std::memory_order_relaxed); }
+  bool Draining(int b) const { return slots_[b].draining.load(std::memory_order_relaxed); }
+  // The pool's queue (max_connections): a place unless `max` are queued.
+  bool TryQueue(int32_t max) {
+    int32_t v = queued_.load(std::memory_order_relaxed);
+    do {
+      if (v >= max) return false;
+    } while (!queued_.compare_exchange_weak(v, v + 1, std::memory_order_relaxed));
+    return true;
+  }
+  void Unqueue() { queued_.fetch_sub(1, std::memory_order_relaxed); }
+  int32_t Queued() const { return queued_.load(std::memory_order_relaxed); }
 
  private:
   struct alignas(64) Slot {
     std::atomic<int32_t> v{0};
+    std::atomic<bool> draining{false};
   };
   std::unique_ptr<Slot[]> slots_;
+  alignas(64) std::atomic<int32_t> queued_{0};
 };
 
 struct PassiveHealth {
@@ -103,13 +133,20 @@ class Balancer {
   Balancer(BalanceAlgorithm algorithm, std::vector<uint32_t> weights, PassiveHealth health,
            uint64_t seed, ActiveCounts* shared = nullptr);
 
+  // Per backend, the most requests in flight (all workers, with shared
+  // counts); 0 = unlimited. A backend at its limit is skipped by Pick.
+  void SetLimits(std::vector<int32_t> max) { max_ = std::move(max); }
+
   // kMaglev: the pool's ring (must outlive this Balancer); other
   // algorithms ignore it. Without a ring kMaglev picks nothing.
   void SetRing(const std::vector<uint32_t>* ring) { ring_ = ring; }
 
   // A backend for a new request, avoiding those in `exclude` (already tried
   // by this request). `client_hash` feeds kIpHash and kMaglev.
+  // A backend at its max_connections is skipped; saw_full() then says
+  // whether one was (the request should queue rather than fail).
   int Pick(uint64_t client_hash, int64_t now_ns, absl::Span<const int> exclude = {});
+  bool saw_full() const { return saw_full_; }
 
   void OnConnectFailure(int b, int64_t now_ns);
   void OnConnectSuccess(int b);
@@ -120,11 +157,32 @@ class Balancer {
     ++backends_[b].active;
     if (shared_ != nullptr) shared_->Add(b, 1);
   }
+  // Begin unless `b` is at its max_connections (then false, nothing
+  // counted). Exact across workers with shared counts (a CAS).
+  bool TryBegin(int b) {
+    const int32_t max = Limit(b);
+    if (max <= 0) {
+      Begin(b);
+      return true;
+    }
+    if (shared_ != nullptr) {
+      if (!shared_->TryAdd(b, max)) return false;
+    } else if (backends_[b].active >= max) {
+      return false;
+    }
+    ++backends_[b].active;
+    return true;
+  }
+  int32_t Limit(int b) const { return static_cast<size_t>(b) < max_.size() ? max_[b] : 0; }
+  bool Full(int b) const { return Limit(b) > 0 && active(b) >= Limit(b); }
+  // Draining (shared counts only): no new requests.
+  bool draining(int b) const { return shared_ != nullptr && shared_->Draining(b); }
   void End(int b) {
     --backends_[b].active;
     if (shared_ != nullptr) shared_->Add(b, -1);
   }
 
+  // Not weight 0, not ejected, not draining (max_connections aside).
   bool Available(int b, int64_t now_ns) const;
   int size() const { return static_cast<int>(backends_.size()); }
   // Active requests on `b`: across workers when counts are shared.
@@ -140,15 +198,17 @@ class Balancer {
     uint32_t errors_5xx = 0;
     int64_t ejected_until = 0;
   };
-  bool Usable(int b, int64_t now_ns, absl::Span<const int> exclude) const;
+  bool Usable(int b, int64_t now_ns, absl::Span<const int> exclude);
   uint64_t NextRandom();
-  int PickMaglev(uint64_t key_hash, int64_t now_ns, absl::Span<const int> exclude) const;
+  int PickMaglev(uint64_t key_hash, int64_t now_ns, absl::Span<const int> exclude);
 
   BalanceAlgorithm algorithm_;
   PassiveHealth health_;
   std::vector<State> backends_;
   ActiveCounts* shared_;
   const std::vector<uint32_t>* ring_ = nullptr;
+  std::vector<int32_t> max_;
+  bool saw_full_ = false;
   uint32_t rr_next_ = 0;
   uint64_t rng_;
 };

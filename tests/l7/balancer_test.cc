@@ -3,8 +3,11 @@
 // ip_hash is stable, passive health ejects and readmits).
 #include "lib/l7/balancer.h"
 
+#include <atomic>
 #include <map>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -159,6 +162,97 @@ TEST(Balancer, PassiveHealthEjectsAfterConsecutiveFailures) {
   b.OnConnectFailure(1, 1010);
   b.OnConnectFailure(1, 1010);
   EXPECT_EQ(b.Pick(0, 1010), -1);  // nobody left: the proxy answers 503
+}
+
+}  // namespace
+}  // namespace lb::l7
+
+namespace lb::l7 {
+namespace {
+
+// Draining (a flag in the shared counts): out of every pick, back when
+// cleared; requests already counted on it stay counted until they end.
+TEST(BalancerDrain, DrainingBackendGetsNoNewRequests) {
+  ActiveCounts shared(3);
+  Balancer b(BalanceAlgorithm::kRoundRobin, {1, 1, 1}, {}, 1, &shared);
+  b.Begin(1);
+  shared.SetDraining(1, true);
+  EXPECT_FALSE(b.Available(1, 0));
+  EXPECT_EQ(Picks(b, 6), "acacac");
+  EXPECT_EQ(b.active(1), 1);  // in flight: finishes
+  b.End(1);
+  shared.SetDraining(1, false);
+  EXPECT_TRUE(b.Available(1, 0));
+  EXPECT_NE(Picks(b, 3).find('b'), std::string::npos);
+  // Every algorithm: a Maglev ring falls through, ip_hash moves on.
+  shared.SetDraining(0, true);
+  Balancer h(BalanceAlgorithm::kIpHash, {1, 1, 1}, {}, 1, &shared);
+  for (uint64_t k = 0; k < 30; ++k) EXPECT_NE(h.Pick(k, 0), 0);
+  // Another worker's Balancer sees the same flag.
+  Balancer other(BalanceAlgorithm::kLeastConnections, {1, 1, 1}, {}, 2, &shared);
+  for (int i = 0; i < 6; ++i) EXPECT_NE(other.Pick(0, 0), 0);
+  // All draining: nothing to pick, and it is not "full" (503, not queue).
+  shared.SetDraining(1, true);
+  shared.SetDraining(2, true);
+  EXPECT_EQ(b.Pick(0, 0), -1);
+  EXPECT_FALSE(b.saw_full());
+}
+
+// max_connections counted across workers: two Balancers on one ActiveCounts
+// never exceed the limit together; a full backend is skipped, and with all
+// full Pick says so (the request queues).
+TEST(BalancerLimits, MaxConnectionsAcrossWorkers) {
+  ActiveCounts shared(2);
+  Balancer w1(BalanceAlgorithm::kRoundRobin, {1, 1}, {}, 1, &shared);
+  Balancer w2(BalanceAlgorithm::kRoundRobin, {1, 1}, {}, 2, &shared);
+  w1.SetLimits({2, 1});
+  w2.SetLimits({2, 1});
+  EXPECT_TRUE(w1.TryBegin(0));
+  EXPECT_TRUE(w2.TryBegin(0));
+  EXPECT_FALSE(w1.TryBegin(0));  // 2 in flight, from two workers
+  EXPECT_TRUE(w1.Full(0));
+  EXPECT_EQ(w2.Pick(0, 0), 1);  // 0 is full: skipped
+  EXPECT_TRUE(w2.TryBegin(1));
+  EXPECT_EQ(w1.Pick(0, 0), -1);
+  EXPECT_TRUE(w1.saw_full());
+  w2.End(0);
+  EXPECT_EQ(w1.Pick(0, 0), 0);
+  EXPECT_EQ(shared.Get(0), 1);
+  EXPECT_EQ(shared.Get(1), 1);
+  // 0 = unlimited.
+  Balancer u(BalanceAlgorithm::kRoundRobin, {1}, {}, 3);
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(u.TryBegin(0));
+}
+
+TEST(BalancerLimits, SharedQueueIsBounded) {
+  ActiveCounts shared(1);
+  EXPECT_TRUE(shared.TryQueue(2));
+  EXPECT_TRUE(shared.TryQueue(2));
+  EXPECT_FALSE(shared.TryQueue(2));
+  shared.Unqueue();
+  EXPECT_EQ(shared.Queued(), 1);
+  EXPECT_TRUE(shared.TryQueue(2));
+}
+
+// Many threads racing TryAdd on one slot never exceed the limit.
+TEST(BalancerLimits, TryAddIsExactUnderRace) {
+  ActiveCounts shared(1);
+  std::atomic<int> admitted{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&] {
+      for (int i = 0; i < 10000; ++i) {
+        if (shared.TryAdd(0, 7)) {
+          admitted.fetch_add(1);
+          EXPECT_LE(shared.Get(0), 7);
+          shared.Add(0, -1);
+        }
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(shared.Get(0), 0);
+  EXPECT_GT(admitted.load(), 0);
 }
 
 }  // namespace

@@ -246,3 +246,88 @@ TEST(L7Config, NoTlsListenerNoContext) {
 
 }  // namespace
 }  // namespace lb::l7
+
+namespace lb::l7 {
+namespace {
+
+TEST(L7Config, StickyStoreLimitsQueueAndBudget) {
+  auto rc = ValidateL7Config(Text(R"(
+    sticky_store { redis_address: "127.0.0.1:6379" }
+    listeners { name: "l" port: 8080 default_pool: "s" }
+    pools { name: "s" sticky_sessions: true sticky_source_ip: true
+      backends { address: "10.0.0.1" port: 80 drain: true }
+      backends { address: "10.0.0.2" port: 80 max_connections: 7 }
+      max_connections_per_backend: 3 max_queue: 5 queue_timeout_ms: 200
+      retry_budget { budget_percent: 10 min_retries: 4 } }
+    pools { name: "own" sticky_sessions: true sticky_source_ip: true
+      sticky_store { redis_address: "[::1]:7000" timeout_ms: 20 key_prefix: "x:" }
+      backends { address: "10.0.0.1" port: 80 } }
+    pools { name: "same" sticky_sessions: true sticky_source_ip: true
+      backends { address: "10.0.0.1" port: 80 } }
+    pools { name: "cookie" sticky_sessions: true backends { address: "10.0.0.1" port: 80 } }
+  )"));
+  ASSERT_TRUE(rc.ok()) << rc.status();
+  ASSERT_EQ(rc->stores.size(), 2u);  // the global one (shared by two pools) and "own"
+  EXPECT_EQ(rc->stores[0].host, "127.0.0.1");
+  EXPECT_EQ(rc->stores[0].port, 6379);
+  EXPECT_EQ(rc->stores[0].timeout_ns, 50'000'000);
+  EXPECT_EQ(rc->stores[0].key_prefix, "lb:sticky:");
+  EXPECT_EQ(rc->stores[1].host, "::1");
+  EXPECT_EQ(rc->stores[1].port, 7000);
+  EXPECT_EQ(rc->stores[1].timeout_ns, 20'000'000);
+  EXPECT_EQ(rc->pools[0].store, 0);
+  EXPECT_EQ(rc->pools[1].store, 1);
+  EXPECT_EQ(rc->pools[2].store, 0);
+  EXPECT_EQ(rc->pools[3].store, -1);  // cookies carry their pin
+  EXPECT_TRUE(rc->pools[0].backends[0].drain);
+  EXPECT_EQ(rc->pools[0].backends[0].max_connections, 3);  // the pool's default
+  EXPECT_EQ(rc->pools[0].backends[1].max_connections, 7);
+  EXPECT_EQ(rc->pools[0].max_queue, 5);
+  EXPECT_EQ(rc->pools[0].queue_timeout_ns, 200'000'000);
+  EXPECT_EQ(rc->pools[0].retry_budget_percent, 10u);
+  EXPECT_EQ(rc->pools[0].retry_budget_min, 4u);
+  EXPECT_EQ(rc->pools[1].backends[0].max_connections, 0);  // unlimited
+  EXPECT_EQ(rc->pools[1].retry_budget_percent, 20u);       // default budget
+  EXPECT_EQ(rc->pools[1].retry_budget_min, 10u);
+}
+
+TEST(L7Config, StoreLimitAndBudgetErrorsNameTheField) {
+  auto rc = ValidateL7Config(Text(R"(
+    sticky_store { redis_address: "localhost:6379" }
+    listeners { name: "l" port: 8080 default_pool: "a" }
+    pools { name: "a" sticky_sessions: true sticky_source_ip: true
+      backends { address: "10.0.0.1" port: 80 max_connections: 2000000 }
+      max_queue: 0 queue_timeout_ms: 0 retry_budget { budget_percent: 101 } }
+    pools { name: "b" sticky_sessions: true
+      sticky_store { redis_address: "10.0.0.1:0" timeout_ms: 9000 key_prefix: "a b" }
+      backends { address: "10.0.0.1" port: 80 } }
+    pools { name: "c" max_queue: 3 backends { address: "10.0.0.1" port: 80 } }
+  )"));
+  ASSERT_FALSE(rc.ok());
+  const std::string m(rc.status().message());
+  for (const char* want : {
+           "sticky_store.redis_address: \"localhost:6379\" is not IPv4:port or [IPv6]:port",
+           "pools[0].backends[0].max_connections: 2000000 out of range",
+           "pools[0].retry_budget.budget_percent: 101 out of range",
+           "pools[1].sticky_store: only for pools with sticky_sessions and sticky_source_ip",
+           "pools[1].sticky_store.redis_address: \"10.0.0.1:0\" is not",
+           "pools[1].sticky_store.timeout_ms: 9000 out of range",
+           "pools[1].sticky_store.key_prefix: visible ASCII",
+           "pools[2].max_queue: max_queue/queue_timeout_ms set but no backend has a "
+           "max_connections",
+       }) {
+    EXPECT_NE(m.find(want), std::string::npos) << want << "\nin: " << m;
+  }
+  auto unused = ValidateL7Config(Text(R"(
+    sticky_store { redis_address: "127.0.0.1:6379" }
+    listeners { name: "l" port: 8080 default_pool: "a" }
+    pools { name: "a" backends { address: "10.0.0.1" port: 80 } }
+  )"));
+  ASSERT_FALSE(unused.ok());
+  EXPECT_NE(unused.status().message().find("sticky_store: no pool with sticky_source_ip uses it"),
+            std::string::npos)
+      << unused.status();
+}
+
+}  // namespace
+}  // namespace lb::l7
