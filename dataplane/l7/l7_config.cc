@@ -279,6 +279,8 @@ void ParsePassthrough(Findings& f, const std::string& lp, const v1::L7Listener& 
   }
   lc->router = *std::move(router);
   lc->passthrough = true;
+}
+
 // A sticky_store block; `path` names it in errors.
 void ParseStore(Findings& f, const std::string& path, const v1::L7StickyStore& s,
                 StickyStoreConfig* out) {
