@@ -12,8 +12,9 @@ lbctl. Checks:
      nothing; the one with it starts with nothing until `lbctl l7 set`,
      then serves generation 1;
   2. routes changed by `lbctl l7 set` under three request loops (a new
-     connection per request, twice, and one keep-alive connection): 0
-     failed requests, and the new route serves;
+     connection per request, twice, and one keep-alive connection) and
+     wrk (8 keep-alive connections): 0 failed requests, and the new route
+     serves;
   3. an invalid config is refused by lbctl naming the field (exit 4) and a
      stale --expected_generation (exit 6); lb-l7 keeps generation 2; a
      config the control plane accepts but lb-l7 cannot run (a TLS file
@@ -207,6 +208,11 @@ def run(h, lb_cp, lbctl):
     threads = [threading.Thread(target=loop, args=(k,)) for k in (False, False, True)]
     for t in threads:
         t.start()
+    # And wrk: 8 keep-alive connections, each sees its connection closed
+    # after at most one more answer from the old workers and reconnects.
+    wrk = subprocess.Popen(["wrk", "-t1", "-c8", "-d3s", f"http://127.0.0.1:{listen}/x"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    h.procs.append(wrk)
     time.sleep(0.7)
     cfg2 = h.write("l7-2.textproto", l7_config(listen, a, b, default="b", api_pool="a"))
     r = lbctl_run("l7", "set", cfg2, "--expected_generation=1")
@@ -216,14 +222,19 @@ def run(h, lb_cp, lbctl):
     stop.set()
     for t in threads:
         t.join()
+    wrk_out = wrk.communicate(timeout=15)[0]
+    wm = re.search(r"(\d+) requests in", wrk_out)
+    check(wrk.returncode == 0 and wm and int(wm.group(1)) > 0, "wrk did not run:\n" + wrk_out)
+    check("Socket errors" not in wrk_out and "Non-2xx" not in wrk_out,
+          "wrk saw errors across the change:\n" + wrk_out)
     check(not results["fail"], f"failed requests across the change: {results['fail'][:5]}")
     check(results["bodies"] == {"a", "b"}, f"bodies seen: {results['bodies']}")
     check(get(listen, "/api/v1") == (200, "a"), "new route /api -> pool a not served")
     m = lib.scrape(admin)
     check(lib.metric(m, "lb_l7_config_generation") == 2, "lb_l7_config_generation != 2")
     check(lib.metric(m, "lb_l7_controlplane_connected") == 1, "not connected")
-    print(f"ok routes changed under 3 request loops: {results['ok']} requests, 0 failed; "
-          "new routes serve", flush=True)
+    print(f"ok routes changed under 3 request loops ({results['ok']} requests) and wrk -c8 "
+          f"({wm.group(1)} requests): 0 failed; new routes serve", flush=True)
 
     # 3. Refusals.
     bad = h.write("l7-bad.textproto", l7_config(listen, a, 0, default="a"))
