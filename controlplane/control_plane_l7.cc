@@ -78,12 +78,10 @@ v1::L7ConfigResponse ControlPlane::WaitL7Config(uint64_t known, absl::Duration t
     uint64_t known;
   } arg{&m, known};
   absl::MutexLock l(&m.snapshot_mu);
-  m.snapshot_mu.AwaitWithTimeout(absl::Condition(
-                                     +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                       return a->m->snapshot->config->l7_generation() != a->known;
-                                     },
-                                     &arg),
-                                 timeout);
+  m.snapshot_mu.AwaitWithTimeout(
+      absl::Condition(
+          +[](Arg* a) { return a->m->snapshot->config->l7_generation() != a->known; }, &arg),
+      timeout);
   return ResponseOf(*m.snapshot->config);
 }
 
