@@ -23,7 +23,8 @@ lbctl. Checks:
   4. the last good file is 0600 and holds the running generation;
   5. control plane killed (-9): lb-l7 keeps serving; lb-l7 restarted: it
      starts from the last good file and serves it; control plane restarted
-     (same state): lb-l7 reconnects and applies the next change.
+     (same state): lb-l7 reconnects and applies the next change;
+  6. standalone --config: SIGHUP applies an edited file (routes) live.
 """
 import http.client
 import os
@@ -299,6 +300,21 @@ def run(h, lb_cp, lbctl):
     check(l7.wait(15) == 0, "lb-l7 did not exit 0")
     print("ok control plane killed: served on; lb-l7 restarted from the last good file; "
           "control plane back (state kept): reconnected and applied generation 5", flush=True)
+
+    # 6. Standalone: --config, and SIGHUP applies a route change live.
+    listen2 = lib.free_port()
+    conf = h.write("standalone.textproto", l7_config(listen2, a, b, default="a"))
+    solo, solo_log = h.start_lb("l7-standalone", conf, lib.free_port())
+    check(lib.wait_ready(solo, solo_log, 10), "standalone lb-l7 not ready")
+    check(wait_body(listen2, "/x", "a", 5), "standalone config not served")
+    h.write("standalone.textproto", l7_config(listen2, a, b, default="b", api_pool="a"))
+    solo.send_signal(signal.SIGHUP)
+    check(wait_body(listen2, "/x", "b", 5) and get(listen2, "/api") == (200, "a"),
+          "SIGHUP did not apply the edited --config")
+    check("applied (generation 2)" in open(solo_log).read(), "SIGHUP apply not logged")
+    solo.send_signal(signal.SIGTERM)
+    check(solo.wait(15) == 0, "standalone lb-l7 did not exit 0")
+    print("ok standalone --config: SIGHUP applies a route change live", flush=True)
 
 
 if __name__ == "__main__":
