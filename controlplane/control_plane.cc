@@ -379,6 +379,9 @@ absl::Status ControlPlane::ReplaceConfig(const v1::Config& config) {
                  [&](std::vector<v1::Event>* ev) -> absl::StatusOr<bool> {
                    v1::Config c = config;
                    c.clear_version();
+                   // lb-l7's configuration is managed by SetL7Config only.
+                   *c.mutable_l7() = m.config->l7();
+                   c.set_l7_generation(m.config->l7_generation());
                    // Ids: explicit ones win; the rest keep the id their identity
                    // has now when free (AssignMissingIds, in the transaction).
                    absl::Status st =

@@ -56,6 +56,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "controlplane/config.h"
 #include "controlplane/dataplane_view.h"
 #include "controlplane/publisher.h"
@@ -152,6 +153,22 @@ class ControlPlane {
   // get the lowest free id. config.version is ignored. Always publishes,
   // even when nothing changed (an operator asked for it).
   absl::Status ReplaceConfig(const v1::Config& config);
+
+  // --- lb-l7's configuration (control_plane_l7.cc) ---
+  // Replaces the whole L7 document after ValidateL7Config (the validator
+  // lb-l7 runs, proto/l7_config.h): InvalidArgument naming "config.<field>".
+  // expected_generation != 0 and not the current one: FailedPrecondition,
+  // nothing changed. Accepted: generation + 1 and version + 1, stored (the
+  // store's codes when it refuses, nothing changed); the L4 tables are not
+  // republished. The same document again changes nothing.
+  absl::StatusOr<v1::L7ConfigResponse> SetL7Config(const v1::L7Config& config,
+                                                   uint64_t expected_generation);
+  v1::L7ConfigResponse GetL7Config() const;
+  // Waits up to `timeout` for the L7 generation to differ from `known`
+  // (a local SetL7Config, or a state adopted from the store), then returns
+  // the current one (the same generation on a timeout). Any thread; never
+  // waits for a transaction.
+  v1::L7ConfigResponse WaitL7Config(uint64_t known, absl::Duration timeout) const;
 
   // Health checker input, for backends of pools with a health check (other
   // reports are ignored). Republishes when the effective state changes

@@ -187,6 +187,8 @@ absl::Status ControlPlane::Impl::StartLocked(std::optional<v1::Config> stored) {
   if (options.bootstrap.has_value()) {
     v1::Config boot = *options.bootstrap;
     boot.clear_version();
+    boot.clear_l7();  // managed by SetL7Config only (control_plane.h)
+    boot.clear_l7_generation();
     return CommitLocked(std::move(boot), t0, {}, CommitMode::kAlways, &evs);
   }
   // Nothing stored, no bootstrap: an empty state (no VIPs), not stored

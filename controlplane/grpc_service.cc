@@ -454,6 +454,50 @@ grpc::Status AdminService::Watch(grpc::ServerContext* ctx, const v1::WatchReques
   return grpc::Status(grpc::StatusCode::CANCELLED, "watch: ended");
 }
 
+grpc::Status AdminService::GetL7Config(grpc::ServerContext* ctx,
+                                       const v1::GetL7ConfigRequest* /*req*/,
+                                       v1::L7ConfigResponse* resp) {
+  if (grpc::Status s = Authorize(*ctx, Access::kRead); !s.ok()) return s;
+  *resp = cp_->GetL7Config();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::SetL7Config(grpc::ServerContext* ctx, const v1::SetL7ConfigRequest* req,
+                                       v1::L7ConfigResponse* resp) {
+  if (grpc::Status s = Authorize(*ctx, Access::kMutate); !s.ok()) return s;
+  if (!req->has_config()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "config: required");
+  }
+  auto r = cp_->SetL7Config(req->config(), req->expected_generation());
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *resp = *std::move(r);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::WatchL7Config(grpc::ServerContext* ctx,
+                                         const v1::WatchL7ConfigRequest* /*req*/,
+                                         grpc::ServerWriter<v1::L7ConfigResponse>* writer) {
+  if (grpc::Status s = Authorize(*ctx, Access::kRead); !s.ok()) return s;
+  if (watchers_.fetch_add(1) >= max_watchers_) {
+    watchers_.fetch_sub(1);
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("watch: ", max_watchers_, " streams already open"));
+  }
+  // The current one first (even generation 0: the client learns the stream
+  // is up), then whenever the generation differs from the last one sent.
+  v1::L7ConfigResponse r = cp_->GetL7Config();
+  uint64_t sent = r.generation();
+  bool open = writer->Write(r);
+  while (open && !ctx->IsCancelled()) {
+    r = cp_->WaitL7Config(sent, kWatchPoll);
+    if (r.generation() == sent) continue;
+    sent = r.generation();
+    open = writer->Write(r);
+  }
+  watchers_.fetch_sub(1);
+  return grpc::Status(grpc::StatusCode::CANCELLED, "watch: ended");
+}
+
 // ----------------------------------------------------------------- server
 
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(const GrpcServerOptions& options,

@@ -157,6 +157,13 @@ class AdminService final : public v1::LoadBalancerAdmin::Service {
                          v1::TablesInfo* resp) override;
   grpc::Status Explain(grpc::ServerContext* ctx, const v1::ExplainRequest* req,
                        v1::ExplainResponse* resp) override;
+  grpc::Status GetL7Config(grpc::ServerContext* ctx, const v1::GetL7ConfigRequest* req,
+                           v1::L7ConfigResponse* resp) override;
+  grpc::Status SetL7Config(grpc::ServerContext* ctx, const v1::SetL7ConfigRequest* req,
+                           v1::L7ConfigResponse* resp) override;
+  // Counts against max_watchers like Watch.
+  grpc::Status WatchL7Config(grpc::ServerContext* ctx, const v1::WatchL7ConfigRequest* req,
+                             grpc::ServerWriter<v1::L7ConfigResponse>* writer) override;
   grpc::Status Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,
                      grpc::ServerWriter<v1::Event>* writer) override;
 

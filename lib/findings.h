@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -20,15 +21,18 @@ namespace lb {
 class Findings {
  public:
   // ToStatus shows the first `max_reported` errors, then "... and N more".
-  explicit Findings(size_t max_reported = 10) : max_reported_(max_reported) {}
+  // `prefix` goes before every path: "config." makes "pools[0].name" of a
+  // nested message read "config.pools[0].name" in an API's answer.
+  explicit Findings(size_t max_reported = 10, std::string prefix = "")
+      : max_reported_(max_reported), prefix_(std::move(prefix)) {}
 
   template <typename... Args>
   void Error(absl::string_view path, const absl::FormatSpec<Args...>& fmt, const Args&... args) {
-    errors_.push_back(absl::StrCat(path, ": ", absl::StrFormat(fmt, args...)));
+    errors_.push_back(absl::StrCat(prefix_, path, ": ", absl::StrFormat(fmt, args...)));
   }
   template <typename... Args>
   void Warning(absl::string_view path, const absl::FormatSpec<Args...>& fmt, const Args&... args) {
-    warnings_.push_back(absl::StrCat(path, ": ", absl::StrFormat(fmt, args...)));
+    warnings_.push_back(absl::StrCat(prefix_, path, ": ", absl::StrFormat(fmt, args...)));
   }
 
   bool ok() const { return errors_.empty(); }
@@ -46,6 +50,7 @@ class Findings {
 
  private:
   size_t max_reported_;
+  std::string prefix_;
   std::vector<std::string> errors_;
   std::vector<std::string> warnings_;
 };

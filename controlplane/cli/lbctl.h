@@ -7,8 +7,8 @@
 // Its rooms: command_table.cc (the grammar: every command, its arguments,
 // flags and help), lbctl.cc (dispatch, connection, errors, JSON),
 // resource_commands.cc (vip, pool, backend), query_commands.cc (stats,
-// tables, node, explain, watch); helpers arguments (values), render (human
-// output), command_line (the parser), text_table, exit_status.
+// tables, node, explain, watch), l7_commands.cc (l7 get/set); helpers arguments (values), render
+// (human output), command_line (the parser), text_table, exit_status.
 //
 // Threads: one object, used by main's thread only.
 #ifndef LB_CONTROLPLANE_CLI_LBCTL_H_
@@ -90,6 +90,8 @@ class Lbctl {
   int NodeSet(const ParsedArgs& a);
   int Explain(const ParsedArgs& a);
   int Watch(const ParsedArgs& a);
+  int L7Get(const ParsedArgs& a);
+  int L7Set(const ParsedArgs& a);
 
   std::vector<FlagDef> global_flags_;
   std::vector<CommandDef> commands_;

@@ -44,12 +44,18 @@ std::string Escape(const std::string& s) {
 
 }  // namespace
 
-AdminServer::AdminServer(const RuntimeConfig* config, std::vector<const WorkerCounters*> workers,
-                         std::vector<const ActiveCounts*> active, const AccessLog* access_log)
-    : config_(config),
-      workers_(std::move(workers)),
-      active_(std::move(active)),
-      access_log_(access_log) {}
+AdminServer::AdminServer(const AccessLog* access_log, const ConfigStatus* status)
+    : access_log_(access_log), status_(status), view_(std::make_shared<const AdminView>()) {}
+
+void AdminServer::SetView(std::shared_ptr<const AdminView> view) {
+  std::lock_guard<std::mutex> l(view_mu_);
+  view_ = std::move(view);
+}
+
+std::shared_ptr<const AdminView> AdminServer::View() const {
+  std::lock_guard<std::mutex> l(view_mu_);
+  return view_;
+}
 
 AdminServer::~AdminServer() { Stop(); }
 
@@ -397,36 +403,40 @@ void AppendScalars(const Workers& workers, std::string* o) {
 
 std::string AdminServer::RenderMetrics() const {
   std::string o;
-  AppendRouteRequests(*config_, workers_, &o);
-  AppendBackendCounters(*config_, workers_, &o);
+  RenderConfigMetrics(&o);
+  const std::shared_ptr<const AdminView> view = View();
+  const AdminView& v = *view;
+  if (v.config == nullptr) return o;  // no configuration applied yet
+  AppendRouteRequests(*v.config, v.workers, &o);
+  AppendBackendCounters(*v.config, v.workers, &o);
   absl::StrAppend(&o,
                   "# HELP lb_l7_backend_active_requests Requests in flight on a backend (all "
                   "workers).\n# TYPE lb_l7_backend_active_requests gauge\n");
-  for (size_t p = 0; p < config_->pools.size(); ++p) {
-    for (size_t b = 0; b < config_->pools[p].backends.size(); ++b) {
-      absl::StrAppend(&o, "lb_l7_backend_active_requests{pool=\"", Escape(config_->pools[p].name),
-                      "\",backend=\"", Escape(config_->pools[p].backends[b].addr.text), "\"} ",
-                      active_[p]->Get(static_cast<int>(b)), "\n");
+  for (size_t p = 0; p < v.config->pools.size(); ++p) {
+    for (size_t b = 0; b < v.config->pools[p].backends.size(); ++b) {
+      absl::StrAppend(&o, "lb_l7_backend_active_requests{pool=\"", Escape(v.config->pools[p].name),
+                      "\",backend=\"", Escape(v.config->pools[p].backends[b].addr.text), "\"} ",
+                      v.active[p]->Get(static_cast<int>(b)), "\n");
     }
   }
   absl::StrAppend(&o,
                   "# HELP lb_l7_backend_draining 1 while a backend is draining (no new "
                   "requests).\n# TYPE lb_l7_backend_draining gauge\n");
-  for (size_t p = 0; p < config_->pools.size(); ++p) {
-    for (size_t b = 0; b < config_->pools[p].backends.size(); ++b) {
-      absl::StrAppend(&o, "lb_l7_backend_draining{pool=\"", Escape(config_->pools[p].name),
-                      "\",backend=\"", Escape(config_->pools[p].backends[b].addr.text), "\"} ",
-                      active_[p]->Draining(static_cast<int>(b)) ? 1 : 0, "\n");
+  for (size_t p = 0; p < v.config->pools.size(); ++p) {
+    for (size_t b = 0; b < v.config->pools[p].backends.size(); ++b) {
+      absl::StrAppend(&o, "lb_l7_backend_draining{pool=\"", Escape(v.config->pools[p].name),
+                      "\",backend=\"", Escape(v.config->pools[p].backends[b].addr.text), "\"} ",
+                      v.active[p]->Draining(static_cast<int>(b)) ? 1 : 0, "\n");
     }
   }
-  AppendScalars(workers_, &o);
-  AppendUpstreamTlsMetrics(workers_, &o);
-  AppendPassthroughMetrics(*config_, workers_, &o);
-  AppendLatencyHistogram(*config_, workers_, "lb_l7_request_duration_seconds",
+  AppendScalars(v.workers, &o);
+  AppendUpstreamTlsMetrics(v.workers, &o);
+  AppendPassthroughMetrics(*v.config, v.workers, &o);
+  AppendLatencyHistogram(*v.config, v.workers, "lb_l7_request_duration_seconds",
                          "Request head accepted to response queued (the access log's ms=), "
                          "requests routed to a pool.",
                          &WorkerCounters::request_duration, &o);
-  AppendLatencyHistogram(*config_, workers_, "lb_l7_upstream_response_seconds",
+  AppendLatencyHistogram(*v.config, v.workers, "lb_l7_upstream_response_seconds",
                          "Request handed to the backend (after connect and TLS) to its first "
                          "response head.",
                          &WorkerCounters::upstream_response, &o);
@@ -435,30 +445,54 @@ std::string AdminServer::RenderMetrics() const {
                   "the writer was 8 MiB behind.\n# TYPE lb_l7_access_log_dropped_lines_total "
                   "counter\nlb_l7_access_log_dropped_lines_total ",
                   access_log_ != nullptr ? access_log_->dropped_lines() : 0, "\n");
-  RenderTlsMetrics(&o);
+  RenderTlsMetrics(v, &o);
   return o;
 }
 
-void AdminServer::RenderTlsMetrics(std::string* o) const {
-  if (tls_ == nullptr) return;
-  const std::vector<std::shared_ptr<TlsContext>> ctxs = tls_->Get();
-  auto sum = [this](const std::vector<Counter> WorkerCounters::*field, size_t i) {
-    uint64_t v = 0;
-    for (const WorkerCounters* w : workers_) v += (w->*field)[i].Get();
-    return v;
+void AdminServer::RenderConfigMetrics(std::string* o) const {
+  if (status_ == nullptr) return;
+  absl::StrAppend(
+      o,
+      "# HELP lb_l7_config_generation Generation of the configuration the workers run (0 = "
+      "a --config file, or none yet).\n# TYPE lb_l7_config_generation gauge\n"
+      "lb_l7_config_generation ",
+      status_->generation.load(std::memory_order_relaxed), "\n",
+      "# HELP lb_l7_config_applies_total Configurations applied (start-up included).\n"
+      "# TYPE lb_l7_config_applies_total counter\nlb_l7_config_applies_total ",
+      status_->applies.load(std::memory_order_relaxed), "\n",
+      "# HELP lb_l7_config_refusals_total Configurations refused (invalid, files missing, "
+      "listeners that cannot be opened); the running one was kept.\n"
+      "# TYPE lb_l7_config_refusals_total counter\nlb_l7_config_refusals_total ",
+      status_->refusals.load(std::memory_order_relaxed), "\n",
+      "# HELP lb_l7_controlplane_connected 1 while the control plane's configuration stream "
+      "is open (--controlplane).\n# TYPE lb_l7_controlplane_connected gauge\n"
+      "lb_l7_controlplane_connected ",
+      status_->connected.load(std::memory_order_relaxed) ? 1 : 0, "\n",
+      "# HELP lb_l7_retired_workers Workers of earlier configurations still finishing their "
+      "connections.\n# TYPE lb_l7_retired_workers gauge\nlb_l7_retired_workers ",
+      status_->retired_workers.load(std::memory_order_relaxed), "\n");
+}
+
+void AdminServer::RenderTlsMetrics(const AdminView& v, std::string* o) const {
+  if (v.tls == nullptr) return;
+  const std::vector<std::shared_ptr<TlsContext>> ctxs = v.tls->Get();
+  auto sum = [&v](const std::vector<Counter> WorkerCounters::*field, size_t i) {
+    uint64_t total = 0;
+    for (const WorkerCounters* w : v.workers) total += (w->*field)[i].Get();
+    return total;
   };
   auto header = [o](const char* name, const char* type, const char* help) {
     absl::StrAppend(o, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
   };
   std::vector<size_t> tls_listeners;
-  for (size_t l = 0; l < config_->listeners.size() && l < ctxs.size(); ++l) {
-    if (ctxs[l] != nullptr || config_->listeners[l].tls) tls_listeners.push_back(l);
+  for (size_t l = 0; l < v.config->listeners.size() && l < ctxs.size(); ++l) {
+    if (ctxs[l] != nullptr || v.config->listeners[l].tls) tls_listeners.push_back(l);
   }
   if (tls_listeners.empty()) return;
   header("lb_l7_tls_handshakes_total", "counter",
          "Completed TLS handshakes, full or resumed (session ticket or cache).");
   for (size_t l : tls_listeners) {
-    const std::string ln = Escape(config_->listeners[l].name);
+    const std::string ln = Escape(v.config->listeners[l].name);
     for (int k = 0; k < 2; ++k) {
       absl::StrAppend(o, "lb_l7_tls_handshakes_total{listener=\"", ln, "\",kind=\"",
                       k == 0 ? "full" : "resumed", "\"} ",
@@ -467,7 +501,7 @@ void AdminServer::RenderTlsMetrics(std::string* o) const {
   }
   header("lb_l7_tls_handshake_failures_total", "counter", "Failed TLS handshakes, by reason.");
   for (size_t l : tls_listeners) {
-    const std::string ln = Escape(config_->listeners[l].name);
+    const std::string ln = Escape(v.config->listeners[l].name);
     for (int k = 0; k < kTlsFailCount; ++k) {
       absl::StrAppend(o, "lb_l7_tls_handshake_failures_total{listener=\"", ln, "\",reason=\"",
                       TlsFailName(k), "\"} ",
@@ -476,7 +510,7 @@ void AdminServer::RenderTlsMetrics(std::string* o) const {
   }
   header("lb_l7_tls_versions_total", "counter", "Handshakes by negotiated TLS version.");
   for (size_t l : tls_listeners) {
-    const std::string ln = Escape(config_->listeners[l].name);
+    const std::string ln = Escape(v.config->listeners[l].name);
     for (int k = 0; k < 2; ++k) {
       absl::StrAppend(o, "lb_l7_tls_versions_total{listener=\"", ln, "\",version=\"",
                       k == 0 ? "TLSv1.2" : "TLSv1.3", "\"} ",
@@ -485,7 +519,7 @@ void AdminServer::RenderTlsMetrics(std::string* o) const {
   }
   header("lb_l7_tls_ciphers_total", "counter", "Handshakes by negotiated cipher.");
   for (size_t l : tls_listeners) {
-    const std::string ln = Escape(config_->listeners[l].name);
+    const std::string ln = Escape(v.config->listeners[l].name);
     for (int k = 0; k < kTlsCipherCount; ++k) {
       absl::StrAppend(o, "lb_l7_tls_ciphers_total{listener=\"", ln, "\",cipher=\"",
                       TlsCipherName(k), "\"} ",
@@ -499,7 +533,7 @@ void AdminServer::RenderTlsMetrics(std::string* o) const {
     if (ctxs[l] == nullptr) continue;
     for (const TlsCertInfo& c : ctxs[l]->certs()) {
       absl::StrAppend(o, "lb_l7_tls_certificate_expiry_seconds{listener=\"",
-                      Escape(config_->listeners[l].name), "\",name=\"", Escape(c.subject),
+                      Escape(v.config->listeners[l].name), "\",name=\"", Escape(c.subject),
                       "\",file=\"", Escape(c.file), "\"} ", c.not_after - now, "\n");
     }
   }

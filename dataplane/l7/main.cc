@@ -1,36 +1,70 @@
 // lb-l7: the HTTP/1.1 reverse proxy of the L7 tier (docs/L7.md).
 //
-// Start-up: load and validate --config (one line naming the field on
-// error), open every worker's listeners (one line naming the listener on
-// error), start the workers and, with --admin_port, the /metrics server.
+// Where the configuration comes from, one of:
+//  --config FILE        standalone: the file, validated at start-up (one
+//                       line naming the field on error); SIGHUP reads it
+//                       again and applies it live (runner.h).
+//  --controlplane ADDR  lb-controlplane's WatchL7Config stream
+//                       (cp_client.h): every generation is validated and
+//                       applied live, and written to --last_good_config;
+//                       when the control plane cannot be reached at
+//                       start-up, lb-l7 starts from that file. SIGHUP
+//                       re-reads the running configuration's TLS files.
+// A refused configuration changes nothing and says why in one line.
+// A backend is drained by setting its `drain` in the next configuration:
+// it gets no new requests, its sticky clients are re-pinned, and the old
+// workers finish what they have in flight.
 // SIGTERM/SIGINT: stop accepting, finish in-flight requests within
-// --drain_timeout_ms, exit 0. SIGHUP: read --config again and replace the
-// TLS certificates, keys and ticket keys for new connections (existing ones
-// keep theirs) and the backends' drain flags; a refused file changes
-// nothing and says why in one line.
+// --drain_timeout_ms, exit 0.
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "dataplane/l7/admin.h"
-#include "dataplane/l7/counters.h"
-#include "dataplane/l7/l7_config.h"
-#include "dataplane/l7/sticky_key.h"
-#include "dataplane/l7/tls.h"
-#include "dataplane/l7/upstream_tls.h"
-#include "dataplane/l7/worker.h"
+#include "dataplane/l7/cp_client.h"
+#include "dataplane/l7/last_good.h"
+#include "dataplane/l7/runner.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
-#include "google/protobuf/util/message_differencer.h"
+#include "proto/l7_config.h"
 
 DEFINE_string(config, "",
               "Path of the lb.v1.L7Config text-format file (proto/lb/v1/l7.proto): listeners, "
-              "routes, pools, limits, timeouts. Required.");
+              "routes, pools, limits, timeouts. Standalone mode; SIGHUP applies it again, live. "
+              "Give this or --controlplane.");
+DEFINE_string(controlplane, "",
+              "lb-controlplane's gRPC address (host:port): subscribe to its L7 configuration "
+              "(WatchL7Config) and apply each new generation live. Give this or --config.");
+DEFINE_string(controlplane_token_file, "",
+              "File holding the admin API's bearer token (lb-controlplane --auth_token_file), "
+              "sent with the subscription; needed when the control plane listens off loopback.");
+DEFINE_string(controlplane_tls_ca, "",
+              "PEM CA certificate(s): reach --controlplane over TLS and verify its certificate "
+              "(lb-controlplane --grpc_tls_cert). Empty = plaintext.");
+DEFINE_string(controlplane_tls_server_name, "",
+              "With --controlplane_tls_ca: the name expected in the control plane's certificate "
+              "when it is not the host of --controlplane.");
+DEFINE_string(last_good_config, "",
+              "With --controlplane: every configuration applied is written here (mode 0600, "
+              "temp file + rename, sha256-checked), and lb-l7 starts from it when the control "
+              "plane does not answer within --controlplane_start_timeout_ms. Empty = not kept.");
+DEFINE_uint32(controlplane_start_timeout_ms, 3000,
+              "With --controlplane: how long start-up waits for the control plane's "
+              "configuration before it starts from --last_good_config (it keeps subscribing "
+              "and applies the control plane's configuration when it arrives).");
+DEFINE_uint32(retire_timeout_ms, 60000,
+              "On a configuration change: how long the previous configuration's workers may "
+              "take to finish the requests and connections they hold; then they are closed.");
 DEFINE_uint32(workers, 0,
               "Worker threads, each with its own epoll loop, SO_REUSEPORT listeners, upstream "
               "pools and counters. 0 = one per online CPU.");
@@ -53,97 +87,70 @@ DEFINE_bool(check_config, false, "Validate --config, print the result and exit (
 
 namespace {
 
-// SIGHUP: only the listeners' tls blocks and the backends' drain flags may
-// change (routes, pools and sockets are fixed for the life of the process:
-// a restart drains). Drain flags go to the shared ActiveCounts: every
-// worker sees them on its next pick (lib/l7/balancer.h).
-absl::Status Reload(const lb::v1::L7Config& running, lb::l7::TlsStore* store,
-                    const std::vector<lb::l7::ActiveCounts*>& active) {
-  auto proto = lb::l7::LoadL7Config(FLAGS_config);
-  if (!proto.ok()) return proto.status();
-  auto config = lb::l7::ValidateL7Config(*proto);
-  if (!config.ok()) return config.status();
-  lb::v1::L7Config a = running, b = *proto;
-  for (auto* m : {&a, &b}) {
-    for (auto& l : *m->mutable_listeners()) l.clear_tls();
-    for (auto& p : *m->mutable_pools()) {
-      for (auto& be : *p.mutable_backends()) be.clear_drain();
-    }
-  }
-  if (!google::protobuf::util::MessageDifferencer::Equals(a, b)) {
-    return absl::FailedPreconditionError(
-        "fields outside listeners[].tls and pools[].backends[].drain changed; SIGHUP reloads "
-        "only those (restart for the rest)");
-  }
-  auto ctxs = lb::l7::BuildTlsContexts(*config);
-  if (!ctxs.ok()) return ctxs.status();
-  store->Set(*std::move(ctxs));
-  for (size_t p = 0; p < config->pools.size(); ++p) {
-    for (size_t k = 0; k < config->pools[p].backends.size(); ++k) {
-      const bool drain = config->pools[p].backends[k].drain;
-      if (active[p]->Draining(static_cast<int>(k)) != drain) {
-        LOG(INFO) << "SIGHUP: backend " << config->pools[p].backends[k].addr.text << " of pool "
-                  << config->pools[p].name << (drain ? " draining" : " active again");
-      }
-      active[p]->SetDraining(static_cast<int>(k), drain);
-    }
-  }
-  return absl::OkStatus();
+// 1 for what the machine refused (a socket, a thread), 2 for a bad config.
+int ExitCode(const absl::Status& st) {
+  return st.code() == absl::StatusCode::kUnavailable || st.code() == absl::StatusCode::kInternal
+             ? 1
+             : 2;
 }
 
-struct Startup {
-  lb::v1::L7Config proto;
-  lb::l7::RuntimeConfig config;
-  std::vector<std::shared_ptr<lb::l7::TlsContext>> tls;
-  std::vector<std::shared_ptr<lb::l7::UpstreamTls>> upstream_tls;  // per pool
-};
-
-// --config read, validated and its TLS files loaded; the error is the one
-// line to log.
-absl::Status LoadStartup(Startup* s) {
-  auto proto = lb::l7::LoadL7Config(FLAGS_config);
-  if (!proto.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("--config: ", proto.status().message()));
-  }
-  auto config = lb::l7::ValidateL7Config(*proto);
-  if (!config.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--config ", FLAGS_config, ": ", config.status().message()));
-  }
-  if (absl::Status st = lb::l7::LoadStickyKey(&*config); !st.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("--config ", FLAGS_config, ": ", st.message()));
-  }
-  auto tls = lb::l7::BuildTlsContexts(*config);
-  if (!tls.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--config ", FLAGS_config, ": ", tls.status().message()));
-  }
-  auto upstream_tls = lb::l7::BuildUpstreamTls(*config);
-  if (!upstream_tls.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--config ", FLAGS_config, ": ", upstream_tls.status().message()));
-  }
-  s->upstream_tls = *std::move(upstream_tls);
-  s->proto = *std::move(proto);
-  s->config = *std::move(config);
-  s->tls = *std::move(tls);
-  return absl::OkStatus();
+absl::StatusOr<std::string> ReadToken(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read \"", path, "\""));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string t(absl::StripAsciiWhitespace(ss.str()));
+  if (t.empty()) return absl::InvalidArgumentError(absl::StrCat("\"", path, "\" is empty"));
+  return t;
 }
 
-// Serves SIGHUP (TLS and drain reload) until SIGTERM/SIGINT, which it
-// returns.
-int WaitForStop(const sigset_t* sigs, lb::v1::L7Config running, lb::l7::TlsStore* store,
-                const std::vector<lb::l7::ActiveCounts*>& active) {
-  int sig = 0;
-  while (sigwait(sigs, &sig) == 0 && sig == SIGHUP) {
-    if (absl::Status st = Reload(running, store, active); !st.ok()) {
-      LOG(ERROR) << "SIGHUP: --config " << FLAGS_config
-                 << " refused, running state kept: " << st.message();
-      continue;
-    }
-    LOG(INFO) << "SIGHUP: TLS certificates, keys and drain flags reloaded from " << FLAGS_config;
+// The control plane's configurations: applied, then kept as the last good.
+void OnControlPlaneConfig(lb::l7::Runner* runner, const lb::v1::L7Config& config,
+                          uint64_t generation) {
+  if (runner->running() && runner->generation() == generation) return;  // in hand already
+  const uint64_t running = runner->generation();
+  if (absl::Status st = runner->Apply(config, generation); !st.ok()) {
+    LOG(ERROR) << "control plane generation " << generation << " refused, "
+               << (running != 0 ? absl::StrCat("generation ", running, " kept")
+                                : std::string("nothing running yet"))
+               << ": " << st.message();
+    return;
   }
-  return sig;
+  if (FLAGS_last_good_config.empty()) return;
+  if (absl::Status st = lb::l7::WriteLastGood(FLAGS_last_good_config, config, generation);
+      !st.ok()) {
+    LOG(ERROR) << "--last_good_config: " << st.message();
+  }
+}
+
+// With --controlplane: waits for its first configuration, else starts from
+// the last good file.
+void StartFromControlPlane(lb::l7::Runner* runner) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(FLAGS_controlplane_start_timeout_ms);
+  while (!runner->running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (runner->running()) return;
+  if (FLAGS_last_good_config.empty()) {
+    LOG(WARNING) << "no configuration from the control plane yet and no --last_good_config: "
+                    "not serving until the control plane answers";
+    return;
+  }
+  auto last = lb::l7::ReadLastGood(FLAGS_last_good_config);
+  if (!last.ok()) {
+    LOG(WARNING) << "--last_good_config: " << last.status().message()
+                 << "; not serving until the control plane answers";
+    return;
+  }
+  LOG(INFO) << "control plane " << FLAGS_controlplane << " did not answer within "
+            << FLAGS_controlplane_start_timeout_ms << " ms: starting from "
+            << FLAGS_last_good_config << " (generation " << last->generation << ")";
+  if (absl::Status st = runner->Apply(last->config, last->generation, /*only_if_none=*/true);
+      !st.ok()) {
+    LOG(ERROR) << "--last_good_config " << FLAGS_last_good_config << ": " << st.message()
+               << "; not serving until the control plane answers";
+  }
 }
 
 }  // namespace
@@ -151,27 +158,58 @@ int WaitForStop(const sigset_t* sigs, lb::v1::L7Config running, lb::l7::TlsStore
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
       "HTTP/1.1 reverse proxy of the L7 tier.\n"
-      "  lb-l7 --config l7.textproto [--workers N] [--admin_port P]");
+      "  lb-l7 --config l7.textproto [--workers N] [--admin_port P]\n"
+      "  lb-l7 --controlplane HOST:PORT --last_good_config /var/lib/lb-l7/last_good "
+      "[--controlplane_token_file F]");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
   FLAGS_logtostderr = true;
 
-  if (FLAGS_config.empty()) {
-    LOG(ERROR) << "--config: required (an lb.v1.L7Config text-format file)";
+  if (FLAGS_config.empty() == FLAGS_controlplane.empty()) {
+    LOG(ERROR) << "--config / --controlplane: give exactly one (a file, or lb-controlplane's "
+                  "address)";
     return 2;
   }
-  Startup start;
-  if (absl::Status st = LoadStartup(&start); !st.ok()) {
-    LOG(ERROR) << st.message();
-    return 2;
+  lb::v1::L7Config file_config;
+  if (!FLAGS_config.empty()) {
+    auto proto = lb::l7::LoadL7Config(FLAGS_config);
+    if (!proto.ok()) {
+      LOG(ERROR) << "--config: " << proto.status().message();
+      return 2;
+    }
+    file_config = *std::move(proto);
   }
-  const lb::v1::L7Config& proto = start.proto;
-  const lb::l7::RuntimeConfig* config = &start.config;
-  lb::l7::TlsStore tls_store(std::move(start.tls));
   if (FLAGS_check_config) {
-    std::printf("%s: valid (%zu listener(s), %zu pool(s))\n", FLAGS_config.c_str(),
-                config->listeners.size(), config->pools.size());
+    if (FLAGS_config.empty()) {
+      LOG(ERROR) << "--check_config: needs --config";
+      return 2;
+    }
+    if (absl::Status st = lb::l7::Runner::Check(file_config); !st.ok()) {
+      LOG(ERROR) << "--config " << FLAGS_config << ": " << st.message();
+      return 2;
+    }
+    std::printf("%s: valid (%d listener(s), %d pool(s))\n", FLAGS_config.c_str(),
+                file_config.listeners_size(), file_config.pools_size());
     return 0;
+  }
+  lb::l7::ControlPlaneClientOptions cp_options;
+  cp_options.address = FLAGS_controlplane;
+  if (!FLAGS_controlplane_token_file.empty()) {
+    auto token = ReadToken(FLAGS_controlplane_token_file);
+    if (!token.ok()) {
+      LOG(ERROR) << "--controlplane_token_file: " << token.status().message();
+      return 2;
+    }
+    cp_options.token = *std::move(token);
+  }
+  if (!FLAGS_controlplane_tls_ca.empty()) {
+    auto ca = ReadToken(FLAGS_controlplane_tls_ca);
+    if (!ca.ok()) {
+      LOG(ERROR) << "--controlplane_tls_ca: " << ca.status().message();
+      return 2;
+    }
+    cp_options.tls_ca_pem = *std::move(ca);
+    cp_options.tls_server_name = FLAGS_controlplane_tls_server_name;
   }
   unsigned nworkers = FLAGS_workers;
   if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency());
@@ -180,7 +218,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Signals go to the main thread only (sigwait below); workers never see them.
+  // Signals go to the main thread only (sigtimedwait below); workers never see them.
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
@@ -189,66 +227,81 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  size_t nroutes = 0, nbackends = 0;
-  for (const auto& l : config->listeners) nroutes += l.route_names.size();
-  for (const auto& p : config->pools) nbackends += p.backends.size();
-  // Active requests per backend, shared by the workers (relaxed atomics,
-  // lib/l7/balancer.h): least connections is across the whole process.
-  std::vector<std::unique_ptr<lb::l7::ActiveCounts>> active_storage;
-  std::vector<lb::l7::ActiveCounts*> active;
-  for (const auto& p : config->pools) {
-    active_storage.push_back(std::make_unique<lb::l7::ActiveCounts>(p.backends.size()));
-    active.push_back(active_storage.back().get());
-    for (size_t k = 0; k < p.backends.size(); ++k) {
-      active.back()->SetDraining(static_cast<int>(k), p.backends[k].drain);
-    }
-  }
-  std::vector<std::unique_ptr<lb::l7::WorkerCounters>> counters;
-  std::vector<std::unique_ptr<lb::l7::Worker>> workers;
-  for (unsigned i = 0; i < nworkers; ++i) {
-    counters.push_back(std::make_unique<lb::l7::WorkerCounters>(
-        nroutes, nbackends, config->listeners.size(), config->pools.size()));
-    workers.push_back(std::make_unique<lb::l7::Worker>(i, config, counters.back().get(), active));
-    workers.back()->SetTls(&tls_store);
-    workers.back()->SetUpstreamTls(&start.upstream_tls);
-    if (absl::Status st = workers.back()->Open(); !st.ok()) {
-      LOG(ERROR) << "--config " << FLAGS_config << ": " << st.message();
-      return 1;
-    }
-  }
+  lb::l7::ConfigStatus status;
   lb::l7::AccessLog access_log;
   if (!FLAGS_access_log.empty()) {
     if (absl::Status st = access_log.Open(FLAGS_access_log); !st.ok()) {
       LOG(ERROR) << "--access_log: " << st.message();
       return 1;
     }
-    for (auto& w : workers) w->SetAccessLog(&access_log);
   }
   std::unique_ptr<lb::l7::AdminServer> admin;
   if (FLAGS_admin_port != 0) {
-    std::vector<const lb::l7::WorkerCounters*> view;
-    for (auto& c : counters) view.push_back(c.get());
-    std::vector<const lb::l7::ActiveCounts*> active_view(active.begin(), active.end());
-    admin = std::make_unique<lb::l7::AdminServer>(config, std::move(view), std::move(active_view),
-                                                  &access_log);
-    admin->SetTls(&tls_store);
+    admin = std::make_unique<lb::l7::AdminServer>(&access_log, &status);
     if (absl::Status st = admin->Start(FLAGS_admin_address, FLAGS_admin_port); !st.ok()) {
       LOG(ERROR) << "--admin_port: " << st.message();
       return 1;
     }
   }
-  std::vector<std::thread> threads;
-  for (auto& w : workers) threads.emplace_back([&w] { w->Run(); });
-  for (const auto& l : config->listeners) {
-    LOG(INFO) << "lb-l7 listening on " << l.addr.text << " (" << l.name << ")";
+  lb::l7::RunnerOptions ro;
+  ro.workers = nworkers;
+  ro.drain_timeout_ms = FLAGS_drain_timeout_ms;
+  ro.idle_grace_ms = FLAGS_drain_idle_grace_ms;
+  ro.retire_timeout_ms = FLAGS_retire_timeout_ms;
+  ro.access_log = FLAGS_access_log.empty() ? nullptr : &access_log;
+  ro.admin = admin.get();
+  ro.status = &status;
+  lb::l7::Runner runner(ro);
+
+  std::unique_ptr<lb::l7::ControlPlaneClient> client;
+  // Standalone generations count the file's applications: 1, then +1 per
+  // SIGHUP that changed something.
+  uint64_t file_generation = 1;
+  if (!FLAGS_config.empty()) {
+    if (absl::Status st = runner.Apply(file_config, file_generation); !st.ok()) {
+      LOG(ERROR) << "--config " << FLAGS_config << ": " << st.message();
+      return ExitCode(st);
+    }
+  } else {
+    client = std::make_unique<lb::l7::ControlPlaneClient>(
+        cp_options,
+        [&runner](const lb::v1::L7Config& c, uint64_t g) { OnControlPlaneConfig(&runner, c, g); },
+        &status);
+    client->Start();
+    StartFromControlPlane(&runner);
   }
   LOG(INFO) << "lb-l7 ready: " << nworkers << " worker(s)";
 
-  const int sig = WaitForStop(&sigs, proto, &tls_store, active);
+  int sig = 0;
+  while (true) {
+    timespec tick{1, 0};
+    sig = sigtimedwait(&sigs, nullptr, &tick);
+    if (sig < 0) {
+      runner.Reap();  // retired generations whose workers have exited
+      continue;
+    }
+    if (sig != SIGHUP) break;
+    if (!FLAGS_config.empty()) {
+      auto proto = lb::l7::LoadL7Config(FLAGS_config);
+      absl::Status st = proto.status();
+      if (st.ok()) st = runner.Reload(*proto, file_generation + 1);
+      if (!st.ok()) {
+        LOG(ERROR) << "SIGHUP: --config " << FLAGS_config
+                   << " refused, running state kept: " << st.message();
+        continue;
+      }
+      ++file_generation;
+      LOG(INFO) << "SIGHUP: " << FLAGS_config << " applied (generation " << file_generation << ")";
+    } else if (absl::Status st = runner.ReloadTlsFiles(); !st.ok()) {
+      LOG(ERROR) << "SIGHUP: TLS files refused, running state kept: " << st.message();
+    } else {
+      LOG(INFO) << "SIGHUP: TLS certificates and keys of generation " << runner.generation()
+                << " read again";
+    }
+  }
   LOG(INFO) << "signal " << sig << ": draining (up to " << FLAGS_drain_timeout_ms << " ms)";
-  const uint32_t grace = std::min(FLAGS_drain_idle_grace_ms, FLAGS_drain_timeout_ms);
-  for (auto& w : workers) w->RequestStop(FLAGS_drain_timeout_ms, grace);
-  for (auto& t : threads) t.join();
+  if (client) client->Stop();
+  runner.Stop();
   if (admin) admin->Stop();
   access_log.Stop();
   LOG(INFO) << "lb-l7 stopped";

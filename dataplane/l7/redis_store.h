@@ -29,7 +29,7 @@
 
 #include "dataplane/l7/conn.h"
 #include "dataplane/l7/counters.h"
-#include "dataplane/l7/l7_config.h"
+#include "proto/l7_config.h"
 #include "lib/l7/store_link.h"
 
 struct redisAsyncContext;

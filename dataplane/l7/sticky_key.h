@@ -11,7 +11,7 @@
 #define LB_DATAPLANE_L7_STICKY_KEY_H_
 
 #include "absl/status/status.h"
-#include "dataplane/l7/l7_config.h"
+#include "proto/l7_config.h"
 
 namespace lb::l7 {
 

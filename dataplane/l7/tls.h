@@ -35,7 +35,7 @@
 
 #include "absl/status/statusor.h"
 #include "dataplane/l7/counters.h"
-#include "dataplane/l7/l7_config.h"
+#include "proto/l7_config.h"
 
 namespace lb::l7 {
 

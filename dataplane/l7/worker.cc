@@ -87,8 +87,11 @@ Worker::~Worker() {
   for (auto& pool : up_sessions_) {
     for (SSL_SESSION* s : pool) SSL_SESSION_free(s);  // null-safe
   }
+  // The wake eventfd sits in listeners_ too: closed once, below. (Workers
+  // are destroyed while others run since configurations change live: a
+  // second close could hit a descriptor another thread just opened.)
   for (auto& l : listeners_) {
-    if (l->fd >= 0) close(l->fd);
+    if (l->kind == Kind::kListener && l->fd >= 0) close(l->fd);
   }
   if (wakefd_ >= 0) close(wakefd_);
   if (epfd_ >= 0) close(epfd_);
@@ -105,7 +108,17 @@ std::string Worker::NextRequestId() {
   return absl::StrFormat("%016x%016x", id_seed_, request_seq_);
 }
 
-absl::Status Worker::Open() {
+int Worker::ListenerFd(const std::string& addr_text) const {
+  for (const auto& l : listeners_) {
+    if (l->kind == Kind::kListener && l->fd >= 0 &&
+        config_->listeners[l->index].addr.text == addr_text) {
+      return l->fd;
+    }
+  }
+  return -1;
+}
+
+absl::Status Worker::Open(const Worker* predecessor) {
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
   if (epfd_ < 0) return absl::InternalError(absl::StrCat("epoll_create1: ", strerror(errno)));
   wakefd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -123,6 +136,20 @@ absl::Status Worker::Open() {
   }
   for (size_t i = 0; i < config_->listeners.size(); ++i) {
     const ListenerConfig& lc = config_->listeners[i];
+    if (const int inherited = predecessor ? predecessor->ListenerFd(lc.addr.text) : -1;
+        inherited >= 0) {
+      // The same socket (one open file description): the kernel keeps its
+      // place in the SO_REUSEPORT group and its accept queue.
+      const int fd = fcntl(inherited, F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) return absl::InternalError(absl::StrCat("dup listener: ", strerror(errno)));
+      auto l = std::make_unique<Pollable>();
+      l->kind = Kind::kListener;
+      l->fd = fd;
+      l->index = static_cast<int>(i);
+      SetInterest(l.get(), EPOLLIN);
+      listeners_.push_back(std::move(l));
+      continue;
+    }
     const int fd = socket(lc.addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", strerror(errno)));
     const int one = 1;

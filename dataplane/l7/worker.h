@@ -38,9 +38,9 @@
 #include "absl/status/status.h"
 #include "dataplane/l7/access_log.h"
 #include "dataplane/l7/counters.h"
-#include "dataplane/l7/l7_config.h"
 #include "lib/l7/balancer.h"
 #include "lib/l7/retry_budget.h"
+#include "proto/l7_config.h"
 
 namespace lb::l7 {
 
@@ -62,7 +62,14 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  absl::Status Open();
+  // Opens the listeners. `predecessor`: the worker with the same id of the
+  // configuration this one replaces (null = none): for every listener
+  // address both configurations have, this worker takes a duplicate of the
+  // predecessor's listening socket instead of binding a new one, so the
+  // socket (and the connections waiting in its accept queue) lives on when
+  // the predecessor drains and closes its copy. Main thread, before the
+  // predecessor is asked to stop.
+  absl::Status Open(const Worker* predecessor = nullptr);
   // Before Run(): where answered requests are logged (null = nowhere).
   void SetAccessLog(AccessLog* log) { access_log_ = log; }
   // Before Run(): the TLS contexts of the listeners (null = no TLS
@@ -72,6 +79,9 @@ class Worker {
   // for the process (pools do not change on reload). Outlives Run().
   void SetUpstreamTls(const std::vector<std::shared_ptr<UpstreamTls>>* tls) { up_tls_ = tls; }
   void Run();
+  // Same rules as Open(): the listening socket bound to `addr_text` (as in
+  // ListenerConfig::addr.text), or -1.
+  int ListenerFd(const std::string& addr_text) const;
   // Thread-safe. Stop accepting; finish in-flight work until `drain_ms`.
   // idle_grace_ms: how long a keep-alive connection idle at the stop may
   // still send one request (a client cannot tell a close from a server

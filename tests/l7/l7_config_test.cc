@@ -1,8 +1,8 @@
-// dataplane/l7/l7_config.h: a good config converts with its defaults; a bad
+// proto/l7_config.h: a good config converts with its defaults; a bad
 // one is refused with every offending field named. TLS blocks are carried
 // as they are and checked by BuildTlsContexts (dataplane/l7/tls.h), whose
 // file-free refusals are listed here (the files: tests/l7/l7_tls_test.py).
-#include "dataplane/l7/l7_config.h"
+#include "proto/l7_config.h"
 
 #include <google/protobuf/text_format.h>
 

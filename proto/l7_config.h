@@ -1,14 +1,19 @@
 // lb-l7 configuration: the lb.v1.L7Config message (proto/lb/v1/l7.proto)
 // checked and turned into what the workers run with.
 //
+// One validator for both sides: lb-l7 runs it on every config it applies
+// (--config, the last good file, each generation streamed by the control
+// plane) and lb-controlplane runs it on every SetL7Config, so a config the
+// control plane accepted is one lb-l7 accepts (files apart, below).
+//
 // Contract: LoadL7Config reads a text-format file, ValidateL7Config checks
 // the whole message and reports every problem as "<field path>: <what>"
 // (the style of controlplane/config.cc), joined by "; ". A RuntimeConfig is
 // immutable once built; every worker reads the same instance without locks.
 //
-// Threads: build on the main thread before the workers start.
-#ifndef LB_DATAPLANE_L7_L7_CONFIG_H_
-#define LB_DATAPLANE_L7_L7_CONFIG_H_
+// Threads: any thread; a RuntimeConfig is built once and then only read.
+#ifndef LB_PROTO_L7_CONFIG_H_
+#define LB_PROTO_L7_CONFIG_H_
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -139,9 +144,14 @@ struct RuntimeConfig {
 };
 
 absl::StatusOr<v1::L7Config> LoadL7Config(const std::string& path);
-// Checks and converts; InvalidArgumentError names every field at fault.
-absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& config);
+// Checks and converts; InvalidArgumentError names every field at fault,
+// each path after `path_prefix` ("config." in lb-controlplane's SetL7Config
+// answer). No file is read: TLS files, the sticky secret and upstream CA
+// files are checked by lb-l7 when it applies a config (they live on the L7
+// node, not on the control plane's host).
+absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& config,
+                                               const std::string& path_prefix = "");
 
 }  // namespace lb::l7
 
-#endif  // LB_DATAPLANE_L7_L7_CONFIG_H_
+#endif  // LB_PROTO_L7_CONFIG_H_

@@ -1,4 +1,4 @@
-#include "dataplane/l7/l7_config.h"
+#include "proto/l7_config.h"
 
 #include <arpa/inet.h>
 
@@ -371,8 +371,9 @@ absl::StatusOr<v1::L7Config> LoadL7Config(const std::string& path) {
   return config;
 }
 
-absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c) {
-  Findings f(kMaxReportedErrors);
+absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c,
+                                               const std::string& path_prefix) {
+  Findings f(kMaxReportedErrors, path_prefix);
   RuntimeConfig rc;
   absl::flat_hash_map<std::string, int> pool_index;
 

@@ -1,0 +1,175 @@
+// lb-l7's configuration in the control plane (control_plane_l7.cc): the
+// validator is lb-l7's own (proto/l7_config.h) — a config it refuses is
+// refused here with the same findings under "config." — refusals change
+// nothing, the generation and optimistic concurrency, persistence across a
+// restart, ReplaceConfig (SIGHUP) keeping it, the L4 tables untouched, and
+// WaitL7Config waking on a change.
+#include <thread>
+
+#include "proto/l7_config.h"
+#include "proto/text_parse.h"
+#include "tests/cp/control_plane_test_util.h"
+
+namespace lb {
+namespace {
+
+v1::L7Config L7(const std::string& text) {
+  v1::L7Config c;
+  absl::Status st = ParseTextProto(text, "test", &c);
+  EXPECT_TRUE(st.ok()) << st;
+  return c;
+}
+
+constexpr char kGood[] = R"pb(
+  listeners { name: "main" port: 8080 default_pool: "web" }
+  pools {
+    name: "web"
+    backends { address: "127.0.0.1" port: 9001 }
+  }
+)pb";
+constexpr char kOther[] = R"pb(
+  listeners {
+    name: "main"
+    port: 8080
+    default_pool: "web"
+    routes {
+      name: "api"
+      path { prefix: "/api" }
+      pool: "api"
+    }
+  }
+  pools {
+    name: "web"
+    backends { address: "127.0.0.1" port: 9001 }
+  }
+  pools {
+    name: "api"
+    backends { address: "127.0.0.1" port: 9002 }
+  }
+)pb";
+// Two faults lb-l7 reports: a port and a route to a missing pool.
+constexpr char kBad[] = R"pb(
+  listeners {
+    name: "main"
+    port: 8080
+    routes { name: "r" pool: "nope" }
+  }
+  pools {
+    name: "web"
+    backends { address: "127.0.0.1" port: 0 }
+  }
+)pb";
+
+using ControlPlaneL7Test = ControlPlaneTest;
+
+TEST_F(ControlPlaneL7Test, SameValidatorAsLbL7WithConfigPrefix) {
+  auto cp = Make();
+  ASSERT_NE(cp, nullptr);
+  auto l7 = l7::ValidateL7Config(L7(kBad));
+  ASSERT_FALSE(l7.ok());
+  auto r = cp->SetL7Config(L7(kBad), 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_CONTAINS(r.status().message(), "config.pools[0].backends[0].port: 0 is not a port");
+  EXPECT_CONTAINS(r.status().message(), "config.listeners[0].routes[0].pool: no pool named");
+  // The same findings, each under "config.".
+  auto prefixed = l7::ValidateL7Config(L7(kBad), "config.");
+  EXPECT_EQ(r.status().message(), prefixed.status().message());
+  std::string unprefixed(prefixed.status().message());
+  for (size_t p; (p = unprefixed.find("config.")) != std::string::npos;) unprefixed.erase(p, 7);
+  EXPECT_EQ(unprefixed, l7.status().message());
+  // lb-l7's example config is accepted as is.
+  auto example = l7::LoadL7Config(std::string(LB_SOURCE_ROOT) + "/dataplane/l7/example.textproto");
+  ASSERT_TRUE(example.ok()) << example.status();
+  EXPECT_TRUE(cp->SetL7Config(*example, 0).ok());
+}
+
+TEST_F(ControlPlaneL7Test, RefusalChangesNothing) {
+  auto cp = Make();
+  ASSERT_NE(cp, nullptr);
+  ASSERT_TRUE(cp->SetL7Config(L7(kGood), 0).ok());
+  const uint64_t version = cp->version();
+  const uint64_t generation = cp->generation();
+  const std::string stored = ReadFile(state_file_);
+  EXPECT_FALSE(cp->SetL7Config(L7(kBad), 0).ok());
+  EXPECT_EQ(cp->GetL7Config().generation(), 1u);
+  EXPECT_TRUE(MessageDifferencer::Equals(cp->GetL7Config().config(), L7(kGood)));
+  EXPECT_EQ(cp->version(), version);
+  EXPECT_EQ(cp->generation(), generation);
+  EXPECT_EQ(ReadFile(state_file_), stored);
+}
+
+TEST_F(ControlPlaneL7Test, GenerationsAndOptimisticConcurrency) {
+  auto cp = Make();
+  ASSERT_NE(cp, nullptr);
+  EXPECT_EQ(cp->GetL7Config().generation(), 0u);
+  const uint64_t tables = cp->generation();
+  auto a = cp->SetL7Config(L7(kGood), 0);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->generation(), 1u);
+  // The same document again: no new generation, no store write.
+  const uint64_t version = cp->version();
+  EXPECT_EQ(cp->SetL7Config(L7(kGood), 1)->generation(), 1u);
+  EXPECT_EQ(cp->version(), version);
+  auto b = cp->SetL7Config(L7(kOther), 1);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->generation(), 2u);
+  // A writer that read generation 1 loses: FailedPrecondition, nothing changed.
+  auto stale = cp->SetL7Config(L7(kGood), 1);
+  ASSERT_FALSE(stale.ok());
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_CONTAINS(stale.status().message(), "expected_generation: 1 is not the current");
+  EXPECT_TRUE(MessageDifferencer::Equals(cp->GetL7Config().config(), L7(kOther)));
+  // L7 changes never republish the L4 tables.
+  EXPECT_EQ(cp->generation(), tables);
+}
+
+TEST_F(ControlPlaneL7Test, PersistedAndKeptByReplaceConfig) {
+  {
+    auto cp = Make();
+    ASSERT_NE(cp, nullptr);
+    ASSERT_TRUE(cp->SetL7Config(L7(kGood), 0).ok());
+    ASSERT_TRUE(cp->SetL7Config(L7(kOther), 0).ok());
+    // A reload of the L4 file (which has no l7) keeps the L7 document.
+    ASSERT_TRUE(cp->ReplaceConfig(ParseOrDie(kBase)).ok());
+    EXPECT_EQ(cp->GetL7Config().generation(), 2u);
+    // An L4 change keeps it too.
+    ASSERT_TRUE(cp->DeleteVip(cp->config().vips(0).id()).ok());
+    EXPECT_EQ(cp->GetL7Config().generation(), 2u);
+  }
+  auto again = Make();
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->GetL7Config().generation(), 2u);
+  EXPECT_TRUE(MessageDifferencer::Equals(again->GetL7Config().config(), L7(kOther)));
+}
+
+TEST_F(ControlPlaneL7Test, BootstrapL7IsIgnored) {
+  v1::Config boot = ParseOrDie(kBase);
+  *boot.mutable_l7() = L7(kBad);
+  boot.set_l7_generation(7);
+  auto cp = Make(boot);
+  ASSERT_NE(cp, nullptr);
+  EXPECT_EQ(cp->GetL7Config().generation(), 0u);
+  EXPECT_EQ(cp->GetL7Config().config().pools_size(), 0);
+}
+
+TEST_F(ControlPlaneL7Test, WaitWakesOnChangeAndTimesOut) {
+  auto cp = Make();
+  ASSERT_NE(cp, nullptr);
+  const absl::Time t0 = absl::Now();
+  EXPECT_EQ(cp->WaitL7Config(0, absl::Milliseconds(50)).generation(), 0u);
+  EXPECT_GE(absl::Now() - t0, absl::Milliseconds(45));
+  std::thread setter([&] {
+    absl::SleepFor(absl::Milliseconds(50));
+    ASSERT_TRUE(cp->SetL7Config(L7(kGood), 0).ok());
+  });
+  const v1::L7ConfigResponse r = cp->WaitL7Config(0, absl::Seconds(10));
+  setter.join();
+  EXPECT_EQ(r.generation(), 1u);
+  EXPECT_TRUE(MessageDifferencer::Equals(r.config(), L7(kGood)));
+  // Already different: returns at once.
+  EXPECT_EQ(cp->WaitL7Config(0, absl::Seconds(10)).generation(), 1u);
+}
+
+}  // namespace
+}  // namespace lb
