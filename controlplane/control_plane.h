@@ -95,6 +95,9 @@ struct ControlPlaneOptions {
   // publishes the same tables. This node's reports still feed its local
   // view (GetBackendHealth, the leader's document when it leads).
   bool shared_health = false;
+  // With shared_health: the document stored when the process starts
+  // (LoadSharedHealth), so that the first generation already applies it.
+  std::optional<v1::SharedHealth> initial_shared_health;
 };
 
 // "healthy" | "unhealthy" | "unknown": the REST status and metrics label.

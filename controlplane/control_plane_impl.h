@@ -46,6 +46,9 @@
 
 namespace lb {
 
+// A stored shared health document as a HealthMap (by backend id).
+HealthMap SharedHealthMap(const v1::SharedHealth& doc);
+
 struct ControlPlane::Impl {
   explicit Impl(ControlPlaneOptions o);
 

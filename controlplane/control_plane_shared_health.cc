@@ -28,6 +28,17 @@ std::set<uint32_t> DownIds(const HealthMap& h, const v1::Config& c, const Desire
 
 }  // namespace
 
+HealthMap SharedHealthMap(const v1::SharedHealth& doc) {
+  HealthMap out;
+  for (const v1::SharedBackendHealth& b : doc.backends()) {
+    HealthEntry& e = out[b.id()];
+    e.report.backend_id = b.id();
+    e.report.status = b.status();
+    e.address = b.address();
+  }
+  return out;
+}
+
 void ControlPlane::AdoptSharedHealth(const v1::SharedHealth& doc) {
   const uint64_t t0 = MonotonicNs();
   Impl& m = *impl_;
@@ -35,13 +46,7 @@ void ControlPlane::AdoptSharedHealth(const v1::SharedHealth& doc) {
   std::vector<v1::Event> events;
   {
     absl::MutexLock l(&m.mu);
-    HealthMap next;
-    for (const v1::SharedBackendHealth& b : doc.backends()) {
-      HealthEntry& e = next[b.id()];
-      e.report.backend_id = b.id();
-      e.report.status = b.status();
-      e.address = b.address();
-    }
+    HealthMap next = SharedHealthMap(doc);
     const std::set<uint32_t> before = DownIds(m.shared_health, *m.config, m.desired);
     const std::set<uint32_t> after = DownIds(next, *m.config, m.desired);
     m.shared_health = std::move(next);

@@ -176,7 +176,7 @@ absl::Status ControlPlane::Impl::StartLocked(std::optional<v1::Config> stored) {
     }
     config = std::make_shared<const v1::Config>(*stored);
     desired = *std::move(d);
-    auto r = PublishEffective(desired, health, t0, &evs);
+    auto r = PublishEffective(desired, PublishHealth(health, *config, desired), t0, &evs);
     if (!r.ok()) {
       if (r.status().code() != absl::StatusCode::kFailedPrecondition) return r.status();
       // An lcore holds the slot: keep the tables as they are (they hold
@@ -221,6 +221,12 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::Create(ControlPlaneO
   auto publisher = Publisher::Open(m.options.publisher, m.view);
   if (!publisher.ok()) return publisher.status();
   absl::MutexLock l(&m.mu);
+  if (m.options.shared_health && m.options.initial_shared_health.has_value()) {
+    // The first generation already applies the leader's verdicts.
+    m.shared_health = SharedHealthMap(*m.options.initial_shared_health);
+    m.shared_leader = m.options.initial_shared_health->leader();
+    m.shared_term = m.options.initial_shared_health->term();
+  }
   m.publisher.emplace(*std::move(publisher));
   m.tables = &m.publisher->writer();
   absl::Status st = m.StartLocked(*std::move(loaded));

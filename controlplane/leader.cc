@@ -469,6 +469,26 @@ class Elector : public LeaderElection {
 
 }  // namespace
 
+absl::StatusOr<std::optional<v1::SharedHealth>> LoadSharedHealth(const StoreUrl& url,
+                                                                 int timeout_ms) {
+  const std::string key = url.prefix + "/health";
+  auto kv = etcdserverpb::KV::NewStub(NewChannel(url.Target()));
+  etcdserverpb::RangeRequest req;
+  req.set_key(key);
+  etcdserverpb::RangeResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+  grpc::Status s = kv->Range(&ctx, req, &resp);
+  if (!s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("etcd at ", url.Target(), " (Range ", key, "): ", s.error_message()));
+  }
+  if (resp.kvs_size() == 0) return std::optional<v1::SharedHealth>();
+  auto doc = DecodeSharedHealth(resp.kvs(0).value(), absl::StrCat("etcd://", url.Target(), key));
+  if (!doc.ok()) return doc.status();
+  return std::optional<v1::SharedHealth>(*std::move(doc));
+}
+
 absl::StatusOr<std::unique_ptr<LeaderElection>> StartLeaderElection(const LeaderOptions& options,
                                                                     LeaderHooks hooks) {
   if (options.url.kind != StoreUrl::Kind::kEtcd) {

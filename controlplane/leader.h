@@ -43,6 +43,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -86,6 +87,13 @@ class LeaderElection {
   // so another node takes over without waiting for the TTL). Idempotent.
   virtual void Stop() = 0;
 };
+
+// The document stored under <prefix>/health now (nullopt: none yet), for
+// the first publish of a starting control plane. Unavailable when etcd does
+// not answer within timeout_ms; DataLoss for bytes DecodeSharedHealth
+// refuses.
+absl::StatusOr<std::optional<v1::SharedHealth>> LoadSharedHealth(const StoreUrl& url,
+                                                                 int timeout_ms);
 
 // Starts the threads; InvalidArgument for a bad option (never fails on an
 // unreachable etcd: it keeps trying).

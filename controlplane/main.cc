@@ -436,6 +436,21 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> OpenControlPlane(const TableCapaci
   // Several control planes share one health view, the elected leader's
   // (leader.h), so every node publishes the same tables.
   options.shared_health = (*store)->Describe().rfind("etcd://", 0) == 0;
+  if (options.shared_health) {
+    // The stored verdicts, so the first generation already applies them
+    // (otherwise it would bring every down backend back until the watch
+    // delivers the document a few ms later). Best effort: the watch
+    // delivers it anyway.
+    auto url = ParseStoreUrl(FLAGS_store);
+    auto doc = url.ok() ? LoadSharedHealth(*url, FLAGS_etcd_timeout_ms)
+                        : absl::StatusOr<std::optional<v1::SharedHealth>>(url.status());
+    if (doc.ok()) {
+      options.initial_shared_health = *std::move(doc);
+    } else {
+      LOG(WARNING) << "shared health not read at start (" << doc.status().message()
+                   << "); the watch brings it";
+    }
+  }
   options.on_publish = LogReport;
   // Cumulative since start (a Prometheus histogram must never decrease).
   options.on_publish_latency = [publish_latency](double publish_ms, double) {

@@ -69,9 +69,11 @@ class StoreSyncTest : public ::testing::Test {
     b_.reset();
     ASSERT_EQ(system(("rm -rf '" + dir_ + "'").c_str()), 0);
   }
-  std::unique_ptr<ControlPlane> Make(const std::string& node, bool shared_health = false) {
+  std::unique_ptr<ControlPlane> Make(const std::string& node, bool shared_health = false,
+                                     std::optional<v1::SharedHealth> initial = std::nullopt) {
     ControlPlaneOptions o;
     o.shared_health = shared_health;
+    o.initial_shared_health = std::move(initial);
     o.publisher.table_path = dir_ + "/tables-" + node;
     o.publisher.stats_path = dir_ + "/stats-" + node;
     o.publisher.caps.max_vips = 8;
@@ -246,6 +248,14 @@ TEST_F(StoreSyncTest, SharedHealthTablesFollowTheStoredDocumentOnly) {
   b_->AdoptSharedHealth(other);
   EXPECT_EQ(Fingerprint(*b_), fp);
   EXPECT_EQ(b_->generation(), gb + 2);
+
+  // A node starting while the document is stored publishes it in its very
+  // first generation (not "everything up" until its watch delivers it).
+  b_.reset();
+  b_ = Make("b2", /*shared_health=*/true, *stored);
+  ASSERT_NE(b_, nullptr);
+  EXPECT_EQ(b_->generation(), 1u);
+  EXPECT_EQ(Fingerprint(*b_), Fingerprint(*a_));
 }
 
 TEST(SharedHealthCodec, RefusesWhatLbControlplaneDidNotWrite) {
