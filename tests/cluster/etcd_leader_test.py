@@ -12,7 +12,7 @@ pool whose backends are HTTP-checked every 100 ms. A sampler polls every
 node's lb_cp_leader all along. Then:
 
   (a) exactly one leader, and every node sees the same term
-      (lb_cp_leader_term);
+      (lb_cp_leader_term); the leader's /metrics passes promtool;
   (a2) only node C's checker loses 10.77.0.12 (C runs as user nobody and a
       uidrange policy route in the namespace prohibits that address for
       nobody; C's own view, GET /pools/web/backends/{id}/health, turns unhealthy): when
@@ -245,6 +245,15 @@ def run(binary):
                     lambda: all(backend_state(n, a) == "healthy"
                                 for n in nodes for a in BACKENDS), 5.0)
         fp0 = check_same(nodes, "(a)")
+        if shutil.which("promtool"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{leader.port}/metrics",
+                                        timeout=2) as r:
+                text = r.read()
+            pt = subprocess.run(["promtool", "check", "metrics"], input=text,
+                                capture_output=True)
+            if pt.returncode != 0 or b"lb_cp_leader 1" not in text:
+                raise Failure(f"(a) the leader's /metrics: promtool {pt.returncode} "
+                              f"{pt.stdout[-300:]} {pt.stderr[-300:]}")
         print(f"(a) leader {leader.name} (term {term:.0f}) after {took:.2f} s; fingerprints "
               f"equal ({fp0})")
 
