@@ -62,6 +62,7 @@
 #include "controlplane/publisher.h"
 #include "controlplane/store.h"
 #include "lb/v1/admin.pb.h"
+#include "lb/v1/cluster.pb.h"
 #include "lb/v1/config.pb.h"
 
 namespace lb {
@@ -89,6 +90,15 @@ struct ControlPlaneOptions {
   // new generation before the call returns (api_to_lcores_ms). The next
   // publish waits for that anyway (slot reclamation); this bounds the call.
   uint64_t observe_timeout_ns = 100'000'000;
+  // Several control planes on one etcd (leader.h): the tables are built
+  // from the shared health document the elected leader stores
+  // (AdoptSharedHealth), never from this node's own checker, so every node
+  // publishes the same tables. This node's reports still feed its local
+  // view (GetBackendHealth, the leader's document when it leads).
+  bool shared_health = false;
+  // With shared_health: the document stored when the process starts
+  // (LoadSharedHealth), so that the first generation already applies it.
+  std::optional<v1::SharedHealth> initial_shared_health;
 };
 
 // "healthy" | "unhealthy" | "unknown": the REST status and metrics label.
@@ -175,7 +185,24 @@ class ControlPlane {
   // (healthy <-> unhealthy); no version bump, nothing stored. When the
   // publish cannot proceed right now (an lcore holds the slot) it is retried
   // by Tick.
+  // With options.shared_health it only records this node's view (and calls
+  // the local health listener when a status changed); the tables follow
+  // AdoptSharedHealth instead.
   void ReportHealth(const HealthReport& report);
+
+  // --- several control planes: the shared health (options.shared_health) ---
+  // The leader's stored document (every node, the leader included): the
+  // health the tables are built from from now on. Republishes when a
+  // backend's effective state changes (a backend is matched by id and
+  // address, in a health-checked pool, as for local reports); no version
+  // bump. Ignored without options.shared_health.
+  void AdoptSharedHealth(const v1::SharedHealth& doc);
+  // This node's own checker's verdicts (what it stores when it leads).
+  v1::SharedHealth LocalHealthView() const;
+  // Called (without the mutex held, on the reporting thread) after a
+  // report changed a backend's status in the local view. Set it before the
+  // health checker starts; it must not block.
+  void SetLocalHealthListener(std::function<void()> fn);
 
   // Several control planes on one store (etcd): loads the stored state and,
   // when another control plane changed it, validates and publishes it as

@@ -46,6 +46,9 @@
 
 namespace lb {
 
+// A stored shared health document as a HealthMap (by backend id).
+HealthMap SharedHealthMap(const v1::SharedHealth& doc);
+
 struct ControlPlane::Impl {
   explicit Impl(ControlPlaneOptions o);
 
@@ -65,7 +68,13 @@ struct ControlPlane::Impl {
   std::optional<Publisher> publisher ABSL_GUARDED_BY(mu);
   std::shared_ptr<const v1::Config> config ABSL_GUARDED_BY(mu) = std::make_shared<v1::Config>();
   DesiredState desired ABSL_GUARDED_BY(mu);  // config, validated (ids filled)
-  HealthMap health ABSL_GUARDED_BY(mu);
+  HealthMap health ABSL_GUARDED_BY(mu);      // this node's checker (pruned at commit)
+  // options.shared_health: the leader's document as stored (not pruned: it
+  // may name a backend this node has not adopted yet), its writer and term.
+  HealthMap shared_health ABSL_GUARDED_BY(mu);
+  std::string shared_leader ABSL_GUARDED_BY(mu);
+  int64_t shared_term ABSL_GUARDED_BY(mu) = 0;
+  std::function<void()> on_local_health_change ABSL_GUARDED_BY(mu);
   BuildResult last_build ABSL_GUARDED_BY(mu);
   bool republish_pending ABSL_GUARDED_BY(mu) = false;
   std::vector<uint32_t> stuck_lcores ABSL_GUARDED_BY(mu);
@@ -86,6 +95,12 @@ struct ControlPlane::Impl {
   // Waits (bounded by observe_timeout_ns) until every live lcore observed
   // `generation`; returns when that happened (monotonic ns).
   uint64_t WaitObserved(uint64_t generation) const;
+
+  // The health the tables are built from for config `c` (validated as `d`):
+  // `local` (already pruned for c), or with options.shared_health the
+  // leader's document pruned for c.
+  HealthMap PublishHealth(const HealthMap& local, const v1::Config& c, const DesiredState& d) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   // --- publishing (control_plane_transaction.cc) ---
   absl::StatusOr<PublishReport> PrepareLocked(const DesiredState& effective,

@@ -33,7 +33,7 @@ absl::Status ControlPlane::Impl::SyncLocked(uint64_t t0_ns, std::vector<v1::Even
   }
   const uint64_t from = config->version();
   HealthMap next_health = PrunedHealth(health, stored, *d);
-  auto prepared = PrepareEffective(*d, next_health, evs);
+  auto prepared = PrepareEffective(*d, PublishHealth(next_health, stored, *d), evs);
   config = std::make_shared<const v1::Config>(std::move(stored));
   desired = *std::move(d);
   health = std::move(next_health);

@@ -21,6 +21,7 @@ void ControlPlane::ReportHealth(const HealthReport& report) {
   const uint64_t t0 = MonotonicNs();
   Impl& m = *impl_;
   std::vector<v1::Event> events;
+  std::function<void()> listener;  // called without mu
   {
     absl::MutexLock l(&m.mu);
     const BackendRef ref = FindBackendRef(*m.config, report.backend_id);
@@ -39,8 +40,13 @@ void ControlPlane::ReportHealth(const HealthReport& report) {
       ev.set_health(after);
       ev.set_generation(m.publisher->published_generation());
       events.push_back(std::move(ev));
+      listener = m.on_local_health_change;
     }
-    if (change.flips()) {
+    if (m.options.shared_health) {
+      // The tables follow the leader's document (AdoptSharedHealth); this
+      // node's verdict reaches them only through it.
+      m.UpdateSnapshotLocked();
+    } else if (change.flips()) {
       if (m.ReclaimPossibleNow()) {
         absl::Status st = m.RepublishLocked(t0, &events);
         if (!st.ok()) {
@@ -56,6 +62,7 @@ void ControlPlane::ReportHealth(const HealthReport& report) {
     }
   }
   m.events.Emit(events);
+  if (listener) listener();
 }
 
 void ControlPlane::Tick() {

@@ -36,10 +36,17 @@ void ControlPlane::Impl::UpdateSnapshotLocked() {
   s->vips = last_build.vips;
   s->slot_of = SlotsOf(last_build);
   s->health = health;
+  s->published_health = PublishHealth(health, *config, desired);
   s->stuck_lcores = stuck_lcores;
   s->last_publish_ms = last_publish_ms;
   absl::MutexLock l(&snapshot_mu);
   snapshot = std::move(s);
+}
+
+HealthMap ControlPlane::Impl::PublishHealth(const HealthMap& local, const v1::Config& c,
+                                            const DesiredState& d) const {
+  if (!options.shared_health) return local;
+  return PrunedHealth(shared_health, c, d);
 }
 
 bool ControlPlane::Impl::ReclaimPossibleNow() const {
@@ -126,7 +133,7 @@ absl::Status ControlPlane::Impl::CommitLocked(v1::Config candidate, uint64_t t0_
   auto d = ValidateConfig(candidate, options.publisher.caps, &warnings);
   if (!d.ok()) return Rename(d.status(), renames);
   HealthMap next_health = PrunedHealth(health, candidate, *d);
-  auto prepared = PrepareEffective(*d, next_health, evs);
+  auto prepared = PrepareEffective(*d, PublishHealth(next_health, candidate, *d), evs);
   if (!prepared.ok()) {
     UpdateSnapshotLocked();  // stuck lcores
     return prepared.status();
@@ -149,7 +156,7 @@ absl::Status ControlPlane::Impl::CommitLocked(v1::Config candidate, uint64_t t0_
 }
 
 absl::Status ControlPlane::Impl::RepublishLocked(uint64_t t0_ns, std::vector<v1::Event>* evs) {
-  auto r = PublishEffective(desired, health, t0_ns, evs);
+  auto r = PublishEffective(desired, PublishHealth(health, *config, desired), t0_ns, evs);
   republish_pending = !r.ok();
   UpdateSnapshotLocked();
   return r.status();
@@ -169,7 +176,7 @@ absl::Status ControlPlane::Impl::StartLocked(std::optional<v1::Config> stored) {
     }
     config = std::make_shared<const v1::Config>(*stored);
     desired = *std::move(d);
-    auto r = PublishEffective(desired, health, t0, &evs);
+    auto r = PublishEffective(desired, PublishHealth(health, *config, desired), t0, &evs);
     if (!r.ok()) {
       if (r.status().code() != absl::StatusCode::kFailedPrecondition) return r.status();
       // An lcore holds the slot: keep the tables as they are (they hold
@@ -216,6 +223,12 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::Create(ControlPlaneO
   auto publisher = Publisher::Open(m.options.publisher, m.view);
   if (!publisher.ok()) return publisher.status();
   absl::MutexLock l(&m.mu);
+  if (m.options.shared_health && m.options.initial_shared_health.has_value()) {
+    // The first generation already applies the leader's verdicts.
+    m.shared_health = SharedHealthMap(*m.options.initial_shared_health);
+    m.shared_leader = m.options.initial_shared_health->leader();
+    m.shared_term = m.options.initial_shared_health->term();
+  }
   m.publisher.emplace(*std::move(publisher));
   m.tables = &m.publisher->writer();
   absl::Status st = m.StartLocked(*std::move(loaded));

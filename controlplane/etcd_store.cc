@@ -32,19 +32,6 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& what, const std:
       absl::StrCat("etcd at ", target, " unreachable (", what, ": ", s.error_message(), ")"));
 }
 
-// The end of the key range that starts with `prefix` (etcd's convention:
-// the prefix with its last byte incremented).
-std::string RangeEnd(std::string prefix) {
-  while (!prefix.empty()) {
-    if (static_cast<unsigned char>(prefix.back()) < 0xff) {
-      prefix.back() = static_cast<char>(prefix.back() + 1);
-      return prefix;
-    }
-    prefix.pop_back();
-  }
-  return std::string(1, '\0');
-}
-
 class EtcdStore : public Store {
  public:
   explicit EtcdStore(const EtcdStoreOptions& o)
@@ -177,15 +164,16 @@ class EtcdStore : public Store {
     auto stub = etcdserverpb::Watch::NewStub(NewChannel());  // see NewChannel
     auto stream = stub->Watch(&ctx);
     etcdserverpb::WatchRequest req;
-    req.mutable_create_request()->set_key(options_.url.prefix + "/");
-    req.mutable_create_request()->set_range_end(RangeEnd(options_.url.prefix + "/"));
+    // The state key only: <prefix>/leader and <prefix>/health change far
+    // more often and are leader.cc's.
+    req.mutable_create_request()->set_key(key_);
     if (stream->Write(req)) {
       etcdserverpb::WatchResponse resp;
       while (stream->Read(&resp)) {
         if (resp.created()) {
           created = true;
           watching_.store(true, std::memory_order_relaxed);
-          LOG(INFO) << "etcd store: watching " << options_.url.prefix << "/ on " << target_;
+          LOG(INFO) << "etcd store: watching " << key_ << " on " << target_;
           on_change_();  // catch up with what happened while not watching
         } else if (resp.events_size() > 0) {
           on_change_();

@@ -17,7 +17,7 @@
 // then the next Save's compare fails and the watch brings it in, see
 // docs/ARCHITECTURE.md).
 //
-// Watch: a thread keeps one Watch stream on the prefix and calls on_change
+// Watch: a thread keeps one Watch stream on <prefix>/state and calls on_change
 // when the stream is created (again: after etcd came back) and on every
 // event. While etcd is away it retries every 200 ms (gRPC reconnect backoff
 // capped at 1 s).

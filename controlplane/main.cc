@@ -25,6 +25,7 @@
 // 1 on any error.
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cinttypes>
 #include <cstdio>
@@ -47,6 +48,7 @@
 #include "controlplane/grpc_service.h"
 #include "controlplane/health_checker.h"
 #include "controlplane/http_server.h"
+#include "controlplane/leader.h"
 #include "controlplane/metrics.h"
 #include "controlplane/publisher.h"
 #include "controlplane/rest_api.h"
@@ -74,6 +76,14 @@ DEFINE_string(store, "",
 DEFINE_int32(etcd_timeout_ms, 2000,
              "--store=etcd://: deadline of each etcd call; no answer in time refuses the "
              "change with UNAVAILABLE / 503 and keeps the running state.");
+DEFINE_int32(etcd_lease_ttl_s, 3,
+             "--store=etcd://: TTL of this control plane's etcd lease (etcd raises it to its "
+             "minimum, 2 s by default). The elected leader writes the health every node's "
+             "tables apply; when it dies, its lease expires after this long and another "
+             "control plane takes over.");
+DEFINE_string(node_name, "",
+              "--store=etcd://: this control plane's name in the leader election (the value of "
+              "<prefix>/leader and the writer of <prefix>/health). Default: <hostname>:<pid>.");
 DEFINE_string(grpc_listen, "127.0.0.1:50051",
               "gRPC admin API listen address (host:port, [v6]:port, unix:path; port 0 = any "
               "free port). Empty = no gRPC listener.");
@@ -423,6 +433,24 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> OpenControlPlane(const TableCapaci
   RegionDir dir;
   ControlPlaneOptions options;
   options.publisher = PublisherOptionsFromFlags(caps, &dir);
+  // Several control planes share one health view, the elected leader's
+  // (leader.h), so every node publishes the same tables.
+  options.shared_health = (*store)->Describe().rfind("etcd://", 0) == 0;
+  if (options.shared_health) {
+    // The stored verdicts, so the first generation already applies them
+    // (otherwise it would bring every down backend back until the watch
+    // delivers the document a few ms later). Best effort: the watch
+    // delivers it anyway.
+    auto url = ParseStoreUrl(FLAGS_store);
+    auto doc = url.ok() ? LoadSharedHealth(*url, FLAGS_etcd_timeout_ms)
+                        : absl::StatusOr<std::optional<v1::SharedHealth>>(url.status());
+    if (doc.ok()) {
+      options.initial_shared_health = *std::move(doc);
+    } else {
+      LOG(WARNING) << "shared health not read at start (" << doc.status().message()
+                   << "); the watch brings it";
+    }
+  }
   options.on_publish = LogReport;
   // Cumulative since start (a Prometheus histogram must never decrease).
   options.on_publish_latency = [publish_latency](double publish_ms, double) {
@@ -449,6 +477,32 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> OpenControlPlane(const TableCapaci
                     : absl::StrCat(" (--config ", FLAGS_config,
                                    " is applied on SIGHUP only: the store is not empty)"));
   return cp;
+}
+
+// --store=etcd://: the leader election and the shared health (leader.h);
+// nullptr with the file store.
+absl::StatusOr<std::unique_ptr<LeaderElection>> StartElection(ControlPlane* cp) {
+  if (FLAGS_store.empty()) return std::unique_ptr<LeaderElection>();
+  auto url = ParseStoreUrl(FLAGS_store);
+  if (!url.ok() || url->kind != StoreUrl::Kind::kEtcd) return std::unique_ptr<LeaderElection>();
+  LeaderOptions o;
+  o.url = *url;
+  o.timeout_ms = FLAGS_etcd_timeout_ms;
+  o.ttl_s = FLAGS_etcd_lease_ttl_s;
+  o.node_name = FLAGS_node_name;
+  if (o.node_name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    o.node_name = absl::StrCat(host, ":", getpid());
+  }
+  LeaderHooks hooks;
+  hooks.local_view = [cp] { return cp->LocalHealthView(); };
+  hooks.on_shared_health = [cp](const v1::SharedHealth& doc) { cp->AdoptSharedHealth(doc); };
+  auto e = StartLeaderElection(o, std::move(hooks));
+  if (!e.ok()) return absl::InvalidArgumentError(absl::StrCat(e.status().message()));
+  LOG(INFO) << "leader election on " << FLAGS_store << " as \"" << o.node_name << "\", lease TTL "
+            << o.ttl_s << " s";
+  return e;
 }
 
 int RunServer(const TableCapacities& caps) {
@@ -479,6 +533,16 @@ int RunServer(const TableCapacities& caps) {
   }
   std::unique_ptr<ControlPlane> cp = *std::move(created);
   ControlPlane* cpp = cp.get();
+  auto election = StartElection(cpp);
+  if (!election.ok()) {
+    LOG(ERROR) << election.status().message();
+    return 1;
+  }
+  LeaderElection* leader = election->get();
+  if (leader != nullptr) {
+    cp->SetLocalHealthListener([leader] { leader->LocalHealthChanged(); });
+    inputs.leader_status = [leader] { return leader->Status(); };
+  }
   // Events worth a log line (publishes are printed by on_publish).
   const uint64_t log_token = cp->Subscribe([](const v1::Event& e) {
     if (e.kind() != "publish") LOG(INFO) << e.kind() << ": " << e.message();
@@ -523,6 +587,7 @@ int RunServer(const TableCapacities& caps) {
   stop.Notify();
   ticker.join();
   (*checker)->Stop();
+  if (leader != nullptr) leader->Stop();  // revokes the lease: another node takes over now
   cp->Unsubscribe(log_token);
   LOG(INFO) << "stopped: listeners closed, health checks ended";
   return 0;

@@ -213,6 +213,43 @@ void AddStoreFamilies(Exposition& x, const ControlPlane& cp) {
   }
 }
 
+// Leader election among the control planes on one etcd (leader.h).
+void AddLeaderFamilies(Exposition& x, const LeaderStatus& s) {
+  {
+    Family& f = x.Add("lb_cp_leader", "gauge",
+                      "1 while this control plane is the elected leader (its health verdicts "
+                      "are the ones every node's tables apply).");
+    Exposition::Sample(f, "", {}, s.leader ? "1" : "0");
+  }
+  {
+    Family& f = x.Add("lb_cp_leader_term", "gauge",
+                      "Term (create revision of <prefix>/leader) of the leader this node last "
+                      "saw; 0 = none seen.");
+    Exposition::Sample(f, "", {}, absl::StrCat(s.term));
+  }
+  {
+    Family& f = x.Add("lb_cp_leader_changes_total", "counter",
+                      "New leader terms this control plane has seen.");
+    Exposition::Sample(f, "", {}, U(s.leader_changes));
+  }
+  {
+    Family& f = x.Add("lb_cp_health_writes_total", "counter",
+                      "Shared health documents this control plane stored as leader.");
+    Exposition::Sample(f, "", {}, U(s.health_writes));
+  }
+  {
+    Family& f = x.Add("lb_cp_health_write_failures_total", "counter",
+                      "Shared health writes that got no answer or that the lease fence refused.");
+    Exposition::Sample(f, "", {}, U(s.health_write_failures));
+  }
+  {
+    Family& f = x.Add("lb_cp_shared_health_refused_total", "counter",
+                      "Stored shared health documents refused (not written by lb-controlplane); "
+                      "the last good one stays in force.");
+    Exposition::Sample(f, "", {}, U(s.health_refused));
+  }
+}
+
 void AddLcoreFamilies(Exposition& x, const v1::Stats& stats) {
   struct LcoreCounter {
     const char* name;
@@ -475,6 +512,7 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
   Exposition x;
   AddNodeFamilies(x, stats, cp.GetTables(), in);
   AddStoreFamilies(x, cp);
+  if (in.leader_status) AddLeaderFamilies(x, in.leader_status());
   AddLcoreFamilies(x, stats);
   AddPortFamilies(x, stats);
   AddVipFamilies(x, cp.ListVips(), traffic);

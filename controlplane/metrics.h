@@ -24,6 +24,9 @@
 //   lb_backend_active_flows{pool,backend,backend_id}   gauge, all lcores
 //   lb_publish_duration_seconds                  histogram (MetricsInputs or ControlPlane)
 //   lb_health_check_duration_seconds             histogram (MetricsInputs)
+//   lb_cp_leader, lb_cp_leader_term              gauges (etcd store, MetricsInputs)
+//   lb_cp_leader_changes_total, lb_cp_health_writes_total,
+//   lb_cp_health_write_failures_total, lb_cp_shared_health_refused_total
 // Lcore families come from ControlPlane::GetStats and are absent without a
 // dataplane; VIP and backend families come from ListVips/ListBackends, with
 // per-VIP and per-backend traffic read from the stats region (indexed by the
@@ -37,12 +40,14 @@
 #define LB_CONTROLPLANE_METRICS_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "controlplane/control_plane.h"
+#include "controlplane/leader.h"
 
 namespace lb {
 
@@ -87,6 +92,9 @@ struct MetricsInputs {
   // ControlPlane::PublishLatenciesMs(), which only keeps the last
   // latency_samples publishes: its counts stop growing after that many.
   const LatencyHistogram* publish_latency = nullptr;
+  // Leader election (etcd store, leader.h): the lb_cp_leader* and
+  // lb_cp_health_* families; empty = absent.
+  std::function<LeaderStatus()> leader_status;
 };
 
 std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& inputs);

@@ -25,8 +25,8 @@ v1::BackendStatus BackendStatusOf(const QuerySnapshot& s, const DataplaneView& v
   out.set_pool(pool);
   *out.mutable_backend() = b;
   v1::HealthStatus h = v1::HEALTH_STATUS_UNKNOWN;
-  auto hit = s.health.find(b.id());
-  if (hit != s.health.end()) h = hit->second.report.status;
+  auto hit = s.published_health.find(b.id());
+  if (hit != s.published_health.end()) h = hit->second.report.status;
   if (h == v1::HEALTH_STATUS_UNSPECIFIED) h = v1::HEALTH_STATUS_UNKNOWN;
   out.set_health(h);
   v1::BackendState st =

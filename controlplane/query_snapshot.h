@@ -28,7 +28,9 @@ struct QuerySnapshot {
   uint64_t generation = 0;
   std::vector<VipSummary> vips;          // of the last build, config order
   std::map<uint32_t, uint32_t> slot_of;  // backend id -> table slot
-  HealthMap health;
+  HealthMap health;                      // this node's checker (BackendHealthOf)
+  HealthMap published_health;            // what the tables apply (BackendStatusOf): the
+                                         // same, or the leader's shared document
   std::vector<uint32_t> stuck_lcores;
   double last_publish_ms = 0;
 };

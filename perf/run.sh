@@ -86,7 +86,8 @@ case "$name" in
   cluster)
     # A change through one of N control planes on one etcd -> every node's
     # table region on the new generation; fingerprints checked equal after
-    # the run. Args: [nodes=3] [changes=200]. About 10 s; see
+    # the run; then leader health verdicts reaching every node. Args: [nodes=3]
+    # [changes=200] [health=40]. About 30 s, root (a network namespace); see
     # perf/cluster_bench.py.
     build controlplane/lb-controlplane
     exec /usr/bin/python3 "$ROOT/perf/cluster_bench.py" "$BUILD/controlplane/lb-controlplane" "$@"

@@ -113,8 +113,10 @@ class Etcd:
 
 
 class Node:
-    def __init__(self, binary, work, name, store, grpc=False):
+    def __init__(self, binary, work, name, store, grpc=False, extra=(), user=None):
         self.grpc = grpc
+        self.extra = list(extra)
+        self.user = user  # run as this user (None: as the test)
         self.grpc_port = None
         self.binary = binary
         self.work = work
@@ -132,8 +134,9 @@ class Node:
                  f"--stats_region={self.work}/stats-{self.name}",
                  "--grpc_listen=" + ("127.0.0.1:0" if self.grpc else ""),
                  "--http_listen=127.0.0.1:0", "--max_vips=8", "--max_backends=1024",
-                 "--max_members=1024", "--max_ring_size=4099", "--etcd_timeout_ms=1000"],
-                stdout=out, stderr=err)
+                 "--max_members=1024", "--max_ring_size=4099", "--etcd_timeout_ms=1000"]
+                + self.extra,
+                stdout=out, stderr=err, user=self.user, group=self.user and "nogroup")
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             text = open(self.log, encoding="utf-8", errors="replace").read()

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "controlplane/shared_health.h"
 #include "tests/cp/control_plane_test_util.h"
 
 namespace lb {
@@ -68,8 +69,11 @@ class StoreSyncTest : public ::testing::Test {
     b_.reset();
     ASSERT_EQ(system(("rm -rf '" + dir_ + "'").c_str()), 0);
   }
-  std::unique_ptr<ControlPlane> Make(const std::string& node) {
+  std::unique_ptr<ControlPlane> Make(const std::string& node, bool shared_health = false,
+                                     std::optional<v1::SharedHealth> initial = std::nullopt) {
     ControlPlaneOptions o;
+    o.shared_health = shared_health;
+    o.initial_shared_health = std::move(initial);
     o.publisher.table_path = dir_ + "/tables-" + node;
     o.publisher.stats_path = dir_ + "/stats-" + node;
     o.publisher.caps.max_vips = 8;
@@ -171,6 +175,117 @@ TEST_F(StoreSyncTest, APeerThatAlwaysWinsGetsAbortedAndNothingChanges) {
   EXPECT_EQ(added.status().code(), absl::StatusCode::kAborted);
   EXPECT_EQ(a_->generation(), gen);
   EXPECT_EQ(a_->version(), 1u);
+}
+
+// Shared health (leader.h): the tables follow the leader's stored document,
+// never the node's own checker; every node applying the same document
+// publishes the same fingerprint.
+TEST_F(StoreSyncTest, SharedHealthTablesFollowTheStoredDocumentOnly) {
+  a_.reset();
+  b_.reset();
+  a_ = Make("a", /*shared_health=*/true);
+  b_ = Make("b", /*shared_health=*/true);
+  ASSERT_NE(a_, nullptr);
+  ASSERT_NE(b_, nullptr);
+  v1::HealthCheck hc;
+  hc.set_kind(v1::HEALTH_CHECK_KIND_TCP);
+  ASSERT_TRUE(a_->SetHealthCheck("web", hc).ok());
+  ASSERT_TRUE(b_->SyncFromStore().ok());
+  const std::string fp = Fingerprint(*a_);
+  ASSERT_EQ(fp, Fingerprint(*b_));
+  uint32_t id = 0;
+  for (const v1::BackendStatus& s : a_->ListBackends("web")) {
+    if (s.backend().address() == "10.0.0.2") id = s.backend().id();
+  }
+  ASSERT_NE(id, 0u);
+
+  int calls = 0;
+  a_->SetLocalHealthListener([&calls] { ++calls; });
+  HealthReport r;
+  r.backend_id = id;
+  r.status = v1::HEALTH_STATUS_UNHEALTHY;
+  const uint64_t ga = a_->generation();
+  a_->ReportHealth(r);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(a_->generation(), ga);  // its own verdict alone publishes nothing
+  EXPECT_EQ(Fingerprint(*a_), fp);
+  a_->ReportHealth(r);
+  EXPECT_EQ(calls, 1);  // no change, no call
+  auto local = a_->GetBackendHealth(id);
+  ASSERT_TRUE(local.ok());
+  EXPECT_EQ(local->status(), "unhealthy");  // the local view is still shown
+
+  v1::SharedHealth doc = a_->LocalHealthView();
+  ASSERT_EQ(doc.backends_size(), 1);
+  EXPECT_EQ(doc.backends(0).address(), "10.0.0.2");
+  doc.set_leader("a");
+  doc.set_term(5);
+  auto stored = DecodeSharedHealth(EncodeSharedHealth(doc), "test");
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  const uint64_t gb = b_->generation();
+  const uint64_t version = b_->version();
+  a_->AdoptSharedHealth(*stored);
+  b_->AdoptSharedHealth(*stored);
+  EXPECT_NE(Fingerprint(*a_), fp);
+  EXPECT_EQ(Fingerprint(*a_), Fingerprint(*b_));
+  EXPECT_EQ(a_->generation(), ga + 1);
+  EXPECT_EQ(b_->generation(), gb + 1);
+  EXPECT_EQ(b_->version(), version);  // health is no config change
+  auto on_b = b_->GetBackend(id);
+  ASSERT_TRUE(on_b.ok());
+  EXPECT_EQ(on_b->health(), v1::HEALTH_STATUS_UNHEALTHY);  // published: the leader's
+  EXPECT_EQ(on_b->effective_state(), v1::BACKEND_STATE_DOWN);
+  auto b_local = b_->GetBackendHealth(id);
+  ASSERT_TRUE(b_local.ok());
+  EXPECT_EQ(b_local->status(), "unknown");  // B's own checker said nothing
+
+  b_->AdoptSharedHealth(*stored);  // the same document again: nothing to publish
+  EXPECT_EQ(b_->generation(), gb + 1);
+
+  // A verdict made for another address of that id counts for nothing.
+  v1::SharedHealth other = *stored;
+  other.mutable_backends(0)->set_address("10.9.9.9");
+  b_->AdoptSharedHealth(other);
+  EXPECT_EQ(Fingerprint(*b_), fp);
+  EXPECT_EQ(b_->generation(), gb + 2);
+
+  // A node starting while the document is stored publishes it in its very
+  // first generation (not "everything up" until its watch delivers it).
+  b_.reset();
+  b_ = Make("b2", /*shared_health=*/true, *stored);
+  ASSERT_NE(b_, nullptr);
+  EXPECT_EQ(b_->generation(), 1u);
+  EXPECT_EQ(Fingerprint(*b_), Fingerprint(*a_));
+}
+
+TEST(SharedHealthCodec, RefusesWhatLbControlplaneDidNotWrite) {
+  v1::SharedHealth doc;
+  doc.set_term(3);
+  auto* b = doc.add_backends();
+  b->set_id(1);
+  b->set_address("10.0.0.1");
+  b->set_status(v1::HEALTH_STATUS_UNHEALTHY);
+  const std::string bytes = EncodeSharedHealth(doc);
+  ASSERT_TRUE(DecodeSharedHealth(bytes, "t").ok());
+  EXPECT_EQ(DecodeSharedHealth(bytes.substr(1), "t").status().code(), absl::StatusCode::kDataLoss);
+  v1::SharedHealth bad = doc;
+  bad.set_term(0);
+  EXPECT_NE(DecodeSharedHealth(EncodeSharedHealth(bad), "t").status().message().find("term"),
+            std::string::npos);
+  bad = doc;
+  *bad.add_backends() = doc.backends(0);
+  EXPECT_NE(DecodeSharedHealth(EncodeSharedHealth(bad), "t")
+                .status()
+                .message()
+                .find("backends[1].id: 1 repeated"),
+            std::string::npos);
+  bad = doc;
+  bad.mutable_backends(0)->set_status(static_cast<v1::HealthStatus>(9));
+  EXPECT_NE(DecodeSharedHealth(EncodeSharedHealth(bad), "t")
+                .status()
+                .message()
+                .find("backends[0].status"),
+            std::string::npos);
 }
 
 }  // namespace
