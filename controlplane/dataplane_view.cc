@@ -243,6 +243,8 @@ void DataplaneView::ReadLcores(v1::Stats* out) const {
     c->set_syn_guard_engaged(l.syn_guard_engaged.load(std::memory_order_relaxed));
     c->set_tables_refused(l.tables_refused.load(std::memory_order_relaxed));
     c->set_refused_generation(l.refused_generation.load(std::memory_order_relaxed));
+    c->set_to_kernel(l.to_kernel.load(std::memory_order_relaxed));
+    c->set_from_kernel(l.from_kernel.load(std::memory_order_relaxed));
     auto* drops = c->mutable_drops();
     for (uint32_t r = 0; r < reasons; ++r) {
       (*drops)[DropReasonName(static_cast<DropReason>(r))] =
