@@ -300,6 +300,7 @@ static_assert(offsetof(LcoreStats, rx_packets) == 64, "LcoreStats ABI");
 static_assert(offsetof(LcoreStats, syn_guard_stateless) == 160, "LcoreStats ABI");
 static_assert(offsetof(LcoreStats, tables_refused) == 176, "LcoreStats ABI");
 static_assert(offsetof(LcoreStats, drops) == 192, "LcoreStats ABI");
+static_assert(offsetof(LcoreStats, to_kernel) == 192 + 8 * kNumDropReasons, "LcoreStats ABI");
 
 struct StatsRegionHeader {
   uint64_t magic;        // kStatsMagic
