@@ -25,6 +25,7 @@ PKGS=(
   haproxy  # the peer proxy of perf/run.sh l7 (perf/l7_bench.sh)
   prometheus  # ships promtool (tests/api/metrics_test.sh)
   etcd-server etcd-client  # the etcd store of lb-controlplane (tests/cluster)
+  bird2  # BGP: the node and router BIRDs of tests/e2e/bgp_test.sh
 )
 
 missing=()
