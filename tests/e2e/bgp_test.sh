@@ -212,9 +212,12 @@ kill -KILL "${DP_PIDS[1]}"
 wait_hops "10.99.0.111" 1000 || fail "kill -9: node 2's route was not withdrawn within 10 s (next hops: '$(route_hops)')"
 withdraw_ms=$(($(now_ms) - t0))
 echo "kill -9 of node 2's lb-dataplane: route withdrawn at the router after $withdraw_ms ms"
-bfd_down=$(grep -c "BFD session down" "$WORK/router/bird.log" || true)
-echo "router BIRD: BFD sessions that went down: $bfd_down"
-((bfd_down >= 1)) || fail "the router's BFD session to node 2 never went down"
+rbirdc() { ip netns exec "$P-router" birdc -s "$WORK/router/bird.ctl" "$@" 2>&1; }
+bfd_state=$(rbirdc show bfd sessions | awk '$1 == "10.99.0.112" { print $3 }')
+lb2_error=$(rbirdc show protocols all lb2 | sed -n 's/^ *Last error: *//p')
+echo "router BIRD: BFD session to 10.99.0.112 '$bfd_state', lb2 last error '$lb2_error'"
+[[ "$bfd_state" == Down || "$lb2_error" == *BFD* ]] ||
+  fail "the router did not lose node 2 through BFD (BFD '$bfd_state', last error '$lb2_error')"
 wait "${DP_PIDS[1]}" 2>/dev/null || true
 DP_PIDS[1]=""
 wait "$WRK_PID" && wrk_rc=0 || wrk_rc=$?
