@@ -171,6 +171,18 @@ t0=$(now_ms)
 wait_hops "$BOTH" 1500 || fail "the router did not install the ECMP route (next hops: '$(route_hops)')"
 echo "router: ECMP route after $(($(now_ms) - t0)) ms: $(ip netns exec "$P-router" ip route show "$VIP4/32" | tr -s '\n\t ' ' ')"
 warm_up 10 "http://$VIP4/" || fail "no request through the VIP succeeded"
+# BFD must be up on both sessions before anything is measured (until then
+# only the BGP hold time would notice a dead node).
+rbirdc() { ip netns exec "$P-router" birdc -s "$WORK/router/bird.ctl" "$@" 2>&1; }
+# Up, and past BFD's slow start: the detection timeout (last column) is the
+# configured 5 x 100 ms, not the 1 s idle interval's.
+bfd_up() { rbirdc show bfd sessions | awk '$3 == "Up" && $NF + 0 > 0 && $NF + 0 <= 0.5' | wc -l; }
+for _ in $(seq 100); do
+  (($(bfd_up) == 2)) && break
+  sleep 0.1
+done
+(($(bfd_up) == 2)) || fail "the router's BFD sessions did not come up: $(rbirdc show bfd sessions | tr '\n' ' ')"
+echo "router: BFD sessions to both nodes Up: $(rbirdc show bfd sessions | awk '$3 == "Up" { print $1, "timeout", $NF }' | tr '\n' ' ')"
 
 # 4. Drain node 2 under a curl every 50 ms: withdrawn first, no failure.
 ip netns exec "$P-client" bash -c '
@@ -212,7 +224,6 @@ kill -KILL "${DP_PIDS[1]}"
 wait_hops "10.99.0.111" 1000 || fail "kill -9: node 2's route was not withdrawn within 10 s (next hops: '$(route_hops)')"
 withdraw_ms=$(($(now_ms) - t0))
 echo "kill -9 of node 2's lb-dataplane: route withdrawn at the router after $withdraw_ms ms"
-rbirdc() { ip netns exec "$P-router" birdc -s "$WORK/router/bird.ctl" "$@" 2>&1; }
 bfd_state=$(rbirdc show bfd sessions | awk '$1 == "10.99.0.112" { print $3 }')
 lb2_error=$(rbirdc show protocols all lb2 | sed -n 's/^ *Last error: *//p')
 echo "router BIRD: BFD session to 10.99.0.112 '$bfd_state', lb2 last error '$lb2_error'"
