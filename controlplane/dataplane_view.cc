@@ -218,6 +218,42 @@ TrafficSnapshot DataplaneView::SumTraffic(const SlotView& slot) const {
   return snap;
 }
 
+DataplaneLiveness DataplaneView::Liveness(uint64_t max_heartbeat_age_ns) const {
+  DataplaneLiveness r;
+  std::string unusable;
+  std::shared_ptr<const StatsRegion> s = Current(&unusable);
+  if (s == nullptr) {
+    r.why = unusable.empty() ? "no stats region" : "stats region unusable: " + unusable;
+    return r;
+  }
+  const uint32_t pid = s->control().writer_pid.load(std::memory_order_acquire);
+  if (!ProcessAlive(pid)) {
+    r.why = absl::StrCat("process ", pid, " gone");
+    return r;
+  }
+  const uint64_t now = MonotonicNs();
+  uint32_t online = 0;
+  for (uint32_t i = 0; i < NumLcores(*s); ++i) {
+    const LcoreStats& l = s->Lcore(i);
+    if (l.state.load(std::memory_order_acquire) != static_cast<uint32_t>(LcoreState::kOnline)) {
+      continue;
+    }
+    ++online;
+    const uint64_t hb = l.heartbeat_ns.load(std::memory_order_relaxed);
+    const uint64_t age = now > hb ? now - hb : 0;
+    if (age > max_heartbeat_age_ns) {
+      r.why = absl::StrCat("lcore ", l.lcore_id, " heartbeat ", age / 1000000, " ms old");
+      return r;
+    }
+  }
+  if (online == 0) {
+    r.why = "no lcore online";
+    return r;
+  }
+  r.alive = true;
+  return r;
+}
+
 void DataplaneView::ReadLcores(v1::Stats* out) const {
   std::shared_ptr<const StatsRegion> s = Current(nullptr);
   if (s == nullptr) return;
@@ -243,6 +279,8 @@ void DataplaneView::ReadLcores(v1::Stats* out) const {
     c->set_syn_guard_engaged(l.syn_guard_engaged.load(std::memory_order_relaxed));
     c->set_tables_refused(l.tables_refused.load(std::memory_order_relaxed));
     c->set_refused_generation(l.refused_generation.load(std::memory_order_relaxed));
+    c->set_to_kernel(l.to_kernel.load(std::memory_order_relaxed));
+    c->set_from_kernel(l.from_kernel.load(std::memory_order_relaxed));
     auto* drops = c->mutable_drops();
     for (uint32_t r = 0; r < reasons; ++r) {
       (*drops)[DropReasonName(static_cast<DropReason>(r))] =

@@ -92,6 +92,15 @@ struct ReclaimCheck {
   std::string DescribeHolding() const;
 };
 
+// Whether the dataplane forwards now: its process is alive, at least one
+// lcore is online, and every online lcore's heartbeat is younger than the
+// limit asked for. `why` says what failed ("no stats region", "process 123
+// gone", "lcore 1 heartbeat 512 ms old", ...), empty when alive.
+struct DataplaneLiveness {
+  bool alive = false;
+  std::string why;
+};
+
 class DataplaneView {
  public:
   DataplaneView(std::string stats_path, uint64_t stuck_after_ns);
@@ -121,6 +130,8 @@ class DataplaneView {
   // Also adds one PortCounters per port the dataplane reported (the NIC's
   // own counters, lib/table_format.h PortCounters).
   void ReadLcores(v1::Stats* out) const;
+  // The heartbeat check of DataplaneLiveness (the BGP announcer's input).
+  DataplaneLiveness Liveness(uint64_t max_heartbeat_age_ns) const;
   // The per-port area of `s` into out->ports (entries not in use skipped).
   static void ReadPorts(const StatsRegion& s, v1::Stats* out);
 

@@ -42,6 +42,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "controlplane/bgp_announcer.h"
 #include "controlplane/config.h"
 #include "controlplane/control_plane.h"
 #include "controlplane/etcd_store.h"
@@ -148,6 +149,23 @@ DEFINE_string(health_tunnel_map, "",
 DEFINE_uint32(health_tunnel_mark_base, lb::kDefaultHealthTunnelMarkBase,
               "SO_MARK of a tunnelled health check = this + backend id. Pick a range no other "
               "firewall/routing mark on the checker's host uses.");
+DEFINE_string(bgp_routes_file, "",
+              "BGP through BIRD: the BIRD include file (absolute path) this process owns; it "
+              "holds `protocol static lb_vips4/lb_vips6` with a route per VIP address announced "
+              "(dataplane heartbeat fresh and a healthy backend). Empty = no announcer. See "
+              "docs/OPERATIONS.md.");
+DEFINE_string(bgp_bird_socket, "",
+              "BIRD's control socket: `birdc -s SOCKET configure` after each change of "
+              "--bgp_routes_file.");
+DEFINE_string(bgp_birdc, "birdc", "The birdc program.");
+DEFINE_string(bgp_drain_file, "",
+              "When this file exists every VIP is withdrawn (drain the node before stopping it).");
+DEFINE_uint32(bgp_heartbeat_max_ms, 200,
+              "The dataplane counts as dead (its VIPs withdrawn) when an online lcore's "
+              "heartbeat in the stats region is older than this, or its process is gone.");
+DEFINE_uint32(bgp_poll_ms, 50, "How often the BGP announcer re-decides.");
+DEFINE_bool(bgp_withdraw_on_exit, true,
+            "Withdraw every VIP when lb-controlplane stops (nothing would track health).");
 DEFINE_bool(once, false,
             "Validate --config, publish one generation and exit: 0 on success, 1 on any error. "
             "Uses no store and opens no listener.");
@@ -578,7 +596,32 @@ int RunServer(const TableCapacities& caps) {
       for (double ms : (*checker)->DrainLatencyObservationsMs()) health_latency.Observe(ms / 1e3);
     }
   });
+  // Routes that follow health (--bgp_routes_file): its own view of the
+  // stats region, so that its heartbeat checks never wait on the publisher.
+  std::unique_ptr<DataplaneView> bgp_view;
+  std::unique_ptr<BgpAnnouncer> announcer;
+  if (!FLAGS_bgp_routes_file.empty()) {
+    bgp_view = std::make_unique<DataplaneView>(inputs.stats_path,
+                                               uint64_t{FLAGS_stuck_lcore_ms} * 1000000);
+    BgpAnnouncerOptions bo;
+    bo.routes_file = FLAGS_bgp_routes_file;
+    bo.bird_socket = FLAGS_bgp_bird_socket;
+    bo.birdc = FLAGS_bgp_birdc;
+    bo.drain_file = FLAGS_bgp_drain_file;
+    bo.heartbeat_max_age_ns = uint64_t{FLAGS_bgp_heartbeat_max_ms} * 1000000;
+    bo.poll_ns = uint64_t{FLAGS_bgp_poll_ms} * 1000000;
+    announcer = std::make_unique<BgpAnnouncer>(
+        bo, [cpp] { return cpp->ListVips(); }, bgp_view.get());
+    if (absl::Status s = announcer->Start(); !s.ok()) {
+      LOG(ERROR) << s.message();
+      stop.Notify();
+      ticker.join();
+      (*checker)->Stop();
+      return 1;
+    }
+  }
   ServeSignals(signals, caps, *cp);
+  if (announcer != nullptr) announcer->Stop(FLAGS_bgp_withdraw_on_exit);
 
   // Stop taking requests first, then the periodic work, then the checker.
   if (*http_server) (*http_server)->Stop();

@@ -295,6 +295,12 @@ void AddLcoreFamilies(Exposition& x, const v1::Stats& stats) {
       {"lb_lcore_refused_generation", "gauge",
        "The last table generation the lcore refused (0 = none).",
        [](const v1::LcoreCounters& c) { return c.refused_generation(); }},
+      {"lb_lcore_to_kernel_packets_total", "counter",
+       "Packets the lcore handed to the kernel through the exception path.",
+       [](const v1::LcoreCounters& c) { return c.to_kernel(); }},
+      {"lb_lcore_from_kernel_packets_total", "counter",
+       "Kernel frames the lcore sent out a port through the exception path.",
+       [](const v1::LcoreCounters& c) { return c.from_kernel(); }},
   };
   for (const LcoreCounter& lc : kLcore) {
     Family& f = x.Add(lc.name, lc.type, lc.help);

@@ -31,9 +31,10 @@ enum class DropReason : uint8_t {
   kNoBuffer = 16,       // could not allocate an mbuf for a reply
   kTtlExceeded = 17,    // TTL / hop limit would reach zero
   kBackendsFull = 18,   // a new flow whose every usable backend is at max_connections
+  kExceptionFull = 19,  // for the kernel (exception path) but its ring or budget is full
 };
 
-inline constexpr int kNumDropReasons = 19;
+inline constexpr int kNumDropReasons = 20;
 
 // Stable snake_case names, used in metrics labels and in test output.
 inline const char* DropReasonName(DropReason r) {
@@ -76,6 +77,8 @@ inline const char* DropReasonName(DropReason r) {
       return "ttl_exceeded";
     case DropReason::kBackendsFull:
       return "backends_full";
+    case DropReason::kExceptionFull:
+      return "exception_full";
   }
   return "unknown";
 }

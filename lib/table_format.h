@@ -77,7 +77,9 @@ inline constexpr uint32_t kTableAbiVersion = 1;
 // 3: drop reason backends_full (LcoreStats::drops has one more entry),
 // BackendCounters grows to 64 bytes with full_skips, and its active_flows
 // counts only the slot's current incarnation.
-inline constexpr uint32_t kStatsAbiVersion = 3;
+// 4: the exception path: drop reason exception_full, and LcoreStats grows by
+// to_kernel / from_kernel after drops[].
+inline constexpr uint32_t kStatsAbiVersion = 4;
 inline constexpr uint32_t kNumTableSlots = 2;
 inline constexpr uint32_t kMaxLcores = 64;
 // Hard upper bounds, so that corrupt headers cannot make a reader compute a
@@ -286,6 +288,10 @@ struct alignas(64) LcoreStats {
   std::atomic<uint64_t> tables_refused;
   std::atomic<uint64_t> refused_generation;
   std::atomic<uint64_t> drops[kNumDropReasons];
+  // ABI 4: the exception path (dataplane/l4/exception_path.h): packets this
+  // lcore handed to the kernel, and (worker 0) kernel frames it queued for TX.
+  std::atomic<uint64_t> to_kernel;
+  std::atomic<uint64_t> from_kernel;
   // VipCounters[max_vips] and BackendCounters[max_backends] follow at
   // StatsRegionHeader::vip_counters_offset / backend_counters_offset,
   // relative to the start of this slice.
@@ -294,6 +300,7 @@ static_assert(offsetof(LcoreStats, rx_packets) == 64, "LcoreStats ABI");
 static_assert(offsetof(LcoreStats, syn_guard_stateless) == 160, "LcoreStats ABI");
 static_assert(offsetof(LcoreStats, tables_refused) == 176, "LcoreStats ABI");
 static_assert(offsetof(LcoreStats, drops) == 192, "LcoreStats ABI");
+static_assert(offsetof(LcoreStats, to_kernel) == 192 + 8 * kNumDropReasons, "LcoreStats ABI");
 
 struct StatsRegionHeader {
   uint64_t magic;        // kStatsMagic

@@ -88,9 +88,17 @@ case "$name" in
     # table region on the new generation; fingerprints checked equal after
     # the run; then leader health verdicts reaching every node. Args: [nodes=3]
     # [changes=200] [health=40]. About 30 s, root (a network namespace); see
-    # perf/cluster_bench.py.
-    build controlplane/lb-controlplane
-    exec /usr/bin/python3 "$ROOT/perf/cluster_bench.py" "$BUILD/controlplane/lb-controlplane" "$@"
+    # perf/cluster_bench.py. Then dataplane death -> route withdrawn at the
+    # router: tests/e2e/bgp_test.sh (root; BIRD on a router and two nodes,
+    # BFD 5 x 100 ms, kill -9 of one lb-dataplane), about 15 s more; prints
+    # `cluster withdraw_ms=N bfd=on`.
+    build controlplane/lb-controlplane dataplane/l4/lb-dataplane dataplane/bpf/lb-decap \
+      dataplane/bpf/decap.bpf.o controlplane/cli/lbctl
+    /usr/bin/python3 "$ROOT/perf/cluster_bench.py" "$BUILD/controlplane/lb-controlplane" "$@"
+    out=$(bash "$ROOT/tests/e2e/bgp_test.sh" "$BUILD/controlplane/lb-controlplane" \
+      "$BUILD/dataplane/l4/lb-dataplane" "$BUILD/dataplane/bpf/lb-decap" \
+      "$BUILD/controlplane/cli/lbctl" 2>&1) || { echo "$out" | tail -40 >&2; exit 1; }
+    sed -n 's/^RESULT bgp: withdraw_ms=\([0-9]*\) bfd=on.*/cluster withdraw_ms=\1 bfd=on/p' <<<"$out"
     ;;
   *)
     usage

@@ -29,6 +29,7 @@ PKGS=(
   testssl.sh  # TLS verdicts on an lb-l7 listener (tests/l7/l7_testssl_test.py)
   etcd-server etcd-client  # the etcd store of lb-controlplane (tests/cluster)
   redis-server  # the shared sticky store of lb-l7 (tests/l7/l7_store_test.py)
+  bird2  # BGP: the node and router BIRDs of tests/e2e/bgp_test.sh
 )
 
 missing=()

@@ -34,5 +34,7 @@ DECLARE_bool(promiscuous);
 DECLARE_uint32(idle_exit_ms);
 DECLARE_uint32(drain_us);
 DECLARE_uint32(summary_interval_s);
+DECLARE_string(exception_path);
+DECLARE_uint32(exception_path_pps);
 
 #endif  // LB_DATAPLANE_L4_FLAGS_H_

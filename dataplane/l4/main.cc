@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "dataplane/l4/exception_path.h"
 #include "dataplane/l4/monitor.h"
 #include "dataplane/l4/startup.h"
 #include "dataplane/l4/telemetry.h"
@@ -92,6 +93,15 @@ DEFINE_uint32(idle_exit_ms, 0,
               "Exit after this many ms without a received packet, once one has been received "
               "(for pcap replay runs). 0 = run until SIGINT/SIGTERM.");
 DEFINE_uint32(drain_us, 100, "TX drain period in microseconds.");
+DEFINE_string(exception_path, "",
+              "Exception path: create this kernel interface (a DPDK net_tap port with the first "
+              "port's MAC) and hand it what is not for a VIP and not answered here (BGP, BFD, "
+              "ARP for the kernel's addresses, ICMP, ssh); send what the kernel emits out the "
+              "first port. Put the node's kernel addresses on it. Empty = off: such packets "
+              "are dropped and counted by reason (docs/OPERATIONS.md).");
+DEFINE_uint32(exception_path_pps, 20000,
+              "Packets per second each lcore may hand to the kernel on the exception path; "
+              "above it they drop as exception_full. 0 = no limit.");
 DEFINE_uint32(summary_interval_s, 60,
               "Log a counter summary (packets, drops by reason, table generation) this often, "
               "and at once when the table generation changes. 0 = only at exit.");
@@ -153,7 +163,8 @@ void LogStartup(const std::string& table_path, uint64_t gen, const std::string& 
 // (worker 0 on this one) until a signal or --idle_exit_ms, then the shutdown:
 // summary, ports (pcap writes its file on close), regions.
 int RunAndShutDown(const lb::dp::MonitorArg& monitor_arg, lb::TableReader* tables,
-                   lb::StatsRegion* stats, std::vector<std::unique_ptr<lb::dp::Worker>>* workers) {
+                   lb::StatsRegion* stats, std::vector<std::unique_ptr<lb::dp::Worker>>* workers,
+                   std::unique_ptr<lb::dp::ExceptionPath> exception_path) {
   pthread_t monitor;
   if (int rc = rte_ctrl_thread_create(&monitor, "lb-monitor", nullptr, lb::dp::Monitor,
                                       const_cast<lb::dp::MonitorArg*>(&monitor_arg));
@@ -180,6 +191,11 @@ int RunAndShutDown(const lb::dp::MonitorArg& monitor_arg, lb::TableReader* table
   args[0].worker = (*workers)[0].get();
   WorkerMain(&args[0]);
   rte_eal_mp_wait_lcore();
+  if (exception_path != nullptr) {
+    LOG(INFO) << "exception path: " << exception_path->ring_drops()
+              << " frames lost between the rings and the tap";
+    exception_path.reset();  // service thread, tap port, rings: before the mempools go
+  }
   pthread_join(monitor, nullptr);
   pthread_join(verifier, nullptr);
   if (const int sig = g_signal.load(); sig != 0) {
@@ -271,9 +287,21 @@ int main(int argc, char** argv) {
   if (!conn_prefix.empty()) lb::dp::SetUpConnGrace(conn_prefix, *workers, wo.conn, &orphan_tables);
   stats->control().num_lcores.store(num_workers, std::memory_order_release);
 
+  // --- the exception path to the kernel (--exception_path) ---
+  std::unique_ptr<lb::dp::ExceptionPath> exception_path;
+  if (!FLAGS_exception_path.empty()) {
+    const lb::dp::PortInfo& first = (*ports)[0];
+    auto x = lb::dp::ExceptionPath::Create(FLAGS_exception_path, first.mac, first.pool,
+                                           first.port_id, FLAGS_exception_path_pps);
+    if (!x.ok()) return Fail(std::string(x.status().message()));
+    exception_path = std::move(*x);
+    for (auto& w : *workers) w->SetExceptionPath(exception_path->queues());
+    exception_path->Start();
+  }
+
   LogStartup(paths.table, gen, paths.stats, num_workers, *ports);
   lb::dp::RegisterTelemetry(&*stats, &*tables, num_workers);
 
   const lb::dp::MonitorArg monitor_arg{&*tables, &*stats, num_workers, &*ports, &g_quit};
-  return RunAndShutDown(monitor_arg, &*tables, &*stats, &*workers);
+  return RunAndShutDown(monitor_arg, &*tables, &*stats, &*workers, std::move(exception_path));
 }

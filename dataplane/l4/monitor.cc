@@ -18,6 +18,8 @@ Totals SumCounters(const StatsRegion& stats, uint16_t lcores) {
     t.tx += l.tx_packets.load(std::memory_order_relaxed);
     t.forwarded += l.forwarded.load(std::memory_order_relaxed);
     t.replies += l.replies.load(std::memory_order_relaxed);
+    t.to_kernel += l.to_kernel.load(std::memory_order_relaxed);
+    t.from_kernel += l.from_kernel.load(std::memory_order_relaxed);
     for (int r = 0; r < kNumDropReasons; ++r) {
       t.drops[r] += l.drops[r].load(std::memory_order_relaxed);
     }
@@ -28,6 +30,9 @@ Totals SumCounters(const StatsRegion& stats, uint16_t lcores) {
 std::string FormatTotals(const Totals& t) {
   std::string s =
       absl::StrCat("rx=", t.rx, " tx=", t.tx, " forwarded=", t.forwarded, " replies=", t.replies);
+  if (t.to_kernel != 0 || t.from_kernel != 0) {
+    absl::StrAppend(&s, " to_kernel=", t.to_kernel, " from_kernel=", t.from_kernel);
+  }
   for (int r = 0; r < kNumDropReasons; ++r) {
     if (t.drops[r] != 0) {
       absl::StrAppend(&s, " drop_", DropReasonName(static_cast<DropReason>(r)), "=", t.drops[r]);

@@ -32,6 +32,7 @@ namespace lb::dp {
 // Counter totals over every lcore.
 struct Totals {
   uint64_t rx = 0, tx = 0, forwarded = 0, replies = 0, drops[kNumDropReasons] = {};
+  uint64_t to_kernel = 0, from_kernel = 0;
 };
 
 Totals SumCounters(const StatsRegion& stats, uint16_t lcores);

@@ -31,6 +31,8 @@ void AddLcore(rte_tel_data* d, uint16_t i, bool by_reason) {
   rte_tel_data_add_dict_u64(d, "tx_packets", Load(l.tx_packets));
   rte_tel_data_add_dict_u64(d, "forwarded", Load(l.forwarded));
   rte_tel_data_add_dict_u64(d, "replies", Load(l.replies));
+  rte_tel_data_add_dict_u64(d, "to_kernel", Load(l.to_kernel));
+  rte_tel_data_add_dict_u64(d, "from_kernel", Load(l.from_kernel));
   rte_tel_data_add_dict_u64(d, "new_flows", Load(l.new_flows));
   rte_tel_data_add_dict_u64(d, "conn_entries", Load(l.conn_entries));
   rte_tel_data_add_dict_u64(d, "conn_evictions", Load(l.conn_evictions));

@@ -48,6 +48,25 @@ void Worker::Drop(rte_mbuf* m, DropReason r) {
   rte_pktmbuf_free(m);
 }
 
+void Worker::ToKernel(rte_mbuf* m, DropReason otherwise) {
+  if (exc_ == nullptr) {
+    Drop(m, otherwise);
+    return;
+  }
+  const uint32_t sec = now_ms_ / 1000;
+  if (sec != exc_sec_) {
+    exc_sec_ = sec;
+    exc_count_ = 0;
+  }
+  if ((exc_->pps_per_lcore != 0 && exc_count_ >= exc_->pps_per_lcore) ||
+      rte_ring_mp_enqueue(exc_->to_kernel, m) != 0) {
+    Drop(m, DropReason::kExceptionFull);
+    return;
+  }
+  ++exc_count_;
+  CounterAdd(lstats_->to_kernel, 1);
+}
+
 void Worker::DropVip(rte_mbuf* m, DropReason r, int vip) {
   CounterAdd(vstats_[vip].drops, 1);
   Drop(m, r);
@@ -404,7 +423,7 @@ void Worker::HandleIcmpError(uint16_t port, rte_mbuf* m, const ParsedPacket& p) 
   FlowKey inner;
   uint32_t mtu = 0;
   if (!ParseIcmpError(data, rte_pktmbuf_data_len(m), p, &inner, &mtu)) {
-    Drop(m, DropReason::kIcmpUnmatched);
+    ToKernel(m, DropReason::kIcmpUnmatched);
     return;
   }
   FlowKey key = inner;
@@ -414,7 +433,7 @@ void Worker::HandleIcmpError(uint16_t port, rte_mbuf* m, const ParsedPacket& p) 
   key.dport = inner.sport;
   const int vip = slot_.FindVip(key.family, key.dst, key.proto, key.dport);
   if (vip < 0) {
-    Drop(m, DropReason::kIcmpUnmatched);
+    ToKernel(m, DropReason::kIcmpUnmatched);
     return;
   }
   const uint64_t hash = VipFlowHash(slot_.vips[vip], &key);
@@ -518,7 +537,7 @@ void Worker::ProcessBurst(uint16_t port, rte_mbuf** pkts, uint16_t n) {
       vip = FindVipCached(p.key);
     }
     if (vip < 0) {
-      Drop(m, DropReason::kNotForUs);
+      ToKernel(m, DropReason::kNotForUs);
       continue;
     }
     // Fragment-tolerant VIPs hash every packet on src/dst/proto so that all

@@ -77,6 +77,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "dataplane/l4/exception_path.h"
 #include "lib/balance.h"
 #include "lib/conn_table.h"
 #include "lib/encap.h"
@@ -202,6 +203,11 @@ class alignas(64) Worker {
 
   void AddRxQueue(uint16_t port, uint16_t queue) { rx_.push_back({port, queue}); }
   void SetPeers(const std::vector<Worker*>& peers) { peers_ = peers; }
+  // The exception path (exception_path.h), before launch; null = off: what
+  // is not for a VIP and not answered here is dropped by reason, as always.
+  // On: those packets go to the kernel (up to pps_per_lcore a second), and
+  // worker 0 sends what the kernel emits in its drain period.
+  void SetExceptionPath(const ExceptionQueues* q) { exc_ = q; }
 
   // Marks this lcore online and attaches to the current generation (protocol
   // step 3 in lib/table_format.h); copies the node's next hops. Call on the
@@ -294,6 +300,12 @@ class alignas(64) Worker {
   void Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip, uint32_t slot,
                uint64_t flow_hash);
   void Drop(rte_mbuf* m, DropReason r);
+  // Not for a VIP nor answered here: to the kernel when the exception path
+  // is on (counted in to_kernel, or dropped as kExceptionFull over budget),
+  // else dropped as `otherwise`.
+  void ToKernel(rte_mbuf* m, DropReason otherwise);
+  // Worker 0, drain period: one burst of kernel frames onto the egress port.
+  void PollFromKernel();
   void DropVip(rte_mbuf* m, DropReason r, int vip);
   void EnqueueTx(uint16_t port, rte_mbuf* m, bool forwarded = false);
   void SendPort(uint16_t port);
@@ -387,7 +399,10 @@ class alignas(64) Worker {
   uint64_t grace_adopted_ = 0;
   std::vector<RxQueue> rx_;
   std::vector<Worker*> peers_;
-  uint64_t last_try_[2] = {0, 0};  // last ARP / NDP resolution attempt (worker 0)
+  uint64_t last_try_[2] = {0, 0};         // last ARP / NDP resolution attempt (worker 0)
+  const ExceptionQueues* exc_ = nullptr;  // exception path; null = off
+  uint32_t exc_sec_ = 0;                  // now_ms_ / 1000 of exc_count_
+  uint32_t exc_count_ = 0;                // handed to the kernel in that second
 
   // ---- shared with worker 0 only (each mailbox on its own cache lines) ----
   NeighborMailbox to_owner_;    // this lcore -> worker 0: learned here

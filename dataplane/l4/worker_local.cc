@@ -52,7 +52,7 @@ void Worker::HandleArp(uint16_t port, rte_mbuf* m, const ParsedPacket& p) {
   const size_t len = rte_pktmbuf_data_len(m);
   ArpInfo a;
   if (!node_->has_ipv4 || !ParseArp(data, len, p, &a)) {
-    Drop(m, DropReason::kArpIgnored);
+    ToKernel(m, DropReason::kArpIgnored);
     return;
   }
   const NextHop& gw = node_->gw4;  // configured/is_static/ip: fixed before launch
@@ -66,10 +66,14 @@ void Worker::HandleArp(uint16_t port, rte_mbuf* m, const ParsedPacket& p) {
   }
   if (from_gw) {
     CounterAdd(lstats_->neighbor_learned, 1);
-    rte_pktmbuf_free(m);
-    return;
+    // With the exception path, the gateway's answer to the kernel's own
+    // request (or its request for a kernel address) is the kernel's too.
+    if (exc_ == nullptr || std::memcmp(a.tpa, node_->ipv4, 4) == 0) {
+      rte_pktmbuf_free(m);
+      return;
+    }
   }
-  Drop(m, DropReason::kArpIgnored);
+  ToKernel(m, DropReason::kArpIgnored);
 }
 
 // Neighbour discovery is addressed to multicast groups, not to us: a
@@ -81,7 +85,7 @@ void Worker::HandleNeighborSolicitation(uint16_t port, rte_mbuf* m, const Parsed
   bool has_mac = false;
   if (!node_->has_ipv6 || !ParseNeighborSolicitation(data, len, p, target, src_mac, &has_mac) ||
       std::memcmp(target, node_->ipv6, 16) != 0) {
-    Drop(m, DropReason::kIcmpIgnored);
+    ToKernel(m, DropReason::kIcmpIgnored);
     return;
   }
   const auto* eth = reinterpret_cast<const rte_ether_hdr*>(data);
@@ -128,7 +132,7 @@ void Worker::HandleNeighborAdvertisement(rte_mbuf* m, const ParsedPacket& p) {
     rte_pktmbuf_free(m);
     return;
   }
-  Drop(m, DropReason::kIcmpIgnored);
+  ToKernel(m, DropReason::kIcmpIgnored);
 }
 
 // Addressed to the node's own address: echo requests are answered, the rest
@@ -150,7 +154,7 @@ void Worker::HandleToNode(uint16_t port, rte_mbuf* m, const ParsedPacket& p) {
     return;
   }
   const bool icmp = p.proto == kIpProtoIcmp || p.proto == kIpProtoIcmpV6;
-  Drop(m, icmp ? DropReason::kIcmpIgnored : DropReason::kNotForUs);
+  ToKernel(m, icmp ? DropReason::kIcmpIgnored : DropReason::kNotForUs);
 }
 
 bool Worker::AddressHasVip(const FlowKey& key) const {
@@ -171,7 +175,7 @@ void Worker::HandleVipEcho(uint16_t port, rte_mbuf* m, const ParsedPacket& p) {
     return;
   }
   if (p.is_fragment || !AddressHasVip(p.key)) {
-    Drop(m, DropReason::kNotForUs);
+    ToKernel(m, DropReason::kNotForUs);
     return;
   }
   --echo_budget_;
@@ -185,6 +189,14 @@ void Worker::HandleVipEcho(uint16_t port, rte_mbuf* m, const ParsedPacket& p) {
   }
   CounterAdd(lstats_->replies, 1);
   EnqueueTx(port, m);
+}
+
+void Worker::PollFromKernel() {
+  rte_mbuf* b[kBurst];
+  const unsigned n =
+      rte_ring_sc_dequeue_burst(exc_->from_kernel, reinterpret_cast<void**>(b), kBurst, nullptr);
+  for (unsigned i = 0; i < n; ++i) EnqueueTx(exc_->egress_port, b[i]);
+  CounterAdd(lstats_->from_kernel, n);
 }
 
 void Worker::ResolveNextHops(uint64_t now_ns) {

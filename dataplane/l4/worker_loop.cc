@@ -300,6 +300,7 @@ void Worker::Run(const std::atomic<bool>* quit) {
   while (!quit->load(std::memory_order_relaxed)) {
     const uint64_t cur = rte_rdtsc();
     if (cur - prev_tsc > drain_tsc) {
+      if (opt_.index == 0 && exc_ != nullptr) PollFromKernel();
       FlushTx();
       prev_tsc = cur;
       now_ns = MonotonicNs();

@@ -203,7 +203,7 @@ TEST_F(RegionTest, StatsRegionPortArea) {
   auto s = StatsRegion::Create(TempPath("stats"), {4, 8, 16, 3});
   ASSERT_TRUE(s.ok()) << s.status();
   const StatsRegionHeader& h = s->header();
-  EXPECT_EQ(h.abi_version, 3u);  // 3: drop reason backends_full
+  EXPECT_EQ(h.abi_version, 4u);  // 3: drop reason backends_full; 4: exception path counters
   EXPECT_EQ(h.max_ports, 3u);
   EXPECT_EQ(h.ports_offset, h.lcores_offset + 4 * h.lcore_stride);
   EXPECT_EQ(h.ports_offset % 64, 0u);
