@@ -116,7 +116,7 @@ class MaglevBuilder {
   void FillByHeap(Filler& filler, uint64_t max_weight);
   std::vector<uint32_t> order_;    // backend indices sorted by key
   std::vector<Entry> entries_;     // per weighted backend, in key order
-  std::vector<uint64_t> used_;     // occupancy bitmap, one bit per slot
+  std::vector<uint64_t> used_;     // occupancy bitmap, each slot s at bits s and s + M
   std::vector<uint32_t> empties_;  // free slots in the final phase
   std::vector<uint64_t> heap_;     // scheduler for skewed weights
 };
