@@ -160,6 +160,29 @@ uint64_t MaglevFingerprint(absl::Span<const uint32_t> table) {
   return MurmurFinish(h);
 }
 
+uint64_t MaglevFingerprintAndMap(absl::Span<const uint32_t> table,
+                                 absl::Span<const uint32_t> value_of, uint32_t* out) {
+  constexpr uint64_t kSeed = 0x6d61676c6576ULL;  // as MaglevFingerprint
+  const size_t n = table.size();
+  const uint32_t* values = value_of.data();
+  auto map = [values](uint32_t pos) { return pos == 0 ? 0u : values[pos - 1]; };
+  uint64_t h = kSeed ^ (static_cast<uint64_t>(n) * kMurmurMul);
+  size_t i = 0;
+  for (; i + 2 <= n; i += 2) {
+    const uint32_t a = table[i], b = table[i + 1];
+    out[i] = map(a);
+    out[i + 1] = map(b);
+    h ^= MurmurMix(a | (static_cast<uint64_t>(b) << 32));
+    h *= kMurmurMul;
+  }
+  if (i < n) {
+    out[i] = map(table[i]);
+    h ^= MurmurMix(table[i]);
+    h *= kMurmurMul;
+  }
+  return MurmurFinish(h);
+}
+
 // Claims slots for backends in the order a scheduler asks for them. A claim
 // gives the backend the first free slot of its permutation (§3.4, Pseudocode
 // 1). The result is exactly that of the paper's loop; only the way of finding

@@ -128,6 +128,14 @@ absl::Status BuildMaglevTable(absl::Span<const MaglevBackend> backends, absl::Sp
 // two nodes can compare their rings cheaply. Not cryptographic.
 uint64_t MaglevFingerprint(absl::Span<const uint32_t> table);
 
+// MaglevFingerprint(table), computed in the same pass that writes
+// out[k] = table[k] == 0 ? 0 : value_of[table[k] - 1] for every k (a ring of
+// 1-based positions mapped to the values they stand for). Every table[k]
+// must be 0 or in [1, value_of.size()]; out holds table.size() entries and
+// must not overlap table.
+uint64_t MaglevFingerprintAndMap(absl::Span<const uint32_t> table,
+                                 absl::Span<const uint32_t> value_of, uint32_t* out);
+
 }  // namespace lb
 
 #endif  // LB_LIB_MAGLEV_H_
