@@ -324,10 +324,11 @@ using SlotOf = absl::flat_hash_map<std::pair<std::string_view, std::string_view>
 
 // One pool's member list, sorted by the Maglev key, and its ring.
 struct PoolTables {
-  std::vector<uint32_t> member_slots;  // sorted by address
-  std::vector<MaglevBackend> maglev;   // value = 1-based position
-  size_t ring = 0;                     // its position ring in BuildScratch::rings
-  uint64_t fingerprint = 0;
+  std::vector<uint32_t> member_slots;    // sorted by address
+  std::vector<MaglevBackend> maglev;     // value = 1-based position
+  size_t ring = 0;                       // its position ring in BuildScratch::rings
+  uint64_t fingerprint = 0;              // set by the first WriteVip of the pool
+  const uint32_t* first_ring = nullptr;  // that VIP's ring in the slot
   bool built = false;
 };
 using PoolMap = std::map<std::string, PoolTables>;
@@ -418,16 +419,43 @@ uint32_t WriteBackends(const DesiredState& desired, const SlotAssignment& a, con
   return in_use;
 }
 
-// The pool's ring in 1-based member positions, built once per build.
+// True when `in` describes exactly the ring this pool needs.
+bool SameRingInputs(const BuildScratch::RingInputs& in, uint32_t ring_size,
+                    const std::vector<MaglevBackend>& members) {
+  if (!in.valid || in.ring_size != ring_size || in.members.size() != members.size()) return false;
+  for (size_t i = 0; i < members.size(); ++i) {
+    // Values are the 1-based positions i + 1 on both sides (CollectMembers).
+    if (in.members[i].second != members[i].weight || in.members[i].first != members[i].key) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The pool's ring in 1-based member positions, built once per build, and not
+// at all when the scratch ring was built from the same inputs.
 absl::Status BuildPositionRing(const DesiredVip& v, uint32_t ring_size, PoolTables& pt,
-                               std::vector<uint32_t>& position_ring) {
+                               std::vector<uint32_t>& position_ring,
+                               BuildScratch::RingInputs& inputs, uint64_t* reused) {
   if (pt.built) return absl::OkStatus();
+  if (SameRingInputs(inputs, ring_size, pt.maglev) && position_ring.size() == ring_size) {
+    pt.built = true;
+    ++*reused;
+    return absl::OkStatus();
+  }
+  inputs.valid = false;
   position_ring.assign(ring_size, 0);  // keeps its capacity
   if (absl::Status st = BuildMaglevTable(pt.maglev, absl::MakeSpan(position_ring)); !st.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("pool \"", v.pool, "\": ring build failed: ", st.message()));
   }
-  pt.fingerprint = MaglevFingerprint(position_ring);
+  inputs.ring_size = ring_size;
+  inputs.members.resize(pt.maglev.size());
+  for (size_t i = 0; i < pt.maglev.size(); ++i) {
+    inputs.members[i].first = pt.maglev[i].key;
+    inputs.members[i].second = pt.maglev[i].weight;
+  }
+  inputs.valid = true;
   pt.built = true;
   return absl::OkStatus();
 }
@@ -436,7 +464,7 @@ absl::Status BuildPositionRing(const DesiredVip& v, uint32_t ring_size, PoolTabl
 // its cell in the VIP index (the probe sequence SlotView::FindVipExact
 // follows). Returns its summary.
 VipSummary WriteVip(const DesiredVip& v, uint32_t pos, const DesiredState& desired,
-                    const SlotAssignment& a, const PoolTables& pt,
+                    const SlotAssignment& a, PoolTables& pt,
                     const std::vector<uint32_t>& position_ring, const SlotView& out,
                     uint32_t* next_member) {
   VipEntry& e = out.vips[pos];
@@ -453,14 +481,18 @@ VipSummary WriteVip(const DesiredVip& v, uint32_t pos, const DesiredState& desir
   e.member_begin = *next_member;
   e.member_count = static_cast<uint32_t>(pt.member_slots.size());
   e.vip_id = a.vips[pos].vip_id;
-  e.fingerprint = pt.fingerprint;
   std::copy(pt.member_slots.begin(), pt.member_slots.end(), out.members + *next_member);
   *next_member += e.member_count;
   uint32_t* ring = out.Ring(pos);
-  for (uint32_t k = 0; k < desired.ring_size; ++k) {
-    const uint32_t p = position_ring[k];
-    ring[k] = p == 0 ? 0 : pt.member_slots[p - 1];
+  // Positions mapped to slots; the pool's first VIP computes the fingerprint
+  // in the same pass, the others copy its mapped ring.
+  if (pt.first_ring == nullptr) {
+    pt.fingerprint = MaglevFingerprintAndMap(position_ring, pt.member_slots, ring);
+    pt.first_ring = ring;
+  } else {
+    std::memcpy(ring, pt.first_ring, sizeof(uint32_t) * desired.ring_size);
   }
+  e.fingerprint = pt.fingerprint;
   uint32_t cell = VipHashKey(v.address.family, e.addr, e.proto, e.port) & out.vip_hash_mask;
   while (out.vip_hash[cell] != 0) cell = (cell + 1) & out.vip_hash_mask;
   out.vip_hash[cell] = pos + 1;
@@ -505,7 +537,10 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
   if (absl::Status st = CollectMembers(desired, slot_of, out.max_members, &pools); !st.ok()) {
     return st;
   }
-  if (scratch->rings.size() < pools.size()) scratch->rings.resize(pools.size());
+  if (scratch->rings.size() < pools.size()) {
+    scratch->rings.resize(pools.size());
+    scratch->ring_inputs.resize(pools.size());
+  }
 
   ClearSlot(desired, out);
   r.backends_in_use = WriteBackends(desired, a, slot_of, out);
@@ -521,7 +556,9 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
     const DesiredVip& v = *by_pos[pos];
     PoolTables& pt = pools.at(v.pool);
     std::vector<uint32_t>& position_ring = scratch->rings[pt.ring];
-    if (absl::Status st = BuildPositionRing(v, desired.ring_size, pt, position_ring); !st.ok()) {
+    if (absl::Status st = BuildPositionRing(v, desired.ring_size, pt, position_ring,
+                                            scratch->ring_inputs[pt.ring], &scratch->rings_reused);
+        !st.ok()) {
       return st;
     }
     summaries[pos] = WriteVip(v, pos, desired, a, pt, position_ring, out, &next_member);

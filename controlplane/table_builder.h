@@ -117,9 +117,19 @@ struct BuildResult {
 // Buffers a build needs and a caller may keep between builds (the
 // Publisher does): one ring of ring_size entries per pool a VIP uses, 256 KiB
 // each at the default size, allocated and faulted in once instead of per
-// publish. Contents do not carry over: every build overwrites what it reads.
+// publish. A ring carries over only as a cache: next to it is what it was
+// built from (ring size and the pool's sorted (key, weight) member list); a
+// build whose pool at the same index has exactly those inputs reuses the
+// ring instead of filling it again (Maglev's output depends on nothing else).
 struct BuildScratch {
+  struct RingInputs {
+    bool valid = false;
+    uint32_t ring_size = 0;
+    std::vector<std::pair<std::string, uint32_t>> members;  // (key, weight), position order
+  };
   std::vector<std::vector<uint32_t>> rings;
+  std::vector<RingInputs> ring_inputs;  // parallel to rings
+  uint64_t rings_reused = 0;            // builds that skipped a fill (tests)
 };
 
 // Fills every field of `out` except generation, publish_time_ns and checksum,

@@ -261,6 +261,7 @@ class ConnTable {
 
   ConnTable() = default;
   int FindWay(uint32_t bucket, uint16_t sig, const uint64_t* key_words) const;
+  static uint32_t MatchWays(const Bucket& b, uint16_t sig);
   bool Expired(uint32_t stamp, uint8_t cls, uint32_t now_ms) const;
   void Free(uint32_t bucket, uint32_t way);
   void Write(uint32_t bucket, uint32_t way, const uint64_t* key_words, uint64_t hash,

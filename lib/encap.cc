@@ -138,6 +138,46 @@ size_t WriteEncapHeader(uint8_t* outer, const uint8_t* inner, size_t inner_len,
   return 0;
 }
 
+bool BuildEncapTemplate(const EncapParams& p, EncapTemplate* t) {
+  std::memset(t, 0, sizeof(*t));
+  if (p.ttl == 0) return false;
+  if (p.outer_family == AddrFamily::kIPv4) {
+    if (p.src_prefix_len >= 32) return false;
+    const uint32_t host = p.src_prefix_len == 0 ? 0 : ~uint32_t{0} >> p.src_prefix_len;
+    t->src_host_mask = host;
+    t->src_fixed = LoadBe32(p.src) & ~host;
+    uint8_t* h = t->hdr;
+    h[0] = 0x45;
+    h[8] = p.ttl;
+    StoreBe32(h + 12, t->src_fixed);
+    std::memcpy(h + 16, p.dst, 4);
+    // Host-order words, as WriteOuter4 sums them.
+    uint32_t sum = 0;
+    for (size_t i = 0; i < kIPv4HeaderLen; i += 2) sum += LoadBe16(h + i);
+    t->sum = sum;
+    t->ip_len = kIPv4HeaderLen;
+    return true;
+  }
+  if (p.outer_family == AddrFamily::kIPv6) {
+    if (p.src_prefix_len >= 128) return false;
+    uint8_t* h = t->hdr;
+    h[0] = 0x60;
+    h[7] = p.ttl;
+    std::memcpy(h + 8, p.src, 16);
+    std::memcpy(h + 24, p.dst, 16);
+    if (p.src_prefix_len != 0) {
+      const unsigned fixed = p.src_prefix_len > 96 ? p.src_prefix_len - 96u : 0u;
+      const uint32_t host = ~uint32_t{0} >> fixed;
+      t->src_host_mask = host;
+      t->src_fixed = LoadBe32(p.src + 12) & ~host;
+      StoreBe32(h + 20, t->src_fixed);
+    }
+    t->ip_len = kIPv6HeaderLen;
+    return true;
+  }
+  return false;
+}
+
 bool ParseEncap(const uint8_t* pkt, size_t len, size_t* inner_off, size_t* inner_len,
                 AddrFamily* inner_family, uint16_t gue_port) {
   if (len < 1) return false;

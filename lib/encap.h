@@ -40,7 +40,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
+#include "lib/byte_order.h"
+#include "lib/checksum.h"
 #include "lib/flow_key.h"
 
 namespace lb {
@@ -86,6 +89,55 @@ struct EncapParams {
 size_t WriteEncapHeader(uint8_t* outer, const uint8_t* inner, size_t inner_len,
                         AddrFamily inner_family, const EncapParams& p, uint32_t flow_hash);
 
+// Per-destination outer-header templates (Katran's approach): everything of
+// the outer IP header that does not depend on the packet -- version, TTL,
+// source (or its fixed prefix), destination -- is laid out once, with the
+// one's-complement sum of those fields, so that per packet only the
+// DSCP/ECN, length, ID/DF (IPv4), flow label (IPv6), protocol, the per-flow
+// source bits and the UDP header (GUE) are written, and the IPv4 checksum is
+// the template's sum plus those fields, folded. The bytes written are exactly
+// WriteEncapHeader's for the same EncapParams (tests/unit/encap_test.cc
+// compares them). The dataplane builds one per backend slot and lcore at each
+// table swap (dataplane/l4/worker.h, "Outer-header templates").
+struct alignas(64) EncapTemplate {
+  uint8_t hdr[kIPv6HeaderLen];  // outer IP header; per-packet fields zero
+  uint32_t sum;                 // IPv4: host-order sum of hdr's 16-bit words
+  // Per-flow source bits (IPv4: of the source; IPv6: of its last 32 bits),
+  // 0 for one fixed source, and those 32 bits with the per-flow bits clear.
+  uint32_t src_host_mask;
+  uint32_t src_fixed;
+  uint8_t ip_len;  // 20 (IPv4 outer), 40 (IPv6 outer); 0 = no template
+  uint8_t reserved[7];
+};
+static_assert(sizeof(EncapTemplate) == 64, "one cache line");
+
+// The inner packet's fields the outer header copies, as the parser
+// (lib/packet.h) reads them: tos is the IPv4 TOS or IPv6 traffic class,
+// df the IPv4 DF bit (true for IPv6), ip_id the IPv4 identification.
+struct EncapInner {
+  uint32_t len;  // inner packet length (its header's stated length)
+  AddrFamily family;
+  uint8_t tos;
+  bool df;
+  uint16_t ip_id;
+};
+
+// Fills *t for p's outer family, source, destination, TTL and source prefix
+// (p.kind and p.gue_port are per packet: see ApplyEncapTemplate). Returns
+// false, leaving t->ip_len 0, when WriteEncapHeader would refuse the params
+// (family, ttl 0, src_prefix_len out of range).
+bool BuildEncapTemplate(const EncapParams& p, EncapTemplate* t);
+
+// Writes the outer headers at `outer` as WriteEncapHeader(outer, inner,
+// in.len, in.family, p, flow_hash) would for the params t was built from with
+// p.kind = kind and p.gue_port = gue_port, and returns their length; returns
+// 0, writing nothing, when t holds no template, kGue has port 0, the inner
+// IPv6 packet is a jumbogram (len 40), or the outer length would overflow.
+// The inner header itself is not re-checked: the caller passes what the
+// parser validated. Inline: the lcores call it per packet.
+inline size_t ApplyEncapTemplate(uint8_t* outer, const EncapTemplate& t, const EncapInner& in,
+                                 EncapKind kind, uint16_t gue_port, uint32_t flow_hash);
+
 // Bytes the outer headers add: 20 for kIPv4, 40 for kIPv6, 0 otherwise; 8
 // more (UDP) with kGue. The inner MTU to advertise to clients is the egress
 // MTU minus this.
@@ -113,6 +165,58 @@ inline size_t EncapOverhead(AddrFamily outer, EncapKind kind = EncapKind::kIpip)
 // headers, or an inner too short for its own fixed header.
 bool ParseEncap(const uint8_t* pkt, size_t len, size_t* inner_off, size_t* inner_len,
                 AddrFamily* inner_family, uint16_t gue_port = 0);
+
+// ---- inline implementation ----
+
+inline size_t ApplyEncapTemplate(uint8_t* outer, const EncapTemplate& t, const EncapInner& in,
+                                 EncapKind kind, uint16_t gue_port, uint32_t flow_hash) {
+  const bool gue = kind == EncapKind::kGue;
+  const size_t udp = gue ? kUdpHeaderLen : 0;
+  if (t.ip_len == 0 || (gue && gue_port == 0)) return 0;
+  const bool inner4 = in.family == AddrFamily::kIPv4;
+  if (!inner4 && in.len <= kIPv6HeaderLen) return 0;  // a jumbogram (payload length 0)
+  const uint8_t proto = gue ? kIpProtoGueUdp : inner4 ? kIpProtoIpip : kIpProtoIpv6;
+  // The per-flow source bits, rotated as SourceBits in encap.cc.
+  const uint32_t src_var = ((flow_hash << 16) | (flow_hash >> 16)) & t.src_host_mask;
+  size_t ip_len;
+  if (t.ip_len == kIPv4HeaderLen) {
+    if (in.len > 65535 - kIPv4HeaderLen - udp) return 0;
+    ip_len = kIPv4HeaderLen;
+    std::memcpy(outer, t.hdr, kIPv4HeaderLen);
+    const uint16_t total = static_cast<uint16_t>(kIPv4HeaderLen + udp + in.len);
+    const uint16_t id = in.df ? 0 : static_cast<uint16_t>(in.ip_id ^ (flow_hash & 0xffff));
+    const uint16_t flags = in.df ? 0x4000 : 0;
+    outer[1] = in.tos;
+    StoreBe16(outer + 2, total);
+    StoreBe16(outer + 4, id);
+    StoreBe16(outer + 6, flags);
+    outer[9] = proto;
+    // The template's words plus the ones written here (the source's fixed
+    // and per-flow bits are disjoint, so their words add).
+    const uint32_t sum =
+        t.sum + in.tos + total + id + flags + proto + (src_var >> 16) + (src_var & 0xffff);
+    StoreBe16(outer + 10, ChecksumFold(sum));
+    if (src_var != 0) StoreBe32(outer + 12, t.src_fixed | src_var);
+  } else {
+    if (in.len > 65535 - udp) return 0;
+    ip_len = kIPv6HeaderLen;
+    std::memcpy(outer, t.hdr, kIPv6HeaderLen);
+    uint32_t label = flow_hash & 0xfffff;
+    if (label == 0) label = 1;  // 0 would mean "no flow label" (RFC 6437 §2)
+    StoreBe32(outer, 0x60000000u | (static_cast<uint32_t>(in.tos) << 20) | label);
+    StoreBe16(outer + 4, static_cast<uint16_t>(udp + in.len));
+    outer[6] = proto;
+    if (src_var != 0) StoreBe32(outer + 20, t.src_fixed | src_var);
+  }
+  if (gue) {
+    uint8_t* u = outer + ip_len;
+    StoreBe16(u, static_cast<uint16_t>(kGueSourcePortBase | (flow_hash & 0x3fff)));
+    StoreBe16(u + 2, gue_port);
+    StoreBe16(u + 4, static_cast<uint16_t>(kUdpHeaderLen + in.len));
+    StoreBe16(u + 6, 0);
+  }
+  return ip_len + udp;
+}
 
 }  // namespace lb
 

@@ -116,7 +116,7 @@ class MaglevBuilder {
   void FillByHeap(Filler& filler, uint64_t max_weight);
   std::vector<uint32_t> order_;    // backend indices sorted by key
   std::vector<Entry> entries_;     // per weighted backend, in key order
-  std::vector<uint64_t> used_;     // occupancy bitmap, one bit per slot
+  std::vector<uint64_t> used_;     // occupancy bitmap, each slot s at bits s and s + M
   std::vector<uint32_t> empties_;  // free slots in the final phase
   std::vector<uint64_t> heap_;     // scheduler for skewed weights
 };
@@ -127,6 +127,14 @@ absl::Status BuildMaglevTable(absl::Span<const MaglevBackend> backends, absl::Sp
 // A deterministic 64-bit fingerprint of a table (values and length), so that
 // two nodes can compare their rings cheaply. Not cryptographic.
 uint64_t MaglevFingerprint(absl::Span<const uint32_t> table);
+
+// MaglevFingerprint(table), computed in the same pass that writes
+// out[k] = table[k] == 0 ? 0 : value_of[table[k] - 1] for every k (a ring of
+// 1-based positions mapped to the values they stand for). Every table[k]
+// must be 0 or in [1, value_of.size()]; out holds table.size() entries and
+// must not overlap table.
+uint64_t MaglevFingerprintAndMap(absl::Span<const uint32_t> table,
+                                 absl::Span<const uint32_t> value_of, uint32_t* out);
 
 }  // namespace lb
 

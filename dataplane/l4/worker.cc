@@ -9,6 +9,7 @@
 
 #include "dataplane/l4/worker.h"
 #include "lib/backend_pick.h"
+#include "lib/byte_order.h"
 #include "lib/encap.h"
 #include "lib/flow_hash.h"
 #include "lib/icmp.h"
@@ -246,43 +247,40 @@ void Worker::Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip,
     DropVip(m, DropReason::kNoNextHop, vip);
     return;
   }
-  // Outer source chosen once per table generation (MaybeSwapTable).
-  EncapParams& ep = outer == AddrFamily::kIPv4 ? encap4_ : encap6_;
-  if (ep.ttl == 0) {  // no tunnel source for this family
+  // This backend's outer header, laid out at the table swap (worker.h,
+  // "Outer-header templates"); ip_len 0: no tunnel source for its family.
+  const EncapTemplate& t = outer_tmpl_[slot];
+  if (t.ip_len == 0) {
     DropVip(m, DropReason::kNoNextHop, vip);
     return;
   }
-  std::memcpy(ep.dst, be.addr, 16);
-  ep.kind = kind;
-  ep.gue_port = ve.gue_port;
 
   // Trim Ethernet padding so the inner packet is exactly what its header says.
   const uint32_t frame_len = p.l3_offset + inner_len;
   if (m->pkt_len > frame_len) rte_pktmbuf_trim(m, static_cast<uint16_t>(m->pkt_len - frame_len));
 
-  // Move the L2 header `overhead` bytes forward. Fixed-size copies for the
-  // untagged case keep this a few register moves instead of a memcpy call.
-  uint8_t l2[32];
   const uint16_t l2_len = p.l2_len;
-  const uint8_t* old_l2 = rte_pktmbuf_mtod(m, const uint8_t*);
-  if (l2_len == RTE_ETHER_HDR_LEN) {
-    std::memcpy(l2, old_l2, RTE_ETHER_HDR_LEN);
-  } else {
-    std::memcpy(l2, old_l2, l2_len);
-  }
+  const uint8_t* inner = rte_pktmbuf_mtod_offset(m, const uint8_t*, p.l3_offset);
+  EncapInner in;
+  in.len = inner_len;
+  in.family = p.key.family;
+  in.tos = p.tos;
+  in.df = p.df;
+  in.ip_id = p.key.family == AddrFamily::kIPv4 ? LoadBe16(inner + 4) : 0;
   uint8_t* data =
       reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, static_cast<uint16_t>(overhead)));
   if (data == nullptr) {
     DropVip(m, DropReason::kNoBuffer, vip);
     return;
   }
-  if (l2_len == RTE_ETHER_HDR_LEN) {
-    std::memcpy(data, l2, RTE_ETHER_HDR_LEN);
-  } else {
-    std::memcpy(data, l2, l2_len);
+  // The L2 header moves `overhead` bytes forward. Untagged, every byte of it
+  // is rewritten below (before the outer header overwrites it); VLAN tags (between the MACs and the
+  // EtherType) move.
+  if (__builtin_expect(l2_len != RTE_ETHER_HDR_LEN, 0)) {
+    std::memmove(data + 12, data + overhead + 12, l2_len - 12);
   }
-  const size_t w = WriteEncapHeader(data + l2_len, data + l2_len + overhead, inner_len,
-                                    p.key.family, ep, static_cast<uint32_t>(flow_hash));
+  const size_t w =
+      ApplyEncapTemplate(data + l2_len, t, in, kind, ve.gue_port, static_cast<uint32_t>(flow_hash));
   if (w != overhead) {
     DropVip(m, DropReason::kBadLength, vip);
     return;

@@ -62,6 +62,19 @@
 // limit (own gauge + copy >= limit: skip); hits are never moved. The
 // consistent pick of non-SYN TCP misses and of the SYN-flood guard ignores
 // limits: those flows must land where the ring puts them.
+//
+// Outer-header templates (Katran's approach): at each table swap the lcore
+// lays out, for every backend slot of the new generation, the outer IP
+// header of its tunnel (source from the node entry or the port address,
+// destination, TTL) and that header's partial IPv4 checksum
+// (lib/encap.h EncapTemplate, one cache line per slot, private to the lcore;
+// nothing in the shared region, so no ABI change). Forward then writes only
+// what depends on the packet (DSCP/ECN, length, ID/DF, flow label, protocol,
+// per-flow source bits, GUE's UDP header) and folds the checksum. The bytes
+// are WriteEncapHeader's (tests/unit/encap_test.cc checks it). Cost: 64
+// bytes per slot of the region's max_backends per lcore (256 KiB at the
+// default 4,096), and a pass over num_backends at each swap, beside the one
+// TrackIncarnations already makes (a few dozen instructions per backend).
 #ifndef LB_DATAPLANE_L4_WORKER_H_
 #define LB_DATAPLANE_L4_WORKER_H_
 
@@ -313,6 +326,8 @@ class alignas(64) Worker {
   // MaybeSwapTable: zero the gauges of slots whose incarnation changed and
   // list the slots with a limit.
   void TrackIncarnations();
+  // MaybeSwapTable: the outer-header templates of the new slot.
+  void BuildOuterTemplates();
   static void ReleaseFlowThunk(void* ctx, const ConnValue& v);
   // The VIP a non-first fragment belongs to, -1 for none, or
   // kAmbiguousFragment when its address and protocol carry several VIPs.
@@ -365,9 +380,9 @@ class alignas(64) Worker {
   uint16_t echo_budget_ = 0;
   // This lcore's copy of the next hops' MACs (PackMac words; [0] = gw4).
   uint64_t nh_mac_[2] = {0, 0};
-  // Per-generation encapsulation parameters (outer source), see MaybeSwapTable.
-  EncapParams encap4_{};
-  EncapParams encap6_{};
+  // Outer-header templates of the current generation, [table max_backends],
+  // valid for slots [1, num_backends) (see "Outer-header templates").
+  const EncapTemplate* outer_tmpl_ = nullptr;
   TxBuffer tx_[kMaxPorts];
   // Per-VIP selection state for new flows, restarted on every table swap.
   Balancer balancer_;
@@ -394,6 +409,7 @@ class alignas(64) Worker {
   StatsRegion* stats_ = nullptr;
   rte_mempool* pool_ = nullptr;
   std::unique_ptr<ConnTable> conn_owner_;
+  std::vector<EncapTemplate> outer_tmpl_store_;  // outer_tmpl_ points here
   ConnTableAttach conn_attach_;
   std::vector<const ConnTable*> grace_tables_;
   uint64_t grace_adopted_ = 0;

@@ -42,6 +42,8 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& opt,
   const uint32_t nb = stats->header().max_backends;
   w->peer_flows_.assign(nb, 0);
   w->counted_incarnation_.assign(nb, 0);
+  w->outer_tmpl_store_.assign(th.max_backends, EncapTemplate{});
+  w->outer_tmpl_ = w->outer_tmpl_store_.data();
   w->limited_slots_.reserve(nb);
   w->CopyNextHops();
   w->SetNewFlowRateLimit(opt.new_flow_rate_limit);
@@ -170,31 +172,7 @@ void Worker::MaybeSwapTable() {
   slot_ = v;
   generation_ = g;
   vip_cache_valid_ = false;
-  // Outer sources for this generation: the config's tunnel source, else the
-  // node's own address; ttl 0 marks "none" (packets drop as no_next_hop).
-  const NodeEntry& ne = v.header->node;
-  encap4_ = EncapParams{};
-  encap4_.outer_family = AddrFamily::kIPv4;
-  encap4_.ttl = 64;
-  if (!AddrIsZero(ne.tunnel_src_v4, 4)) {
-    std::memcpy(encap4_.src, ne.tunnel_src_v4, 4);
-    encap4_.src_prefix_len = ne.tunnel_src_v4_prefix_len < 32 ? ne.tunnel_src_v4_prefix_len : 0;
-  } else if (node_->has_ipv4) {
-    std::memcpy(encap4_.src, node_->ipv4, 4);
-  } else {
-    encap4_.ttl = 0;
-  }
-  encap6_ = EncapParams{};
-  encap6_.outer_family = AddrFamily::kIPv6;
-  encap6_.ttl = 64;
-  if (!AddrIsZero(ne.tunnel_src_v6, 16)) {
-    std::memcpy(encap6_.src, ne.tunnel_src_v6, 16);
-    encap6_.src_prefix_len = ne.tunnel_src_v6_prefix_len < 128 ? ne.tunnel_src_v6_prefix_len : 0;
-  } else if (node_->has_ipv6) {
-    std::memcpy(encap6_.src, node_->ipv6, 16);
-  } else {
-    encap6_.ttl = 0;
-  }
+  BuildOuterTemplates();
   TrackIncarnations();
   // Member lists may have changed: per-VIP rotation state restarts.
   balancer_.Restart();
@@ -202,6 +180,51 @@ void Worker::MaybeSwapTable() {
   // Release: every read of the old slot above happens-before the control
   // plane's load that sees g, after which it may rewrite the old slot.
   lstats_->observed_generation.store(g, std::memory_order_release);
+}
+
+void Worker::BuildOuterTemplates() {
+  // Outer sources for this generation: the config's tunnel source, else the
+  // node's own address; without either, templates of that family stay empty
+  // (ip_len 0: packets drop as no_next_hop).
+  const NodeEntry& ne = slot_.header->node;
+  EncapParams p4{};
+  p4.outer_family = AddrFamily::kIPv4;
+  p4.ttl = 64;
+  if (!AddrIsZero(ne.tunnel_src_v4, 4)) {
+    std::memcpy(p4.src, ne.tunnel_src_v4, 4);
+    p4.src_prefix_len = ne.tunnel_src_v4_prefix_len < 32 ? ne.tunnel_src_v4_prefix_len : 0;
+  } else if (node_->has_ipv4) {
+    std::memcpy(p4.src, node_->ipv4, 4);
+  } else {
+    p4.ttl = 0;
+  }
+  EncapParams p6{};
+  p6.outer_family = AddrFamily::kIPv6;
+  p6.ttl = 64;
+  if (!AddrIsZero(ne.tunnel_src_v6, 16)) {
+    std::memcpy(p6.src, ne.tunnel_src_v6, 16);
+    p6.src_prefix_len = ne.tunnel_src_v6_prefix_len < 128 ? ne.tunnel_src_v6_prefix_len : 0;
+  } else if (node_->has_ipv6) {
+    std::memcpy(p6.src, node_->ipv6, 16);
+  } else {
+    p6.ttl = 0;
+  }
+  // Slot verification bounds every slot the fast path follows by
+  // num_backends (lib/slot_verify.h), so templates beyond it are never read.
+  const uint32_t n = std::min<uint32_t>(slot_.header->num_backends,
+                                        static_cast<uint32_t>(outer_tmpl_store_.size()));
+  for (uint32_t s = 1; s < n; ++s) {
+    const BackendEntry& b = slot_.backends[s];
+    EncapParams& p = b.family == static_cast<uint8_t>(AddrFamily::kIPv4) ? p4 : p6;
+    EncapTemplate& t = outer_tmpl_store_[s];
+    if (b.family != static_cast<uint8_t>(p.outer_family)) {
+      t.ip_len = 0;  // not a backend (Forward drops it as no_backend first)
+      continue;
+    }
+    std::memcpy(p.dst, b.addr, 16);
+    BuildEncapTemplate(p, &t);
+  }
+  outer_tmpl_ = outer_tmpl_store_.data();
 }
 
 void Worker::TrackIncarnations() {

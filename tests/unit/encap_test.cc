@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -510,6 +511,68 @@ TEST(EncapTest, RejectsBadGueAndPrefixParams) {
   auto over = BigInner4(65535 - 27);
   ExpectRejected(over.data(), over.size(), AddrFamily::kIPv4, Gue(Params4()));
   EXPECT_EQ(WriteEncapHeader(out, over.data(), over.size(), AddrFamily::kIPv4, Params4(), 0), 20u);
+}
+
+// The dataplane writes outer headers from per-backend templates
+// (ApplyEncapTemplate); they must be WriteEncapHeader's bytes, and refuse
+// what it refuses, for every form, prefix, inner TOS/DF/ID, hash and length.
+TEST(EncapTest, TemplatesWriteWhatWriteEncapHeaderWrites) {
+  std::mt19937 rng(12345);
+  const std::vector<EncapParams> bases = {
+      Params4(),        Params6(),        Prefix4(8),   Prefix4(24),    Prefix4(31),
+      Prefix6(64),      Prefix6(100),     Prefix6(127), Gue(Params4()), Gue(Params6()),
+      Gue(Prefix4(16)), Gue(Prefix6(96)), Prefix4(32),  Prefix6(128),
+  };
+  size_t written = 0;
+  for (int iter = 0; iter < 4000; ++iter) {
+    EncapParams p = bases[iter % bases.size()];
+    if (iter % 7 == 0) p.ttl = static_cast<uint8_t>(rng());
+    if (p.kind == EncapKind::kGue && iter % 11 == 0) p.gue_port = 0;
+    for (int i = 0; i < 16; ++i) p.dst[i] = static_cast<uint8_t>(rng());
+    const bool inner4 = rng() % 2 == 0;
+    // Lengths near the limits too (65535 - 20 - 8 and around).
+    size_t len = inner4 ? 20 + rng() % 200 : 40 + rng() % 200;
+    if (iter % 13 == 0) len = 65535 - 28 + rng() % 30;
+    if (!inner4 && iter % 17 == 0) len = 40;  // a jumbogram's payload length 0
+    if (inner4 && len > 65535) len = 65535;
+    std::vector<uint8_t> inner(len, 0);
+    EncapInner in{};
+    in.len = static_cast<uint32_t>(len);
+    in.tos = static_cast<uint8_t>(rng());
+    if (inner4) {
+      in.family = AddrFamily::kIPv4;
+      in.df = rng() % 2 == 0;
+      in.ip_id = static_cast<uint16_t>(rng());
+      inner[0] = 0x45;
+      inner[1] = in.tos;
+      inner[2] = static_cast<uint8_t>(len >> 8);
+      inner[3] = static_cast<uint8_t>(len);
+      inner[4] = static_cast<uint8_t>(in.ip_id >> 8);
+      inner[5] = static_cast<uint8_t>(in.ip_id);
+      inner[6] = in.df ? 0x40 : 0;
+    } else {
+      in.family = AddrFamily::kIPv6;
+      in.df = true;
+      const size_t payload = len - 40;
+      inner[0] = static_cast<uint8_t>(0x60 | (in.tos >> 4));
+      inner[1] = static_cast<uint8_t>(in.tos << 4);
+      inner[4] = static_cast<uint8_t>(payload >> 8);
+      inner[5] = static_cast<uint8_t>(payload);
+    }
+    const uint32_t hash = rng();
+    uint8_t want[48], got[48];
+    std::memset(want, 0xaa, sizeof(want));
+    std::memset(got, 0xaa, sizeof(got));
+    const size_t nw = WriteEncapHeader(want, inner.data(), len, in.family, p, hash);
+    EncapTemplate t;
+    const bool built = BuildEncapTemplate(p, &t);
+    const size_t ng = built ? ApplyEncapTemplate(got, t, in, p.kind, p.gue_port, hash) : 0;
+    SCOPED_TRACE(testing::Message() << "iter " << iter << " len " << len);
+    ASSERT_EQ(nw, ng);
+    ASSERT_EQ(0, std::memcmp(want, got, sizeof(want)));
+    written += nw != 0;
+  }
+  EXPECT_GT(written, 2000u);
 }
 
 }  // namespace

@@ -459,6 +459,40 @@ TEST_F(BuilderTest, BuildTablesIsPure) {
   EXPECT_EQ(wa->published_generation(), 0u);
 }
 
+// A scratch ring carries over only when its inputs are the same: a rebuild
+// of the same pools reuses it, a changed weight or member refills it, and
+// the slot is byte for byte what a build without a scratch writes.
+TEST_F(BuilderTest, ScratchRingsAreReusedOnlyForTheSameInputs) {
+  auto wa = TableWriter::Open(TempPath("a"), SmallCaps(), false);
+  auto wb = TableWriter::Open(TempPath("b"), SmallCaps(), false);
+  ASSERT_TRUE(wa.ok() && wb.ok());
+  BuildScratch scratch;
+  auto same_as_fresh = [&](const DesiredState& d, uint64_t reused_before, uint64_t reused) {
+    auto ra = BuildTables(d, SlotAssignment{}, wa->NextSlot(), &scratch);
+    auto rb = BuildTables(d, SlotAssignment{}, wb->NextSlot());
+    ASSERT_TRUE(ra.ok() && rb.ok()) << ra.status() << rb.status();
+    EXPECT_EQ(SlotContents(wa->NextSlot()), SlotContents(wb->NextSlot()));
+    EXPECT_EQ(scratch.rings_reused - reused_before, reused);
+    for (size_t i = 0; i < ra->vips.size(); ++i) {
+      EXPECT_EQ(ra->vips[i].fingerprint, rb->vips[i].fingerprint);
+      EXPECT_EQ(ra->vips[i].fingerprint,
+                ComputeVipFingerprint(wa->NextSlot(), ra->vips[i].position));
+    }
+  };
+  const DesiredState basic = Desired(BasicText());
+  same_as_fresh(basic, scratch.rings_reused, 0);
+  const uint64_t pools = scratch.ring_inputs.size();
+  ASSERT_GT(pools, 1u);
+  same_as_fresh(basic, scratch.rings_reused, pools);  // nothing changed: every ring reused
+  const DesiredState w1 = Desired(WebConfig({"\"10.1.0.1\"", "\"10.1.0.2\""}));
+  const DesiredState w2 = Desired(WebConfig({"\"10.1.0.1\" weight: 2", "\"10.1.0.2\""}));
+  const DesiredState w3 = Desired(WebConfig({"\"10.1.0.1\"", "\"10.1.0.3\""}));
+  same_as_fresh(w1, scratch.rings_reused, 0);
+  same_as_fresh(w2, scratch.rings_reused, 0);  // a weight changed
+  same_as_fresh(w3, scratch.rings_reused, 0);  // a member changed
+  same_as_fresh(w3, scratch.rings_reused, 1);
+}
+
 // ------------------------------------------------- restart continuity ---
 
 TEST_F(BuilderTest, RestartReproducesSlotsAndRings) {
