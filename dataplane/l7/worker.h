@@ -118,7 +118,8 @@ class Worker {
   bool H2Fill(ClientConn* c);  // frames into c->out; true if any
   void H2Kick(ClientConn* stream);
   void H2Resume(ClientConn* s);  // s's body has new bytes (or ended)
-  bool H2Alive(ClientConn* c);   // false: the session is over, close once written
+  void H2Interim(ClientConn* s, int status);
+  bool H2Alive(ClientConn* c);  // false: the session is over, close once written
   void RunH2Dirty();
   ClientConn* H2NewStream(ClientConn* conn, int32_t id);
   void H2Respond(ClientConn* s, const std::string& h1, bool with_body);

@@ -169,7 +169,6 @@ void Worker::H2Input(ClientConn* c) {
     // A connection error (bad preface, protocol violation): nghttp2 has
     // queued a GOAWAY; in-flight streams end with the connection.
     VLOG(1) << "h2 connection error from " << c->peer_ip;
-    counters_->refused_requests.Add();
     while (!c->h2->streams.empty()) {
       ClientConn* s = c->h2->streams.back();
       s->h2_closed = true;
@@ -205,6 +204,12 @@ void Worker::H2Kick(ClientConn* x) {
 
 void Worker::H2Resume(ClientConn* s) {
   if (s->h2_parent->h2 != nullptr) s->h2_parent->h2->server.ResumeData(s->h2_id);
+  H2Kick(s);
+}
+
+void Worker::H2Interim(ClientConn* s, int status) {
+  if (s->h2_parent->h2 == nullptr) return;
+  s->h2_parent->h2->server.SubmitInterim(s->h2_id, status);
   H2Kick(s);
 }
 

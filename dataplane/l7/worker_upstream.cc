@@ -345,8 +345,11 @@ void Worker::UpstreamHead(UpstreamConn* u) {
     u->t_sent = 0;
   }
   if (r.status < 200) {
-    // Interim answers (100 Continue) are not passed to HTTP/2 clients.
-    if (c->h2_parent != nullptr && r.status != 101) return;
+    // Interim answers (100 Continue) go to HTTP/2 clients as a :status.
+    if (c->h2_parent != nullptr && r.status != 101) {
+      H2Interim(c, r.status);
+      return;
+    }
     if (r.status == 101) {
       if (!c->req.upgrade) {
         u->bad = true;  // an upgrade nobody asked for

@@ -391,6 +391,18 @@ bool H2Server::SubmitResponse(int32_t id, absl::string_view head, bool with_body
          0;
 }
 
+bool H2Server::SubmitInterim(int32_t id, int status) {
+  std::string code = absl::StrCat(status);
+  static const char kStatus[] = ":status";
+  nghttp2_nv nv;
+  nv.name = reinterpret_cast<uint8_t*>(const_cast<char*>(kStatus));
+  nv.namelen = sizeof(kStatus) - 1;
+  nv.value = reinterpret_cast<uint8_t*>(code.data());
+  nv.valuelen = code.size();
+  nv.flags = NGHTTP2_NV_FLAG_NONE;
+  return nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, id, nullptr, &nv, 1, nullptr) >= 0;
+}
+
 void H2Server::ResumeData(int32_t id) { nghttp2_session_resume_data(session_, id); }
 
 void H2Server::ResetStream(int32_t id, uint32_t error_code) {

@@ -110,6 +110,8 @@ class H2Server {
   void* User(int32_t id) const;
   // `head`: an HTTP/1.1 response head. False if the stream is gone.
   bool SubmitResponse(int32_t id, absl::string_view head, bool with_body);
+  // An interim response (1xx other than 101), :status only.
+  bool SubmitInterim(int32_t id, int status);
   void ResumeData(int32_t id);
   void ResetStream(int32_t id, uint32_t error_code);
   // `n` body bytes of stream `id` have been passed on: window for more.

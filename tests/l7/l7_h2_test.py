@@ -10,7 +10,8 @@ Checks (each prints "ok <name>"):
   rules, X-Forwarded-*, Forwarded, X-Request-ID, route rules); HTTP/1.1 on
   the same listener still works; a 24 MiB POST streamed up (nginx received
   it all) and a 24 MiB download streamed down (same bytes) with lb-l7's peak
-  RSS growing less than 16 MiB; h2load with 2000 requests over 4
+  RSS growing less than 16 MiB; Expect: 100-continue answered with an
+  interim :status 100 from nginx; h2load with 2000 requests over 4
   connections x 50 concurrent streams, 0 failed; curl --http2 over TLS
   negotiating h2 by ALPN (X-Forwarded-Proto: https); a request with a
   connection-specific field (Connection, Transfer-Encoding) and one with an
@@ -229,6 +230,10 @@ limits {{ max_header_bytes: 8192 max_body_bytes: 33554432 h2_max_concurrent_stre
                        capture_output=True, timeout=30)
     check(r.returncode == 0 and hashlib.sha256(r.stdout).hexdigest() == big_sha,
           f"h2c download 24 MiB: {len(r.stdout)} bytes {r.stderr}")
+    r = run(["curl", "-sSv", "--http2-prior-knowledge", "-H", "Expect: 100-continue",
+             "--data-binary", "@" + upload, "-o", "/dev/null", f"{base}/upload"], timeout=30)
+    check(r.returncode == 0 and "< HTTP/2 100" in r.stderr and "< HTTP/2 200" in r.stderr,
+          "Expect: 100-continue over h2: " + r.stderr[-1500:])
     grew = rss_kb(lb.pid, "VmHWM") - rss0
     check(grew < 16 * 1024, f"lb-l7 peak RSS grew {grew} KiB over 24 MiB each way")
     print(f"ok h2c_bodies (peak RSS +{grew} KiB)", flush=True)
@@ -297,7 +302,7 @@ limits {{ max_header_bytes: 8192 max_body_bytes: 33554432 h2_max_concurrent_stre
                      r"backend=\S+ method=\S+ path=\S+ status=\d{3} req_body=\d+ "
                      r"resp_bytes=\d+ ms=[0-9.]+ attempts=\d+ proto=(h2|http/1\.1)", l) for l in lines),
           f"access log: {len(h2lines)} h2 lines of {len(lines)}")
-    check(any(" method=POST path=/upload status=200 req_body=%d " % len(big) in l for l in h2lines),
+    check(sum(" method=POST path=/upload status=200 req_body=%d " % len(big) in l for l in h2lines) == 2,
           "access log: the upload's body size")
     print(f"ok metrics_and_access_log ({len(h2lines)} h2 lines)", flush=True)
 
