@@ -197,11 +197,12 @@ struct ClientConn : Pollable {
   bool h2_dirty = false;    // queued in Worker::h2_dirty_
   ClientConn* h2_parent = nullptr;
   int32_t h2_id = 0;
-  size_t h2_pos = 0;         // slot in the parent's stream list
-  bool h2_out_eof = false;   // the response body is complete in `out`
-  bool h2_closed = false;    // nghttp2 closed the stream (no RST to send)
-  size_t h2_unconsumed = 0;  // body bytes given to the backend, window not yet returned
-  uint64_t h2_body = 0;      // request body bytes received (access log)
+  size_t h2_pos = 0;          // slot in the parent's stream list
+  bool h2_out_eof = false;    // the response body is complete in `out`
+  bool h2_closed = false;     // nghttp2 closed the stream (no RST to send)
+  size_t h2_unconsumed = 0;   // body bytes given to the backend, window not yet returned
+  uint64_t h2_body = 0;       // request body bytes received (access log)
+  int64_t h2_head_since = 0;  // connection: a header block pending since (ns)
   // HTTPS as the backend and the cookies see it (a stream's parent's TLS).
   bool Secure() const {
     return ssl != nullptr || (h2_parent != nullptr && h2_parent->ssl != nullptr);

@@ -162,7 +162,16 @@ void Worker::H2Input(ClientConn* c) {
   if (!c->in.empty()) {
     ok = c->h2->server.Recv(c->in.data(), c->in.size());
     c->in.Consume(c->in.size());
-    c->deadline = Now() + config_->timeouts.idle_ns;
+    const int64_t now = Now();
+    c->deadline = now + config_->timeouts.idle_ns;
+    if (c->h2->server.head_pending()) {
+      // Slowloris: a header block must end within client_header_ms of its
+      // start; more bytes (CONTINUATION drips, PINGs) do not extend it.
+      if (c->h2_head_since == 0) c->h2_head_since = now;
+      c->deadline = std::min(c->deadline, c->h2_head_since + config_->timeouts.client_header_ns);
+    } else {
+      c->h2_head_since = 0;
+    }
   }
   if (c->dead) return;
   if (!ok) {
@@ -335,6 +344,19 @@ void Worker::H2CloseConn(ClientConn* c) {
 
 void Worker::H2Tick(ClientConn* c, int64_t now) {
   H2Conn* h = c->h2;
+  if (c->h2_head_since != 0 && h->server.head_pending()) {
+    const int64_t head_deadline = c->h2_head_since + config_->timeouts.client_header_ns;
+    if (now >= head_deadline) {
+      counters_->client_timeouts.Add();
+      VLOG(1) << "h2 header block from " << c->peer_ip << " not ended in time";
+      CloseClient(c);
+      return;
+    }
+    if (!h->streams.empty()) {
+      c->deadline = head_deadline;
+      return;
+    }
+  }
   if (!h->streams.empty()) {
     c->deadline = now + config_->timeouts.idle_ns;  // the streams have their own timers
     return;

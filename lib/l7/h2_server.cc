@@ -60,6 +60,7 @@ struct H2Server::Stream {
   size_t bytes = 0, count = 0;
   int refuse = 0;          // status decided while the head came in (431)
   bool notified = false;   // the sink knows this stream
+  bool head_done = false;  // the request's header block has ended
   bool delivered = false;  // OnRequest happened and no refusal since
   bool ended = false;
   uint64_t body = 0;
@@ -82,6 +83,7 @@ struct H2Callbacks {
     if (h->live_ != nullptr) h->live_->prev = st;
     h->live_ = st;
     ++h->open_;
+    ++h->heads_pending_;
     return 0;
   }
 
@@ -133,6 +135,8 @@ struct H2Callbacks {
 
   // The head is complete: check it and hand it to the sink (or refuse it).
   static void FinishHead(H2Server* h, int32_t id, H2Server::Stream* st, bool end_stream) {
+    st->head_done = true;
+    --h->heads_pending_;
     const Http1Limits& lim = h->settings_.limits;
     MessageHead& m = st->head;
     int status = st->refuse;
@@ -251,6 +255,7 @@ struct H2Callbacks {
     if (st->next != nullptr) st->next->prev = st->prev;
     if (h->live_ == st) h->live_ = st->next;
     --h->open_;
+    if (!st->head_done) --h->heads_pending_;
     delete st;
     return 0;
   }

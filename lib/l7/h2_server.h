@@ -105,6 +105,9 @@ class H2Server {
   bool Alive() const;
   bool in_callback() const { return depth_ > 0; }
   size_t open_streams() const { return open_; }
+  // A request header block has begun and not ended (HEADERS without
+  // END_HEADERS, CONTINUATION to come): the caller's header timeout runs.
+  bool head_pending() const { return heads_pending_ > 0; }
 
   void SetUser(int32_t id, void* user);
   void* User(int32_t id) const;
@@ -130,6 +133,7 @@ class H2Server {
   const H2Settings settings_;
   int depth_ = 0;
   size_t open_ = 0;
+  size_t heads_pending_ = 0;
   bool goaway_ = false;
   Stream* live_ = nullptr;  // every Stream not yet closed
 };

@@ -264,6 +264,25 @@ TEST(H2Server, ResponseHeadWithoutConnectionFields) {
   EXPECT_EQ(c.body.size(), 100000u);
 }
 
+TEST(H2Server, HeadPendingUntilEndHeaders) {
+  Sink sink;
+  H2Server srv(Settings(), &sink);
+  sink.server = &srv;
+  const std::string preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  std::string in = preface + std::string("\0\0\0\4\0\0\0\0\0", 9);  // SETTINGS
+  // HEADERS without END_HEADERS: ":method: GET" (static index 2).
+  in += std::string("\0\0\1\1\0\0\0\0\1\x82", 10);
+  ASSERT_TRUE(srv.Recv(in.data(), in.size()));
+  EXPECT_TRUE(srv.head_pending());
+  // CONTINUATION with END_HEADERS: :scheme http, :path /, :authority a.
+  const std::string cont("\x86\x84\x01\x01\x61", 5);
+  std::string f =
+      std::string("\0\0", 2) + char(cont.size()) + std::string("\x09\x04\0\0\0\1", 6) + cont;
+  ASSERT_TRUE(srv.Recv(f.data(), f.size()));
+  EXPECT_FALSE(srv.head_pending());
+  EXPECT_EQ(sink.heads.size(), 1u);
+}
+
 TEST(H2Server, ShutdownEndsTheSession) {
   Sink sink;
   H2Server srv(Settings(), &sink);

@@ -19,7 +19,8 @@ Checks (each prints "ok <name>"):
   upper-case name refused with RST_STREAM PROTOCOL_ERROR while the
   connection goes on serving, a path that is not origin-form answered 400,
   and none of them reaching nginx; 431 for a head above the limit; a body
-  above max_body_bytes 413; the access log has one line per stream with
+  above max_body_bytes 413; a header block that never ends closed after
+  client_header_ms although PINGs keep coming; the access log has one line per stream with
   proto=h2; metrics by protocol; SIGTERM: an idle h2 connection gets GOAWAY,
   a download in flight completes, exit 0. Bounded at 60 s.
 """
@@ -190,6 +191,7 @@ listeners {{ name: "tls" address: "127.0.0.1" port: {tport} default_pool: "web"
 pools {{ name: "web" algorithm: ALGORITHM_ROUND_ROBIN
   backends {{ address: "127.0.0.1" port: {p1} }} backends {{ address: "127.0.0.1" port: {p2} }} }}
 limits {{ max_header_bytes: 8192 max_body_bytes: 33554432 h2_max_concurrent_streams: 64 }}
+timeouts {{ client_header_ms: 1000 }}
 """)
     access = H.path("access.log")
     lb, log = H.start("lb", [H.lb, "--config", conf, "--workers", "2", "--admin_port", str(admin),
@@ -298,7 +300,28 @@ limits {{ max_header_bytes: 8192 max_body_bytes: 33554432 h2_max_concurrent_stre
     r = run(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
              "--data-binary", "@" + H.path("toobig.bin"), f"{base}/upload"], timeout=30)
     check(r.stdout == "413", "h2 body above max_body_bytes: " + r.stdout + r.stderr)
-    print("ok h2_refusals (connection/transfer-encoding/upper-case -> RST_STREAM, 400, 431, 413)",
+    # Slowloris over h2: a header block that never ends, PINGs dripping in.
+    slow = h2_connect(lport)
+    slow.sendall(frame(HEADERS, 0, 1, b"\x82"))  # :method GET, no END_HEADERS
+    t0, closed = time.time(), False
+    while time.time() - t0 < 6 and not closed:
+        try:
+            slow.sendall(frame(6, 0, 0, b"12345678"))  # PING
+            slow.settimeout(0.2)
+            while True:
+                chunk = slow.recv(65536)
+                if not chunk:
+                    closed = True
+                    break
+        except socket.timeout:
+            pass
+        except OSError:
+            closed = True
+    slow.close()
+    check(closed and time.time() - t0 < 5, f"unfinished h2 header block closed after "
+          f"client_header_ms (1 s) despite PINGs: closed={closed} after {time.time() - t0:.1f} s")
+    print("ok h2_refusals (connection/transfer-encoding/upper-case -> RST_STREAM, 400, 431, 413, "
+          "slowloris header block closed)",
           flush=True)
 
     # Metrics and access log.
