@@ -191,7 +191,6 @@ listeners {{ name: "tls" address: "127.0.0.1" port: {tport} default_pool: "web"
 pools {{ name: "web" algorithm: ALGORITHM_ROUND_ROBIN
   backends {{ address: "127.0.0.1" port: {p1} }} backends {{ address: "127.0.0.1" port: {p2} }} }}
 limits {{ max_header_bytes: 8192 max_body_bytes: 33554432 h2_max_concurrent_streams: 64 }}
-timeouts {{ client_header_ms: 1000 }}
 """)
     access = H.path("access.log")
     lb, log = H.start("lb", [H.lb, "--config", conf, "--workers", "2", "--admin_port", str(admin),
@@ -301,7 +300,18 @@ timeouts {{ client_header_ms: 1000 }}
              "--data-binary", "@" + H.path("toobig.bin"), f"{base}/upload"], timeout=30)
     check(r.stdout == "413", "h2 body above max_body_bytes: " + r.stdout + r.stderr)
     # Slowloris over h2: a header block that never ends, PINGs dripping in.
-    slow = h2_connect(lport)
+    # A second lb-l7 with a 1 s header timeout (a TLS handshake counts
+    # against it too, so the main one keeps the default for curl -Z).
+    sport = free_port()
+    conf2 = H.write("slow.textproto", f"""
+listeners {{ name: "plain" address: "127.0.0.1" port: {sport} default_pool: "web" }}
+pools {{ name: "web" backends {{ address: "127.0.0.1" port: {p1} }} }}
+timeouts {{ client_header_ms: 1000 }}
+""")
+    lb2, log2 = H.start("lb-slow", [H.lb, "--config", conf2, "--workers", "1"])
+    if not lib.wait_ready(lb2, log2, 20):
+        fail("second lb-l7 did not start: " + open(log2).read())
+    slow = h2_connect(sport)
     slow.sendall(frame(HEADERS, 0, 1, b"\x82"))  # :method GET, no END_HEADERS
     t0, closed = time.time(), False
     while time.time() - t0 < 6 and not closed:
