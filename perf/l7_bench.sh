@@ -6,12 +6,16 @@
 #   perf/l7_bench.sh path/to/lb-l7 [seconds_per_run (default 5)]
 #
 # Each proxy runs one worker pinned to CPU 0; wrk (-t1 -c50, keep-alive) and
-# the backend nginx share CPU 1. For every case the three proxies run one
+# the backend nginx share CPU 1. The h2c case (HTTP/2 by prior knowledge to
+# the proxy, HTTP/1.1 keep-alive to the backend) uses h2load (-t1 -c20
+# -m10: 200 concurrent streams) against lb-l7 and HAProxy (bind ... proto
+# h2); nginx 1.22 has no h2c with prior knowledge beside HTTP/1 on a port. For every case the three proxies run one
 # after another (interleaved, same client, same backend); the proxy's
 # utime+stime from /proc before and after gives requests per proxy CPU-second.
 # Output, one line per case and proxy, then a ratio line per case:
 #   l7 case=h1_small proxy=lb-l7 req_per_cpu_s=N rps=N p50_ms=N p99_ms=N
 #   l7_vs_haproxy case=h1_small ratio=N
+#   l7 case=h2c proxy=lb-l7 req_per_cpu_s=N rps=N mean_ms=N failed=N
 # then the p99 latency each proxy adds at half lb-l7's saturating h1_small
 # rate (hey, 50 keep-alive connections at a fixed rate, against the backend
 # directly and through each proxy, in one run):
@@ -24,10 +28,10 @@ LB=$(readlink -f "$1")
 SECS=${2:-5}
 # shellcheck source=perf/bench_lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
-bench_setup l7_bench wrk hey nginx haproxy python3
+bench_setup l7_bench wrk hey h2load nginx haproxy python3
 ulimit -n 65536 2>/dev/null || true
 
-BE=18481 LBP=18480 HAP=18482 NGP=18483 ADMIN=18489
+BE=18481 LBP=18480 HAP=18482 NGP=18483 HAH2=18484 ADMIN=18489
 mkdir -p "$WORK/be/html"
 head -c 100 /dev/zero | tr '\0' 'a' > "$WORK/be/html/small"
 head -c 16384 /dev/zero | tr '\0' 'b' > "$WORK/be/html/16k"
@@ -68,15 +72,21 @@ defaults
 frontend f
   bind 127.0.0.1:$HAP
   default_backend b
+frontend f2
+  bind 127.0.0.1:$HAH2 proto h2
+  default_backend b
 backend b
   http-reuse always
   server s1 127.0.0.1:$BE
 EOF
 haproxy -f "$WORK/ha.cfg"
 
+# 256 idle upstream connections: h2c runs 200 concurrent streams, each its
+# own upstream request (HAProxy keeps idle server connections without a cap
+# by default); with 64, a quarter of the h2c requests paid a new connect.
 cat > "$WORK/l7.textproto" <<EOF
 listeners { name: "bench" address: "127.0.0.1" port: $LBP default_pool: "be" }
-pools { name: "be" backends { address: "127.0.0.1" port: $BE } max_idle_per_backend: 64 }
+pools { name: "be" backends { address: "127.0.0.1" port: $BE } max_idle_per_backend: 256 }
 EOF
 taskset -c 0 "$LB" --config "$WORK/l7.textproto" --workers 1 --admin_port $ADMIN \
   > "$WORK/l7.log" 2>&1 &
@@ -126,9 +136,36 @@ run_case() {  # case path
   python3 -c "print('l7_vs_haproxy case=$c ratio=%.2f' % (${RATE[$c,lb-l7]} / ${RATE[$c,haproxy]}))"
   python3 -c "print('l7_vs_nginx case=$c ratio=%.2f' % (${RATE[$c,lb-l7]} / ${RATE[$c,nginx]}))"
 }
+# h2c: h2load counts the requests done; the proxy's CPU as above.
+run_h2_case() {  # case path
+  local c=$1 path=$2 name port pid t0 t1 out done_n rps mean failed cpu
+  for name in lb-l7 haproxy; do
+    case $name in
+      lb-l7) port=$LBP pid=$LBPID ;;
+      haproxy) port=$HAH2 pid=$(cat "$WORK/ha.pid") ;;
+    esac
+    taskset -c 1 h2load -t1 -c20 -m10 -D 1 "http://127.0.0.1:$port$path" > /dev/null  # warm
+    t0=$(ticks "$pid")
+    out=$(taskset -c 1 h2load -t1 -c20 -m10 -D "$SECS" "http://127.0.0.1:$port$path")
+    t1=$(ticks "$pid")
+    done_n=$(sed -n 's/^requests: [0-9]* total, [0-9]* started, \([0-9]*\) done.*/\1/p' <<<"$out")
+    failed=$(sed -n 's/^requests: .* \([0-9]*\) failed.*/\1/p' <<<"$out")
+    rps=$(awk '/^finished in/ {print $4}' <<<"$out")
+    mean=$(to_ms "$(awk '/^time for request:/ {print $6}' <<<"$out")")
+    if [[ "${failed:-1}" != 0 ]]; then
+      echo "l7_bench: $name $c: $(grep -E '^requests:|^status codes:' <<<"$out")" >&2
+    fi
+    cpu=$(python3 -c "print(max(($t1 - $t0) / $HZ, 0.01))")
+    RATE[$c,$name]=$(python3 -c "print(int(${done_n:-0} / $cpu))")
+    echo "l7 case=$c proxy=$name req_per_cpu_s=${RATE[$c,$name]} rps=${rps%.*} mean_ms=$mean failed=${failed:-?}"
+  done
+  python3 -c "print('l7_vs_haproxy case=$c ratio=%.2f' % (${RATE[$c,lb-l7]} / max(${RATE[$c,haproxy]}, 1)))"
+}
+
 run_case h1_small /small
 run_case h1_16k /16k
 run_case h1_1m /1m
+run_h2_case h2c /small
 
 # Added latency at half the saturating rate: hey sends 50 keep-alive
 # connections' worth of requests at a fixed total rate (-q is per

@@ -602,6 +602,8 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c,
   rc.buffer_bytes = Or(lim.buffer_bytes(), 65536u);
   CheckMax(f, "limits.max_connections", lim.max_connections(), 1, 1'000'000, "10000");
   rc.max_connections = Or(lim.max_connections(), 10000u);
+  CheckMax(f, "limits.h2_max_concurrent_streams", lim.h2_max_concurrent_streams(), 1, 10000, "100");
+  rc.h2_max_concurrent_streams = Or(lim.h2_max_concurrent_streams(), 100u);
 
   const v1::L7Timeouts& t = c.timeouts();
   const uint64_t kHour = 3'600'000;

@@ -133,6 +133,7 @@ struct RuntimeConfig {
   Http1Limits limits;
   uint32_t buffer_bytes = 65536;
   uint32_t max_connections = 10000;
+  uint32_t h2_max_concurrent_streams = 100;
   Timeouts timeouts{};
   // HMAC key of the sticky cookies: LoadStickyKey (dataplane/l7/sticky_key.h)
   // fills it after validation (file I/O stays out of ValidateL7Config).

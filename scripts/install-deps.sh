@@ -22,6 +22,7 @@ PKGS=(
   # tools used by tests
   python3-scapy tcpdump iproute2 iputils-ping ethtool curl
   wrk  # load generator of the end-to-end failover test (tests/e2e)
+  nghttp2-client  # h2load: HTTP/2 load in tests/l7/l7_h2_test.py and perf/run.sh l7
   nginx  # backends of the end-to-end tests (scripts/topology.sh)
   haproxy  # the peer proxy of perf/run.sh l7 (perf/l7_bench.sh)
   hey  # fixed-rate load for the added-latency case of perf/l7_bench.sh

@@ -337,7 +337,7 @@ void AppendScalars(const Workers& workers, std::string* o) {
        "Requests sent again to another backend after a connect failure.",
        &WorkerCounters::upstream_retries},
       {"lb_l7_refused_requests_total", "counter",
-       "Requests refused by the HTTP/1 parser (400, 413, 414, 431, 501, 505).",
+       "Requests refused before any upstream (400, 413, 414, 431, 501, 505; HTTP/1 and HTTP/2).",
        &WorkerCounters::refused_requests},
       {"lb_l7_client_timeouts_total", "counter", "Client header or body timeouts (408).",
        &WorkerCounters::client_timeouts},
@@ -348,6 +348,9 @@ void AppendScalars(const Workers& workers, std::string* o) {
       {"lb_l7_sticky_hits_total", "counter",
        "Answers from the backend a sticky cookie or source-IP pin named.",
        &WorkerCounters::sticky_hits},
+      {"lb_l7_h2_connections_total", "counter",
+       "Client connections that spoke HTTP/2 (h2c prior knowledge or ALPN h2).",
+       &WorkerCounters::h2_connections},
       {"lb_l7_sticky_repins_total", "counter",
        "Pinned requests answered by another backend (the pinned one unavailable).",
        &WorkerCounters::sticky_repins},
@@ -377,6 +380,16 @@ void AppendScalars(const Workers& workers, std::string* o) {
     absl::StrAppend(
         o, "# HELP ", m.name, " ", m.help, "\n# TYPE ", m.name, " ", m.type, "\n", m.name, " ",
         SumOver(workers, [&](const WorkerCounters& w) { return (w.*m.field).Get(); }), "\n");
+  }
+  absl::StrAppend(o,
+                  "# HELP lb_l7_requests_by_protocol_total Request heads accepted, by client "
+                  "protocol.\n# TYPE lb_l7_requests_by_protocol_total counter\n");
+  static constexpr const char* kProtocols[] = {"http/1.1", "h2"};
+  for (int p = 0; p < 2; ++p) {
+    absl::StrAppend(
+        o, "lb_l7_requests_by_protocol_total{protocol=\"", kProtocols[p], "\"} ",
+        SumOver(workers, [p](const WorkerCounters& w) { return w.protocol_requests[p].Get(); }),
+        "\n");
   }
   absl::StrAppend(o,
                   "# HELP lb_l7_sticky_invalid_cookies_total Sticky cookies ignored, by "

@@ -24,6 +24,8 @@ class Worker;
 class TlsContext;
 struct ClientConn;
 struct UpstreamConn;
+struct H2Conn;  // worker_h2.cc
+void DestroyH2Conn(H2Conn* h);
 
 inline constexpr size_t kReadChunk = 65536;
 // After an error response: read and discard what the client still sends for
@@ -191,6 +193,29 @@ struct ClientConn : Pollable {
   bool ssl_read_blocked = false;
   bool tls_ready = false;      // queued in Worker::tls_ready_
   std::string client_subject;  // verified client certificate (mTLS); "" = none
+
+  // HTTP/2 (worker_h2.cc). A connection that speaks h2 owns `h2` (the
+  // nghttp2 session; state kActive, req_done, no request of its own). Each
+  // of its streams is a ClientConn of its own with `h2_parent` set: no fd,
+  // never in epoll, but in clients_ (timers), and the request pipeline
+  // (routing, balancing, sticky, header rules, retries, upstream pool)
+  // runs on it unchanged; `out` holds the response body, which nghttp2
+  // pulls as the client's window allows.
+  H2Conn* h2 = nullptr;
+  bool h2_checked = false;  // plaintext: the first bytes were not a preface
+  bool h2_dirty = false;    // queued in Worker::h2_dirty_
+  ClientConn* h2_parent = nullptr;
+  int32_t h2_id = 0;
+  size_t h2_pos = 0;          // slot in the parent's stream list
+  bool h2_out_eof = false;    // the response body is complete in `out`
+  bool h2_closed = false;     // nghttp2 closed the stream (no RST to send)
+  size_t h2_unconsumed = 0;   // body bytes given to the backend, window not yet returned
+  uint64_t h2_body = 0;       // request body bytes received (access log)
+  int64_t h2_head_since = 0;  // connection: a header block pending since (ns)
+  // HTTPS as the backend and the cookies see it (a stream's parent's TLS).
+  bool Secure() const {
+    return ssl != nullptr || (h2_parent != nullptr && h2_parent->ssl != nullptr);
+  }
 };
 
 struct UpstreamConn : Pollable {

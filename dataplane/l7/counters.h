@@ -116,7 +116,9 @@ struct alignas(64) WorkerCounters {
   Counter upstream_connects;
   Counter upstream_reused;
   Counter upstream_retries;
-  Counter refused_requests;  // parser refusals (4xx/5xx before any upstream)
+  Counter refused_requests;      // parser refusals (4xx/5xx before any upstream)
+  Counter protocol_requests[2];  // request heads accepted: [0] HTTP/1.x, [1] HTTP/2
+  Counter h2_connections;        // connections that spoke HTTP/2 (h2c or ALPN h2)
   Counter client_timeouts;
   Counter upstream_timeouts;
   Counter no_backend;

@@ -67,9 +67,9 @@ int NoPassphrase(char*, int, int, void*) { return 0; }  // never prompt
 
 int OnAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
            unsigned int inlen, void*) {
-  // http/1.1 only until the HTTP/2 path exists; a client offering only h2
-  // gets no ALPN answer (and may fall back or give up).
-  static const unsigned char kProtos[] = "\x08http/1.1";
+  // h2 first (server preference), then http/1.1; a client offering neither
+  // gets no ALPN answer and speaks HTTP/1.1.
+  static const unsigned char kProtos[] = "\x02h2\x08http/1.1";
   unsigned char* sel = nullptr;
   if (SSL_select_next_proto(&sel, outlen, kProtos, sizeof(kProtos) - 1, in, inlen) !=
       OPENSSL_NPN_NEGOTIATED) {

@@ -77,6 +77,7 @@ Worker::Worker(int id, const RuntimeConfig* config, WorkerCounters* counters,
 Worker::~Worker() {
   for (ClientConn* c : clients_) {
     if (c->fd >= 0) close(c->fd);
+    if (c->h2 != nullptr) DestroyH2Conn(c->h2);
     delete c;
   }
   for (UpstreamConn* u : upstreams_) {
@@ -212,7 +213,8 @@ void Worker::Run() {
   int64_t next_tick = Now() + kTickMs * 1'000'000LL;
   while (true) {
     RefreshTls();  // one acquire load per turn; new connections get the new generation
-    int wait_ms = tls_ready_.empty() && up_tls_ready_.empty() ? kTickMs : 0;
+    int wait_ms =
+        tls_ready_.empty() && up_tls_ready_.empty() && h2_dirty_.empty() ? kTickMs : 0;
     for (const auto& s : stores_) {
       // A store lookup's timeout is finer than the tick.
       const int64_t d = s->NextDeadline();
@@ -255,6 +257,7 @@ void Worker::Run() {
       StoreResults(st.get());
     }
     if (queued_total_ > 0) ServeQueues();
+    RunH2Dirty();
     // Freed only now: later events of the batch may still point at them.
     for (Pollable* p : dead_) delete p;
     dead_.clear();
@@ -263,6 +266,7 @@ void Worker::Run() {
     if (now >= next_tick) {
       next_tick = now + kTickMs * 1'000'000LL;
       OnTick(now);
+      RunH2Dirty();
       FlushAccessLog();
       for (Pollable* p : dead_) delete p;
       dead_.clear();
@@ -301,6 +305,10 @@ void Worker::BeginDrain() {
   const int64_t until = Now() + grace;
   std::vector<ClientConn*> idle;
   for (ClientConn* c : clients_) {
+    if (c->h2 != nullptr) {
+      H2Drain(c);
+      continue;
+    }
     if (c->state != ClientConn::State::kWaiting || c->parser.started() || !c->in.empty()) continue;
     if (grace <= 0) {
       idle.push_back(c);
@@ -318,7 +326,7 @@ void Worker::OnListener(Pollable* l) {
     const int fd =
         accept4(l->fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;  // EAGAIN, or an error of that connection only
-    if (clients_.size() >= config_->max_connections) {
+    if (clients_.size() - h2_streams_ >= config_->max_connections) {
       close(fd);
       continue;
     }
@@ -390,10 +398,12 @@ void Worker::LogRequest(ClientConn* c) {
   o += " path=";
   if (c->req.origin_form.empty()) o += "-";
   AppendEscaped(c->req.origin_form, &o);
-  absl::StrAppend(&o, " status=", c->status, " req_body=", c->parser.body_bytes(),
+  absl::StrAppend(&o, " status=", c->status,
+                  " req_body=", c->h2_parent != nullptr ? c->h2_body : c->parser.body_bytes(),
                   " resp_bytes=", c->out.appended() - c->out_mark, " ms=",
                   absl::StrFormat("%.3f", c->t_start == 0 ? 0.0 : (Now() - c->t_start) / 1e6),
-                  " attempts=", c->tried.size() + (c->local ? 0 : 1), "\n");
+                  " attempts=", c->tried.size() + (c->local ? 0 : 1),
+                  c->h2_parent != nullptr ? " proto=h2\n" : " proto=http/1.1\n");
   ++log_lines_;
   if (log_buf_.size() >= 256 * 1024) FlushAccessLog();
 }
@@ -420,6 +430,11 @@ void Worker::OnTick(int64_t now) {
       counters_->queue_timeouts.Add();
       LocalResponse(c, 503, "backend queue timeout", !c->req_done);
       ClientFlush(c);
+      if (i < clients_.size() && clients_[i] == c) ++i;
+      continue;
+    }
+    if (c->h2 != nullptr && c->state == ClientConn::State::kActive) {
+      H2Tick(c, now);
       if (i < clients_.size() && clients_[i] == c) ++i;
       continue;
     }

@@ -91,6 +91,7 @@ class Worker {
  private:
   friend struct ClientSink;
   friend struct UpstreamSink;
+  friend struct H2Adapter;
 
   // Event handlers.
   void OnListener(Pollable* p);
@@ -105,6 +106,7 @@ class Worker {
   void PumpLoop(ClientConn* c);
   void ClientFlush(ClientConn* c);
   void ClientHead(ClientConn* c);
+  void RouteRequest(ClientConn* c);  // c->req is the new request head (HTTP/1 or h2)
   void ClientBody(ClientConn* c, const char* data, size_t n);
   void ClientRequestDone(ClientConn* c);
   void LocalResponse(ClientConn* c, int status, const char* body, bool close);
@@ -132,6 +134,27 @@ class Worker {
   // A passthrough connection's backend failed: the next backend while the
   // connect had not succeeded (nothing was relayed yet), else close both.
   void PassthroughUpstreamFailed(UpstreamConn* u, bool connect_failure);
+  // HTTP/2 (worker_h2.cc): the connection's session and its streams.
+  // H2Detect: plaintext first bytes; true while they may still become a
+  // preface (the HTTP/1 parser must not see them yet).
+  bool H2Detect(ClientConn* c);
+  void StartH2(ClientConn* c);
+  void H2Input(ClientConn* c);
+  bool H2Fill(ClientConn* c);  // frames into c->out; true if any
+  void H2Kick(ClientConn* stream);
+  void H2Resume(ClientConn* s);  // s's body has new bytes (or ended)
+  void H2Interim(ClientConn* s, int status);
+  bool H2Alive(ClientConn* c);  // false: the session is over, close once written
+  void RunH2Dirty();
+  ClientConn* H2NewStream(ClientConn* conn, int32_t id);
+  void H2Respond(ClientConn* s, const std::string& h1, bool with_body);
+  void H2StreamDone(ClientConn* s);
+  void H2BodyDrained(ClientConn* s);
+  void H2CloseStream(ClientConn* s);
+  void H2CloseConn(ClientConn* c);
+  void H2Tick(ClientConn* c, int64_t now);
+  void H2Drain(ClientConn* c);
+  ssize_t H2ReadBody(ClientConn* s, uint8_t* buf, size_t n, bool* eof);
 
   // Sticky sessions (worker_sticky.cc): the request's pin, the pinned
   // backend if it is available, and the Set-Cookie / table refresh.
@@ -235,6 +258,11 @@ class Worker {
   // (resumed by the next connection to it; owned, freed in ~Worker).
   std::vector<std::vector<SSL_SESSION*>> up_sessions_;
   std::vector<UpstreamConn*> up_tls_ready_;  // as tls_ready_, upstream side
+  // HTTP/2 connections with frames to write, served after the event batch
+  // (nghttp2 cannot write from inside its own callbacks).
+  std::vector<ClientConn*> h2_dirty_;
+  size_t h2_streams_ = 0;  // streams in clients_ (not connections)
+  std::string h2_scratch_;
 };
 
 }  // namespace lb::l7

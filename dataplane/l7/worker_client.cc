@@ -32,7 +32,7 @@ namespace lb::l7 {
 // ---------------------------------------------------------------- client ---
 
 void Worker::UpdateClient(ClientConn* c) {
-  if (c->dead) return;
+  if (c->dead || c->h2_parent != nullptr) return;  // h2 streams have no socket
   uint32_t ev = 0;
   const size_t in_cap = config_->limits.max_header_bytes + config_->buffer_bytes;
   if (c->passthrough && !c->tunnel && c->up == nullptr) {
@@ -150,6 +150,14 @@ void Worker::ClientRead(ClientConn* c) {
     c->head_timer = true;
     c->deadline = Now() + config_->timeouts.client_header_ns;
   }
+  if (c->h2 == nullptr && H2Detect(c)) {  // maybe an h2c preface: wait for more
+    ClientFlush(c);
+    return;
+  }
+  if (c->h2 != nullptr) {
+    H2Input(c);
+    return;
+  }
   ClientPump(c);
   if (c->dead) return;
   if (c->read_eof) {
@@ -248,6 +256,11 @@ void Worker::PumpLoop(ClientConn* c) {
 void Worker::ClientHead(ClientConn* c) {
   // The head moves to the connection (swapped: no copy, capacities kept).
   std::swap(c->req, *c->parser.mutable_head());
+  counters_->protocol_requests[0].Add();
+  RouteRequest(c);
+}
+
+void Worker::RouteRequest(ClientConn* c) {
   const MessageHead& h = c->req;
   c->state = ClientConn::State::kActive;
   c->req_done = false;
@@ -274,7 +287,7 @@ void Worker::ClientHead(ClientConn* c) {
   fi.client_ip = c->peer_ip;
   fi.client_ipv6 = c->ipv6;
   fi.listener_port = lc.port;
-  if (c->ssl != nullptr) fi.proto = "https";
+  if (c->Secure()) fi.proto = "https";
   fi.client_cert_subject = c->client_subject;
   fi.fallback_host = lc.addr.text;
   const std::string rid = NextRequestId();
@@ -353,6 +366,11 @@ void Worker::LocalResponse(ClientConn* c, int status, const char* body, bool clo
   c->keep_alive = !close && (c->req_done || bodyless) && c->req.keep_alive && !draining_;
   std::string s;
   BuildErrorResponse(status, body, !c->keep_alive, &s);
+  if (c->h2_parent != nullptr) {
+    H2Respond(c, s, true);
+    FinishStream(c);
+    return;
+  }
   c->out.Append(s);
   if (c->req_done || !c->keep_alive) FinishStream(c);
   // else ClientRequestDone (right after this head) finishes the stream.
@@ -374,6 +392,10 @@ void Worker::FinishStream(ClientConn* c) {
   }
   if (c->status != 0 && access_log_ != nullptr) LogRequest(c);
   c->status = 0;  // counted and logged once
+  if (c->h2_parent != nullptr) {
+    H2StreamDone(c);  // the stream ends when nghttp2 has sent the body
+    return;
+  }
   if (!c->req_done && c->keep_alive && !c->read_eof && !draining_) {
     // Answered before the request body ended (the backend did not want it):
     // read and drop the rest of the body, as nginx does, then go on with the
@@ -404,10 +426,17 @@ void Worker::FinishStream(ClientConn* c) {
 
 void Worker::ClientFlush(ClientConn* c) {
   if (c->dead) return;
+  if (c->h2_parent != nullptr) {
+    // An h2 stream: its body waits in `out` for nghttp2 to pull it.
+    H2Resume(c);
+    return;
+  }
+  H2Fill(c);  // h2 connections: frames nghttp2 has ready
   while (!c->out.empty()) {
     const ssize_t n = ClientSend(c, c->out.data(), c->out.size());
     if (n > 0) {
       c->out.Consume(static_cast<size_t>(n));
+      if (c->out.empty()) H2Fill(c);
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
@@ -416,6 +445,9 @@ void Worker::ClientFlush(ClientConn* c) {
     return;
   }
   if (c->out.empty()) c->out.Shrink();
+  if (c->h2 != nullptr && c->out.empty() && c->state == ClientConn::State::kActive && !H2Alive(c)) {
+    c->state = ClientConn::State::kClosing;  // GOAWAY both ways (or an error), all written
+  }
   if (c->up != nullptr && c->out.size() < config_->buffer_bytes) UpdateUpstream(c->up);
   if (c->out.empty() && c->state == ClientConn::State::kClosing) {
     if (c->read_eof) {
@@ -432,6 +464,16 @@ void Worker::ClientFlush(ClientConn* c) {
 
 void Worker::CloseClient(ClientConn* c) {
   if (c->dead) return;
+  if (c->h2_parent != nullptr) {
+    H2CloseStream(c);
+    return;
+  }
+  if (c->h2 != nullptr) H2CloseConn(c);
+  if (c->h2_dirty) {
+    auto it = std::find(h2_dirty_.begin(), h2_dirty_.end(), c);
+    if (it != h2_dirty_.end()) h2_dirty_.erase(it);
+    c->h2_dirty = false;
+  }
   if (c->up != nullptr) AbandonUpstream(c);
   if (c->queued) Unqueue(c);
   if (c->store_wait) {

@@ -137,7 +137,7 @@ void Worker::StickyRespond(ClientConn* c, std::string* head) {
       config_->sticky_key, pc.name, pc.backends[c->backend].addr.text, now_s + pc.sticky_ttl_s);
   const std::string field = absl::StrCat(
       "Set-Cookie: ", pc.sticky_cookie, "=", value, "; Path=/; Max-Age=", pc.sticky_ttl_s,
-      "; HttpOnly; SameSite=Lax", c->ssl != nullptr ? "; Secure" : "", "\r\n");
+      "; HttpOnly; SameSite=Lax", c->Secure() ? "; Secure" : "", "\r\n");
   // Before the blank line that ends the head.
   if (head->size() >= 2) head->insert(head->size() - 2, field);
 }

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 
 #include "dataplane/l7/conn.h"
 #include "dataplane/l7/ssl_io.h"
@@ -54,6 +55,10 @@ void Worker::ClientHandshake(ClientConn* c) {
     counters_->tls_versions[l * 2 + (SSL_version(c->ssl) == TLS1_3_VERSION ? 1 : 0)].Add();
     counters_->tls_ciphers[l * kTlsCipherCount + TlsCipherIndex(c->ssl)].Add();
     c->client_subject = ClientCertSubject(c->ssl);
+    const unsigned char* alpn = nullptr;
+    unsigned int alpn_len = 0;
+    SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+    if (alpn_len == 2 && memcmp(alpn, "h2", 2) == 0) StartH2(c);
     return;
   }
   const int e = SSL_get_error(c->ssl, r);

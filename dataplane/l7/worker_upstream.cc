@@ -367,6 +367,10 @@ void Worker::UpstreamFlush(UpstreamConn* u) {
     if (c->dead || u->dead || c->in.size() == before) break;
   }
   if (u->dead) return;
+  ClientConn* c = u->client;
+  if (c != nullptr && c->h2_unconsumed > 0 && u->out.size() < config_->buffer_bytes) {
+    H2BodyDrained(c);  // the backend took the bytes: the client may send more
+  }
   UpdateUpstream(u);
   if (u->client != nullptr) UpdateClient(u->client);
 }
@@ -433,6 +437,11 @@ void Worker::UpstreamHead(UpstreamConn* u) {
     u->t_sent = 0;
   }
   if (r.status < 200) {
+    // Interim answers (100 Continue) go to HTTP/2 clients as a :status.
+    if (c->h2_parent != nullptr && r.status != 101) {
+      H2Interim(c, r.status);
+      return;
+    }
     if (r.status == 101) {
       if (!c->req.upgrade) {
         u->bad = true;  // an upgrade nobody asked for
@@ -457,11 +466,18 @@ void Worker::UpstreamHead(UpstreamConn* u) {
   c->resp_started = true;
   c->status = r.status;
   c->framing = ChooseClientFraming(r, c->req);
+  if (c->h2_parent != nullptr && c->framing != ClientFraming::kNone) {
+    c->framing = ClientFraming::kLength;  // h2 DATA frames: the body as it comes
+  }
   c->keep_alive = c->req.keep_alive && !draining_ && c->framing != ClientFraming::kClose;
   std::string s;
   BuildClientResponse(r, c->req, c->keep_alive, c->framing, &s,
                       config_->listeners[c->listener].router.RulesOf(c->route));
   StickyRespond(c, &s);
+  if (c->h2_parent != nullptr) {
+    H2Respond(c, s, c->framing != ClientFraming::kNone);
+    return;
+  }
   c->out.Append(s);
 }
 

@@ -625,7 +625,7 @@ timeouts {{ client_header_ms: 1000 upstream_response_ms: 800 idle_ms: 1500 clien
     check(len(refused) >= len(vectors), f"access log: {len(refused)} refusals logged")
     check(all(re.fullmatch(r"ts=\S+ rid=\S+ client=\S+ listener=(main|v6) route=\S+ pool=\S+ "
                            r"backend=\S+ method=\S+ path=\S+ status=\d{3} req_body=\d+ "
-                           r"resp_bytes=\d+ ms=[0-9.]+ attempts=\d+", l) for l in lines),
+                           r"resp_bytes=\d+ ms=[0-9.]+ attempts=\d+ proto=http/1\.1", l) for l in lines),
           "access log line format: " + next((l for l in lines if not l.startswith("ts=")), lines[0]))
     print(f"ok access_log ({len(lines)} lines)", flush=True)
 

@@ -10,7 +10,7 @@ Checks (each prints "ok <name>" or fails with the reason):
   counts reason=version); TLS 1.2 and 1.3 accepted; non-ECDHE / non-AEAD
   ciphers refused (reason=cipher); SNI picks the certificate (exact,
   wildcard, unknown -> default, sni_required refuses); ECDSA or RSA by
-  signature algorithms; ALPN http/1.1 only; resumption by ticket (1.2, 1.3)
+  signature algorithms; ALPN h2 then http/1.1; resumption by ticket (1.2, 1.3)
   and by session cache; curl https through lb-l7 to nginx; SIGHUP reload of
   a certificate under a curl loop with 0 failures, a keep-alive connection
   surviving it, a refused reload keeping the running certificate; ticket key
@@ -180,10 +180,12 @@ def test_sni(port, strict):
     check(handshake_ok(out) and key_bits(out) == "2048", "TLS 1.2 ECDHE-RSA did not get RSA")
     print("ok ECDSA or RSA certificate for the same name by client capability", flush=True)
     out = s_client(port, "-tls1_3", "-alpn", "h2,http/1.1", sni="a.example.com")
+    check("ALPN protocol: h2" in out, "ALPN h2 not selected (server preference)")
+    out = s_client(port, "-tls1_3", "-alpn", "http/1.1", sni="a.example.com")
     check("ALPN protocol: http/1.1" in out, "ALPN http/1.1 not selected")
-    out = s_client(port, "-tls1_3", "-alpn", "h2", sni="a.example.com")
-    check(handshake_ok(out) and "No ALPN negotiated" in out, "h2-only ALPN not ignored")
-    print("ok ALPN: http/1.1 only", flush=True)
+    out = s_client(port, "-tls1_3", "-alpn", "spdy/3", sni="a.example.com")
+    check(handshake_ok(out) and "No ALPN negotiated" in out, "unknown ALPN not ignored")
+    print("ok ALPN: h2, then http/1.1", flush=True)
 
 
 REQ = "GET / HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n"
@@ -230,8 +232,9 @@ def test_curl(port):
              f"https://a.example.com:{port}/", f"https://a.example.com:{port}/"], timeout=10)
     check(r.stdout == "hello\nhello\n", "curl keep-alive over TLS: " + r.stdout)
     check("Re-using existing connection" in r.stderr, "curl did not reuse its TLS connection")
-    check("ALPN: server accepted http/1.1" in r.stderr or "ALPN, server accepted to use http/1.1"
-          in r.stderr, "curl saw no ALPN http/1.1")
+    # curl offers h2 first and lb-l7 prefers it (docs/L7.md "HTTP/2").
+    check("ALPN: server accepted h2" in r.stderr or "ALPN, server accepted to use h2"
+          in r.stderr, "curl saw no ALPN h2")
     big = run(["curl", "-sk", "--max-time", "20", "--resolve", f"a.example.com:{port}:127.0.0.1",
                "--data-binary", "@" + LB, "-o", "/dev/null", "-w", "%{http_code}",
                f"https://a.example.com:{port}/"], timeout=30)
