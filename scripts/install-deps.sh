@@ -31,6 +31,7 @@ PKGS=(
   etcd-server etcd-client  # the etcd store of lb-controlplane (tests/cluster)
   redis-server  # the shared sticky store of lb-l7 (tests/l7/l7_store_test.py)
   bird2  # BGP: the node and router BIRDs of tests/e2e/bgp_test.sh
+  keepalived  # VRRP pair of tests/e2e/vrrp_test.sh
 )
 
 missing=()
