@@ -29,8 +29,8 @@
 
 #include "dataplane/l7/conn.h"
 #include "dataplane/l7/counters.h"
-#include "proto/l7_config.h"
 #include "lib/l7/store_link.h"
+#include "proto/l7_config.h"
 
 struct redisAsyncContext;
 

@@ -213,8 +213,7 @@ void Worker::Run() {
   int64_t next_tick = Now() + kTickMs * 1'000'000LL;
   while (true) {
     RefreshTls();  // one acquire load per turn; new connections get the new generation
-    int wait_ms =
-        tls_ready_.empty() && up_tls_ready_.empty() && h2_dirty_.empty() ? kTickMs : 0;
+    int wait_ms = tls_ready_.empty() && up_tls_ready_.empty() && h2_dirty_.empty() ? kTickMs : 0;
     for (const auto& s : stores_) {
       // A store lookup's timeout is finer than the tick.
       const int64_t d = s->NextDeadline();

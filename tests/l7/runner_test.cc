@@ -52,8 +52,8 @@ v1::L7Config Config(int port, const std::string& extra = "") {
   EXPECT_TRUE(
       ParseTextProto(absl::StrCat(R"pb(
                                     listeners { name: "main" address: "127.0.0.1" port:)pb",
-                                  port, R"pb(                                                                                           default_pool: "web" }
-                                                                                                                                        pools { name: "web" backends { address: "127.0.0.1" port: 9 } }
+                                  port, R"pb(                                                                                                                                        default_pool: "web" }
+                                                                                                                                                                                     pools { name: "web" backends { address: "127.0.0.1" port: 9 } }
   )pb",
                                   extra),
                      "test", &c)
