@@ -177,8 +177,8 @@ hey_pct() {  # port -> "rate p50_ms p99_ms"
     | awk '/Requests\/sec/ { r = $2 } $1 == "50%" { p50 = $3 * 1000 } $1 == "99%" { p99 = $3 * 1000 }
            END { printf "%d %.2f %.2f\n", r, p50, p99 }'
 }
-read -r _ _ BASE99 < <(hey_pct $BE)
-echo "l7_added_latency proxy=none rate=$HALF p99_ms=$BASE99"
+read -r brate bp50 BASE99 < <(hey_pct $BE)
+echo "l7_added_latency proxy=none target_rate=$HALF rate=$brate p50_ms=$bp50 p99_ms=$BASE99"
 for name in lb-l7 haproxy nginx; do
   case $name in lb-l7) port=$LBP ;; haproxy) port=$HAP ;; nginx) port=$NGP ;; esac
   read -r rate p50 p99 < <(hey_pct $port)
