@@ -93,17 +93,7 @@ bird_start "$P-router" "$WORK/router"
 for k in 1 2; do
   n=$WORK/n$k
   mkdir -p "$n"
-  cat >"$n/lb.textproto" <<CFG
-node { tunnel_source_ipv4: "10.99.0.1$k" }
-pools {
-  name: "web4"
-  algorithm: ALGORITHM_MAGLEV
-  backends { address: "10.99.0.21" port: 80 }
-  backends { address: "10.99.0.22" port: 80 }
-  backends { address: "10.99.0.23" port: 80 }
-}
-vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "web4" }
-CFG
+  node_config "10.99.0.1$k" >"$n/lb.textproto"
   ip netns exec "$P-lb$k" "$CP_BIN" --config "$n/lb.textproto" --state_dir "$n/state" \
     --table_region "$n/tables" --stats_region "$n/stats" --max_vips 16 --max_backends 64 \
     --grpc_listen="$GRPC" --http_listen= --bgp_routes_file "$n/vips.conf" \

@@ -50,22 +50,9 @@ install_traps
 bash "$TOPO" up --prefix "$P" --backends 3 --lbs 2 --lb_decap "$DECAP_BIN" >/dev/null
 
 # 2. One control plane per LB node, in the node's namespace.
-config() {  # $1 = node address
-  cat <<CFG
-node { tunnel_source_ipv4: "$1" }
-pools {
-  name: "web4"
-  algorithm: ALGORITHM_MAGLEV
-  backends { address: "10.99.0.21" port: 80 }
-  backends { address: "10.99.0.22" port: 80 }
-  backends { address: "10.99.0.23" port: 80 }
-}
-vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "web4" }
-CFG
-}
 for k in 1 2; do
   mkdir -p "$WORK/n$k"
-  config "10.99.0.1$k" >"$WORK/n$k/lb.textproto"
+  node_config "10.99.0.1$k" >"$WORK/n$k/lb.textproto"
   ip netns exec "$P-lb$k" "$CP_BIN" --config "$WORK/n$k/lb.textproto" --state_dir "$WORK/n$k/state" \
     --table_region "$WORK/n$k/tables" --stats_region "$WORK/n$k/stats" --max_vips 16 \
     --max_backends 64 --grpc_listen="$GRPC" --http_listen= >"$WORK/cp$k.log" 2>&1 &

@@ -159,3 +159,20 @@ wrk_failed() {
 
 # wrk_requests FILE: the number of requests wrk completed.
 wrk_requests() { awk '/requests in/ { print $1 }' "$1"; }
+
+# node_config ADDR: the desired state of one LB node in the two-node tests
+# (ecmp, bgp, vrrp): tunnel source ADDR, Maglev pool web4 over the three
+# backends, VIP $VIP4:80. Identical pools on every node: identical tables.
+node_config() {
+  cat <<CFG
+node { tunnel_source_ipv4: "$1" }
+pools {
+  name: "web4"
+  algorithm: ALGORITHM_MAGLEV
+  backends { address: "10.99.0.21" port: 80 }
+  backends { address: "10.99.0.22" port: 80 }
+  backends { address: "10.99.0.23" port: 80 }
+}
+vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "web4" }
+CFG
+}

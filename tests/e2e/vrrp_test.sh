@@ -73,17 +73,7 @@ ip netns exec "$P-router" sysctl -qw net.ipv4.neigh.br0.locktime=0
 #    script), identical pools and VIP.
 for k in 1 2; do
   mkdir -p "$WORK/n$k"
-  cat >"$WORK/n$k/lb.textproto" <<CFG
-node { tunnel_source_ipv4: "10.99.0.1$k" }
-pools {
-  name: "web4"
-  algorithm: ALGORITHM_MAGLEV
-  backends { address: "10.99.0.21" port: 80 }
-  backends { address: "10.99.0.22" port: 80 }
-  backends { address: "10.99.0.23" port: 80 }
-}
-vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "web4" }
-CFG
+  node_config "10.99.0.1$k" >"$WORK/n$k/lb.textproto"
   ip netns exec "$P-lb$k" ip link set lo up
   ip netns exec "$P-lb$k" "$CP_BIN" --config "$WORK/n$k/lb.textproto" --state_dir "$WORK/n$k/state" \
     --table_region "$WORK/n$k/tables" --stats_region "$WORK/n$k/stats" --max_vips 16 \
