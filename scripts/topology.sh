@@ -28,8 +28,9 @@
 #                        as a backend minus nginx (--l7_nodes; the caller runs lb-l7)
 #
 # VIPs 198.51.100.10 and 2001:db8:100::10 are routed by the router to the LB
-# node(s); with --lbs 2 through an ECMP route hashed on L4
-# (fib_multipath_hash_policy=1). Starting lb-controlplane / lb-dataplane is
+# node(s) (--lbs 1..3: <p>-lb1 at .11, <p>-lb2 at .12, <p>-lb3 at .13); with
+# --lbs 2 or 3 through one ECMP route hashed on L4
+# (fib_multipath_hash_policy=1), a next hop per node. Starting lb-controlplane / lb-dataplane is
 # the caller's job; this script only builds the network and the backends.
 #
 # lb-decap: --lb_decap PATH, else $LB_DECAP, else build/dataplane/bpf/lb-decap
@@ -76,8 +77,8 @@ fi
 if [[ ! "$L7_NODES" =~ ^[0-9]$ ]] || ((L7_NODES > 4)); then
   echo "topology.sh: --l7_nodes must be 0..4, got '$L7_NODES'" >&2; exit 2
 fi
-if [[ "$LBS" != 1 && "$LBS" != 2 ]]; then
-  echo "topology.sh: --lbs must be 1 or 2, got '$LBS'" >&2; exit 2
+if [[ ! "$LBS" =~ ^[1-3]$ ]]; then
+  echo "topology.sh: --lbs must be 1, 2 or 3, got '$LBS'" >&2; exit 2
 fi
 
 VIP4=198.51.100.10
@@ -198,8 +199,14 @@ if ((LBS == 1)); then
   ns "$R" ip route add "$VIP4/32" via 10.99.0.11 dev br0
   ns "$R" ip -6 route add "$VIP6/128" via fd00:99::11 dev br0
 else
-  ns "$R" ip route add "$VIP4/32" nexthop via 10.99.0.11 dev br0 nexthop via 10.99.0.12 dev br0
-  ns "$R" ip -6 route add "$VIP6/128" nexthop via fd00:99::11 dev br0 nexthop via fd00:99::12 dev br0
+  hops4=()
+  hops6=()
+  for ((i = 1; i <= LBS; i++)); do
+    hops4+=(nexthop via "10.99.0.$((10 + i))" dev br0)
+    hops6+=(nexthop via "fd00:99::$((10 + i))" dev br0)
+  done
+  ns "$R" ip route add "$VIP4/32" "${hops4[@]}"
+  ns "$R" ip -6 route add "$VIP6/128" "${hops6[@]}"
 fi
 
 # A node behind the LB (namespace $1, bridge port $2, addresses $3 / $4):
