@@ -160,7 +160,7 @@ wrk_failed() {
 # wrk_requests FILE: the number of requests wrk completed.
 wrk_requests() { awk '/requests in/ { print $1 }' "$1"; }
 
-# node_config ADDR: the desired state of one LB node in the two-node tests
+# node_config ADDR: the desired state of one LB node in the multi-node tests
 # (ecmp, bgp, vrrp): tunnel source ADDR, Maglev pool web4 over the three
 # backends, VIP $VIP4:80. Identical pools on every node: identical tables.
 node_config() {
