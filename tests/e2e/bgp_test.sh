@@ -192,15 +192,40 @@ route_hops() {
   ip netns exec "$P-router" ip route show "$VIP4/32" 2>/dev/null | grep -o 'via [0-9.]*' |
     awk '{ print $2 }' | sort | tr '\n' ' ' | sed 's/ $//'
 }
-# wait_hops WANT SECONDS: 0 once route_hops is WANT (checked every 10 ms, on
-# the clock: a loaded machine slows the checks, not the limit); 1 after SECONDS.
+# wait_hops WANT SECONDS: 0 once route_hops is WANT, 1 after SECONDS (on the
+# clock). One shell inside the router's namespace checks every 10 ms: an
+# `ip netns exec` per check can take seconds while other namespaces are
+# being created or deleted on the machine.
 wait_hops() {
-  local until=$(($(now_ms) + $2 * 1000))
-  while (($(now_ms) < until)); do
-    [[ "$(route_hops)" == "$1" ]] && return 0
-    sleep 0.01
-  done
-  [[ "$(route_hops)" == "$1" ]]
+  ip netns exec "$P-router" bash -c '
+    until=$(($(date +%s) + $2))
+    while :; do
+      hops=$(ip route show "$3" 2>/dev/null | grep -o "via [0-9.]*" | awk "{ print \$2 }" | sort |
+        tr "\n" " " | sed "s/ $//")
+      [[ "$hops" == "$1" ]] && exit 0
+      (($(date +%s) < until)) || exit 1
+      sleep 0.01
+    done' _ "$1" "$2" "$VIP4/32"
+}
+# change_ms T_NS WANT: ms from T_NS (date +%s%N) to the first change of the
+# VIP's route at the router to the next hops WANT, as the kernel's
+# notification to `ip -ts monitor route` ($WORK/monitor.txt) stamped it; -1
+# when there was none. Polling only bounds it: on a loaded machine it lags.
+change_ms() {
+  /usr/bin/python3 - "$1" "$2" "$WORK/monitor.txt" "$VIP4" <<'PY'
+import datetime, re, sys
+t0, want, vip = int(sys.argv[1]) / 1e9, sorted(sys.argv[2].split()), sys.argv[4]
+for r in re.split(r"\n(?=\[)", open(sys.argv[3]).read()):
+    m = re.match(r"\[([0-9T:.-]+)\] (.*)", r, re.S)
+    if not m or not m.group(2).startswith(vip + " "):
+        continue
+    t = datetime.datetime.fromisoformat(m.group(1)).timestamp()
+    if t >= t0 and sorted(re.findall(r"via ([0-9.]+)", m.group(2))) == want:
+        print(int((t - t0) * 1000))
+        break
+else:
+    print(-1)
+PY
 }
 ALL3="10.99.0.111 10.99.0.112 10.99.0.113"
 t0=$(now_ms)
@@ -220,6 +245,19 @@ done
 (($(bfd_up) == 3)) || fail "the router's BFD sessions did not come up: $(rbirdc show bfd sessions | tr '\n' ' ')"
 echo "router: BFD sessions to the three nodes Up: $(rbirdc show bfd sessions | awk '$3 == "Up" { print $1, "timeout", $NF }' | tr '\n' ' ')"
 
+# The router's route changes from here on, time-stamped by the kernel's
+# notifications.
+ip netns exec "$P-router" ip -ts monitor route >"$WORK/monitor.txt" 2>&1 &
+PIDS+=($!)
+# Listening once it reports a route of the documentation range changing.
+ip netns exec "$P-router" bash -c '
+  for i in $(seq 100); do
+    ip route replace 192.0.2.99/32 dev br0 metric "$i"
+    grep -q "^\[.*\] 192\.0\.2\.99 " "$1" && { ip route flush 192.0.2.99/32; exit 0; }
+    sleep 0.1
+  done
+  exit 1' _ "$WORK/monitor.txt" || fail "ip monitor on the router reported nothing in 10 s"
+
 # 4. Drain node 2 under a curl every 50 ms: withdrawn first, no failure.
 ip netns exec "$P-client" bash -c '
   ok=0; bad=0
@@ -231,11 +269,12 @@ ip netns exec "$P-client" bash -c '
 CURL_PID=$!
 PIDS+=("$CURL_PID")
 sleep 1
-t0=$(now_ms)
+t_drain_ns=$(date +%s%N)
 touch "$WORK/n2/drain"
 wait_hops "10.99.0.111 10.99.0.113" 10 ||
   fail "drain: node 2's route was not withdrawn (next hops: '$(route_hops)')"
-drain_ms=$(($(now_ms) - t0))
+drain_ms=$(change_ms "$t_drain_ns" "10.99.0.111 10.99.0.113")
+((drain_ms >= 0)) || fail "ip monitor on the router saw no withdrawal of node 2: $(tr '\n' ' ' <"$WORK/monitor.txt")"
 echo "drain: node 2 withdrawn at the router after $drain_ms ms"
 sleep 1
 touch "$WORK/curls.stop"
@@ -260,7 +299,7 @@ start_capture "$P-router" l3 "$WORK/l3.pcap" "$WORK/tcpdump.log" "tcp and dst ho
 PIDS+=("$CAP_PID")
 wait_log "$WORK/tcpdump.log" "listening on" 50 || fail "tcpdump on l3 did not start"
 ip netns exec "$P-client" timeout 60 /usr/bin/python3 "$ROOT/tests/e2e/keepalive_clients.py" "$VIP4" \
-  "$NCONN" "$WORK/killed" 4 40 4 >"$WORK/clients.out" 2>&1 &
+  "$NCONN" "$WORK/killed" 6 40 5 >"$WORK/clients.out" 2>&1 &
 CL_PID=$!
 PIDS+=("$CL_PID")
 wait_log "$WORK/clients.out" "^READY" 100 || fail "the keep-alive clients did not get ready"
@@ -331,9 +370,6 @@ echo "before the kill: node 3 carried $((${#on_lb3[@]} - fixed_on3)) of $NCONN k
 ((fixed_on3 < 30)) || fail "every fixed port hashed to node 3 (ECMP did not spread)"
 
 # 6. kill -9 of node 3's dataplane under wrk (new connection per request).
-#    The router's route changes, time-stamped by the kernel's notifications.
-ip netns exec "$P-router" ip -ts monitor route >"$WORK/monitor.txt" 2>&1 &
-PIDS+=($!)
 ip netns exec "$P-client" timeout 30 wrk -t1 -c10 -d6s --timeout 2s -H 'Connection: close' \
   "http://$VIP4/" >"$WORK/wrk.txt" 2>&1 &
 WRK_PID=$!
@@ -343,29 +379,11 @@ kill -0 "$WRK_PID" 2>/dev/null || { cat "$WORK/wrk.txt"; fail "wrk exited early"
 t_kill_ns=$(date +%s%N)
 kill -KILL "${DP_PIDS[2]}"
 touch "$WORK/killed"
-wait_hops "10.99.0.111 10.99.0.112" 10 ||
-  fail "kill -9: node 3's route was not withdrawn within 10 s (next hops: '$(route_hops)')"
+wait_hops "10.99.0.111 10.99.0.112" 15 ||
+  fail "kill -9: node 3's route was not withdrawn within 15 s (next hops: '$(route_hops)')"
 seen_ms=$((($(date +%s%N) - t_kill_ns) / 1000000))
-# withdraw_ms: from the kill to the router's kernel route change as `ip
-# monitor` stamped it (the polling above only bounds it: on a loaded machine
-# its checks can lag).
-withdraw_ms=$(/usr/bin/python3 - "$t_kill_ns" "$WORK/monitor.txt" <<'PY'
-import datetime, re, sys
-t_kill = int(sys.argv[1]) / 1e9
-records = re.split(r"\n(?=\[)", open(sys.argv[2]).read())
-for r in records:
-    m = re.match(r"\[([0-9T:.-]+)\] (.*)", r, re.S)
-    if not m or "198.51.100.10" not in m.group(2) or m.group(2).startswith("Deleted"):
-        continue
-    t = datetime.datetime.fromisoformat(m.group(1)).timestamp()
-    if t >= t_kill and "10.99.0.113" not in m.group(2) and "10.99.0.111" in m.group(2):
-        print(int((t - t_kill) * 1000))
-        break
-else:
-    print(-1)
-PY
-)
-((withdraw_ms >= 0)) || fail "ip monitor on the router saw no route change after the kill: $(tr '\n' ' ' <"$WORK/monitor.txt")"
+withdraw_ms=$(change_ms "$t_kill_ns" "10.99.0.111 10.99.0.112")
+((withdraw_ms >= 0)) || fail "ip monitor on the router saw no withdrawal of node 3: $(tr '\n' ' ' <"$WORK/monitor.txt")"
 echo "kill -9 of node 3's lb-dataplane: route withdrawn at the router after $withdraw_ms ms (ip monitor; seen by polling after $seen_ms ms)"
 bfd_state=$(rbirdc show bfd sessions | awk '$1 == "10.99.0.113" { print $3 }')
 lb3_error=$(rbirdc show protocols all lb3 | sed -n 's/^ *Last error: *//p')
@@ -389,9 +407,12 @@ grep -q "bgp: announcing nothing (dataplane not alive" "$WORK/cp3.log" ||
   fail "node 3's announcer did not notice its dead dataplane"
 
 # 7. Long-lived connections: those on nodes 1 and 2 all survive; those moved
-#    from node 3 resume (>= 90 %); every one kept its backend (the client
-#    fails a connection whose backend changes).
-wait_log "$WORK/clients.out" "^DONE" 150 || fail "the keep-alive clients did not finish"
+#    from node 3 resume (>= 90 %). Survived: no error (the client fails a
+#    connection that closed, changed backend, or left its last request
+#    unanswered for 5 s) and answered after the kill (only the surviving
+#    nodes could carry it). How many requests each answered after the kill
+#    is not a verdict: on a loaded machine the client itself gets little CPU.
+wait_log "$WORK/clients.out" "^DONE" 200 || fail "the keep-alive clients did not finish"
 wait "$CL_PID" 2>/dev/null || true
 read -r total stayed stayed_alive moved moved_alive < <(
   grep '^{' "$WORK/clients.out" | /usr/bin/python3 -c '
@@ -401,7 +422,7 @@ total = stayed = stayed_alive = moved = moved_alive = 0
 for line in sys.stdin:
     c = json.loads(line)
     total += 1
-    ok = not c["error"] and c["after"] >= 5
+    ok = not c["error"] and c["after"] >= 1
     if c["port"] in moved_ports:
         moved += 1
         moved_alive += ok
