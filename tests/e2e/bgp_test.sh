@@ -19,8 +19,8 @@
 #  * the router learns 198.51.100.10/32 from the three nodes and installs one
 #    ECMP route with three next hops; curl through the VIP works; BFD is up
 #    on the three sessions;
-#  * drain: node 2's drain file -> its announcement is withdrawn (time
-#    printed), a curl every 50 ms from the client meanwhile: 0 failures;
+#  * drain: node 2's drain file -> its announcement is withdrawn (drain_ms),
+#    a curl every 50 ms from the client meanwhile: 0 failures;
 #    drain file removed -> three next hops again;
 #  * before the kill: 24 HTTP/1.1 keep-alive connections (keepalive_clients.py,
 #    a request every 200 ms each, nginx names the backend in every answer)
@@ -28,13 +28,16 @@
 #    closed with a RST so the same 5-tuple can connect again); a capture on
 #    the router's port to node 3 names the flows node 3 carried;
 #  * kill -9 of node 3's lb-dataplane under wrk (Connection: close, new
-#    connections): the route via node 3 disappears at the router (BFD; time
-#    from the kill printed as withdraw_ms), then 20 new connections all
+#    connections): the route via node 3 disappears at the router through
+#    BFD; withdraw_ms = the kill -> the router's kernel route change as
+#    `ip -ts monitor route` stamps it (so is drain_ms: polling with `ip netns
+#    exec` lags by seconds on a loaded machine); then 20 new connections all
 #    succeed through nodes 1 and 2; wrk's failures during detection printed;
 #  * every keep-alive connection on nodes 1 and 2 keeps answering from the
 #    same backend (the route change may move some between nodes 1 and 2);
 #    those that were on node 3 resume through nodes 1 and 2 and keep their
-#    backend too (>= 90 %: packets lost during detection are retransmitted);
+#    backend too (>= 90 %: TCP retransmits what was lost during detection,
+#    and nodes 1 and 2, without a connection entry, pick the same backend);
 #  * the 30 fixed ports again: the same 5-tuples reach the same backends,
 #    those hashed to node 3 before included, and agree with `lbctl explain`
 #    on the surviving nodes.
