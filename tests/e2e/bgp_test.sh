@@ -43,7 +43,7 @@
 #    on the surviving nodes.
 # Bounded (< 90 s: every wait has a limit); everything it starts is killed by
 # pid, the topology (namespaces, veths, taps) removed by prefix and the EAL
-# runtime dirs by file prefix, also on failure. Must run as root.
+# runtime dirs by file prefix (lib.sh's on_exit), also on failure. Must run as root.
 set -euo pipefail
 CP_BIN=$(realpath "$1")
 DP_BIN=$(realpath "$2")
@@ -61,10 +61,7 @@ PIDS=()      # control planes, curl loops, clients, captures, wrk
 DP_PIDS=()   # dataplanes by node (index k-1)
 BIRD_PIDS=() # BIRDs (router, nodes)
 DP_PID=""
-stop_all() {
-  stop_pids 30 "${BIRD_PIDS[@]}" "${DP_PIDS[@]}" "$DP_PID" "${PIDS[@]}"
-  for k in "${NODES[@]}"; do rm -rf "/var/run/dpdk/lb-e2e-$P-$k"; done
-}
+stop_all() { stop_pids 30 "${BIRD_PIDS[@]}" "${DP_PIDS[@]}" "$DP_PID" "${PIDS[@]}"; }
 show_logs() {
   for k in "${NODES[@]}"; do
     show_tail 15 "lb-controlplane $k log" "$WORK/cp$k.log"

@@ -39,13 +39,16 @@ stop_pids() {
 show_tail() { echo "--- $2"; tail -n "$1" "$3" 2>/dev/null || true; }
 
 # on_exit: the EXIT trap (see install_traps). Calls the script's stop_all
-# (stop what it started), removes the topology of prefix $P, on failure calls
-# the script's show_logs, removes $WORK and exits with the script's status.
+# (stop what it started), removes the topology of prefix $P and the EAL
+# runtime dirs of the dataplanes' default file prefixes (lb-e2e-$P,
+# lb-e2e-$P-<node>), on failure calls the script's show_logs, removes $WORK
+# and exits with the script's status.
 on_exit() {
   local rc=$?
   trap - EXIT
   stop_all
   bash "$TOPO" down --prefix "$P" >/dev/null 2>&1 || true
+  rm -rf "/var/run/dpdk/lb-e2e-$P" "/var/run/dpdk/lb-e2e-$P"-[0-9]*
   if ((rc != 0)); then show_logs; fi
   rm -rf "$WORK"
   exit "$rc"
