@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/l4/port.h"
 #include "dataplane/l4/worker.h"
 #include "tests/fixtures/fixture_harness.h"
 
@@ -66,6 +67,7 @@ lb::testing::Dataplane& TheDataplane() {
     if (rte_eal_init(static_cast<int>(sizeof(eal) / sizeof(eal[0])), const_cast<char**>(eal)) < 0) {
       std::abort();
     }
+    lb::dp::RemoveEalRuntimeDirAtExit();
     // No per-lcore cache, so the harness's in-use count is exact.
     rte_mempool* pool =
         rte_pktmbuf_pool_create("fuzz", 511, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);

@@ -74,6 +74,7 @@
 #include "absl/strings/str_split.h"
 #include "controlplane/config.h"
 #include "controlplane/publisher.h"
+#include "dataplane/l4/port.h"
 #include "dataplane/l4/worker.h"
 #include "lib/drop_reasons.h"
 #include "lib/flow_hash.h"
@@ -696,6 +697,6 @@ int main(int argc, char** argv) {
               env.tsc_hz, overhead, kBurst, kFrameLen, kNumBackends,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   RemoveRegions();
-  rte_eal_cleanup();
+  lb::dp::EalCleanup();
   return 0;
 }

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "dataplane/l4/exception_path.h"
 #include "dataplane/l4/monitor.h"
+#include "dataplane/l4/port.h"
 #include "dataplane/l4/startup.h"
 #include "dataplane/l4/telemetry.h"
 #include "dataplane/l4/worker.h"
@@ -209,7 +210,7 @@ int RunAndShutDown(const lb::dp::MonitorArg& monitor_arg, lb::TableReader* table
   for (const auto& p : *monitor_arg.ports) lb::dp::StopPort(p.port_id);
   stats->control().writer_pid.store(0, std::memory_order_release);
   workers->clear();
-  rte_eal_cleanup();
+  lb::dp::EalCleanup();
   LOG(INFO) << "ports stopped, stats region released; exiting";
   return 0;
 }
@@ -239,6 +240,9 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("EAL init failed: ", rte_strerror(rte_errno),
                              " (try --no-huge -m 256 without hugepages)"));
   }
+  // Every return below (a refused flag, region or port) leaves no EAL
+  // runtime directory behind either.
+  lb::dp::RemoveEalRuntimeDirAtExit();
   argc -= eal;
   argv += eal;
   if (!lb::ParseFlags(&argc, &argv)) return 1;

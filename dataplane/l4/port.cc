@@ -1,9 +1,12 @@
 #include "dataplane/l4/port.h"
 
+#include <rte_eal.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "lib/shm_region.h"
@@ -173,6 +176,36 @@ bool CopyPortCounters(uint16_t port_id, PortCounters* out) {
   // Release: a reader that sees in_use sees port_id.
   out->in_use.store(1, std::memory_order_release);
   return true;
+}
+
+namespace {
+
+// The runtime directory of a primary process ("" otherwise): a secondary
+// shares its primary's and must leave it.
+std::string PrimaryRuntimeDir() {
+  if (rte_eal_process_type() != RTE_PROC_PRIMARY) return "";
+  const char* dir = rte_eal_get_runtime_dir();
+  return dir == nullptr ? "" : dir;
+}
+
+void RemoveDir(const std::string& dir) {
+  if (dir.empty()) return;
+  std::error_code ec;  // best effort: nothing to report at exit
+  std::filesystem::remove_all(dir, ec);
+}
+
+}  // namespace
+
+void EalCleanup() {
+  const std::string dir = PrimaryRuntimeDir();
+  rte_eal_cleanup();
+  RemoveDir(dir);
+}
+
+void RemoveEalRuntimeDirAtExit() {
+  static std::string dir;
+  dir = PrimaryRuntimeDir();
+  std::atexit([] { RemoveDir(dir); });
 }
 
 }  // namespace lb::dp

@@ -59,6 +59,16 @@ void StopPort(uint16_t port_id);
 // false, leaving *out untouched, when the device does not answer.
 bool CopyPortCounters(uint16_t port_id, PortCounters* out);
 
+// rte_eal_cleanup, then, in a primary process, the EAL runtime directory
+// (/var/run/dpdk/<file-prefix>: config, fbarray files, sockets), which DPDK
+// leaves behind: about 3 MB per file prefix, and every test run uses new
+// prefixes. Call it once, at exit, instead of rte_eal_cleanup.
+void EalCleanup();
+
+// Registers (atexit) the removal of this primary process's EAL runtime
+// directory, for processes that never reach EalCleanup (libFuzzer targets).
+void RemoveEalRuntimeDirAtExit();
+
 }  // namespace lb::dp
 
 #endif  // LB_DATAPLANE_L4_PORT_H_
