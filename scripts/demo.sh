@@ -150,7 +150,7 @@ send() {
   FAILED=0
   COUNT=([be1]=0 [be2]=0 [be3]=0)
   for _ in $(seq "$1"); do
-    if body=$(ip netns exec "$P-client" curl -s --max-time 2 "http://$VIP/"); then
+    if body=$(ip netns exec "$P-client" curl -s --max-time 4 "http://$VIP/"); then
       case $body in
         "backend $P-be1") COUNT[be1]=$((COUNT[be1] + 1)) ;;
         "backend $P-be2") COUNT[be2]=$((COUNT[be2] + 1)) ;;
