@@ -293,6 +293,10 @@ void Worker::AdoptHanded() {
     c->state = ClientConn::State::kWaiting;
     c->head_timer = false;
     c->deadline = Now() + config_->timeouts.idle_ns;
+    if (draining_ && successor_.load(std::memory_order_relaxed) == nullptr) {
+      // Stopping too (SIGTERM while a change retires): the stop's grace.
+      c->deadline = std::min(c->deadline, Now() + idle_grace_ns_.load(std::memory_order_relaxed));
+    }
     c->pos = clients_.size();
     clients_.push_back(c);
     counters_->connections_adopted.Add();
