@@ -178,7 +178,14 @@ class ControlPlane {
   // (a local SetL7Config, or a state adopted from the store), then returns
   // the current one (the same generation on a timeout). Any thread; never
   // waits for a transaction.
-  v1::L7ConfigResponse WaitL7Config(uint64_t known, absl::Duration timeout) const;
+  // Also returns when the L7 health generation differs from
+  // `known_health` (SetL7Health).
+  v1::L7ConfigResponse WaitL7Config(uint64_t known, absl::Duration timeout,
+                                    uint64_t known_health = 0) const;
+  // The active checks' view of the L7 backends (l7_health.h), streamed with
+  // every L7ConfigResponse; not stored (each control plane checks for
+  // itself). Kept only when its generation is newer than the one held.
+  void SetL7Health(v1::L7Health health);
 
   // Health checker input, for backends of pools with a health check (other
   // reports are ignored). Republishes when the effective state changes

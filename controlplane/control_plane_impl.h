@@ -84,6 +84,8 @@ struct ControlPlane::Impl {
   mutable absl::Mutex snapshot_mu ABSL_ACQUIRED_AFTER(mu);
   std::shared_ptr<const QuerySnapshot> snapshot ABSL_GUARDED_BY(snapshot_mu) =
       std::make_shared<QuerySnapshot>();
+  // ControlPlane::SetL7Health's; with snapshot_mu, so WaitL7Config wakes on it.
+  v1::L7Health l7_health ABSL_GUARDED_BY(snapshot_mu);
 
   std::shared_ptr<const QuerySnapshot> GetSnapshot() const;
   void UpdateSnapshotLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);

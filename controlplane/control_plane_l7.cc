@@ -66,23 +66,41 @@ absl::StatusOr<v1::L7ConfigResponse> ControlPlane::SetL7Config(const v1::L7Confi
 }
 
 v1::L7ConfigResponse ControlPlane::GetL7Config() const {
-  return ResponseOf(*impl_->GetSnapshot()->config);
+  Impl& m = *impl_;
+  absl::MutexLock l(&m.snapshot_mu);
+  v1::L7ConfigResponse r = ResponseOf(*m.snapshot->config);
+  *r.mutable_health() = m.l7_health;
+  return r;
 }
 
-v1::L7ConfigResponse ControlPlane::WaitL7Config(uint64_t known, absl::Duration timeout) const {
+void ControlPlane::SetL7Health(v1::L7Health health) {
+  Impl& m = *impl_;
+  absl::MutexLock l(&m.snapshot_mu);
+  if (health.generation() <= m.l7_health.generation()) return;  // an older one, late
+  m.l7_health = std::move(health);
+}
+
+v1::L7ConfigResponse ControlPlane::WaitL7Config(uint64_t known, absl::Duration timeout,
+                                                uint64_t known_health) const {
   Impl& m = *impl_;
   // The snapshot pointer changes under snapshot_mu (UpdateSnapshotLocked);
   // absl::Mutex re-evaluates the condition whenever the mutex is released.
   struct Arg {
     const Impl* m;
     uint64_t known;
-  } arg{&m, known};
+    uint64_t known_health;
+  } arg{&m, known, known_health};
   absl::MutexLock l(&m.snapshot_mu);
-  m.snapshot_mu.AwaitWithTimeout(
-      absl::Condition(
-          +[](Arg* a) { return a->m->snapshot->config->l7_generation() != a->known; }, &arg),
-      timeout);
-  return ResponseOf(*m.snapshot->config);
+  m.snapshot_mu.AwaitWithTimeout(absl::Condition(
+                                     +[](Arg* a) {
+                                       return a->m->snapshot->config->l7_generation() != a->known ||
+                                              a->m->l7_health.generation() != a->known_health;
+                                     },
+                                     &arg),
+                                 timeout);
+  v1::L7ConfigResponse r = ResponseOf(*m.snapshot->config);
+  *r.mutable_health() = m.l7_health;
+  return r;
 }
 
 }  // namespace lb

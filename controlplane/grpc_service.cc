@@ -485,13 +485,15 @@ grpc::Status AdminService::WatchL7Config(grpc::ServerContext* ctx,
   }
   // The current one first (even generation 0: the client learns the stream
   // is up), then whenever the generation differs from the last one sent.
+  // The health generation (active checks, l7_health.h) wakes it too.
   v1::L7ConfigResponse r = cp_->GetL7Config();
-  uint64_t sent = r.generation();
+  uint64_t sent = r.generation(), sent_health = r.health().generation();
   bool open = writer->Write(r);
   while (open && !ctx->IsCancelled()) {
-    r = cp_->WaitL7Config(sent, kWatchPoll);
-    if (r.generation() == sent) continue;
+    r = cp_->WaitL7Config(sent, kWatchPoll, sent_health);
+    if (r.generation() == sent && r.health().generation() == sent_health) continue;
     sent = r.generation();
+    sent_health = r.health().generation();
     open = writer->Write(r);
   }
   watchers_.fetch_sub(1);

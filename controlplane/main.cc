@@ -49,6 +49,7 @@
 #include "controlplane/grpc_service.h"
 #include "controlplane/health_checker.h"
 #include "controlplane/http_server.h"
+#include "controlplane/l7_health.h"
 #include "controlplane/leader.h"
 #include "controlplane/metrics.h"
 #include "controlplane/publisher.h"
@@ -571,8 +572,29 @@ int RunServer(const TableCapacities& caps) {
     LOG(ERROR) << "health checker: " << checker.status().message();
     return 1;
   }
+  // lb-l7's pools (L7Pool.health_check): a checker of their own, its ids
+  // those of the L7HealthBook; the result streams with WatchL7Config.
+  // No tunnel map: that checker would otherwise empty the L4 one's marks.
+  L7HealthBook l7_book;
+  inputs.l7_health = &l7_book;
+  HealthCheckerOptions l7_options = settings->health;
+  l7_options.tunnel_map_path.clear();
+  auto l7_checker = HealthChecker::Start(
+      [cpp, &l7_book](const HealthReport& r) {
+        if (l7_book.Report(r)) cpp->SetL7Health(l7_book.Health());
+      },
+      l7_options);
+  if (!l7_checker.ok()) {
+    LOG(ERROR) << "L7 health checker: " << l7_checker.status().message();
+    return 1;
+  }
+  auto set_l7_targets = [&] {
+    (*l7_checker)->SetTargets(l7_book.Targets(cpp->config().l7()));
+    cpp->SetL7Health(l7_book.Health());
+  };
   uint64_t targets_version = cp->version();
   (*checker)->SetTargets(TargetsFromConfig(cp->config()));
+  set_l7_targets();
   auto grpc_server = StartGrpc(cpp, settings->token);
   if (!grpc_server.ok()) {
     LOG(ERROR) << grpc_server.status().message();
@@ -592,8 +614,12 @@ int RunServer(const TableCapacities& caps) {
       if (const uint64_t v = cpp->version(); v != targets_version) {
         targets_version = v;
         (*checker)->SetTargets(TargetsFromConfig(cpp->config()));
+        set_l7_targets();
       }
       for (double ms : (*checker)->DrainLatencyObservationsMs()) health_latency.Observe(ms / 1e3);
+      for (double ms : (*l7_checker)->DrainLatencyObservationsMs()) {
+        health_latency.Observe(ms / 1e3);
+      }
     }
   });
   // Routes that follow health (--bgp_routes_file): its own view of the
@@ -617,6 +643,7 @@ int RunServer(const TableCapacities& caps) {
       stop.Notify();
       ticker.join();
       (*checker)->Stop();
+      (*l7_checker)->Stop();
       return 1;
     }
   }
@@ -630,6 +657,7 @@ int RunServer(const TableCapacities& caps) {
   stop.Notify();
   ticker.join();
   (*checker)->Stop();
+  (*l7_checker)->Stop();
   if (leader != nullptr) leader->Stop();  // revokes the lease: another node takes over now
   cp->Unsubscribe(log_token);
   LOG(INFO) << "stopped: listeners closed, health checks ended";

@@ -509,6 +509,26 @@ void AddLatencyFamilies(Exposition& x, const ControlPlane& cp, const MetricsInpu
   }
 }
 
+void AddL7HealthFamilies(Exposition& x, const L7HealthCounters& c) {
+  {
+    Family& f = x.Add("lb_l7_health_checks_total", "counter",
+                      "Active checks of lb-l7 pools' backends completed, by result.");
+    Exposition::Sample(f, "", {{"result", "ok"}}, U(c.checks_ok));
+    Exposition::Sample(f, "", {{"result", "failed"}}, U(c.checks_failed));
+  }
+  Exposition::Sample(x.Add("lb_l7_health_transitions_total", "counter",
+                           "L7 backends marked down or up again by the active checks."),
+                     "", {}, U(c.transitions));
+  Exposition::Sample(x.Add("lb_l7_health_generation", "gauge",
+                           "Generation of the L7 health streamed to lb-l7 (WatchL7Config)."),
+                     "", {}, U(c.generation));
+  Exposition::Sample(x.Add("lb_l7_health_backends", "gauge", "L7 backends actively checked."), "",
+                     {}, U(c.backends));
+  Exposition::Sample(
+      x.Add("lb_l7_health_backends_down", "gauge", "L7 backends the active checks hold down."), "",
+      {}, U(c.down));
+}
+
 }  // namespace
 
 std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
@@ -524,6 +544,7 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
   AddVipFamilies(x, cp.ListVips(), traffic);
   AddBackendFamilies(x, cp, cp.config(), traffic);
   AddLatencyFamilies(x, cp, in);
+  if (in.l7_health != nullptr) AddL7HealthFamilies(x, in.l7_health->Counters());
   return x.Render();
 }
 

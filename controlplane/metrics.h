@@ -47,6 +47,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "controlplane/control_plane.h"
+#include "controlplane/l7_health.h"
 #include "controlplane/leader.h"
 
 namespace lb {
@@ -95,6 +96,9 @@ struct MetricsInputs {
   // Leader election (etcd store, leader.h): the lb_cp_leader* and
   // lb_cp_health_* families; empty = absent.
   std::function<LeaderStatus()> leader_status;
+  // The active checks of lb-l7's pools (l7_health.h): the lb_l7_health_*
+  // families; nullptr = absent.
+  const L7HealthBook* l7_health = nullptr;
 };
 
 std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& inputs);

@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -323,6 +324,37 @@ void ParseStore(Findings& f, const std::string& path, const v1::L7StickyStore& s
 }
 
 // Backend limits, draining, the queue and the retry budget (fields 30+).
+// The control plane's active check of a pool (field 40): lb-l7 does not run
+// it, but both sides validate it with this code.
+void CheckHealthCheck(Findings& f, const std::string& pp, const v1::L7Pool& p) {
+  if (!p.has_health_check()) return;
+  const v1::L7HealthCheck& h = p.health_check();
+  const std::string hp = pp + ".health_check";
+  CheckMax(f, hp + ".interval_ms", h.interval_ms(), 100, 3'600'000, "5000");
+  CheckMax(f, hp + ".timeout_ms", h.timeout_ms(), 1, 3'600'000, "3000");
+  const uint32_t interval = Or(h.interval_ms(), 5000u);
+  const uint32_t timeout = Or(h.timeout_ms(), std::min(3000u, interval));
+  if (timeout > interval) {
+    f.Error(hp + ".timeout_ms", "%u is longer than interval_ms %u", timeout, interval);
+  }
+  CheckMax(f, hp + ".healthy_threshold", h.healthy_threshold(), 1, 100, "2");
+  CheckMax(f, hp + ".unhealthy_threshold", h.unhealthy_threshold(), 1, 100, "3");
+  if (!h.path().empty()) {
+    bool ok = h.path()[0] == '/' && h.path().size() <= 1024;
+    for (unsigned char ch : h.path()) ok = ok && ch > 0x20 && ch < 0x7f;
+    if (!ok) {
+      f.Error(hp + ".path", "\"%s\" is not an absolute path of visible ASCII (<= 1024 bytes)",
+              absl::CHexEscape(h.path().substr(0, 64)));
+    }
+  }
+  bool host_ok = h.host().size() <= 255;
+  for (unsigned char ch : h.host()) host_ok = host_ok && ch > 0x20 && ch < 0x7f;
+  if (!host_ok) {
+    f.Error(hp + ".host", "\"%s\" is not a host of visible ASCII (<= 255 bytes)",
+            absl::CHexEscape(h.host().substr(0, 64)));
+  }
+}
+
 void ParseLimits(Findings& f, const std::string& pp, const v1::L7Pool& p, PoolConfig* pc) {
   CheckMax(f, pp + ".max_connections_per_backend", p.max_connections_per_backend(), 1, 1'000'000,
            "unlimited");
@@ -449,6 +481,7 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c,
     pc.connect_retries = Or(p.connect_retries(), 2u);
     ParseHashAndSticky(f, pp, p, &pc);
     ParseLimits(f, pp, p, &pc);
+    CheckHealthCheck(f, pp, p);
     // The shared sticky store: the pool's own, else the global one; only
     // source-IP pins use it (cookies carry their pin themselves).
     const bool own = p.has_sticky_store();

@@ -328,6 +328,10 @@ void AppendScalars(const Workers& workers, std::string* o) {
        &WorkerCounters::connections_open},
       {"lb_l7_connections_accepted_total", "counter", "Client connections accepted.",
        &WorkerCounters::connections_accepted},
+      {"lb_l7_connections_adopted_total", "counter",
+       "Keep-alive client connections taken over from the previous configuration's workers "
+       "(a configuration change closes none of them).",
+       &WorkerCounters::connections_adopted},
       {"lb_l7_upstream_connects_total", "counter", "New upstream connections opened.",
        &WorkerCounters::upstream_connects},
       {"lb_l7_upstream_reused_total", "counter",
@@ -442,6 +446,16 @@ std::string AdminServer::RenderMetrics() const {
                       v.active[p]->Draining(static_cast<int>(b)) ? 1 : 0, "\n");
     }
   }
+  absl::StrAppend(&o,
+                  "# HELP lb_l7_backend_down 1 while the control plane's active checks hold a "
+                  "backend down (no new requests).\n# TYPE lb_l7_backend_down gauge\n");
+  for (size_t p = 0; p < v.config->pools.size(); ++p) {
+    for (size_t b = 0; b < v.config->pools[p].backends.size(); ++b) {
+      absl::StrAppend(&o, "lb_l7_backend_down{pool=\"", Escape(v.config->pools[p].name),
+                      "\",backend=\"", Escape(v.config->pools[p].backends[b].addr.text), "\"} ",
+                      v.active[p]->Down(static_cast<int>(b)) ? 1 : 0, "\n");
+    }
+  }
   AppendScalars(v.workers, &o);
   AppendUpstreamTlsMetrics(v.workers, &o);
   AppendPassthroughMetrics(*v.config, v.workers, &o);
@@ -483,7 +497,13 @@ void AdminServer::RenderConfigMetrics(std::string* o) const {
       status_->connected.load(std::memory_order_relaxed) ? 1 : 0, "\n",
       "# HELP lb_l7_retired_workers Workers of earlier configurations still finishing their "
       "connections.\n# TYPE lb_l7_retired_workers gauge\nlb_l7_retired_workers ",
-      status_->retired_workers.load(std::memory_order_relaxed), "\n");
+      status_->retired_workers.load(std::memory_order_relaxed), "\n",
+      "# HELP lb_l7_health_generation Generation of the control plane's active health "
+      "applied (0 = none).\n# TYPE lb_l7_health_generation gauge\nlb_l7_health_generation ",
+      status_->health_generation.load(std::memory_order_relaxed), "\n",
+      "# HELP lb_l7_health_updates_total Active health documents from the control plane "
+      "applied.\n# TYPE lb_l7_health_updates_total counter\nlb_l7_health_updates_total ",
+      status_->health_updates.load(std::memory_order_relaxed), "\n");
 }
 
 void AdminServer::RenderTlsMetrics(const AdminView& v, std::string* o) const {

@@ -44,6 +44,9 @@ struct ConfigStatus {
   std::atomic<uint64_t> refusals{0};
   std::atomic<bool> connected{false};
   std::atomic<uint64_t> retired_workers{0};
+  // The control plane's active checks (Runner::SetHealth).
+  std::atomic<uint64_t> health_generation{0};
+  std::atomic<uint64_t> health_updates{0};
 };
 
 class AdminServer {

@@ -112,7 +112,8 @@ struct alignas(64) WorkerCounters {
   std::vector<Counter> passthrough_conns;
   std::vector<Counter> passthrough_failures;
   Counter connections_accepted;
-  Counter connections_open;  // gauge
+  Counter connections_adopted;  // handed over by the previous configuration's worker
+  Counter connections_open;     // gauge
   Counter upstream_connects;
   Counter upstream_reused;
   Counter upstream_retries;

@@ -13,8 +13,11 @@
 namespace lb::l7 {
 
 ControlPlaneClient::ControlPlaneClient(ControlPlaneClientOptions options, ConfigFn on_config,
-                                       ConfigStatus* status)
-    : options_(std::move(options)), on_config_(std::move(on_config)), status_(status) {}
+                                       ConfigStatus* status, HealthFn on_health)
+    : options_(std::move(options)),
+      on_config_(std::move(on_config)),
+      on_health_(std::move(on_health)),
+      status_(status) {}
 
 ControlPlaneClient::~ControlPlaneClient() { Stop(); }
 
@@ -74,6 +77,7 @@ void ControlPlaneClient::Loop() {
                   << r.generation() << ")";
       }
       if (r.generation() != 0) on_config_(r.config(), r.generation());
+      if (on_health_) on_health_(r.health());
     }
     const grpc::Status st = reader->Finish();
     if (status_ != nullptr) status_->connected.store(false);

@@ -4,12 +4,13 @@
 //
 // The stream's first message is the control plane's current configuration
 // (generation 0 = none set yet: `on_config` is not called); then one per
-// new generation. When the stream ends (control plane stopped, network,
-// refused token) the thread logs the reason once per outage and reconnects
-// with exponential backoff (200 ms doubling to 5 s; back to 200 ms after a
-// stream delivered its first message). `connected` in ConfigStatus is 1
-// while a stream is open. What runs meanwhile is the Runner's business:
-// lb-l7 keeps serving the configuration it has.
+// new generation. Every message also carries the control plane's active
+// health of the L7 backends (L7Health, its own generation): `on_health`
+// gets it after `on_config`, also when only the health changed. When the stream ends (control plane
+// stopped, network, refused token) the thread logs the reason once per outage and reconnects with
+// exponential backoff (200 ms doubling to 5 s; back to 200 ms after a stream delivered its first
+// message). `connected` in ConfigStatus is 1 while a stream is open. What runs meanwhile is the
+// Runner's business: lb-l7 keeps serving the configuration it has.
 //
 // Auth: the token (from --controlplane_token_file) goes as metadata
 // `authorization: Bearer <token>`, as lbctl sends it; the admin API needs
@@ -29,6 +30,7 @@
 #include <thread>
 
 #include "dataplane/l7/admin.h"
+#include "lb/v1/admin.pb.h"
 #include "lb/v1/l7.pb.h"
 
 namespace grpc {
@@ -49,7 +51,9 @@ struct ControlPlaneClientOptions {
 class ControlPlaneClient {
  public:
   using ConfigFn = std::function<void(const v1::L7Config& config, uint64_t generation)>;
-  ControlPlaneClient(ControlPlaneClientOptions options, ConfigFn on_config, ConfigStatus* status);
+  using HealthFn = std::function<void(const v1::L7Health& health)>;
+  ControlPlaneClient(ControlPlaneClientOptions options, ConfigFn on_config, ConfigStatus* status,
+                     HealthFn on_health = nullptr);
   ~ControlPlaneClient();  // Stop()
   void Start();
   // Cancels the stream and joins the thread.
@@ -60,6 +64,7 @@ class ControlPlaneClient {
 
   const ControlPlaneClientOptions options_;
   const ConfigFn on_config_;
+  const HealthFn on_health_;
   ConfigStatus* const status_;
   std::mutex mu_;
   std::condition_variable cv_;

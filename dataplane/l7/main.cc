@@ -266,7 +266,7 @@ int main(int argc, char** argv) {
     client = std::make_unique<lb::l7::ControlPlaneClient>(
         cp_options,
         [&runner](const lb::v1::L7Config& c, uint64_t g) { OnControlPlaneConfig(&runner, c, g); },
-        &status);
+        &status, [&runner](const lb::v1::L7Health& h) { runner.SetHealth(h); });
     client->Start();
     StartFromControlPlane(&runner);
   }

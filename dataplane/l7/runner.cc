@@ -6,6 +6,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "dataplane/l7/counters.h"
 #include "dataplane/l7/sticky_key.h"
@@ -192,6 +193,7 @@ absl::Status Runner::ApplyLocked(const v1::L7Config& proto, uint64_t number) {
       active.back()->SetDraining(static_cast<int>(k), p.backends[k].drain);
     }
   }
+  ApplyHealthLocked(g.get());
   for (unsigned i = 0; i < options_.workers; ++i) {
     g->counters.push_back(std::make_unique<WorkerCounters>(
         nroutes, nbackends, config.listeners.size(), config.pools.size()));
@@ -227,7 +229,12 @@ absl::Status Runner::ApplyLocked(const v1::L7Config& proto, uint64_t number) {
               << ")";
   }
   if (old != nullptr) {
-    for (auto& w : old->workers) w->RequestStop(options_.retire_timeout_ms, options_.idle_grace_ms);
+    // Plain HTTP/1.1 keep-alive connections move to the new workers between
+    // requests (worker.h RequestRetire): a configuration change drops none.
+    for (size_t i = 0; i < old->workers.size(); ++i) {
+      Worker* successor = i < current_->workers.size() ? current_->workers[i].get() : nullptr;
+      old->workers[i]->RequestRetire(successor, options_.retire_timeout_ms, options_.idle_grace_ms);
+    }
     LOG(INFO) << "configuration generation " << number << " applied: " << options_.workers
               << " new worker(s), " << config.listeners.size() << " listener(s), "
               << config.pools.size() << " pool(s); generation " << old->number
@@ -243,15 +250,15 @@ absl::Status Runner::ApplyLocked(const v1::L7Config& proto, uint64_t number) {
 }
 
 void Runner::ReapLocked() {
-  for (size_t i = 0; i < retired_.size();) {
-    Generation& g = *retired_[i];
-    if (g.exited.load(std::memory_order_acquire) == g.threads.size()) {
-      for (auto& t : g.threads) t.join();
-      VLOG(1) << "generation " << g.number << " retired";
-      retired_.erase(retired_.begin() + static_cast<std::ptrdiff_t>(i));
-    } else {
-      ++i;
-    }
+  // Oldest first, and only while every older one is gone: a retiring
+  // worker may still hand connections to its successor (the next
+  // generation's worker), which must outlive it.
+  while (!retired_.empty()) {
+    Generation& g = *retired_.front();
+    if (g.exited.load(std::memory_order_acquire) != g.threads.size()) break;
+    for (auto& t : g.threads) t.join();
+    VLOG(1) << "generation " << g.number << " retired";
+    retired_.erase(retired_.begin());
   }
   PublishStatusLocked();
 }
@@ -262,6 +269,48 @@ void Runner::PublishStatusLocked() {
   uint64_t n = 0;
   for (const auto& g : retired_) n += g->threads.size() - g->exited.load();
   options_.status->retired_workers.store(n);
+}
+
+void Runner::SetHealth(const v1::L7Health& health) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (has_health_ && health.generation() == health_.generation()) return;
+  if (has_health_ && health.generation() < health_.generation()) {
+    // A control plane restarted (its generations start over): take it.
+    LOG(INFO) << "active health generation " << health.generation() << " after "
+              << health_.generation() << ": the control plane started over";
+  }
+  health_ = health;
+  has_health_ = true;
+  if (current_ != nullptr) ApplyHealthLocked(current_.get());
+  if (options_.status != nullptr) {
+    options_.status->health_generation.store(health.generation());
+    options_.status->health_updates.fetch_add(1);
+  }
+}
+
+void Runner::ApplyHealthLocked(Generation* g) {
+  if (!has_health_) return;
+  absl::flat_hash_map<std::string, bool> down;
+  for (const v1::L7BackendHealth& b : health_.backends()) {
+    down[absl::StrCat(b.pool(), "\n", b.address(), "\n", b.port())] = b.down();
+  }
+  size_t n = 0;
+  for (int p = 0; p < g->proto.pools_size() && static_cast<size_t>(p) < g->active.size(); ++p) {
+    const v1::L7Pool& pool = g->proto.pools(p);
+    for (int k = 0; k < pool.backends_size(); ++k) {
+      const v1::L7Backend& b = pool.backends(k);
+      auto it = down.find(absl::StrCat(pool.name(), "\n", b.address(), "\n", b.port()));
+      const bool is_down = it != down.end() && it->second;
+      if (g->active[p]->Down(k) != is_down) {
+        LOG(INFO) << "pool " << pool.name() << " backend " << b.address() << ":" << b.port()
+                  << (is_down ? " down" : " up") << " (control plane's active checks, health "
+                  << "generation " << health_.generation() << ")";
+      }
+      g->active[p]->SetDown(k, is_down);
+      n += is_down;
+    }
+  }
+  VLOG(1) << "active health generation " << health_.generation() << ": " << n << " down";
 }
 
 void Runner::Reap() {

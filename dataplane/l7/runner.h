@@ -16,16 +16,20 @@
 // cannot be bound) happens before the new workers start: nothing changed,
 // the running generation serves on, the error names the field.
 //
-// Retiring is the SIGTERM drain of worker.h applied to the old workers:
-// they stop accepting (their copies of the shared listening sockets are
-// closed, the new workers accept on them), finish the requests in flight
-// (the answers say Connection: close), answer one more request on idle
-// keep-alive connections within --drain_idle_grace_ms, and exit when no
-// connection is left, at the latest after `retire_timeout_ms`. Their
-// upstream keep-alive pools close with them: connections to backends the
-// new configuration removed drain that way. New connections meet only the
-// new configuration; a client's open keep-alive connection sees at most
-// one more answer from the old one.
+// Retiring (worker.h RequestRetire): the old workers stop accepting (their
+// copies of the shared listening sockets are closed, the new workers accept
+// on them) and finish the requests in flight. A plain HTTP/1.1 keep-alive
+// connection is then handed, between two requests, to the new worker with
+// the same index, which serves its next requests with the new
+// configuration: a configuration change closes no such connection and
+// sends no Connection: close. Connections that cannot move (TLS, HTTP/2,
+// tunnels, a listener the new configuration lacks) end as on SIGTERM:
+// Connection: close on the answer in flight, one more request on idle ones
+// within --drain_idle_grace_ms. The old workers exit when no connection is
+// left, at the latest after `retire_timeout_ms`. Their upstream keep-alive
+// pools close with them: connections to backends the new configuration
+// removed drain that way. Generations are reaped oldest first (a retiring
+// worker's successor outlives it).
 //
 // A change of `listeners[].tls` only (certificates, keys, ticket keys:
 // SIGHUP after a renewal) swaps the TLS contexts of the running workers
@@ -45,6 +49,7 @@
 #include "absl/status/status.h"
 #include "dataplane/l7/access_log.h"
 #include "dataplane/l7/admin.h"
+#include "lb/v1/admin.pb.h"
 #include "lb/v1/l7.pb.h"
 
 namespace lb::l7 {
@@ -79,6 +84,12 @@ class Runner {
   // SIGHUP with --controlplane: the running configuration's TLS files read
   // again (certificates, keys, ticket keys, OCSP, CAs) and swapped in.
   absl::Status ReloadTlsFiles();
+  // The control plane's active health (admin.proto L7Health): backends
+  // listed `down` (matched by pool name, address and port) get no new
+  // requests in any algorithm, now and in every later generation, until a
+  // health document says otherwise. No new workers: a health change drops
+  // no connection. An older generation than the one held is ignored.
+  void SetHealth(const v1::L7Health& health);
   // Checks a configuration as Apply would (files included), nothing started.
   static absl::Status Check(const v1::L7Config& config);
 
@@ -95,11 +106,14 @@ class Runner {
   absl::Status ApplyLocked(const v1::L7Config& config, uint64_t generation);
   void ReapLocked();
   void PublishStatusLocked();
+  void ApplyHealthLocked(Generation* g);
 
   const RunnerOptions options_;
   mutable std::mutex mu_;
   std::shared_ptr<Generation> current_;
   std::vector<std::shared_ptr<Generation>> retired_;
+  v1::L7Health health_;
+  bool has_health_ = false;
 };
 
 }  // namespace lb::l7

@@ -75,6 +75,7 @@ Worker::Worker(int id, const RuntimeConfig* config, WorkerCounters* counters,
 }
 
 Worker::~Worker() {
+  for (const Handed& h : handed_) close(h.fd);  // handed over after Run() returned
   for (ClientConn* c : clients_) {
     if (c->fd >= 0) close(c->fd);
     if (c->h2 != nullptr) DestroyH2Conn(c->h2);
@@ -187,6 +188,124 @@ void Worker::RequestStop(int64_t drain_ms, int64_t idle_grace_ms) {
   (void)r;
 }
 
+void Worker::RequestRetire(Worker* successor, int64_t drain_ms, int64_t idle_grace_ms) {
+  // Read by this worker's thread after the wake (RequestStop's release).
+  successor_listener_.assign(config_->listeners.size(), -1);
+  if (successor != nullptr) {
+    for (size_t i = 0; i < config_->listeners.size(); ++i) {
+      const ListenerConfig& l = config_->listeners[i];
+      if (!l.tls && !l.passthrough) {
+        successor_listener_[i] = successor->PlainListenerIndex(l.addr.text);
+      }
+    }
+  }
+  successor_.store(successor, std::memory_order_release);  // after successor_listener_
+  RequestStop(drain_ms, idle_grace_ms);
+}
+
+int Worker::PlainListenerIndex(const std::string& addr_text) const {
+  for (size_t i = 0; i < config_->listeners.size(); ++i) {
+    const ListenerConfig& l = config_->listeners[i];
+    if (l.addr.text == addr_text && !l.tls && !l.passthrough) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+bool Worker::Adopt(Handed h) {
+  {
+    std::lock_guard<std::mutex> l(handed_mu_);
+    if (handed_closed_) return false;
+    handed_.push_back(std::move(h));
+  }
+  const uint64_t one = 1;
+  ssize_t r = write(wakefd_, &one, sizeof(one));
+  (void)r;
+  return true;
+}
+
+bool Worker::Handable(const ClientConn* c) const {
+  const Worker* s = successor_.load(std::memory_order_acquire);
+  return s != nullptr && c->h2_parent == nullptr && c->h2 == nullptr && c->ssl == nullptr &&
+         !c->passthrough && !c->tunnel && c->h2_checked &&
+         static_cast<size_t>(c->listener) < successor_listener_.size() &&
+         successor_listener_[c->listener] >= 0;
+}
+
+void Worker::HandOverIdle() {
+  Worker* s = successor_.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < clients_.size();) {
+    ClientConn* c = clients_[i];
+    if (!Handable(c) || c->dead || c->state != ClientConn::State::kWaiting || c->parser.started() ||
+        !c->in.empty() || !c->out.empty() || c->up != nullptr || c->queued || c->store_wait ||
+        c->read_eof || c->tls_ready) {
+      ++i;
+      continue;
+    }
+    Handed h;
+    h.fd = c->fd;
+    h.listener = successor_listener_[c->listener];
+    h.peer_ip = c->peer_ip;
+    h.ipv6 = c->ipv6;
+    h.ip_hash = c->ip_hash;
+    SetInterest(c, 0);  // out of this worker's epoll before the successor adds it
+    if (!s->Adopt(std::move(h))) {
+      // The successor is gone (a later change retired it too): this
+      // connection is no longer handable; it closes as on a stop.
+      // Idle ones get the stop's grace (BeginDrain).
+      successor_.store(nullptr, std::memory_order_relaxed);
+      UpdateClient(c);
+      const int64_t until = Now() + idle_grace_ns_.load(std::memory_order_relaxed);
+      for (ClientConn* w : clients_) {
+        if (w->h2 == nullptr && w->state == ClientConn::State::kWaiting && !w->parser.started() &&
+            w->in.empty() && (w->deadline == 0 || w->deadline > until)) {
+          w->deadline = until;
+        }
+      }
+      return;
+    }
+    c->fd = -1;  // the successor owns it now
+    clients_[c->pos] = clients_.back();
+    clients_[c->pos]->pos = c->pos;
+    clients_.pop_back();
+    counters_->connections_open.Sub();
+    Graveyard(c);
+    // clients_[i] is now another connection: look at it too.
+  }
+}
+
+void Worker::AdoptHanded() {
+  std::vector<Handed> handed;
+  {
+    std::lock_guard<std::mutex> l(handed_mu_);
+    handed.swap(handed_);
+  }
+  for (Handed& h : handed) {
+    auto* c = new ClientConn(config_->limits);
+    c->kind = Kind::kClient;
+    c->fd = h.fd;
+    c->listener = h.listener;
+    c->sink.w = this;
+    c->sink.c = c;
+    c->peer_ip = std::move(h.peer_ip);
+    c->ipv6 = h.ipv6;
+    c->ip_hash = h.ip_hash;
+    c->h2_checked = true;  // an HTTP/1.1 connection already
+    c->state = ClientConn::State::kWaiting;
+    c->head_timer = false;
+    c->deadline = Now() + config_->timeouts.idle_ns;
+    if (draining_ && successor_.load(std::memory_order_relaxed) == nullptr) {
+      // Stopping too (SIGTERM while a change retires): the stop's grace.
+      c->deadline = std::min(c->deadline, Now() + idle_grace_ns_.load(std::memory_order_relaxed));
+    }
+    c->pos = clients_.size();
+    clients_.push_back(c);
+    counters_->connections_adopted.Add();
+    counters_->connections_open.Add();
+    UpdateClient(c);
+    // Bytes that came while it moved raise an event now (level-triggered).
+  }
+}
+
 void Worker::SetInterest(Pollable* p, uint32_t events) {
   if (p->dead || p->fd < 0) return;
   if (p->interest == events) return;
@@ -250,6 +369,7 @@ void Worker::Run() {
         }
       }
     }
+    AdoptHanded();
     RunTlsReady();
     for (auto& st : stores_) {
       st->OnTimer(Now());
@@ -262,6 +382,7 @@ void Worker::Run() {
     dead_.clear();
     const int64_t now = Now();
     if (!draining_ && stop_deadline_ns_.load(std::memory_order_acquire) != 0) BeginDrain();
+    if (draining_ && successor_.load(std::memory_order_relaxed) != nullptr) HandOverIdle();
     if (now >= next_tick) {
       next_tick = now + kTickMs * 1'000'000LL;
       OnTick(now);
@@ -284,6 +405,10 @@ void Worker::Run() {
   FlushAccessLog();
   for (Pollable* p : dead_) delete p;
   dead_.clear();
+  // Connections handed over from now on stay with their predecessor, and
+  // those that came in the last turn close with this worker (~Worker).
+  std::lock_guard<std::mutex> l(handed_mu_);
+  handed_closed_ = true;
 }
 
 void Worker::BeginDrain() {
@@ -308,6 +433,7 @@ void Worker::BeginDrain() {
       H2Drain(c);
       continue;
     }
+    if (Handable(c)) continue;  // handed over once between requests (HandOverIdle)
     if (c->state != ClientConn::State::kWaiting || c->parser.started() || !c->in.empty()) continue;
     if (grace <= 0) {
       idle.push_back(c);

@@ -12,6 +12,17 @@
 // close) and closes those still idle after it, and returns from Run() when
 // nothing is left or the drain deadline passes.
 //
+// A configuration change (Runner) retires a worker with RequestRetire
+// instead: the same, except that a plain HTTP/1.1 keep-alive connection is
+// not closed. Once it is between two requests (answer written, nothing
+// buffered, no backend attached) it leaves this worker's epoll and is
+// handed to the successor (the new configuration's worker with the same
+// id, Adopt), which serves its next requests with the new configuration:
+// a configuration change drops no such connection and sends no
+// Connection: close. TLS and HTTP/2 connections, tunnels and connections
+// whose listener the new configuration does not have (or has with TLS or
+// passthrough) end as with RequestStop.
+//
 // TLS listeners (worker_tls.cc): the handshake and SSL_read/SSL_write run in
 // the same loop; a connection starts from the TlsStore generation current
 // when it was accepted (checked once per loop turn) and keeps it.
@@ -32,6 +43,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -87,6 +99,23 @@ class Worker {
   // still send one request (a client cannot tell a close from a server
   // that is about to answer; closing at once loses a request sent then).
   void RequestStop(int64_t drain_ms, int64_t idle_grace_ms);
+  // Thread-safe. RequestStop, handing idle plain HTTP/1.1 keep-alive
+  // connections to `successor` (see above). `successor` must outlive this
+  // worker's Run() (the Runner retires generations oldest first).
+  void RequestRetire(Worker* successor, int64_t drain_ms, int64_t idle_grace_ms);
+  // Thread-safe: a client connection from a retiring predecessor, on this
+  // worker's listener `listener` (an index of its configuration). False
+  // when this worker has left Run() (the caller keeps the connection).
+  struct Handed {
+    int fd = -1;
+    int listener = 0;
+    std::string peer_ip;
+    bool ipv6 = false;
+    uint64_t ip_hash = 0;
+  };
+  bool Adopt(Handed h);
+  // The index of this worker's plain HTTP/1 listener on `addr_text`, or -1.
+  int PlainListenerIndex(const std::string& addr_text) const;
 
  private:
   friend struct ClientSink;
@@ -99,6 +128,15 @@ class Worker {
   void OnUpstream(UpstreamConn* u, uint32_t ev);
   void OnTick(int64_t now);
   void BeginDrain();
+  // Retiring: hands the connections that are between requests to the
+  // successor; AdoptHanded takes what a predecessor handed over.
+  void HandOverIdle();
+  void AdoptHanded();
+  // Whether c may be handed over (plain HTTP/1, its listener in the
+  // successor): then draining does not close it.
+  bool Handable(const ClientConn* c) const;
+  // Draining closes c after its current answer.
+  bool CloseOnDrain(const ClientConn* c) const { return draining_ && !Handable(c); }
 
   // Client side.
   void ClientRead(ClientConn* c);
@@ -244,6 +282,11 @@ class Worker {
   std::atomic<int64_t> stop_deadline_ns_{0};  // 0 = running
   std::atomic<int64_t> idle_grace_ns_{0};     // set with stop_deadline_ns_
   bool draining_ = false;
+  std::atomic<Worker*> successor_{nullptr};  // set by RequestRetire
+  std::vector<int> successor_listener_;      // per listener: its index there, or -1
+  std::mutex handed_mu_;
+  std::vector<Handed> handed_;  // guarded by handed_mu_
+  bool handed_closed_ = false;  // guarded by handed_mu_: Run() has returned
   AccessLog* access_log_ = nullptr;
   std::string log_buf_;  // lines not yet handed to the writer thread
   uint64_t log_lines_ = 0;

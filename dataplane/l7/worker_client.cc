@@ -363,7 +363,7 @@ void Worker::LocalResponse(ClientConn* c, int status, const char* body, bool clo
   const bool bodyless = !c->req.chunked && c->req.content_length <= 0;
   // After a request whose body is still coming we cannot find the next
   // request: close. A bodyless one ends right after its head.
-  c->keep_alive = !close && (c->req_done || bodyless) && c->req.keep_alive && !draining_;
+  c->keep_alive = !close && (c->req_done || bodyless) && c->req.keep_alive && !CloseOnDrain(c);
   std::string s;
   BuildErrorResponse(status, body, !c->keep_alive, &s);
   if (c->h2_parent != nullptr) {
@@ -396,7 +396,7 @@ void Worker::FinishStream(ClientConn* c) {
     H2StreamDone(c);  // the stream ends when nghttp2 has sent the body
     return;
   }
-  if (!c->req_done && c->keep_alive && !c->read_eof && !draining_) {
+  if (!c->req_done && c->keep_alive && !c->read_eof && !CloseOnDrain(c)) {
     // Answered before the request body ended (the backend did not want it):
     // read and drop the rest of the body, as nginx does, then go on with the
     // next request. Bounded by max_body_bytes and the body timeout.
@@ -405,7 +405,7 @@ void Worker::FinishStream(ClientConn* c) {
     ClientFlush(c);
     return;
   }
-  const bool keep = c->keep_alive && c->req_done && !c->read_eof && !draining_;
+  const bool keep = c->keep_alive && c->req_done && !c->read_eof && !CloseOnDrain(c);
   c->up = nullptr;
   c->up_head.clear();
   c->backend = -1;

@@ -160,7 +160,8 @@ void Worker::ServeQueues() {
 void Worker::CloseDrainingIdle() {
   for (size_t p = 0; p < idle_.size(); ++p) {
     for (size_t b = 0; b < idle_[p].size(); ++b) {
-      if (idle_[p][b].empty() || !balancers_[p].draining(static_cast<int>(b))) continue;
+      const int bi = static_cast<int>(b);
+      if (idle_[p][b].empty() || !(balancers_[p].draining(bi) || balancers_[p].down(bi))) continue;
       while (!idle_[p][b].empty()) CloseUpstream(idle_[p][b].back());
     }
   }
@@ -469,7 +470,7 @@ void Worker::UpstreamHead(UpstreamConn* u) {
   if (c->h2_parent != nullptr && c->framing != ClientFraming::kNone) {
     c->framing = ClientFraming::kLength;  // h2 DATA frames: the body as it comes
   }
-  c->keep_alive = c->req.keep_alive && !draining_ && c->framing != ClientFraming::kClose;
+  c->keep_alive = c->req.keep_alive && !CloseOnDrain(c) && c->framing != ClientFraming::kClose;
   std::string s;
   BuildClientResponse(r, c->req, c->keep_alive, c->framing, &s,
                       config_->listeners[c->listener].router.RulesOf(c->route));
@@ -538,7 +539,7 @@ void Worker::CompleteResponse(UpstreamConn* u, bool no_extra) {
 void Worker::ReleaseUpstream(UpstreamConn* u, bool reusable) {
   auto& idle = idle_[u->pool][u->backend];
   if (!reusable || idle.size() >= config_->pools[u->pool].max_idle_per_backend ||
-      balancers_[u->pool].draining(u->backend)) {
+      balancers_[u->pool].draining(u->backend) || balancers_[u->pool].down(u->backend)) {
     CloseUpstream(u);
     return;
   }

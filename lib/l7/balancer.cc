@@ -22,7 +22,8 @@ uint64_t Balancer::NextRandom() {
 }
 
 bool Balancer::Available(int b, int64_t now_ns) const {
-  return backends_[b].weight > 0 && backends_[b].ejected_until <= now_ns && !draining(b);
+  return backends_[b].weight > 0 && backends_[b].ejected_until <= now_ns && !draining(b) &&
+         !down(b);
 }
 
 bool Balancer::Usable(int b, int64_t now_ns, absl::Span<const int> exclude) {

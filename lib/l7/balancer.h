@@ -26,8 +26,9 @@
 //     BuildMaglevRing and shared read-only by every worker). An
 //     unavailable backend falls through to the next entry of the ring that
 //     names an available one, so only its own keys move.
-// Weight 0 takes a backend out of every algorithm, and so does draining
-// (ActiveCounts::SetDraining) and, while it lasts, max_connections.
+// Weight 0 takes a backend out of every algorithm, and so do draining
+// (ActiveCounts::SetDraining), the control plane's active checks
+// (ActiveCounts::SetDown) and, while it lasts, max_connections.
 //
 // Passive health (outlier detection, Envoy-like): `consecutive_failures`
 // connect failures in a row eject a backend for `eject_ns`; any success
@@ -84,7 +85,8 @@ uint64_t HashKey(absl::string_view key);
 // moment late, which only makes a pick slightly less exact (TryAdd is a CAS,
 // so a limit is never exceeded).
 //
-// Threads: any worker; SetDraining from the main thread (config reload).
+// Threads: any worker; SetDraining from the main thread (config reload),
+// SetDown from the control plane client's thread (active health).
 class ActiveCounts {
  public:
   explicit ActiveCounts(size_t n) : slots_(new Slot[n]) {}
@@ -100,6 +102,9 @@ class ActiveCounts {
   }
   void SetDraining(int b, bool on) { slots_[b].draining.store(on, std::memory_order_relaxed); }
   bool Draining(int b) const { return slots_[b].draining.load(std::memory_order_relaxed); }
+  // Down by the control plane's active checks: no new requests (as draining).
+  void SetDown(int b, bool on) { slots_[b].down.store(on, std::memory_order_relaxed); }
+  bool Down(int b) const { return slots_[b].down.load(std::memory_order_relaxed); }
   // The pool's queue (max_connections): a place unless `max` are queued.
   bool TryQueue(int32_t max) {
     int32_t v = queued_.load(std::memory_order_relaxed);
@@ -115,6 +120,7 @@ class ActiveCounts {
   struct alignas(64) Slot {
     std::atomic<int32_t> v{0};
     std::atomic<bool> draining{false};
+    std::atomic<bool> down{false};
   };
   std::unique_ptr<Slot[]> slots_;
   alignas(64) std::atomic<int32_t> queued_{0};
@@ -177,12 +183,14 @@ class Balancer {
   bool Full(int b) const { return Limit(b) > 0 && active(b) >= Limit(b); }
   // Draining (shared counts only): no new requests.
   bool draining(int b) const { return shared_ != nullptr && shared_->Draining(b); }
+  // Down by the control plane's active checks (shared counts only).
+  bool down(int b) const { return shared_ != nullptr && shared_->Down(b); }
   void End(int b) {
     --backends_[b].active;
     if (shared_ != nullptr) shared_->Add(b, -1);
   }
 
-  // Not weight 0, not ejected, not draining (max_connections aside).
+  // Not weight 0, not ejected, not draining, not down (max_connections aside).
   bool Available(int b, int64_t now_ns) const;
   int size() const { return static_cast<int>(backends_.size()); }
   // Active requests on `b`: across workers when counts are shared.

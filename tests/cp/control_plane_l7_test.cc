@@ -3,8 +3,12 @@
 // refused here with the same findings under "config." — refusals change
 // nothing, the generation and optimistic concurrency, persistence across a
 // restart, ReplaceConfig (SIGHUP) keeping it, the L4 tables untouched, and
-// WaitL7Config waking on a change.
+// WaitL7Config waking on a change; the active checks of L7 pools
+// (l7_health.h): targets, down/up decisions and their own generation,
+// streamed by WaitL7Config without a configuration generation.
 #include <thread>
+
+#include "controlplane/l7_health.h"
 
 #include "proto/l7_config.h"
 #include "proto/text_parse.h"
@@ -169,6 +173,151 @@ TEST_F(ControlPlaneL7Test, WaitWakesOnChangeAndTimesOut) {
   EXPECT_TRUE(MessageDifferencer::Equals(r.config(), L7(kGood)));
   // Already different: returns at once.
   EXPECT_EQ(cp->WaitL7Config(0, absl::Seconds(10)).generation(), 1u);
+}
+
+constexpr char kChecked[] = R"pb(
+  listeners { name: "main" port: 8080 default_pool: "web" }
+  pools {
+    name: "web"
+    backends { address: "127.0.0.1" port: 9001 }
+    backends { address: "127.0.0.1" port: 9002 }
+    health_check { path: "/hz" interval_ms: 200 unhealthy_threshold: 2 }
+  }
+  pools {
+    name: "plain"
+    backends { address: "127.0.0.1" port: 9003 }
+  }
+)pb";
+
+HealthReport Report(uint32_t id, v1::HealthStatus status, bool failed) {
+  HealthReport r;
+  r.backend_id = id;
+  r.status = status;
+  r.consecutive_failures = failed ? 1 : 0;
+  r.consecutive_successes = failed ? 0 : 1;
+  if (failed) r.last_error = "HTTP 500";
+  return r;
+}
+
+TEST(L7HealthBook, TargetsOnlyForCheckedPoolsWithTheirSettings) {
+  L7HealthBook book;
+  const auto t = book.Targets(L7(kChecked));
+  ASSERT_EQ(t.size(), 2u);  // "plain" has no health_check
+  EXPECT_EQ(t[0].port, 9001);
+  EXPECT_EQ(t[1].port, 9002);
+  EXPECT_NE(t[0].backend_id, t[1].backend_id);
+  EXPECT_EQ(t[0].check.kind(), v1::HEALTH_CHECK_KIND_HTTP);
+  EXPECT_EQ(t[0].check.http_path(), "/hz");
+  EXPECT_EQ(t[0].check.interval_ms(), 200u);
+  EXPECT_EQ(t[0].check.unhealthy_threshold(), 2u);
+  // The same backends keep their ids in the next configuration.
+  EXPECT_EQ(book.Targets(L7(kChecked))[1].backend_id, t[1].backend_id);
+  v1::L7Config tcp = L7(kChecked);
+  tcp.mutable_pools(0)->mutable_health_check()->set_tcp(true);
+  EXPECT_EQ(book.Targets(tcp)[0].check.kind(), v1::HEALTH_CHECK_KIND_TCP);
+}
+
+TEST(L7HealthBook, DownAndUpBumpTheGenerationOnlyOnChange) {
+  L7HealthBook book;
+  const auto t = book.Targets(L7(kChecked));
+  const uint32_t b = t[1].backend_id;
+  EXPECT_EQ(book.Health().generation(), 0u);
+  // Failures below the threshold (status still UNKNOWN/HEALTHY): up.
+  EXPECT_FALSE(book.Report(Report(b, v1::HEALTH_STATUS_UNKNOWN, true)));
+  EXPECT_TRUE(book.Report(Report(b, v1::HEALTH_STATUS_UNHEALTHY, true)));
+  EXPECT_FALSE(book.Report(Report(b, v1::HEALTH_STATUS_UNHEALTHY, true)));  // no change
+  v1::L7Health h = book.Health();
+  EXPECT_EQ(h.generation(), 1u);
+  ASSERT_EQ(h.backends_size(), 2);
+  int down = 0;
+  for (const auto& e : h.backends()) {
+    EXPECT_EQ(e.pool(), "web");
+    if (e.down()) {
+      ++down;
+      EXPECT_EQ(e.port(), 9002u);
+      EXPECT_EQ(e.last_error(), "HTTP 500");
+    }
+  }
+  EXPECT_EQ(down, 1);
+  EXPECT_TRUE(book.Report(Report(b, v1::HEALTH_STATUS_HEALTHY, false)));
+  EXPECT_EQ(book.Health().generation(), 2u);
+  const L7HealthCounters c = book.Counters();
+  EXPECT_EQ(c.checks_failed, 3u);
+  EXPECT_EQ(c.checks_ok, 1u);
+  EXPECT_EQ(c.transitions, 2u);
+  EXPECT_EQ(c.backends, 2u);
+  EXPECT_EQ(c.down, 0u);
+  // Unknown ids (a target forgotten meanwhile) change nothing.
+  EXPECT_FALSE(book.Report(Report(9999, v1::HEALTH_STATUS_UNHEALTHY, true)));
+}
+
+TEST(L7HealthBook, ForgettingADownBackendIsANewGeneration) {
+  L7HealthBook book;
+  const uint32_t b = book.Targets(L7(kChecked))[1].backend_id;
+  ASSERT_TRUE(book.Report(Report(b, v1::HEALTH_STATUS_UNHEALTHY, true)));
+  v1::L7Config fewer = L7(kChecked);
+  fewer.mutable_pools(0)->mutable_backends()->RemoveLast();
+  EXPECT_EQ(book.Targets(fewer).size(), 1u);
+  const v1::L7Health h = book.Health();
+  EXPECT_EQ(h.generation(), 2u);
+  ASSERT_EQ(h.backends_size(), 1);
+  EXPECT_FALSE(h.backends(0).down());
+  EXPECT_FALSE(book.Report(Report(b, v1::HEALTH_STATUS_HEALTHY, false)));  // forgotten
+  // A pool losing its check forgets its backends.
+  fewer.mutable_pools(0)->clear_health_check();
+  EXPECT_TRUE(book.Targets(fewer).empty());
+  EXPECT_EQ(book.Health().backends_size(), 0);
+}
+
+TEST(L7HealthConfig, CheckSettingsValidatedNamingTheField) {
+  v1::L7Config c = L7(kChecked);
+  auto* hc = c.mutable_pools(0)->mutable_health_check();
+  hc->set_interval_ms(50);
+  hc->set_timeout_ms(5000);
+  hc->set_path("no-slash");
+  hc->set_unhealthy_threshold(1000);
+  const absl::Status st = l7::ValidateL7Config(c, "config.").status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  for (const char* f :
+       {"config.pools[0].health_check.interval_ms", "config.pools[0].health_check.timeout_ms",
+        "config.pools[0].health_check.path", "config.pools[0].health_check.unhealthy_threshold"}) {
+    EXPECT_NE(st.message().find(f), std::string::npos) << f << " in " << st.message();
+  }
+  EXPECT_TRUE(l7::ValidateL7Config(L7(kChecked), "config.").ok());
+}
+
+// Health streams on its own generation: WaitL7Config wakes on it with the
+// configuration generation unchanged; an older document is ignored.
+TEST_F(ControlPlaneL7Test, HealthWakesTheWatchWithoutAConfigGeneration) {
+  auto cp = Make();
+  ASSERT_NE(cp, nullptr);
+  ASSERT_TRUE(cp->SetL7Config(L7(kChecked), 0).ok());
+  EXPECT_EQ(cp->GetL7Config().health().generation(), 0u);
+  std::thread setter([&] {
+    absl::SleepFor(absl::Milliseconds(50));
+    v1::L7Health h;
+    h.set_generation(3);
+    auto* b = h.add_backends();
+    b->set_pool("web");
+    b->set_address("127.0.0.1");
+    b->set_port(9002);
+    b->set_down(true);
+    cp->SetL7Health(h);
+  });
+  const v1::L7ConfigResponse r = cp->WaitL7Config(1, absl::Seconds(10), 0);
+  setter.join();
+  EXPECT_EQ(r.generation(), 1u);
+  EXPECT_EQ(r.health().generation(), 3u);
+  ASSERT_EQ(r.health().backends_size(), 1);
+  EXPECT_TRUE(r.health().backends(0).down());
+  v1::L7Health older;
+  older.set_generation(2);
+  cp->SetL7Health(older);
+  EXPECT_EQ(cp->GetL7Config().health().generation(), 3u);
+  // Nothing new: the wait times out with the same generations.
+  const v1::L7ConfigResponse same = cp->WaitL7Config(1, absl::Milliseconds(50), 3);
+  EXPECT_EQ(same.generation(), 1u);
+  EXPECT_EQ(same.health().generation(), 3u);
 }
 
 }  // namespace

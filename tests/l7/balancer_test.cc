@@ -198,6 +198,31 @@ TEST(BalancerDrain, DrainingBackendGetsNoNewRequests) {
   EXPECT_FALSE(b.saw_full());
 }
 
+// Down by the control plane's active checks (a flag in the shared counts,
+// apart from draining): out of every algorithm, back when cleared.
+TEST(BalancerDown, DownBackendOutOfEveryAlgorithm) {
+  for (BalanceAlgorithm alg :
+       {BalanceAlgorithm::kRoundRobin, BalanceAlgorithm::kWeightedRoundRobin,
+        BalanceAlgorithm::kLeastConnections, BalanceAlgorithm::kWeightedLeastConnections,
+        BalanceAlgorithm::kIpHash, BalanceAlgorithm::kRandom}) {
+    ActiveCounts shared(3);
+    Balancer b(alg, {1, 2, 1}, {}, 7, &shared);
+    shared.SetDown(1, true);
+    EXPECT_TRUE(b.down(1));
+    EXPECT_FALSE(b.draining(1));
+    EXPECT_FALSE(b.Available(1, 0));
+    for (uint64_t k = 0; k < 60; ++k) EXPECT_NE(b.Pick(k, 0), 1) << int(alg);
+    shared.SetDown(1, false);
+    bool back = false;
+    for (uint64_t k = 0; k < 60 && !back; ++k) back = b.Pick(k, 0) == 1;
+    EXPECT_TRUE(back) << int(alg);
+    // All down: nothing to pick, not "full" (503, no queue).
+    for (int i = 0; i < 3; ++i) shared.SetDown(i, true);
+    EXPECT_EQ(b.Pick(0, 0), -1);
+    EXPECT_FALSE(b.saw_full());
+  }
+}
+
 // max_connections counted across workers: two Balancers on one ActiveCounts
 // never exceed the limit together; a full backend is skipped, and with all
 // full Pick says so (the request queues).

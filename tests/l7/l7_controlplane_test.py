@@ -13,8 +13,9 @@ lbctl. Checks:
      then serves generation 1;
   2. routes changed by `lbctl l7 set` under three request loops (a new
      connection per request, twice, and one keep-alive connection) and
-     wrk (8 keep-alive connections): 0 failed requests, and the new route
-     serves;
+     wrk (8 keep-alive connections): 0 failed requests, the keep-alive
+     connections handed to the new workers (none closed), and the new
+     route serves;
   3. an invalid config is refused by lbctl naming the field (exit 4) and a
      stale --expected_generation (exit 6); lb-l7 keeps generation 2; a
      config the control plane accepts but lb-l7 cannot run (a TLS file
@@ -209,8 +210,8 @@ def run(h, lb_cp, lbctl):
     threads = [threading.Thread(target=loop, args=(k,)) for k in (False, False, True)]
     for t in threads:
         t.start()
-    # And wrk: 8 keep-alive connections, each sees its connection closed
-    # after at most one more answer from the old workers and reconnects.
+    # And wrk: 8 keep-alive connections, handed to the new workers between
+    # two requests (never closed by the change).
     wrk = subprocess.Popen(["wrk", "-t1", "-c8", "-d3s", f"http://127.0.0.1:{listen}/x"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     h.procs.append(wrk)
@@ -234,7 +235,9 @@ def run(h, lb_cp, lbctl):
     m = lib.scrape(admin)
     check(lib.metric(m, "lb_l7_config_generation") == 2, "lb_l7_config_generation != 2")
     check(lib.metric(m, "lb_l7_controlplane_connected") == 1, "not connected")
-    print(f"ok routes changed under 3 request loops ({results['ok']} requests) and wrk -c8 "
+    adopted = lib.metric_sum(m, "lb_l7_connections_adopted_total")
+    check(adopted >= 8, f"only {adopted} keep-alive connections handed to the new workers")
+    print(f"ok {adopted:.0f} keep-alive connections handed to generation 2; routes changed under 3 request loops ({results['ok']} requests) and wrk -c8 "
           f"({wm.group(1)} requests): 0 failed; new routes serve", flush=True)
 
     # 3. Refusals.
