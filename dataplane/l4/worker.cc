@@ -630,16 +630,15 @@ void Worker::ProcessBurst(uint16_t port, rte_mbuf** pkts, uint16_t n) {
     pending[np++] = i;
   }
   // Stage 2 of the prefetch: with the bucket headers arriving, start loading
-  // the entry lines whose signatures match, kPrefetchAhead packets ahead of
-  // the lookups (all of them at once stalled on the headers prefetched last).
-  constexpr uint16_t kPrefetchAhead = 8;
-  for (uint16_t k = 0; k < np && k < kPrefetchAhead; ++k) conn_->PrefetchEntry(hashes[pending[k]]);
+  // the entry lines whose signatures match, all of them before the first
+  // lookup. (Issuing them 8 packets ahead of the lookups instead cost up to
+  // twice the cycles at 8M flows: fewer misses in flight.)
+  for (uint16_t k = 0; k < np; ++k) conn_->PrefetchEntry(hashes[pending[k]]);
   // Pass 2: connection-table lookups with their lines already in flight. The
   // established hit (a live entry, no FIN/RST, a SYN only on an entry that is
   // not closing, a backend that still serves, no sticky refresh) is finished
   // here; the rest of a hit goes to HandleHit, a miss to HandleMiss.
   for (uint16_t k = 0; k < np; ++k) {
-    if (k + kPrefetchAhead < np) conn_->PrefetchEntry(hashes[pending[k + kPrefetchAhead]]);
     const uint16_t i = pending[k];
     rte_mbuf* m = pkts[i];
     const ParsedPacket& p = parsed[i];
