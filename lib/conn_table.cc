@@ -40,8 +40,6 @@ void StoreRelaxed(T& x, T v) {
   __atomic_store_n(&x, v, __ATOMIC_RELAXED);
 }
 
-uint16_t Signature(uint64_t hash) { return static_cast<uint16_t>(hash >> 48); }
-
 constexpr uint8_t kClassTcp = static_cast<uint8_t>(ConnClass::kTcp);
 constexpr uint8_t kClassClosing = static_cast<uint8_t>(ConnClass::kTcpClosing);
 constexpr uint8_t kClassSyn = static_cast<uint8_t>(ConnClass::kTcpSyn);
@@ -214,37 +212,8 @@ void ConnTable::ForEachLive(RemovedFn fn, void* ctx) const {
   }
 }
 
-uint32_t ConnTable::Alternate(uint64_t hash) const {
-  const uint32_t primary = static_cast<uint32_t>(hash) & bucket_mask_;
-  uint32_t alt = static_cast<uint32_t>(hash >> 24) & bucket_mask_;
-  if (alt == primary) alt ^= 1;  // there are at least two buckets
-  return alt;
-}
-
 // Ages are signed so that a stamp slightly ahead of now_ms (Peek from an lcore
 // whose clock read is older) counts as fresh rather than 49 days old.
-// Forced inline: GCC kept it a call, which cost Lookup more than the
-// half-open class adds (perf/l4_bench under callgrind).
-__attribute__((always_inline)) inline bool ConnTable::Expired(uint32_t stamp, uint8_t cls,
-                                                              uint32_t now_ms) const {
-  return static_cast<int32_t>(now_ms - stamp) > static_cast<int32_t>(timeout_ms_[cls]);
-}
-
-// Bit w set when way w of the bucket is valid and carries signature sig.
-// Always inlined: as a call it cost ~20 instructions per packet.
-__attribute__((always_inline)) inline uint32_t ConnTable::MatchWays(const Bucket& b, uint16_t sig) {
-#if defined(__SSE2__)
-  const __m128i sigs = _mm_load_si128(reinterpret_cast<const __m128i*>(b.sig));
-  const __m128i eq = _mm_cmpeq_epi16(sigs, _mm_set1_epi16(static_cast<int16_t>(sig)));
-  return static_cast<uint32_t>(_mm_movemask_epi8(_mm_packs_epi16(eq, _mm_setzero_si128()))) &
-         b.valid;
-#else
-  uint32_t match = 0;
-  for (uint32_t w = 0; w < kWays; ++w) match |= static_cast<uint32_t>(b.sig[w] == sig) << w;
-  return match & b.valid;
-#endif
-}
-
 // Owner only: plain reads are fine, no other thread writes.
 int ConnTable::FindWay(uint32_t bucket, uint16_t sig, const uint64_t* kw) const {
   const Bucket& b = buckets_[bucket];
@@ -261,31 +230,10 @@ int ConnTable::FindWay(uint32_t bucket, uint16_t sig, const uint64_t* kw) const 
   return -1;
 }
 
-void ConnTable::PrefetchEntry(uint64_t hash) const {
-  const uint32_t bucket = static_cast<uint32_t>(hash) & bucket_mask_;
-  const Bucket& b = buckets_[bucket];
-  // The same SSE2 compare as FindWay (the scalar loop cost ~50 more
-  // instructions per packet, callgrind on perf/l4_bench).
-  uint32_t match = MatchWays(b, Signature(hash));
-  if (match != 0) {
-    do {
-      __builtin_prefetch(&entries_[bucket * kWays + __builtin_ctz(match)], 0, 3);
-      match &= match - 1;
-    } while (match != 0);
-  } else {
-    // Probably a new flow: Insert will write the first free way of this
-    // bucket, so start loading that line for writing now; without it every
-    // new flow pays a serialized DRAM access in Write.
-    const uint32_t free_ways = ~static_cast<uint32_t>(b.valid) & ((1u << kWays) - 1);
-    if (free_ways != 0) {
-      __builtin_prefetch(&entries_[bucket * kWays + __builtin_ctz(free_ways)], 1, 3);
-    }
-    if (b.overflow != 0) __builtin_prefetch(&buckets_[Alternate(hash)], 1, 3);
-  }
-}
-
-uint32_t ConnTable::Lookup(const FlowKey& k, uint64_t hash, uint32_t now_ms, uint8_t tcp_flags,
-                           ConnValue* out) {
+// Lookup's every case (the inline Lookup in the header takes the common
+// hit and comes here for the rest, having changed nothing).
+uint32_t ConnTable::LookupSlow(const FlowKey& k, uint64_t hash, uint32_t now_ms, uint8_t tcp_flags,
+                               ConnValue* out) {
   uint64_t kw[5];
   KeyWords(k, kw);
   const uint16_t sig = Signature(hash);

@@ -34,7 +34,7 @@
 // MAC so reaches every lcore within about two drain periods. Worker 0 learns
 // directly. Fixtures without Run call PollNeighbors().
 //
-// New flows and the SYN-flood guard (worker.cc HandleOne): a packet that
+// New flows and the SYN-flood guard (worker.cc HandleMiss): a packet that
 // misses the connection table is a new flow. A real SYN (SYN without ACK) or
 // a non-TCP first packet gets the VIP's algorithm; any other TCP packet (an
 // established flow whose entry was lost, or a spoofed ACK) gets the
@@ -291,7 +291,10 @@ class alignas(64) Worker {
   Worker() = default;
 
   // worker.cc: the per-packet path.
-  void HandleOne(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash, int vip);
+  // A hit ProcessBurst's established fast path does not finish, and a miss.
+  void HandleHit(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash, int vip,
+                 uint32_t e, const ConnValue& cv, uint8_t flags);
+  void HandleMiss(uint16_t port, rte_mbuf* m, const ParsedPacket& p, uint64_t hash, int vip);
   void HandleIcmpError(uint16_t port, rte_mbuf* m, const ParsedPacket& p);
   // Balancer::Pick behind the VIP's session persistence, if it has one.
   // `consistent`: the ring pick whatever the algorithm (lib/backend_pick.h).
@@ -312,6 +315,9 @@ class alignas(64) Worker {
   void UpdateGuardGauge();
   void Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip, uint32_t slot,
                uint64_t flow_hash);
+  // Forward's common form, inline (worker.cc); the rest goes to Forward.
+  void ForwardFast(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip, uint32_t slot,
+                   uint64_t flow_hash);
   void Drop(rte_mbuf* m, DropReason r);
   // Not for a VIP nor answered here: to the kernel when the exception path
   // is on (counted in to_kernel, or dropped as kExceptionFull over budget),
@@ -334,6 +340,7 @@ class alignas(64) Worker {
   static constexpr int kAmbiguousFragment = -2;
   int FindFragmentVip(const FlowKey& key) const;
   int FindVipCached(const FlowKey& key);
+  int FindVipMiss(const FlowKey& key);  // FindVipCached's miss: probe, remember
   bool PeekPeers(const FlowKey& key, uint64_t hash, ConnValue* out) const;
   // Start-up (worker_loop.cc): logs CreateShared's outcome, recounts gauges.
   void LogConnAttach();
