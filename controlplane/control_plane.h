@@ -99,6 +99,9 @@ struct ControlPlaneOptions {
   // With shared_health: the document stored when the process starts
   // (LoadSharedHealth), so that the first generation already applies it.
   std::optional<v1::SharedHealth> initial_shared_health;
+  // lb-l7's session ticket keys: a new generation every this many seconds
+  // (ticket_keys.h; --l7_ticket_key_rotate_s). At least 1.
+  uint32_t l7_ticket_key_rotate_s = 3600;
 };
 
 // "healthy" | "unhealthy" | "unknown": the REST status and metrics label.
@@ -173,12 +176,28 @@ class ControlPlane {
   // republished. The same document again changes nothing.
   absl::StatusOr<v1::L7ConfigResponse> SetL7Config(const v1::L7Config& config,
                                                    uint64_t expected_generation);
+  // For operators (GetL7Config, lbctl, REST): the document as set, with the
+  // ticket key generation and never the keys.
   v1::L7ConfigResponse GetL7Config() const;
-  // Waits up to `timeout` for the L7 generation to differ from `known`
-  // (a local SetL7Config, or a state adopted from the store), then returns
-  // the current one (the same generation on a timeout). Any thread; never
+  // For lb-l7 (WatchL7Config): the document with the session ticket keys in
+  // every TLS listener that takes them (ticket_keys.h InjectTicketKeys).
+  v1::L7ConfigResponse L7ConfigForNodes() const;
+  // Waits up to `timeout` for the L7 generation to differ from `known` or
+  // the ticket key generation from `known_keys` (a local SetL7Config or
+  // rotation, or a state adopted from the store), then returns
+  // L7ConfigForNodes (the same generations on a timeout). Any thread; never
   // waits for a transaction.
-  v1::L7ConfigResponse WaitL7Config(uint64_t known, absl::Duration timeout) const;
+  v1::L7ConfigResponse WaitL7Config(uint64_t known, uint64_t known_keys,
+                                    absl::Duration timeout) const;
+  // lb-l7's session ticket keys (ticket_keys.h): a new generation when
+  // `only_if_due` is false or the current one is
+  // options.l7_ticket_key_rotate_s old; nothing before the first
+  // SetL7Config (which generates the first keys). Stored like any change
+  // (version + 1, no table publish); an event names the key generation.
+  // Returns the key generation now in force. Called by Tick.
+  absl::StatusOr<uint64_t> RotateL7TicketKeys(bool only_if_due);
+  // Rotations this process stored (a metric).
+  uint64_t l7_ticket_key_rotations() const;
 
   // Health checker input, for backends of pools with a health check (other
   // reports are ignored). Republishes when the effective state changes

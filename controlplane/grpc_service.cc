@@ -485,13 +485,16 @@ grpc::Status AdminService::WatchL7Config(grpc::ServerContext* ctx,
   }
   // The current one first (even generation 0: the client learns the stream
   // is up), then whenever the generation differs from the last one sent.
-  v1::L7ConfigResponse r = cp_->GetL7Config();
-  uint64_t sent = r.generation();
+  // The stream carries the session ticket keys (GetL7Config never does):
+  // a message also when only their generation moved (a rotation).
+  v1::L7ConfigResponse r = cp_->L7ConfigForNodes();
+  uint64_t sent = r.generation(), sent_keys = r.ticket_key_generation();
   bool open = writer->Write(r);
   while (open && !ctx->IsCancelled()) {
-    r = cp_->WaitL7Config(sent, kWatchPoll);
-    if (r.generation() == sent) continue;
+    r = cp_->WaitL7Config(sent, sent_keys, kWatchPoll);
+    if (r.generation() == sent && r.ticket_key_generation() == sent_keys) continue;
     sent = r.generation();
+    sent_keys = r.ticket_key_generation();
     open = writer->Write(r);
   }
   watchers_.fetch_sub(1);
