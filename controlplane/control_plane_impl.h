@@ -81,6 +81,9 @@ struct ControlPlane::Impl {
   std::vector<uint32_t> stuck_lcores ABSL_GUARDED_BY(mu);
   double last_publish_ms ABSL_GUARDED_BY(mu) = 0;
   std::atomic<uint64_t> ticket_key_rotations{0};  // RotateL7TicketKeys stored
+  // After a rotation the store refused: no new attempt by Tick before this
+  // (SteadyNs), so an unreachable etcd costs one event per 5 s, not per tick.
+  std::atomic<int64_t> ticket_key_retry_ns{0};
 
   // --- the query snapshot ---
   mutable absl::Mutex snapshot_mu ABSL_ACQUIRED_AFTER(mu);

@@ -115,12 +115,14 @@ absl::StatusOr<uint64_t> ControlPlane::RotateL7TicketKeys(bool only_if_due) {
   const uint32_t period = std::max<uint32_t>(1, m.options.l7_ticket_key_rotate_s);
   if (only_if_due) {
     // Every Tick: decide on the snapshot, without the transaction mutex.
-    const v1::Config& c = *m.GetSnapshot()->config;
-    if (c.l7_generation() == 0 || !TicketKeyRotationDue(c.l7_ticket_keys(), NowUnixS(), period)) {
+    auto snap = m.GetSnapshot();
+    const v1::Config& c = *snap->config;
+    if (c.l7_generation() == 0 || SteadyNs() < m.ticket_key_retry_ns.load() ||
+        !TicketKeyRotationDue(c.l7_ticket_keys(), NowUnixS(), period)) {
       return c.l7_ticket_keys().generation();
     }
   }
-  return m.Run<uint64_t>(
+  auto r = m.Run<uint64_t>(
       "RotateL7TicketKeys", [&](std::vector<v1::Event>* ev) -> absl::StatusOr<uint64_t> {
         // Decided again on the state in hand: another control plane on the
         // same store may have rotated first (then its keys are the ones).
@@ -150,6 +152,8 @@ absl::StatusOr<uint64_t> ControlPlane::RotateL7TicketKeys(bool only_if_due) {
                                              k.keys_size() - 2, " previous)")));
         return k.generation();
       });
+  if (!r.ok()) m.ticket_key_retry_ns.store(SteadyNs() + 5'000'000'000);
+  return r;
 }
 
 uint64_t ControlPlane::l7_ticket_key_rotations() const {
