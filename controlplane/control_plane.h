@@ -195,7 +195,10 @@ class ControlPlane {
   // SetL7Config (which generates the first keys). Stored like any change
   // (version + 1, no table publish); an event names the key generation.
   // Returns the key generation now in force. Called by Tick.
-  absl::StatusOr<uint64_t> RotateL7TicketKeys(bool only_if_due);
+  // drop_previous: every key replaced by fresh ones (after a leak; every
+  // ticket issued so far is refused). FailedPrecondition when asked
+  // (only_if_due false) before the first SetL7Config.
+  absl::StatusOr<uint64_t> RotateL7TicketKeys(bool only_if_due, bool drop_previous = false);
   // Rotations this process stored (a metric).
   uint64_t l7_ticket_key_rotations() const;
 

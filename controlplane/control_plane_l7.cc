@@ -110,7 +110,7 @@ absl::StatusOr<v1::L7ConfigResponse> ControlPlane::SetL7Config(const v1::L7Confi
       });
 }
 
-absl::StatusOr<uint64_t> ControlPlane::RotateL7TicketKeys(bool only_if_due) {
+absl::StatusOr<uint64_t> ControlPlane::RotateL7TicketKeys(bool only_if_due, bool drop_previous) {
   Impl& m = *impl_;
   const uint32_t period = std::max<uint32_t>(1, m.options.l7_ticket_key_rotate_s);
   if (only_if_due) {
@@ -127,12 +127,18 @@ absl::StatusOr<uint64_t> ControlPlane::RotateL7TicketKeys(bool only_if_due) {
         // Decided again on the state in hand: another control plane on the
         // same store may have rotated first (then its keys are the ones).
         const int64_t now = NowUnixS();
+        if (m.config->l7_generation() == 0 && !only_if_due) {
+          return absl::FailedPreconditionError(
+              "no L7 configuration yet: the first 'lbctl l7 set' draws the first ticket keys");
+        }
         if (m.config->l7_generation() == 0 ||
             (only_if_due && !TicketKeyRotationDue(m.config->l7_ticket_keys(), now, period))) {
           return m.config->l7_ticket_keys().generation();
         }
         const size_t keep = PreviousTicketKeysToKeep(MaxTicketLifetimeS(m.config->l7()), period);
-        auto keys = RotateTicketKeys(m.config->l7_ticket_keys(), now, keep);
+        v1::L7TicketKeys from = m.config->l7_ticket_keys();
+        if (drop_previous) from.clear_keys();  // two fresh keys, the generation goes on
+        auto keys = RotateTicketKeys(from, now, keep);
         if (!keys.ok()) return keys.status();
         v1::Config candidate = *m.config;
         *candidate.mutable_l7_ticket_keys() = *std::move(keys);
@@ -146,13 +152,14 @@ absl::StatusOr<uint64_t> ControlPlane::RotateL7TicketKeys(bool only_if_due) {
         m.UpdateSnapshotLocked();
         m.ticket_key_rotations.fetch_add(1);
         const v1::L7TicketKeys& k = m.config->l7_ticket_keys();
-        ev->push_back(MakeEvent("l7_ticket_keys",
-                                absl::StrCat("session ticket keys generation ", k.generation(),
-                                             " stored (", k.keys_size(), " keys: next, current, ",
-                                             k.keys_size() - 2, " previous)")));
+        ev->push_back(MakeEvent(
+            "l7_ticket_keys",
+            absl::StrCat("session ticket keys generation ", k.generation(), " stored (",
+                         k.keys_size(), " keys: next, current, ", k.keys_size() - 2, " previous",
+                         drop_previous ? "; every older key dropped" : "", ")")));
         return k.generation();
       });
-  if (!r.ok()) m.ticket_key_retry_ns.store(SteadyNs() + 5'000'000'000);
+  if (!r.ok() && only_if_due) m.ticket_key_retry_ns.store(SteadyNs() + 5'000'000'000);
   return r;
 }
 

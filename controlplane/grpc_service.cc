@@ -474,6 +474,16 @@ grpc::Status AdminService::SetL7Config(grpc::ServerContext* ctx, const v1::SetL7
   return grpc::Status::OK;
 }
 
+grpc::Status AdminService::RotateL7TicketKeys(grpc::ServerContext* ctx,
+                                              const v1::RotateL7TicketKeysRequest* req,
+                                              v1::L7ConfigResponse* resp) {
+  if (grpc::Status s = Authorize(*ctx, Access::kMutate); !s.ok()) return s;
+  auto r = cp_->RotateL7TicketKeys(/*only_if_due=*/false, req->drop_previous());
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *resp = cp_->GetL7Config();  // the key generation, never the keys
+  return grpc::Status::OK;
+}
+
 grpc::Status AdminService::WatchL7Config(grpc::ServerContext* ctx,
                                          const v1::WatchL7ConfigRequest* /*req*/,
                                          grpc::ServerWriter<v1::L7ConfigResponse>* writer) {

@@ -206,7 +206,8 @@ TEST_F(ControlPlaneL7Test, TicketKeysDrawnRotatedStoredAndNeverReturnedByGet) {
     auto cp = Make();
     ASSERT_NE(cp, nullptr);
     // Nothing before the first L7 document.
-    EXPECT_EQ(*cp->RotateL7TicketKeys(false), 0u);
+    EXPECT_FALSE(cp->RotateL7TicketKeys(false).ok());
+    EXPECT_EQ(*cp->RotateL7TicketKeys(true), 0u);
     EXPECT_EQ(cp->l7_ticket_key_rotations(), 0u);
     ASSERT_TRUE(cp->SetL7Config(L7(kTls), 0).ok());
     // The first document brings the first keys: next + current.
@@ -252,6 +253,28 @@ TEST_F(ControlPlaneL7Test, TicketKeysDrawnRotatedStoredAndNeverReturnedByGet) {
   ASSERT_NE(again, nullptr);
   EXPECT_EQ(again->GetL7Config().ticket_key_generation(), 2u);
   EXPECT_EQ(NodeKeys(*again), keys_gen2);
+}
+
+TEST_F(ControlPlaneL7Test, RotateNowAndDropPrevious) {
+  auto cp = Make();
+  ASSERT_NE(cp, nullptr);
+  auto early = cp->RotateL7TicketKeys(false);
+  ASSERT_FALSE(early.ok());
+  EXPECT_EQ(early.status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(cp->SetL7Config(L7(kTls), 0).ok());
+  ASSERT_EQ(*cp->RotateL7TicketKeys(false), 2u);
+  const std::string before = NodeKeys(*cp);
+  ASSERT_EQ(before.size(), 240u);
+  // Every key replaced: none of the 3 old ones is left, 2 fresh ones.
+  ASSERT_EQ(*cp->RotateL7TicketKeys(false, /*drop_previous=*/true), 3u);
+  const std::string after = NodeKeys(*cp);
+  ASSERT_EQ(after.size(), 160u);
+  for (size_t i = 0; i < before.size(); i += 80) {
+    EXPECT_EQ(after.find(before.substr(i, 80)), std::string::npos) << "old key " << i / 80;
+  }
+  // A normal rotation after it keeps going from there.
+  ASSERT_EQ(*cp->RotateL7TicketKeys(false), 4u);
+  EXPECT_EQ(NodeKeys(*cp).substr(160, 80), after.substr(0, 80));
 }
 
 TEST_F(ControlPlaneL7Test, InlineTicketKeysRefusedFromOperators) {

@@ -20,10 +20,13 @@ resumed is not the one that issued the ticket. Checks:
      (its key is now a previous one), and new tickets carry another key
      name; a keep-alive HTTPS connection opened before the rotations still
      answers after them (keys swapped without dropping a connection);
-  3. the keys never leave through the API: `lbctl l7 get` (text and --json)
+  3. `lbctl l7 rotate-ticket-keys` rotates at once (old tickets still
+     resume), `--drop_previous` replaces every key (old tickets get a full
+     handshake, new ones resume across nodes);
+  4. the keys never leave through the API: `lbctl l7 get` (text and --json)
      shows the key generation and no session_ticket_keys; a config that
      sets session_ticket_keys is refused naming the field (exit 4);
-  4. files holding keys are 0600: the control plane's state file and each
+  5. files holding keys are 0600: the control plane's state file and each
      lb-l7's last good file (which holds the keys: a restarted node resumes
      the tickets of the other one).
 """
@@ -277,6 +280,29 @@ def run(lb_cp, lbctl):
         check(old_name not in open(log).read().replace(" ", ""), f"a key name in {log}")
     print("ok lbctl l7 get (text, --json): key generation only, no key bytes; not in logs",
           flush=True)
+
+    # Rotation on demand: a normal one keeps old tickets; --drop_previous
+    # refuses them (a full handshake), and new tickets resume across nodes.
+    kept = H.path("kept")
+    issuer = hs.new_session(["-tls1_3"], kept)
+    r = lbctl_run("l7", "rotate-ticket-keys")
+    m = re.match(r"session ticket keys at generation (\d+)$", r.stdout.strip())
+    check(r.returncode == 0 and m, f"lbctl l7 rotate-ticket-keys: {r.stdout}{r.stderr}")
+    time.sleep(0.5)
+    hs.resume_elsewhere(["-tls1_3"], kept, issuer, "a ticket after lbctl l7 rotate-ticket-keys")
+    r = lbctl_run("l7", "rotate-ticket-keys", "--drop_previous")
+    m2 = re.match(r"session ticket keys at generation (\d+)$", r.stdout.strip())
+    check(r.returncode == 0 and m2 and int(m2.group(1)) > int(m.group(1)),
+          f"lbctl l7 rotate-ticket-keys --drop_previous: {r.stdout}{r.stderr}")
+    time.sleep(0.5)
+    for _ in range(4):  # whichever node takes it
+        node, kind, out = hs.handshake(["-tls1_3", "-sess_in", kept])
+        check(kind == "full" and "New," in out, f"a ticket of a dropped key resumed on {node}")
+    after_drop = H.path("after_drop")
+    issuer = hs.new_session(["-tls1_3"], after_drop)
+    hs.resume_elsewhere(["-tls1_3"], after_drop, issuer, "a ticket after --drop_previous")
+    print("ok lbctl l7 rotate-ticket-keys: old tickets still resume; --drop_previous: they "
+          "no longer do, new ones resume across nodes", flush=True)
 
     # 4. Files holding keys: 0600; a restarted node starts from its last good.
     state_file = os.path.join(state, "state.binpb")
