@@ -382,6 +382,7 @@ absl::Status ControlPlane::ReplaceConfig(const v1::Config& config) {
                    // lb-l7's configuration is managed by SetL7Config only.
                    *c.mutable_l7() = m.config->l7();
                    c.set_l7_generation(m.config->l7_generation());
+                   *c.mutable_l7_ticket_keys() = m.config->l7_ticket_keys();
                    // Ids: explicit ones win; the rest keep the id their identity
                    // has now when free (AssignMissingIds, in the transaction).
                    absl::Status st =

@@ -99,6 +99,9 @@ struct ControlPlaneOptions {
   // With shared_health: the document stored when the process starts
   // (LoadSharedHealth), so that the first generation already applies it.
   std::optional<v1::SharedHealth> initial_shared_health;
+  // lb-l7's session ticket keys: a new generation every this many seconds
+  // (ticket_keys.h; --l7_ticket_key_rotate_s). At least 1.
+  uint32_t l7_ticket_key_rotate_s = 3600;
 };
 
 // "healthy" | "unhealthy" | "unknown": the REST status and metrics label.
@@ -173,19 +176,36 @@ class ControlPlane {
   // republished. The same document again changes nothing.
   absl::StatusOr<v1::L7ConfigResponse> SetL7Config(const v1::L7Config& config,
                                                    uint64_t expected_generation);
+  // For operators (GetL7Config, lbctl, REST): the document as set, with the
+  // ticket key generation and never the keys.
   v1::L7ConfigResponse GetL7Config() const;
-  // Waits up to `timeout` for the L7 generation to differ from `known`
-  // (a local SetL7Config, or a state adopted from the store), then returns
-  // the current one (the same generation on a timeout). Any thread; never
-  // waits for a transaction.
-  // Also returns when the L7 health generation differs from
-  // `known_health` (SetL7Health).
-  v1::L7ConfigResponse WaitL7Config(uint64_t known, absl::Duration timeout,
+  // For lb-l7 (WatchL7Config): the document with the session ticket keys in
+  // every TLS listener that takes them (ticket_keys.h InjectTicketKeys).
+  v1::L7ConfigResponse L7ConfigForNodes() const;
+  // Waits up to `timeout` for the L7 generation to differ from `known`, the
+  // ticket key generation from `known_keys` (a local SetL7Config or
+  // rotation, or a state adopted from the store) or the L7 health generation
+  // from `known_health` (SetL7Health), then returns L7ConfigForNodes (the
+  // same generations on a timeout). Any thread; never waits for a
+  // transaction.
+  v1::L7ConfigResponse WaitL7Config(uint64_t known, uint64_t known_keys, absl::Duration timeout,
                                     uint64_t known_health = 0) const;
   // The active checks' view of the L7 backends (l7_health.h), streamed with
   // every L7ConfigResponse; not stored (each control plane checks for
   // itself). Kept only when its generation is newer than the one held.
   void SetL7Health(v1::L7Health health);
+  // lb-l7's session ticket keys (ticket_keys.h): a new generation when
+  // `only_if_due` is false or the current one is
+  // options.l7_ticket_key_rotate_s old; nothing before the first
+  // SetL7Config (which generates the first keys). Stored like any change
+  // (version + 1, no table publish); an event names the key generation.
+  // Returns the key generation now in force. Called by Tick.
+  // drop_previous: every key replaced by fresh ones (after a leak; every
+  // ticket issued so far is refused). FailedPrecondition when asked
+  // (only_if_due false) before the first SetL7Config.
+  absl::StatusOr<uint64_t> RotateL7TicketKeys(bool only_if_due, bool drop_previous = false);
+  // Rotations this process stored (a metric).
+  uint64_t l7_ticket_key_rotations() const;
 
   // Health checker input, for backends of pools with a health check (other
   // reports are ignored). Republishes when the effective state changes

@@ -28,6 +28,7 @@
 #ifndef LB_CONTROLPLANE_CONTROL_PLANE_IMPL_H_
 #define LB_CONTROLPLANE_CONTROL_PLANE_IMPL_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -79,6 +80,10 @@ struct ControlPlane::Impl {
   bool republish_pending ABSL_GUARDED_BY(mu) = false;
   std::vector<uint32_t> stuck_lcores ABSL_GUARDED_BY(mu);
   double last_publish_ms ABSL_GUARDED_BY(mu) = 0;
+  std::atomic<uint64_t> ticket_key_rotations{0};  // RotateL7TicketKeys stored
+  // After a rotation the store refused: no new attempt by Tick before this
+  // (SteadyNs), so an unreachable etcd costs one event per 5 s, not per tick.
+  std::atomic<int64_t> ticket_key_retry_ns{0};
 
   // --- the query snapshot ---
   mutable absl::Mutex snapshot_mu ABSL_ACQUIRED_AFTER(mu);

@@ -4,16 +4,23 @@
 //   check -> candidate = committed config + new l7 -> PERSIST -> commit in
 //   memory (the query snapshot; WatchL7Config streams wake on it)
 //
+// Session ticket keys (ticket_keys.h): the first SetL7Config draws them,
+// RotateL7TicketKeys (every Tick) rotates them when due, both stored like
+// any change. GetL7Config never shows them; WatchL7Config (L7ConfigForNodes,
+// WaitL7Config) carries them to lb-l7 inside each TLS listener.
+//
 // The L4 tables do not depend on the L7 document, so nothing is published:
 // an L7 change never costs the lcores a table swap. Several control planes
 // on one etcd prefix: a lost compare-and-swap is retried on the fresh state
 // (Impl::Run), where the generation check runs again, so two concurrent
 // "read, edit, set" clients cannot overwrite each other.
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "controlplane/clock.h"
 #include "controlplane/control_plane_impl.h"
+#include "controlplane/ticket_keys.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "proto/l7_config.h"
 
@@ -24,7 +31,30 @@ v1::L7ConfigResponse ResponseOf(const v1::Config& c) {
   v1::L7ConfigResponse r;
   *r.mutable_config() = c.l7();
   r.set_generation(c.l7_generation());
+  r.set_ticket_key_generation(c.l7_ticket_keys().generation());
   return r;
+}
+
+v1::L7ConfigResponse NodeResponseOf(const v1::Config& c) {
+  v1::L7ConfigResponse r = ResponseOf(c);
+  InjectTicketKeys(c.l7_ticket_keys(), r.mutable_config());
+  return r;
+}
+
+int64_t NowUnixS() { return static_cast<int64_t>(NowUnixMs() / 1000); }
+
+// The operator's document must not carry key bytes: the control plane
+// draws them (and GetL7Config would otherwise return them).
+absl::Status RefuseInlineTicketKeys(const v1::L7Config& l7) {
+  for (int i = 0; i < l7.listeners_size(); ++i) {
+    if (!l7.listeners(i).tls().session_ticket_keys().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config.listeners[", i,
+          "].tls.session_ticket_keys: set by the control plane (it generates and rotates the "
+          "keys of every node); leave it empty, or name a session_ticket_key_file"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -32,6 +62,7 @@ v1::L7ConfigResponse ResponseOf(const v1::Config& c) {
 absl::StatusOr<v1::L7ConfigResponse> ControlPlane::SetL7Config(const v1::L7Config& l7,
                                                                uint64_t expected_generation) {
   // Pure and possibly slow (regexes, Maglev rings): outside the mutex.
+  if (absl::Status st = RefuseInlineTicketKeys(l7); !st.ok()) return st;
   if (auto rc = l7::ValidateL7Config(l7, "config."); !rc.ok()) return rc.status();
   Impl& m = *impl_;
   return m.Run<v1::L7ConfigResponse>(
@@ -50,6 +81,14 @@ absl::StatusOr<v1::L7ConfigResponse> ControlPlane::SetL7Config(const v1::L7Confi
         *candidate.mutable_l7() = l7;
         candidate.set_l7_generation(current + 1);
         candidate.set_version(m.config->version() + 1);
+        const bool first_keys = candidate.l7_ticket_keys().keys_size() < 2;
+        if (first_keys) {
+          // The first document comes with the first keys: lb-l7 never runs
+          // it on per-process keys.
+          auto keys = RotateTicketKeys(candidate.l7_ticket_keys(), NowUnixS(), 1);
+          if (!keys.ok()) return keys.status();
+          *candidate.mutable_l7_ticket_keys() = *std::move(keys);
+        }
         if (absl::Status st = m.store->Save(candidate); !st.ok()) {
           return absl::Status(st.code(),
                               absl::StrCat("L7 config not stored in ", m.store->Describe(), ": ",
@@ -61,8 +100,71 @@ absl::StatusOr<v1::L7ConfigResponse> ControlPlane::SetL7Config(const v1::L7Confi
             MakeEvent("l7_config", absl::StrCat("L7 generation ", current + 1, " stored (version ",
                                                 m.config->version(), ")"));
         ev->push_back(std::move(e));
+        if (first_keys) {
+          m.ticket_key_rotations.fetch_add(1);
+          ev->push_back(MakeEvent(
+              "l7_ticket_keys", absl::StrCat("session ticket keys generation ",
+                                             m.config->l7_ticket_keys().generation(), " stored")));
+        }
         return ResponseOf(*m.config);
       });
+}
+
+absl::StatusOr<uint64_t> ControlPlane::RotateL7TicketKeys(bool only_if_due, bool drop_previous) {
+  Impl& m = *impl_;
+  const uint32_t period = std::max<uint32_t>(1, m.options.l7_ticket_key_rotate_s);
+  if (only_if_due) {
+    // Every Tick: decide on the snapshot, without the transaction mutex.
+    auto snap = m.GetSnapshot();
+    const v1::Config& c = *snap->config;
+    if (c.l7_generation() == 0 || SteadyNs() < m.ticket_key_retry_ns.load() ||
+        !TicketKeyRotationDue(c.l7_ticket_keys(), NowUnixS(), period)) {
+      return c.l7_ticket_keys().generation();
+    }
+  }
+  auto r = m.Run<uint64_t>(
+      "RotateL7TicketKeys", [&](std::vector<v1::Event>* ev) -> absl::StatusOr<uint64_t> {
+        // Decided again on the state in hand: another control plane on the
+        // same store may have rotated first (then its keys are the ones).
+        const int64_t now = NowUnixS();
+        if (m.config->l7_generation() == 0 && !only_if_due) {
+          return absl::FailedPreconditionError(
+              "no L7 configuration yet: the first 'lbctl l7 set' draws the first ticket keys");
+        }
+        if (m.config->l7_generation() == 0 ||
+            (only_if_due && !TicketKeyRotationDue(m.config->l7_ticket_keys(), now, period))) {
+          return m.config->l7_ticket_keys().generation();
+        }
+        const size_t keep = PreviousTicketKeysToKeep(MaxTicketLifetimeS(m.config->l7()), period);
+        v1::L7TicketKeys from = m.config->l7_ticket_keys();
+        if (drop_previous) from.clear_keys();  // two fresh keys, the generation goes on
+        auto keys = RotateTicketKeys(from, now, keep);
+        if (!keys.ok()) return keys.status();
+        v1::Config candidate = *m.config;
+        *candidate.mutable_l7_ticket_keys() = *std::move(keys);
+        candidate.set_version(m.config->version() + 1);
+        if (absl::Status st = m.store->Save(candidate); !st.ok()) {
+          return absl::Status(st.code(),
+                              absl::StrCat("ticket keys not stored in ", m.store->Describe(), ": ",
+                                           st.message(), "; the current keys stay"));
+        }
+        m.config = std::make_shared<const v1::Config>(std::move(candidate));
+        m.UpdateSnapshotLocked();
+        m.ticket_key_rotations.fetch_add(1);
+        const v1::L7TicketKeys& k = m.config->l7_ticket_keys();
+        ev->push_back(MakeEvent(
+            "l7_ticket_keys",
+            absl::StrCat("session ticket keys generation ", k.generation(), " stored (",
+                         k.keys_size(), " keys: next, current, ", k.keys_size() - 2, " previous",
+                         drop_previous ? "; every older key dropped" : "", ")")));
+        return k.generation();
+      });
+  if (!r.ok() && only_if_due) m.ticket_key_retry_ns.store(SteadyNs() + 5'000'000'000);
+  return r;
+}
+
+uint64_t ControlPlane::l7_ticket_key_rotations() const {
+  return impl_->ticket_key_rotations.load();
 }
 
 v1::L7ConfigResponse ControlPlane::GetL7Config() const {
@@ -80,26 +182,42 @@ void ControlPlane::SetL7Health(v1::L7Health health) {
   m.l7_health = std::move(health);
 }
 
-v1::L7ConfigResponse ControlPlane::WaitL7Config(uint64_t known, absl::Duration timeout,
+v1::L7ConfigResponse ControlPlane::L7ConfigForNodes() const {
+  Impl& m = *impl_;
+  absl::MutexLock l(&m.snapshot_mu);
+  v1::L7ConfigResponse r = NodeResponseOf(*m.snapshot->config);
+  *r.mutable_health() = m.l7_health;
+  return r;
+}
+
+v1::L7ConfigResponse ControlPlane::WaitL7Config(uint64_t known, uint64_t known_keys,
+                                                absl::Duration timeout,
                                                 uint64_t known_health) const {
   Impl& m = *impl_;
   // The snapshot pointer changes under snapshot_mu (UpdateSnapshotLocked);
   // absl::Mutex re-evaluates the condition whenever the mutex is released.
   struct Arg {
     const Impl* m;
-    uint64_t known;
-    uint64_t known_health;
-  } arg{&m, known, known_health};
-  absl::MutexLock l(&m.snapshot_mu);
-  m.snapshot_mu.AwaitWithTimeout(absl::Condition(
-                                     +[](Arg* a) {
-                                       return a->m->snapshot->config->l7_generation() != a->known ||
-                                              a->m->l7_health.generation() != a->known_health;
-                                     },
-                                     &arg),
-                                 timeout);
-  v1::L7ConfigResponse r = ResponseOf(*m.snapshot->config);
-  *r.mutable_health() = m.l7_health;
+    uint64_t known, known_keys, known_health;
+  } arg{&m, known, known_keys, known_health};
+  std::shared_ptr<const QuerySnapshot> snap;
+  v1::L7Health health;
+  {
+    absl::MutexLock l(&m.snapshot_mu);
+    m.snapshot_mu.AwaitWithTimeout(absl::Condition(
+                                       +[](Arg* a) {
+                                         const v1::Config& c = *a->m->snapshot->config;
+                                         return c.l7_generation() != a->known ||
+                                                c.l7_ticket_keys().generation() != a->known_keys ||
+                                                a->m->l7_health.generation() != a->known_health;
+                                       },
+                                       &arg),
+                                   timeout);
+    snap = m.snapshot;
+    health = m.l7_health;
+  }
+  v1::L7ConfigResponse r = NodeResponseOf(*snap->config);
+  *r.mutable_health() = std::move(health);
   return r;
 }
 

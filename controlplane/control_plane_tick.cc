@@ -5,7 +5,8 @@
 //                 lcore still holds the slot (it never blocks on one).
 //   Tick          completes drains whose flows ended or whose deadline
 //                 passed (a transaction), and retries a publish that an
-//                 lcore held up (reclaim polling, one look per tick).
+//                 lcore held up (reclaim polling, one look per tick), and
+//                 rotates lb-l7's session ticket keys when due.
 #include <string>
 #include <utility>
 #include <vector>
@@ -117,6 +118,9 @@ void ControlPlane::Tick() {
     }
   }
   m.events.Emit(events);
+  // lb-l7's session ticket keys, when their period is over (its own
+  // transaction; a failure is a "refused" event and the next Tick retries).
+  (void)RotateL7TicketKeys(/*only_if_due=*/true);
 }
 
 }  // namespace lb

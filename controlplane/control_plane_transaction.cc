@@ -196,6 +196,7 @@ absl::Status ControlPlane::Impl::StartLocked(std::optional<v1::Config> stored) {
     boot.clear_version();
     boot.clear_l7();  // managed by SetL7Config only (control_plane.h)
     boot.clear_l7_generation();
+    boot.clear_l7_ticket_keys();
     return CommitLocked(std::move(boot), t0, {}, CommitMode::kAlways, &evs);
   }
   // Nothing stored, no bootstrap: an empty state (no VIPs), not stored

@@ -474,6 +474,16 @@ grpc::Status AdminService::SetL7Config(grpc::ServerContext* ctx, const v1::SetL7
   return grpc::Status::OK;
 }
 
+grpc::Status AdminService::RotateL7TicketKeys(grpc::ServerContext* ctx,
+                                              const v1::RotateL7TicketKeysRequest* req,
+                                              v1::L7ConfigResponse* resp) {
+  if (grpc::Status s = Authorize(*ctx, Access::kMutate); !s.ok()) return s;
+  auto r = cp_->RotateL7TicketKeys(/*only_if_due=*/false, req->drop_previous());
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *resp = cp_->GetL7Config();  // the key generation, never the keys
+  return grpc::Status::OK;
+}
+
 grpc::Status AdminService::WatchL7Config(grpc::ServerContext* ctx,
                                          const v1::WatchL7ConfigRequest* /*req*/,
                                          grpc::ServerWriter<v1::L7ConfigResponse>* writer) {
@@ -485,14 +495,21 @@ grpc::Status AdminService::WatchL7Config(grpc::ServerContext* ctx,
   }
   // The current one first (even generation 0: the client learns the stream
   // is up), then whenever the generation differs from the last one sent.
-  // The health generation (active checks, l7_health.h) wakes it too.
-  v1::L7ConfigResponse r = cp_->GetL7Config();
-  uint64_t sent = r.generation(), sent_health = r.health().generation();
+  // The stream carries the session ticket keys (GetL7Config never does):
+  // a message also when only their generation moved (a rotation), or the
+  // health generation (active checks, l7_health.h).
+  v1::L7ConfigResponse r = cp_->L7ConfigForNodes();
+  uint64_t sent = r.generation(), sent_keys = r.ticket_key_generation(),
+           sent_health = r.health().generation();
   bool open = writer->Write(r);
   while (open && !ctx->IsCancelled()) {
-    r = cp_->WaitL7Config(sent, kWatchPoll, sent_health);
-    if (r.generation() == sent && r.health().generation() == sent_health) continue;
+    r = cp_->WaitL7Config(sent, sent_keys, kWatchPoll, sent_health);
+    if (r.generation() == sent && r.ticket_key_generation() == sent_keys &&
+        r.health().generation() == sent_health) {
+      continue;
+    }
     sent = r.generation();
+    sent_keys = r.ticket_key_generation();
     sent_health = r.health().generation();
     open = writer->Write(r);
   }

@@ -162,6 +162,9 @@ class AdminService final : public v1::LoadBalancerAdmin::Service {
   grpc::Status SetL7Config(grpc::ServerContext* ctx, const v1::SetL7ConfigRequest* req,
                            v1::L7ConfigResponse* resp) override;
   // Counts against max_watchers like Watch.
+  grpc::Status RotateL7TicketKeys(grpc::ServerContext* ctx,
+                                  const v1::RotateL7TicketKeysRequest* req,
+                                  v1::L7ConfigResponse* resp) override;
   grpc::Status WatchL7Config(grpc::ServerContext* ctx, const v1::WatchL7ConfigRequest* req,
                              grpc::ServerWriter<v1::L7ConfigResponse>* writer) override;
   grpc::Status Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,

@@ -127,6 +127,11 @@ DEFINE_uint32(max_members, 16384,
 DEFINE_uint32(max_ring_size, 65537,
               "Table region capacity: Maglev ring entries per VIP; must be >= the config's "
               "tables.ring_size.");
+DEFINE_uint32(l7_ticket_key_rotate_s, 3600,
+              "lb-l7's session ticket keys (shared by every L7 node, streamed by WatchL7Config): "
+              "a new key every this many seconds (1..86400). The next key is distributed one "
+              "period ahead and previous keys are kept for the longest ticket lifetime "
+              "(session_timeout_s) plus one period, so rotations never refuse a live ticket.");
 DEFINE_uint32(reclaim_timeout_ms, 2000,
               "How long a publish waits for every live dataplane lcore to leave the table slot "
               "it is about to overwrite. On timeout the publish is refused (the table stays as "
@@ -452,6 +457,11 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> OpenControlPlane(const TableCapaci
   RegionDir dir;
   ControlPlaneOptions options;
   options.publisher = PublisherOptionsFromFlags(caps, &dir);
+  if (FLAGS_l7_ticket_key_rotate_s < 1 || FLAGS_l7_ticket_key_rotate_s > 86400) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--l7_ticket_key_rotate_s: ", FLAGS_l7_ticket_key_rotate_s, " is not in 1..86400 seconds"));
+  }
+  options.l7_ticket_key_rotate_s = FLAGS_l7_ticket_key_rotate_s;
   // Several control planes share one health view, the elected leader's
   // (leader.h), so every node publishes the same tables.
   options.shared_health = (*store)->Describe().rfind("etcd://", 0) == 0;

@@ -213,6 +213,22 @@ void AddStoreFamilies(Exposition& x, const ControlPlane& cp) {
   }
 }
 
+// lb-l7's session ticket keys (ticket_keys.h): never the bytes.
+void AddTicketKeyFamilies(Exposition& x, const ControlPlane& cp) {
+  {
+    Family& f = x.Add("lb_l7_ticket_key_generation", "gauge",
+                      "Generation of lb-l7's session ticket keys in force (+1 per rotation; 0 = "
+                      "no L7 configuration yet).");
+    Exposition::Sample(f, "", {}, U(cp.GetL7Config().ticket_key_generation()));
+  }
+  {
+    Family& f = x.Add("lb_l7_ticket_key_rotations_total", "counter",
+                      "Session ticket key generations this control plane drew and stored (the "
+                      "first with the first L7 configuration, then one per rotation).");
+    Exposition::Sample(f, "", {}, U(cp.l7_ticket_key_rotations()));
+  }
+}
+
 // Leader election among the control planes on one etcd (leader.h).
 void AddLeaderFamilies(Exposition& x, const LeaderStatus& s) {
   {
@@ -538,6 +554,7 @@ std::string RenderMetrics(const ControlPlane& cp, const MetricsInputs& in) {
   Exposition x;
   AddNodeFamilies(x, stats, cp.GetTables(), in);
   AddStoreFamilies(x, cp);
+  AddTicketKeyFamilies(x, cp);
   if (in.leader_status) AddLeaderFamilies(x, in.leader_status());
   AddLcoreFamilies(x, stats);
   AddPortFamilies(x, stats);

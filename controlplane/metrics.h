@@ -24,6 +24,7 @@
 //   lb_backend_active_flows{pool,backend,backend_id}   gauge, all lcores
 //   lb_publish_duration_seconds                  histogram (MetricsInputs or ControlPlane)
 //   lb_health_check_duration_seconds             histogram (MetricsInputs)
+//   lb_l7_ticket_key_generation (gauge), lb_l7_ticket_key_rotations_total
 //   lb_cp_leader, lb_cp_leader_term              gauges (etcd store, MetricsInputs)
 //   lb_cp_leader_changes_total, lb_cp_health_writes_total,
 //   lb_cp_health_write_failures_total, lb_cp_shared_health_refused_total

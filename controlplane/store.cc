@@ -200,7 +200,8 @@ class FileStore : public Store {
     static std::atomic<uint64_t> counter{0};
     const std::string tmp =
         absl::StrCat(path_, kTempInfix, getpid(), ".", counter.fetch_add(1) + 1);
-    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    // 0600: the state holds lb-l7's session ticket keys (ticket_keys.h).
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) return absl::UnavailableError(Errno("cannot create", tmp));
     absl::Status st = WriteAll(fd, file, tmp);
     if (st.ok() && fsync(fd) != 0) st = absl::UnavailableError(Errno("cannot fsync", tmp));

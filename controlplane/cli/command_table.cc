@@ -214,6 +214,17 @@ Lbctl::Lbctl() {
          "refuse (FAILED_PRECONDITION) unless the current generation is N "
          "(0 = any; 'lbctl l7 get' prints it)"}},
        bind(&Lbctl::L7Set)},
+      {{"l7", "rotate-ticket-keys"},
+       "",
+       0,
+       0,
+       "Rotate lb-l7's session ticket keys now (they also rotate every "
+       "--l7_ticket_key_rotate_s)",
+       "Every lb-l7 gets the new keys live. Tickets issued before still resume (older keys\n"
+       "keep decrypting) unless --drop_previous, which replaces every key (after a leak:\n"
+       "every client does one full handshake). Prints the new key generation, never a key.",
+       {{"drop_previous", "", "replace every key; tickets issued so far are refused"}},
+       bind(&Lbctl::L7RotateTicketKeys)},
       {{"tables"},
        "",
        0,

@@ -49,4 +49,13 @@ int Lbctl::L7Set(const ParsedArgs& a) {
   return Call(&v1::LoadBalancerAdmin::Stub::SetL7Config, req, SetText);
 }
 
+int Lbctl::L7RotateTicketKeys(const ParsedArgs& a) {
+  v1::RotateL7TicketKeysRequest req;
+  req.set_drop_previous(a.Switch("drop_previous"));
+  return Call(
+      &v1::LoadBalancerAdmin::Stub::RotateL7TicketKeys, req, [](const v1::L7ConfigResponse& r) {
+        return absl::StrCat("session ticket keys at generation ", r.ticket_key_generation(), "\n");
+      });
+}
+
 }  // namespace lb::cli

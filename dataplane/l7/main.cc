@@ -107,9 +107,15 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
 // The control plane's configurations: applied, then kept as the last good.
 void OnControlPlaneConfig(lb::l7::Runner* runner, const lb::v1::L7Config& config,
                           uint64_t generation) {
-  if (runner->running() && runner->generation() == generation) return;  // in hand already
+  if (runner->Runs(config, generation)) return;  // in hand already (a reconnect)
   const uint64_t running = runner->generation();
-  if (absl::Status st = runner->Apply(config, generation); !st.ok()) {
+  // Same generation, other bytes: the control plane rotated the session
+  // ticket keys (L7Tls.session_ticket_keys); Reload swaps the TLS contexts
+  // of the running workers, no connection is touched.
+  const bool keys_only = runner->running() && running == generation;
+  if (absl::Status st =
+          keys_only ? runner->Reload(config, generation) : runner->Apply(config, generation);
+      !st.ok()) {
     LOG(ERROR) << "control plane generation " << generation << " refused, "
                << (running != 0 ? absl::StrCat("generation ", running, " kept")
                                 : std::string("nothing running yet"))

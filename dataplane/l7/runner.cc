@@ -118,6 +118,12 @@ bool Runner::running() const {
   return current_ != nullptr;
 }
 
+bool Runner::Runs(const v1::L7Config& config, uint64_t generation) const {
+  std::lock_guard<std::mutex> l(mu_);
+  return current_ != nullptr && current_->number == generation &&
+         google::protobuf::util::MessageDifferencer::Equals(current_->proto, config);
+}
+
 uint64_t Runner::generation() const {
   std::lock_guard<std::mutex> l(mu_);
   return current_ != nullptr ? current_->number : 0;

@@ -94,6 +94,8 @@ class Runner {
   static absl::Status Check(const v1::L7Config& config);
 
   bool running() const;
+  // True when `config` as `generation` is what runs already.
+  bool Runs(const v1::L7Config& config, uint64_t generation) const;
   uint64_t generation() const;  // of the running configuration; 0 = none
   // Joins retired generations whose workers have all exited.
   void Reap();

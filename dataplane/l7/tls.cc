@@ -185,6 +185,10 @@ bool ReadTicketKeys(const std::string& path, const std::string& field,
   return true;
 }
 
+// Inline keys (L7Tls.session_ticket_keys): the control plane keeps at most
+// 2 + 1022 (controlplane/ticket_keys.h); a bound on what a config may carry.
+constexpr size_t kMaxInlineTicketKeys = 1024;
+
 // One random key per process when no file is configured: every worker and
 // every reload use it, so tickets survive a SIGHUP.
 const std::string& ProcessTicketKey() {
@@ -497,7 +501,22 @@ absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Build(const v1::L7Tls& c
   t->sni_required_ = c.sni_required();
   const int min_version = CheckOptions(c, field, &errors);
   std::string keys;
-  if (!c.session_ticket_key_file().empty()) {
+  if (!c.session_ticket_keys().empty()) {
+    // From the control plane (L7TicketKeys): the same on every node.
+    if (!c.session_ticket_key_file().empty()) {
+      errors.push_back(field +
+                       ".session_ticket_keys: set together with session_ticket_key_file; "
+                       "one source of ticket keys");
+    } else if (c.session_ticket_keys().size() % 80 != 0 ||
+               c.session_ticket_keys().size() > kMaxInlineTicketKeys * 80) {
+      errors.push_back(
+          absl::StrCat(field, ".session_ticket_keys: ", c.session_ticket_keys().size(),
+                       " bytes; expected a multiple of 80 (name 16, HMAC 32, AES 32), at most ",
+                       kMaxInlineTicketKeys, " keys"));
+    } else {
+      keys = c.session_ticket_keys();
+    }
+  } else if (!c.session_ticket_key_file().empty()) {
     ReadTicketKeys(c.session_ticket_key_file(), field + ".session_ticket_key_file", &errors, &keys);
   } else {
     keys = ProcessTicketKey();

@@ -6,6 +6,8 @@
 // WaitL7Config waking on a change; the active checks of L7 pools
 // (l7_health.h): targets, down/up decisions and their own generation,
 // streamed by WaitL7Config without a configuration generation.
+#include <sys/stat.h>
+
 #include <thread>
 
 #include "controlplane/l7_health.h"
@@ -161,18 +163,166 @@ TEST_F(ControlPlaneL7Test, WaitWakesOnChangeAndTimesOut) {
   auto cp = Make();
   ASSERT_NE(cp, nullptr);
   const absl::Time t0 = absl::Now();
-  EXPECT_EQ(cp->WaitL7Config(0, absl::Milliseconds(50)).generation(), 0u);
+  EXPECT_EQ(cp->WaitL7Config(0, 0, absl::Milliseconds(50)).generation(), 0u);
   EXPECT_GE(absl::Now() - t0, absl::Milliseconds(45));
   std::thread setter([&] {
     absl::SleepFor(absl::Milliseconds(50));
     ASSERT_TRUE(cp->SetL7Config(L7(kGood), 0).ok());
   });
-  const v1::L7ConfigResponse r = cp->WaitL7Config(0, absl::Seconds(10));
+  const v1::L7ConfigResponse r = cp->WaitL7Config(0, 0, absl::Seconds(10));
   setter.join();
   EXPECT_EQ(r.generation(), 1u);
   EXPECT_TRUE(MessageDifferencer::Equals(r.config(), L7(kGood)));
   // Already different: returns at once.
-  EXPECT_EQ(cp->WaitL7Config(0, absl::Seconds(10)).generation(), 1u);
+  EXPECT_EQ(cp->WaitL7Config(0, 0, absl::Seconds(10)).generation(), 1u);
+}
+
+// One TLS listener takes the control plane's keys, one has its own file.
+constexpr char kTls[] = R"pb(
+  listeners {
+    name: "https"
+    port: 8443
+    default_pool: "web"
+    tls { certificates { cert_file: "/c.pem" key_file: "/k.pem" } }
+  }
+  listeners {
+    name: "own"
+    port: 8444
+    default_pool: "web"
+    tls {
+      certificates { cert_file: "/c.pem" key_file: "/k.pem" }
+      session_ticket_key_file: "/t.key"
+    }
+  }
+  pools {
+    name: "web"
+    backends { address: "127.0.0.1" port: 9001 }
+  }
+)pb";
+
+std::string NodeKeys(const ControlPlane& cp) {
+  return cp.L7ConfigForNodes().config().listeners(0).tls().session_ticket_keys();
+}
+
+TEST_F(ControlPlaneL7Test, TicketKeysDrawnRotatedStoredAndNeverReturnedByGet) {
+  std::string keys_gen2;
+  {
+    auto cp = Make();
+    ASSERT_NE(cp, nullptr);
+    // Nothing before the first L7 document.
+    EXPECT_FALSE(cp->RotateL7TicketKeys(false).ok());
+    EXPECT_EQ(*cp->RotateL7TicketKeys(true), 0u);
+    EXPECT_EQ(cp->l7_ticket_key_rotations(), 0u);
+    ASSERT_TRUE(cp->SetL7Config(L7(kTls), 0).ok());
+    // The first document brings the first keys: next + current.
+    EXPECT_EQ(cp->GetL7Config().ticket_key_generation(), 1u);
+    const std::string gen1 = NodeKeys(*cp);
+    ASSERT_EQ(gen1.size(), 160u);
+    EXPECT_EQ(cp->L7ConfigForNodes().config().listeners(1).tls().session_ticket_keys(), "");
+    // Not due yet (3600 s period): nothing changes.
+    const uint64_t version = cp->version();
+    EXPECT_EQ(*cp->RotateL7TicketKeys(true), 1u);
+    cp->Tick();
+    EXPECT_EQ(cp->version(), version);
+    EXPECT_EQ(NodeKeys(*cp), gen1);
+    // A rotation: the next key encrypts, the old current one still decrypts.
+    EXPECT_EQ(*cp->RotateL7TicketKeys(false), 2u);
+    EXPECT_EQ(cp->l7_ticket_key_rotations(), 2u);
+    EXPECT_EQ(cp->version(), version + 1);
+    keys_gen2 = NodeKeys(*cp);
+    ASSERT_EQ(keys_gen2.size(), 240u);
+    EXPECT_EQ(keys_gen2.substr(0, 80), gen1.substr(80, 80));   // old next -> current
+    EXPECT_EQ(keys_gen2.substr(160, 80), gen1.substr(0, 80));  // old current -> previous
+    // The operator's view: the generation, never the bytes.
+    const v1::L7ConfigResponse got = cp->GetL7Config();
+    EXPECT_EQ(got.ticket_key_generation(), 2u);
+    EXPECT_TRUE(MessageDifferencer::Equals(got.config(), L7(kTls)));
+    std::string wire;
+    ASSERT_TRUE(got.SerializeToString(&wire));
+    EXPECT_EQ(wire.find(keys_gen2.substr(0, 16)), std::string::npos);
+    EXPECT_EQ(wire.find(keys_gen2.substr(80, 16)), std::string::npos);
+    // A reload of the L4 file keeps them; an L7 change keeps them.
+    ASSERT_TRUE(cp->ReplaceConfig(ParseOrDie(kBase)).ok());
+    EXPECT_EQ(NodeKeys(*cp), keys_gen2);
+    v1::L7Config other = L7(kTls);
+    other.mutable_listeners(0)->mutable_tls()->set_session_timeout_s(600);
+    ASSERT_TRUE(cp->SetL7Config(other, 0).ok());
+    EXPECT_EQ(cp->GetL7Config().ticket_key_generation(), 2u);
+  }
+  // Stored (file mode 0600: the state holds keys) and read back.
+  struct stat st;
+  ASSERT_EQ(stat(state_file_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto again = Make();
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->GetL7Config().ticket_key_generation(), 2u);
+  EXPECT_EQ(NodeKeys(*again), keys_gen2);
+}
+
+TEST_F(ControlPlaneL7Test, RotateNowAndDropPrevious) {
+  auto cp = Make();
+  ASSERT_NE(cp, nullptr);
+  auto early = cp->RotateL7TicketKeys(false);
+  ASSERT_FALSE(early.ok());
+  EXPECT_EQ(early.status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(cp->SetL7Config(L7(kTls), 0).ok());
+  ASSERT_EQ(*cp->RotateL7TicketKeys(false), 2u);
+  const std::string before = NodeKeys(*cp);
+  ASSERT_EQ(before.size(), 240u);
+  // Every key replaced: none of the 3 old ones is left, 2 fresh ones.
+  ASSERT_EQ(*cp->RotateL7TicketKeys(false, /*drop_previous=*/true), 3u);
+  const std::string after = NodeKeys(*cp);
+  ASSERT_EQ(after.size(), 160u);
+  for (size_t i = 0; i < before.size(); i += 80) {
+    EXPECT_EQ(after.find(before.substr(i, 80)), std::string::npos) << "old key " << i / 80;
+  }
+  // A normal rotation after it keeps going from there.
+  ASSERT_EQ(*cp->RotateL7TicketKeys(false), 4u);
+  EXPECT_EQ(NodeKeys(*cp).substr(160, 80), after.substr(0, 80));
+}
+
+TEST_F(ControlPlaneL7Test, InlineTicketKeysRefusedFromOperators) {
+  auto cp = Make();
+  ASSERT_NE(cp, nullptr);
+  v1::L7Config c = L7(kTls);
+  c.mutable_listeners(0)->mutable_tls()->set_session_ticket_keys(std::string(80, 'k'));
+  auto r = cp->SetL7Config(c, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_CONTAINS(r.status().message(), "config.listeners[0].tls.session_ticket_keys: set by the");
+  EXPECT_EQ(r.status().message().find("kkkk"), std::string::npos);
+  EXPECT_EQ(cp->GetL7Config().generation(), 0u);
+}
+
+TEST_F(ControlPlaneL7Test, WaitWakesOnTicketKeyRotation) {
+  auto cp = Make();
+  ASSERT_NE(cp, nullptr);
+  ASSERT_TRUE(cp->SetL7Config(L7(kTls), 0).ok());
+  std::thread rotator([&] {
+    absl::SleepFor(absl::Milliseconds(50));
+    ASSERT_TRUE(cp->RotateL7TicketKeys(false).ok());
+  });
+  const v1::L7ConfigResponse r = cp->WaitL7Config(1, 1, absl::Seconds(10));
+  rotator.join();
+  EXPECT_EQ(r.generation(), 1u);
+  EXPECT_EQ(r.ticket_key_generation(), 2u);
+  EXPECT_EQ(r.config().listeners(0).tls().session_ticket_keys(), NodeKeys(*cp));
+}
+
+TEST_F(ControlPlaneL7Test, TickRotatesWhenThePeriodIsOver) {
+  auto store = NewFileStore(state_dir_);
+  ASSERT_TRUE(store.ok());
+  ControlPlaneOptions o = Options(ParseOrDie(kBase));
+  o.l7_ticket_key_rotate_s = 1;
+  auto cp = ControlPlane::Create(std::move(o), *std::move(store));
+  ASSERT_TRUE(cp.ok()) << cp.status();
+  ASSERT_TRUE((*cp)->SetL7Config(L7(kTls), 0).ok());
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while ((*cp)->GetL7Config().ticket_key_generation() < 2 && absl::Now() < end) {
+    (*cp)->Tick();
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ((*cp)->GetL7Config().ticket_key_generation(), 2u);
 }
 
 constexpr char kChecked[] = R"pb(
@@ -304,7 +454,8 @@ TEST_F(ControlPlaneL7Test, HealthWakesTheWatchWithoutAConfigGeneration) {
     b->set_down(true);
     cp->SetL7Health(h);
   });
-  const v1::L7ConfigResponse r = cp->WaitL7Config(1, absl::Seconds(10), 0);
+  const uint64_t keys = cp->GetL7Config().ticket_key_generation();
+  const v1::L7ConfigResponse r = cp->WaitL7Config(1, keys, absl::Seconds(10), 0);
   setter.join();
   EXPECT_EQ(r.generation(), 1u);
   EXPECT_EQ(r.health().generation(), 3u);
@@ -315,7 +466,7 @@ TEST_F(ControlPlaneL7Test, HealthWakesTheWatchWithoutAConfigGeneration) {
   cp->SetL7Health(older);
   EXPECT_EQ(cp->GetL7Config().health().generation(), 3u);
   // Nothing new: the wait times out with the same generations.
-  const v1::L7ConfigResponse same = cp->WaitL7Config(1, absl::Milliseconds(50), 3);
+  const v1::L7ConfigResponse same = cp->WaitL7Config(1, keys, absl::Milliseconds(50), 3);
   EXPECT_EQ(same.generation(), 1u);
   EXPECT_EQ(same.health().generation(), 3u);
 }

@@ -117,6 +117,13 @@ def test_bad_configs(port1, port2, backend):
         ("missing", tls_block(["nope"]), "listeners[0].tls.certificates[0].cert_file"),
         ("version", tls_block(["a_ec"], 'min_version: "TLSv1.1"'), "listeners[0].tls.min_version"),
         ("duplicate type", tls_block(["a_ec", "a_ec"]), "same names and key type"),
+        # Inline ticket keys (what the control plane streams): 80-byte keys,
+        # and not together with a key file.
+        ("inline size", tls_block(["a_ec"], 'session_ticket_keys: "' + "k" * 79 + '"'),
+         "listeners[0].tls.session_ticket_keys: 79 bytes; expected a multiple of 80"),
+        ("inline and file", tls_block(["a_ec"], 'session_ticket_keys: "' + "k" * 80 +
+                                      f'" session_ticket_key_file: "{path("ticket.key")}"'),
+         "listeners[0].tls.session_ticket_keys: set together with session_ticket_key_file"),
     ]
     for what, block, needle in bad:
         conf = write_config("bad.textproto", port1, port2, backend, block, "")
