@@ -115,15 +115,6 @@ void Http1Parser::Reset() {
   scan_from_ = 0;
   leading_skipped_ = 0;
   first_line_done_ = false;
-  if (kind_ == Kind::kResponse) {
-    for (HeaderField& f : head_.headers) {
-      if (spare_.size() >= 32) break;
-      if (f.name.capacity() > 64 || f.value.capacity() > 256) continue;
-      f.name.clear();
-      f.value.clear();
-      spare_.push_back(std::move(f));
-    }
-  }
   head_.Clear();
   in_value_ = false;
   headers_done_ = false;
@@ -507,12 +498,7 @@ int Http1Parser::OnHeaderField(http_parser* p, const char* at, size_t n) {
   auto* self = static_cast<Http1Parser*>(p->data);
   if (self->headers_done_) return 0;  // trailer: dropped
   if (self->in_value_ || self->head_.headers.empty()) {
-    if (self->spare_.empty()) {
-      self->head_.headers.emplace_back();
-    } else {
-      self->head_.headers.push_back(std::move(self->spare_.back()));
-      self->spare_.pop_back();
-    }
+    self->head_.headers.emplace_back();
     self->in_value_ = false;
   }
   self->head_.headers.back().name.append(at, n);

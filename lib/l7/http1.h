@@ -163,11 +163,6 @@ class Http1Parser {
   bool first_line_done_ = false;  // a LF was seen in head_buf_
   size_t leading_skipped_ = 0;    // empty-line bytes skipped before the request line
   MessageHead head_;
-  // Response parsers (one per pooled upstream connection, few): the fields
-  // of the last head, emptied, kept with their string capacity for the next
-  // head (a malloc and a free fewer per long field per response). Request
-  // parsers keep none: an idle client connection should hold little.
-  std::vector<HeaderField> spare_;
   bool in_value_ = false;
   bool headers_done_ = false;
   bool message_done_ = false;
