@@ -163,7 +163,7 @@ measure() {
 
 # h1_small: interleaved rounds of lb-l7 and HAProxy, then nginx once.
 run_small_rounds() {
-  local c=h1_small path=/small rounds=${L7_ROUNDS:-7} rsecs=${L7_ROUND_SECS:-2} r name order
+  local c=h1_small path=/small rounds=${L7_ROUNDS:-7} rsecs=${L7_ROUND_SECS:-2} r name order port
   local -a ratios=() l7r=() har=() l7rps=() harps=() l7p50=() hap50=() l7p99=() hap99=() l7u=() hau=()
   for name in lb-l7 haproxy; do
     read -r port _ < <(proxy_port_pid "$name")
