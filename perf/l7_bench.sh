@@ -6,15 +6,26 @@
 #   perf/l7_bench.sh path/to/lb-l7 [seconds_per_run (default 5)]
 #
 # Each proxy runs one worker pinned to CPU 0; wrk (-t1 -c50, keep-alive) and
-# the backend nginx share CPU 1. The h2c case (HTTP/2 by prior knowledge to
+# the backend nginx share CPU 1.
+#
+# h1_small (the case issue 10 holds lb-l7 to 1.2x HAProxy on) runs in
+# L7_ROUNDS short rounds (default 7, L7_ROUND_SECS seconds per proxy per
+# round, default 2): each round measures lb-l7 and HAProxy back to back
+# (which one goes first alternates), and the ratio of the round compares two
+# runs a few seconds apart, under the same load from whatever else shares the
+# machine. The ratio reported is the median of the per-round ratios, with
+# their min and max; each proxy's line gives its medians over the rounds
+# (user_share: the proxy's user time over its user+system time). nginx runs
+# once after the rounds. L7_ONLY=h1_small runs that case alone. The h2c case (HTTP/2 by prior knowledge to
 # the proxy, HTTP/1.1 keep-alive to the backend) uses h2load (-t1 -c20
 # -m10: 200 concurrent streams) against lb-l7 and HAProxy (bind ... proto
 # h2); nginx 1.22 has no h2c with prior knowledge beside HTTP/1 on a port. For every case the three proxies run one
 # after another (interleaved, same client, same backend); the proxy's
 # utime+stime from /proc before and after gives requests per proxy CPU-second.
 # Output, one line per case and proxy, then a ratio line per case:
-#   l7 case=h1_small proxy=lb-l7 req_per_cpu_s=N rps=N p50_ms=N p99_ms=N
-#   l7_vs_haproxy case=h1_small ratio=N
+#   l7_round case=h1_small round=N lb-l7=N haproxy=N ratio=N   (h1_small only)
+#   l7 case=h1_small proxy=lb-l7 req_per_cpu_s=N rps=N p50_ms=N p99_ms=N [user_share=N]
+#   l7_vs_haproxy case=h1_small ratio=N [min=N max=N rounds=N]
 #   l7 case=h2c proxy=lb-l7 req_per_cpu_s=N rps=N mean_ms=N failed=N
 # then the p99 latency each proxy adds at half lb-l7's saturating h1_small
 # rate (hey, 50 keep-alive connections at a fixed rate, against the backend
@@ -103,6 +114,14 @@ ticks() {
   done
   echo $total
 }
+# User-time ticks alone (same processes).
+uticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14}' "/proc/$p/stat")))
+  done
+  echo $total
+}
 HZ=$(getconf CLK_TCK)
 to_ms() {  # wrk latency "1.23ms" / "850.00us" / "1.02s" -> ms
   python3 -c "import sys,re; v=sys.argv[1]; m=re.match(r'([0-9.]+)(us|ms|s)',v); \
@@ -110,28 +129,89 @@ f={'us':0.001,'ms':1,'s':1000}[m.group(2)]; print(round(float(m.group(1))*f,3))"
 }
 
 declare -A RATE RPS
-run_case() {  # case path
-  local c=$1 path=$2 name port pid t0 t1 out rps p50 p99 cpu
-  for name in lb-l7 haproxy nginx; do
-    case $name in
-      lb-l7) port=$LBP pid=$LBPID ;;
-      haproxy) port=$HAP pid=$(cat "$WORK/ha.pid") ;;
-      nginx) port=$NGP pid=$(cat "$WORK/ng.pid") ;;
-    esac
+
+proxy_port_pid() {  # name -> "port pid"
+  case $1 in
+    lb-l7) echo "$LBP $LBPID" ;;
+    haproxy) echo "$HAP $(cat "$WORK/ha.pid")" ;;
+    nginx) echo "$NGP $(cat "$WORK/ng.pid")" ;;
+  esac
+}
+# measure NAME CASE PATH SECONDS: one wrk run through proxy NAME; sets
+# M_RATE (requests per proxy CPU-second), M_RPS, M_P50, M_P99, M_USER.
+measure() {
+  local name=$1 c=$2 path=$3 secs=$4 port pid t0 t1 u0 u1 out n cpu
+  read -r port pid < <(proxy_port_pid "$name")
+  t0=$(ticks "$pid")
+  u0=$(uticks "$pid")
+  out=$(taskset -c 1 wrk -t1 -c50 -d"${secs}s" --latency "http://127.0.0.1:$port$path")
+  t1=$(ticks "$pid")
+  u1=$(uticks "$pid")
+  if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
+    echo "l7_bench: $name $c: $(grep -E 'Non-2xx|Socket errors' <<<"$out")" >&2
+  fi
+  # Answers counted by wrk (not rate x nominal duration: wrk's run is a
+  # little longer than asked).
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  M_RPS=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
+  M_P50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+  M_P99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+  cpu=$(python3 -c "print(max(($t1 - $t0) / $HZ, 0.01))")
+  M_RATE=$(python3 -c "print(int($n / $cpu))")
+  M_USER=$(python3 -c "print('%.2f' % (($u1 - $u0) / max($t1 - $t0, 1)))")
+}
+
+# h1_small: interleaved rounds of lb-l7 and HAProxy, then nginx once.
+run_small_rounds() {
+  local c=h1_small path=/small rounds=${L7_ROUNDS:-7} rsecs=${L7_ROUND_SECS:-2} r name order port
+  local -a ratios=() l7r=() har=() l7rps=() harps=() l7p50=() hap50=() l7p99=() hap99=() l7u=() hau=()
+  for name in lb-l7 haproxy; do
+    read -r port _ < <(proxy_port_pid "$name")
     taskset -c 1 wrk -t1 -c50 -d1s "http://127.0.0.1:$port$path" > /dev/null  # warm
-    t0=$(ticks "$pid")
-    out=$(taskset -c 1 wrk -t1 -c50 -d"${SECS}s" --latency "http://127.0.0.1:$port$path")
-    t1=$(ticks "$pid")
-    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
-    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
-    if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
-      echo "l7_bench: $name $c: $(grep -E 'Non-2xx|Socket errors' <<<"$out")" >&2
-    fi
-    cpu=$(python3 -c "print(max(($t1 - $t0) / $HZ, 0.01))")
-    RATE[$c,$name]=$(python3 -c "print(int($rps * $SECS / $cpu))")
-    RPS[$c,$name]=${rps%.*}
-    echo "l7 case=$c proxy=$name req_per_cpu_s=${RATE[$c,$name]} rps=${rps%.*} p50_ms=$p50 p99_ms=$p99"
+  done
+  for ((r = 1; r <= rounds; r++)); do
+    if ((r % 2)); then order="lb-l7 haproxy"; else order="haproxy lb-l7"; fi
+    for name in $order; do
+      measure "$name" $c $path "$rsecs"
+      if [[ $name == lb-l7 ]]; then
+        l7r+=("$M_RATE") l7rps+=("$M_RPS") l7p50+=("$M_P50") l7p99+=("$M_P99") l7u+=("$M_USER")
+      else
+        har+=("$M_RATE") harps+=("$M_RPS") hap50+=("$M_P50") hap99+=("$M_P99") hau+=("$M_USER")
+      fi
+    done
+    ratios+=("$(python3 -c "print('%.3f' % (${l7r[-1]} / max(${har[-1]}, 1)))")")
+    echo "l7_round case=$c round=$r lb-l7=${l7r[-1]} haproxy=${har[-1]} ratio=${ratios[-1]}"
+  done
+  med() { python3 -c "import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
+  RATE[$c,lb-l7]=$(med "${l7r[@]}")
+  RATE[$c,lb-l7]=${RATE[$c,lb-l7]%.*}
+  RATE[$c,haproxy]=$(med "${har[@]}")
+  RATE[$c,haproxy]=${RATE[$c,haproxy]%.*}
+  RPS[$c,lb-l7]=$(med "${l7rps[@]}")
+  RPS[$c,lb-l7]=${RPS[$c,lb-l7]%.*}
+  echo "l7 case=$c proxy=lb-l7 req_per_cpu_s=${RATE[$c,lb-l7]} rps=${RPS[$c,lb-l7]}" \
+    "p50_ms=$(med "${l7p50[@]}") p99_ms=$(med "${l7p99[@]}") user_share=$(med "${l7u[@]}")"
+  echo "l7 case=$c proxy=haproxy req_per_cpu_s=${RATE[$c,haproxy]} rps=$(med "${harps[@]}" | cut -d. -f1)" \
+    "p50_ms=$(med "${hap50[@]}") p99_ms=$(med "${hap99[@]}") user_share=$(med "${hau[@]}")"
+  taskset -c 1 wrk -t1 -c50 -d1s "http://127.0.0.1:$NGP$path" > /dev/null  # warm
+  measure nginx $c $path "$SECS"
+  RATE[$c,nginx]=$M_RATE
+  echo "l7 case=$c proxy=nginx req_per_cpu_s=$M_RATE rps=$M_RPS p50_ms=$M_P50 p99_ms=$M_P99" \
+    "user_share=$M_USER"
+  python3 -c "import statistics, sys; r = [float(x) for x in sys.argv[1:]]; \
+print('l7_vs_haproxy case=$c ratio=%.2f min=%.2f max=%.2f rounds=%d' % \
+(statistics.median(r), min(r), max(r), len(r)))" "${ratios[@]}"
+  python3 -c "print('l7_vs_nginx case=$c ratio=%.2f' % (${RATE[$c,lb-l7]} / ${RATE[$c,nginx]}))"
+}
+run_case() {  # case path
+  local c=$1 path=$2 name port
+  for name in lb-l7 haproxy nginx; do
+    read -r port _ < <(proxy_port_pid "$name")
+    taskset -c 1 wrk -t1 -c50 -d1s "http://127.0.0.1:$port$path" > /dev/null  # warm
+    measure "$name" "$c" "$path" "$SECS"
+    RATE[$c,$name]=$M_RATE
+    RPS[$c,$name]=$M_RPS
+    echo "l7 case=$c proxy=$name req_per_cpu_s=$M_RATE rps=$M_RPS p50_ms=$M_P50 p99_ms=$M_P99"
   done
   python3 -c "print('l7_vs_haproxy case=$c ratio=%.2f' % (${RATE[$c,lb-l7]} / ${RATE[$c,haproxy]}))"
   python3 -c "print('l7_vs_nginx case=$c ratio=%.2f' % (${RATE[$c,lb-l7]} / ${RATE[$c,nginx]}))"
@@ -162,7 +242,9 @@ run_h2_case() {  # case path
   python3 -c "print('l7_vs_haproxy case=$c ratio=%.2f' % (${RATE[$c,lb-l7]} / max(${RATE[$c,haproxy]}, 1)))"
 }
 
-run_case h1_small /small
+run_small_rounds
+# L7_ONLY=h1_small: stop here (quick checks of the headline case).
+[[ ${L7_ONLY:-} == h1_small ]] && exit 0
 run_case h1_16k /16k
 run_case h1_1m /1m
 run_h2_case h2c /small

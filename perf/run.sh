@@ -70,9 +70,11 @@ case "$name" in
   l7)
     # lb-l7 beside HAProxy and nginx as reverse proxies of one nginx backend,
     # each pinned to CPU 0, wrk on CPU 1: requests per proxy CPU-second for
-    # small, 16 KiB and 1 MiB answers, h2c small answers with h2load (lb-l7
-    # and HAProxy), then bytes per idle connection at 10,000. About 1 min;
-    # see perf/l7_bench.sh. Optional arg: seconds per run.
+    # small answers (7 interleaved lb-l7/HAProxy rounds, median ratio), 16
+    # KiB and 1 MiB answers, h2c small answers with h2load (lb-l7 and
+    # HAProxy), then bytes per idle connection at 10,000. About 3 min; see
+    # perf/l7_bench.sh. Optional arg: seconds per run. Per-request counts
+    # (syscalls, user instructions): bash perf/l7_cost.sh <lb-l7>.
     build dataplane/l7/lb-l7
     exec bash "$ROOT/perf/l7_bench.sh" "$BUILD/dataplane/l7/lb-l7" "$@"
     ;;

@@ -45,7 +45,7 @@ struct HeaderRules {
 bool IsProtectedHeader(absl::string_view name);
 
 struct ForwardInfo {
-  std::string client_ip;  // textual, no brackets
+  absl::string_view client_ip;  // textual, no brackets
   bool client_ipv6 = false;
   absl::string_view proto = "http";
   uint16_t listener_port = 0;

@@ -11,11 +11,28 @@
 namespace lb::l7 {
 namespace {
 
+// Byte classes of the head checks, one table lookup per byte (ScanHead
+// looks at every byte of every head).
+enum : uint8_t {
+  kTchar = 1,  // RFC 9110 §5.6.2 tchar
+  kCtl = 2,    // refused in a field value: controls other than HTAB, and DEL
+};
+struct ByteClass {
+  uint8_t c[256] = {};
+  constexpr ByteClass() {
+    for (int i = 0; i < 256; ++i) {
+      const bool alnum = (i >= '0' && i <= '9') || (i >= 'a' && i <= 'z') || (i >= 'A' && i <= 'Z');
+      bool t = alnum;
+      for (const char* p = "!#$%&'*+-.^_`|~"; *p != 0; ++p) t = t || i == *p;
+      if (t) c[i] |= kTchar;
+      if ((i < 0x20 && i != '\t') || i == 0x7f) c[i] |= kCtl;
+    }
+  }
+};
+constexpr ByteClass kByteClass;
+
 // RFC 9110 §5.6.2 tchar.
-bool IsTchar(unsigned char c) {
-  if (absl::ascii_isalnum(c)) return true;
-  return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != 0;
-}
+bool IsTchar(unsigned char c) { return kByteClass.c[c] & kTchar; }
 
 // Characters of a Host value we accept: reg-name, IPv4, bracketed IPv6, port.
 bool IsHostChar(unsigned char c) {
@@ -24,6 +41,16 @@ bool IsHostChar(unsigned char c) {
 }
 
 absl::string_view Trim(absl::string_view s) { return absl::StripAsciiWhitespace(s); }
+
+// Trim() without a copy (no allocation when nothing is stripped, the usual case).
+void TrimInPlace(std::string* s) {
+  const absl::string_view t = Trim(*s);
+  if (t.size() == s->size()) return;
+  const size_t from = static_cast<size_t>(t.data() - s->data());
+  const size_t n = t.size();
+  s->erase(0, from);
+  s->resize(n);
+}
 
 // "host:80" and "host" name the same authority for http; compare without a
 // default port.
@@ -196,18 +223,25 @@ size_t Http1Parser::FeedHead(const char* data, size_t n, Http1Sink* sink) {
   // timeout) and a request line that is already too long (414). Bytes after
   // the head (the body) are not looked at.
   const size_t scan_end = end == std::string::npos ? head_buf_.size() : end;
-  for (size_t i = old; i < scan_end; ++i) {
-    if (head_buf_[i] == '\n') {
-      if (i == 0 || head_buf_[i - 1] != '\r') {
-        Fail(Http1Error::kBadRequest, "bare LF in head");
-        return skipped + (head_buf_.size() - old);
-      }
-      first_line_done_ = true;
-    }
-    if (!first_line_done_ && kind_ == Kind::kRequest && i >= limits_.max_uri_bytes + 32) {
+  // LFs found with memchr; the request-line limit is the first position past
+  // max_uri_bytes + 32 before the first LF, which one comparison per LF (and
+  // one at the end) finds at the same byte as a per-byte loop would.
+  const size_t uri_limit = limits_.max_uri_bytes + 32;
+  const bool check_uri = kind_ == Kind::kRequest;
+  for (size_t i = old; i < scan_end;) {
+    const void* lf = std::memchr(head_buf_.data() + i, '\n', scan_end - i);
+    const size_t at = lf == nullptr ? scan_end : static_cast<const char*>(lf) - head_buf_.data();
+    if (!first_line_done_ && check_uri && std::max(i, uri_limit) < at) {
       Fail(Http1Error::kUriTooLong, "request line too long");
       return skipped + (head_buf_.size() - old);
     }
+    if (lf == nullptr) break;
+    if (at == 0 || head_buf_[at - 1] != '\r') {
+      Fail(Http1Error::kBadRequest, "bare LF in head");
+      return skipped + (head_buf_.size() - old);
+    }
+    first_line_done_ = true;
+    i = at + 1;
   }
   if (end == std::string::npos) {
     scan_from_ = head_buf_.size();
@@ -244,21 +278,24 @@ size_t Http1Parser::FeedHead(const char* data, size_t n, Http1Sink* sink) {
 }
 
 bool Http1Parser::ScanHead() {
-  const absl::string_view h = head_buf_;
+  const char* const base = head_buf_.data();
+  const size_t size = head_buf_.size();
   size_t fields = 0;
   size_t pos = 0;
   bool first = true;
-  while (pos < h.size()) {
-    const size_t eol = h.find('\n', pos);
-    if (eol == absl::string_view::npos || eol == pos || h[eol - 1] != '\r') {
+  while (pos < size) {
+    const void* lf = std::memchr(base + pos, '\n', size - pos);
+    const size_t eol = lf == nullptr ? size : static_cast<const char*>(lf) - base;
+    if (lf == nullptr || eol == pos || base[eol - 1] != '\r') {
       return Fail(Http1Error::kBadRequest, "bare LF or CR in head");
     }
-    const absl::string_view line = h.substr(pos, eol - 1 - pos);
+    const char* const line = base + pos;
+    const size_t len = eol - 1 - pos;
     pos = eol + 1;
-    if (line.find('\r') != absl::string_view::npos) {
+    if (std::memchr(line, '\r', len) != nullptr) {
       return Fail(Http1Error::kBadRequest, "bare CR in head");
     }
-    if (line.empty()) {
+    if (len == 0) {
       // Only the end of the head; an empty first line means more empty
       // lines before the request line than we skip, and http-parser would
       // skip them too and parse a head these checks never saw.
@@ -267,31 +304,32 @@ bool Http1Parser::ScanHead() {
     }
     if (first) {
       first = false;
-      for (unsigned char c : line) {
+      for (size_t k = 0; k < len; ++k) {
+        const unsigned char c = static_cast<unsigned char>(line[k]);
         if (c < 0x20 || c == 0x7f) {
           return Fail(Http1Error::kBadRequest, "control character in start line");
         }
       }
-      if (!CheckStartLine(line)) return false;
+      if (!CheckStartLine(absl::string_view(line, len))) return false;
       continue;
     }
     if (line[0] == ' ' || line[0] == '\t') {
       return Fail(Http1Error::kBadRequest, "obs-fold");
     }
-    const size_t colon = line.find(':');
-    if (colon == absl::string_view::npos || colon == 0) {
+    const void* cp = std::memchr(line, ':', len);
+    const size_t colon = cp == nullptr ? len : static_cast<const char*>(cp) - line;
+    if (cp == nullptr || colon == 0) {
       return Fail(Http1Error::kBadRequest, "field without name or colon");
     }
-    for (size_t i = 0; i < colon; ++i) {
-      if (!IsTchar(static_cast<unsigned char>(line[i]))) {
-        return Fail(Http1Error::kBadRequest, line[i] == ' ' || line[i] == '\t'
+    for (size_t k = 0; k < colon; ++k) {
+      if (!(kByteClass.c[static_cast<unsigned char>(line[k])] & kTchar)) {
+        return Fail(Http1Error::kBadRequest, line[k] == ' ' || line[k] == '\t'
                                                  ? "whitespace before colon"
                                                  : "bad character in field name");
       }
     }
-    for (size_t i = colon + 1; i < line.size(); ++i) {
-      const unsigned char c = static_cast<unsigned char>(line[i]);
-      if ((c < 0x20 && c != '\t') || c == 0x7f) {
+    for (size_t k = colon + 1; k < len; ++k) {
+      if (kByteClass.c[static_cast<unsigned char>(line[k])] & kCtl) {
         return Fail(Http1Error::kBadRequest, "control character in field value");
       }
     }
@@ -341,8 +379,8 @@ bool Http1Parser::CheckStartLine(absl::string_view line) {
 bool Http1Parser::CheckFraming() {
   int cl = 0, te = 0;
   for (HeaderField& f : head_.headers) {
-    f.value = std::string(Trim(f.value));
-    if (absl::EqualsIgnoreCase(f.name, "content-length")) {
+    TrimInPlace(&f.value);
+    if (f.name.size() == 14 && absl::EqualsIgnoreCase(f.name, "content-length")) {
       ++cl;
       uint64_t v = 0;
       if (f.value.empty() || f.value.size() > 18 ||
@@ -351,7 +389,7 @@ bool Http1Parser::CheckFraming() {
         return Fail(Http1Error::kBadRequest, "malformed Content-Length");
       }
       head_.content_length = static_cast<int64_t>(v);
-    } else if (absl::EqualsIgnoreCase(f.name, "transfer-encoding")) {
+    } else if (f.name.size() == 17 && absl::EqualsIgnoreCase(f.name, "transfer-encoding")) {
       ++te;
       if (!absl::EqualsIgnoreCase(f.value, "chunked")) {
         // RFC 9112 §6.1 allows 501 here; a proxy cannot tell an unknown
