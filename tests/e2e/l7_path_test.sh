@@ -69,16 +69,7 @@ install_traps
 bash "$TOPO" up --prefix "$P" --backends 3 --l7_nodes 2 --lbs 1 --lb_decap "$DECAP_BIN" >/dev/null
 
 # 2. L4: one Maglev pool of the two L7 nodes behind the VIP.
-cat > "$WORK/lb.textproto" <<CFG
-node { tunnel_source_ipv4: "10.99.0.11" tunnel_source_ipv6: "fd00:99::11" }
-pools {
-  name: "l7"
-  algorithm: ALGORITHM_MAGLEV
-  backends { address: "10.99.0.101" port: 80 }
-  backends { address: "10.99.0.102" port: 80 }
-}
-vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "l7" }
-CFG
+l7_tier_config >"$WORK/lb.textproto"
 TABLES=$WORK/tables
 STATS=$WORK/stats
 start_controlplane "$P-router" "$WORK/cp.log" "$GRPC" || fail "lb-controlplane did not publish"

@@ -78,16 +78,7 @@ for _ in $(seq 50); do redis PING 2>/dev/null | grep -q PONG && break; sleep 0.1
 redis PING | grep -q PONG || fail "redis-server did not answer on $REDIS_ADDR:$REDIS_PORT"
 
 # L4: the two L7 nodes behind the VIP.
-cat >"$WORK/lb.textproto" <<CFG
-node { tunnel_source_ipv4: "10.99.0.11" }
-pools {
-  name: "l7"
-  algorithm: ALGORITHM_MAGLEV
-  backends { address: "10.99.0.101" port: 80 }
-  backends { address: "10.99.0.102" port: 80 }
-}
-vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "l7" }
-CFG
+l7_tier_config >"$WORK/lb.textproto"
 TABLES=$WORK/tables
 STATS=$WORK/stats
 head -c 24 /dev/urandom | base64 | tr -d '=+/' >"$WORK/token"

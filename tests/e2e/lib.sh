@@ -163,6 +163,21 @@ wrk_failed() {
 # wrk_requests FILE: the number of requests wrk completed.
 wrk_requests() { awk '/requests in/ { print $1 }' "$1"; }
 
+# l7_tier_config: the L4 desired state of the L7 tests (l7_path,
+# l7_sticky_cp): one Maglev pool "l7" of the two L7 nodes behind $VIP4:80.
+l7_tier_config() {
+  cat <<CFG
+node { tunnel_source_ipv4: "10.99.0.11" tunnel_source_ipv6: "fd00:99::11" }
+pools {
+  name: "l7"
+  algorithm: ALGORITHM_MAGLEV
+  backends { address: "10.99.0.101" port: 80 }
+  backends { address: "10.99.0.102" port: 80 }
+}
+vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "l7" }
+CFG
+}
+
 # node_config ADDR: the desired state of one LB node in the multi-node tests
 # (ecmp, bgp, vrrp): tunnel source ADDR, Maglev pool web4 over the three
 # backends, VIP $VIP4:80. Identical pools on every node: identical tables.
