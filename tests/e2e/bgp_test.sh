@@ -128,21 +128,10 @@ done
 for k in "${NODES[@]}"; do
   wait_log "$WORK/cp$k.log" "published generation=1 " 100 || fail "lb-controlplane $k did not publish"
 done
-# lbctl K ARGS...: lbctl against node K's control plane (replaces lib.sh's).
-lbctl() { ip netns exec "$P-lb$1" "$LBCTL_BIN" --server "$GRPC" "${@:2}"; }
-# fingerprints K: "generation G" and "vip fingerprint" of node K's published tables.
-fingerprints() {
-  lbctl "$1" tables --json | /usr/bin/python3 -c '
-import json, sys
-doc = json.loads(sys.stdin.read())
-print("generation", doc.get("generation", "-"))
-for v in doc.get("vips", []):
-    print(json.dumps(v.get("vip", {}), sort_keys=True), v.get("fingerprint", "-"))'
-}
-fp1=$(fingerprints 1) || fail "lbctl tables on node 1 failed"
+fp1=$(node_tables 1) || fail "lbctl tables on node 1 failed"
 [[ $fp1 == *"$VIP4"* && $fp1 != *" -"* ]] || fail "node 1 published no VIP fingerprint: $fp1"
 for k in 2 3; do
-  fpk=$(fingerprints "$k") || fail "lbctl tables on node $k failed"
+  fpk=$(node_tables "$k") || fail "lbctl tables on node $k failed"
   [[ "$fpk" == "$fp1" ]] || fail "node $k's tables differ from node 1's: '$fpk' vs '$fp1'"
 done
 echo "identical tables on the three nodes: $(tr '\n' ' ' <<<"$fp1")"
@@ -451,7 +440,7 @@ for p in $PORTS; do
   [[ -n ${on_lb3[$p]:-} ]] || continue
   want=$(awk -v p="$p" '$1 == p { print $2 }' "$WORK/fixed.after")
   for k in 1 2; do
-    got=$(lbctl "$k" explain "172.31.1.2:$p" "$VIP4:80" tcp --json |
+    got=$(node_lbctl "$k" explain "172.31.1.2:$p" "$VIP4:80" tcp --json |
       /usr/bin/python3 -c 'import json, sys; print(json.loads(sys.stdin.read()).get("backend", "-"))')
     # nginx names the backend namespace (<p>-beK), explain its address (10.99.0.2K).
     [[ "$got" == "10.99.0.2${want##*-be}" ]] ||

@@ -61,19 +61,9 @@ done
 for k in 1 2; do
   wait_log "$WORK/cp$k.log" "published generation=1 " 100 || fail "lb-controlplane $k did not publish"
 done
-# lbctl K ARGS...: lbctl against node K's control plane (replaces lib.sh's).
-lbctl() { ip netns exec "$P-lb$1" "$LBCTL_BIN" --server "$GRPC" "${@:2}"; }
-
-# fingerprints K: "vip fingerprint" lines of node K's published tables.
-fingerprints() {
-  lbctl "$1" tables --json | /usr/bin/python3 -c '
-import json, sys
-doc = json.loads(sys.stdin.read())
-for v in doc.get("vips", []):
-    print(json.dumps(v.get("vip", {}), sort_keys=True), v.get("fingerprint", "-"))'
-}
-fp1=$(fingerprints 1) || fail "lbctl tables on node 1 failed"
-fp2=$(fingerprints 2) || fail "lbctl tables on node 2 failed"
+# VIP fingerprint lines of each node (node_tables without its generation).
+fp1=$(node_tables 1 | grep -v "^generation ") || fail "lbctl tables on node 1 failed"
+fp2=$(node_tables 2 | grep -v "^generation ") || fail "lbctl tables on node 2 failed"
 echo "node 1 tables: $fp1"
 echo "node 2 tables: $fp2"
 [[ -n $fp1 && $fp1 != *" -"* ]] || fail "node 1 published no VIP fingerprint"
@@ -95,7 +85,7 @@ warm_up 10 "http://$VIP4/" || fail "no request through the VIP succeeded during 
 
 # forwarded K: packets node K's dataplane forwarded (sum over lcores).
 forwarded() {
-  lbctl "$1" stats --json | /usr/bin/python3 -c '
+  node_lbctl "$1" stats --json | /usr/bin/python3 -c '
 import json, sys
 doc = json.loads(sys.stdin.read())
 print(sum(int(l.get("forwarded", 0)) for l in doc.get("lcores", [])))'

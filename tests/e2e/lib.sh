@@ -163,6 +163,21 @@ wrk_failed() {
 # wrk_requests FILE: the number of requests wrk completed.
 wrk_requests() { awk '/requests in/ { print $1 }' "$1"; }
 
+# node_lbctl K ARGS...: lbctl against LB node K's control plane (the
+# multi-node tests run one per node, gRPC on $GRPC in $P-lb<K>).
+node_lbctl() { ip netns exec "$P-lb$1" "$LBCTL_BIN" --server "$GRPC" "${@:2}"; }
+
+# node_tables K: node K's published tables, a "generation G" line, then one
+# "vip fingerprint" line per VIP (fingerprint "-" when it has none).
+node_tables() {
+  node_lbctl "$1" tables --json | /usr/bin/python3 -c '
+import json, sys
+doc = json.loads(sys.stdin.read())
+print("generation", doc.get("generation", "-"))
+for v in doc.get("vips", []):
+    print(json.dumps(v.get("vip", {}), sort_keys=True), v.get("fingerprint", "-"))'
+}
+
 # l7_tier_config: the L4 desired state of the L7 tests (l7_path,
 # l7_sticky_cp): one Maglev pool "l7" of the two L7 nodes behind $VIP4:80.
 l7_tier_config() {
