@@ -210,7 +210,7 @@ int RunAndShutDown(const lb::dp::MonitorArg& monitor_arg, lb::TableReader* table
   for (const auto& p : *monitor_arg.ports) lb::dp::StopPort(p.port_id);
   stats->control().writer_pid.store(0, std::memory_order_release);
   workers->clear();
-  lb::dp::EalCleanup();
+  rte_eal_cleanup();  // the runtime directory goes at exit (RemoveEalRuntimeDirAtExit)
   LOG(INFO) << "ports stopped, stats region released; exiting";
   return 0;
 }
