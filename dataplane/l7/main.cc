@@ -159,6 +159,110 @@ void StartFromControlPlane(lb::l7::Runner* runner) {
   }
 }
 
+// --check_config: validates --config, prints a one-line verdict, exits.
+int CheckConfigOnly(const lb::v1::L7Config& file_config) {
+  if (FLAGS_config.empty()) {
+    LOG(ERROR) << "--check_config: needs --config";
+    return 2;
+  }
+  if (absl::Status st = lb::l7::Runner::Check(file_config); !st.ok()) {
+    LOG(ERROR) << "--config " << FLAGS_config << ": " << st.message();
+    return 2;
+  }
+  std::printf("%s: valid (%d listener(s), %d pool(s))\n", FLAGS_config.c_str(),
+              file_config.listeners_size(), file_config.pools_size());
+  return 0;
+}
+
+// The subscription's settings from the --controlplane* flags; the error
+// names the flag.
+absl::StatusOr<lb::l7::ControlPlaneClientOptions> ClientOptionsFromFlags() {
+  lb::l7::ControlPlaneClientOptions cp_options;
+  cp_options.address = FLAGS_controlplane;
+  if (!FLAGS_controlplane_token_file.empty()) {
+    auto token = ReadToken(FLAGS_controlplane_token_file);
+    if (!token.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--controlplane_token_file: ", token.status().message()));
+    }
+    cp_options.token = *std::move(token);
+  }
+  if (!FLAGS_controlplane_tls_ca.empty()) {
+    auto ca = ReadToken(FLAGS_controlplane_tls_ca);
+    if (!ca.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--controlplane_tls_ca: ", ca.status().message()));
+    }
+    cp_options.tls_ca_pem = *std::move(ca);
+    cp_options.tls_server_name = FLAGS_controlplane_tls_server_name;
+  }
+  return cp_options;
+}
+
+// SIGHUP: standalone, --config is read again and applied live (the
+// generation counts the applications that changed something); under a
+// control plane, the running configuration's TLS files are read again.
+void OnSighup(lb::l7::Runner* runner, uint64_t* file_generation) {
+  if (!FLAGS_config.empty()) {
+    auto proto = lb::l7::LoadL7Config(FLAGS_config);
+    absl::Status st = proto.status();
+    if (st.ok()) st = runner->Reload(*proto, *file_generation + 1);
+    if (!st.ok()) {
+      LOG(ERROR) << "SIGHUP: --config " << FLAGS_config
+                 << " refused, running state kept: " << st.message();
+      return;
+    }
+    ++*file_generation;
+    LOG(INFO) << "SIGHUP: " << FLAGS_config << " applied (generation " << *file_generation << ")";
+  } else if (absl::Status st = runner->ReloadTlsFiles(); !st.ok()) {
+    LOG(ERROR) << "SIGHUP: TLS files refused, running state kept: " << st.message();
+  } else {
+    LOG(INFO) << "SIGHUP: TLS certificates and keys of generation " << runner->generation()
+              << " read again";
+  }
+}
+
+// Waits for SIGTERM/SIGINT (returned), serving SIGHUP and reaping retired
+// generations once a second.
+int ServeSignals(const sigset_t& sigs, lb::l7::Runner* runner, uint64_t* file_generation) {
+  while (true) {
+    timespec tick{1, 0};
+    const int sig = sigtimedwait(&sigs, nullptr, &tick);
+    if (sig < 0) {
+      runner->Reap();  // retired generations whose workers have exited
+      continue;
+    }
+    if (sig != SIGHUP) return sig;
+    OnSighup(runner, file_generation);
+  }
+}
+
+lb::l7::RunnerOptions RunnerOptionsFromFlags(unsigned nworkers, lb::l7::AccessLog* access_log,
+                                             lb::l7::AdminServer* admin,
+                                             lb::l7::ConfigStatus* status) {
+  lb::l7::RunnerOptions ro;
+  ro.workers = nworkers;
+  ro.drain_timeout_ms = FLAGS_drain_timeout_ms;
+  ro.idle_grace_ms = FLAGS_drain_idle_grace_ms;
+  ro.retire_timeout_ms = FLAGS_retire_timeout_ms;
+  ro.access_log = FLAGS_access_log.empty() ? nullptr : access_log;
+  ro.admin = admin;
+  ro.status = status;
+  return ro;
+}
+
+// Signals go to the main thread only (sigtimedwait); workers never see them.
+sigset_t BlockSignals() {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return sigs;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -185,53 +289,19 @@ int main(int argc, char** argv) {
     }
     file_config = *std::move(proto);
   }
-  if (FLAGS_check_config) {
-    if (FLAGS_config.empty()) {
-      LOG(ERROR) << "--check_config: needs --config";
-      return 2;
-    }
-    if (absl::Status st = lb::l7::Runner::Check(file_config); !st.ok()) {
-      LOG(ERROR) << "--config " << FLAGS_config << ": " << st.message();
-      return 2;
-    }
-    std::printf("%s: valid (%d listener(s), %d pool(s))\n", FLAGS_config.c_str(),
-                file_config.listeners_size(), file_config.pools_size());
-    return 0;
+  if (FLAGS_check_config) return CheckConfigOnly(file_config);
+  auto cp_options = ClientOptionsFromFlags();
+  if (!cp_options.ok()) {
+    LOG(ERROR) << cp_options.status().message();
+    return 2;
   }
-  lb::l7::ControlPlaneClientOptions cp_options;
-  cp_options.address = FLAGS_controlplane;
-  if (!FLAGS_controlplane_token_file.empty()) {
-    auto token = ReadToken(FLAGS_controlplane_token_file);
-    if (!token.ok()) {
-      LOG(ERROR) << "--controlplane_token_file: " << token.status().message();
-      return 2;
-    }
-    cp_options.token = *std::move(token);
-  }
-  if (!FLAGS_controlplane_tls_ca.empty()) {
-    auto ca = ReadToken(FLAGS_controlplane_tls_ca);
-    if (!ca.ok()) {
-      LOG(ERROR) << "--controlplane_tls_ca: " << ca.status().message();
-      return 2;
-    }
-    cp_options.tls_ca_pem = *std::move(ca);
-    cp_options.tls_server_name = FLAGS_controlplane_tls_server_name;
-  }
-  unsigned nworkers = FLAGS_workers;
-  if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency());
+  const unsigned nworkers =
+      FLAGS_workers != 0 ? FLAGS_workers : std::max(1u, std::thread::hardware_concurrency());
   if (nworkers > 256) {
     LOG(ERROR) << "--workers: " << nworkers << " is more than 256";
     return 2;
   }
-
-  // Signals go to the main thread only (sigtimedwait below); workers never see them.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t sigs = BlockSignals();
 
   lb::l7::ConfigStatus status;
   lb::l7::AccessLog access_log;
@@ -249,15 +319,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  lb::l7::RunnerOptions ro;
-  ro.workers = nworkers;
-  ro.drain_timeout_ms = FLAGS_drain_timeout_ms;
-  ro.idle_grace_ms = FLAGS_drain_idle_grace_ms;
-  ro.retire_timeout_ms = FLAGS_retire_timeout_ms;
-  ro.access_log = FLAGS_access_log.empty() ? nullptr : &access_log;
-  ro.admin = admin.get();
-  ro.status = &status;
-  lb::l7::Runner runner(ro);
+  lb::l7::Runner runner(RunnerOptionsFromFlags(nworkers, &access_log, admin.get(), &status));
 
   std::unique_ptr<lb::l7::ControlPlaneClient> client;
   // Standalone generations count the file's applications: 1, then +1 per
@@ -270,7 +332,7 @@ int main(int argc, char** argv) {
     }
   } else {
     client = std::make_unique<lb::l7::ControlPlaneClient>(
-        cp_options,
+        *cp_options,
         [&runner](const lb::v1::L7Config& c, uint64_t g) { OnControlPlaneConfig(&runner, c, g); },
         &status, [&runner](const lb::v1::L7Health& h) { runner.SetHealth(h); });
     client->Start();
@@ -278,33 +340,7 @@ int main(int argc, char** argv) {
   }
   LOG(INFO) << "lb-l7 ready: " << nworkers << " worker(s)";
 
-  int sig = 0;
-  while (true) {
-    timespec tick{1, 0};
-    sig = sigtimedwait(&sigs, nullptr, &tick);
-    if (sig < 0) {
-      runner.Reap();  // retired generations whose workers have exited
-      continue;
-    }
-    if (sig != SIGHUP) break;
-    if (!FLAGS_config.empty()) {
-      auto proto = lb::l7::LoadL7Config(FLAGS_config);
-      absl::Status st = proto.status();
-      if (st.ok()) st = runner.Reload(*proto, file_generation + 1);
-      if (!st.ok()) {
-        LOG(ERROR) << "SIGHUP: --config " << FLAGS_config
-                   << " refused, running state kept: " << st.message();
-        continue;
-      }
-      ++file_generation;
-      LOG(INFO) << "SIGHUP: " << FLAGS_config << " applied (generation " << file_generation << ")";
-    } else if (absl::Status st = runner.ReloadTlsFiles(); !st.ok()) {
-      LOG(ERROR) << "SIGHUP: TLS files refused, running state kept: " << st.message();
-    } else {
-      LOG(INFO) << "SIGHUP: TLS certificates and keys of generation " << runner.generation()
-                << " read again";
-    }
-  }
+  const int sig = ServeSignals(sigs, &runner, &file_generation);
   LOG(INFO) << "signal " << sig << ": draining (up to " << FLAGS_drain_timeout_ms << " ms)";
   if (client) client->Stop();
   runner.Stop();
