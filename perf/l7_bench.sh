@@ -16,7 +16,8 @@
 # machine. The ratio reported is the median of the per-round ratios, with
 # their min and max; each proxy's line gives its medians over the rounds
 # (user_share: the proxy's user time over its user+system time). nginx runs
-# once after the rounds. L7_ONLY=h1_small runs that case alone. The h2c case (HTTP/2 by prior knowledge to
+# once after the rounds. L7_ONLY=h1_small runs that case alone, L7_ONLY=latency
+# the added-latency case alone. The h2c case (HTTP/2 by prior knowledge to
 # the proxy, HTTP/1.1 keep-alive to the backend) uses h2load (-t1 -c20
 # -m10: 200 concurrent streams) against lb-l7 and HAProxy (bind ... proto
 # h2); nginx 1.22 has no h2c with prior knowledge beside HTTP/1 on a port. For every case the three proxies run one
@@ -28,8 +29,10 @@
 #   l7_vs_haproxy case=h1_small ratio=N [min=N max=N rounds=N]
 #   l7 case=h2c proxy=lb-l7 req_per_cpu_s=N rps=N mean_ms=N failed=N
 # then the p99 latency each proxy adds at half lb-l7's saturating h1_small
-# rate (hey, 50 keep-alive connections at a fixed rate, against the backend
-# directly and through each proxy, in one run):
+# rate (perf/latency_client: open loop, 50 keep-alive connections at a fixed
+# total rate, against the backend directly and through each proxy,
+# interleaved rounds, medians):
+#   l7_latency_round round=N proxy=lb-l7 rate=N p50_ms=N p99_ms=N
 #   l7_added_latency proxy=lb-l7 rate=N p50_ms=N p99_ms=N added_p99_ms=N
 # and l7_idle_conn_bytes=N (lb-l7 RSS growth / 10,000 idle keep-alive
 # connections, each after one request). Loopback only; everything it starts
@@ -37,9 +40,11 @@
 set -euo pipefail
 LB=$(readlink -f "$1")
 SECS=${2:-5}
+# The open-loop client of the added-latency case, built beside lb-l7.
+LATENCY_CLIENT=${LATENCY_CLIENT:-$(readlink -f "$(dirname "$LB")/../../perf/latency_client")}
 # shellcheck source=perf/bench_lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
-bench_setup l7_bench wrk hey h2load nginx haproxy python3
+bench_setup l7_bench wrk h2load nginx haproxy python3 "$LATENCY_CLIENT"
 ulimit -n 65536 2>/dev/null || true
 
 BE=18481 LBP=18480 HAP=18482 NGP=18483 HAH2=18484 ADMIN=18489
@@ -242,6 +247,52 @@ run_h2_case() {  # case path
   python3 -c "print('l7_vs_haproxy case=$c ratio=%.2f' % (${RATE[$c,lb-l7]} / max(${RATE[$c,haproxy]}, 1)))"
 }
 
+# Added latency at half the saturating rate: perf/latency_client (open
+# loop: each request due on a fixed schedule, its latency counted from when
+# it was due; 50 keep-alive connections; on CPU 1 with the backend) against
+# the backend itself, then through each proxy, in L7_LAT_ROUNDS interleaved
+# rounds (default 3, L7_LAT_SECS each, default 3). The proxy's added p99 is
+# its p99 minus the backend's p99 of the same round; the lines give the
+# medians over the rounds.
+run_added_latency() {
+  local half=$1 r name port out rate p50 p99 target
+  declare -A P99 P50 RATES
+  for ((r = 1; r <= ${L7_LAT_ROUNDS:-3}; r++)); do
+    for target in none lb-l7 haproxy nginx; do
+      if [[ $target == none ]]; then port=$BE; else read -r port _ < <(proxy_port_pid "$target"); fi
+      out=$(taskset -c 1 "$LATENCY_CLIENT" --port "$port" --path /small --conns 50 \
+        --rate "$half" --secs "${L7_LAT_SECS:-3}" --warmup_secs 1)
+      read -r rate p50 p99 < <(sed -E 's/.*rate=([0-9.]+).*p50_ms=([0-9.]+).*p99_ms=([0-9.]+).*/\1 \2 \3/' <<<"$out")
+      grep -q "errors=0 unanswered=0" <<<"$out" || echo "l7_bench: latency $target: $out" >&2
+      echo "l7_latency_round round=$r proxy=$target rate=$rate p50_ms=$p50 p99_ms=$p99"
+      RATES[$target]+="$rate " P50[$target]+="$p50 " P99[$target]+="$p99 "
+    done
+  done
+  med() { python3 -c "import statistics, sys; print('%.3f' % statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
+  local base
+  # shellcheck disable=SC2086
+  base=$(med ${P99[none]})
+  # shellcheck disable=SC2086
+  echo "l7_added_latency proxy=none target_rate=$half rate=$(med ${RATES[none]}) p50_ms=$(med ${P50[none]}) p99_ms=$base"
+  for name in lb-l7 haproxy nginx; do
+    # shellcheck disable=SC2086
+    python3 -c "import statistics, sys
+p = [float(x) for x in sys.argv[3].split()]; b = [float(x) for x in sys.argv[4].split()]
+added = statistics.median(x - y for x, y in zip(p, b))
+print('l7_added_latency proxy=%s rate=%s p50_ms=%s p99_ms=%.3f added_p99_ms=%.3f' %
+      (sys.argv[1], sys.argv[2], sys.argv[5], statistics.median(p), added))" \
+      "$name" "$(med ${RATES[$name]})" "${P99[$name]}" "${P99[none]}" "$(med ${P50[$name]})"
+  done
+}
+# L7_ONLY=latency: the added-latency case alone, at half of one 2-second
+# saturating wrk run through lb-l7.
+if [[ ${L7_ONLY:-} == latency ]]; then
+  taskset -c 1 wrk -t1 -c50 -d1s "http://127.0.0.1:$LBP/small" > /dev/null  # warm
+  measure lb-l7 h1_small /small 2
+  echo "l7 case=h1_small proxy=lb-l7 rps=$M_RPS (saturating, for the rate below)"
+  run_added_latency $((M_RPS / 2))
+  exit 0
+fi
 run_small_rounds
 # L7_ONLY=h1_small: stop here (quick checks of the headline case).
 [[ ${L7_ONLY:-} == h1_small ]] && exit 0
@@ -249,24 +300,7 @@ run_case h1_16k /16k
 run_case h1_1m /1m
 run_h2_case h2c /small
 
-# Added latency at half the saturating rate: hey sends 50 keep-alive
-# connections' worth of requests at a fixed total rate (-q is per
-# connection) to the backend itself, then through each proxy; the proxy's
-# cost is its p99 minus the backend's p99 in the same run.
-HALF=$((RPS[h1_small,lb-l7] / 2))
-hey_pct() {  # port -> "rate p50_ms p99_ms"
-  taskset -c 1 hey -z "${SECS}s" -c 50 -q $((HALF / 50)) "http://127.0.0.1:$1/small" \
-    | awk '/Requests\/sec/ { r = $2 } $1 == "50%" { p50 = $3 * 1000 } $1 == "99%" { p99 = $3 * 1000 }
-           END { printf "%d %.2f %.2f\n", r, p50, p99 }'
-}
-read -r brate bp50 BASE99 < <(hey_pct $BE)
-echo "l7_added_latency proxy=none target_rate=$HALF rate=$brate p50_ms=$bp50 p99_ms=$BASE99"
-for name in lb-l7 haproxy nginx; do
-  case $name in lb-l7) port=$LBP ;; haproxy) port=$HAP ;; nginx) port=$NGP ;; esac
-  read -r rate p50 p99 < <(hey_pct $port)
-  echo "l7_added_latency proxy=$name rate=$rate p50_ms=$p50 p99_ms=$p99" \
-    "added_p99_ms=$(python3 -c "print('%.2f' % ($p99 - $BASE99))")"
-done
+run_added_latency $((RPS[h1_small,lb-l7] / 2))
 
 # Memory per idle keep-alive connection at 10,000 connections.
 python3 - "$LBPID" "$LBP" <<'EOF'

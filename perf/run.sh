@@ -75,7 +75,7 @@ case "$name" in
     # HAProxy), then bytes per idle connection at 10,000. About 3 min; see
     # perf/l7_bench.sh. Optional arg: seconds per run. Per-request counts
     # (syscalls, user instructions): bash perf/l7_cost.sh <lb-l7>.
-    build dataplane/l7/lb-l7
+    build dataplane/l7/lb-l7 perf/latency_client
     exec bash "$ROOT/perf/l7_bench.sh" "$BUILD/dataplane/l7/lb-l7" "$@"
     ;;
   tls)
