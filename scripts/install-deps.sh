@@ -25,7 +25,6 @@ PKGS=(
   nghttp2-client  # h2load: HTTP/2 load in tests/l7/l7_h2_test.py and perf/run.sh l7
   nginx  # backends of the end-to-end tests (scripts/topology.sh)
   haproxy  # the peer proxy of perf/run.sh l7 (perf/l7_bench.sh)
-  hey  # fixed-rate load for the added-latency case of perf/l7_bench.sh
   prometheus  # ships promtool (tests/api/metrics_test.sh)
   testssl.sh  # TLS verdicts on an lb-l7 listener (tests/l7/l7_testssl_test.py)
   etcd-server etcd-client  # the etcd store of lb-controlplane (tests/cluster)
