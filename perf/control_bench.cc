@@ -12,7 +12,11 @@
 //
 // followed by "#" lines with the publish and build times (build = BuildTables
 // with the Maglev rings + the slot check), so the "beyond the Maglev build"
-// target can be read off. The latencies are the ControlPlane's own
+// target can be read off, and one "# ... phases_ms_p50/p99" line with the
+// wall-clock phases of each call (lb::PublishReport): before_validate (the
+// candidate config), validate (ValidateConfig), reclaim_wait, build, save
+// (Store::Save with its fsync) and observe (Commit -> every live lcore on
+// the generation). The latencies are the ControlPlane's own
 // (ApiToLcoresLatenciesMs): from the call being accepted to every live
 // lcore's observed_generation reaching the new generation.
 #include <sched.h>
