@@ -99,6 +99,7 @@ absl::StatusOr<PublishReport> ControlPlane::Impl::CommitPublishLocked(PublishRep
   stuck_lcores.clear();
   const uint64_t t2 = WaitObserved(r.generation);
   last_publish_ms = NsToMs(t1 - t0_ns);
+  r.observe_ms = NsToMs(t2 - t1);
   const double lcores_ms = NsToMs(t2 - t0_ns);
   latencies.Record(last_publish_ms, lcores_ms);
   if (options.on_publish_latency) options.on_publish_latency(last_publish_ms, lcores_ms);
@@ -130,16 +131,23 @@ absl::Status ControlPlane::Impl::CommitLocked(v1::Config candidate, uint64_t t0_
   AssignMissingIds(*config, &candidate);
   candidate.set_version(config->version());
   std::vector<std::string> warnings;
+  const uint64_t t_validate = MonotonicNs();
   auto d = ValidateConfig(candidate, options.publisher.caps, &warnings);
   if (!d.ok()) return Rename(d.status(), renames);
+  const uint64_t t_validated = MonotonicNs();
   HealthMap next_health = PrunedHealth(health, candidate, *d);
   auto prepared = PrepareEffective(*d, PublishHealth(next_health, candidate, *d), evs);
   if (!prepared.ok()) {
     UpdateSnapshotLocked();  // stuck lcores
     return prepared.status();
   }
+  prepared->before_validate_ms = NsToMs(t_validate - t0_ns);
+  prepared->validate_ms = NsToMs(t_validated - t_validate);
   candidate.set_version(config->version() + 1);
-  if (absl::Status st = store->Save(candidate); !st.ok()) {
+  const uint64_t t_save = MonotonicNs();
+  absl::Status saved = store->Save(candidate);
+  prepared->save_ms = NsToMs(MonotonicNs() - t_save);
+  if (absl::Status st = std::move(saved); !st.ok()) {
     publisher->Abandon();
     return absl::Status(st.code(), absl::StrCat("change not stored in ", store->Describe(), ": ",
                                                 st.message(), "; nothing was published"));

@@ -60,6 +60,15 @@ struct PublishReport {
   uint64_t generation = 0;
   double wait_ms = 0;   // reclamation wait
   double build_ms = 0;  // BuildTables + ValidateSlot
+  // Wall-clock phases of the transaction that published this report, filled
+  // by the control plane (0 for a publish that is not a config change):
+  // from the API call to the validation, ValidateConfig, Store::Save (with
+  // its fsync), and from Commit until every live lcore observed the
+  // generation. perf/control_bench prints them.
+  double before_validate_ms = 0;
+  double validate_ms = 0;
+  double save_ms = 0;
+  double observe_ms = 0;
   bool stats_region_present = false;
   BuildResult build;
 };

@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
-#include <set>
 #include <string_view>
 #include <tuple>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "lib/maglev.h"
 
@@ -33,6 +33,9 @@ bool IdentityLess(const Identity& a, const Identity& b) {
 
 // Hands out ids: explicit ones are reserved up front; a "0 = assign" entity
 // keeps its previous id when still free, else takes the lowest free one.
+// A hash set: only membership is asked (the lowest free id comes from the
+// cursor), and a tree insert per backend per publish was a quarter of
+// AssignSlots at 1,000 backends.
 class IdAllocator {
  public:
   void Reserve(uint32_t id) { used_.insert(id); }
@@ -44,7 +47,7 @@ class IdAllocator {
   }
 
  private:
-  std::set<uint32_t> used_;
+  absl::flat_hash_set<uint32_t> used_;
   uint32_t next_ = 1;
 };
 

@@ -12,7 +12,11 @@
 //
 // followed by "#" lines with the publish and build times (build = BuildTables
 // with the Maglev rings + the slot check), so the "beyond the Maglev build"
-// target can be read off. The latencies are the ControlPlane's own
+// target can be read off, and one "# ... phases_ms_p50/p99" line with the
+// wall-clock phases of each call (lb::PublishReport): before_validate (the
+// candidate config), validate (ValidateConfig), reclaim_wait, build, save
+// (Store::Save with its fsync) and observe (Commit -> every live lcore on
+// the generation). The latencies are the ControlPlane's own
 // (ApiToLcoresLatenciesMs): from the call being accepted to every live
 // lcore's observed_generation reaching the new generation.
 #include <sched.h>
@@ -77,7 +81,13 @@ int Run(const std::string& dataplane, int backends, int ops) {
   // Build time of every publish (BuildTables + slot check), from the
   // publish callback, which runs under the control plane's mutex.
   auto build_ms = std::make_shared<std::vector<double>>();
-  o.on_publish = [build_ms](const lb::PublishReport& r) { build_ms->push_back(r.build_ms); };
+  auto phases = std::make_shared<std::vector<lb::PublishReport>>();
+  o.on_publish = [build_ms, phases](const lb::PublishReport& r) {
+    build_ms->push_back(r.build_ms);
+    lb::PublishReport p = r;
+    p.build = {};
+    phases->push_back(std::move(p));
+  };
   auto store = lb::NewFileStore(dir + "/state");
   if (!store.ok()) {
     std::fprintf(stderr, "store: %s\n", std::string(store.status().message()).c_str());
@@ -138,6 +148,22 @@ int Run(const std::string& dataplane, int backends, int ops) {
         backends, lat.size(), Percentile(pub, 0.5), Percentile(pub, 0.99),
         Percentile(lat, 0.5) - Percentile(pub, 0.5), Percentile(build, 0.5),
         Percentile(build, 0.99));
+    // Wall-clock phases of each UpdateBackend (PublishReport): p50 / p99.
+    std::vector<lb::PublishReport> ph(phases->begin() + static_cast<long>(builds_before),
+                                      phases->end());
+    auto pick = [&ph](double lb::PublishReport::*f) {
+      std::vector<double> v;
+      for (const lb::PublishReport& r : ph) v.push_back(r.*f);
+      return absl::StrCat(absl::SixDigits(Percentile(v, 0.5)), "/",
+                          absl::SixDigits(Percentile(v, 0.99)));
+    };
+    std::printf(
+        "# backends=%d phases_ms_p50/p99 before_validate=%s validate=%s reclaim_wait=%s "
+        "build=%s save=%s observe=%s\n",
+        backends, pick(&lb::PublishReport::before_validate_ms).c_str(),
+        pick(&lb::PublishReport::validate_ms).c_str(), pick(&lb::PublishReport::wait_ms).c_str(),
+        pick(&lb::PublishReport::build_ms).c_str(), pick(&lb::PublishReport::save_ms).c_str(),
+        pick(&lb::PublishReport::observe_ms).c_str());
   }
   kill(child, SIGTERM);
   int status = 0;
