@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "lib/findings.h"
+#include "proto/l7_pem.h"
 #include "proto/text_parse.h"
 
 namespace lb::l7 {
@@ -619,7 +620,16 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c,
     ListenerConfig lc{l.name(), addr, static_cast<uint16_t>(l.port()), *std::move(router),
                       std::move(names)};
     lc.tls = l.has_tls();
-    if (lc.tls) lc.tls_config = l.tls();
+    if (lc.tls) {
+      // Inline PEM is checked here (no I/O); files by lb-l7 (tls.h).
+      std::vector<std::pair<std::string, std::string>> cert_errors;
+      for (int k = 0; k < l.tls().certificates_size(); ++k) {
+        CheckCertificateEntry(l.tls().certificates(k),
+                              absl::StrCat(lp, ".tls.certificates[", k, "]"), &cert_errors);
+      }
+      for (const auto& [path, what] : cert_errors) f.Error(path, "%s", what);
+      lc.tls_config = l.tls();
+    }
     rc.listeners.push_back(std::move(lc));
   }
 
