@@ -1,6 +1,7 @@
 #include "proto/l7_config.h"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstring>
@@ -401,6 +402,19 @@ absl::StatusOr<v1::L7Config> LoadL7Config(const std::string& path) {
   }
   v1::L7Config config;
   if (absl::Status st = ParseTextProto(text, path, &config); !st.ok()) return st;
+  // A file that holds private keys (inline key_pem) is held to the rule of
+  // key_file: not accessible by others.
+  bool keys = false;
+  for (const v1::L7Listener& l : config.listeners()) {
+    for (const v1::L7Certificate& c : l.tls().certificates()) keys = keys || !c.key_pem().empty();
+  }
+  struct stat st;
+  if (keys && stat(path.c_str(), &st) == 0 && (st.st_mode & 0007) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path,
+                     ": holds private keys (key_pem) and is accessible by others; chmod "
+                     "o-rwx (0600 or 0640)"));
+  }
   return config;
 }
 

@@ -77,11 +77,14 @@ absl::StatusOr<std::vector<X509Ptr>> ParseCertificatesPem(absl::string_view pem)
   // Certificates only: OpenSSL would skip any other block, and what is in
   // cert_pem is returned by the API as it is (a key there would leak).
   for (const std::string& label : PemLabels(pem)) {
-    if (label != "CERTIFICATE") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("holds a \"", absl::CEscape(label),
-                       "\" block; certificates only (the private key goes in key_pem)"));
-    }
+    if (label == "CERTIFICATE") continue;
+    // A key's label is not repeated: "PRIVATE KEY" in an answer or a log
+    // would read as a leak to whoever greps for it.
+    const std::string what = absl::StrContains(label, "KEY")
+                                 ? std::string("a key")
+                                 : absl::StrCat("a \"", absl::CEscape(label), "\"");
+    return absl::InvalidArgumentError(absl::StrCat(
+        "holds ", what, " block; certificates only (the private key goes in key_pem)"));
   }
   auto bio = MemBio(pem);
   if (bio == nullptr) return absl::ResourceExhaustedError("BIO_new_mem_buf failed");
