@@ -205,9 +205,13 @@ uint64_t ControlPlane::l7_ticket_key_rotations() const {
 
 v1::L7ConfigResponse ControlPlane::GetL7Config() const {
   Impl& m = *impl_;
-  absl::MutexLock l(&m.snapshot_mu);
-  v1::L7ConfigResponse r = ResponseOf(*m.snapshot->config);
-  *r.mutable_health() = m.l7_health;
+  v1::L7ConfigResponse r;
+  {
+    absl::MutexLock l(&m.snapshot_mu);
+    r = BaseResponseOf(*m.snapshot->config);
+    *r.mutable_health() = m.l7_health;
+  }
+  l7::RedactPrivateKeys(r.mutable_config());  // parses keys: outside the lock
   return r;
 }
 
