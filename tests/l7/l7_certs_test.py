@@ -13,7 +13,7 @@ The listener starts on a certificate file on the L7 node; then:
      connections through curl, one keep-alive HTTPS connection): 0 failed
      requests, the keep-alive connection is never closed, lb-l7 swaps TLS
      contexts on its running workers;
-  3. `lbctl l7 get` (text and --json) shows key_pem as
+  3. `lbctl l7 get` (text and --json) and SetL7Config's answer show key_pem as
      "redacted:sha256:<SHA-256 of the key's DER>" (checked against openssl
      pkey), never a key; get -> set unchanged is no new generation; get ->
      edit -> set keeps the key (a new generation, the same certificate
@@ -171,9 +171,13 @@ pools {{ name: "web" backends {{ address: "127.0.0.1" port: {backend} }} }}
     wait_served(port, "10", "the file certificate")
 
     # 1. Upload certificate 1.
-    r = lbctl_run("l7", "set-cert", "--listener=https", f"--cert={crt1}", f"--key={key1}")
-    check(r.returncode == 0 and "generation 2" in r.stdout,
+    # --json: SetL7Config's whole answer (the document as stored) printed.
+    r = lbctl_run("l7", "set-cert", "--listener=https", f"--cert={crt1}", f"--key={key1}",
+                  "--json")
+    check(r.returncode == 0 and re.search(r'"generation":\s*"?2', r.stdout),
           f"lbctl l7 set-cert: {r.stdout}{r.stderr}")
+    check(marker_of(key1) in r.stdout and "PRIVATE KEY" not in r.stdout,
+          "SetL7Config's answer is not redacted:\n" + r.stdout)
     wait_generation(2)
     detail = wait_served(port, "11", "uploaded certificate 1")
     check("O = inline1" in detail or "O=inline1" in detail, "subject of certificate 1:\n" + detail)
