@@ -293,6 +293,14 @@ pools {{ name: "web" backends {{ address: "127.0.0.1" port: {backend} }} }}
     refused(lbctl_run("l7", "set-cert", "--listener=https", f"--cert={both}", f"--key={key1}"),
             "config.listeners[0].tls.certificates[0].cert_pem: holds a key block",
             "a key inside --cert")
+    # lbctl's own refusals (usage, exit 2): nothing sent.
+    for args, msg in ((("--listener=https", f"--cert={crt1}"), "--key: required"),
+                      (("--listener=nope", f"--cert={crt1}", f"--key={key1}"),
+                       'no L7 listener named "nope"'),
+                      (("--listener=https", f"--cert={crt1}", f"--key={key1}", "--index=7"),
+                       "--index: 7 is beyond certificates")):
+        r = lbctl_run("l7", "set-cert", *args)
+        check(r.returncode == 2 and msg in r.stderr, f"set-cert {args}: {r.returncode} {r.stderr}")
     r = lbctl_run("l7", "get")
     check("generation 4" in r.stdout and f'key_pem: "{want}"' in r.stdout,
           "stored config changed by a refusal:\n" + r.stdout)
