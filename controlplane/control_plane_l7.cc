@@ -4,6 +4,12 @@
 //   check -> candidate = committed config + new l7 -> PERSIST -> commit in
 //   memory (the query snapshot; WatchL7Config streams wake on it)
 //
+// Certificates' private keys (L7Certificate.key_pem, proto/l7_pem.h): stored
+// in the document as sent; every answer of the admin API (ResponseOf)
+// shows a "redacted:sha256:<hex>" marker instead, which SetL7Config
+// resolves back to the stored key (get, edit, set keeps the key). Only
+// WatchL7Config (NodeResponseOf) carries the keys, to lb-l7.
+//
 // Session ticket keys (ticket_keys.h): the first SetL7Config draws them,
 // RotateL7TicketKeys (every Tick) rotates them when due, both stored like
 // any change. GetL7Config never shows them; WatchL7Config (L7ConfigForNodes,
@@ -23,11 +29,12 @@
 #include "controlplane/ticket_keys.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "proto/l7_config.h"
+#include "proto/l7_pem.h"
 
 namespace lb {
 namespace {
 
-v1::L7ConfigResponse ResponseOf(const v1::Config& c) {
+v1::L7ConfigResponse BaseResponseOf(const v1::Config& c) {
   v1::L7ConfigResponse r;
   *r.mutable_config() = c.l7();
   r.set_generation(c.l7_generation());
@@ -35,8 +42,17 @@ v1::L7ConfigResponse ResponseOf(const v1::Config& c) {
   return r;
 }
 
+// What the admin API answers: private keys as their redaction markers
+// (l7_pem.h), never the key.
+v1::L7ConfigResponse ResponseOf(const v1::Config& c) {
+  v1::L7ConfigResponse r = BaseResponseOf(c);
+  l7::RedactPrivateKeys(r.mutable_config());
+  return r;
+}
+
+// What lb-l7 gets (WatchL7Config only): the keys and the ticket keys.
 v1::L7ConfigResponse NodeResponseOf(const v1::Config& c) {
-  v1::L7ConfigResponse r = ResponseOf(c);
+  v1::L7ConfigResponse r = BaseResponseOf(c);
   InjectTicketKeys(c.l7_ticket_keys(), r.mutable_config());
   return r;
 }
@@ -61,10 +77,16 @@ absl::Status RefuseInlineTicketKeys(const v1::L7Config& l7) {
 
 absl::StatusOr<v1::L7ConfigResponse> ControlPlane::SetL7Config(const v1::L7Config& l7,
                                                                uint64_t expected_generation) {
-  // Pure and possibly slow (regexes, Maglev rings): outside the mutex.
+  // Pure and possibly slow (regexes, Maglev rings): outside the mutex, on
+  // the document with its key markers resolved against the snapshot.
   if (absl::Status st = RefuseInlineTicketKeys(l7); !st.ok()) return st;
-  if (auto rc = l7::ValidateL7Config(l7, "config."); !rc.ok()) return rc.status();
   Impl& m = *impl_;
+  v1::L7Config checked = l7;
+  if (absl::Status st = l7::ResolveRedactedKeys(m.GetSnapshot()->config->l7(), "config.", &checked);
+      !st.ok()) {
+    return st;
+  }
+  if (auto rc = l7::ValidateL7Config(checked, "config."); !rc.ok()) return rc.status();
   return m.Run<v1::L7ConfigResponse>(
       "SetL7Config", [&](std::vector<v1::Event>* ev) -> absl::StatusOr<v1::L7ConfigResponse> {
         const uint64_t current = m.config->l7_generation();
@@ -73,12 +95,26 @@ absl::StatusOr<v1::L7ConfigResponse> ControlPlane::SetL7Config(const v1::L7Confi
               "expected_generation: ", expected_generation, " is not the current L7 generation ",
               current, " (changed meanwhile: get it again, edit, set)"));
         }
+        // Markers again on the state in hand (another control plane on the
+        // same store may have changed the keys since the snapshot).
+        v1::L7Config next = l7;
+        if (absl::Status st = l7::ResolveRedactedKeys(m.config->l7(), "config.", &next); !st.ok()) {
+          return st;
+        }
+        if (!google::protobuf::util::MessageDifferencer::Equals(next, checked)) {
+          if (auto rc = l7::ValidateL7Config(next, "config."); !rc.ok()) return rc.status();
+        }
+        if (absl::Status st =
+                l7::RefuseExpiredNewCertificates(next, m.config->l7(), NowUnixS(), "config.");
+            !st.ok()) {
+          return st;
+        }
         if (current != 0 &&
-            google::protobuf::util::MessageDifferencer::Equals(m.config->l7(), l7)) {
+            google::protobuf::util::MessageDifferencer::Equals(m.config->l7(), next)) {
           return ResponseOf(*m.config);  // nothing changes: no generation, no store write
         }
         v1::Config candidate = *m.config;
-        *candidate.mutable_l7() = l7;
+        *candidate.mutable_l7() = std::move(next);
         candidate.set_l7_generation(current + 1);
         candidate.set_version(m.config->version() + 1);
         const bool first_keys = candidate.l7_ticket_keys().keys_size() < 2;
@@ -169,9 +205,13 @@ uint64_t ControlPlane::l7_ticket_key_rotations() const {
 
 v1::L7ConfigResponse ControlPlane::GetL7Config() const {
   Impl& m = *impl_;
-  absl::MutexLock l(&m.snapshot_mu);
-  v1::L7ConfigResponse r = ResponseOf(*m.snapshot->config);
-  *r.mutable_health() = m.l7_health;
+  v1::L7ConfigResponse r;
+  {
+    absl::MutexLock l(&m.snapshot_mu);
+    r = BaseResponseOf(*m.snapshot->config);
+    *r.mutable_health() = m.l7_health;
+  }
+  l7::RedactPrivateKeys(r.mutable_config());  // parses keys: outside the lock
   return r;
 }
 

@@ -1,6 +1,7 @@
 #include "proto/l7_config.h"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "lib/findings.h"
+#include "proto/l7_pem.h"
 #include "proto/text_parse.h"
 
 namespace lb::l7 {
@@ -400,6 +402,19 @@ absl::StatusOr<v1::L7Config> LoadL7Config(const std::string& path) {
   }
   v1::L7Config config;
   if (absl::Status st = ParseTextProto(text, path, &config); !st.ok()) return st;
+  // A file that holds private keys (inline key_pem) is held to the rule of
+  // key_file: not accessible by others.
+  bool keys = false;
+  for (const v1::L7Listener& l : config.listeners()) {
+    for (const v1::L7Certificate& c : l.tls().certificates()) keys = keys || !c.key_pem().empty();
+  }
+  struct stat st;
+  if (keys && stat(path.c_str(), &st) == 0 && (st.st_mode & 0007) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path,
+                     ": holds private keys (key_pem) and is accessible by others; chmod "
+                     "o-rwx (0600 or 0640)"));
+  }
   return config;
 }
 
@@ -619,7 +634,16 @@ absl::StatusOr<RuntimeConfig> ValidateL7Config(const v1::L7Config& c,
     ListenerConfig lc{l.name(), addr, static_cast<uint16_t>(l.port()), *std::move(router),
                       std::move(names)};
     lc.tls = l.has_tls();
-    if (lc.tls) lc.tls_config = l.tls();
+    if (lc.tls) {
+      // Inline PEM is checked here (no I/O); files by lb-l7 (tls.h).
+      std::vector<std::pair<std::string, std::string>> cert_errors;
+      for (int k = 0; k < l.tls().certificates_size(); ++k) {
+        CheckCertificateEntry(l.tls().certificates(k),
+                              absl::StrCat(lp, ".tls.certificates[", k, "]"), &cert_errors);
+      }
+      for (const auto& [path, what] : cert_errors) f.Error(path, "%s", what);
+      lc.tls_config = l.tls();
+    }
     rc.listeners.push_back(std::move(lc));
   }
 

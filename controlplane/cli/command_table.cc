@@ -214,6 +214,24 @@ Lbctl::Lbctl() {
          "refuse (FAILED_PRECONDITION) unless the current generation is N "
          "(0 = any; 'lbctl l7 get' prints it)"}},
        bind(&Lbctl::L7Set)},
+      {{"l7", "set-cert"},
+       "",
+       0,
+       0,
+       "Upload a certificate and its private key for an L7 listener (inline PEM)",
+       "Reads the L7 configuration, puts the certificate (then --chain, if given) and the key\n"
+       "into the listener's certificates[--index] (default 0; the count appends), replacing\n"
+       "that entry (its files and OCSP response included), and sets it back with the\n"
+       "generation read. Every lb-l7 swaps it in live, no connection dropped. The key is\n"
+       "read from a file only and is never shown again: 'lbctl l7 get' prints\n"
+       "key_pem: \"redacted:sha256:<hex>\", which 'lbctl l7 set' takes back as \"keep it\".\n"
+       "Example: lbctl l7 set-cert --listener https --cert site.crt --key site.key",
+       {{"listener", "NAME", "the listener (listeners[].name); it must have a tls block"},
+        {"cert", "FILE", "PEM certificate (then its chain)"},
+        {"key", "FILE", "PEM private key (unencrypted); keep it 0600"},
+        {"chain", "FILE", "PEM intermediates appended after the certificate"},
+        {"index", "N", "which certificates[] entry (default 0; the count appends)"}},
+       bind(&Lbctl::L7SetCert)},
       {{"l7", "rotate-ticket-keys"},
        "",
        0,

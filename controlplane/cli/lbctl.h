@@ -92,6 +92,7 @@ class Lbctl {
   int Watch(const ParsedArgs& a);
   int L7Get(const ParsedArgs& a);
   int L7Set(const ParsedArgs& a);
+  int L7SetCert(const ParsedArgs& a);
   int L7RotateTicketKeys(const ParsedArgs& a);
 
   std::vector<FlagDef> global_flags_;

@@ -109,12 +109,12 @@ void OnControlPlaneConfig(lb::l7::Runner* runner, const lb::v1::L7Config& config
                           uint64_t generation) {
   if (runner->Runs(config, generation)) return;  // in hand already (a reconnect)
   const uint64_t running = runner->generation();
-  // Same generation, other bytes: the control plane rotated the session
-  // ticket keys (L7Tls.session_ticket_keys); Reload swaps the TLS contexts
-  // of the running workers, no connection is touched.
-  const bool keys_only = runner->running() && running == generation;
-  if (absl::Status st =
-          keys_only ? runner->Reload(config, generation) : runner->Apply(config, generation);
+  // Only TLS differs (the control plane rotated the session ticket keys,
+  // same generation; or a new generation changed certificates and keys,
+  // e.g. `lbctl l7 set-cert`): Reload swaps the TLS contexts of the running
+  // workers, no connection is touched. Anything else: Apply (new workers).
+  if (absl::Status st = runner->running() ? runner->Reload(config, generation)
+                                          : runner->Apply(config, generation);
       !st.ok()) {
     LOG(ERROR) << "control plane generation " << generation << " refused, "
                << (running != 0 ? absl::StrCat("generation ", running, " kept")

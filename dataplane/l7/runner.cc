@@ -46,8 +46,14 @@ namespace {
 // material only.
 bool SameButTls(const v1::L7Config& a, const v1::L7Config& b) {
   v1::L7Config x = a, y = b;
-  for (auto& l : *x.mutable_listeners()) l.clear_tls();
-  for (auto& l : *y.mutable_listeners()) l.clear_tls();
+  // Whether a listener terminates TLS stays compared (its contexts exist or not).
+  for (auto* c : {&x, &y}) {
+    for (auto& l : *c->mutable_listeners()) {
+      const bool tls = l.has_tls();
+      l.clear_tls();
+      if (tls) l.mutable_tls();
+    }
+  }
   return google::protobuf::util::MessageDifferencer::Equals(x, y);
 }
 

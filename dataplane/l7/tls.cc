@@ -20,6 +20,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "proto/l7_pem.h"
 
 namespace lb::l7 {
 
@@ -90,37 +91,26 @@ struct Loaded {
   }
 };
 
-std::vector<std::string> CertNames(X509* x) {
-  std::vector<std::string> out;
-  auto* sans =
-      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr));
-  if (sans != nullptr) {
-    for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
-      const GENERAL_NAME* g = sk_GENERAL_NAME_value(sans, i);
-      if (g->type != GEN_DNS) continue;
-      const auto* d = reinterpret_cast<const char*>(ASN1_STRING_get0_data(g->d.dNSName));
-      out.push_back(absl::AsciiStrToLower(std::string(d, ASN1_STRING_length(g->d.dNSName))));
-    }
-    GENERAL_NAMES_free(sans);
-  }
-  if (out.empty()) {
-    X509_NAME* subj = X509_get_subject_name(x);
-    const int i = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
-    if (i >= 0) {
-      ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
-      const auto* d = reinterpret_cast<const char*>(ASN1_STRING_get0_data(s));
-      out.push_back(absl::AsciiStrToLower(std::string(d, ASN1_STRING_length(s))));
-    }
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
 // Reads one certificate entry; every problem is appended to `errors`.
 bool LoadCert(const v1::L7Certificate& c, const std::string& cp, Loaded* out,
               std::vector<std::string>* errors) {
   const size_t before = errors->size();
+  if (!c.cert_pem().empty() || !c.key_pem().empty()) {
+    // Inline (from the control plane): parsed from memory, no file, no
+    // temporary copy. ValidateL7Config checked the pair; checked again here
+    // so that Build stands alone.
+    std::vector<std::pair<std::string, std::string>> found;
+    CheckCertificateEntry(c, cp, &found);
+    for (const auto& [field, what] : found) errors->push_back(absl::StrCat(field, ": ", what));
+    if (!found.empty()) return false;
+    auto certs = ParseCertificatesPem(c.cert_pem());
+    auto key = ParsePrivateKeyPem(c.key_pem());
+    if (!certs.ok() || !key.ok()) return false;  // reported above
+    out->cert = (*certs)[0].release();
+    out->key = key->release();
+    out->names = CertificateNames(out->cert);
+    return true;
+  }
   if (c.cert_file().empty()) errors->push_back(cp + ".cert_file: required");
   if (c.key_file().empty()) errors->push_back(cp + ".key_file: required");
   if (errors->size() != before) return false;
@@ -151,10 +141,26 @@ bool LoadCert(const v1::L7Certificate& c, const std::string& cp, Loaded* out,
     errors->push_back(cp + ".key_file: does not match the certificate of cert_file");
     return false;
   }
-  out->names = CertNames(out->cert);
+  out->names = CertificateNames(out->cert);
   if (out->names.empty()) {
     errors->push_back(cp + ".cert_file: the certificate names no DNS name (SAN or CN)");
     return false;
+  }
+  return true;
+}
+
+// The leaf and its chain into the SSL_CTX's slot for the leaf's key type:
+// from the file, or from cert_pem in memory.
+bool UseCertificateChain(SSL_CTX* ctx, const v1::L7Certificate& c) {
+  if (c.cert_pem().empty()) {
+    return SSL_CTX_use_certificate_chain_file(ctx, c.cert_file().c_str()) == 1;
+  }
+  auto certs = ParseCertificatesPem(c.cert_pem());
+  if (!certs.ok() || SSL_CTX_use_certificate(ctx, (*certs)[0].get()) != 1) return false;
+  // add1: the SSL_CTX takes its own reference; the chain goes with the
+  // certificate just set (its key type's slot).
+  for (size_t i = 1; i < certs->size(); ++i) {
+    if (SSL_CTX_add1_chain_cert(ctx, (*certs)[i].get()) != 1) return false;
   }
   return true;
 }
@@ -465,9 +471,9 @@ bool TlsContext::AddGroup(const v1::L7Tls& c, int min_version, const std::string
     const auto* l = static_cast<const Loaded*>(p);
     const std::string cp = absl::StrCat(field, ".certificates[", l->index, "]");
     const v1::L7Certificate& cc = c.certificates(l->index);
-    // The chain file again: its intermediates go with this key type's slot.
-    if (SSL_CTX_use_certificate_chain_file(ctx, cc.cert_file().c_str()) != 1 ||
-        SSL_CTX_use_PrivateKey(ctx, l->key) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+    // The chain again: its intermediates go with this key type's slot.
+    if (!UseCertificateChain(ctx, cc) || SSL_CTX_use_PrivateKey(ctx, l->key) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
       errors->push_back(absl::StrCat(cp, ": OpenSSL refused the pair: ", SslError()));
       return false;
     }
@@ -482,7 +488,7 @@ bool TlsContext::AddGroup(const v1::L7Tls& c, int min_version, const std::string
     int64_t not_after = 0;
     tm t{};
     if (ASN1_TIME_to_tm(X509_get0_notAfter(l->cert), &t) == 1) not_after = timegm(&t);
-    certs_.push_back({cc.cert_file(), l->names[0], not_after});
+    certs_.push_back({cc.cert_pem().empty() ? cc.cert_file() : "inline", l->names[0], not_after});
   }
   for (const std::string& n : static_cast<const Loaded*>(group[0])->names) {
     if (n.size() > 2 && n[0] == '*' && n[1] == '.') {

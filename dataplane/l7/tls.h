@@ -10,7 +10,8 @@
 // workers under OpenSSL's lock) and the session ticket keys.
 //
 // Contract: BuildTlsContexts reads and checks every file of every TLS
-// listener and reports each problem as "<field path>: <what>" (joined by
+// listener (inline cert_pem/key_pem are parsed from memory, proto/l7_pem.h) and reports each
+// problem as "<field path>: <what>" (joined by
 // "; "); nothing is half built. Key material is never put in a message or a
 // log line (OpenSSL's reason strings only name what failed).
 //
@@ -55,7 +56,7 @@ int TlsCipherIndex(const SSL* ssl);
 std::string ClientCertSubject(const SSL* ssl);
 
 struct TlsCertInfo {
-  std::string file;
+  std::string file;       // cert_file, or "inline" for cert_pem
   std::string subject;    // first served name
   int64_t not_after = 0;  // Unix seconds
 };

@@ -12,9 +12,12 @@
 
 #include "controlplane/l7_health.h"
 
+#include "google/protobuf/text_format.h"
 #include "proto/l7_config.h"
+#include "proto/l7_pem.h"
 #include "proto/text_parse.h"
 #include "tests/cp/control_plane_test_util.h"
+#include "tests/l7/pem_test_util.h"
 
 namespace lb {
 namespace {
@@ -469,6 +472,129 @@ TEST_F(ControlPlaneL7Test, HealthWakesTheWatchWithoutAConfigGeneration) {
   const v1::L7ConfigResponse same = cp->WaitL7Config(1, keys, absl::Milliseconds(50), 3);
   EXPECT_EQ(same.generation(), 1u);
   EXPECT_EQ(same.health().generation(), 3u);
+}
+
+}  // namespace
+}  // namespace lb
+
+namespace lb {
+namespace {
+
+using lb::testing::MakeTestPem;
+using lb::testing::TestPem;
+
+v1::L7Certificate InlineCert(const TestPem& p) {
+  v1::L7Certificate c;
+  c.set_cert_pem(p.cert);
+  c.set_key_pem(p.key);
+  return c;
+}
+
+const v1::L7Certificate& NodeCert(const ControlPlane& cp, int i) {
+  static thread_local v1::L7ConfigResponse r;
+  r = cp.L7ConfigForNodes();
+  return r.config().listeners(0).tls().certificates(i);
+}
+
+void ExpectRedacted(const v1::L7ConfigResponse& r, const std::vector<TestPem>& pems) {
+  std::string wire, text;
+  ASSERT_TRUE(r.SerializeToString(&wire));
+  google::protobuf::TextFormat::PrintToString(r, &text);
+  EXPECT_EQ(wire.find("PRIVATE KEY"), std::string::npos) << text;
+  const v1::L7Tls& t = r.config().listeners(0).tls();
+  ASSERT_EQ(t.certificates_size(), static_cast<int>(pems.size()));
+  for (size_t i = 0; i < pems.size(); ++i) {
+    EXPECT_EQ(t.certificates(i).key_pem(), *l7::RedactedKeyMarker(pems[i].key)) << i;
+    EXPECT_EQ(t.certificates(i).cert_pem(), pems[i].cert) << i;  // public: as it is
+  }
+}
+
+// Keys are stored with the document, streamed to lb-l7 only, shown as
+// markers everywhere else; a marker sent back keeps the stored key; an
+// unknown marker, a mismatched pair or an expired new certificate is
+// refused naming the field with nothing changed; stored 0600, read back.
+TEST_F(ControlPlaneL7Test, InlineKeysRedactedInAnswersKeptByMarkers) {
+  const TestPem a = MakeTestPem({"a.example.com"}), b = MakeTestPem({"b.example.com"}, true);
+  const TestPem a2 = MakeTestPem({"a.example.com"}, false, 86400, 2);
+  v1::L7Config doc = L7(kGood);
+  *doc.mutable_listeners(0)->mutable_tls()->add_certificates() = InlineCert(a);
+  *doc.mutable_listeners(0)->mutable_tls()->add_certificates() = InlineCert(b);
+  {
+    auto cp = Make();
+    ASSERT_NE(cp, nullptr);
+    auto set = cp->SetL7Config(doc, 0);
+    ASSERT_TRUE(set.ok()) << set.status();
+    EXPECT_EQ(set->generation(), 1u);
+    ExpectRedacted(*set, {a, b});
+    ExpectRedacted(cp->GetL7Config(), {a, b});
+    EXPECT_EQ(NodeCert(*cp, 0).key_pem(), a.key);
+    EXPECT_EQ(NodeCert(*cp, 1).key_pem(), b.key);
+
+    // get -> set as it is: nothing changes (no generation, no write).
+    const uint64_t version = cp->version();
+    v1::L7ConfigResponse got = cp->GetL7Config();
+    auto same = cp->SetL7Config(got.config(), got.generation());
+    ASSERT_TRUE(same.ok()) << same.status();
+    EXPECT_EQ(same->generation(), 1u);
+    EXPECT_EQ(cp->version(), version);
+    // get -> edit -> set: the markers keep both keys.
+    v1::L7Config edited = got.config();
+    edited.mutable_listeners(0)->set_port(8081);
+    auto r = cp->SetL7Config(edited, 1);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->generation(), 2u);
+    EXPECT_EQ(NodeCert(*cp, 0).key_pem(), a.key);
+    EXPECT_EQ(NodeCert(*cp, 1).key_pem(), b.key);
+    // A new certificate and key for [0]; [1] by its marker.
+    *edited.mutable_listeners(0)->mutable_tls()->mutable_certificates(0) = InlineCert(a2);
+    r = cp->SetL7Config(edited, 2);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->generation(), 3u);
+    ExpectRedacted(*r, {a2, b});
+    EXPECT_EQ(NodeCert(*cp, 0).key_pem(), a2.key);
+
+    // Refusals name the field and change nothing.
+    const v1::L7ConfigResponse before = cp->L7ConfigForNodes();
+    const uint64_t v3 = cp->version();
+    auto expect_refused = [&](const v1::L7Config& c, const std::string& want) {
+      auto rr = cp->SetL7Config(c, 0);
+      ASSERT_FALSE(rr.ok()) << want;
+      EXPECT_EQ(rr.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_CONTAINS(rr.status().message(), want);
+      EXPECT_EQ(rr.status().message().find("PRIVATE KEY"), std::string::npos);
+      EXPECT_EQ(cp->version(), v3);
+      EXPECT_TRUE(MessageDifferencer::Equals(cp->L7ConfigForNodes(), before));
+    };
+    // a's key is no longer stored: its marker stands for nothing.
+    v1::L7Config gone = edited;
+    v1::L7Certificate* c0 = gone.mutable_listeners(0)->mutable_tls()->mutable_certificates(0);
+    c0->set_cert_pem(a.cert);
+    c0->set_key_pem(*l7::RedactedKeyMarker(a.key));
+    expect_refused(gone, "config.listeners[0].tls.certificates[0].key_pem: \"redacted:sha256:");
+    // b's marker (a stored key) under a's certificate: not its key.
+    c0->set_key_pem(*l7::RedactedKeyMarker(b.key));
+    expect_refused(gone,
+                   "config.listeners[0].tls.certificates[0].key_pem: does not match the "
+                   "certificate of cert_pem");
+    // A mismatched pair uploaded.
+    *c0 = InlineCert(a);
+    c0->set_key_pem(a2.key);
+    expect_refused(gone, "config.listeners[0].tls.certificates[0].key_pem: does not match");
+    // An expired certificate uploaded.
+    *c0 = InlineCert(MakeTestPem({"a.example.com"}, false, -60));
+    expect_refused(gone,
+                   "config.listeners[0].tls.certificates[0].cert_pem: the certificate "
+                   "expired");
+  }
+  struct stat st;
+  ASSERT_EQ(stat(state_file_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto again = Make();
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->GetL7Config().generation(), 3u);
+  ExpectRedacted(again->GetL7Config(), {a2, b});
+  EXPECT_EQ(NodeCert(*again, 0).key_pem(), a2.key);
+  EXPECT_EQ(NodeCert(*again, 1).key_pem(), b.key);
 }
 
 }  // namespace
