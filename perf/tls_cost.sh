@@ -239,7 +239,9 @@ for c in ${CASES:-full_ecdsa full_rsa resumed https_keepalive}; do
 
     start "$name" valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" -q
     # warm: under callgrind wrk's 50 handshakes alone take seconds
-    load "$name" "$c" $([[ $c == https_keepalive ]] && echo 12 || echo 2)
+    warm=2
+    [[ $c == https_keepalive ]] && warm=12
+    load "$name" "$c" "$warm"
     callgrind_control -z "$PID" > /dev/null 2>&1
     load "$name" "$c" "$SECS"
     callgrind_control -d "$PID" > /dev/null 2>&1
