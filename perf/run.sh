@@ -81,8 +81,11 @@ case "$name" in
   tls)
     # lb-l7 beside HAProxy terminating TLS for one nginx backend, each pinned
     # to CPU 0, the client on CPU 1: full handshakes (ECDSA, RSA), resumed
-    # handshakes and HTTPS keep-alive requests per proxy CPU-second. About
-    # 1 min; see perf/tls_bench.sh. Optional arg: seconds per run.
+    # handshakes and HTTPS keep-alive requests per proxy CPU-second, 7
+    # interleaved lb-l7/HAProxy rounds per case (median ratio). About
+    # 4.5 min; see perf/tls_bench.sh. Optional arg: seconds per run (3).
+    # Per-handshake and per-request counts (syscalls, user instructions):
+    # bash perf/tls_cost.sh <lb-l7>.
     build dataplane/l7/lb-l7
     exec bash "$ROOT/perf/tls_bench.sh" "$BUILD/dataplane/l7/lb-l7" "$@"
     ;;

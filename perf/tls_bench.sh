@@ -3,13 +3,17 @@
 # the same nginx backend, on loopback (issue 11, "Performance"). Run by
 # perf/run.sh tls (release build), or directly:
 #
-#   perf/tls_bench.sh path/to/lb-l7 [seconds_per_run (default 5)]
+#   perf/tls_bench.sh path/to/lb-l7 [seconds_per_run (default 3)]
 #
 # Each proxy runs one worker pinned to CPU 0; the client (openssl s_time or
 # wrk) and the backend nginx share CPU 1. Both proxies get the same
-# certificates (ECDSA P-256, RSA 2048), TLS 1.2+1.3, default ciphers, and
-# run one after the other per case. The proxy's utime+stime from /proc
-# before and after gives operations per proxy CPU-second:
+# certificates (ECDSA P-256, RSA 2048), TLS 1.2+1.3, the same TLS 1.2
+# cipher list and TLS 1.3 suite list in the same (server) order; before
+# anything is measured the script checks with openssl s_client that both
+# negotiate the same version, cipher and key-exchange group for each
+# certificate and for TLS 1.2 (tls_negotiated lines; exit 1 if not).
+# The proxy's CPU time (schedstat, all its threads) before and after gives
+# operations per proxy CPU-second:
 #   full_ecdsa, full_rsa  new TLS 1.3 connections, full handshakes, no
 #                         request (openssl s_time -new)
 #   resumed               TLS 1.2 connections resuming one session
@@ -17,15 +21,21 @@
 #                         is checked to move)
 #   https_keepalive       small GETs over 50 keep-alive TLS connections
 #                         (wrk -t1 -c50)
-# Output, one line per case and proxy, then one ratio line per case:
-#   tls case=full_ecdsa proxy=lb-l7 per_cpu_s=N rate=N
-#   tls_vs_haproxy case=full_ecdsa ratio=N
+# The machine is shared, so each case runs TLS_ROUNDS short rounds (default
+# 7) of seconds_per_run each: a round measures lb-l7 and HAProxy back to
+# back (which one goes first alternates), and the ratio reported is the
+# median of the per-round ratios, with their min and max. Output:
+#   tls_round case=full_ecdsa round=N lb-l7=N haproxy=N ratio=N
+#   tls case=full_ecdsa proxy=lb-l7 per_cpu_s=N rate=N proxy_cpu_s=N   (medians)
+#   tls_vs_haproxy case=full_ecdsa ratio=N min=N max=N rounds=N
 # and tls_idle_conn_bytes=N (lb-l7 RSS growth per idle TLS connection).
 # CASES="resumed https_keepalive" runs only those cases.
+# Per-operation counts (user instructions, syscalls): perf/tls_cost.sh.
 # Loopback only; everything it starts is stopped, its temp dir removed.
 set -euo pipefail
 LB=$(readlink -f "$1")
-SECS=${2:-5}
+SECS=${2:-3}
+ROUNDS=${TLS_ROUNDS:-7}
 # shellcheck source=perf/bench_lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 bench_setup tls_bench wrk nginx haproxy openssl python3 curl
@@ -56,6 +66,7 @@ nginx -p "$WORK" -c "$WORK/be.conf" -e "$WORK/be.err"
 
 # HAProxy with the same policy as lb-l7's defaults (ECDHE + AEAD, 1.2+).
 CIPHERS="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+SUITES="TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 cat > ha.cfg <<EOF
 global
   nbthread 1
@@ -63,6 +74,7 @@ global
   pidfile $WORK/ha.pid
   daemon
   ssl-default-bind-ciphers $CIPHERS
+  ssl-default-bind-ciphersuites $SUITES
   ssl-default-bind-options ssl-min-ver TLSv1.2
 defaults
   mode http
@@ -97,14 +109,15 @@ for name in lb-l7 haproxy; do  # both answer HTTPS before anything is measured
     { echo "tls_bench: $name does not answer HTTPS" >&2; exit 1; }
 done
 
-ticks() {  # CPU ticks of a proxy: the pid and its children
-  local total=0 p
-  for p in "$1" $(pgrep -P "$1" || true); do
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo $total
+# CPU time of a proxy in ns: every thread of the pid and of its children
+# (/proc/PID/task/TID/schedstat, first field: time on a CPU). Nanoseconds,
+# not the 10 ms ticks of /proc/PID/stat: a proxy that is 20 % busy for 3 s
+# gets only 60 ticks.
+cpu_ns() {
+  local p
+  for p in "$1" $(pgrep -P "$1" || true); do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done |
+    awk '{t += $1} END {printf "%.0f\n", t}'
 }
-HZ=$(getconf CLK_TCK)
 
 # Prints "operations seconds" for one client run against port $2.
 client() {
@@ -133,29 +146,87 @@ handshakes() {  # lb-l7's ecdsa listener: "full resumed"
     END {print f, r}'
 }
 
-declare -A RATE
+# What a default client negotiates: "version/cipher/group".
+negotiated() {  # port [s_client args]
+  local port=$1 out
+  shift
+  out=$(openssl s_client -connect "127.0.0.1:$port" -servername bench.test "$@" \
+    < /dev/null 2>&1 || true)
+  awk '/^New, / {v=$2; c=$5; sub(",", "", v)}
+       /^Server Temp Key:/ {g=$4; sub(",", "", g)}
+       END {print v "/" c "/" g}' <<<"$out"
+}
+for check in "ecdsa" "rsa" "ecdsa -tls1_2"; do
+  read -r key args <<<"$check"
+  # shellcheck disable=SC2086  # args: zero or one s_client flag
+  l=$(negotiated "${PORT[lb-l7,$key]}" $args)
+  # shellcheck disable=SC2086
+  h=$(negotiated "${PORT[haproxy,$key]}" $args)
+  echo "tls_negotiated cert=$key client=${args:-default} lb-l7=$l haproxy=$h"
+  [[ $l == "$h" && $l != //* ]] ||
+    { echo "tls_bench: the proxies negotiate differently" >&2; exit 1; }
+done
+
+# measure NAME KIND KEY: one run; sets M_RATE (per proxy CPU-second),
+# M_OPS (per second) and M_CPU.
+measure() {
+  local name=$1 kind=$2 key=$3 pid port t0 t1 ops secs f0 r0 f1 r1
+  port=${PORT[$name,$key]}
+  if [[ $name == lb-l7 ]]; then pid=$LBPID; else pid=$(cat "$WORK/ha.pid"); fi
+  read -r f0 r0 < <(handshakes)
+  t0=$(cpu_ns "$pid")
+  read -r ops secs < <(client "$kind" "$port" "$SECS") || true
+  t1=$(cpu_ns "$pid")
+  if [[ $kind == resumed && $name == lb-l7 ]]; then
+    # s_time counts connections whose server side never finished (it
+    # closes right after its Finished); completed ones must be resumed.
+    read -r f1 r1 < <(handshakes)
+    (( (r1 - r0) > 10 * (f1 - f0) )) ||
+      echo "tls_bench: lb-l7 resumed $((r1 - r0)), full $((f1 - f0))" >&2
+  fi
+  M_CPU=$(python3 -c "print('%.3f' % max(($t1 - $t0) / 1e9, 0.001))")
+  M_RATE=$(python3 -c "print(int(${ops:-0} / $M_CPU))")
+  M_OPS=$(python3 -c "print(int(${ops:-0} / ${secs:-1}))")
+}
+
+med() { python3 -c "import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
 run_case() {  # case kind key
-  local c=$1 kind=$2 key=$3 name pid port t0 t1 ops secs cpu f0 r0 f1 r1
-  for name in lb-l7 haproxy; do
-    port=${PORT[$name,$key]}
-    if [[ $name == lb-l7 ]]; then pid=$LBPID; else pid=$(cat "$WORK/ha.pid"); fi
-    client "$kind" "$port" 1 > /dev/null  # warm
-    read -r f0 r0 < <(handshakes)
-    t0=$(ticks "$pid")
-    read -r ops secs < <(client "$kind" "$port" "$SECS")
-    t1=$(ticks "$pid")
-    if [[ $kind == resumed && $name == lb-l7 ]]; then
-      # s_time counts connections whose server side never finished (it
-      # closes right after its Finished); completed ones must be resumed.
-      read -r f1 r1 < <(handshakes)
-      (( (r1 - r0) > 10 * (f1 - f0) )) ||
-        echo "tls_bench: lb-l7 resumed $((r1 - r0)), full $((f1 - f0))" >&2
+  local c=$1 kind=$2 key=$3 r name order a ao ac b bo bc
+  local -a ratios=() l7r=() har=() l7o=() hao=() l7c=() hac=()
+  for name in lb-l7 haproxy; do client "$kind" "${PORT[$name,$key]}" 1 > /dev/null; done  # warm
+  for ((r = 1; r <= ROUNDS; r++)); do
+    if ((r % 2)); then order="lb-l7 haproxy"; else order="haproxy lb-l7"; fi
+    local -A got=()
+    for name in $order; do
+      measure "$name" "$kind" "$key"
+      got[$name]="$M_RATE $M_OPS $M_CPU"
+    done
+    read -r a ao ac <<<"${got[lb-l7]}"
+    read -r b bo bc <<<"${got[haproxy]}"
+    if ((a == 0 || b == 0)); then
+      # A client run that counted nothing (the machine stalled): the round
+      # is reported and left out.
+      echo "tls_round case=$c round=$r lb-l7=$a haproxy=$b ratio=- (left out: no operation counted)"
+      continue
     fi
-    cpu=$(python3 -c "print(max(($t1 - $t0) / $HZ, 0.01))")
-    RATE[$c,$name]=$(python3 -c "print(int($ops / $cpu))")
-    echo "tls case=$c proxy=$name per_cpu_s=${RATE[$c,$name]} rate=$(python3 -c "print(int($ops / $secs))") proxy_cpu_s=$cpu"
+    l7r+=("$a") l7o+=("$ao") l7c+=("$ac") har+=("$b") hao+=("$bo") hac+=("$bc")
+    ratios+=("$(python3 -c "print('%.3f' % ($a / $b))")")
+    echo "tls_round case=$c round=$r lb-l7=$a haproxy=$b ratio=${ratios[-1]}"
   done
-  python3 -c "print('tls_vs_haproxy case=$c ratio=%.2f' % (${RATE[$c,lb-l7]} / ${RATE[$c,haproxy]}))"
+  if ((${#ratios[@]} == 0)); then
+    echo "tls_bench: case $c: no valid round" >&2
+    return 1
+  fi
+  local m
+  m=$(med "${l7r[@]}")
+  echo "tls case=$c proxy=lb-l7 per_cpu_s=${m%.*} rate=$(med "${l7o[@]}" | cut -d. -f1)" \
+    "proxy_cpu_s=$(med "${l7c[@]}")"
+  m=$(med "${har[@]}")
+  echo "tls case=$c proxy=haproxy per_cpu_s=${m%.*} rate=$(med "${hao[@]}" | cut -d. -f1)" \
+    "proxy_cpu_s=$(med "${hac[@]}")"
+  python3 -c "import statistics, sys; r = [float(x) for x in sys.argv[1:]]; \
+print('tls_vs_haproxy case=$c ratio=%.2f min=%.2f max=%.2f rounds=%d' % \
+(statistics.median(r), min(r), max(r), len(r)))" "${ratios[@]}"
 }
 # lb-l7 RSS growth per idle TLS 1.3 connection (2,000 of them, each after
 # its handshake and one request).

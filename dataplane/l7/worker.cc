@@ -502,6 +502,11 @@ void Worker::OnListener(Pollable* l) {
     counters_->connections_accepted.Add();
     counters_->connections_open.Add();
     UpdateClient(c);
+    // The ClientHello usually came with the connection (the client sends it
+    // as soon as connect returns): start the handshake now rather than after
+    // another epoll_wait round, as HAProxy does. If it is not there yet this
+    // costs one read that answers EAGAIN.
+    if (c->ssl != nullptr) OnClient(c, EPOLLIN);
   }
 }
 
