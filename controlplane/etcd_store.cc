@@ -147,7 +147,8 @@ class EtcdStore : public Store {
                                            ") since this one read it; nothing was written"));
   }
 
-  std::string Describe() const override { return options_.url.Describe(); }
+  // The state key as a URL: etcd://h1:2379,h2:2379/lb/prod/state.
+  std::string Describe() const override { return options_.url.Describe() + "/state"; }
 
   StoreHealth Health() const override {
     StoreHealth h;

@@ -355,7 +355,7 @@ class Elector : public LeaderElection {
       return;
     }
     if (kv.key() != health_key_) return;
-    auto doc = DecodeSharedHealth(kv.value(), absl::StrCat(o_.url.Describe(), " ", health_key_));
+    auto doc = DecodeSharedHealth(kv.value(), o_.url.Describe() + "/health");
     if (!doc.ok()) {
       {
         absl::MutexLock l(&mu_);
@@ -492,7 +492,7 @@ absl::StatusOr<std::optional<v1::SharedHealth>> LoadSharedHealth(const StoreUrl&
   }
   if (!ok) return absl::UnavailableError(absl::StrCat("etcd (Range ", key, "): ", tried));
   if (resp.kvs_size() == 0) return std::optional<v1::SharedHealth>();
-  auto doc = DecodeSharedHealth(resp.kvs(0).value(), absl::StrCat(url.Describe(), " ", key));
+  auto doc = DecodeSharedHealth(resp.kvs(0).value(), url.Describe() + "/health");
   if (!doc.ok()) return doc.status();
   return std::optional<v1::SharedHealth>(*std::move(doc));
 }
