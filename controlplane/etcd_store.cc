@@ -21,44 +21,44 @@ namespace {
 
 constexpr int kWatchRetryMs = 200;
 
-// The failure of a call that no member answered, as the status the control
-// plane answers with: Unavailable (the API maps it to 503). `tried` lists
-// each member's reason. A Txn refused because the connection failed was
-// never applied; one that got no answer in time may still be applied by
-// etcd, and the message says so.
-absl::Status Unreachable(const std::string& what, const std::string& tried, bool maybe_applied) {
-  return absl::UnavailableError(
-      absl::StrCat("etcd unreachable (", what, " failed on every member: ", tried, ")",
-                   maybe_applied ? "; etcd may still apply it, then every node adopts it" : ""));
-}
-
-// One member's failure, for the message: what an operator can act on.
-std::string FailureReason(const grpc::Status& s, int timeout_ms, bool tls) {
+// One member's failure, for the message. `hint`: what an operator can act
+// on when every member failed that way (set for TLS-looking failures only:
+// a member killed mid-call closes its connections the same way).
+std::string FailureReason(const grpc::Status& s, int timeout_ms, bool tls, std::string* hint) {
   if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     return absl::StrCat("did not answer within ", timeout_ms, " ms");
   }
   const std::string lower = absl::AsciiStrToLower(s.error_message());
   if (absl::StrContains(lower, "ssl") || absl::StrContains(lower, "handshake") ||
       absl::StrContains(lower, "certificate")) {
-    return absl::StrCat(
-        "TLS handshake failed: ", s.error_message(),
-        tls ? " (check --etcd_ca against the members' certificates, and --etcd_cert/--etcd_key "
-              "when etcd runs with --client-cert-auth)"
-            : " (the member speaks TLS: use etcds:// with --etcd_ca)");
-  }
-  // How a member closes a connection it will not serve: after the TLS
-  // handshake for a client certificate it refuses (TLS 1.3 checks it after
-  // the client considers the handshake done), or a TLS member reading a
-  // plain HTTP/2 preface.
-  if (absl::StrContains(lower, "endpoint read failed") ||
-      absl::StrContains(lower, "socket closed")) {
-    return absl::StrCat(
-        "connection closed by the member (", s.error_message(), ")",
-        tls ? ": with TLS, this is how a member refuses the client certificate (none given, or "
-              "not signed by its --trusted-ca-file): check --etcd_cert/--etcd_key"
-            : ": if the member serves TLS, use etcds:// with --etcd_ca");
+    *hint = tls ? "TLS handshake failed: check --etcd_ca against the members' certificates, and "
+                  "--etcd_cert/--etcd_key when etcd runs with --client-cert-auth"
+                : "TLS handshake failed: the members speak TLS: use etcds:// with --etcd_ca";
+  } else if (absl::StrContains(lower, "endpoint read failed") ||
+             absl::StrContains(lower, "socket closed")) {
+    // How a member closes a connection it will not serve: after the TLS
+    // handshake for a client certificate it refuses (TLS 1.3 checks it
+    // after the client considers the handshake done), or a TLS member
+    // reading a plain HTTP/2 preface.
+    *hint = tls ? "connection closed by the members: with TLS, this is how a member refuses the "
+                  "client certificate (none given, or not signed by its --trusted-ca-file): "
+                  "check --etcd_cert/--etcd_key"
+                : "connection closed by the members: if they serve TLS, use etcds:// with "
+                  "--etcd_ca";
   }
   return s.error_message();
+}
+
+// The failure of a call that no member answered, as the status the control
+// plane answers with: Unavailable (the API maps it to 503). `tried` lists
+// each member's reason. A Txn refused because the connection failed was
+// never applied; one that got no answer may still be applied by etcd, and
+// the message says so.
+absl::Status Unreachable(const std::string& what, const std::string& tried, const std::string& hint,
+                         bool maybe_applied) {
+  return absl::UnavailableError(absl::StrCat(
+      "etcd unreachable (", what, " failed on every member: ", tried, ")", hint.empty() ? "" : "; ",
+      hint, maybe_applied ? "; etcd may still apply it, then every node adopts it" : ""));
 }
 
 class EtcdStore : public Store {
@@ -183,6 +183,7 @@ class EtcdStore : public Store {
   template <typename Fn>
   absl::Status Call(const char* what, Fn fn, bool* maybe_applied) {
     std::string tried;
+    std::string hint;
     for (size_t attempt = 0; attempt < kv_cursor_.size(); ++attempt) {
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() +
@@ -197,7 +198,7 @@ class EtcdStore : public Store {
         }
         return absl::OkStatus();
       }
-      const std::string reason = FailureReason(s, options_.timeout_ms, options_.url.tls);
+      const std::string reason = FailureReason(s, options_.timeout_ms, options_.url.tls, &hint);
       absl::StrAppend(&tried, tried.empty() ? "" : "; ", kv_cursor_.Target(), ": ", reason);
       if (!EtcdRetryOnNext(s)) {
         // etcd's own answer (a refused request), not a member's failure.
@@ -212,7 +213,7 @@ class EtcdStore : public Store {
       kv_cursor_.Next();
     }
     call_ok_.store(false, std::memory_order_relaxed);
-    return Unreachable(what, tried, *maybe_applied && std::string(what) == "Txn");
+    return Unreachable(what, tried, hint, *maybe_applied && std::string(what) == "Txn");
   }
 
   // The revision at which the key's first change after `base` wrote
