@@ -18,7 +18,16 @@ lb-controlplane processes on one prefix: A with --store=etcd://m1,m2,m3/...
       switched reach A), and the fingerprints are equal;
   (c) after the kill, a write through B reaches A within 1 s (A's watch
       delivers from its new member), and A's log shows the watch resumed
-      "from revision N".
+      "from revision N";
+  (d) a member that applies a write and dies before answering: a third
+      control plane C with --store=etcd://P,m3/... where P is a TCP proxy
+      of the test's own to m2; the proxy swallows everything m2 sends and
+      cuts C's connections 300 ms later, so the Txn C sent is applied by the
+      cluster but C never hears back. The write is answered 201 (C found its
+      own value as the key's next change in etcd's history on m3; without
+      that, the control plane would redo the change: 409 "already exists"),
+      C's log says so, and the backend is on A, B and C, fingerprints
+      equal.
 
 With --tls the members serve their clients over TLS with
 --client-cert-auth; the test makes a CA, a server certificate for
@@ -43,7 +52,9 @@ Exit 0 on success, 77 (skip) without etcd or openssl, 1 on the first failure.
 import os
 import shutil
 import signal
+import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -164,6 +175,117 @@ def test_propagation(a, b):
     same_fingerprints(a, b, "(a)")
 
 
+class SwallowProxy:
+    """TCP proxy to `target`; armed, it drops what the server sends."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.target = f"127.0.0.1:{self.port}"
+        self.armed = threading.Event()
+        self.conns = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
+                u.settimeout(None)  # idle streams (watches) must not time out here
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns += [c, u]
+            threading.Thread(target=self.pump, args=(c, u, False), daemon=True).start()
+            threading.Thread(target=self.pump, args=(u, c, True), daemon=True).start()
+
+    def pump(self, src, dst, from_server):
+        try:
+            while True:
+                d = src.recv(65536)
+                if not d:
+                    break
+                if not (from_server and self.armed.is_set()):
+                    dst.sendall(d)
+        except OSError:
+            pass
+        for x in (src, dst):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        """Reset every connection (SO_LINGER 0) and disarm."""
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for x in conns:
+            # shutdown first: close() alone does not end a recv() another
+            # thread is blocked in, and the connection would stay open.
+            try:
+                x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            x.close()
+        self.armed.clear()
+
+    def close(self):
+        self.closed = True
+        self.lsock.close()
+        self.cut()
+
+
+def test_lost_answer(c, a, b, proxy):
+    """(d) the Txn is applied, its answer lost with the member's connection."""
+    # Settle first: a write arriving while C reloads after a watch event
+    # reloads first (a Range), and the Range, not the Txn, would meet the
+    # armed proxy. Once a write through C reached A and C's log is quiet,
+    # the next write is one Txn.
+    st, body = c.add("10.7.2.2")
+    if st != 201:
+        raise Failure(f"(d) write through C before arming -> {st} {body}")
+    wait_for("(d) 10.7.2.2 on A", lambda: "10.7.2.2" in a.backends(), CONVERGE_S)
+    size = -1
+    while size != os.path.getsize(c.log):
+        size = os.path.getsize(c.log)
+        time.sleep(0.3)
+    result = [None]
+
+    def write():
+        result[0] = c.add("10.7.2.1", timeout=10.0)
+    t = threading.Thread(target=write)
+    proxy.armed.set()
+    t.start()
+    time.sleep(0.3)
+    proxy.cut()
+    t.join(timeout=15)
+    st, body = result[0] if result[0] else (None, "no answer")
+    if st != 201:
+        raise Failure(f"(d) write whose answer was lost: want 201, got {st} {body}")
+    text = open(c.log, errors="replace").read()
+    found = text.count("the Txn a lost member took was applied")
+    if found != 1:
+        raise Failure(f"(d) C's log does not say the lost Txn was found applied ({found} lines)")
+    for n in (a, b, c):
+        wait_for(f"(d) 10.7.2.1 on {n.name}", lambda: "10.7.2.1" in n.backends(), CONVERGE_S)
+    same_fingerprints(a, b, "(d)")
+    same_fingerprints(a, c, "(d)")
+    line = [ln for ln in text.splitlines() if "the Txn a lost member took was applied" in ln][-1]
+    print(f"(d) write through C applied by the cluster, its answer lost with m2's connection: "
+          f"201, C: {line.split('] ', 1)[-1]}; on both nodes, fingerprints equal")
+
+
 def test_member_killed(a, b, m1, members):
     stop = threading.Event()
     acked, refused, other = [], [], []
@@ -281,7 +403,7 @@ def main():
             return 77
     t0 = time.monotonic()
     work = tempfile.mkdtemp(prefix="lb-etcd-members-", dir="/dev/shm")
-    members, nodes = [], []
+    members, nodes, proxy = [], [], None
     try:
         with open(os.path.join(work, "bootstrap.textproto"), "w") as f:
             f.write('node { tunnel_source_ipv4: "192.0.2.1" }\ntables { ring_size: 4099 }\n'
@@ -309,6 +431,12 @@ def main():
             test_tls_refusals(args[0], work, members, tls, prefix)
         test_member_killed(a, b, m1, members)
         test_watch_resumed(a, b, m1)
+        proxy = SwallowProxy(m2.port)
+        c = Node(args[0], work, "C", f"{scheme}://{proxy.target},{m3.target}{prefix}",
+                 extra=flags + ["--node_name=C"])
+        nodes.append(c)
+        c.start()
+        test_lost_answer(c, a, b, proxy)
         for n in nodes:
             n.stop()
             if n.proc.returncode != 0:
@@ -327,6 +455,8 @@ def main():
             n.stop()
         for m in members:
             m.kill()
+        if proxy is not None:
+            proxy.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
