@@ -1,5 +1,6 @@
 // The etcd store: the desired state of several control planes in one etcd
-// (v3 API over gRPC, proto/etcd/), so every node builds the same tables.
+// (v3 API over gRPC, proto/etcd/; one or more members of one cluster, plain
+// or TLS: etcd_client.h), so every node builds the same tables.
 //
 // Layout: one key, <prefix>/state, whose value is exactly what the file
 // store writes (EncodeStoredState: checksum line + lb.v1.Config wire
@@ -11,16 +12,26 @@
 // ControlPlane reloads and retries its change on the fresh state (store.h).
 // So two control planes never lose each other's changes.
 //
-// etcd unreachable: every call has a deadline (timeout_ms); any failure to
-// get an answer is Unavailable naming the endpoint, and nothing was written
-// (a Txn is atomic; with "no answer in time" etcd may still apply it later:
-// then the next Save's compare fails and the watch brings it in, see
-// docs/ARCHITECTURE.md).
+// Several members (etcd://h1:2379,h2:2379,h3:2379/prefix): Load and Save
+// use one member and, when it gives no answer, retry on the next ones
+// (etcd_client.h), each attempt with its own deadline (timeout_ms). A Txn
+// whose member died before answering may have been applied: when the retry
+// on the next member finds its compare failed and the stored value is
+// byte-for-byte the one it wrote, Save reports success (the write was
+// applied once) instead of a conflict.
 //
-// Watch: a thread keeps one Watch stream on <prefix>/state and calls on_change
-// when the stream is created (again: after etcd came back) and on every
-// event. While etcd is away it retries every 200 ms (gRPC reconnect backoff
-// capped at 1 s).
+// etcd unreachable: when no member answers, the call is Unavailable listing
+// each member's failure, and nothing was written (a Txn is atomic; with "no
+// answer in time" etcd may still apply it later: then the next Save's
+// compare fails and the watch brings it in, see docs/ARCHITECTURE.md).
+//
+// Watch: a thread keeps one Watch stream on <prefix>/state and calls
+// on_change when the first stream is created and on every event. A stream
+// that breaks is re-created on the next member 200 ms later from the
+// revision after the last one delivered (start_revision), so etcd replays
+// whatever changed meanwhile; when that revision was compacted away, the
+// watch starts afresh and on_change reloads. Streams carry etcd's
+// "hasleader" metadata: a member cut off from its cluster ends the stream.
 //
 // Threads: Load and Save from the caller (serialized by it); the watch
 // thread calls on_change only.
@@ -30,6 +41,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "controlplane/etcd_client.h"
 #include "controlplane/store.h"
 #include "controlplane/store_url.h"
 
@@ -37,6 +49,7 @@ namespace lb {
 
 struct EtcdStoreOptions {
   StoreUrl url;           // kind kEtcd
+  EtcdTls tls;            // etcds:// (LoadEtcdTls)
   int timeout_ms = 2000;  // deadline of each Range / Txn
 };
 

@@ -8,6 +8,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "controlplane/clock.h"
+#include "controlplane/etcd_client.h"
 #include "controlplane/shared_health.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "glog/logging.h"
@@ -18,25 +19,13 @@ namespace {
 
 constexpr int64_t kRetryNs = 200'000'000;  // after a failed call, and between watch attempts
 
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& target) {
-  // As the etcd store's channels (etcd_store.cc): a channel of its own per
-  // (re)connection, short reconnect backoff, keep-alive pings so a watch on
-  // a vanished etcd ends.
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
-}
-
 class Elector : public LeaderElection {
  public:
   Elector(const LeaderOptions& o, LeaderHooks hooks)
       : o_(o),
         hooks_(std::move(hooks)),
-        target_(o.url.Target()),
+        cursor_(o.url, o.tls),
+        watch_cursor_(o.url, o.tls),
         leader_key_(o.url.prefix + "/leader"),
         health_key_(o.url.prefix + "/health") {
     Connect();
@@ -91,8 +80,10 @@ class Elector : public LeaderElection {
   // ---------------------------------------------------------- elector ---
   // Owns lease_, leader_, term_, lease_expiry_ns_ and the stubs.
 
+  // Stubs on the current member (etcd_client.h: channels of their own, so
+  // a member that came back is reached at once).
   void Connect() {
-    auto ch = NewChannel(target_);
+    auto ch = cursor_.Channel();
     kv_ = etcdserverpb::KV::NewStub(ch);
     lease_stub_ = etcdserverpb::Lease::NewStub(ch);
   }
@@ -101,9 +92,16 @@ class Elector : public LeaderElection {
     ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(o_.timeout_ms));
   }
 
+  // After a failure that is the member's, the next call (retried after
+  // kRetryNs by the loop) goes to the next member: leases and keys are the
+  // cluster's, any member serves them.
   void Failed(const char* what, const grpc::Status& s) {
-    LOG_EVERY_N(WARNING, 20) << "leader election: etcd at " << target_ << " " << what
-                             << " failed: " << s.error_message() << " (retrying)";
+    LOG_EVERY_N(WARNING, 20) << "leader election: etcd at " << cursor_.Target() << " " << what
+                             << " failed: " << s.error_message() << " (retrying"
+                             << (EtcdRetryOnNext(s) && cursor_.size() > 1 ? " on the next member"
+                                                                          : "")
+                             << ")";
+    if (EtcdRetryOnNext(s)) cursor_.Next();
     Connect();
   }
 
@@ -357,7 +355,7 @@ class Elector : public LeaderElection {
       return;
     }
     if (kv.key() != health_key_) return;
-    auto doc = DecodeSharedHealth(kv.value(), absl::StrCat("etcd://", target_, health_key_));
+    auto doc = DecodeSharedHealth(kv.value(), o_.url.Describe() + "/health");
     if (!doc.ok()) {
       {
         absl::MutexLock l(&mu_);
@@ -370,9 +368,11 @@ class Elector : public LeaderElection {
   }
 
   // A Range of both keys, then a watch from the revision after it (so
-  // nothing between the two is missed); until the stream breaks.
+  // nothing between the two is missed); until the stream breaks. The next
+  // attempt goes to the next member.
   void WatchOnce() {
-    auto ch = NewChannel(target_);
+    auto ch = watch_cursor_.Channel();
+    watch_cursor_.Next();  // whatever happens below, the next attempt's member
     auto kv = etcdserverpb::KV::NewStub(ch);
     const std::string range_end = leader_key_ + std::string(1, '\0');  // [health, leader]
     etcdserverpb::RangeRequest rreq;
@@ -397,6 +397,7 @@ class Elector : public LeaderElection {
       if (stop_) return;
       watch_ctx_ = &ctx;
     }
+    ctx.AddMetadata("hasleader", "true");  // a member cut off from the others ends it
     auto stub = etcdserverpb::Watch::NewStub(ch);
     auto stream = stub->Watch(&ctx);
     etcdserverpb::WatchRequest req;
@@ -439,7 +440,8 @@ class Elector : public LeaderElection {
 
   const LeaderOptions o_;
   const LeaderHooks hooks_;
-  const std::string target_;
+  EtcdCursor cursor_;        // the elector thread's (then Stop's)
+  EtcdCursor watch_cursor_;  // the watcher thread's
   const std::string leader_key_;
   const std::string health_key_;
 
@@ -470,28 +472,34 @@ class Elector : public LeaderElection {
 }  // namespace
 
 absl::StatusOr<std::optional<v1::SharedHealth>> LoadSharedHealth(const StoreUrl& url,
+                                                                 const EtcdTls& tls,
                                                                  int timeout_ms) {
   const std::string key = url.prefix + "/health";
-  auto kv = etcdserverpb::KV::NewStub(NewChannel(url.Target()));
   etcdserverpb::RangeRequest req;
   req.set_key(key);
   etcdserverpb::RangeResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
-  grpc::Status s = kv->Range(&ctx, req, &resp);
-  if (!s.ok()) {
-    return absl::UnavailableError(
-        absl::StrCat("etcd at ", url.Target(), " (Range ", key, "): ", s.error_message()));
+  std::string tried;
+  bool ok = false;
+  for (size_t i = 0; i < url.endpoints.size() && !ok; ++i) {
+    auto kv = etcdserverpb::KV::NewStub(NewEtcdChannel(url, i, tls));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+    grpc::Status s = kv->Range(&ctx, req, &resp);
+    ok = s.ok();
+    if (!ok)
+      absl::StrAppend(&tried, tried.empty() ? "" : "; ", url.Target(i), ": ", s.error_message());
+    if (!ok && !EtcdRetryOnNext(s)) break;
   }
+  if (!ok) return absl::UnavailableError(absl::StrCat("etcd (Range ", key, "): ", tried));
   if (resp.kvs_size() == 0) return std::optional<v1::SharedHealth>();
-  auto doc = DecodeSharedHealth(resp.kvs(0).value(), absl::StrCat("etcd://", url.Target(), key));
+  auto doc = DecodeSharedHealth(resp.kvs(0).value(), url.Describe() + "/health");
   if (!doc.ok()) return doc.status();
   return std::optional<v1::SharedHealth>(*std::move(doc));
 }
 
 absl::StatusOr<std::unique_ptr<LeaderElection>> StartLeaderElection(const LeaderOptions& options,
                                                                     LeaderHooks hooks) {
-  if (options.url.kind != StoreUrl::Kind::kEtcd) {
+  if (options.url.kind != StoreUrl::Kind::kEtcd || options.url.endpoints.empty()) {
     return absl::InvalidArgumentError("leader election needs an etcd:// store");
   }
   if (options.timeout_ms <= 0) return absl::InvalidArgumentError("timeout_ms must be > 0");

@@ -30,6 +30,11 @@
 // their tables from the same bytes. A document Decode refuses is ignored
 // (the last one stays) and counted.
 //
+// Several members (etcd_client.h): a call that got no answer from a member
+// is retried (after 200 ms) on the next one; the watcher takes the next
+// member for each new stream. The lease lives in the cluster, so a
+// keep-alive through another member renews it.
+//
 // etcd unreachable: calls fail after timeout_ms; the lease is renewed again
 // once etcd answers (or a new one granted if it expired), the watch retries
 // every 200 ms; the last adopted document stays in force meanwhile.
@@ -47,6 +52,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "controlplane/etcd_client.h"
 #include "controlplane/store_url.h"
 #include "lb/v1/cluster.pb.h"
 
@@ -54,6 +60,7 @@ namespace lb {
 
 struct LeaderOptions {
   StoreUrl url;           // kind kEtcd
+  EtcdTls tls;            // etcds:// (LoadEtcdTls)
   int timeout_ms = 2000;  // deadline of each etcd call
   int ttl_s = 3;          // lease TTL (etcd raises it to its minimum, 2 s by default)
   std::string node_name;  // stored as the leader key's value, shown in metrics and logs
@@ -93,6 +100,7 @@ class LeaderElection {
 // not answer within timeout_ms; DataLoss for bytes DecodeSharedHealth
 // refuses.
 absl::StatusOr<std::optional<v1::SharedHealth>> LoadSharedHealth(const StoreUrl& url,
+                                                                 const EtcdTls& tls,
                                                                  int timeout_ms);
 
 // Starts the threads; InvalidArgument for a bad option (never fails on an

@@ -72,9 +72,17 @@ DEFINE_string(state_dir, "/var/lib/lb-controlplane",
               "with a version). One lb-controlplane per directory.");
 DEFINE_string(store, "",
               "Where the desired state lives: empty or file:///dir = the embedded file store "
-              "(--state_dir / dir); etcd://host:port/prefix = etcd's v3 API, key "
-              "<prefix>/state, shared by every control plane on that prefix (each watches it "
-              "and republishes on every change).");
+              "(--state_dir / dir); etcd://host:port[,host:port...]/prefix = etcd's v3 API on "
+              "the members listed (failover between them), key <prefix>/state, shared by every "
+              "control plane on that prefix (each watches it and republishes on every "
+              "change); etcds://... = the same over TLS (--etcd_ca, --etcd_cert, --etcd_key).");
+DEFINE_string(etcd_ca, "",
+              "--store=etcds://: PEM CA bundle the etcd members' certificates are verified "
+              "against (for the host name or address in --store). Default: the system roots.");
+DEFINE_string(etcd_cert, "",
+              "--store=etcds://: PEM client certificate (chain) presented to etcd, for an etcd "
+              "started with --client-cert-auth; needs --etcd_key.");
+DEFINE_string(etcd_key, "", "--store=etcds://: PEM private key of --etcd_cert.");
 DEFINE_int32(etcd_timeout_ms, 2000,
              "--store=etcd://: deadline of each etcd call; no answer in time refuses the "
              "change with UNAVAILABLE / 503 and keeps the running state.");
@@ -436,8 +444,11 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore() {
   if (url->kind == StoreUrl::Kind::kFile) {
     store = NewFileStore(url->dir);
   } else {
+    auto tls = LoadEtcdTls(*url, FLAGS_etcd_ca, FLAGS_etcd_cert, FLAGS_etcd_key);
+    if (!tls.ok()) return tls.status();
     EtcdStoreOptions o;
     o.url = *url;
+    o.tls = *std::move(tls);
     o.timeout_ms = FLAGS_etcd_timeout_ms;
     store = NewEtcdStore(o);
   }
@@ -464,15 +475,18 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> OpenControlPlane(const TableCapaci
   options.l7_ticket_key_rotate_s = FLAGS_l7_ticket_key_rotate_s;
   // Several control planes share one health view, the elected leader's
   // (leader.h), so every node publishes the same tables.
-  options.shared_health = (*store)->Describe().rfind("etcd://", 0) == 0;
+  auto store_url = ParseStoreUrl(FLAGS_store);
+  options.shared_health =
+      !FLAGS_store.empty() && store_url.ok() && store_url->kind == StoreUrl::Kind::kEtcd;
   if (options.shared_health) {
     // The stored verdicts, so the first generation already applies them
     // (otherwise it would bring every down backend back until the watch
     // delivers the document a few ms later). Best effort: the watch
     // delivers it anyway.
-    auto url = ParseStoreUrl(FLAGS_store);
-    auto doc = url.ok() ? LoadSharedHealth(*url, FLAGS_etcd_timeout_ms)
-                        : absl::StatusOr<std::optional<v1::SharedHealth>>(url.status());
+    // OpenStore read the TLS files already: they are valid.
+    auto tls = LoadEtcdTls(*store_url, FLAGS_etcd_ca, FLAGS_etcd_cert, FLAGS_etcd_key);
+    auto doc = tls.ok() ? LoadSharedHealth(*store_url, *tls, FLAGS_etcd_timeout_ms)
+                        : absl::StatusOr<std::optional<v1::SharedHealth>>(tls.status());
     if (doc.ok()) {
       options.initial_shared_health = *std::move(doc);
     } else {
@@ -514,8 +528,11 @@ absl::StatusOr<std::unique_ptr<LeaderElection>> StartElection(ControlPlane* cp) 
   if (FLAGS_store.empty()) return std::unique_ptr<LeaderElection>();
   auto url = ParseStoreUrl(FLAGS_store);
   if (!url.ok() || url->kind != StoreUrl::Kind::kEtcd) return std::unique_ptr<LeaderElection>();
+  auto tls = LoadEtcdTls(*url, FLAGS_etcd_ca, FLAGS_etcd_cert, FLAGS_etcd_key);
+  if (!tls.ok()) return tls.status();
   LeaderOptions o;
   o.url = *url;
+  o.tls = *std::move(tls);
   o.timeout_ms = FLAGS_etcd_timeout_ms;
   o.ttl_s = FLAGS_etcd_lease_ttl_s;
   o.node_name = FLAGS_node_name;

@@ -11,6 +11,7 @@ namespace lb {
 namespace {
 
 constexpr size_t kMaxUrl = 1024;
+constexpr size_t kMaxEndpoints = 16;
 
 bool IsHostChar(char c) { return absl::ascii_isalnum(c) || c == '.' || c == '-'; }
 bool IsSegmentChar(char c) { return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-'; }
@@ -21,7 +22,7 @@ absl::Status Bad(absl::string_view url, absl::string_view why) {
 }
 
 // "host:port" or "[v6]:port" into `out`.
-absl::Status ParseAuthority(absl::string_view url, absl::string_view a, StoreUrl* out) {
+absl::Status ParseAuthority(absl::string_view url, absl::string_view a, StoreUrl::Endpoint* out) {
   absl::string_view host;
   absl::string_view port;
   if (absl::StartsWith(a, "[")) {
@@ -72,9 +73,21 @@ absl::Status ParsePrefix(absl::string_view url, absl::string_view path, StoreUrl
 
 }  // namespace
 
-std::string StoreUrl::Target() const {
-  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
-  return absl::StrCat(host, ":", port);
+std::string StoreUrl::Target(size_t i) const {
+  const Endpoint& e = endpoints.at(i);
+  if (e.host.find(':') != std::string::npos) return absl::StrCat("[", e.host, "]:", e.port);
+  return absl::StrCat(e.host, ":", e.port);
+}
+
+std::string StoreUrl::Targets() const {
+  std::string out;
+  for (size_t i = 0; i < endpoints.size(); ++i) absl::StrAppend(&out, i ? "," : "", Target(i));
+  return out;
+}
+
+std::string StoreUrl::Describe() const {
+  if (kind == Kind::kFile) return absl::StrCat("file://", dir);
+  return absl::StrCat(tls ? "etcds://" : "etcd://", Targets(), prefix);
 }
 
 std::string StoreUrl::StateKey() const { return absl::StrCat(prefix, "/state"); }
@@ -89,8 +102,10 @@ absl::StatusOr<StoreUrl> ParseStoreUrl(absl::string_view url) {
     out.dir = std::string(rest);
     return out;
   }
-  if (!absl::ConsumePrefix(&rest, "etcd://")) {
-    return Bad(url, "unknown store: want file:///dir or etcd://host:port/prefix");
+  if (absl::ConsumePrefix(&rest, "etcds://")) {
+    out.tls = true;
+  } else if (!absl::ConsumePrefix(&rest, "etcd://")) {
+    return Bad(url, "unknown store: want file:///dir, etcd://host:port/prefix or etcds://...");
   }
   out.kind = StoreUrl::Kind::kEtcd;
   const size_t slash = rest.find('/');
@@ -98,7 +113,17 @@ absl::StatusOr<StoreUrl> ParseStoreUrl(absl::string_view url) {
   if (rest.find_first_of("?#@") != absl::string_view::npos) {
     return Bad(url, "no user, query or fragment allowed");
   }
-  if (absl::Status st = ParseAuthority(url, rest.substr(0, slash), &out); !st.ok()) return st;
+  for (absl::string_view a : absl::StrSplit(rest.substr(0, slash), ',')) {
+    if (out.endpoints.size() == kMaxEndpoints) {
+      return Bad(url, absl::StrCat("more than ", kMaxEndpoints, " endpoints"));
+    }
+    StoreUrl::Endpoint e;
+    if (absl::Status st = ParseAuthority(url, a, &e); !st.ok()) return st;
+    for (const StoreUrl::Endpoint& o : out.endpoints) {
+      if (o.host == e.host && o.port == e.port) return Bad(url, "an endpoint appears twice");
+    }
+    out.endpoints.push_back(std::move(e));
+  }
   if (absl::Status st = ParsePrefix(url, rest.substr(slash), &out); !st.ok()) return st;
   return out;
 }

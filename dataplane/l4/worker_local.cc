@@ -129,8 +129,15 @@ void Worker::HandleNeighborAdvertisement(rte_mbuf* m, const ParsedPacket& p) {
       std::memcmp(target, gw.ip, 16) == 0) {
     LearnNeighbor(1, mac);
     CounterAdd(lstats_->neighbor_learned, 1);
-    rte_pktmbuf_free(m);
-    return;
+    // With the exception path, the gateway's answer to the kernel's own
+    // solicitation (addressed to a kernel address) or its unsolicited
+    // advertisement (to all nodes) is the kernel's too, as for ARP: without
+    // it the kernel never resolves the router, and its IPv6 BGP session
+    // (docs/OPERATIONS.md 2.16) never connects.
+    if (exc_ == nullptr || std::memcmp(p.key.dst, node_->ipv6, 16) == 0) {
+      rte_pktmbuf_free(m);
+      return;
+    }
   }
   ToKernel(m, DropReason::kIcmpIgnored);
 }

@@ -331,6 +331,19 @@ def test_restart_under_load(a, b, etcd):
           f"both nodes; {len(refused)} refused with 503; fingerprints equal")
 
 
+def all_stopped(pid):
+    """True when /proc says every thread of pid is stopped (state T)."""
+    tasks = os.listdir(f"/proc/{pid}/task")
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "T":
+                    return False
+        except FileNotFoundError:
+            pass
+    return bool(tasks)
+
+
 def test_etcd_frozen(a, b, etcd):
     """(e) etcd stopped (SIGSTOP: no FIN, no RST): the deadline refuses."""
     # Settle first: right after (d) restarted etcd, a node's watch may still be
@@ -348,6 +361,10 @@ def test_etcd_frozen(a, b, etcd):
     gen = a.vips()[0]
     os.kill(etcd.proc.pid, signal.SIGSTOP)
     try:
+        # kill() returns once the signal is queued; on a loaded machine a
+        # thread of etcd may still answer a request before it stops (seen:
+        # a 201 after 0.00 s). Write once every thread is stopped.
+        wait_for("(e) every etcd thread stopped", lambda: all_stopped(etcd.proc.pid), 5.0)
         t0 = time.monotonic()
         st, body = a.add("10.13.0.1", timeout=10.0)
         took = time.monotonic() - t0

@@ -6,10 +6,11 @@
 # bfd on, kernel protocol with `merge paths on`: ECMP); each LB node k runs
 # lb-controlplane (BGP announcer: --bgp_routes_file, --bgp_bird_socket,
 # --bgp_drain_file), lb-dataplane (af_xdp, --exception_path=bg<k>x<pid>: the
-# node's kernel address 10.99.0.11<k> lives on that tap) and BIRD, whose BGP
-# and BFD sessions to the router run through the exception path. The BIRD
-# configs are those of docs/OPERATIONS.md (2.16). Every node has the same
-# pools and VIP (node_config in lib.sh): identical tables.
+# node's kernel addresses 10.99.0.11<k> and fd00:99::11<k> live on that tap;
+# --ipv6 fd00:99::1<k> for IPv6-in-IPv6) and BIRD, whose BGP sessions (one
+# IPv4, one IPv6) and BFD sessions to the router run through the exception
+# path. The BIRD configs are those of docs/OPERATIONS.md (2.16). Every node
+# has the same pools and VIPs (node_config in lib.sh): identical tables.
 #
 #   bgp_test.sh LB_CONTROLPLANE LB_DATAPLANE LB_DECAP LBCTL
 #
@@ -18,7 +19,11 @@
 #    (`lbctl tables --json` of each node);
 #  * the router learns 198.51.100.10/32 from the three nodes and installs one
 #    ECMP route with three next hops; curl through the VIP works; BFD is up
-#    on the three sessions;
+#    on the six sessions (an IPv4 and an IPv6 BGP session per node);
+#  * IPv6: each node also announces 2001:db8:100::10/128 (pool web6 over the
+#    backends' IPv6 addresses, IPv6-in-IPv6) on an IPv6 BGP session; the
+#    router installs it as an ECMP route over fd00:99::111..113 and curl to
+#    [2001:db8:100::10] works through it;
 #  * drain: node 2's drain file -> its announcement is withdrawn (drain_ms),
 #    a curl every 50 ms from the client meanwhile: 0 failures;
 #    drain file removed -> three next hops again;
@@ -33,6 +38,8 @@
 #    `ip -ts monitor route` stamps it (so is drain_ms: polling with `ip netns
 #    exec` lags by seconds on a loaded machine); then 20 new connections all
 #    succeed through nodes 1 and 2; wrk's failures during detection printed;
+#    the IPv6 VIP's route loses node 3 too (same rule: dataplane dead) and
+#    new connections to the IPv6 VIP succeed through nodes 1 and 2;
 #  * every keep-alive connection on nodes 1 and 2 keeps answering from the
 #    same backend (the route change may move some between nodes 1 and 2);
 #    those that were on node 3 resume through nodes 1 and 2 and keep their
@@ -93,6 +100,10 @@ protocol kernel {
   ipv4 { import none; export all; };
   merge paths on;
 }
+protocol kernel kernel6 {
+  ipv6 { import none; export all; };
+  merge paths on;
+}
 template bgp lbnode {
   local 10.99.0.1 as 65000;
   bfd on;
@@ -105,6 +116,18 @@ template bgp lbnode {
 protocol bgp lb1 from lbnode { neighbor 10.99.0.111 as 65001; }
 protocol bgp lb2 from lbnode { neighbor 10.99.0.112 as 65001; }
 protocol bgp lb3 from lbnode { neighbor 10.99.0.113 as 65001; }
+template bgp lbnode6 {
+  local fd00:99::1 as 65000;
+  bfd on;
+  hold time 3;
+  connect delay time 1;
+  connect retry time 2;
+  error wait time 1, 5;
+  ipv6 { import all; export none; };
+}
+protocol bgp lb1v6 from lbnode6 { neighbor fd00:99::111 as 65001; }
+protocol bgp lb2v6 from lbnode6 { neighbor fd00:99::112 as 65001; }
+protocol bgp lb3v6 from lbnode6 { neighbor fd00:99::113 as 65001; }
 CONF
 bird_start() {  # NETNS DIR
   ip netns exec "$1" bird -f -c "$2/bird.conf" -s "$2/bird.ctl" -P "$2/bird.pid" \
@@ -118,7 +141,7 @@ bird_start "$P-router" "$WORK/router"
 for k in "${NODES[@]}"; do
   n=$WORK/n$k
   mkdir -p "$n"
-  node_config "10.99.0.1$k" >"$n/lb.textproto"
+  node_config "10.99.0.1$k" "fd00:99::1$k" >"$n/lb.textproto"
   ip netns exec "$P-lb$k" "$CP_BIN" --config "$n/lb.textproto" --state_dir "$n/state" \
     --table_region "$n/tables" --stats_region "$n/stats" --max_vips 16 --max_backends 64 \
     --grpc_listen="$GRPC" --http_listen= --bgp_routes_file "$n/vips.conf" \
@@ -143,6 +166,7 @@ for k in "${NODES[@]}"; do
   STATS=$n/stats
   DP_FILE_PREFIX=lb-e2e-$P-$k
   DP_EXTRA_ARGS="--exception_path=$TAP"
+  DP_IPV6=yes
   start_dataplane_fallback "$k" "$WORK/dp$k.log" "$k"
   DP_PIDS+=("$DP_PID")
   wait_log "$WORK/dp$k.log" "exception path: kernel interface $TAP" 50 "$DP_PID" ||
@@ -150,6 +174,7 @@ for k in "${NODES[@]}"; do
   DP_PID=""
   ip netns exec "$P-lb$k" ip link set lo up
   ip netns exec "$P-lb$k" ip addr add "10.99.0.11$k/24" dev "$TAP"
+  ip netns exec "$P-lb$k" ip addr add "fd00:99::11$k/64" dev "$TAP" nodad
   ip netns exec "$P-lb$k" ip link set "$TAP" up
   cat >"$n/bird.conf" <<CONF
 log "$n/bird.log" all;
@@ -170,6 +195,16 @@ protocol bgp uplink {
   error wait time 1, 5;
   ipv4 { import none; export where proto = "lb_vips4"; next hop self; };
 }
+protocol bgp uplink6 {
+  local fd00:99::11$k as 65001;
+  neighbor fd00:99::1 as 65000;
+  bfd on;
+  hold time 3;
+  connect delay time 1;
+  connect retry time 2;
+  error wait time 1, 5;
+  ipv6 { import none; export where proto = "lb_vips6"; next hop self; };
+}
 CONF
   wait_log "$n/vips.conf" "protocol static lb_vips4" 50 || fail "node $k: no $n/vips.conf"
   bird_start "$P-lb$k" "$n"
@@ -181,7 +216,8 @@ route_hops() {
   ip netns exec "$P-router" ip route show "$VIP4/32" 2>/dev/null | grep -o 'via [0-9.]*' |
     awk '{ print $2 }' | sort | tr '\n' ' ' | sed 's/ $//'
 }
-# wait_hops WANT SECONDS: 0 once route_hops is WANT, 1 after SECONDS (on the
+# wait_hops WANT SECONDS [PREFIX]: 0 once the next hops of PREFIX (default
+# the IPv4 VIP's /32) at the router are WANT, 1 after SECONDS (on the
 # clock). One shell inside the router's namespace checks every 10 ms: an
 # `ip netns exec` per check can take seconds while other namespaces are
 # being created or deleted on the machine.
@@ -189,12 +225,19 @@ wait_hops() {
   ip netns exec "$P-router" bash -c '
     until=$(($(date +%s) + $2))
     while :; do
-      hops=$(ip route show "$3" 2>/dev/null | grep -o "via [0-9.]*" | awk "{ print \$2 }" | sort |
-        tr "\n" " " | sed "s/ $//")
+      fam=-4
+      [[ $3 == *:* ]] && fam=-6
+      hops=$(ip "$fam" route show "$3" 2>/dev/null | grep -o "via [0-9a-f.:]*" | awk "{ print \$2 }" |
+        sort | tr "\n" " " | sed "s/ $//")
       [[ "$hops" == "$1" ]] && exit 0
       (($(date +%s) < until)) || exit 1
       sleep 0.01
-    done' _ "$1" "$2" "$VIP4/32"
+    done' _ "$1" "$2" "${3:-$VIP4/32}"
+}
+# route_hops6: the next hops of the IPv6 VIP's route at the router, sorted.
+route_hops6() {
+  ip netns exec "$P-router" ip -6 route show "$VIP6/128" 2>/dev/null | grep -o 'via [0-9a-f:]*' |
+    awk '{ print $2 }' | sort | tr '\n' ' ' | sed 's/ $//'
 }
 # change_ms T_NS WANT: ms from T_NS (date +%s%N) to the first change of the
 # VIP's route at the router to the next hops WANT, as the kernel's
@@ -221,18 +264,31 @@ t0=$(now_ms)
 wait_hops "$ALL3" 20 || fail "the router did not install the ECMP route (next hops: '$(route_hops)')"
 echo "router: ECMP route after $(($(now_ms) - t0)) ms: $(ip netns exec "$P-router" ip route show "$VIP4/32" | tr -s '\n\t ' ' ')"
 warm_up 10 "http://$VIP4/" || fail "no request through the VIP succeeded"
+rbirdc() { ip netns exec "$P-router" birdc -s "$WORK/router/bird.ctl" "$@" 2>&1; }
+ALL3V6="fd00:99::111 fd00:99::112 fd00:99::113"
+wait_hops "$ALL3V6" 20 "$VIP6/128" || {
+  # What failed: the router's and node 1's IPv6 sessions, node 1's
+  # addresses, the router's neighbours, what node 1 announces.
+  rbirdc show protocols all lb1v6 | head -30
+  ip netns exec "$P-lb1" birdc -s "$WORK/n1/bird.ctl" show protocols all uplink6 2>&1 | head -30
+  ip netns exec "$P-lb1" ip -6 addr
+  ip netns exec "$P-router" ip -6 neigh
+  cat "$WORK/n1/vips.conf"
+  fail "the router did not install the IPv6 ECMP route (next hops: '$(route_hops6)')"
+}
+echo "router: IPv6 ECMP route: $(ip netns exec "$P-router" ip -6 route show "$VIP6/128" | tr -s '\n\t ' ' ')"
+warm_up 10 "http://[$VIP6]/" || fail "no request through the IPv6 VIP succeeded"
 # BFD must be up on every session before anything is measured (until then
 # only the BGP hold time would notice a dead node).
-rbirdc() { ip netns exec "$P-router" birdc -s "$WORK/router/bird.ctl" "$@" 2>&1; }
 # Up, and past BFD's slow start: the detection timeout (last column) is the
 # configured 5 x 100 ms, not the 1 s idle interval's.
 bfd_up() { rbirdc show bfd sessions | awk '$3 == "Up" && $NF + 0 > 0 && $NF + 0 <= 0.5' | wc -l; }
 for _ in $(seq 150); do
-  (($(bfd_up) == 3)) && break
+  (($(bfd_up) == 6)) && break
   sleep 0.1
 done
-(($(bfd_up) == 3)) || fail "the router's BFD sessions did not come up: $(rbirdc show bfd sessions | tr '\n' ' ')"
-echo "router: BFD sessions to the three nodes Up: $(rbirdc show bfd sessions | awk '$3 == "Up" { print $1, "timeout", $NF }' | tr '\n' ' ')"
+(($(bfd_up) == 6)) || fail "the router's BFD sessions did not come up: $(rbirdc show bfd sessions | tr '\n' ' ')"
+echo "router: BFD sessions to the three nodes (IPv4 and IPv6) Up: $(rbirdc show bfd sessions | awk '$3 == "Up" { print $1, "timeout", $NF }' | tr '\n' ' ')"
 
 # The router's route changes from here on, time-stamped by the kernel's
 # notifications.
@@ -394,6 +450,14 @@ echo "after the withdrawal: 20 new connections, $bad failed"
 ((bad == 0)) || fail "$bad of 20 new connections failed after the withdrawal"
 grep -q "bgp: announcing nothing (dataplane not alive" "$WORK/cp3.log" ||
   fail "node 3's announcer did not notice its dead dataplane"
+wait_hops "fd00:99::111 fd00:99::112" 15 "$VIP6/128" ||
+  fail "kill -9: node 3's IPv6 route was not withdrawn within 15 s (next hops: '$(route_hops6)')"
+bad6=0
+for _ in $(seq 10); do
+  ip netns exec "$P-client" curl -g -s --max-time 2 -o /dev/null "http://[$VIP6]/" || bad6=$((bad6 + 1))
+done
+echo "IPv6 VIP: node 3 withdrawn at the router ($(route_hops6) left); 10 new connections, $bad6 failed"
+((bad6 == 0)) || fail "$bad6 of 10 new IPv6 connections failed after the withdrawal"
 
 # 7. Long-lived connections: those on nodes 1 and 2 all survive; those moved
 #    from node 3 resume (>= 90 %). Survived: no error (the client fails a
@@ -449,6 +513,6 @@ for p in $PORTS; do
   done
 done
 echo "fixed ports after the kill: 30/30 reached the same backend ($fixed_on3 moved from node 3; $explained lbctl explain answers on nodes 1 and 2 agree)"
-echo "RESULT bgp: nodes=3 withdraw_ms=$withdraw_ms bfd=on drain_ms=$drain_ms drain_failed=$curl_bad" \
+echo "RESULT bgp: nodes=3 ipv6=on withdraw_ms=$withdraw_ms bfd=on drain_ms=$drain_ms drain_failed=$curl_bad" \
   "wrk_failed=$wrk_bad/$wrk_all kept=$stayed_alive/$stayed moved_kept=$moved_alive/$moved fixed_ports_same=30/30"
 echo "PASS: bgp e2e ($PMD, 3 nodes) in $(($(date +%s) - START)) s"

@@ -11,6 +11,7 @@
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TOPO=$ROOT/scripts/topology.sh
 VIP4=198.51.100.10
+VIP6=2001:db8:100::10
 GRPC=127.0.0.1:50051  # inside a namespace of our own: the port is free
 START=$(date +%s)
 PMD=af_xdp            # becomes af_packet when start_dataplane_fallback falls back
@@ -193,12 +194,26 @@ vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "l7" }
 CFG
 }
 
-# node_config ADDR: the desired state of one LB node in the multi-node tests
-# (ecmp, bgp, vrrp): tunnel source ADDR, Maglev pool web4 over the three
-# backends, VIP $VIP4:80. Identical pools on every node: identical tables.
+# node_config ADDR [ADDR6]: the desired state of one LB node in the
+# multi-node tests (ecmp, bgp, vrrp): tunnel source ADDR, Maglev pool web4
+# over the three backends, VIP $VIP4:80; with ADDR6 also the IPv6 tunnel
+# source ADDR6, pool web6 over the backends' IPv6 addresses and VIP
+# $VIP6:80 (IPv6-in-IPv6). Identical pools on every node: identical tables.
 node_config() {
+  local v6src="" v6=""
+  if [[ -n ${2:-} ]]; then
+    v6src=" tunnel_source_ipv6: \"$2\""
+    v6="pools {
+  name: \"web6\"
+  algorithm: ALGORITHM_MAGLEV
+  backends { address: \"fd00:99::21\" port: 80 }
+  backends { address: \"fd00:99::22\" port: 80 }
+  backends { address: \"fd00:99::23\" port: 80 }
+}
+vips { address: \"$VIP6\" protocol: PROTOCOL_TCP port: 80 pool: \"web6\" }"
+  fi
   cat <<CFG
-node { tunnel_source_ipv4: "$1" }
+node { tunnel_source_ipv4: "$1"$v6src }
 pools {
   name: "web4"
   algorithm: ALGORITHM_MAGLEV
@@ -207,5 +222,6 @@ pools {
   backends { address: "10.99.0.23" port: 80 }
 }
 vips { address: "$VIP4" protocol: PROTOCOL_TCP port: 80 pool: "web4" }
+${v6}
 CFG
 }
