@@ -312,7 +312,8 @@ void Worker::Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip,
 // every drop).
 __attribute__((always_inline)) inline void Worker::ForwardFast(uint16_t port, rte_mbuf* m,
                                                                const ParsedPacket& p, int vip,
-                                                               uint32_t slot, uint64_t flow_hash) {
+                                                               uint32_t slot, uint64_t flow_hash,
+                                                               VipRun* run) {
   const EncapTemplate& t = outer_tmpl_[slot];
   const VipEntry& ve = slot_.vips[vip];
   const uint32_t inner_len = p.l3_total_len;
@@ -348,8 +349,12 @@ __attribute__((always_inline)) inline void Worker::ForwardFast(uint16_t port, rt
   std::memcpy(data + 12, &et, 2);
   m->ol_flags = 0;
 
-  CounterAdd(vstats_[vip].packets, 1);
-  CounterAdd(vstats_[vip].bytes, inner_len);
+  if (__builtin_expect(vip != run->vip, 0)) {
+    FlushVipRun(run);
+    run->vip = vip;
+  }
+  ++run->packets;
+  run->bytes += inner_len;
   CounterAdd(bstats_[slot].packets, 1);
   CounterAdd(bstats_[slot].bytes, inner_len);
   TxBuffer& b = tx_[port];
@@ -647,6 +652,7 @@ void Worker::ProcessBurst(uint16_t port, rte_mbuf** pkts, uint16_t n) {
   // established hit (a live entry, no FIN/RST, a SYN only on an entry that is
   // not closing, a backend that still serves, no sticky refresh) is finished
   // here; the rest of a hit goes to HandleHit, a miss to HandleMiss.
+  VipRun run;
   for (uint16_t k = 0; k < np; ++k) {
     const uint16_t i = pending[k];
     rte_mbuf* m = pkts[i];
@@ -667,8 +673,9 @@ void Worker::ProcessBurst(uint16_t port, rte_mbuf** pkts, uint16_t n) {
       HandleHit(port, m, p, h, vip, e, cv, flags);
       continue;
     }
-    ForwardFast(port, m, p, vip, cv.backend_slot, h);
+    ForwardFast(port, m, p, vip, cv.backend_slot, h, &run);
   }
+  FlushVipRun(&run);
   CounterAdd(lstats_->rx_packets, n);
   CounterAdd(lstats_->rx_bytes, rx_bytes);
 }
