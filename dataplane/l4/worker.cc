@@ -13,6 +13,7 @@
 #include "lib/encap.h"
 #include "lib/flow_hash.h"
 #include "lib/icmp.h"
+#include "lib/packet_fast.h"
 #include "lib/vip_flow.h"
 
 namespace lb::dp {
@@ -311,7 +312,8 @@ void Worker::Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip,
 // every drop).
 __attribute__((always_inline)) inline void Worker::ForwardFast(uint16_t port, rte_mbuf* m,
                                                                const ParsedPacket& p, int vip,
-                                                               uint32_t slot, uint64_t flow_hash) {
+                                                               uint32_t slot, uint64_t flow_hash,
+                                                               VipRun* run) {
   const EncapTemplate& t = outer_tmpl_[slot];
   const VipEntry& ve = slot_.vips[vip];
   const uint32_t inner_len = p.l3_total_len;
@@ -347,8 +349,12 @@ __attribute__((always_inline)) inline void Worker::ForwardFast(uint16_t port, rt
   std::memcpy(data + 12, &et, 2);
   m->ol_flags = 0;
 
-  CounterAdd(vstats_[vip].packets, 1);
-  CounterAdd(vstats_[vip].bytes, inner_len);
+  if (__builtin_expect(vip != run->vip, 0)) {
+    FlushVipRun(run);
+    run->vip = vip;
+  }
+  ++run->packets;
+  run->bytes += inner_len;
   CounterAdd(bstats_[slot].packets, 1);
   CounterAdd(bstats_[slot].bytes, inner_len);
   TxBuffer& b = tx_[port];
@@ -566,19 +572,25 @@ void Worker::ProcessBurst(uint16_t port, rte_mbuf** pkts, uint16_t n) {
     rte_mbuf* m = pkts[i];
     rx_bytes += m->pkt_len;
     ParsedPacket& p = parsed[i];
-    DropReason why;
-    if (ParsePacket(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), &p, &why) !=
-        ParseStatus::kOk) {
-      Drop(m, why);
-      continue;
-    }
-    if (p.l2_len > 22) {  // more tags than our L2 copy holds; ParsePacket allows two
-      Drop(m, DropReason::kUnsupportedL3);
-      continue;
+    const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
+    // The common form (untagged IPv4 TCP/UDP, no options, not a fragment)
+    // without ParsePacket: the same fields (lib/packet_fast.h). Everything
+    // else is parsed in full, and drops say why there.
+    const bool fast = ClassifyIpv4Fast(data, rte_pktmbuf_data_len(m), &p);
+    if (__builtin_expect(!fast, 0)) {
+      DropReason why;
+      if (ParsePacket(data, rte_pktmbuf_data_len(m), &p, &why) != ParseStatus::kOk) {
+        Drop(m, why);
+        continue;
+      }
+      if (p.l2_len > 22) {  // more tags than our L2 copy holds; ParsePacket allows two
+        Drop(m, DropReason::kUnsupportedL3);
+        continue;
+      }
     }
     int vip;
-    if (__builtin_expect(p.l3 == L3Kind::kIPv4 && !p.is_fragment &&
-                             (p.proto == kIpProtoTcp || p.proto == kIpProtoUdp),
+    if (__builtin_expect(fast || (p.l3 == L3Kind::kIPv4 && !p.is_fragment &&
+                                  (p.proto == kIpProtoTcp || p.proto == kIpProtoUdp)),
                          1)) {
       // The common form, classified as below in fewer steps: an unfragmented
       // IPv4 TCP/UDP packet is for the node only when addressed to it, and
@@ -632,12 +644,15 @@ void Worker::ProcessBurst(uint16_t port, rte_mbuf** pkts, uint16_t n) {
   // Stage 2 of the prefetch: with the bucket headers arriving, start loading
   // the entry lines whose signatures match, all of them before the first
   // lookup. (Issuing them 8 packets ahead of the lookups instead cost up to
-  // twice the cycles at 8M flows: fewer misses in flight.)
+  // twice the cycles at 8M flows: fewer misses in flight. So did issuing
+  // them 8 or 16 packets behind the header prefetches, inside pass 1, and
+  // deferring the last 8 into pass 2 gained nothing: perf/RESULTS.md.)
   for (uint16_t k = 0; k < np; ++k) conn_->PrefetchEntry(hashes[pending[k]]);
   // Pass 2: connection-table lookups with their lines already in flight. The
   // established hit (a live entry, no FIN/RST, a SYN only on an entry that is
   // not closing, a backend that still serves, no sticky refresh) is finished
   // here; the rest of a hit goes to HandleHit, a miss to HandleMiss.
+  VipRun run;
   for (uint16_t k = 0; k < np; ++k) {
     const uint16_t i = pending[k];
     rte_mbuf* m = pkts[i];
@@ -658,8 +673,9 @@ void Worker::ProcessBurst(uint16_t port, rte_mbuf** pkts, uint16_t n) {
       HandleHit(port, m, p, h, vip, e, cv, flags);
       continue;
     }
-    ForwardFast(port, m, p, vip, cv.backend_slot, h);
+    ForwardFast(port, m, p, vip, cv.backend_slot, h, &run);
   }
+  FlushVipRun(&run);
   CounterAdd(lstats_->rx_packets, n);
   CounterAdd(lstats_->rx_bytes, rx_bytes);
 }

@@ -315,9 +315,24 @@ class alignas(64) Worker {
   void UpdateGuardGauge();
   void Forward(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip, uint32_t slot,
                uint64_t flow_hash);
+  // ForwardFast's VIP packets/bytes over a run of packets of one VIP (traffic
+  // comes in such runs), added to vstats_ when the VIP changes and at the end
+  // of the burst: the totals are the same, counted once per run.
+  struct VipRun {
+    int vip = -1;
+    uint64_t packets = 0;
+    uint64_t bytes = 0;
+  };
+  void FlushVipRun(VipRun* run) {
+    if (run->packets == 0) return;
+    CounterAdd(vstats_[run->vip].packets, run->packets);
+    CounterAdd(vstats_[run->vip].bytes, run->bytes);
+    run->packets = 0;
+    run->bytes = 0;
+  }
   // Forward's common form, inline (worker.cc); the rest goes to Forward.
   void ForwardFast(uint16_t port, rte_mbuf* m, const ParsedPacket& p, int vip, uint32_t slot,
-                   uint64_t flow_hash);
+                   uint64_t flow_hash, VipRun* run);
   void Drop(rte_mbuf* m, DropReason r);
   // Not for a VIP nor answered here: to the kernel when the exception path
   // is on (counted in to_kernel, or dropped as kExceptionFull over budget),

@@ -4,6 +4,7 @@
 // bounds reads ASan catches (every frame sits at the very end of an exact-size
 // heap allocation).
 #include "lib/packet.h"
+#include "lib/packet_fast.h"
 
 #include <gtest/gtest.h>
 
@@ -1082,6 +1083,38 @@ void CheckInvariants(const uint8_t* d, size_t len, const ParsedPacket& p, ParseS
   if (ParseNeighborAdvertisement(d, len, p, target, mac)) ++*ns;
 }
 
+// ClassifyIpv4Fast against ParsePacket on the same bytes: it may decline
+// anything, but what it accepts ParsePacket accepts with every field equal.
+// Returns whether the fast classifier accepted.
+bool CheckFastAgrees(const uint8_t* d, size_t len, ParseStatus st, const ParsedPacket& want) {
+  ParsedPacket got;
+  if (!ClassifyIpv4Fast(d, len, &got)) return false;
+  EXPECT_EQ(st, ParseStatus::kOk) << "accepted a frame ParsePacket drops";
+  if (st != ParseStatus::kOk) return true;
+  EXPECT_EQ(got.l2_len, want.l2_len);
+  EXPECT_EQ(got.ether_type, want.ether_type);
+  EXPECT_EQ(got.num_vlans, want.num_vlans);
+  for (int i = 0; i < kMaxVlanTags; ++i) EXPECT_EQ(got.vlan_tci[i], want.vlan_tci[i]);
+  EXPECT_EQ(got.l3, want.l3);
+  EXPECT_EQ(got.l3_offset, want.l3_offset);
+  EXPECT_EQ(got.l3_hdr_len, want.l3_hdr_len);
+  EXPECT_EQ(got.l3_total_len, want.l3_total_len);
+  EXPECT_EQ(got.proto, want.proto);
+  EXPECT_EQ(got.ttl, want.ttl);
+  EXPECT_EQ(got.tos, want.tos);
+  EXPECT_EQ(got.df, want.df);
+  EXPECT_EQ(got.is_fragment, want.is_fragment);
+  EXPECT_EQ(got.is_first_fragment, want.is_first_fragment);
+  EXPECT_EQ(got.l4_offset, want.l4_offset);
+  EXPECT_EQ(got.has_l4, want.has_l4);
+  EXPECT_EQ(got.tcp_flags, want.tcp_flags);
+  EXPECT_EQ(got.icmp_type, want.icmp_type);
+  EXPECT_EQ(got.icmp_code, want.icmp_code);
+  EXPECT_EQ(got.icmp_inner_offset, want.icmp_inner_offset);
+  EXPECT_KEY_EQ(got.key, want.key);
+  return true;
+}
+
 TEST(PacketTest, FuzzMutatedFramesAtEveryLength) {
   const std::vector<Bytes> seeds = FuzzSeeds();
   std::mt19937_64 rng(0x5eed);
@@ -1093,6 +1126,7 @@ TEST(PacketTest, FuzzMutatedFramesAtEveryLength) {
   int icmp_errors = 0;
   int ns = 0;
   int parses = 0;
+  int fast = 0;  // whole frames ClassifyIpv4Fast took
   for (int n = 0; n < kFrames; ++n) {
     Bytes f;
     if (n % 16 == 0) {
@@ -1140,7 +1174,8 @@ TEST(PacketTest, FuzzMutatedFramesAtEveryLength) {
         ASSERT_NE(why, DropReason::kNoTable);
       }
       CheckInvariants(d, len, p, st, &icmp_errors, &ns);
-      if (HasFatalFailure()) {
+      if (CheckFastAgrees(d, len, st, p) && len == f.size()) ++fast;
+      if (HasFatalFailure() || HasNonfatalFailure()) {
         FAIL() << "frame (len " << len << " of " << f.size() << "):\n" << Hex(f);
       }
     }
@@ -1150,6 +1185,101 @@ TEST(PacketTest, FuzzMutatedFramesAtEveryLength) {
   EXPECT_GT(ok, kFrames / 4) << "parses " << parses;
   EXPECT_GT(icmp_errors, 10000);
   EXPECT_GT(ns, 5000);
+  EXPECT_GT(fast, kFrames / 50);
+}
+
+// The fast classifier over well-formed IPv4 TCP/UDP frames with random
+// fields (lengths, flags, TOS, TTL, DF, padding, data offset), then the same
+// frames with one header byte (Ethernet, IPv4 or the L4 header) replaced or
+// the frame cut: whatever it accepts, ParsePacket accepts with every field
+// equal, and it accepts every intact frame of the common form.
+TEST(PacketTest, FastIpv4ClassifierAgreesWithParsePacket) {
+  std::mt19937_64 rng(0xfa57);
+  int intact = 0;
+  int accepted = 0;
+  int mutated_accepted = 0;
+  int mutated_declined = 0;
+  for (int n = 0; n < 100000; ++n) {
+    V4Opts o;
+    o.ttl = static_cast<uint8_t>(rng());
+    o.tos = static_cast<uint8_t>(rng());
+    o.frag = (rng() & 1) ? 0x4000 : 0;
+    const bool tcp = rng() & 1;
+    const uint32_t src = static_cast<uint32_t>(rng());
+    const uint32_t dst = static_cast<uint32_t>(rng());
+    const auto sport = static_cast<uint16_t>(rng());
+    const auto dport = static_cast<uint16_t>(rng());
+    const size_t payload = rng() % 64;
+    const Bytes l4 = tcp ? Tcp(sport, dport, static_cast<uint8_t>(rng()),
+                               5 + static_cast<int>(rng() % 3), payload)
+                         : Udp(sport, dport, payload);
+    Bytes f = Eth(kEtherTypeIPv4, Ipv4(tcp ? kIpProtoTcp : kIpProtoUdp, src, dst, l4, o));
+    if (rng() % 4 == 0) f.resize(f.size() + rng() % 24, static_cast<uint8_t>(rng()));  // padding
+    {
+      ExactBuffer buf(f);
+      ParsedPacket p;
+      DropReason why;
+      const ParseStatus st = ParsePacket(buf.data(), buf.size(), &p, &why);
+      ASSERT_EQ(st, ParseStatus::kOk) << Hex(f);
+      ++intact;
+      ASSERT_TRUE(CheckFastAgrees(buf.data(), buf.size(), st, p)) << "declined\n" << Hex(f);
+      ++accepted;
+    }
+    // One mutation in the first 14 + 20 + 20 bytes, or a cut.
+    Bytes g = f;
+    if (rng() % 4 == 0) {
+      g.resize(rng() % g.size());
+    } else {
+      const size_t pos = rng() % std::min<size_t>(g.size(), 54);
+      const uint8_t vals[] = {0,    0x08, 0x45, 0x46, 0x55, 0x40, 0x20, 0x3f,
+                              0x1f, 0x06, 0x11, 0xff, 0x01, 0x81, 0x86, 0xdd};
+      g[pos] = (rng() & 1) ? vals[rng() % sizeof(vals)] : static_cast<uint8_t>(rng());
+    }
+    ExactBuffer buf(g);
+    ParsedPacket p;
+    DropReason why;
+    const ParseStatus st = ParsePacket(buf.data(), buf.size(), &p, &why);
+    if (CheckFastAgrees(buf.data(), buf.size(), st, p)) {
+      ++mutated_accepted;
+    } else {
+      ++mutated_declined;
+    }
+    if (HasFailure()) FAIL() << "frame:\n" << Hex(g);
+  }
+  EXPECT_EQ(accepted, intact);
+  // Both outcomes are exercised by the mutations.
+  EXPECT_GT(mutated_accepted, 10000);
+  EXPECT_GT(mutated_declined, 10000);
+}
+
+// What the fast classifier leaves to ParsePacket: each fixture-like form
+// outside the common one.
+TEST(PacketTest, FastIpv4ClassifierDeclinesTheRest) {
+  V4Opts opts;
+  opts.options = Bytes(4, 1);
+  V4Opts first;
+  first.frag = 0x2000;
+  V4Opts later;
+  later.frag = 3;
+  const std::vector<Bytes> declined = {
+      UdpV6Frame(),
+      Eth(kEtherTypeIPv4, Ipv4(kIpProtoTcp, kClient, kVip, Tcp(1, 2, kAck)), {{kEtherTypeVlan, 5}}),
+      Eth(kEtherTypeIPv4, Ipv4(kIpProtoTcp, kClient, kVip, Tcp(1, 2, kAck), opts)),
+      Eth(kEtherTypeIPv4, Ipv4(kIpProtoUdp, kClient, kVip, Udp(1, 2, 20, 300), first)),
+      Eth(kEtherTypeIPv4, Ipv4(kIpProtoUdp, kClient, kVip, Bytes(16, 0), later)),
+      Eth(kEtherTypeIPv4, Ipv4(kIpProtoIcmp, kClient, kVip, Icmp(8, 0, 1, Bytes(8, 0)))),
+      Eth(kEtherTypeIPv4, Ipv4(47, kClient, kVip, Bytes(16, 0))),
+      Eth(kEtherTypeIPv4, Ipv4(kIpProtoTcp, kClient, kVip, Tcp(1, 2, kAck, 4))),  // doff 16
+      Eth(kEtherTypeIPv4, Ipv4(kIpProtoUdp, kClient, kVip, Udp(1, 2, 4, 40))),    // ulen lies
+      Eth(kEtherTypeArp, ArpRequest()),
+  };
+  for (const Bytes& f : declined) {
+    ExactBuffer buf(f);
+    ParsedPacket p;
+    EXPECT_FALSE(ClassifyIpv4Fast(buf.data(), buf.size(), &p)) << Hex(f);
+  }
+  ParsedPacket p;
+  EXPECT_TRUE(ClassifyIpv4Fast(ExactBuffer(TcpV4Frame()).data(), TcpV4Frame().size(), &p));
 }
 
 }  // namespace
