@@ -551,17 +551,105 @@ absl::StatusOr<std::unique_ptr<LeaderElection>> StartElection(ControlPlane* cp) 
   return e;
 }
 
-int RunServer(const TableCapacities& caps) {
-  // Signals are taken synchronously with sigwait(); block them before any
-  // thread starts (threads inherit the mask) so none is lost or delivered
-  // elsewhere.
+// The two health checkers: the L4 backends', and lb-l7's pools
+// (L7Pool.health_check), whose ids are those of the L7HealthBook and whose
+// results stream with WatchL7Config. The L7 one has no tunnel map: it would
+// otherwise empty the L4 one's marks.
+class HealthCheckers {
+ public:
+  absl::Status Start(ControlPlane* cp, const HealthCheckerOptions& options) {
+    cp_ = cp;
+    auto l4 = HealthChecker::Start([cp](const HealthReport& r) { cp->ReportHealth(r); }, options);
+    if (!l4.ok())
+      return absl::Status(l4.status().code(),
+                          absl::StrCat("health checker: ", l4.status().message()));
+    l4_ = *std::move(l4);
+    HealthCheckerOptions l7_options = options;
+    l7_options.tunnel_map_path.clear();
+    auto l7 = HealthChecker::Start(
+        [this](const HealthReport& r) {
+          if (l7_book_.Report(r)) cp_->SetL7Health(l7_book_.Health());
+        },
+        l7_options);
+    if (!l7.ok()) {
+      l4_->Stop();
+      return absl::Status(l7.status().code(),
+                          absl::StrCat("L7 health checker: ", l7.status().message()));
+    }
+    l7_ = *std::move(l7);
+    SetTargets();
+    return absl::OkStatus();
+  }
+
+  // Called by the ticker: new targets when the configuration changed, and
+  // the checks' latencies into the histogram.
+  void Tick(LatencyHistogram* latency) {
+    if (cp_->version() != targets_version_) SetTargets();
+    for (HealthChecker* c : {l4_.get(), l7_.get()}) {
+      for (double ms : c->DrainLatencyObservationsMs()) latency->Observe(ms / 1e3);
+    }
+  }
+
+  void Stop() {
+    if (l4_) l4_->Stop();
+    if (l7_) l7_->Stop();
+  }
+
+  L7HealthBook* l7_book() { return &l7_book_; }
+
+ private:
+  void SetTargets() {
+    targets_version_ = cp_->version();
+    l4_->SetTargets(TargetsFromConfig(cp_->config()));
+    l7_->SetTargets(l7_book_.Targets(cp_->config().l7()));
+    cp_->SetL7Health(l7_book_.Health());
+  }
+
+  ControlPlane* cp_ = nullptr;
+  L7HealthBook l7_book_;
+  std::unique_ptr<HealthChecker> l4_, l7_;
+  uint64_t targets_version_ = 0;
+};
+
+// Routes that follow health (--bgp_routes_file): its own view of the stats
+// region, so that its heartbeat checks never wait on the publisher.
+struct Announcer {
+  std::unique_ptr<DataplaneView> view;
+  std::unique_ptr<BgpAnnouncer> announcer;
+};
+
+absl::StatusOr<Announcer> StartAnnouncer(ControlPlane* cp, const std::string& stats_path) {
+  Announcer a;
+  if (FLAGS_bgp_routes_file.empty()) return a;
+  a.view = std::make_unique<DataplaneView>(stats_path, uint64_t{FLAGS_stuck_lcore_ms} * 1000000);
+  BgpAnnouncerOptions bo;
+  bo.routes_file = FLAGS_bgp_routes_file;
+  bo.bird_socket = FLAGS_bgp_bird_socket;
+  bo.birdc = FLAGS_bgp_birdc;
+  bo.drain_file = FLAGS_bgp_drain_file;
+  bo.heartbeat_max_age_ns = uint64_t{FLAGS_bgp_heartbeat_max_ms} * 1000000;
+  bo.poll_ns = uint64_t{FLAGS_bgp_poll_ms} * 1000000;
+  a.announcer = std::make_unique<BgpAnnouncer>(
+      bo, [cp] { return cp->ListVips(); }, a.view.get());
+  if (absl::Status s = a.announcer->Start(); !s.ok()) return s;
+  return a;
+}
+
+// Signals are taken synchronously with sigwait(); they are blocked before
+// any thread starts (threads inherit the mask) so none is lost or delivered
+// elsewhere.
+sigset_t BlockServerSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGHUP);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
 
+int RunServer(const TableCapacities& caps) {
+  const sigset_t signals = BlockServerSignals();
   auto settings = CheckServerFlags();  // before any state is touched
   if (!settings.ok()) {
     LOG(ERROR) << settings.status().message();
@@ -593,35 +681,12 @@ int RunServer(const TableCapacities& caps) {
   const uint64_t log_token = cp->Subscribe([](const v1::Event& e) {
     if (e.kind() != "publish") LOG(INFO) << e.kind() << ": " << e.message();
   });
-  auto checker = HealthChecker::Start([cpp](const HealthReport& r) { cpp->ReportHealth(r); },
-                                      settings->health);
-  if (!checker.ok()) {
-    LOG(ERROR) << "health checker: " << checker.status().message();
+  HealthCheckers checkers;
+  if (absl::Status s = checkers.Start(cpp, settings->health); !s.ok()) {
+    LOG(ERROR) << s.message();
     return 1;
   }
-  // lb-l7's pools (L7Pool.health_check): a checker of their own, its ids
-  // those of the L7HealthBook; the result streams with WatchL7Config.
-  // No tunnel map: that checker would otherwise empty the L4 one's marks.
-  L7HealthBook l7_book;
-  inputs.l7_health = &l7_book;
-  HealthCheckerOptions l7_options = settings->health;
-  l7_options.tunnel_map_path.clear();
-  auto l7_checker = HealthChecker::Start(
-      [cpp, &l7_book](const HealthReport& r) {
-        if (l7_book.Report(r)) cpp->SetL7Health(l7_book.Health());
-      },
-      l7_options);
-  if (!l7_checker.ok()) {
-    LOG(ERROR) << "L7 health checker: " << l7_checker.status().message();
-    return 1;
-  }
-  auto set_l7_targets = [&] {
-    (*l7_checker)->SetTargets(l7_book.Targets(cpp->config().l7()));
-    cpp->SetL7Health(l7_book.Health());
-  };
-  uint64_t targets_version = cp->version();
-  (*checker)->SetTargets(TargetsFromConfig(cp->config()));
-  set_l7_targets();
+  inputs.l7_health = checkers.l7_book();
   auto grpc_server = StartGrpc(cpp, settings->token);
   if (!grpc_server.ok()) {
     LOG(ERROR) << grpc_server.status().message();
@@ -638,55 +703,26 @@ int RunServer(const TableCapacities& caps) {
   std::thread ticker([&] {
     while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
       cpp->Tick();
-      if (const uint64_t v = cpp->version(); v != targets_version) {
-        targets_version = v;
-        (*checker)->SetTargets(TargetsFromConfig(cpp->config()));
-        set_l7_targets();
-      }
-      for (double ms : (*checker)->DrainLatencyObservationsMs()) health_latency.Observe(ms / 1e3);
-      for (double ms : (*l7_checker)->DrainLatencyObservationsMs()) {
-        health_latency.Observe(ms / 1e3);
-      }
+      checkers.Tick(&health_latency);
     }
   });
-  // Routes that follow health (--bgp_routes_file): its own view of the
-  // stats region, so that its heartbeat checks never wait on the publisher.
-  std::unique_ptr<DataplaneView> bgp_view;
-  std::unique_ptr<BgpAnnouncer> announcer;
-  if (!FLAGS_bgp_routes_file.empty()) {
-    bgp_view = std::make_unique<DataplaneView>(inputs.stats_path,
-                                               uint64_t{FLAGS_stuck_lcore_ms} * 1000000);
-    BgpAnnouncerOptions bo;
-    bo.routes_file = FLAGS_bgp_routes_file;
-    bo.bird_socket = FLAGS_bgp_bird_socket;
-    bo.birdc = FLAGS_bgp_birdc;
-    bo.drain_file = FLAGS_bgp_drain_file;
-    bo.heartbeat_max_age_ns = uint64_t{FLAGS_bgp_heartbeat_max_ms} * 1000000;
-    bo.poll_ns = uint64_t{FLAGS_bgp_poll_ms} * 1000000;
-    announcer = std::make_unique<BgpAnnouncer>(
-        bo, [cpp] { return cpp->ListVips(); }, bgp_view.get());
-    if (absl::Status s = announcer->Start(); !s.ok()) {
-      LOG(ERROR) << s.message();
-      stop.Notify();
-      ticker.join();
-      (*checker)->Stop();
-      (*l7_checker)->Stop();
-      return 1;
-    }
+  auto announcer = StartAnnouncer(cpp, inputs.stats_path);
+  if (announcer.ok()) ServeSignals(signals, caps, *cp);
+  if (!announcer.ok()) LOG(ERROR) << announcer.status().message();
+  if (announcer.ok() && announcer->announcer != nullptr) {
+    announcer->announcer->Stop(FLAGS_bgp_withdraw_on_exit);
   }
-  ServeSignals(signals, caps, *cp);
-  if (announcer != nullptr) announcer->Stop(FLAGS_bgp_withdraw_on_exit);
 
-  // Stop taking requests first, then the periodic work, then the checker.
+  // Stop taking requests first, then the periodic work, then the checkers.
   if (*http_server) (*http_server)->Stop();
   if (*grpc_server)
     (*grpc_server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   stop.Notify();
   ticker.join();
-  (*checker)->Stop();
-  (*l7_checker)->Stop();
+  checkers.Stop();
   if (leader != nullptr) leader->Stop();  // revokes the lease: another node takes over now
   cp->Unsubscribe(log_token);
+  if (!announcer.ok()) return 1;
   LOG(INFO) << "stopped: listeners closed, health checks ended";
   return 0;
 }
