@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+"""Binary test: an idle TLS HTTP/1.1 keep-alive connection is adopted by the
+new configuration's workers (docs/L7.md "Configuration changes"): real
+lb-l7 (--config, SIGHUP), real nginx with two backends, a Python ssl client.
+
+Usage: l7_tls_adopt_test.py LB_L7_BINARY
+Checks: one TLS keep-alive connection answers from pool "a"; the route is
+changed to pool "b" by rewriting the config and SIGHUP; the SAME connection
+(same TCP socket, same local port, never closed, no Connection: close) then
+answers from pool "b"; 0 failed requests; lb_l7_connections_adopted_total
+of the new generation counts it. Bounded at 60 s (about 3 s).
+"""
+import os
+import re
+import signal
+import socket
+import ssl
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import l7_testlib as lib  # noqa: E402
+from l7_testlib import fail, free_port, run  # noqa: E402
+
+H = lib.Harness(sys.argv[1], "l7tlsadopt-", 60)
+path = H.path
+
+
+def check(cond, msg):
+    lib.check(cond, msg, H.deadline)
+
+
+def write_config(port, pool, ba, bb):
+    return H.write("l7.textproto", f"""
+listeners {{ name: "https" address: "127.0.0.1" port: {port} default_pool: "{pool}"
+  tls {{ certificates {{ cert_file: "{path('c.crt')}" key_file: "{path('c.key')}" }} }} }}
+pools {{ name: "a" backends {{ address: "127.0.0.1" port: {ba} }} }}
+pools {{ name: "b" backends {{ address: "127.0.0.1" port: {bb} }} }}
+""")
+
+
+def get(sk):
+    """One GET on the kept connection: (status, headers text, body)."""
+    sk.sendall(b"GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sk.recv(4096)
+        check(chunk, "connection closed while waiting for an answer: %r" % buf)
+        buf += chunk
+    head, body = buf.split(b"\r\n\r\n", 1)
+    m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    check(m, "no Content-Length: %r" % head)
+    while len(body) < int(m.group(1)):
+        chunk = sk.recv(4096)
+        check(chunk, "connection closed inside a body")
+        body += chunk
+    status = int(head.split(b" ", 2)[1])
+    return status, head.decode(errors="replace"), body.decode()
+
+
+def main():
+    try:
+        signal.signal(signal.SIGALRM, lambda *_: fail("timeout"))
+        signal.alarm(60)
+        r = run(["openssl", "req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:P-256", "-keyout", path("c.key"), "-out", path("c.crt"),
+                 "-days", "30", "-subj", "/CN=a.example.com",
+                 "-addext", "subjectAltName=DNS:a.example.com"], timeout=30)
+        check(r.returncode == 0, "openssl req: " + r.stderr)
+        os.chmod(path("c.key"), 0o600)
+        port, ba, bb, admin = free_port(), free_port(), free_port(), free_port()
+        nd = path("nginx")
+        H.start_nginx(nd, f"""
+  access_log off;
+  server {{ listen 127.0.0.1:{ba}; location / {{ default_type text/plain; return 200 "a\\n"; }} }}
+  server {{ listen 127.0.0.1:{bb}; location / {{ default_type text/plain; return 200 "b\\n"; }} }}""",
+                      stop=lib.quit_nginx)
+        conf = write_config(port, "a", ba, bb)
+        lb, _ = H.start_lb("lb", conf, admin)
+        lib.wait_port(port, 10)
+        lib.wait_port(admin, 10)
+
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["http/1.1"])
+        sk = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                             server_hostname="a.example.com")
+        local = sk.getsockname()
+        ok = 0
+        for _ in range(3):
+            st, head, body = get(sk)
+            check(st == 200 and body == "a\n", f"before the change: {st} {body!r}")
+            ok += 1
+        before = lib.metric_sum(lib.scrape(admin), "lb_l7_connections_adopted_total")
+
+        write_config(port, "b", ba, bb)
+        lb.send_signal(signal.SIGHUP)
+        t_end = time.time() + 15
+        switched = False
+        while time.time() < t_end:
+            st, head, body = get(sk)
+            check(st == 200 and body in ("a\n", "b\n"), f"during the change: {st} {body!r}")
+            check("connection: close" not in head.lower(),
+                  "the old generation closed the TLS keep-alive connection: " + head)
+            ok += 1
+            if body == "b\n":
+                switched = True
+                break
+            time.sleep(0.1)
+        check(switched, "the kept TLS connection never answered from the new route")
+        for _ in range(3):
+            st, head, body = get(sk)
+            check(st == 200 and body == "b\n", f"after the change: {st} {body!r}")
+            check("connection: close" not in head.lower(), "Connection: close after adoption")
+            ok += 1
+        check(sk.getsockname() == local, "not the same TCP connection")
+        after = lib.metric_sum(lib.scrape(admin), "lb_l7_connections_adopted_total")
+        check(after >= 1 and after > before,
+              f"lb_l7_connections_adopted_total {before} -> {after}: the TLS connection was not adopted")
+        sk.close()
+        print(f"ok TLS keep-alive connection (local port {local[1]}) adopted across a route "
+              f"change: {ok} requests, 0 failures, answers from the new pool after it, "
+              f"adopted_total {before:.0f} -> {after:.0f}", flush=True)
+        lb.send_signal(signal.SIGTERM)
+        check(lb.wait(timeout=15) == 0, "lb-l7 did not exit 0 on SIGTERM")
+        print("PASS", flush=True)
+    finally:
+        H.cleanup()
+
+
+if __name__ == "__main__":
+    main()
