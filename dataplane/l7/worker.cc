@@ -80,6 +80,7 @@ Worker::Worker(int id, const RuntimeConfig* config, WorkerCounters* counters,
 Worker::~Worker() {
   for (const Handed& h : handed_) {  // handed over after Run() returned
     if (h.ssl != nullptr) SSL_free(h.ssl);
+    if (h.h2 != nullptr) DestroyH2Conn(h.h2);
     close(h.fd);
   }
   for (ClientConn* c : clients_) {
@@ -242,8 +243,8 @@ bool Worker::Adopt(Handed h) {
 
 bool Worker::Handable(const ClientConn* c) const {
   const Worker* s = successor_.load(std::memory_order_acquire);
-  return s != nullptr && c->h2_parent == nullptr && c->h2 == nullptr && !c->passthrough &&
-         !c->tunnel && (c->ssl != nullptr ? !c->handshaking : c->h2_checked) &&
+  return s != nullptr && c->h2_parent == nullptr && !c->passthrough && !c->tunnel &&
+         (c->ssl != nullptr ? !c->handshaking : c->h2_checked) &&
          static_cast<size_t>(c->listener) < successor_listener_.size() &&
          successor_listener_[c->listener] >= 0;
 }
@@ -263,11 +264,18 @@ static bool TlsQuiet(const ClientConn* c) {
 
 void Worker::HandOverIdle() {
   Worker* s = successor_.load(std::memory_order_relaxed);
+  std::vector<ClientConn*> busy_h2;
   for (size_t i = 0; i < clients_.size();) {
     ClientConn* c = clients_[i];
-    if (!Handable(c) || c->dead || c->state != ClientConn::State::kWaiting || c->parser.started() ||
-        !c->in.empty() || !c->out.empty() || c->up != nullptr || c->queued || c->store_wait ||
-        c->read_eof || c->tls_ready || !TlsQuiet(c)) {
+    const bool between =
+        c->h2 != nullptr ? c->state == ClientConn::State::kActive && !c->h2_dirty && H2Quiet(c->h2)
+                         : c->state == ClientConn::State::kWaiting && !c->parser.started() &&
+                               c->up == nullptr && !c->queued && !c->store_wait;
+    if (!Handable(c) || c->dead || !between || !c->in.empty() || !c->out.empty() || c->read_eof ||
+        c->tls_ready || !TlsQuiet(c)) {
+      // HTTP/2 moves only if idle when the retirement starts; a busy one
+      // gets GOAWAY as on a stop (its client could keep it busy forever).
+      if (c->h2 != nullptr && !c->dead && !H2ShuttingDown(c->h2)) busy_h2.push_back(c);
       ++i;
       continue;
     }
@@ -280,6 +288,7 @@ void Worker::HandOverIdle() {
     h.ssl = c->ssl;
     h.tls = c->tls;
     h.client_subject = c->client_subject;
+    h.h2 = c->h2;
     SetInterest(c, 0);  // out of this worker's epoll before the successor adds it
     if (!s->Adopt(std::move(h))) {
       // The successor is gone (a later change retired it too): this
@@ -288,22 +297,31 @@ void Worker::HandOverIdle() {
       successor_.store(nullptr, std::memory_order_relaxed);
       UpdateClient(c);
       const int64_t until = Now() + idle_grace_ns_.load(std::memory_order_relaxed);
+      std::vector<ClientConn*> h2;
       for (ClientConn* w : clients_) {
+        if (w->h2 != nullptr && !H2ShuttingDown(w->h2)) h2.push_back(w);
         if (w->h2 == nullptr && w->state == ClientConn::State::kWaiting && !w->parser.started() &&
             w->in.empty() && (w->deadline == 0 || w->deadline > until)) {
           w->deadline = until;
         }
       }
+      for (ClientConn* w : h2) {
+        if (!w->dead) H2Drain(w);
+      }
       return;
     }
     c->fd = -1;  // the successor owns it now (and its SSL)
     c->ssl = nullptr;
+    c->h2 = nullptr;
     clients_[c->pos] = clients_.back();
     clients_[c->pos]->pos = c->pos;
     clients_.pop_back();
     counters_->connections_open.Sub();
     Graveyard(c);
     // clients_[i] is now another connection: look at it too.
+  }
+  for (ClientConn* c : busy_h2) {
+    if (!c->dead) H2Drain(c);
   }
 }
 
@@ -323,12 +341,20 @@ void Worker::AdoptHanded() {
     c->peer_ip = std::move(h.peer_ip);
     c->ipv6 = h.ipv6;
     c->ip_hash = h.ip_hash;
-    c->h2_checked = true;  // an HTTP/1.1 connection already
+    c->h2_checked = true;  // HTTP/1.1 or HTTP/2 already
     c->ssl = h.ssl;        // handshake done; SSL_read will say when bytes come
     c->tls = std::move(h.tls);
     c->client_subject = std::move(h.client_subject);
     c->ssl_read_blocked = c->ssl != nullptr;  // nothing inside OpenSSL (TlsQuiet)
     c->state = ClientConn::State::kWaiting;
+    if (h.h2 != nullptr) {
+      // The session keeps the settings it announced (concurrent streams,
+      // windows, limits) until the connection ends.
+      c->h2 = h.h2;
+      RebindH2(c->h2, this, c);
+      c->state = ClientConn::State::kActive;
+      c->req_done = true;  // the connection itself carries no request
+    }
     c->head_timer = false;
     c->deadline = Now() + config_->timeouts.idle_ns;
     if (draining_ && successor_.load(std::memory_order_relaxed) == nullptr) {
@@ -468,7 +494,8 @@ void Worker::BeginDrain() {
   std::vector<ClientConn*> idle;
   for (ClientConn* c : clients_) {
     if (c->h2 != nullptr) {
-      H2Drain(c);
+      // Handed over in this turn if idle, else GOAWAY (HandOverIdle).
+      if (!Handable(c)) H2Drain(c);
       continue;
     }
     if (Handable(c)) continue;  // handed over once between requests (HandOverIdle)

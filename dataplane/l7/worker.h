@@ -60,6 +60,7 @@
 namespace lb::l7 {
 
 struct ClientConn;
+struct H2Conn;
 struct UpstreamConn;
 struct Pollable;
 class TlsContext;
@@ -120,6 +121,9 @@ class Worker {
     SSL* ssl = nullptr;
     std::shared_ptr<TlsContext> tls;
     std::string client_subject;
+    // HTTP/2: the connection's nghttp2 session, idle (no stream), owned by
+    // the receiver once Adopt returned true.
+    H2Conn* h2 = nullptr;
   };
   bool Adopt(Handed h);
   // The index of this worker's listener on `l`'s address that may take

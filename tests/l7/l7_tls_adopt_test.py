@@ -1,20 +1,24 @@
 #!/usr/bin/python3
-"""Binary test: an idle TLS HTTP/1.1 keep-alive connection is adopted by the
-new configuration's workers (docs/L7.md "Configuration changes"): real
-lb-l7 (--config, SIGHUP), real nginx with two backends, a Python ssl client.
+"""Binary test: an idle TLS HTTP/1.1 keep-alive connection and an idle h2c
+(HTTP/2 prior knowledge) connection are adopted by the new configuration's
+workers (docs/L7.md "Applying"): real lb-l7 (--config, SIGHUP), real nginx
+with two backends, a Python ssl client and raw HTTP/2 frames.
 
 Usage: l7_tls_adopt_test.py LB_L7_BINARY
 Checks: one TLS keep-alive connection answers from pool "a"; the route is
 changed to pool "b" by rewriting the config and SIGHUP; the SAME connection
 (same TCP socket, same local port, never closed, no Connection: close) then
-answers from pool "b"; 0 failed requests; lb_l7_connections_adopted_total
-of the new generation counts it. Bounded at 60 s (about 3 s).
+answers from pool "b"; likewise the h2c connection (no GOAWAY, same
+socket, a new stream answered from "b"); 0 failed requests;
+lb_l7_connections_adopted_total of the new generation counts both.
+Bounded at 60 s (about 3 s).
 """
 import os
 import re
 import signal
 import socket
 import ssl
+import struct
 import sys
 import time
 
@@ -30,10 +34,11 @@ def check(cond, msg):
     lib.check(cond, msg, H.deadline)
 
 
-def write_config(port, pool, ba, bb):
+def write_config(port, port2, pool, ba, bb):
     return H.write("l7.textproto", f"""
 listeners {{ name: "https" address: "127.0.0.1" port: {port} default_pool: "{pool}"
   tls {{ certificates {{ cert_file: "{path('c.crt')}" key_file: "{path('c.key')}" }} }} }}
+listeners {{ name: "h2c" address: "127.0.0.1" port: {port2} default_pool: "{pool}" }}
 pools {{ name: "a" backends {{ address: "127.0.0.1" port: {ba} }} }}
 pools {{ name: "b" backends {{ address: "127.0.0.1" port: {bb} }} }}
 """)
@@ -58,6 +63,61 @@ def get(sk):
     return status, head.decode(errors="replace"), body.decode()
 
 
+DATA, HEADERS, RST_STREAM, SETTINGS, GOAWAY = 0, 1, 3, 4, 7
+END_STREAM, ACK, END_HEADERS = 1, 1, 4
+
+
+def frame(typ, flags, sid, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([typ, flags]) + struct.pack(">I", sid) + payload
+
+
+def hpack(fields):
+    """Literal fields without indexing, no Huffman; names/values < 127 bytes."""
+    return b"".join(b"\x00" + bytes([len(n)]) + n.encode() + bytes([len(v)]) + v.encode()
+                    for n, v in fields)
+
+
+class H2:
+    """One h2c connection of raw frames; get() opens the next stream."""
+
+    def __init__(self, port):
+        self.port = port
+        self.sk = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.sk.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(SETTINGS, 0, 0))
+        self.buf = b""
+        self.sid = 1
+
+    def frames(self):
+        while True:
+            while len(self.buf) >= 9:
+                n = int.from_bytes(self.buf[:3], "big")
+                if len(self.buf) < 9 + n:
+                    break
+                f = (self.buf[3], self.buf[4], int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF,
+                     self.buf[9:9 + n])
+                self.buf = self.buf[9 + n:]
+                if f[0] == SETTINGS and not f[1] & ACK:
+                    self.sk.sendall(frame(SETTINGS, ACK, 0))
+                yield f
+            chunk = self.sk.recv(65536)
+            check(chunk, "h2c connection closed")
+            self.buf += chunk
+
+    def get(self):
+        sid, self.sid = self.sid, self.sid + 2
+        self.sk.sendall(frame(HEADERS, END_STREAM | END_HEADERS, sid, hpack(
+            [(":method", "GET"), (":scheme", "http"), (":authority", "a.example.com"),
+             (":path", "/")])))
+        body = b""
+        for t, fl, i, p in self.frames():
+            check(t != GOAWAY, "GOAWAY on the h2c connection: %r" % p)
+            check(not (t == RST_STREAM and i == sid), "stream %d reset" % sid)
+            if i == sid and t == DATA:
+                body += p
+            if i == sid and t in (DATA, HEADERS) and fl & END_STREAM:
+                return body.decode()
+
+
 def main():
     try:
         signal.signal(signal.SIGALRM, lambda *_: fail("timeout"))
@@ -68,16 +128,17 @@ def main():
                  "-addext", "subjectAltName=DNS:a.example.com"], timeout=30)
         check(r.returncode == 0, "openssl req: " + r.stderr)
         os.chmod(path("c.key"), 0o600)
-        port, ba, bb, admin = free_port(), free_port(), free_port(), free_port()
+        port, port2, ba, bb, admin = free_port(), free_port(), free_port(), free_port(), free_port()
         nd = path("nginx")
         H.start_nginx(nd, f"""
   access_log off;
   server {{ listen 127.0.0.1:{ba}; location / {{ default_type text/plain; return 200 "a\\n"; }} }}
   server {{ listen 127.0.0.1:{bb}; location / {{ default_type text/plain; return 200 "b\\n"; }} }}""",
                       stop=lib.quit_nginx)
-        conf = write_config(port, "a", ba, bb)
+        conf = write_config(port, port2, "a", ba, bb)
         lb, _ = H.start_lb("lb", conf, admin)
         lib.wait_port(port, 10)
+        lib.wait_port(port2, 10)
         lib.wait_port(admin, 10)
 
         ctx = ssl.create_default_context()
@@ -92,9 +153,15 @@ def main():
             st, head, body = get(sk)
             check(st == 200 and body == "a\n", f"before the change: {st} {body!r}")
             ok += 1
+        h2 = H2(port2)
+        h2local = h2.sk.getsockname()
+        for _ in range(3):
+            body = h2.get()
+            check(body == "a\n", f"h2c before the change: {body!r}")
+            ok += 1
         before = lib.metric_sum(lib.scrape(admin), "lb_l7_connections_adopted_total")
 
-        write_config(port, "b", ba, bb)
+        write_config(port, port2, "b", ba, bb)
         lb.send_signal(signal.SIGHUP)
         t_end = time.time() + 15
         switched = False
@@ -115,11 +182,27 @@ def main():
             check("connection: close" not in head.lower(), "Connection: close after adoption")
             ok += 1
         check(sk.getsockname() == local, "not the same TCP connection")
+        t_end = time.time() + 15
+        while time.time() < t_end:
+            body = h2.get()
+            check(body in ("a\n", "b\n"), f"h2c during the change: {body!r}")
+            ok += 1
+            if body == "b\n":
+                break
+            time.sleep(0.1)
+        check(body == "b\n", "the kept h2c connection never answered from the new route")
+        for _ in range(3):
+            body = h2.get()
+            check(body == "b\n", f"h2c after the change: {body!r}")
+            ok += 1
+        check(h2.sk.getsockname() == h2local, "not the same h2c connection")
         after = lib.metric_sum(lib.scrape(admin), "lb_l7_connections_adopted_total")
-        check(after >= 1 and after > before,
-              f"lb_l7_connections_adopted_total {before} -> {after}: the TLS connection was not adopted")
+        check(after >= 2 and after >= before + 2,
+              f"lb_l7_connections_adopted_total {before} -> {after}: not both connections adopted")
         sk.close()
-        print(f"ok TLS keep-alive connection (local port {local[1]}) adopted across a route "
+        h2.sk.close()
+        print(f"ok TLS keep-alive connection (local port {local[1]}) and h2c connection (local "
+              f"port {h2local[1]}) adopted across a route "
               f"change: {ok} requests, 0 failures, answers from the new pool after it, "
               f"adopted_total {before:.0f} -> {after:.0f}", flush=True)
         lb.send_signal(signal.SIGTERM)
