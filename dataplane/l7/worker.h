@@ -22,9 +22,11 @@
 // configuration change drops no such connection and sends no Connection:
 // close. A TLS connection moves with its SSL (which keeps the SSL_CTX and
 // certificates it was accepted with), and only to a TLS listener with the
-// same TLS settings. HTTP/2 connections, tunnels, passthrough and
-// connections whose listener the new configuration does not have (or has
-// with other TLS settings) end as with RequestStop.
+// same TLS settings. An HTTP/2 connection idle when the retirement starts
+// (no stream, nothing to write) moves too, with its nghttp2 session; a
+// busy one gets GOAWAY. Tunnels, passthrough and connections whose
+// listener the new configuration does not have (or has with other TLS
+// settings) end as with RequestStop.
 //
 // TLS listeners (worker_tls.cc): the handshake and SSL_read/SSL_write run in
 // the same loop; a connection starts from the TlsStore generation current
