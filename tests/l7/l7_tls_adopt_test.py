@@ -10,7 +10,10 @@ changed to pool "b" by rewriting the config and SIGHUP; the SAME connection
 (same TCP socket, same local port, never closed, no Connection: close) then
 answers from pool "b"; likewise the h2c connection (no GOAWAY, same
 socket, a new stream answered from "b"); 0 failed requests;
-lb_l7_connections_adopted_total of the new generation counts both.
+lb_l7_connections_adopted_total of the new generation counts both. Then a
+change of the listener's tls block (plus the route back to "a"): the TLS
+connection is not adopted (it drains: Connection: close or closed), the
+h2c one is.
 Bounded at 60 s (about 3 s).
 """
 import os
@@ -34,10 +37,12 @@ def check(cond, msg):
     lib.check(cond, msg, H.deadline)
 
 
-def write_config(port, port2, pool, ba, bb):
+def write_config(port, port2, pool, ba, bb, certs=("c",)):
+    cs = " ".join(f'certificates {{ cert_file: "{path(c)}.crt" key_file: "{path(c)}.key" }}'
+                  for c in certs)
     return H.write("l7.textproto", f"""
 listeners {{ name: "https" address: "127.0.0.1" port: {port} default_pool: "{pool}"
-  tls {{ certificates {{ cert_file: "{path('c.crt')}" key_file: "{path('c.key')}" }} }} }}
+  tls {{ {cs} }} }}
 listeners {{ name: "h2c" address: "127.0.0.1" port: {port2} default_pool: "{pool}" }}
 pools {{ name: "a" backends {{ address: "127.0.0.1" port: {ba} }} }}
 pools {{ name: "b" backends {{ address: "127.0.0.1" port: {bb} }} }}
@@ -122,12 +127,13 @@ def main():
     try:
         signal.signal(signal.SIGALRM, lambda *_: fail("timeout"))
         signal.alarm(60)
-        r = run(["openssl", "req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt",
-                 "ec_paramgen_curve:P-256", "-keyout", path("c.key"), "-out", path("c.crt"),
-                 "-days", "30", "-subj", "/CN=a.example.com",
-                 "-addext", "subjectAltName=DNS:a.example.com"], timeout=30)
-        check(r.returncode == 0, "openssl req: " + r.stderr)
-        os.chmod(path("c.key"), 0o600)
+        for c, cn in (("c", "a.example.com"), ("d", "d.example.com")):
+            r = run(["openssl", "req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt",
+                     "ec_paramgen_curve:P-256", "-keyout", path(c + ".key"), "-out",
+                     path(c + ".crt"), "-days", "30", "-subj", "/CN=" + cn,
+                     "-addext", "subjectAltName=DNS:" + cn], timeout=30)
+            check(r.returncode == 0, "openssl req: " + r.stderr)
+            os.chmod(path(c + ".key"), 0o600)
         port, port2, ba, bb, admin = free_port(), free_port(), free_port(), free_port(), free_port()
         nd = path("nginx")
         H.start_nginx(nd, f"""
@@ -199,12 +205,44 @@ def main():
         after = lib.metric_sum(lib.scrape(admin), "lb_l7_connections_adopted_total")
         check(after >= 2 and after >= before + 2,
               f"lb_l7_connections_adopted_total {before} -> {after}: not both connections adopted")
-        sk.close()
-        h2.sk.close()
         print(f"ok TLS keep-alive connection (local port {local[1]}) and h2c connection (local "
               f"port {h2local[1]}) adopted across a route "
               f"change: {ok} requests, 0 failures, answers from the new pool after it, "
               f"adopted_total {before:.0f} -> {after:.0f}", flush=True)
+
+        # Other TLS settings on the listener: the TLS connection must not
+        # skip them by moving with its old SSL_CTX; it drains instead.
+        write_config(port, port2, "a", ba, bb, certs=("c", "d"))
+        lb.send_signal(signal.SIGHUP)
+        t_end = time.time() + 15
+        while time.time() < t_end:
+            body = h2.get()
+            if body == "a\n":
+                break
+            time.sleep(0.1)
+        check(body == "a\n", "the h2c connection never answered from the third configuration")
+        third = lib.metric_sum(lib.scrape(admin), "lb_l7_connections_adopted_total")
+        check(third in (1, after + 1), f"adopted_total {third} after a tls change: only the h2c "
+              "connection may move")
+        # Drained: closed (the idle grace passed), or the answer says
+        # Connection: close. A timeout means neither: it did not drain.
+        got = b""
+        try:
+            sk.sendall(b"GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n")
+            while b"\r\n\r\n" not in got:
+                chunk = sk.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            closed = b"\r\n\r\n" not in got
+        except (ConnectionError, ssl.SSLError):
+            closed = True
+        drained = closed or b"\r\nconnection: close" in got.lower()
+        check(drained, "the TLS connection kept serving after its listener's tls block changed")
+        sk.close()
+        h2.sk.close()
+        print("ok a changed tls block: the TLS connection drains instead of moving, h2c moves",
+              flush=True)
         lb.send_signal(signal.SIGTERM)
         check(lb.wait(timeout=15) == 0, "lb-l7 did not exit 0 on SIGTERM")
         print("PASS", flush=True)
