@@ -265,6 +265,7 @@ static bool TlsQuiet(const ClientConn* c) {
 void Worker::HandOverIdle() {
   Worker* s = successor_.load(std::memory_order_relaxed);
   std::vector<ClientConn*> busy_h2;
+  const int64_t h2_giveup = drain_started_ns_ + idle_grace_ns_.load(std::memory_order_relaxed);
   for (size_t i = 0; i < clients_.size();) {
     ClientConn* c = clients_[i];
     const bool between =
@@ -273,9 +274,11 @@ void Worker::HandOverIdle() {
                                c->up == nullptr && !c->queued && !c->store_wait;
     if (!Handable(c) || c->dead || !between || !c->in.empty() || !c->out.empty() || c->read_eof ||
         c->tls_ready || !TlsQuiet(c)) {
-      // HTTP/2 moves only if idle when the retirement starts; a busy one
+      // HTTP/2 moves once idle within the idle grace; one still busy then
       // gets GOAWAY as on a stop (its client could keep it busy forever).
-      if (c->h2 != nullptr && !c->dead && !H2ShuttingDown(c->h2)) busy_h2.push_back(c);
+      if (c->h2 != nullptr && !c->dead && !H2ShuttingDown(c->h2) && Now() >= h2_giveup) {
+        busy_h2.push_back(c);
+      }
       ++i;
       continue;
     }
@@ -477,6 +480,7 @@ void Worker::Run() {
 
 void Worker::BeginDrain() {
   draining_ = true;
+  drain_started_ns_ = Now();
   for (auto& l : listeners_) {
     if (l->kind != Kind::kListener || l->fd < 0) continue;
     SetInterest(l.get(), 0);

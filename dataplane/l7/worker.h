@@ -22,11 +22,11 @@
 // configuration change drops no such connection and sends no Connection:
 // close. A TLS connection moves with its SSL (which keeps the SSL_CTX and
 // certificates it was accepted with), and only to a TLS listener with the
-// same TLS settings. An HTTP/2 connection idle when the retirement starts
-// (no stream, nothing to write) moves too, with its nghttp2 session; a
-// busy one gets GOAWAY. Tunnels, passthrough and connections whose
-// listener the new configuration does not have (or has with other TLS
-// settings) end as with RequestStop.
+// same TLS settings. An HTTP/2 connection moves too, with its nghttp2
+// session, once idle (no stream, nothing to write) within the idle grace
+// of the retirement's start; one still busy then gets GOAWAY. Tunnels,
+// passthrough and connections whose listener the new configuration does
+// not have (or has with other TLS settings) end as with RequestStop.
 //
 // TLS listeners (worker_tls.cc): the handshake and SSL_read/SSL_write run in
 // the same loop; a connection starts from the TlsStore generation current
@@ -299,6 +299,7 @@ class Worker {
   std::atomic<int64_t> stop_deadline_ns_{0};  // 0 = running
   std::atomic<int64_t> idle_grace_ns_{0};     // set with stop_deadline_ns_
   bool draining_ = false;
+  int64_t drain_started_ns_ = 0;             // BeginDrain's Now()
   std::atomic<Worker*> successor_{nullptr};  // set by RequestRetire
   std::vector<int> successor_listener_;      // per listener: its index there, or -1
   std::mutex handed_mu_;
