@@ -8,9 +8,10 @@ Usage: l7_tls_adopt_test.py LB_L7_BINARY
 Checks: one TLS keep-alive connection answers from pool "a"; the route is
 changed to pool "b" by rewriting the config and SIGHUP; the SAME connection
 (same TCP socket, same local port, never closed, no Connection: close) then
-answers from pool "b"; likewise the h2c connection (no GOAWAY, same
-socket, a new stream answered from "b"); 0 failed requests;
-lb_l7_connections_adopted_total of the new generation counts both. Then a
+answers from pool "b"; likewise an h2c connection and an ALPN h2 TLS
+connection (no GOAWAY, same sockets, new streams answered from "b"); 0
+failed requests; lb_l7_connections_adopted_total of the new generation
+counts all three. Then a
 change of the listener's tls block (plus the route back to "a"): the TLS
 connection is not adopted (it drains: Connection: close or closed), the
 h2c one is.
@@ -85,9 +86,12 @@ def hpack(fields):
 class H2:
     """One h2c connection of raw frames; get() opens the next stream."""
 
-    def __init__(self, port):
+    def __init__(self, port, ctx=None):
         self.port = port
         self.sk = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if ctx is not None:  # ALPN h2 over TLS
+            self.sk = ctx.wrap_socket(self.sk, server_hostname="a.example.com")
+            check(self.sk.selected_alpn_protocol() == "h2", "ALPN did not pick h2")
         self.sk.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(SETTINGS, 0, 0))
         self.buf = b""
         self.sid = 1
@@ -161,10 +165,18 @@ def main():
             ok += 1
         h2 = H2(port2)
         h2local = h2.sk.getsockname()
+        h2ctx = ssl.create_default_context()
+        h2ctx.check_hostname = False
+        h2ctx.verify_mode = ssl.CERT_NONE
+        h2ctx.set_alpn_protocols(["h2"])
+        h2s = H2(port, h2ctx)
+        h2slocal = h2s.sk.getsockname()
         for _ in range(3):
             body = h2.get()
             check(body == "a\n", f"h2c before the change: {body!r}")
-            ok += 1
+            body = h2s.get()
+            check(body == "a\n", f"TLS h2 before the change: {body!r}")
+            ok += 2
         before = lib.metric_sum(lib.scrape(admin), "lb_l7_connections_adopted_total")
 
         write_config(port, port2, "b", ba, bb)
@@ -202,11 +214,18 @@ def main():
             check(body == "b\n", f"h2c after the change: {body!r}")
             ok += 1
         check(h2.sk.getsockname() == h2local, "not the same h2c connection")
+        for _ in range(3):
+            body = h2s.get()
+            check(body == "b\n", f"TLS h2 after the change: {body!r}")
+            ok += 1
+        check(h2s.sk.getsockname() == h2slocal, "not the same TLS h2 connection")
+        h2s.sk.close()
         after = lib.metric_sum(lib.scrape(admin), "lb_l7_connections_adopted_total")
-        check(after >= 2 and after >= before + 2,
-              f"lb_l7_connections_adopted_total {before} -> {after}: not both connections adopted")
-        print(f"ok TLS keep-alive connection (local port {local[1]}) and h2c connection (local "
-              f"port {h2local[1]}) adopted across a route "
+        check(after >= 3 and after >= before + 3,
+              f"lb_l7_connections_adopted_total {before} -> {after}: not all three adopted")
+        print(f"ok TLS keep-alive connection (local port {local[1]}), h2c connection (local "
+              f"port {h2local[1]}) and TLS h2 connection (local port {h2slocal[1]}) adopted "
+              f"across a route "
               f"change: {ok} requests, 0 failures, answers from the new pool after it, "
               f"adopted_total {before:.0f} -> {after:.0f}", flush=True)
 
