@@ -26,6 +26,10 @@ struct ClientConn;
 struct UpstreamConn;
 struct H2Conn;  // worker_h2.cc
 void DestroyH2Conn(H2Conn* h);
+// Whether h may move to another worker (Worker::HandOverIdle), and the move.
+bool H2Quiet(const H2Conn* h);
+bool H2ShuttingDown(const H2Conn* h);  // GOAWAY sent
+void RebindH2(H2Conn* h, Worker* w, ClientConn* c);
 
 inline constexpr size_t kReadChunk = 65536;
 // After an error response: read and discard what the client still sends for

@@ -241,7 +241,7 @@ absl::Status Runner::ApplyLocked(const v1::L7Config& proto, uint64_t number) {
               << ")";
   }
   if (old != nullptr) {
-    // Plain HTTP/1.1 keep-alive connections move to the new workers between
+    // HTTP/1.1 keep-alive connections (plain or TLS) move to the new workers between
     // requests (worker.h RequestRetire): a configuration change drops none.
     for (size_t i = 0; i < old->workers.size(); ++i) {
       Worker* successor = i < current_->workers.size() ? current_->workers[i].get() : nullptr;

@@ -22,10 +22,13 @@
 #include "dataplane/l7/tls.h"
 #include "dataplane/l7/upstream_tls.h"
 #include "glog/logging.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "lib/l7/headers.h"
 #include "lib/l7/http1.h"
 
 namespace lb::l7 {
+
+using google::protobuf::util::MessageDifferencer;
 
 namespace {
 
@@ -75,7 +78,11 @@ Worker::Worker(int id, const RuntimeConfig* config, WorkerCounters* counters,
 }
 
 Worker::~Worker() {
-  for (const Handed& h : handed_) close(h.fd);  // handed over after Run() returned
+  for (const Handed& h : handed_) {  // handed over after Run() returned
+    if (h.ssl != nullptr) SSL_free(h.ssl);
+    if (h.h2 != nullptr) DestroyH2Conn(h.h2);
+    close(h.fd);
+  }
   for (ClientConn* c : clients_) {
     if (c->fd >= 0) close(c->fd);
     if (c->h2 != nullptr) DestroyH2Conn(c->h2);
@@ -201,20 +208,23 @@ void Worker::RequestRetire(Worker* successor, int64_t drain_ms, int64_t idle_gra
   successor_listener_.assign(config_->listeners.size(), -1);
   if (successor != nullptr) {
     for (size_t i = 0; i < config_->listeners.size(); ++i) {
-      const ListenerConfig& l = config_->listeners[i];
-      if (!l.tls && !l.passthrough) {
-        successor_listener_[i] = successor->PlainListenerIndex(l.addr.text);
-      }
+      successor_listener_[i] = successor->SuccessorListenerIndex(config_->listeners[i]);
     }
   }
   successor_.store(successor, std::memory_order_release);  // after successor_listener_
   RequestStop(drain_ms, idle_grace_ms);
 }
 
-int Worker::PlainListenerIndex(const std::string& addr_text) const {
+int Worker::SuccessorListenerIndex(const ListenerConfig& old) const {
+  if (old.passthrough) return -1;
   for (size_t i = 0; i < config_->listeners.size(); ++i) {
     const ListenerConfig& l = config_->listeners[i];
-    if (l.addr.text == addr_text && !l.tls && !l.passthrough) return static_cast<int>(i);
+    if (l.addr.text != old.addr.text || l.passthrough || l.tls != old.tls) continue;
+    // A TLS connection keeps the SSL_CTX it was accepted with: only where
+    // the TLS settings (certificates, client authentication, ALPN...) are
+    // the same, so a connection never skips a policy the new listener has.
+    if (l.tls && !MessageDifferencer::Equals(l.tls_config, old.tls_config)) return -1;
+    return static_cast<int>(i);
   }
   return -1;
 }
@@ -233,19 +243,42 @@ bool Worker::Adopt(Handed h) {
 
 bool Worker::Handable(const ClientConn* c) const {
   const Worker* s = successor_.load(std::memory_order_acquire);
-  return s != nullptr && c->h2_parent == nullptr && c->h2 == nullptr && c->ssl == nullptr &&
-         !c->passthrough && !c->tunnel && c->h2_checked &&
+  return s != nullptr && c->h2_parent == nullptr && !c->passthrough && !c->tunnel &&
+         (c->ssl != nullptr ? !c->handshaking : c->h2_checked) &&
          static_cast<size_t>(c->listener) < successor_listener_.size() &&
          successor_listener_[c->listener] >= 0;
 }
 
+// A TLS connection moves only where no byte is inside OpenSSL: no
+// decrypted plaintext nor unprocessed record in the read buffer
+// (SSL_has_pending covers both; the read BIO is the socket, which buffers
+// nothing), no SSL_read or SSL_write waiting for the other direction, and
+// no record half written (out is empty, so the last SSL_write completed).
+// Otherwise it stays and drains as on a stop.
+static bool TlsQuiet(const ClientConn* c) {
+  if (c->ssl == nullptr) return true;
+  return !c->handshaking && !c->ssl_read_wants_write && !c->ssl_write_wants_read &&
+         SSL_pending(c->ssl) == 0 && SSL_has_pending(c->ssl) == 0 &&
+         BIO_pending(SSL_get_rbio(c->ssl)) == 0 && BIO_wpending(SSL_get_wbio(c->ssl)) == 0;
+}
+
 void Worker::HandOverIdle() {
   Worker* s = successor_.load(std::memory_order_relaxed);
+  std::vector<ClientConn*> busy_h2;
+  const int64_t h2_giveup = drain_started_ns_ + idle_grace_ns_.load(std::memory_order_relaxed);
   for (size_t i = 0; i < clients_.size();) {
     ClientConn* c = clients_[i];
-    if (!Handable(c) || c->dead || c->state != ClientConn::State::kWaiting || c->parser.started() ||
-        !c->in.empty() || !c->out.empty() || c->up != nullptr || c->queued || c->store_wait ||
-        c->read_eof || c->tls_ready) {
+    const bool between =
+        c->h2 != nullptr ? c->state == ClientConn::State::kActive && !c->h2_dirty && H2Quiet(c->h2)
+                         : c->state == ClientConn::State::kWaiting && !c->parser.started() &&
+                               c->up == nullptr && !c->queued && !c->store_wait;
+    if (!Handable(c) || c->dead || !between || !c->in.empty() || !c->out.empty() || c->read_eof ||
+        c->tls_ready || !TlsQuiet(c)) {
+      // HTTP/2 moves once idle within the idle grace; one still busy then
+      // gets GOAWAY as on a stop (its client could keep it busy forever).
+      if (c->h2 != nullptr && !c->dead && !H2ShuttingDown(c->h2) && Now() >= h2_giveup) {
+        busy_h2.push_back(c);
+      }
       ++i;
       continue;
     }
@@ -255,6 +288,10 @@ void Worker::HandOverIdle() {
     h.peer_ip = c->peer_ip;
     h.ipv6 = c->ipv6;
     h.ip_hash = c->ip_hash;
+    h.ssl = c->ssl;
+    h.tls = c->tls;
+    h.client_subject = c->client_subject;
+    h.h2 = c->h2;
     SetInterest(c, 0);  // out of this worker's epoll before the successor adds it
     if (!s->Adopt(std::move(h))) {
       // The successor is gone (a later change retired it too): this
@@ -263,21 +300,31 @@ void Worker::HandOverIdle() {
       successor_.store(nullptr, std::memory_order_relaxed);
       UpdateClient(c);
       const int64_t until = Now() + idle_grace_ns_.load(std::memory_order_relaxed);
+      std::vector<ClientConn*> h2;
       for (ClientConn* w : clients_) {
+        if (w->h2 != nullptr && !H2ShuttingDown(w->h2)) h2.push_back(w);
         if (w->h2 == nullptr && w->state == ClientConn::State::kWaiting && !w->parser.started() &&
             w->in.empty() && (w->deadline == 0 || w->deadline > until)) {
           w->deadline = until;
         }
       }
+      for (ClientConn* w : h2) {
+        if (!w->dead) H2Drain(w);
+      }
       return;
     }
-    c->fd = -1;  // the successor owns it now
+    c->fd = -1;  // the successor owns it now (and its SSL)
+    c->ssl = nullptr;
+    c->h2 = nullptr;
     clients_[c->pos] = clients_.back();
     clients_[c->pos]->pos = c->pos;
     clients_.pop_back();
     counters_->connections_open.Sub();
     Graveyard(c);
     // clients_[i] is now another connection: look at it too.
+  }
+  for (ClientConn* c : busy_h2) {
+    if (!c->dead) H2Drain(c);
   }
 }
 
@@ -297,8 +344,20 @@ void Worker::AdoptHanded() {
     c->peer_ip = std::move(h.peer_ip);
     c->ipv6 = h.ipv6;
     c->ip_hash = h.ip_hash;
-    c->h2_checked = true;  // an HTTP/1.1 connection already
+    c->h2_checked = true;  // HTTP/1.1 or HTTP/2 already
+    c->ssl = h.ssl;        // handshake done; SSL_read will say when bytes come
+    c->tls = std::move(h.tls);
+    c->client_subject = std::move(h.client_subject);
+    c->ssl_read_blocked = c->ssl != nullptr;  // nothing inside OpenSSL (TlsQuiet)
     c->state = ClientConn::State::kWaiting;
+    if (h.h2 != nullptr) {
+      // The session keeps the settings it announced (concurrent streams,
+      // windows, limits) until the connection ends.
+      c->h2 = h.h2;
+      RebindH2(c->h2, this, c);
+      c->state = ClientConn::State::kActive;
+      c->req_done = true;  // the connection itself carries no request
+    }
     c->head_timer = false;
     c->deadline = Now() + config_->timeouts.idle_ns;
     if (draining_ && successor_.load(std::memory_order_relaxed) == nullptr) {
@@ -421,6 +480,7 @@ void Worker::Run() {
 
 void Worker::BeginDrain() {
   draining_ = true;
+  drain_started_ns_ = Now();
   for (auto& l : listeners_) {
     if (l->kind != Kind::kListener || l->fd < 0) continue;
     SetInterest(l.get(), 0);
@@ -438,7 +498,8 @@ void Worker::BeginDrain() {
   std::vector<ClientConn*> idle;
   for (ClientConn* c : clients_) {
     if (c->h2 != nullptr) {
-      H2Drain(c);
+      // Handed over in this turn if idle, else GOAWAY (HandOverIdle).
+      if (!Handable(c)) H2Drain(c);
       continue;
     }
     if (Handable(c)) continue;  // handed over once between requests (HandOverIdle)

@@ -13,15 +13,20 @@
 // nothing is left or the drain deadline passes.
 //
 // A configuration change (Runner) retires a worker with RequestRetire
-// instead: the same, except that a plain HTTP/1.1 keep-alive connection is
-// not closed. Once it is between two requests (answer written, nothing
-// buffered, no backend attached) it leaves this worker's epoll and is
-// handed to the successor (the new configuration's worker with the same
-// id, Adopt), which serves its next requests with the new configuration:
-// a configuration change drops no such connection and sends no
-// Connection: close. TLS and HTTP/2 connections, tunnels and connections
-// whose listener the new configuration does not have (or has with TLS or
-// passthrough) end as with RequestStop.
+// instead: the same, except that an HTTP/1.1 keep-alive connection (plain,
+// or TLS with its handshake done) is not closed. Once it is between two
+// requests (answer written, nothing buffered, no backend attached; for TLS
+// also nothing inside OpenSSL either way) it leaves this worker's epoll and
+// is handed to the successor (the new configuration's worker with the same
+// id, Adopt), which serves its next requests with the new configuration: a
+// configuration change drops no such connection and sends no Connection:
+// close. A TLS connection moves with its SSL (which keeps the SSL_CTX and
+// certificates it was accepted with), and only to a TLS listener with the
+// same TLS settings. An HTTP/2 connection moves too, with its nghttp2
+// session, once idle (no stream, nothing to write) within the idle grace
+// of the retirement's start; one still busy then gets GOAWAY. Tunnels,
+// passthrough and connections whose listener the new configuration does
+// not have (or has with other TLS settings) end as with RequestStop.
 //
 // TLS listeners (worker_tls.cc): the handshake and SSL_read/SSL_write run in
 // the same loop; a connection starts from the TlsStore generation current
@@ -57,6 +62,7 @@
 namespace lb::l7 {
 
 struct ClientConn;
+struct H2Conn;
 struct UpstreamConn;
 struct Pollable;
 class TlsContext;
@@ -99,7 +105,7 @@ class Worker {
   // still send one request (a client cannot tell a close from a server
   // that is about to answer; closing at once loses a request sent then).
   void RequestStop(int64_t drain_ms, int64_t idle_grace_ms);
-  // Thread-safe. RequestStop, handing idle plain HTTP/1.1 keep-alive
+  // Thread-safe. RequestStop, handing idle HTTP/1.1 keep-alive
   // connections to `successor` (see above). `successor` must outlive this
   // worker's Run() (the Runner retires generations oldest first).
   void RequestRetire(Worker* successor, int64_t drain_ms, int64_t idle_grace_ms);
@@ -112,10 +118,20 @@ class Worker {
     std::string peer_ip;
     bool ipv6 = false;
     uint64_t ip_hash = 0;
+    // TLS: the connection's SSL (owned by the receiver once Adopt returned
+    // true), the certificate generation it started with, its mTLS subject.
+    SSL* ssl = nullptr;
+    std::shared_ptr<TlsContext> tls;
+    std::string client_subject;
+    // HTTP/2: the connection's nghttp2 session, idle (no stream), owned by
+    // the receiver once Adopt returned true.
+    H2Conn* h2 = nullptr;
   };
   bool Adopt(Handed h);
-  // The index of this worker's plain HTTP/1 listener on `addr_text`, or -1.
-  int PlainListenerIndex(const std::string& addr_text) const;
+  // The index of this worker's listener on `l`'s address that may take
+  // `l`'s connections (plain HTTP/1 for plain; TLS with the same TLS
+  // settings for TLS), or -1.
+  int SuccessorListenerIndex(const ListenerConfig& l) const;
 
  private:
   friend struct ClientSink;
@@ -132,8 +148,9 @@ class Worker {
   // successor; AdoptHanded takes what a predecessor handed over.
   void HandOverIdle();
   void AdoptHanded();
-  // Whether c may be handed over (plain HTTP/1, its listener in the
-  // successor): then draining does not close it.
+  // Whether c may be handed over (HTTP/1 over plain TCP or a completed
+  // TLS handshake, its listener in the successor): then draining does not
+  // close it.
   bool Handable(const ClientConn* c) const;
   // Draining closes c after its current answer.
   bool CloseOnDrain(const ClientConn* c) const { return draining_ && !Handable(c); }
@@ -282,6 +299,7 @@ class Worker {
   std::atomic<int64_t> stop_deadline_ns_{0};  // 0 = running
   std::atomic<int64_t> idle_grace_ns_{0};     // set with stop_deadline_ns_
   bool draining_ = false;
+  int64_t drain_started_ns_ = 0;             // BeginDrain's Now()
   std::atomic<Worker*> successor_{nullptr};  // set by RequestRetire
   std::vector<int> successor_listener_;      // per listener: its index there, or -1
   std::mutex handed_mu_;

@@ -122,6 +122,21 @@ struct H2Conn {
 
 void DestroyH2Conn(H2Conn* h) { delete h; }
 
+bool H2Quiet(const H2Conn* h) {
+  // No stream, no header block half received, nothing nghttp2 wants to
+  // send (SETTINGS ack, PING reply, WINDOW_UPDATE), no GOAWAY sent: the
+  // session is between requests and references nothing of its worker.
+  return h->streams.empty() && h->server.open_streams() == 0 && !h->server.head_pending() &&
+         !h->server.WantsWrite() && !h->server.shutting_down() && h->server.Alive();
+}
+
+bool H2ShuttingDown(const H2Conn* h) { return h->server.shutting_down(); }
+
+void RebindH2(H2Conn* h, Worker* w, ClientConn* c) {
+  h->adapter.w = w;
+  h->adapter.conn = c;
+}
+
 bool Worker::H2Detect(ClientConn* c) {
   if (c->h2_checked || c->ssl != nullptr) return false;
   if (c->state != ClientConn::State::kWaiting || c->parser.started()) {
