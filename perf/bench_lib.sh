@@ -21,3 +21,36 @@ bench_setup() {
   PIDS=()
   trap bench_cleanup EXIT
 }
+
+# bench_tls_certs: a self-signed ECDSA P-256 and RSA 2048 certificate for
+# bench.test in $WORK (ecdsa.crt/.key/.pem, rsa.crt/.key/.pem; keys 0600),
+# and TLS_CIPHERS / TLS_SUITES: lb-l7's default policy (ECDHE + AEAD, TLS
+# 1.2+) spelled for HAProxy, so both proxies negotiate alike.
+bench_tls_certs() {
+  openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -keyout "$WORK/ecdsa.key" \
+    -out "$WORK/ecdsa.crt" -days 30 -subj /CN=bench.test -addext subjectAltName=DNS:bench.test 2>/dev/null
+  openssl req -x509 -nodes -newkey rsa:2048 -keyout "$WORK/rsa.key" -out "$WORK/rsa.crt" -days 30 \
+    -subj /CN=bench.test -addext subjectAltName=DNS:bench.test 2>/dev/null
+  chmod 600 "$WORK"/*.key
+  cat "$WORK/ecdsa.crt" "$WORK/ecdsa.key" > "$WORK/ecdsa.pem"
+  cat "$WORK/rsa.crt" "$WORK/rsa.key" > "$WORK/rsa.pem"
+  # shellcheck disable=SC2034  # used by the scripts that source this file
+  TLS_CIPHERS="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+  # shellcheck disable=SC2034
+  TLS_SUITES="TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+}
+
+# bench_tls_backend PORT: the nginx backend of the TLS benchmarks on CPU 1,
+# serving $WORK/be/html/small (100 bytes) on 127.0.0.1:PORT.
+bench_tls_backend() {
+  mkdir -p "$WORK/be/html"
+  head -c 100 /dev/zero | tr '\0' 'a' > "$WORK/be/html/small"
+  cat > "$WORK/be.conf" <<EOC
+daemon on; user root; worker_processes 1; worker_cpu_affinity 10; pid $WORK/be.pid;
+error_log $WORK/be.err warn; events { worker_connections 4096; }
+http { client_body_temp_path $WORK/tb; proxy_temp_path $WORK/tp; fastcgi_temp_path $WORK/tf;
+  uwsgi_temp_path $WORK/tu; scgi_temp_path $WORK/ts; access_log off;
+  keepalive_requests 1000000; server { listen 127.0.0.1:$1; root $WORK/be/html; } }
+EOC
+  nginx -p "$WORK" -c "$WORK/be.conf" -e "$WORK/be.err"
+}

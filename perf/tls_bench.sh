@@ -45,28 +45,11 @@ BE=18581 ADMIN=18589
 declare -A PORT=([lb-l7,ecdsa]=18570 [lb-l7,rsa]=18571 [haproxy,ecdsa]=18572 [haproxy,rsa]=18573)
 
 cd "$WORK"
-openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -keyout ecdsa.key \
-  -out ecdsa.crt -days 30 -subj /CN=bench.test -addext subjectAltName=DNS:bench.test 2>/dev/null
-openssl req -x509 -nodes -newkey rsa:2048 -keyout rsa.key -out rsa.crt -days 30 \
-  -subj /CN=bench.test -addext subjectAltName=DNS:bench.test 2>/dev/null
-chmod 600 ./*.key
-cat ecdsa.crt ecdsa.key > ecdsa.pem
-cat rsa.crt rsa.key > rsa.pem
-
-mkdir -p be/html
-head -c 100 /dev/zero | tr '\0' 'a' > be/html/small
-cat > be.conf <<EOF
-daemon on; user root; worker_processes 1; worker_cpu_affinity 10; pid $WORK/be.pid;
-error_log $WORK/be.err warn; events { worker_connections 4096; }
-http { client_body_temp_path $WORK/tb; proxy_temp_path $WORK/tp; fastcgi_temp_path $WORK/tf;
-  uwsgi_temp_path $WORK/tu; scgi_temp_path $WORK/ts; access_log off;
-  keepalive_requests 1000000; server { listen 127.0.0.1:$BE; root $WORK/be/html; } }
-EOF
-nginx -p "$WORK" -c "$WORK/be.conf" -e "$WORK/be.err"
+bench_tls_certs
+bench_tls_backend $BE
 
 # HAProxy with the same policy as lb-l7's defaults (ECDHE + AEAD, 1.2+).
-CIPHERS="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-SUITES="TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+CIPHERS=$TLS_CIPHERS SUITES=$TLS_SUITES
 cat > ha.cfg <<EOF
 global
   nbthread 1
