@@ -23,16 +23,6 @@ namespace {
 
 int NoPassphrase(char*, int, int, void*) { return 0; }  // never prompt
 
-// The last OpenSSL error as text (reason strings only; never key bytes).
-std::string SslError() {
-  const unsigned long e = ERR_peek_last_error();
-  ERR_clear_error();
-  if (e == 0) return "unknown error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof(buf));
-  return buf;
-}
-
 struct BioFree {
   void operator()(BIO* b) const { BIO_free(b); }
 };
@@ -68,6 +58,15 @@ void ForEachCertificate(const v1::L7Config& c, Fn fn) {
 }
 
 }  // namespace
+
+std::string SslError() {
+  const unsigned long e = ERR_peek_last_error();
+  ERR_clear_error();
+  if (e == 0) return "unknown error";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof(buf));
+  return buf;
+}
 
 absl::StatusOr<std::vector<X509Ptr>> ParseCertificatesPem(absl::string_view pem) {
   if (pem.size() > kMaxInlinePemBytes) {

@@ -42,6 +42,10 @@ struct PkeyFree {
 using X509Ptr = std::unique_ptr<X509, X509Free>;
 using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 
+// The last OpenSSL error of this thread as text, the queue cleared: reason
+// strings only, never key bytes.
+std::string SslError();
+
 // Every certificate of a PEM text in order (the leaf, then its chain); at
 // least one. The error says what failed (OpenSSL's reason, never the bytes).
 absl::StatusOr<std::vector<X509Ptr>> ParseCertificatesPem(absl::string_view pem);

@@ -54,16 +54,6 @@ int SslIndex() {
   return i;
 }
 
-// The last OpenSSL error as text (reason strings only; never key bytes).
-std::string SslError() {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "unknown error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof(buf));
-  return buf;
-}
-
 int NoPassphrase(char*, int, int, void*) { return 0; }  // never prompt
 
 int OnAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
