@@ -105,7 +105,7 @@ case "$name" in
     out=$(bash "$ROOT/tests/e2e/bgp_test.sh" "$BUILD/controlplane/lb-controlplane" \
       "$BUILD/dataplane/l4/lb-dataplane" "$BUILD/dataplane/bpf/lb-decap" \
       "$BUILD/controlplane/cli/lbctl" 2>&1) || { echo "$out" | tail -40 >&2; exit 1; }
-    sed -n 's/^RESULT bgp: nodes=\([0-9]*\) withdraw_ms=\([0-9]*\) bfd=on.*/cluster withdraw_ms=\2 bfd=on nodes=\1/p' <<<"$out"
+    sed -n 's/^RESULT bgp: nodes=\([0-9]*\) .*withdraw_ms=\([0-9]*\) bfd=on.*/cluster withdraw_ms=\2 bfd=on nodes=\1/p' <<<"$out"
     ;;
   *)
     usage
