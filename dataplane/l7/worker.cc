@@ -619,62 +619,7 @@ void Worker::OnTick(int64_t now) {
   CloseDrainingIdle();
   for (size_t i = 0; i < clients_.size();) {
     ClientConn* c = clients_[i];
-    if (c->deadline == 0 || now < c->deadline || c->store_wait) {
-      ++i;
-      continue;
-    }
-    c->deadline = 0;
-    if (c->queued) {
-      Unqueue(c);
-      counters_->queue_timeouts.Add();
-      LocalResponse(c, 503, "backend queue timeout", !c->req_done);
-      ClientFlush(c);
-      if (i < clients_.size() && clients_[i] == c) ++i;
-      continue;
-    }
-    if (c->h2 != nullptr && c->state == ClientConn::State::kActive) {
-      H2Tick(c, now);
-      if (i < clients_.size() && clients_[i] == c) ++i;
-      continue;
-    }
-    switch (c->state) {
-      case ClientConn::State::kWaiting:
-        if (c->passthrough) {
-          // No complete ClientHello in time (nothing is sent: not HTTP).
-          CountPassthroughFailure(c, PassthroughFail::kTimeout);
-          CloseClient(c);
-        } else if (c->parser.started() || !c->in.empty()) {
-          counters_->client_timeouts.Add();
-          LocalResponse(c, 408, "request header timeout", true);
-        } else {
-          if (c->handshaking) CountTlsFailure(c, static_cast<int>(TlsFail::kTimeout));
-          CloseClient(c);
-        }
-        break;
-      case ClientConn::State::kActive:
-        if (c->tunnel) {
-          CloseClient(c);  // idle tunnel (closes the upstream side too)
-          break;
-        }
-        if (!c->req_done && c->up != nullptr && c->up->out.size() >= config_->buffer_bytes) {
-          // The backend is not taking the body: its timer runs, not ours.
-          c->deadline = now + config_->timeouts.client_body_ns;
-          break;
-        }
-        if (!c->req_done) {
-          counters_->client_timeouts.Add();
-          if (!c->resp_started) {
-            LocalResponse(c, 408, "request body timeout", true);
-          } else {
-            CloseClient(c);
-          }
-        }
-        break;
-      case ClientConn::State::kClosing:
-      case ClientConn::State::kLingering:
-        CloseClient(c);
-        break;
-    }
+    if (c->deadline != 0 && now >= c->deadline && !c->store_wait) ClientTimedOut(c, now);
     // CloseClient moved the last connection into slot i: look at it next.
     if (i < clients_.size() && clients_[i] == c) ++i;
   }
@@ -687,28 +632,82 @@ void Worker::OnTick(int64_t now) {
     const bool paused =
         c != nullptr && (c->out.size() >= config_->buffer_bytes || (u->tunnel && !u->connecting) ||
                          (!c->req_done && u->out.size() < config_->buffer_bytes));
-    if (now < u->deadline || paused) {
-      ++i;
-      continue;
-    }
-    if (u->connecting) {
-      if (u->handshaking) {
-        counters_->upstream_tls_failures[static_cast<int>(UpstreamTlsFail::kTimeout)].Add();
-      }
-      UpstreamFailed(u, true, "backend connect timeout");
-    } else if (c == nullptr) {
-      CloseUpstream(u);
-    } else {
-      counters_->upstream_timeouts.Add();
-      if (!c->resp_started) {
-        AbandonUpstream(c);
-        LocalResponse(c, 504, "backend response timeout", !c->req_done);
-        ClientFlush(c);
+    if (now >= u->deadline && !paused) UpstreamTimedOut(u);
+    if (i < upstreams_.size() && upstreams_[i] == u) ++i;
+  }
+}
+
+void Worker::ClientTimedOut(ClientConn* c, int64_t now) {
+  c->deadline = 0;
+  if (c->queued) {
+    Unqueue(c);
+    counters_->queue_timeouts.Add();
+    LocalResponse(c, 503, "backend queue timeout", !c->req_done);
+    ClientFlush(c);
+    return;
+  }
+  if (c->h2 != nullptr && c->state == ClientConn::State::kActive) {
+    H2Tick(c, now);
+    return;
+  }
+  switch (c->state) {
+    case ClientConn::State::kWaiting:
+      if (c->passthrough) {
+        // No complete ClientHello in time (nothing is sent: not HTTP).
+        CountPassthroughFailure(c, PassthroughFail::kTimeout);
+        CloseClient(c);
+      } else if (c->parser.started() || !c->in.empty()) {
+        counters_->client_timeouts.Add();
+        LocalResponse(c, 408, "request header timeout", true);
       } else {
+        if (c->handshaking) CountTlsFailure(c, static_cast<int>(TlsFail::kTimeout));
         CloseClient(c);
       }
+      break;
+    case ClientConn::State::kActive:
+      if (c->tunnel) {
+        CloseClient(c);  // idle tunnel (closes the upstream side too)
+        break;
+      }
+      if (!c->req_done && c->up != nullptr && c->up->out.size() >= config_->buffer_bytes) {
+        // The backend is not taking the body: its timer runs, not ours.
+        c->deadline = now + config_->timeouts.client_body_ns;
+        break;
+      }
+      if (!c->req_done) {
+        counters_->client_timeouts.Add();
+        if (!c->resp_started) {
+          LocalResponse(c, 408, "request body timeout", true);
+        } else {
+          CloseClient(c);
+        }
+      }
+      break;
+    case ClientConn::State::kClosing:
+    case ClientConn::State::kLingering:
+      CloseClient(c);
+      break;
+  }
+}
+
+void Worker::UpstreamTimedOut(UpstreamConn* u) {
+  ClientConn* c = u->client;
+  if (u->connecting) {
+    if (u->handshaking) {
+      counters_->upstream_tls_failures[static_cast<int>(UpstreamTlsFail::kTimeout)].Add();
     }
-    if (i < upstreams_.size() && upstreams_[i] == u) ++i;
+    UpstreamFailed(u, true, "backend connect timeout");
+  } else if (c == nullptr) {
+    CloseUpstream(u);
+  } else {
+    counters_->upstream_timeouts.Add();
+    if (!c->resp_started) {
+      AbandonUpstream(c);
+      LocalResponse(c, 504, "backend response timeout", !c->req_done);
+      ClientFlush(c);
+    } else {
+      CloseClient(c);
+    }
   }
 }
 

@@ -231,6 +231,11 @@ class Worker {
   bool RetryAllowed(int pool);
   // Draining backends: their idle pooled connections close (each tick).
   void CloseDrainingIdle();
+  // OnTick's verdicts for a connection whose deadline passed: a queued
+  // request's 503, an HTTP/2 connection's own timers, 408 or a close by
+  // state; an upstream's connect or response timeout (502/504 or a close).
+  void ClientTimedOut(ClientConn* c, int64_t now);
+  void UpstreamTimedOut(UpstreamConn* u);
 
   // Upstream side.
   void StartUpstream(ClientConn* c, std::string pending);
