@@ -72,9 +72,12 @@ case "$name" in
     # each pinned to CPU 0, wrk on CPU 1: requests per proxy CPU-second for
     # small answers (7 interleaved lb-l7/HAProxy rounds, median ratio), 16
     # KiB and 1 MiB answers, h2c small answers with h2load (lb-l7 and
-    # HAProxy), then bytes per idle connection at 10,000. About 3 min; see
-    # perf/l7_bench.sh. Optional arg: seconds per run. Per-request counts
-    # (syscalls, user instructions): bash perf/l7_cost.sh <lb-l7>.
+    # HAProxy), the p99 each proxy adds at half the saturating rate
+    # (perf/latency_client, open loop, interleaved rounds), then bytes per
+    # idle connection at 10,000. About 4 min; see perf/l7_bench.sh
+    # (L7_ONLY=h1_small or latency for one case). Optional arg: seconds per
+    # run. Per-request counts (syscalls, user instructions):
+    # bash perf/l7_cost.sh <lb-l7>.
     build dataplane/l7/lb-l7 perf/latency_client
     exec bash "$ROOT/perf/l7_bench.sh" "$BUILD/dataplane/l7/lb-l7" "$@"
     ;;
