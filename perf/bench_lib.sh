@@ -54,3 +54,23 @@ http { client_body_temp_path $WORK/tb; proxy_temp_path $WORK/tp; fastcgi_temp_pa
 EOC
   nginx -p "$WORK" -c "$WORK/be.conf" -e "$WORK/be.err"
 }
+
+# bench_wait_answer NAME URL TRIES [curl options]: waits (0.2 s per try)
+# until URL answers; otherwise prints $WORK/proxy.log and exits 1.
+bench_wait_answer() {
+  local name=$1 url=$2 tries=$3
+  shift 3
+  for _ in $(seq "$tries"); do
+    curl -sf "$@" -o /dev/null "$url" && return 0
+    sleep 0.2
+  done
+  echo "$name did not answer at $url" >&2
+  cat "$WORK/proxy.log" >&2
+  exit 1
+}
+
+# bench_stop: stops the proxy a cost script started (pid in $PID).
+bench_stop() {
+  kill "$PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+}

@@ -83,17 +83,7 @@ start() {
   esac
   PID=$!
   PIDS+=("$PID")
-  for _ in $(seq 100); do
-    curl -sf -o /dev/null "http://127.0.0.1:$PORT/small" && return 0
-    sleep 0.2
-  done
-  echo "l7_cost: $name did not answer" >&2
-  cat "$WORK/proxy.log" >&2
-  exit 1
-}
-stop() {
-  kill "$PID" 2>/dev/null || true
-  wait "$PID" 2>/dev/null || true
+  bench_wait_answer "l7_cost: $name" "http://127.0.0.1:$PORT/small" 100
 }
 # load SECONDS: sets REQS to the answers wrk counted.
 load() {
@@ -153,7 +143,7 @@ for name in lb-l7 haproxy; do
   load "$SECS"
   kill -INT "$SPID"
   wait "$SPID" 2>/dev/null || true
-  stop
+  bench_stop
   python3 -c "$STRACE_PY" "$name" "$REQS" "$WORK/strace.txt"
 
   start "$name" valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" -q
@@ -161,7 +151,7 @@ for name in lb-l7 haproxy; do
   callgrind_control -z "$PID" > /dev/null
   load "$SECS"
   callgrind_control -d "$PID" > /dev/null
-  stop
+  bench_stop
   ir=$(awk '/^summary:/ {print $2}' "$WORK/cg.$PID.1")
   echo "l7_cost case=h1_small proxy=$name callgrind requests=$REQS" \
     "user_instr_per_req=$((ir / REQS))"

@@ -97,17 +97,7 @@ start() {
   esac
   PID=$!
   PIDS+=("$PID")
-  for _ in $(seq 150); do
-    curl -skf -o /dev/null "https://127.0.0.1:$port/small" && return 0
-    sleep 0.2
-  done
-  echo "tls_cost: $name did not answer" >&2
-  cat "$WORK/proxy.log" >&2
-  exit 1
-}
-stop() {
-  kill "$PID" 2>/dev/null || true
-  wait "$PID" 2>/dev/null || true
+  bench_wait_answer "tls_cost: $name" "https://127.0.0.1:$port/small" 150 -k
 }
 port_of() {  # name case
   case $1,$2 in
@@ -216,7 +206,7 @@ for c in ${CASES:-full_ecdsa full_rsa resumed https_keepalive}; do
     load "$name" "$c" "$SECS"
     kill -INT "$SPID"
     wait "$SPID" 2>/dev/null || true
-    stop
+    bench_stop
     python3 -c "$STRACE_PY" "$c" "$name" "$OPS" "$WORK/strace.txt"
     SYSC[$name]=$(cat "$WORK/strace.txt.per_op")
 
@@ -228,7 +218,7 @@ for c in ${CASES:-full_ecdsa full_rsa resumed https_keepalive}; do
     callgrind_control -z "$PID" > /dev/null 2>&1
     load "$name" "$c" "$SECS"
     callgrind_control -d "$PID" > /dev/null 2>&1
-    stop
+    bench_stop
     read -r ir conns hs < <(python3 -c "$CG_PY" "$WORK/cg.$PID.1")
     if [[ $c == https_keepalive ]]; then
       # wrk's 50 connections are new in each run: their handshakes out.
