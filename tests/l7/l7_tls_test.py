@@ -160,48 +160,6 @@ def test_versions_ciphers(port, admin):
     print("ok non-ECDHE and non-AEAD ciphers refused", flush=True)
 
 
-def test_eof_without_close_notify(port):
-    """A client that sends its request and then half-closes the TCP
-    connection without a TLS close_notify still gets its answer: listeners
-    ignore an unexpected EOF (SSL_OP_IGNORE_UNEXPECTED_EOF), which needs
-    lb-l7's socket BIO (sock_bio.cc, recv/send) to flag the end of stream
-    as OpenSSL's own does; otherwise OpenSSL reports a syscall error and the
-    connection is dropped unanswered."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ctx.wrap_bio(inc, out, server_hostname="a.example.com")
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    while True:
-        try:
-            tls.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            sock.sendall(out.read())
-            data = sock.recv(65536)
-            check(data, "lb-l7 closed during the handshake")
-            inc.write(data)
-    tls.write(b"GET / HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n")
-    sock.sendall(out.read())
-    sock.shutdown(socket.SHUT_WR)  # a FIN, no close_notify
-    answer = b""
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            break
-        inc.write(data)
-        try:
-            while True:
-                answer += tls.read(65536)
-        except (ssl.SSLWantReadError, ssl.SSLZeroReturnError, ssl.SSLEOFError):
-            pass
-    sock.close()
-    check(answer.startswith(b"HTTP/1.1 "),
-          f"no answer after the client's FIN without close_notify: {answer[:80]!r}")
-    print("ok a request followed by a FIN without close_notify is answered", flush=True)
-
-
 def subject(out):
     m = re.search(r"^subject=(.*)$", out, re.M)
     return m.group(1) if m else ""
@@ -463,7 +421,6 @@ def main():
         lb, _ = H.start_lb("lb", conf, admin)
         lib.wait_port(port1, 10)
         test_versions_ciphers(port1, admin)
-        test_eof_without_close_notify(port1)
         test_sni(port1, port2)
         test_resumption(port1, admin)
         test_curl(port1)
