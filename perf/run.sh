@@ -77,7 +77,9 @@ case "$name" in
     # idle connection at 10,000. About 4 min; see perf/l7_bench.sh
     # (L7_ONLY=h1_small or latency for one case). Optional arg: seconds per
     # run. Per-request counts (syscalls, user instructions):
-    # bash perf/l7_cost.sh <lb-l7>.
+    # bash perf/l7_cost.sh <lb-l7>; kernel-side counts (TCP segments, ACKs,
+    # wake-ups, IPIs, user/system us) in a namespace of their own:
+    # bash perf/l7_kern.sh <lb-l7> (root).
     build dataplane/l7/lb-l7 perf/latency_client
     exec bash "$ROOT/perf/l7_bench.sh" "$BUILD/dataplane/l7/lb-l7" "$@"
     ;;

@@ -20,6 +20,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "dataplane/l7/sock_bio.h"
 #include "proto/l7_pem.h"
 
 namespace lb::l7 {
@@ -335,7 +336,7 @@ TlsContext::~TlsContext() {
 SSL* TlsContext::NewSsl(int fd) const {
   SSL* s = SSL_new(ctxs_[default_]);
   if (s == nullptr) return nullptr;
-  if (SSL_set_fd(s, fd) != 1) {
+  if (!SslSetSocket(s, fd)) {
     SSL_free(s);
     return nullptr;
   }

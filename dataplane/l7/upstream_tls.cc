@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "dataplane/l7/sock_bio.h"
 
 namespace lb::l7 {
 
@@ -147,7 +148,7 @@ void UpstreamTls::FreeSessionSlot(SSL_SESSION** slot) {
 SSL* UpstreamTls::NewSsl(int fd, SSL_SESSION** slot) const {
   SSL* s = SSL_new(ctx_);
   if (s == nullptr) return nullptr;
-  bool ok = SSL_set_fd(s, fd) == 1;
+  bool ok = SslSetSocket(s, fd);
   if (ok && !server_name_.empty()) ok = SSL_set_tlsext_host_name(s, server_name_.c_str()) == 1;
   if (ok && verify_host_) ok = SSL_set1_host(s, server_name_.c_str()) == 1;
   if (!ok) {

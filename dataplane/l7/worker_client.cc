@@ -70,7 +70,7 @@ void Worker::OnClient(ClientConn* c, uint32_t ev) {
   if (c->state == ClientConn::State::kLingering) {
     char buf[16384];
     while (true) {
-      const ssize_t r = read(c->fd, buf, sizeof(buf));
+      const ssize_t r = recv(c->fd, buf, sizeof(buf), 0);
       if (r > 0) {
         c->lingered += static_cast<size_t>(r);
         if (c->lingered > kLingerBytes) break;

@@ -75,8 +75,10 @@ void Worker::ClientHandshake(ClientConn* c) {
 
 // read(2) semantics: >0 bytes, 0 end of stream, -1 with errno (EAGAIN: try
 // again when epoll says so; the WANT_* flags tell UpdateClient which way).
+// recv(2) rather than read(2) on the socket: the same bytes without the VFS
+// layer of read (fdget_pos, rw_verify_area, fsnotify), as HAProxy does.
 ssize_t Worker::ClientRecv(ClientConn* c, char* buf, size_t n) {
-  if (c->ssl == nullptr) return read(c->fd, buf, n);
+  if (c->ssl == nullptr) return recv(c->fd, buf, n, 0);
   return SslRecv(c->ssl, buf, n, &c->ssl_read_wants_write, &c->ssl_read_blocked);
 }
 

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -57,7 +58,7 @@ void Worker::UpstreamHandshake(UpstreamConn* u) {
 
 // read(2) semantics, as Worker::ClientRecv.
 ssize_t Worker::UpstreamRecv(UpstreamConn* u, char* buf, size_t n) {
-  if (u->ssl == nullptr) return read(u->fd, buf, n);
+  if (u->ssl == nullptr) return recv(u->fd, buf, n, 0);
   return SslRecv(u->ssl, buf, n, &u->ssl_read_wants_write, nullptr);
 }
 
