@@ -517,9 +517,12 @@ void AdminServer::RenderTlsMetrics(const AdminView& v, std::string* o) const {
   auto header = [o](const char* name, const char* type, const char* help) {
     absl::StrAppend(o, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
   };
+  // Every listener configured with TLS shows its counters, also before its
+  // context is in place (right after start): a scrape never lacks a series.
+  auto ctx = [&ctxs](size_t l) { return l < ctxs.size() ? ctxs[l].get() : nullptr; };
   std::vector<size_t> tls_listeners;
-  for (size_t l = 0; l < v.config->listeners.size() && l < ctxs.size(); ++l) {
-    if (ctxs[l] != nullptr || v.config->listeners[l].tls) tls_listeners.push_back(l);
+  for (size_t l = 0; l < v.config->listeners.size(); ++l) {
+    if (ctx(l) != nullptr || v.config->listeners[l].tls) tls_listeners.push_back(l);
   }
   if (tls_listeners.empty()) return;
   header("lb_l7_tls_handshakes_total", "counter",
@@ -563,8 +566,8 @@ void AdminServer::RenderTlsMetrics(const AdminView& v, std::string* o) const {
          "Seconds until the certificate's notAfter (negative: expired), certificates in use.");
   const int64_t now = time(nullptr);
   for (size_t l : tls_listeners) {
-    if (ctxs[l] == nullptr) continue;
-    for (const TlsCertInfo& c : ctxs[l]->certs()) {
+    if (ctx(l) == nullptr) continue;
+    for (const TlsCertInfo& c : ctx(l)->certs()) {
       absl::StrAppend(o, "lb_l7_tls_certificate_expiry_seconds{listener=\"",
                       Escape(v.config->listeners[l].name), "\",name=\"", Escape(c.subject),
                       "\",file=\"", Escape(c.file), "\"} ", c.not_after - now, "\n");
