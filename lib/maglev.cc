@@ -189,13 +189,13 @@ uint64_t MaglevFingerprintAndMap(absl::Span<const uint32_t> table,
 // the slot differs:
 //   - Probing: walk the permutation, testing an occupancy bitmap (M / 8
 //     bytes, so it stays in L1/L2 where the table would not).
-//   - Final phase: once only final_slots_ (about sqrt(M) / 2) slots are free,
+//   - Final phase: once only about sqrt(M) / 2 slots are free,
 //     a probe succeeds only once in M / free tries, so instead compute for
 //     each free slot e its distance (e - pos) * skip^-1 mod M along the
 //     backend's permutation and take the nearest: the slot probing would
 //     reach first.
 // Together these take a build from about M ln M probes to about
-// M ln(M / final_slots_) probes plus final_slots_^2 / 2 distance evaluations.
+// M ln(2 sqrt(M)) probes plus M / 8 distance evaluations.
 class MaglevBuilder::Filler {
  public:
   Filler(MaglevBuilder& b, absl::Span<uint32_t> out)
@@ -203,22 +203,27 @@ class MaglevBuilder::Filler {
         out_(out),
         m_(static_cast<uint32_t>(out.size())),
         recip_(~uint64_t{0} / m_),
-        free_(m_),
-        final_slots_(static_cast<uint32_t>(0.5 * std::sqrt(static_cast<double>(m_)))) {
+        free_(m_) {
+    const auto final_slots = static_cast<uint32_t>(0.5 * std::sqrt(static_cast<double>(m_)));
+    probes_left_ = m_ > final_slots ? m_ - final_slots : 0;
     b_.used_.assign((2 * uint64_t{m_} + 63) / 64, 0);  // each slot twice, see Probe
-    if (free_ <= final_slots_) EnterFinalPhase();
+    if (probes_left_ == 0) EnterFinalPhase();
   }
 
-  bool Full() const { return free_ == 0; }
-
-  // Requires !Full().
-  void Claim(Entry& e) {
-    const uint32_t slot = final_phase_ ? NearestFree(e) : Probe(e);
-    e.pos = AddMod(slot, e.skip, m_);
-    ++e.picks;
-    out_[slot] = e.value;
-    --free_;
-    if (!final_phase_ && free_ <= final_slots_) EnterFinalPhase();
+  // Gives e its next slot; true when that filled the table. Requires a table
+  // not yet full.
+  bool Claim(Entry& e) {
+    if (ABSL_PREDICT_TRUE(probes_left_ != 0)) {
+      const uint32_t slot = Probe(e);
+      e.pos = AddMod(slot, e.skip, m_);
+      out_[slot] = e.value;
+      if (ABSL_PREDICT_FALSE(--probes_left_ == 0)) {
+        EnterFinalPhase();
+        return free_ == 0;  // when M is so small that no slot is left for it
+      }
+      return false;
+    }
+    return ClaimNearest(e);
   }
 
  private:
@@ -278,7 +283,6 @@ class MaglevBuilder::Filler {
   // Cold: runs once per build. Kept out of line so it does not disturb the
   // register allocation of the probe loop.
   ABSL_ATTRIBUTE_NOINLINE void EnterFinalPhase() {
-    final_phase_ = true;
     std::vector<uint32_t>& empties = b_.empties_;
     empties.clear();
     for (uint32_t w = 0; w < (m_ + 63) / 64; ++w) {
@@ -288,7 +292,17 @@ class MaglevBuilder::Filler {
         empties.push_back(slot);
       }
     }
-    for (Entry& e : b_.entries_) e.inv_skip = InverseMod(e.skip, m_);
+    free_ = static_cast<uint32_t>(empties.size());
+  }
+
+  // The final phase's claim: only the backends that claim in it (at most
+  // the few free slots' worth) need skip^-1, so it is computed here.
+  ABSL_ATTRIBUTE_NOINLINE bool ClaimNearest(Entry& e) {
+    if (e.inv_skip == 0) e.inv_skip = InverseMod(e.skip, m_);
+    const uint32_t slot = NearestFree(e);
+    e.pos = AddMod(slot, e.skip, m_);
+    out_[slot] = e.value;
+    return --free_ == 0;
   }
 
   uint32_t NearestFree(const Entry& e) {
@@ -318,9 +332,10 @@ class MaglevBuilder::Filler {
   absl::Span<uint32_t> out_;
   const uint32_t m_;
   const uint64_t recip_;  // floor((2^64 - 1) / M)
-  uint32_t free_;
-  const uint32_t final_slots_;
-  bool final_phase_ = false;
+  uint32_t free_;         // free slots, kept from the final phase on
+  // Claims left to the probing phase: it stops with about sqrt(M) / 2 slots
+  // free, where probing would take M / free tries per claim.
+  uint32_t probes_left_;
 };
 
 absl::Status MaglevBuilder::SortAndCheck(absl::Span<const MaglevBackend> backends, Weights* w) {
@@ -359,15 +374,24 @@ absl::Status MaglevBuilder::SortAndCheck(absl::Span<const MaglevBackend> backend
   return absl::OkStatus();
 }
 
-// Round-robin scan; `credit` holds r * weight - picks * max_weight.
-void MaglevBuilder::FillByScan(Filler& filler, uint64_t max_weight) {
+// Round-robin scan; `credit` holds r * weight - picks * max_weight. Equal
+// weights claim for every backend every round, without the credit.
+void MaglevBuilder::FillByScan(Filler& filler, uint64_t max_weight, bool equal_weights) {
+  if (equal_weights) {
+    for (;;) {
+      for (Entry& e : entries_) {
+        if (filler.Claim(e)) return;
+      }
+    }
+  }
+  const size_t n = entries_.size();
   for (;;) {
-    for (Entry& e : entries_) {
-      e.credit += e.weight;
-      if (e.credit < max_weight) continue;
-      e.credit -= max_weight;
-      filler.Claim(e);
-      if (filler.Full()) return;
+    for (size_t i = 0; i < n; ++i) {
+      Schedule& s = schedule_[i];
+      s.credit += s.weight;
+      if (s.credit < max_weight) continue;
+      s.credit -= max_weight;
+      if (filler.Claim(entries_[i])) return;
     }
   }
 }
@@ -378,19 +402,21 @@ void MaglevBuilder::FillByScan(Filler& filler, uint64_t max_weight) {
 // exceed M (the heaviest backend claims a slot every round), so a round
 // number clamped to 2^32 - 1 is simply never reached.
 void MaglevBuilder::FillByHeap(Filler& filler, uint64_t max_weight) {
-  auto next_round = [max_weight](const Entry& e) {
-    const uint64_t r = ((e.picks + uint64_t{1}) * max_weight + e.weight - 1) / e.weight;
+  auto next_round = [max_weight](const Schedule& s) {
+    const uint64_t r = ((s.picks + uint64_t{1}) * max_weight + s.weight - 1) / s.weight;
     return std::min<uint64_t>(r, 0xffffffffu);
   };
   heap_.clear();
-  for (uint32_t i = 0; i < entries_.size(); ++i) heap_.push_back(next_round(entries_[i]) << 32 | i);
+  for (uint32_t i = 0; i < entries_.size(); ++i) {
+    heap_.push_back(next_round(schedule_[i]) << 32 | i);
+  }
   std::make_heap(heap_.begin(), heap_.end(), std::greater<>());
   for (;;) {
     std::pop_heap(heap_.begin(), heap_.end(), std::greater<>());
-    Entry& e = entries_[static_cast<uint32_t>(heap_.back())];
-    filler.Claim(e);
-    if (filler.Full()) return;
-    heap_.back() = next_round(e) << 32 | static_cast<uint32_t>(heap_.back());
+    const auto i = static_cast<uint32_t>(heap_.back());
+    if (filler.Claim(entries_[i])) return;
+    ++schedule_[i].picks;
+    heap_.back() = next_round(schedule_[i]) << 32 | i;
     std::push_heap(heap_.begin(), heap_.end(), std::greater<>());
   }
 }
@@ -413,11 +439,13 @@ absl::Status MaglevBuilder::Build(absl::Span<const MaglevBackend> backends,
   }
 
   entries_.clear();
+  schedule_.clear();
   for (uint32_t idx : order_) {
     const MaglevBackend& be = backends[idx];
     if (be.weight == 0) continue;
     const MaglevPermutation perm = MaglevPermutationFor(be.key, m);
-    entries_.push_back(Entry{perm.offset, perm.skip, be.value, be.weight, 0, 0, 0});
+    entries_.push_back(Entry{perm.offset, perm.skip, be.value, 0});
+    schedule_.push_back(Schedule{be.weight, 0, 0});
   }
 
   // Weights (the Envoy scheme, in integers so that it is exact everywhere):
@@ -428,7 +456,7 @@ absl::Status MaglevBuilder::Build(absl::Span<const MaglevBackend> backends,
   // count is floor(rounds * weight / max_weight) give or take the last round.
   Filler filler(*this, out);
   if (w.weighted * w.max <= kMaxScanChecksPerSlot * w.sum) {
-    FillByScan(filler, w.max);
+    FillByScan(filler, w.max, w.max * w.weighted == w.sum);
   } else {
     FillByHeap(filler, w.max);
   }
