@@ -447,7 +447,9 @@ absl::Status BuildPositionRing(const DesiredVip& v, uint32_t ring_size, PoolTabl
     return absl::OkStatus();
   }
   inputs.valid = false;
-  position_ring.assign(ring_size, 0);  // keeps its capacity
+  // Keeps its capacity; no clearing: a successful build writes every entry,
+  // and a failed one leaves inputs.valid false, so the ring is never reused.
+  position_ring.resize(ring_size);
   if (absl::Status st = BuildMaglevTable(pt.maglev, absl::MakeSpan(position_ring)); !st.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("pool \"", v.pool, "\": ring build failed: ", st.message()));
