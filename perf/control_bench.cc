@@ -1,11 +1,11 @@
 // Control-plane latency: API call accepted -> every live lcore of a real
 // lb-dataplane forwards with the new table generation.
 //
-//   control_bench <path to lb-dataplane> [--ops=N]
+//   control_bench <path to lb-dataplane> [--ops=N] [--backends=N]
 //
 // Starts lb-dataplane on a net_null port (one lcore, --no-huge), runs the real
 // ControlPlane in this process over regions and a store in a /dev/shm temp
-// dir, and for 10 and 1,000 backends times N UpdateBackend calls (a weight
+// dir, and for 10 and 1,000 backends (or only --backends) times N UpdateBackend calls (a weight
 // flip: a new Maglev ring every time). Prints one line per size:
 //
 //   control backends=<n> api_to_lcores_ms_p50=<x> api_to_lcores_ms_p99=<y>
@@ -177,7 +177,7 @@ int Run(const std::string& dataplane, int backends, int ops) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: control_bench <lb-dataplane> [--ops=N]\n");
+    std::fprintf(stderr, "usage: control_bench <lb-dataplane> [--ops=N] [--backends=N]\n");
     return 2;
   }
   // The dataplane's lcore busy-polls CPU 0 (-l 0); keep the control plane
@@ -189,13 +189,17 @@ int main(int argc, char** argv) {
     sched_setaffinity(0, sizeof(set), &set);
   }
   int ops = 200;
+  std::vector<int> sizes = {10, 1000};
   for (int i = 2; i < argc; ++i) {
-    if (std::sscanf(argv[i], "--ops=%d", &ops) != 1 || ops <= 0) {
+    int n = 0;
+    if (std::sscanf(argv[i], "--backends=%d", &n) == 1 && n > 0) {
+      sizes = {n};
+    } else if (std::sscanf(argv[i], "--ops=%d", &ops) != 1 || ops <= 0) {
       std::fprintf(stderr, "control_bench: bad argument %s\n", argv[i]);
       return 2;
     }
   }
-  for (int n : {10, 1000}) {
+  for (int n : sizes) {
     if (Run(argv[1], n, ops) != 0) return 1;
   }
   return 0;
