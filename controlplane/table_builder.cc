@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "controlplane/clock.h"
 #include "lib/maglev.h"
 
 namespace lb {
@@ -439,7 +440,8 @@ bool SameRingInputs(const BuildScratch::RingInputs& in, uint32_t ring_size,
 // at all when the scratch ring was built from the same inputs.
 absl::Status BuildPositionRing(const DesiredVip& v, uint32_t ring_size, PoolTables& pt,
                                std::vector<uint32_t>& position_ring,
-                               BuildScratch::RingInputs& inputs, uint64_t* reused) {
+                               BuildScratch::RingInputs& inputs, uint64_t* reused,
+                               double* fill_ms) {
   if (pt.built) return absl::OkStatus();
   if (SameRingInputs(inputs, ring_size, pt.maglev) && position_ring.size() == ring_size) {
     pt.built = true;
@@ -450,10 +452,12 @@ absl::Status BuildPositionRing(const DesiredVip& v, uint32_t ring_size, PoolTabl
   // Keeps its capacity; no clearing: a successful build writes every entry,
   // and a failed one leaves inputs.valid false, so the ring is never reused.
   position_ring.resize(ring_size);
+  const uint64_t t0 = MonotonicNs();
   if (absl::Status st = BuildMaglevTable(pt.maglev, absl::MakeSpan(position_ring)); !st.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("pool \"", v.pool, "\": ring build failed: ", st.message()));
   }
+  *fill_ms += NsToMs(MonotonicNs() - t0);
   inputs.ring_size = ring_size;
   inputs.members.resize(pt.maglev.size());
   for (size_t i = 0; i < pt.maglev.size(); ++i) {
@@ -561,8 +565,9 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
     const DesiredVip& v = *by_pos[pos];
     PoolTables& pt = pools.at(v.pool);
     std::vector<uint32_t>& position_ring = scratch->rings[pt.ring];
-    if (absl::Status st = BuildPositionRing(v, desired.ring_size, pt, position_ring,
-                                            scratch->ring_inputs[pt.ring], &scratch->rings_reused);
+    if (absl::Status st =
+            BuildPositionRing(v, desired.ring_size, pt, position_ring,
+                              scratch->ring_inputs[pt.ring], &scratch->rings_reused, &r.fill_ms);
         !st.ok()) {
       return st;
     }

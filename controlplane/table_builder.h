@@ -112,6 +112,7 @@ struct BuildResult {
   uint32_t num_backends = 0;
   uint32_t num_members = 0;
   uint32_t backends_in_use = 0;
+  double fill_ms = 0;  // wall time of the Maglev fills (0 when every ring was reused)
 };
 
 // Buffers a build needs and a caller may keep between builds (the

@@ -86,6 +86,7 @@ int Run(const std::string& dataplane, int backends, int ops) {
     build_ms->push_back(r.build_ms);
     lb::PublishReport p = r;
     p.build = {};
+    p.build.fill_ms = r.build.fill_ms;
     phases->push_back(std::move(p));
   };
   auto store = lb::NewFileStore(dir + "/state");
@@ -151,18 +152,24 @@ int Run(const std::string& dataplane, int backends, int ops) {
     // Wall-clock phases of each UpdateBackend (PublishReport): p50 / p99.
     std::vector<lb::PublishReport> ph(phases->begin() + static_cast<long>(builds_before),
                                       phases->end());
-    auto pick = [&ph](double lb::PublishReport::*f) {
-      std::vector<double> v;
-      for (const lb::PublishReport& r : ph) v.push_back(r.*f);
+    auto p50_p99 = [](const std::vector<double>& v) {
       return absl::StrCat(absl::SixDigits(Percentile(v, 0.5)), "/",
                           absl::SixDigits(Percentile(v, 0.99)));
     };
+    auto pick = [&ph, &p50_p99](double lb::PublishReport::*f) {
+      std::vector<double> v;
+      for (const lb::PublishReport& r : ph) v.push_back(r.*f);
+      return p50_p99(v);
+    };
+    std::vector<double> fill;
+    for (const lb::PublishReport& r : ph) fill.push_back(r.build.fill_ms);
     std::printf(
         "# backends=%d phases_ms_p50/p99 before_validate=%s validate=%s reclaim_wait=%s "
-        "build=%s save=%s observe=%s\n",
+        "build=%s (fill=%s check_seal=%s) save=%s observe=%s\n",
         backends, pick(&lb::PublishReport::before_validate_ms).c_str(),
         pick(&lb::PublishReport::validate_ms).c_str(), pick(&lb::PublishReport::wait_ms).c_str(),
-        pick(&lb::PublishReport::build_ms).c_str(), pick(&lb::PublishReport::save_ms).c_str(),
+        pick(&lb::PublishReport::build_ms).c_str(), p50_p99(fill).c_str(),
+        pick(&lb::PublishReport::check_seal_ms).c_str(), pick(&lb::PublishReport::save_ms).c_str(),
         pick(&lb::PublishReport::observe_ms).c_str());
   }
   kill(child, SIGTERM);
