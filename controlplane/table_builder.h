@@ -128,9 +128,16 @@ struct BuildScratch {
     uint32_t ring_size = 0;
     std::vector<std::pair<std::string, uint32_t>> members;  // (key, weight), position order
   };
+  // A pool's active members in config order, and that list's address order
+  // (indices into it), so that an unchanged membership is not sorted again.
+  struct MemberOrder {
+    std::vector<std::string> addresses;
+    std::vector<uint32_t> sorted;
+  };
   std::vector<std::vector<uint32_t>> rings;
-  std::vector<RingInputs> ring_inputs;  // parallel to rings
-  uint64_t rings_reused = 0;            // builds that skipped a fill (tests)
+  std::vector<RingInputs> ring_inputs;     // parallel to rings
+  std::vector<MemberOrder> member_orders;  // by ring index, as rings
+  uint64_t rings_reused = 0;               // builds that skipped a fill (tests)
 };
 
 // Fills every field of `out` except generation, publish_time_ns and checksum,
