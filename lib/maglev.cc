@@ -275,7 +275,8 @@ class MaglevBuilder::Filler {
       if (pos >= m) pos -= m;
     }
     // Opaque to the optimiser: otherwise it keeps each probe's word address
-    // and bit index alive for Mark, three more instructions per probe.
+    // and bit index alive for the mark below, three more instructions per
+    // probe.
     asm("" : "+r"(pos));
     used[pos >> 6] |= uint64_t{1} << (pos & 63);
     const uint32_t twin = pos + m;
