@@ -66,10 +66,11 @@ namespace {
 // Where each backend identity goes: its slot, and whether it keeps the owner
 // (and so the incarnation) it had.
 struct Placement {
-  std::vector<Identity> ids;     // by (pool, address) whenever that order matters
-  std::vector<bool> taken;       // by slot; [0] reserved
-  std::vector<int64_t> slot_of;  // by ids index; -1 = not placed yet
-  std::vector<bool> kept;        // same owner as before
+  std::vector<Identity> ids;           // by (pool, address) whenever that order matters
+  std::vector<bool> taken;             // by slot; [0] reserved
+  std::vector<int64_t> slot_of;        // by ids index; -1 = not placed yet
+  std::vector<bool> kept;              // same owner as before
+  std::vector<uint32_t> config_index;  // by ids index: its place in config order
 };
 
 // Puts pl.ids (with slot_of and kept) in (pool, address) order when the
@@ -96,14 +97,17 @@ void SortIfOrderMatters(Placement& pl) {
   sorted.ids.reserve(perm.size());
   sorted.slot_of.reserve(perm.size());
   sorted.kept.reserve(perm.size());
+  sorted.config_index.reserve(perm.size());
   for (size_t i : perm) {
     sorted.ids.push_back(pl.ids[i]);
     sorted.slot_of.push_back(pl.slot_of[i]);
     sorted.kept.push_back(pl.kept[i]);
+    sorted.config_index.push_back(pl.config_index[i]);
   }
   pl.ids = std::move(sorted.ids);
   pl.slot_of = std::move(sorted.slot_of);
   pl.kept = std::move(sorted.kept);
+  pl.config_index = std::move(sorted.config_index);
 }
 
 // Passes 1-3: identities that had a slot in `previous` keep it.
@@ -128,20 +132,43 @@ Placement KeepPreviousSlots(const DesiredState& desired, const SlotAssignment& p
   slot_of.assign(ids.size(), -1);
   std::vector<bool>& kept = pl.kept;
   kept.assign(ids.size(), false);
+  pl.config_index.resize(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) pl.config_index[i] = static_cast<uint32_t>(i);
 
-  // Pass 1: exact identity.
-  // Keys are views of `previous` (no string copies: this runs per publish).
-  absl::flat_hash_map<std::pair<std::string_view, std::string_view>, size_t> exact;
-  exact.reserve(prev.size());
-  for (size_t s = 1; s < prev.size(); ++s) {
-    if (prev[s].in_use() && !prev[s].pool.empty()) exact[{prev[s].pool, prev[s].address}] = s;
-  }
+  // Pass 1: exact identity. First the slot the previous build gave the
+  // backend at the same place in the config, when that slot holds this very
+  // (pool, address): the common publish changes no membership, and two
+  // string compares replace hashing every identity. Identities are unique
+  // in `previous` (one slot each), so a confirmed guess is the slot the map
+  // below would find; the map serves the rest.
+  const std::vector<uint32_t>& guess = previous.config_order_slots;
+  bool missed = false;
   for (size_t i = 0; i < ids.size(); ++i) {
-    auto it = exact.find({*ids[i].pool, ids[i].address()});
-    if (it != exact.end() && !taken[it->second]) {
-      slot_of[i] = static_cast<int64_t>(it->second);
-      taken[it->second] = true;
+    const size_t s = i < guess.size() ? guess[i] : 0;
+    if (s != 0 && s < prev.size() && !taken[s] && !prev[s].pool.empty() &&
+        prev[s].address == ids[i].address() && prev[s].pool == *ids[i].pool) {
+      slot_of[i] = static_cast<int64_t>(s);
+      taken[s] = true;
       kept[i] = true;
+    } else {
+      missed = true;
+    }
+  }
+  if (missed) {
+    // Keys are views of `previous` (no string copies: this runs per publish).
+    absl::flat_hash_map<std::pair<std::string_view, std::string_view>, size_t> exact;
+    exact.reserve(prev.size());
+    for (size_t s = 1; s < prev.size(); ++s) {
+      if (prev[s].in_use() && !prev[s].pool.empty()) exact[{prev[s].pool, prev[s].address}] = s;
+    }
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (slot_of[i] >= 0) continue;
+      auto it = exact.find({*ids[i].pool, ids[i].address()});
+      if (it != exact.end() && !taken[it->second]) {
+        slot_of[i] = static_cast<int64_t>(it->second);
+        taken[it->second] = true;
+        kept[i] = true;
+      }
     }
   }
   SortIfOrderMatters(pl);
@@ -310,6 +337,10 @@ absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
   if (absl::Status st = PlaceNewBackends(pl, caps); !st.ok()) return st;
   SlotAssignment out;
   FillBackendSlots(pl, previous, &out);
+  out.config_order_slots.resize(pl.ids.size());
+  for (size_t i = 0; i < pl.ids.size(); ++i) {
+    out.config_order_slots[pl.config_index[i]] = static_cast<uint32_t>(pl.slot_of[i]);
+  }
   if (absl::Status st = AssignVipPositions(desired, previous, caps, &out); !st.ok()) return st;
   return out;
 }

@@ -73,6 +73,10 @@ struct SlotAssignment {
   };
   std::vector<BackendSlot> backends;  // index = slot; [0] is reserved
   std::vector<VipSlot> vips;          // index = VIP position
+  // The slot of each backend of the desired state this was built from, in
+  // config order (non-proxy pools): the next AssignSlots checks these guesses
+  // before it hashes every identity. Empty when recovered from a table.
+  std::vector<uint32_t> config_order_slots;
 };
 
 // Recovers the assignment from a published slot (TableWriter::CurrentSlot()),
