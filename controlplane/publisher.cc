@@ -112,12 +112,15 @@ absl::StatusOr<PublishReport> Publisher::Prepare(const DesiredState& desired) {
   // can see the slot; then seal it (generation, time, checksum: the one pass
   // of the checksum over the rings). Commit only publishes the generation,
   // so the publish time is the sealing time, a store save earlier.
+  const uint64_t t1 = MonotonicNs();
   if (SlotFault f; !CheckSlotIndices(slot, &f)) {
     return absl::InternalError(
         absl::StrCat("built slot fails validation: ", DescribeSlotFault(f, next)));
   }
   writer_.Seal();
-  report.build_ms = NsToMs(MonotonicNs() - t0);
+  const uint64_t t2 = MonotonicNs();
+  report.build_ms = NsToMs(t2 - t0);
+  report.check_seal_ms = NsToMs(t2 - t1);
 
   report.generation = next;
   prepared_ = built->assignment;

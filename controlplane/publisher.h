@@ -60,6 +60,9 @@ struct PublishReport {
   uint64_t generation = 0;
   double wait_ms = 0;   // reclamation wait
   double build_ms = 0;  // BuildTables + ValidateSlot
+  // Of build_ms: the index check and the seal (the slot checksum), after
+  // BuildTables (whose Maglev fills are build.fill_ms).
+  double check_seal_ms = 0;
   // Wall-clock phases of the transaction that published this report, filled
   // by the control plane (0 for a publish that is not a config change):
   // from the API call to the validation, ValidateConfig, Store::Save (with

@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "controlplane/clock.h"
 #include "lib/maglev.h"
 
 namespace lb {
@@ -65,24 +66,63 @@ namespace {
 // Where each backend identity goes: its slot, and whether it keeps the owner
 // (and so the incarnation) it had.
 struct Placement {
-  std::vector<Identity> ids;     // sorted by (pool, address)
-  std::vector<bool> taken;       // by slot; [0] reserved
-  std::vector<int64_t> slot_of;  // by ids index; -1 = not placed yet
-  std::vector<bool> kept;        // same owner as before
+  std::vector<Identity> ids;           // by (pool, address) whenever that order matters
+  std::vector<bool> taken;             // by slot; [0] reserved
+  std::vector<int64_t> slot_of;        // by ids index; -1 = not placed yet
+  std::vector<bool> kept;              // same owner as before
+  std::vector<uint32_t> config_index;  // by ids index: its place in config order
 };
+
+// Puts pl.ids (with slot_of and kept) in (pool, address) order when the
+// order can change the outcome. Pass 1 gives each identity the slot its
+// exact identity had, whatever the order (identities are unique, and so are
+// their previous slots). Only two steps depend on the order: placing the
+// identities pass 1 left without a slot (passes 2-4: which one gets which
+// slot), and handing out ids to backends without one (FillBackendSlots).
+// When every identity kept its slot and carries an id, as in every publish
+// through the control plane that adds no backend (it assigns ids first),
+// the N log N string comparisons of the sort are skipped: they were two
+// thirds of AssignSlots at 1,000 backends.
+void SortIfOrderMatters(Placement& pl) {
+  bool order_matters = false;
+  for (size_t i = 0; i < pl.ids.size() && !order_matters; ++i) {
+    order_matters = pl.slot_of[i] < 0 || pl.ids[i].backend->id == 0;
+  }
+  if (!order_matters) return;
+  std::vector<size_t> perm(pl.ids.size());
+  for (size_t i = 0; i < perm.size(); ++i) perm[i] = i;
+  std::sort(perm.begin(), perm.end(),
+            [&pl](size_t a, size_t b) { return IdentityLess(pl.ids[a], pl.ids[b]); });
+  Placement sorted;
+  sorted.ids.reserve(perm.size());
+  sorted.slot_of.reserve(perm.size());
+  sorted.kept.reserve(perm.size());
+  sorted.config_index.reserve(perm.size());
+  for (size_t i : perm) {
+    sorted.ids.push_back(pl.ids[i]);
+    sorted.slot_of.push_back(pl.slot_of[i]);
+    sorted.kept.push_back(pl.kept[i]);
+    sorted.config_index.push_back(pl.config_index[i]);
+  }
+  pl.ids = std::move(sorted.ids);
+  pl.slot_of = std::move(sorted.slot_of);
+  pl.kept = std::move(sorted.kept);
+  pl.config_index = std::move(sorted.config_index);
+}
 
 // Passes 1-3: identities that had a slot in `previous` keep it.
 Placement KeepPreviousSlots(const DesiredState& desired, const SlotAssignment& previous) {
   Placement pl;
   // Placement order is (pool, address), not config order: two nodes that
   // start from nothing must number slots identically.
+  // Collected in config order; sorted after pass 1, and only if the order
+  // can matter (see SortIfOrderMatters).
   std::vector<Identity>& ids = pl.ids;
   ids.reserve(desired.NumBackends());
   for (const DesiredPool& p : desired.pools) {
     if (p.proxy) continue;  // lb-l7's: no slot in the L4 tables
     for (const DesiredBackend& b : p.backends) ids.push_back({&p.name, &b});
   }
-  std::sort(ids.begin(), ids.end(), IdentityLess);
 
   const auto& prev = previous.backends;
   std::vector<bool>& taken = pl.taken;
@@ -92,22 +132,46 @@ Placement KeepPreviousSlots(const DesiredState& desired, const SlotAssignment& p
   slot_of.assign(ids.size(), -1);
   std::vector<bool>& kept = pl.kept;
   kept.assign(ids.size(), false);
+  pl.config_index.resize(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) pl.config_index[i] = static_cast<uint32_t>(i);
 
-  // Pass 1: exact identity.
-  // Keys are views of `previous` (no string copies: this runs per publish).
-  absl::flat_hash_map<std::pair<std::string_view, std::string_view>, size_t> exact;
-  exact.reserve(prev.size());
-  for (size_t s = 1; s < prev.size(); ++s) {
-    if (prev[s].in_use() && !prev[s].pool.empty()) exact[{prev[s].pool, prev[s].address}] = s;
-  }
+  // Pass 1: exact identity. First the slot the previous build gave the
+  // backend at the same place in the config, when that slot holds this very
+  // (pool, address): the common publish changes no membership, and two
+  // string compares replace hashing every identity. Identities are unique
+  // in `previous` (one slot each), so a confirmed guess is the slot the map
+  // below would find; the map serves the rest.
+  const std::vector<uint32_t>& guess = previous.config_order_slots;
+  bool missed = false;
   for (size_t i = 0; i < ids.size(); ++i) {
-    auto it = exact.find({*ids[i].pool, ids[i].address()});
-    if (it != exact.end() && !taken[it->second]) {
-      slot_of[i] = static_cast<int64_t>(it->second);
-      taken[it->second] = true;
+    const size_t s = i < guess.size() ? guess[i] : 0;
+    if (s != 0 && s < prev.size() && !taken[s] && !prev[s].pool.empty() &&
+        prev[s].address == ids[i].address() && prev[s].pool == *ids[i].pool) {
+      slot_of[i] = static_cast<int64_t>(s);
+      taken[s] = true;
       kept[i] = true;
+    } else {
+      missed = true;
     }
   }
+  if (missed) {
+    // Keys are views of `previous` (no string copies: this runs per publish).
+    absl::flat_hash_map<std::pair<std::string_view, std::string_view>, size_t> exact;
+    exact.reserve(prev.size());
+    for (size_t s = 1; s < prev.size(); ++s) {
+      if (prev[s].in_use() && !prev[s].pool.empty()) exact[{prev[s].pool, prev[s].address}] = s;
+    }
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (slot_of[i] >= 0) continue;
+      auto it = exact.find({*ids[i].pool, ids[i].address()});
+      if (it != exact.end() && !taken[it->second]) {
+        slot_of[i] = static_cast<int64_t>(it->second);
+        taken[it->second] = true;
+        kept[i] = true;
+      }
+    }
+  }
+  SortIfOrderMatters(pl);
 
   // Passes 2 and 3: slots recovered from a table, whose pool is unknown.
   // First those whose VIP memberships point at the identity's pool, then any
@@ -273,6 +337,10 @@ absl::StatusOr<SlotAssignment> AssignSlots(const DesiredState& desired,
   if (absl::Status st = PlaceNewBackends(pl, caps); !st.ok()) return st;
   SlotAssignment out;
   FillBackendSlots(pl, previous, &out);
+  out.config_order_slots.resize(pl.ids.size());
+  for (size_t i = 0; i < pl.ids.size(); ++i) {
+    out.config_order_slots[pl.config_index[i]] = static_cast<uint32_t>(pl.slot_of[i]);
+  }
   if (absl::Status st = AssignVipPositions(desired, previous, caps, &out); !st.ok()) return st;
   return out;
 }
@@ -338,8 +406,31 @@ using PoolMap = std::map<std::string, PoolTables>;
 
 // Member lists of every pool a VIP uses; checked against the capacity
 // before anything is written.
+// `active` (a pool's members in config order) in address order: the order
+// the scratch kept for the same address sequence, or a sort. The order
+// depends on nothing but that sequence (addresses are unique in a pool), so
+// a publish that changed no pool's membership (a weight, a state, a VIP)
+// skips the N log N string comparisons.
+void SortByAddress(std::vector<const DesiredBackend*>& active, BuildScratch::MemberOrder& cached) {
+  bool same = cached.addresses.size() == active.size();
+  for (size_t i = 0; i < active.size() && same; ++i) {
+    same = cached.addresses[i] == active[i]->address.text;
+  }
+  if (!same) {
+    cached.addresses.resize(active.size());
+    for (size_t i = 0; i < active.size(); ++i) cached.addresses[i] = active[i]->address.text;
+    cached.sorted.resize(active.size());
+    for (size_t i = 0; i < active.size(); ++i) cached.sorted[i] = static_cast<uint32_t>(i);
+    std::sort(cached.sorted.begin(), cached.sorted.end(), [&active](uint32_t x, uint32_t y) {
+      return active[x]->address.text < active[y]->address.text;
+    });
+  }
+  std::vector<const DesiredBackend*> in_config_order = active;
+  for (size_t i = 0; i < active.size(); ++i) active[i] = in_config_order[cached.sorted[i]];
+}
+
 absl::Status CollectMembers(const DesiredState& desired, const SlotOf& slot_of,
-                            uint32_t max_members, PoolMap* pools) {
+                            uint32_t max_members, PoolMap* pools, BuildScratch* scratch) {
   uint64_t total_members = 0;
   for (const DesiredVip& v : desired.vips) {
     const DesiredPool* p = desired.FindPool(v.pool);
@@ -358,9 +449,10 @@ absl::Status CollectMembers(const DesiredState& desired, const SlotOf& slot_of,
       for (const DesiredBackend& b : p->backends) {
         if (b.TakesNewFlows()) active.push_back(&b);
       }
-      std::sort(active.begin(), active.end(), [](const DesiredBackend* x, const DesiredBackend* y) {
-        return x->address.text < y->address.text;
-      });
+      if (scratch->member_orders.size() <= it->second.ring) {
+        scratch->member_orders.resize(it->second.ring + 1);
+      }
+      SortByAddress(active, scratch->member_orders[it->second.ring]);
       for (size_t i = 0; i < active.size(); ++i) {
         it->second.member_slots.push_back(slot_of.at({p->name, active[i]->address.text}));
         it->second.maglev.push_back(
@@ -439,7 +531,8 @@ bool SameRingInputs(const BuildScratch::RingInputs& in, uint32_t ring_size,
 // at all when the scratch ring was built from the same inputs.
 absl::Status BuildPositionRing(const DesiredVip& v, uint32_t ring_size, PoolTables& pt,
                                std::vector<uint32_t>& position_ring,
-                               BuildScratch::RingInputs& inputs, uint64_t* reused) {
+                               BuildScratch::RingInputs& inputs, uint64_t* reused,
+                               double* fill_ms) {
   if (pt.built) return absl::OkStatus();
   if (SameRingInputs(inputs, ring_size, pt.maglev) && position_ring.size() == ring_size) {
     pt.built = true;
@@ -447,11 +540,15 @@ absl::Status BuildPositionRing(const DesiredVip& v, uint32_t ring_size, PoolTabl
     return absl::OkStatus();
   }
   inputs.valid = false;
-  position_ring.assign(ring_size, 0);  // keeps its capacity
+  // Keeps its capacity; no clearing: a successful build writes every entry,
+  // and a failed one leaves inputs.valid false, so the ring is never reused.
+  position_ring.resize(ring_size);
+  const uint64_t t0 = MonotonicNs();
   if (absl::Status st = BuildMaglevTable(pt.maglev, absl::MakeSpan(position_ring)); !st.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("pool \"", v.pool, "\": ring build failed: ", st.message()));
   }
+  *fill_ms += NsToMs(MonotonicNs() - t0);
   inputs.ring_size = ring_size;
   inputs.members.resize(pt.maglev.size());
   for (size_t i = 0; i < pt.maglev.size(); ++i) {
@@ -537,7 +634,8 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
     if (!a.vips[p].key.empty()) pos_of[a.vips[p].key] = p;
   }
   PoolMap pools;
-  if (absl::Status st = CollectMembers(desired, slot_of, out.max_members, &pools); !st.ok()) {
+  if (absl::Status st = CollectMembers(desired, slot_of, out.max_members, &pools, scratch);
+      !st.ok()) {
     return st;
   }
   if (scratch->rings.size() < pools.size()) {
@@ -559,8 +657,9 @@ absl::StatusOr<BuildResult> BuildTables(const DesiredState& desired, const SlotA
     const DesiredVip& v = *by_pos[pos];
     PoolTables& pt = pools.at(v.pool);
     std::vector<uint32_t>& position_ring = scratch->rings[pt.ring];
-    if (absl::Status st = BuildPositionRing(v, desired.ring_size, pt, position_ring,
-                                            scratch->ring_inputs[pt.ring], &scratch->rings_reused);
+    if (absl::Status st =
+            BuildPositionRing(v, desired.ring_size, pt, position_ring,
+                              scratch->ring_inputs[pt.ring], &scratch->rings_reused, &r.fill_ms);
         !st.ok()) {
       return st;
     }

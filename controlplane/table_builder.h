@@ -73,6 +73,10 @@ struct SlotAssignment {
   };
   std::vector<BackendSlot> backends;  // index = slot; [0] is reserved
   std::vector<VipSlot> vips;          // index = VIP position
+  // The slot of each backend of the desired state this was built from, in
+  // config order (non-proxy pools): the next AssignSlots checks these guesses
+  // before it hashes every identity. Empty when recovered from a table.
+  std::vector<uint32_t> config_order_slots;
 };
 
 // Recovers the assignment from a published slot (TableWriter::CurrentSlot()),
@@ -112,6 +116,7 @@ struct BuildResult {
   uint32_t num_backends = 0;
   uint32_t num_members = 0;
   uint32_t backends_in_use = 0;
+  double fill_ms = 0;  // wall time of the Maglev fills (0 when every ring was reused)
 };
 
 // Buffers a build needs and a caller may keep between builds (the
@@ -127,9 +132,16 @@ struct BuildScratch {
     uint32_t ring_size = 0;
     std::vector<std::pair<std::string, uint32_t>> members;  // (key, weight), position order
   };
+  // A pool's active members in config order, and that list's address order
+  // (indices into it), so that an unchanged membership is not sorted again.
+  struct MemberOrder {
+    std::vector<std::string> addresses;
+    std::vector<uint32_t> sorted;
+  };
   std::vector<std::vector<uint32_t>> rings;
-  std::vector<RingInputs> ring_inputs;  // parallel to rings
-  uint64_t rings_reused = 0;            // builds that skipped a fill (tests)
+  std::vector<RingInputs> ring_inputs;     // parallel to rings
+  std::vector<MemberOrder> member_orders;  // by ring index, as rings
+  uint64_t rings_reused = 0;               // builds that skipped a fill (tests)
 };
 
 // Fills every field of `out` except generation, publish_time_ns and checksum,

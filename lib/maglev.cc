@@ -189,13 +189,13 @@ uint64_t MaglevFingerprintAndMap(absl::Span<const uint32_t> table,
 // the slot differs:
 //   - Probing: walk the permutation, testing an occupancy bitmap (M / 8
 //     bytes, so it stays in L1/L2 where the table would not).
-//   - Final phase: once only final_slots_ (about sqrt(M) / 2) slots are free,
+//   - Final phase: once only about sqrt(M) / 2 slots are free,
 //     a probe succeeds only once in M / free tries, so instead compute for
 //     each free slot e its distance (e - pos) * skip^-1 mod M along the
 //     backend's permutation and take the nearest: the slot probing would
 //     reach first.
 // Together these take a build from about M ln M probes to about
-// M ln(M / final_slots_) probes plus final_slots_^2 / 2 distance evaluations.
+// M ln(2 sqrt(M)) probes plus M / 8 distance evaluations.
 class MaglevBuilder::Filler {
  public:
   Filler(MaglevBuilder& b, absl::Span<uint32_t> out)
@@ -203,22 +203,38 @@ class MaglevBuilder::Filler {
         out_(out),
         m_(static_cast<uint32_t>(out.size())),
         recip_(~uint64_t{0} / m_),
-        free_(m_),
-        final_slots_(static_cast<uint32_t>(0.5 * std::sqrt(static_cast<double>(m_)))) {
+        free_(m_) {
+    const auto final_slots = static_cast<uint32_t>(0.5 * std::sqrt(static_cast<double>(m_)));
+    probes_left_ = m_ > final_slots ? m_ - final_slots : 0;
     b_.used_.assign((2 * uint64_t{m_} + 63) / 64, 0);  // each slot twice, see Probe
-    if (free_ <= final_slots_) EnterFinalPhase();
+    if (probes_left_ == 0) EnterFinalPhase();
   }
 
-  bool Full() const { return free_ == 0; }
+  // The probing phase's state, for the caller to keep in a local: stores
+  // into the table cannot alias it, so it stays in registers.
+  struct Hot {
+    uint64_t* used;
+    uint32_t* out;
+    uint32_t m;
+    uint32_t left;  // claims left to the probing phase
+  };
+  Hot hot() { return {b_.used_.data(), out_.data(), m_, probes_left_}; }
 
-  // Requires !Full().
-  void Claim(Entry& e) {
-    const uint32_t slot = final_phase_ ? NearestFree(e) : Probe(e);
-    e.pos = AddMod(slot, e.skip, m_);
-    ++e.picks;
-    out_[slot] = e.value;
-    --free_;
-    if (!final_phase_ && free_ <= final_slots_) EnterFinalPhase();
+  // Gives e its next slot; true when that filled the table. Requires a table
+  // not yet full.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool Claim(Entry& e, Hot& h) {
+    if (ABSL_PREDICT_TRUE(h.left != 0)) {
+      const uint32_t slot = Probe(e, h.used, h.m);
+      e.pos = AddMod(slot, e.skip, h.m);
+      h.out[slot] = e.value;
+      if (ABSL_PREDICT_FALSE(--h.left == 0)) {
+        probes_left_ = 0;
+        EnterFinalPhase();
+        return free_ == 0;  // when M is so small that no slot is left for it
+      }
+      return false;
+    }
+    return ClaimNearest(e);
   }
 
  private:
@@ -230,10 +246,7 @@ class MaglevBuilder::Filler {
   // base + step (both < M) is tested without reducing it mod M: a probe is
   // an add, a load and a bit test (callgrind: 13 instructions per probe
   // before, when each of the four was reduced first).
-  uint32_t Probe(const Entry& e) {
-    // Locals, so that the compiler keeps them in registers across the loop.
-    const uint64_t* const used = b_.used_.data();
-    const uint32_t m = m_;
+  static uint32_t Probe(const Entry& e, uint64_t* const used, const uint32_t m) {
     auto is_used = [used](uint32_t slot) { return (used[slot >> 6] >> (slot & 63)) & 1; };
     uint32_t pos = e.pos;
     if (is_used(pos)) {
@@ -262,23 +275,18 @@ class MaglevBuilder::Filler {
       if (pos >= m) pos -= m;
     }
     // Opaque to the optimiser: otherwise it keeps each probe's word address
-    // and bit index alive for Mark, three more instructions per probe.
+    // and bit index alive for the mark below, three more instructions per
+    // probe.
     asm("" : "+r"(pos));
-    Mark(pos);
-    return pos;
-  }
-
-  void Mark(uint32_t slot) {
-    uint64_t* const used = b_.used_.data();
-    used[slot >> 6] |= uint64_t{1} << (slot & 63);
-    const uint32_t twin = slot + m_;
+    used[pos >> 6] |= uint64_t{1} << (pos & 63);
+    const uint32_t twin = pos + m;
     used[twin >> 6] |= uint64_t{1} << (twin & 63);
+    return pos;
   }
 
   // Cold: runs once per build. Kept out of line so it does not disturb the
   // register allocation of the probe loop.
   ABSL_ATTRIBUTE_NOINLINE void EnterFinalPhase() {
-    final_phase_ = true;
     std::vector<uint32_t>& empties = b_.empties_;
     empties.clear();
     for (uint32_t w = 0; w < (m_ + 63) / 64; ++w) {
@@ -288,7 +296,17 @@ class MaglevBuilder::Filler {
         empties.push_back(slot);
       }
     }
-    for (Entry& e : b_.entries_) e.inv_skip = InverseMod(e.skip, m_);
+    free_ = static_cast<uint32_t>(empties.size());
+  }
+
+  // The final phase's claim: only the backends that claim in it (at most
+  // the few free slots' worth) need skip^-1, so it is computed here.
+  ABSL_ATTRIBUTE_NOINLINE bool ClaimNearest(Entry& e) {
+    if (e.inv_skip == 0) e.inv_skip = InverseMod(e.skip, m_);
+    const uint32_t slot = NearestFree(e);
+    e.pos = AddMod(slot, e.skip, m_);
+    out_[slot] = e.value;
+    return --free_ == 0;
   }
 
   uint32_t NearestFree(const Entry& e) {
@@ -318,9 +336,10 @@ class MaglevBuilder::Filler {
   absl::Span<uint32_t> out_;
   const uint32_t m_;
   const uint64_t recip_;  // floor((2^64 - 1) / M)
-  uint32_t free_;
-  const uint32_t final_slots_;
-  bool final_phase_ = false;
+  uint32_t free_;         // free slots, kept from the final phase on
+  // Claims left to the probing phase: it stops with about sqrt(M) / 2 slots
+  // free, where probing would take M / free tries per claim.
+  uint32_t probes_left_;
 };
 
 absl::Status MaglevBuilder::SortAndCheck(absl::Span<const MaglevBackend> backends, Weights* w) {
@@ -359,15 +378,25 @@ absl::Status MaglevBuilder::SortAndCheck(absl::Span<const MaglevBackend> backend
   return absl::OkStatus();
 }
 
-// Round-robin scan; `credit` holds r * weight - picks * max_weight.
-void MaglevBuilder::FillByScan(Filler& filler, uint64_t max_weight) {
+// Round-robin scan; `credit` holds r * weight - picks * max_weight. Equal
+// weights claim for every backend every round, without the credit.
+void MaglevBuilder::FillByScan(Filler& filler, uint64_t max_weight, bool equal_weights) {
+  Filler::Hot h = filler.hot();
+  if (equal_weights) {
+    for (;;) {
+      for (Entry& e : entries_) {
+        if (filler.Claim(e, h)) return;
+      }
+    }
+  }
+  const size_t n = entries_.size();
   for (;;) {
-    for (Entry& e : entries_) {
-      e.credit += e.weight;
-      if (e.credit < max_weight) continue;
-      e.credit -= max_weight;
-      filler.Claim(e);
-      if (filler.Full()) return;
+    for (size_t i = 0; i < n; ++i) {
+      Schedule& s = schedule_[i];
+      s.credit += s.weight;
+      if (s.credit < max_weight) continue;
+      s.credit -= max_weight;
+      if (filler.Claim(entries_[i], h)) return;
     }
   }
 }
@@ -378,19 +407,22 @@ void MaglevBuilder::FillByScan(Filler& filler, uint64_t max_weight) {
 // exceed M (the heaviest backend claims a slot every round), so a round
 // number clamped to 2^32 - 1 is simply never reached.
 void MaglevBuilder::FillByHeap(Filler& filler, uint64_t max_weight) {
-  auto next_round = [max_weight](const Entry& e) {
-    const uint64_t r = ((e.picks + uint64_t{1}) * max_weight + e.weight - 1) / e.weight;
+  auto next_round = [max_weight](const Schedule& s) {
+    const uint64_t r = ((s.picks + uint64_t{1}) * max_weight + s.weight - 1) / s.weight;
     return std::min<uint64_t>(r, 0xffffffffu);
   };
   heap_.clear();
-  for (uint32_t i = 0; i < entries_.size(); ++i) heap_.push_back(next_round(entries_[i]) << 32 | i);
+  for (uint32_t i = 0; i < entries_.size(); ++i) {
+    heap_.push_back(next_round(schedule_[i]) << 32 | i);
+  }
   std::make_heap(heap_.begin(), heap_.end(), std::greater<>());
+  Filler::Hot h = filler.hot();
   for (;;) {
     std::pop_heap(heap_.begin(), heap_.end(), std::greater<>());
-    Entry& e = entries_[static_cast<uint32_t>(heap_.back())];
-    filler.Claim(e);
-    if (filler.Full()) return;
-    heap_.back() = next_round(e) << 32 | static_cast<uint32_t>(heap_.back());
+    const auto i = static_cast<uint32_t>(heap_.back());
+    if (filler.Claim(entries_[i], h)) return;
+    ++schedule_[i].picks;
+    heap_.back() = next_round(schedule_[i]) << 32 | i;
     std::push_heap(heap_.begin(), heap_.end(), std::greater<>());
   }
 }
@@ -413,11 +445,13 @@ absl::Status MaglevBuilder::Build(absl::Span<const MaglevBackend> backends,
   }
 
   entries_.clear();
+  schedule_.clear();
   for (uint32_t idx : order_) {
     const MaglevBackend& be = backends[idx];
     if (be.weight == 0) continue;
     const MaglevPermutation perm = MaglevPermutationFor(be.key, m);
-    entries_.push_back(Entry{perm.offset, perm.skip, be.value, be.weight, 0, 0, 0});
+    entries_.push_back(Entry{perm.offset, perm.skip, be.value, 0});
+    schedule_.push_back(Schedule{be.weight, 0, 0});
   }
 
   // Weights (the Envoy scheme, in integers so that it is exact everywhere):
@@ -428,7 +462,7 @@ absl::Status MaglevBuilder::Build(absl::Span<const MaglevBackend> backends,
   // count is floor(rounds * weight / max_weight) give or take the last round.
   Filler filler(*this, out);
   if (w.weighted * w.max <= kMaxScanChecksPerSlot * w.sum) {
-    FillByScan(filler, w.max);
+    FillByScan(filler, w.max, w.max * w.weighted == w.sum);
   } else {
     FillByHeap(filler, w.max);
   }

@@ -91,15 +91,18 @@ class MaglevBuilder {
   absl::Status Build(absl::Span<const MaglevBackend> backends, absl::Span<uint32_t> out);
 
  private:
-  // Build state of one backend with a non-zero weight.
+  // Probe state of one backend with a non-zero weight.
   struct Entry {
     uint32_t pos;  // next slot of its permutation to try
     uint32_t skip;
     uint32_t value;
+    uint32_t inv_skip;  // skip^-1 mod M once it claims in the final phase, else 0
+  };
+  // Its place in the weight scheme (entries_[i] <-> schedule_[i]).
+  struct Schedule {
     uint32_t weight;
-    uint64_t credit;    // weight accumulated and not yet spent on a slot
-    uint32_t picks;     // slots claimed so far
-    uint32_t inv_skip;  // skip^-1 mod M, set when the final phase starts
+    uint32_t picks;   // slots claimed so far (heap scheduler only)
+    uint64_t credit;  // weight accumulated and not yet spent on a slot (scan only)
   };
   class Filler;
   struct Weights {
@@ -112,13 +115,14 @@ class MaglevBuilder {
   absl::Status SortAndCheck(absl::Span<const MaglevBackend> backends, Weights* w);
   // Claim slots until the table is full, in the order of the weight scheme
   // (Build explains it): a round-robin scan, or a heap for skewed weights.
-  void FillByScan(Filler& filler, uint64_t max_weight);
+  void FillByScan(Filler& filler, uint64_t max_weight, bool equal_weights);
   void FillByHeap(Filler& filler, uint64_t max_weight);
-  std::vector<uint32_t> order_;    // backend indices sorted by key
-  std::vector<Entry> entries_;     // per weighted backend, in key order
-  std::vector<uint64_t> used_;     // occupancy bitmap, each slot s at bits s and s + M
-  std::vector<uint32_t> empties_;  // free slots in the final phase
-  std::vector<uint64_t> heap_;     // scheduler for skewed weights
+  std::vector<uint32_t> order_;     // backend indices sorted by key
+  std::vector<Entry> entries_;      // per weighted backend, in key order
+  std::vector<Schedule> schedule_;  // same order
+  std::vector<uint64_t> used_;      // occupancy bitmap, each slot s at bits s and s + M
+  std::vector<uint32_t> empties_;   // free slots in the final phase
+  std::vector<uint64_t> heap_;      // scheduler for skewed weights
 };
 
 // Same as MaglevBuilder::Build with a builder private to the calling thread.

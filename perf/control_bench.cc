@@ -1,11 +1,11 @@
 // Control-plane latency: API call accepted -> every live lcore of a real
 // lb-dataplane forwards with the new table generation.
 //
-//   control_bench <path to lb-dataplane> [--ops=N]
+//   control_bench <path to lb-dataplane> [--ops=N] [--backends=N]
 //
 // Starts lb-dataplane on a net_null port (one lcore, --no-huge), runs the real
 // ControlPlane in this process over regions and a store in a /dev/shm temp
-// dir, and for 10 and 1,000 backends times N UpdateBackend calls (a weight
+// dir, and for 10 and 1,000 backends (or only --backends) times N UpdateBackend calls (a weight
 // flip: a new Maglev ring every time). Prints one line per size:
 //
 //   control backends=<n> api_to_lcores_ms_p50=<x> api_to_lcores_ms_p99=<y>
@@ -86,6 +86,7 @@ int Run(const std::string& dataplane, int backends, int ops) {
     build_ms->push_back(r.build_ms);
     lb::PublishReport p = r;
     p.build = {};
+    p.build.fill_ms = r.build.fill_ms;
     phases->push_back(std::move(p));
   };
   auto store = lb::NewFileStore(dir + "/state");
@@ -151,18 +152,24 @@ int Run(const std::string& dataplane, int backends, int ops) {
     // Wall-clock phases of each UpdateBackend (PublishReport): p50 / p99.
     std::vector<lb::PublishReport> ph(phases->begin() + static_cast<long>(builds_before),
                                       phases->end());
-    auto pick = [&ph](double lb::PublishReport::*f) {
-      std::vector<double> v;
-      for (const lb::PublishReport& r : ph) v.push_back(r.*f);
+    auto p50_p99 = [](const std::vector<double>& v) {
       return absl::StrCat(absl::SixDigits(Percentile(v, 0.5)), "/",
                           absl::SixDigits(Percentile(v, 0.99)));
     };
+    auto pick = [&ph, &p50_p99](double lb::PublishReport::*f) {
+      std::vector<double> v;
+      for (const lb::PublishReport& r : ph) v.push_back(r.*f);
+      return p50_p99(v);
+    };
+    std::vector<double> fill;
+    for (const lb::PublishReport& r : ph) fill.push_back(r.build.fill_ms);
     std::printf(
         "# backends=%d phases_ms_p50/p99 before_validate=%s validate=%s reclaim_wait=%s "
-        "build=%s save=%s observe=%s\n",
+        "build=%s (fill=%s check_seal=%s) save=%s observe=%s\n",
         backends, pick(&lb::PublishReport::before_validate_ms).c_str(),
         pick(&lb::PublishReport::validate_ms).c_str(), pick(&lb::PublishReport::wait_ms).c_str(),
-        pick(&lb::PublishReport::build_ms).c_str(), pick(&lb::PublishReport::save_ms).c_str(),
+        pick(&lb::PublishReport::build_ms).c_str(), p50_p99(fill).c_str(),
+        pick(&lb::PublishReport::check_seal_ms).c_str(), pick(&lb::PublishReport::save_ms).c_str(),
         pick(&lb::PublishReport::observe_ms).c_str());
   }
   kill(child, SIGTERM);
@@ -177,7 +184,7 @@ int Run(const std::string& dataplane, int backends, int ops) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: control_bench <lb-dataplane> [--ops=N]\n");
+    std::fprintf(stderr, "usage: control_bench <lb-dataplane> [--ops=N] [--backends=N]\n");
     return 2;
   }
   // The dataplane's lcore busy-polls CPU 0 (-l 0); keep the control plane
@@ -189,13 +196,17 @@ int main(int argc, char** argv) {
     sched_setaffinity(0, sizeof(set), &set);
   }
   int ops = 200;
+  std::vector<int> sizes = {10, 1000};
   for (int i = 2; i < argc; ++i) {
-    if (std::sscanf(argv[i], "--ops=%d", &ops) != 1 || ops <= 0) {
+    int n = 0;
+    if (std::sscanf(argv[i], "--backends=%d", &n) == 1 && n > 0) {
+      sizes = {n};
+    } else if (std::sscanf(argv[i], "--ops=%d", &ops) != 1 || ops <= 0) {
       std::fprintf(stderr, "control_bench: bad argument %s\n", argv[i]);
       return 2;
     }
   }
-  for (int n : {10, 1000}) {
+  for (int n : sizes) {
     if (Run(argv[1], n, ops) != 0) return 1;
   }
   return 0;

@@ -282,6 +282,35 @@ TEST(MaglevReferenceTest, MatchesPlainLoopOnRandomConfigs) {
   }
 }
 
+// The control plane's sizes: up to 2,000 backends on the default table, with
+// the weight mixes the scan scheduler sees (equal weights; a few doubled, as
+// a weight change leaves them; 1..3) and the heap's (one heavy backend),
+// keys in and out of order. Every table must be the plain loop's, slot for
+// slot: the ring is part of the wire contract between nodes and versions.
+TEST(MaglevReferenceTest, MatchesPlainLoopOnLargeConfigs) {
+  std::mt19937_64 rng(20261207);
+  const std::vector<uint64_t> sizes = {65537, 65537, 32771, 16411, 4099};
+  MaglevBuilder builder;  // reused across sizes and shapes, as the control plane does
+  for (int trial = 0; trial < 30; ++trial) {
+    const uint64_t m = sizes[trial % sizes.size()];
+    const int n = 1 + static_cast<int>(rng() % std::min<uint64_t>(m / 8, 2000));
+    std::vector<MaglevBackend> backends = MakeBackends(n, 1, static_cast<int>(rng() % 5000));
+    const int shape = trial % 5;
+    for (MaglevBackend& b : backends) {
+      if (shape == 1) b.weight = rng() % 5 == 0 ? 2 : 1;
+      if (shape == 2) b.weight = 1 + rng() % 3;
+      if (shape == 3) b.weight = rng() % 3 == 0 ? 0 : 1 + rng() % 2;
+    }
+    if (shape == 4) backends[rng() % n].weight = 50;
+    if (shape == 3) backends[0].weight = 1;
+    if (trial % 2 == 1) std::shuffle(backends.begin(), backends.end(), rng);
+    SCOPED_TRACE(absl::StrCat("M=", m, " N=", n, " shape=", shape));
+    std::vector<uint32_t> table(m, 0xdeadbeef);
+    ASSERT_TRUE(builder.Build(backends, absl::MakeSpan(table)).ok());
+    EXPECT_EQ(table, ReferenceBuild(backends, m));
+  }
+}
+
 TEST(MaglevReferenceTest, MatchesPlainLoopOnExtremeWeights) {
   std::vector<MaglevBackend> backends = MakeBackends(20);
   backends[3].weight = 0xffffffffu;  // everyone else gets well under one slot's share
