@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs one benchmark in a release build (build-perf/).
 #
-#   perf/run.sh <name> [args...]   name: maglev | l4 | control | e2e | l7 | tls | cluster
+#   perf/run.sh <name> [args...]   name: maglev | l4 | mem | control | e2e | l7 | tls | cluster
 #
 # Extra arguments go to the benchmark unchanged (e.g. perf/run.sh l4
 # --flows=1048576 --scenarios=established).
@@ -17,7 +17,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="$ROOT/build-perf"
 
 usage() {
-  echo "usage: perf/run.sh <maglev|l4|control|e2e|l7|tls|cluster> [benchmark args...]" >&2
+  echo "usage: perf/run.sh <maglev|l4|mem|control|e2e|l7|tls|cluster> [benchmark args...]" >&2
   exit 2
 }
 
@@ -48,6 +48,14 @@ case "$name" in
     # About 20 s on 2 vCPUs; needs ~1.2 GiB of RAM for the 8M-flow table.
     build perf/l4_bench
     exec "$BUILD/perf/l4_bench" "$@"
+    ;;
+  mem)
+    # The connection table's memory pattern without the table: batches of 32
+    # chains of dependent random line loads over 1 MiB, 144 MiB (the 1M-flow
+    # table) and 1.2 GiB (the 8M-flow table), on THP. A few seconds; read the
+    # l4 figures at 1M and 8M against it (perf/mem_probe.cc).
+    build perf/mem_probe
+    exec "$BUILD/perf/mem_probe" "$@"
     ;;
   control)
     # API call -> every lcore of a real lb-dataplane (net_null port) on the

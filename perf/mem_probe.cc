@@ -1,0 +1,134 @@
+// mem_probe: what this machine charges for the connection table's memory
+// pattern, without the table. l4_bench's established packet at 1M and 8M
+// flows costs its 1K-flow compute plus the misses of its lookups; this probe
+// gives the second part's floor on the host at hand, so that the l4 targets
+// ("8M no worse than 2x 1K") can be read against the hardware.
+//
+// For each buffer size (MiB, on transparent huge pages as the connection
+// table asks for) it times batches of --burst independent chains, as
+// ProcessBurst does with its 32 packets: prefetch every chain's next line,
+// then load them all; --levels dependent steps per chain (2 = a bucket
+// header, then the entry line it points to). The lines are random 64-byte
+// lines of the buffer, the addresses precomputed, so the figure is memory
+// (cache, TLB and page-walk) cost at full overlap, not compute.
+//
+//   mem_probe [--mib=N[,N...]] [--levels=N[,N...]] [--burst=N]
+// (defaults: 1,144,1200 MiB — an L2-sized buffer, the 1M-flow table, the
+// 8M-flow table —, levels 1,2, burst 32). One line per (size, levels):
+//   mem_probe mib=<n> levels=<l> burst=<b> cycles_per_chain=<x> anon_huge_mib=<h>
+// where cycles are TSC ticks per chain (per packet, for the table) and
+// anon_huge_mib is how much of the process was on THP when it ran.
+//
+// Errors: a bad flag or a failed mapping prints "mem_probe: <what>" to
+// stderr and exits 1.
+#include <sys/mman.h>
+#include <x86intrin.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+
+namespace {
+
+constexpr size_t kLine = 64;
+constexpr size_t kChains = size_t{1} << 21;  // chains timed per (size, levels)
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "mem_probe: %s\n", what.c_str());
+  std::exit(1);
+}
+
+std::vector<uint64_t> ParseList(absl::string_view flag, absl::string_view text, uint64_t max) {
+  std::vector<uint64_t> out;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    uint64_t v = 0;
+    if (!absl::SimpleAtoi(part, &v) || v == 0 || v > max) {
+      Die(std::string(flag) + ": \"" + std::string(part) + "\" is not a count in [1, " +
+          std::to_string(max) + "]");
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+uint64_t AnonHugeMib() {
+  std::ifstream f("/proc/self/smaps_rollup");
+  std::string key;
+  uint64_t kb = 0;
+  while (f >> key) {
+    if (key == "AnonHugePages:" && f >> kb) return kb / 1024;
+  }
+  return 0;
+}
+
+// One (size, levels) measurement over a buffer whose every line holds, in
+// its first word, the index of a random line: the chain's next step.
+double CyclesPerChain(const uint64_t* words, int levels, size_t burst,
+                      const std::vector<uint64_t>& starts) {
+  auto line = [words](uint64_t i) { return words + i * (kLine / sizeof(uint64_t)); };
+  std::vector<uint64_t> next(burst);
+  uint64_t sink = 0;
+  const uint64_t t0 = __rdtsc();
+  for (size_t b = 0; b + burst <= starts.size(); b += burst) {
+    for (size_t i = 0; i < burst; ++i) __builtin_prefetch(line(starts[b + i]));
+    for (size_t i = 0; i < burst; ++i) next[i] = *line(starts[b + i]);
+    for (int l = 1; l < levels; ++l) {
+      for (size_t i = 0; i < burst; ++i) __builtin_prefetch(line(next[i]));
+      for (size_t i = 0; i < burst; ++i) next[i] = *line(next[i]);
+    }
+    for (size_t i = 0; i < burst; ++i) sink += next[i];
+  }
+  const uint64_t t1 = __rdtsc();
+  asm volatile("" : : "r"(sink));
+  return static_cast<double>(t1 - t0) / static_cast<double>(starts.size() / burst * burst);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<uint64_t> mibs = {1, 144, 1200}, levels = {1, 2};
+  uint64_t burst = 32;
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view a = argv[i];
+    if (absl::StartsWith(a, "--mib=")) {
+      mibs = ParseList("--mib", a.substr(6), 16384);
+    } else if (absl::StartsWith(a, "--levels=")) {
+      levels = ParseList("--levels", a.substr(9), 8);
+    } else if (absl::StartsWith(a, "--burst=")) {
+      burst = ParseList("--burst", a.substr(8), 256).front();
+    } else {
+      Die("unknown argument \"" + std::string(a) +
+          "\" (usage: mem_probe [--mib=N,...] [--levels=N,...] [--burst=N])");
+    }
+  }
+  std::mt19937_64 rng(1);
+  for (uint64_t mib : mibs) {
+    const size_t bytes = mib << 20, lines = bytes / kLine;
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) Die("mmap of " + std::to_string(mib) + " MiB: " + std::strerror(errno));
+    madvise(p, bytes, MADV_HUGEPAGE);  // best effort, as lib/conn_table.cc
+    auto* words = static_cast<uint64_t*>(p);
+    for (size_t i = 0; i < lines; ++i) words[i * (kLine / sizeof(uint64_t))] = rng() % lines;
+    std::vector<uint64_t> starts(kChains);
+    for (uint64_t& s : starts) s = rng() % lines;
+    const uint64_t huge = AnonHugeMib();
+    for (uint64_t l : levels) {
+      const double c = CyclesPerChain(words, static_cast<int>(l), burst, starts);
+      std::printf(
+          "mem_probe mib=%lu levels=%lu burst=%lu cycles_per_chain=%.1f anon_huge_mib=%lu\n",
+          static_cast<unsigned long>(mib), static_cast<unsigned long>(l),
+          static_cast<unsigned long>(burst), c, static_cast<unsigned long>(huge));
+    }
+    munmap(p, bytes);
+  }
+  return 0;
+}
