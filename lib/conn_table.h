@@ -159,7 +159,9 @@ class ConnTable {
   ConnTable& operator=(const ConnTable&) = delete;
 
   // Starts loading the primary bucket header for `hash` (for writing, since a
-  // hit refreshes its stamp). Call it for a whole burst before the lookups.
+  // hit refreshes its stamp). Call it for a whole burst, back to back, before
+  // the lookups: spread between other per-packet work, fewer of the misses
+  // overlap (perf/RESULTS.md).
   void Prefetch(uint64_t hash) const { __builtin_prefetch(&buckets_[hash & bucket_mask_], 1, 3); }
   // Optional second prefetch stage, once Prefetch's line has arrived: reads
   // the header and prefetches the entry line(s) whose signature matches, or
