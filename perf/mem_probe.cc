@@ -12,10 +12,18 @@
 // lines of the buffer, the addresses precomputed, so the figure is memory
 // (cache, TLB and page-walk) cost at full overlap, not compute.
 //
-//   mem_probe [--mib=N[,N...]] [--levels=N[,N...]] [--burst=N]
+// --work=N puts N steps of a dependent multiply-xorshift chain (about 3
+// cycles each) before each first-level prefetch, the line's address
+// depending on the chain's result, as a bucket header's address depends on
+// the flow hash computed from the parse: it shows what spreading the first
+// misses between per-packet work costs. Compare with the same --work on the
+// 1 MiB buffer, where the chain's own cost is all there is.
+//
+//   mem_probe [--mib=N[,N...]] [--levels=N[,N...]] [--burst=N] [--work=N[,N...]]
 // (defaults: 1,144,1200 MiB — an L2-sized buffer, the 1M-flow table, the
-// 8M-flow table —, levels 1,2, burst 32). One line per (size, levels):
-//   mem_probe mib=<n> levels=<l> burst=<b> cycles_per_chain=<x> anon_huge_mib=<h>
+// 8M-flow table —, levels 1,2, burst 32, work 0). One line per (size,
+// levels, work):
+//   mem_probe mib=<n> levels=<l> burst=<b> work=<w> cycles_per_chain=<x> anon_huge_mib=<h>
 // where cycles are TSC ticks per chain (per packet, for the table) and
 // anon_huge_mib is how much of the process was on THP when it ran.
 //
@@ -47,13 +55,14 @@ constexpr size_t kChains = size_t{1} << 21;  // chains timed per (size, levels)
   std::exit(1);
 }
 
-std::vector<uint64_t> ParseList(absl::string_view flag, absl::string_view text, uint64_t max) {
+std::vector<uint64_t> ParseList(absl::string_view flag, absl::string_view text, uint64_t min,
+                                uint64_t max) {
   std::vector<uint64_t> out;
   for (absl::string_view part : absl::StrSplit(text, ',')) {
     uint64_t v = 0;
-    if (!absl::SimpleAtoi(part, &v) || v == 0 || v > max) {
-      Die(std::string(flag) + ": \"" + std::string(part) + "\" is not a count in [1, " +
-          std::to_string(max) + "]");
+    if (!absl::SimpleAtoi(part, &v) || v < min || v > max) {
+      Die(std::string(flag) + ": \"" + std::string(part) + "\" is not a count in [" +
+          std::to_string(min) + ", " + std::to_string(max) + "]");
     }
     out.push_back(v);
   }
@@ -72,14 +81,20 @@ uint64_t AnonHugeMib() {
 
 // One (size, levels) measurement over a buffer whose every line holds, in
 // its first word, the index of a random line: the chain's next step.
-double CyclesPerChain(const uint64_t* words, int levels, size_t burst,
+double CyclesPerChain(const uint64_t* words, int levels, size_t burst, uint64_t work,
                       const std::vector<uint64_t>& starts) {
   auto line = [words](uint64_t i) { return words + i * (kLine / sizeof(uint64_t)); };
   std::vector<uint64_t> next(burst);
-  uint64_t sink = 0;
+  uint64_t sink = 0, x = 1;
   const uint64_t t0 = __rdtsc();
   for (size_t b = 0; b + burst <= starts.size(); b += burst) {
-    for (size_t i = 0; i < burst; ++i) __builtin_prefetch(line(starts[b + i]));
+    for (size_t i = 0; i < burst; ++i) {
+      for (uint64_t w = 0; w < work; ++w) x = (x * 0x9E3779B97F4A7C15ull) ^ (x >> 29);
+      // Zero that the compiler cannot see through: the address waits for x.
+      uint64_t zero = x;
+      asm volatile("xor %0, %0" : "+r"(zero));
+      __builtin_prefetch(line(starts[b + i] + zero));
+    }
     for (size_t i = 0; i < burst; ++i) next[i] = *line(starts[b + i]);
     for (int l = 1; l < levels; ++l) {
       for (size_t i = 0; i < burst; ++i) __builtin_prefetch(line(next[i]));
@@ -88,26 +103,29 @@ double CyclesPerChain(const uint64_t* words, int levels, size_t burst,
     for (size_t i = 0; i < burst; ++i) sink += next[i];
   }
   const uint64_t t1 = __rdtsc();
-  asm volatile("" : : "r"(sink));
+  asm volatile("" : : "r"(sink), "r"(x));
   return static_cast<double>(t1 - t0) / static_cast<double>(starts.size() / burst * burst);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<uint64_t> mibs = {1, 144, 1200}, levels = {1, 2};
+  std::vector<uint64_t> mibs = {1, 144, 1200}, levels = {1, 2}, works = {0};
   uint64_t burst = 32;
   for (int i = 1; i < argc; ++i) {
     const absl::string_view a = argv[i];
     if (absl::StartsWith(a, "--mib=")) {
-      mibs = ParseList("--mib", a.substr(6), 16384);
+      mibs = ParseList("--mib", a.substr(6), 1, 16384);
     } else if (absl::StartsWith(a, "--levels=")) {
-      levels = ParseList("--levels", a.substr(9), 8);
+      levels = ParseList("--levels", a.substr(9), 1, 8);
+    } else if (absl::StartsWith(a, "--work=")) {
+      works = ParseList("--work", a.substr(7), 0, 1000);
     } else if (absl::StartsWith(a, "--burst=")) {
-      burst = ParseList("--burst", a.substr(8), 256).front();
+      burst = ParseList("--burst", a.substr(8), 1, 256).front();
     } else {
       Die("unknown argument \"" + std::string(a) +
-          "\" (usage: mem_probe [--mib=N,...] [--levels=N,...] [--burst=N])");
+          "\" (usage: mem_probe [--mib=N,...] [--levels=N,...] [--burst=N] "
+          "[--work=N,...])");
     }
   }
   std::mt19937_64 rng(1);
@@ -121,12 +139,16 @@ int main(int argc, char** argv) {
     std::vector<uint64_t> starts(kChains);
     for (uint64_t& s : starts) s = rng() % lines;
     const uint64_t huge = AnonHugeMib();
-    for (uint64_t l : levels) {
-      const double c = CyclesPerChain(words, static_cast<int>(l), burst, starts);
-      std::printf(
-          "mem_probe mib=%lu levels=%lu burst=%lu cycles_per_chain=%.1f anon_huge_mib=%lu\n",
-          static_cast<unsigned long>(mib), static_cast<unsigned long>(l),
-          static_cast<unsigned long>(burst), c, static_cast<unsigned long>(huge));
+    for (uint64_t w : works) {
+      for (uint64_t l : levels) {
+        const double c = CyclesPerChain(words, static_cast<int>(l), burst, w, starts);
+        std::printf(
+            "mem_probe mib=%lu levels=%lu burst=%lu work=%lu cycles_per_chain=%.1f "
+            "anon_huge_mib=%lu\n",
+            static_cast<unsigned long>(mib), static_cast<unsigned long>(l),
+            static_cast<unsigned long>(burst), static_cast<unsigned long>(w), c,
+            static_cast<unsigned long>(huge));
+      }
     }
     munmap(p, bytes);
   }
