@@ -641,13 +641,12 @@ void Worker::ProcessBurst(uint16_t port, rte_mbuf** pkts, uint16_t n) {
   }
   // Stage 1 of the prefetch: every bucket header of the burst, back to back.
   // Not one per packet inside pass 1: with pass 1's parse and hash between
-  // two header prefetches, only a few of their misses overlapped (the core's
-  // window holds 2-3 packets of pass 1), and on an AMD EPYC guest, where
-  // each miss also takes a nested page walk (guest memory on 4 KiB host
-  // pages: the table is far beyond the TLB's reach), pass 1 cost 360 cycles
-  // per packet at 8M flows against 40 at 1K. Issued here, the 32 misses are
-  // in flight together (perf/RESULTS.md, "Established lookups on an AMD
-  // EPYC host").
+  // two header prefetches, only a few of their misses overlapped, and on an
+  // AMD EPYC guest, where each miss also takes a nested page walk (guest
+  // memory on 4 KiB host pages: the table is far beyond the TLB's reach),
+  // pass 1 cost 355-567 cycles per packet at 8M flows against 37-62 at 1K.
+  // Issued here, the 32 misses are in flight together (perf/RESULTS.md,
+  // "Established lookups on an AMD EPYC host").
   for (uint16_t k = 0; k < np; ++k) conn_->Prefetch(hashes[pending[k]]);
   // Stage 2: with the bucket headers arriving, start loading the entry lines
   // whose signatures match, all of them before the first lookup, for the
