@@ -7,21 +7,36 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/types/span.h"
 
 namespace lb::l7 {
 namespace {
 
-constexpr absl::string_view kHopByHop[] = {
-    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+// The field names the rules below act on. Classify() switches on the
+// length first: most fields of a message match no length in the list and
+// cost one switch; the others one case-insensitive compare or two.
+enum class Name : uint8_t {
+  kOther,
+  // Hop-by-hop (RFC 9110 §7.6.1), removed both ways.
+  kConnection,
+  kKeepAlive,
+  kProxyConnection,
+  kTe,
+  kTrailer,
+  kTransferEncoding,
+  kUpgrade,
+  // Written by the proxy on the way up.
+  kHost,
+  kContentLength,
+  kXForwardedProto,
+  kXForwardedPort,
+  kXRequestId,
+  kXClientCertSubject,
+  // Appended to on the way up.
+  kXForwardedFor,
+  kForwarded,
 };
 
-// Fields the proxy writes itself on the way up.
-constexpr absl::string_view kRewrittenUp[] = {
-    "host",         "content-length",        "x-forwarded-proto", "x-forwarded-port",
-    "x-request-id", "x-client-cert-subject",
-};
+bool IsHopByHopName(Name n) { return n >= Name::kConnection && n <= Name::kUpgrade; }
 
 // A field name against a lowercase name: the length first (one compare
 // rules out almost every field), then the letters.
@@ -29,11 +44,49 @@ bool NameIs(absl::string_view name, absl::string_view lower) {
   return name.size() == lower.size() && absl::EqualsIgnoreCase(name, lower);
 }
 
-bool InList(absl::string_view name, absl::Span<const absl::string_view> list) {
-  for (absl::string_view l : list) {
-    if (NameIs(name, l)) return true;
+Name Classify(absl::string_view n) {
+  switch (n.size()) {
+    case 2:
+      if (absl::EqualsIgnoreCase(n, "te")) return Name::kTe;
+      break;
+    case 4:
+      if (absl::EqualsIgnoreCase(n, "host")) return Name::kHost;
+      break;
+    case 7:
+      if (absl::EqualsIgnoreCase(n, "upgrade")) return Name::kUpgrade;
+      if (absl::EqualsIgnoreCase(n, "trailer")) return Name::kTrailer;
+      break;
+    case 9:
+      if (absl::EqualsIgnoreCase(n, "forwarded")) return Name::kForwarded;
+      break;
+    case 10:
+      if (absl::EqualsIgnoreCase(n, "connection")) return Name::kConnection;
+      if (absl::EqualsIgnoreCase(n, "keep-alive")) return Name::kKeepAlive;
+      break;
+    case 12:
+      if (absl::EqualsIgnoreCase(n, "x-request-id")) return Name::kXRequestId;
+      break;
+    case 14:
+      if (absl::EqualsIgnoreCase(n, "content-length")) return Name::kContentLength;
+      break;
+    case 15:
+      if (absl::EqualsIgnoreCase(n, "x-forwarded-for")) return Name::kXForwardedFor;
+      break;
+    case 16:
+      if (absl::EqualsIgnoreCase(n, "x-forwarded-port")) return Name::kXForwardedPort;
+      if (absl::EqualsIgnoreCase(n, "proxy-connection")) return Name::kProxyConnection;
+      break;
+    case 17:
+      if (absl::EqualsIgnoreCase(n, "transfer-encoding")) return Name::kTransferEncoding;
+      if (absl::EqualsIgnoreCase(n, "x-forwarded-proto")) return Name::kXForwardedProto;
+      break;
+    case 21:
+      if (absl::EqualsIgnoreCase(n, "x-client-cert-subject")) return Name::kXClientCertSubject;
+      break;
+    default:
+      break;
   }
-  return false;
+  return Name::kOther;
 }
 
 // Appends into a string through a cursor: one resize up front (and when an
@@ -81,26 +134,8 @@ size_t EstimateFor(const MessageHead& head, size_t extra) {
 
 }  // namespace
 
-bool IsProtectedHeader(absl::string_view name) {
-  static constexpr absl::string_view kProtected[] = {
-      "host",
-      "content-length",
-      "transfer-encoding",
-      "connection",
-      "keep-alive",
-      "proxy-connection",
-      "te",
-      "trailer",
-      "upgrade",
-      "x-forwarded-for",
-      "x-forwarded-proto",
-      "x-forwarded-port",
-      "forwarded",
-      "x-request-id",
-      "x-client-cert-subject",
-  };
-  return InList(name, kProtected);
-}
+// Every name Classify knows: Host, framing, hop-by-hop, forwarding, request id.
+bool IsProtectedHeader(absl::string_view name) { return Classify(name) != Name::kOther; }
 
 namespace {
 
@@ -117,22 +152,28 @@ bool Removed(const std::vector<std::string>* remove, absl::string_view name) {
 namespace {
 
 // The tokens of every Connection field of a head, gathered once per head
-// (a message rarely names more than a few; they point into `head`).
+// (a message rarely names more than a few; they point into `head`). Split
+// by hand: one pass, no allocation.
 class ConnectionTokens {
  public:
   explicit ConnectionTokens(const MessageHead& head) {
     for (const HeaderField& f : head.headers) {
       if (!NameIs(f.name, "connection")) continue;
-      for (absl::string_view tok : absl::StrSplit(f.value, ',')) {
-        tok = absl::StripAsciiWhitespace(tok);
+      const absl::string_view v = f.value;
+      size_t i = 0;
+      while (i <= v.size()) {
+        size_t j = v.find(',', i);
+        if (j == absl::string_view::npos) j = v.size();
+        const absl::string_view tok = absl::StripAsciiWhitespace(v.substr(i, j - i));
         if (!tok.empty()) tokens_.push_back(tok);
+        i = j + 1;
       }
     }
   }
-  bool HopByHop(absl::string_view name) const {
-    if (InList(name, kHopByHop)) return true;
+  // `name` named by a Connection field (the fixed hop-by-hop list aside).
+  bool Named(absl::string_view name) const {
     for (absl::string_view t : tokens_) {
-      if (absl::EqualsIgnoreCase(t, name)) return true;
+      if (NameIs(name, t)) return true;
     }
     return false;
   }
@@ -144,7 +185,7 @@ class ConnectionTokens {
 }  // namespace
 
 bool IsHopByHop(const MessageHead& head, absl::string_view name) {
-  return ConnectionTokens(head).HopByHop(name);
+  return IsHopByHopName(Classify(name)) || ConnectionTokens(head).Named(name);
 }
 
 bool IsValidRequestId(absl::string_view id) {
@@ -155,8 +196,8 @@ bool IsValidRequestId(absl::string_view id) {
   return true;
 }
 
-std::string BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& info, std::string* out,
-                                 const HeaderRules* rules) {
+absl::string_view BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& info,
+                                       std::string* out, const HeaderRules* rules) {
   Writer w(out, EstimateFor(head, 256 + 2 * info.client_ip.size() + info.fallback_host.size() +
                                       info.client_cert_subject.size()));
   w.Put(head.method).Put(" ").Put(head.origin_form).Put(" HTTP/1.1\r\n");
@@ -165,19 +206,28 @@ std::string BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& inf
   absl::string_view request_id;
   const ConnectionTokens hop(head);
   for (const HeaderField& f : head.headers) {
-    if (hop.HopByHop(f.name)) continue;
-    if (NameIs(f.name, "x-request-id")) {
-      if (request_id.empty() && IsValidRequestId(f.value)) request_id = f.value;
-      continue;
+    const Name id = Classify(f.name);
+    if (IsHopByHopName(id) || hop.Named(f.name)) continue;
+    switch (id) {
+      case Name::kXRequestId:
+        if (request_id.empty() && IsValidRequestId(f.value)) request_id = f.value;
+        continue;
+      case Name::kHost:
+      case Name::kContentLength:
+      case Name::kXForwardedProto:
+      case Name::kXForwardedPort:
+      case Name::kXClientCertSubject:
+        continue;  // written below
+      default:
+        break;
     }
-    if (InList(f.name, kRewrittenUp)) continue;
     if (rules != nullptr && Removed(&rules->request_remove, f.name)) continue;
-    if (NameIs(f.name, "x-forwarded-for")) {
+    if (id == Name::kXForwardedFor) {
       if (!xff.empty()) xff.append(", ", 2);
       xff.append(f.value);
       continue;
     }
-    if (NameIs(f.name, "forwarded")) {
+    if (id == Name::kForwarded) {
       if (!fwd.empty()) fwd.append(", ", 2);
       fwd.append(f.value);
       continue;
@@ -224,7 +274,7 @@ std::string BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& inf
     w.Put("Content-Length: ").Uint(static_cast<uint64_t>(head.content_length)).Put("\r\n");
   }
   w.Put("\r\n");
-  return std::string(request_id);
+  return request_id;
 }
 
 ClientFraming ChooseClientFraming(const MessageHead& resp, const MessageHead& req) {
@@ -245,11 +295,12 @@ void BuildClientResponse(const MessageHead& resp, const MessageHead& req, bool k
   w.Put("\r\n");
   const ConnectionTokens hop(resp);
   for (const HeaderField& f : resp.headers) {
-    if (hop.HopByHop(f.name)) continue;
+    const Name id = Classify(f.name);
+    if (IsHopByHopName(id) || hop.Named(f.name)) continue;
     if (rules != nullptr && Removed(&rules->response_remove, f.name)) continue;
     // Content-Length passes for HEAD/304 (informational) and for a length
     // framed body; never next to our own chunking.
-    if (NameIs(f.name, "content-length") &&
+    if (id == Name::kContentLength &&
         (framing == ClientFraming::kChunked || framing == ClientFraming::kClose)) {
       continue;
     }
