@@ -5,7 +5,6 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace lb::l7 {
@@ -73,6 +72,32 @@ size_t FindCtl(const char* base, size_t i, size_t size) {
   return size;
 }
 
+// The first byte of base[i, size) that is not a tchar. Letters, digits and
+// '-' (nearly every field name is made of them) are cleared 8 at a time;
+// from any other byte on the table decides, one byte at a time.
+size_t TcharEnd(const char* base, size_t i, size_t size) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  for (; i + 8 <= size; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, base + i, 8);
+    // Per byte x < 0x80 (no carry crosses a byte): x + (0x80 - lo) has its
+    // high bit set iff x >= lo, x + (0x7f - hi) iff x > hi.
+    const uint64_t x = w & kLow7;
+    const uint64_t y = (w | (0x20 * kOnes)) & kLow7;  // letters folded to lowercase
+    const uint64_t letter = (y + (0x80 - 'a') * kOnes) & ~(y + (0x7f - 'z') * kOnes);
+    const uint64_t digit = (x + (0x80 - '0') * kOnes) & ~(x + (0x7f - '9') * kOnes);
+    const uint64_t ok = (((letter | digit) & ~w) & kHigh) | ZeroBytes(w ^ ('-' * kOnes));
+    const uint64_t other = ~ok & kHigh;
+    if (other != 0) {
+      i += static_cast<size_t>(__builtin_ctzll(other) >> 3);
+      break;
+    }
+  }
+#endif
+  while (i < size && (kByteClass.c[static_cast<unsigned char>(base[i])] & kTchar)) ++i;
+  return i;
+}
+
 constexpr size_t kNotClean = static_cast<size_t>(-1);
 
 // The line of base at `pos` when the byte-table checks would find nothing
@@ -84,7 +109,7 @@ constexpr size_t kNotClean = static_cast<size_t>(-1);
 size_t CleanLineEnd(const char* base, size_t pos, size_t size, bool first) {
   size_t i = pos;
   if (!first) {
-    while (i < size && (kByteClass.c[static_cast<unsigned char>(base[i])] & kTchar)) ++i;
+    i = TcharEnd(base, pos, size);
     if (i == pos || i >= size || base[i] != ':') {
       // The empty line that ends the head.
       if (i == pos && pos + 1 < size && base[pos] == '\r' && base[pos + 1] == '\n') return pos + 1;
@@ -139,9 +164,26 @@ void AsciiLower(std::string* s) {
 
 const std::string* MessageHead::Find(absl::string_view name) const {
   for (const HeaderField& h : headers) {
-    if (absl::EqualsIgnoreCase(h.name, name)) return &h.value;
+    if (h.name.size() == name.size() && absl::EqualsIgnoreCase(h.name, name)) return &h.value;
   }
   return nullptr;
+}
+
+void MessageHead::Swap(MessageHead& o) {
+  method.swap(o.method);
+  target.swap(o.target);
+  origin_form.swap(o.origin_form);
+  host.swap(o.host);
+  std::swap(status, o.status);
+  reason.swap(o.reason);
+  std::swap(major, o.major);
+  std::swap(minor, o.minor);
+  headers.swap(o.headers);
+  std::swap(chunked, o.chunked);
+  std::swap(content_length, o.content_length);
+  std::swap(keep_alive, o.keep_alive);
+  std::swap(body_until_close, o.body_until_close);
+  std::swap(upgrade, o.upgrade);
 }
 
 void MessageHead::Clear() {
@@ -473,16 +515,19 @@ bool Http1Parser::CheckFraming() {
   int cl = 0, te = 0;
   for (HeaderField& f : head_.headers) {
     TrimInPlace(&f.value);
-    if (f.name.size() == 14 && absl::EqualsIgnoreCase(f.name, "content-length")) {
+    if (EqualsLowerAscii(f.name, "content-length")) {
       ++cl;
+      // 1..18 digits, nothing else (no sign, no list): cannot overflow.
       uint64_t v = 0;
-      if (f.value.empty() || f.value.size() > 18 ||
-          !std::all_of(f.value.begin(), f.value.end(), absl::ascii_isdigit) ||
-          !absl::SimpleAtoi(f.value, &v)) {
-        return Fail(Http1Error::kBadRequest, "malformed Content-Length");
+      bool digits = !f.value.empty() && f.value.size() <= 18;
+      for (size_t i = 0; digits && i < f.value.size(); ++i) {
+        const unsigned d = static_cast<unsigned char>(f.value[i]) - unsigned{'0'};
+        digits = d <= 9;
+        v = v * 10 + d;
       }
+      if (!digits) return Fail(Http1Error::kBadRequest, "malformed Content-Length");
       head_.content_length = static_cast<int64_t>(v);
-    } else if (f.name.size() == 17 && absl::EqualsIgnoreCase(f.name, "transfer-encoding")) {
+    } else if (EqualsLowerAscii(f.name, "transfer-encoding")) {
       ++te;
       if (!absl::EqualsIgnoreCase(f.value, "chunked")) {
         // RFC 9112 §6.1 allows 501 here; a proxy cannot tell an unknown
@@ -517,7 +562,7 @@ bool Http1Parser::CheckRequestHead() {
   int hosts = 0;
   std::string host;
   for (const HeaderField& f : head_.headers) {
-    if (f.name.size() == 4 && absl::EqualsIgnoreCase(f.name, "host")) {
+    if (EqualsLowerAscii(f.name, "host")) {
       ++hosts;
       host = f.value;
     }

@@ -37,10 +37,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/string_view.h"
 
 namespace lb::l7 {
@@ -64,6 +66,12 @@ struct HeaderField {
 class HeaderList {
  public:
   HeaderList() = default;
+  HeaderList(std::initializer_list<HeaderField> l) : fields_(l), size_(l.size()) {}
+  HeaderList& operator=(std::initializer_list<HeaderField> l) {
+    clear();
+    for (const HeaderField& f : l) push_back(f);
+    return *this;
+  }
   HeaderList(const HeaderList& o) : fields_(o.begin(), o.end()), size_(o.size_) {}
   HeaderList& operator=(const HeaderList& o) {
     if (this != &o) {
@@ -71,6 +79,10 @@ class HeaderList {
       for (const HeaderField& f : o) push_back(f);
     }
     return *this;
+  }
+  void swap(HeaderList& o) noexcept {
+    fields_.swap(o.fields_);
+    std::swap(size_, o.size_);
   }
   HeaderList(HeaderList&& o) noexcept
       : fields_(std::move(o.fields_)), size_(std::exchange(o.size_, 0)) {}
@@ -135,6 +147,9 @@ struct MessageHead {
   // The first value of header `name` (case-insensitive), or nullptr.
   const std::string* Find(absl::string_view name) const;
   void Clear();
+  // Member by member: no temporary head (std::swap moves every string
+  // three times), every buffer keeps its capacity on one side or the other.
+  void Swap(MessageHead& o);
 };
 
 enum class Http1Error {
@@ -248,6 +263,17 @@ class Http1Parser {
 
 // Lowercases ASCII in place.
 void AsciiLower(std::string* s);
+
+// `s` equals `lower` (all lowercase) ignoring ASCII case. Inline: the field
+// name checks call it for every field of every message, mostly on names of
+// a few bytes (absl::EqualsIgnoreCase is two calls deep).
+inline bool EqualsLowerAscii(absl::string_view s, absl::string_view lower) {
+  if (s.size() != lower.size()) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (absl::ascii_tolower(static_cast<unsigned char>(s[i])) != lower[i]) return false;
+  }
+  return true;
+}
 
 }  // namespace lb::l7
 

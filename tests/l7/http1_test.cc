@@ -281,6 +281,20 @@ TEST(Http1Swar, EveryRefusedByteAtEveryWordPosition) {
         EXPECT_EQ(Outcome(Http1Parser::Kind::kResponse, lim, resp, 0, 0),
                   std::string("error 502 ") + b.detail);
       }
+      // A control byte right before a bare LF: the LF is bare whatever
+      // precedes it (only CR makes a line end).
+      if (at == 8) {
+        for (const std::string& b : {std::string("\t"), std::string(1, '\0'), std::string("\x01"),
+                                     std::string("\x1f"), std::string("\x7f")}) {
+          const std::string in =
+              "GET / HTTP/1.1\r\nX-Pad: " + std::string(pad, 'v') + b + "\nHost: a\r\n\r\n";
+          EXPECT_EQ(Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 0),
+                    "error 400 bare LF in head")
+              << "pad " << pad << " byte " << int(b[0]);
+          EXPECT_EQ(Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 1),
+                    "error 400 bare LF in head");
+        }
+      }
       // Accepted: HTAB and obs-text anywhere in a value.
       for (const char* ok : {"\t", "\x80", "\xff", " "}) {
         std::string value = std::string(pad, 'v') + std::string(8, 'w');
@@ -294,12 +308,28 @@ TEST(Http1Swar, EveryRefusedByteAtEveryWordPosition) {
   }
   // In the name, at every position of a 16-byte name.
   for (size_t at = 0; at <= 16; ++at) {
-    for (const char* bad : {" ", "\t", "\x01", "\x7f", "(", "\x80"}) {
+    // Around the ranges the 8-byte name scan clears (letters, digits, '-'),
+    // and 0xc1 / 0xe1, which are 'A' / 'a' but for their high bit.
+    for (const char* bad : {" ", "\t", "\x01", "\x7f", "(", "\x80", "\xc1", "\xe1", "\xad", "\xb0",
+                            "@", "[", "{", "/", ",", "\"", "=", "\\"}) {
       std::string name(16, 'n');
       name.insert(at, bad);
       const std::string in = "GET / HTTP/1.1\r\nHost: a\r\n" + name + ": v\r\n\r\n";
       const std::string whole = Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 0);
       EXPECT_EQ(whole.rfind("error 400", 0), 0u) << "at " << at << " byte " << int(bad[0]);
+      EXPECT_EQ(whole, Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 1));
+    }
+  }
+  // Names with every tchar outside the 8-byte scan's ranges, at every
+  // position: accepted, with the name as sent.
+  for (size_t at = 0; at <= 16; ++at) {
+    for (const char* ok : {"_", "!", "#", "$", "%", "&", "'", "*", "+", ".",
+                           "^", "`", "|", "~", "Z", "z", "A", "0", "9", "-"}) {
+      std::string name(16, 'n');
+      name.insert(at, ok);
+      const std::string in = "GET / HTTP/1.1\r\nHost: a\r\n" + name + ": v\r\n\r\n";
+      const std::string whole = Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 0);
+      EXPECT_NE(whole.find("|" + name + "=v|"), std::string::npos) << whole;
       EXPECT_EQ(whole, Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 1));
     }
   }
