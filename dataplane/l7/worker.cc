@@ -53,6 +53,9 @@ Worker::Worker(int id, const RuntimeConfig* config, WorkerCounters* counters,
   upstream_limits_.max_body_bytes = 0;
   std::random_device rd;
   id_seed_ = (uint64_t{rd()} << 32) ^ rd() ^ (uint64_t(id) << 56);
+  // The seed half of every request id, written once (NextRequestId writes
+  // the sequence half).
+  for (int i = 0; i < 16; ++i) request_id_[15 - i] = "0123456789abcdef"[(id_seed_ >> (4 * i)) & 15];
   int slot = 0;
   for (size_t p = 0; p < config_->pools.size(); ++p) {
     const PoolConfig& pc = config_->pools[p];
@@ -118,10 +121,7 @@ absl::string_view Worker::NextRequestId() {
   // the format showed in the per-request profile), into the worker's buffer
   // (a std::string of 32 would be allocated per request).
   static constexpr char kHex[] = "0123456789abcdef";
-  for (int i = 0; i < 16; ++i) {
-    request_id_[15 - i] = kHex[(id_seed_ >> (4 * i)) & 15];
-    request_id_[31 - i] = kHex[(request_seq_ >> (4 * i)) & 15];
-  }
+  for (int i = 0; i < 16; ++i) request_id_[31 - i] = kHex[(request_seq_ >> (4 * i)) & 15];
   return absl::string_view(request_id_, sizeof(request_id_));
 }
 

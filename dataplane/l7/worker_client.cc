@@ -255,7 +255,7 @@ void Worker::PumpLoop(ClientConn* c) {
 
 void Worker::ClientHead(ClientConn* c) {
   // The head moves to the connection (swapped: no copy, capacities kept).
-  std::swap(c->req, *c->parser.mutable_head());
+  c->req.Swap(*c->parser.mutable_head());
   counters_->protocol_requests[0].Add();
   RouteRequest(c);
 }
