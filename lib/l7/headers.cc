@@ -187,8 +187,8 @@ class ConnectionTokens {
       const absl::string_view v = f.value;
       size_t i = 0;
       while (i <= v.size()) {
-        size_t j = v.find(',', i);
-        if (j == absl::string_view::npos) j = v.size();
+        size_t j = i;
+        while (j < v.size() && v[j] != ',') ++j;
         const absl::string_view tok = absl::StripAsciiWhitespace(v.substr(i, j - i));
         if (!tok.empty()) tokens_.push_back(tok);
         i = j + 1;
