@@ -303,8 +303,8 @@ class Worker {
   std::vector<Pollable*> dead_;
   std::string scratch_;
   // Heads built per request (upstream request, client response): their
-  // capacity stays with the worker, no allocation per request. Taken by
-  // swap while in use, so a nested use (it should not happen) would only
+  // capacity stays with the worker, no allocation per request. Moved out
+  // while in use, so a nested use (it should not happen) would only
   // allocate.
   std::string up_head_scratch_;
   std::string resp_head_scratch_;

@@ -291,8 +291,7 @@ void Worker::RouteRequest(ClientConn* c) {
   fi.client_cert_subject = c->client_subject;
   fi.fallback_host = lc.addr.text;
   fi.request_id = NextRequestId();
-  std::string head;
-  head.swap(up_head_scratch_);
+  std::string head = std::move(up_head_scratch_);  // moves inline, swap is a call
   head.clear();
   const absl::string_view rid = BuildUpstreamRequest(h, fi, &head, lc.router.RulesOf(c->route));
   c->rid.assign(rid.data(), rid.size());
@@ -303,8 +302,7 @@ void Worker::RouteRequest(ClientConn* c) {
   } else {
     StartUpstream(c, &head);
   }
-  head.clear();
-  up_head_scratch_.swap(head);
+  up_head_scratch_ = std::move(head);
 }
 
 void Worker::ClientBody(ClientConn* c, const char* data, size_t n) {

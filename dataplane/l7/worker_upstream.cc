@@ -472,8 +472,7 @@ void Worker::UpstreamHead(UpstreamConn* u) {
     c->framing = ClientFraming::kLength;  // h2 DATA frames: the body as it comes
   }
   c->keep_alive = c->req.keep_alive && !CloseOnDrain(c) && c->framing != ClientFraming::kClose;
-  std::string s;
-  s.swap(resp_head_scratch_);
+  std::string s = std::move(resp_head_scratch_);  // moves inline, swap is a call
   s.clear();
   BuildClientResponse(r, c->req, c->keep_alive, c->framing, &s,
                       config_->listeners[c->listener].router.RulesOf(c->route));
@@ -483,7 +482,7 @@ void Worker::UpstreamHead(UpstreamConn* u) {
   } else {
     c->out.Append(s);
   }
-  resp_head_scratch_.swap(s);
+  resp_head_scratch_ = std::move(s);
 }
 
 void Worker::UpstreamBody(UpstreamConn* u, const char* data, size_t n) {
