@@ -10,8 +10,10 @@
 //     message (pipelined bytes stay with the caller) and takes at most the
 //     `n` bytes offered, so the caller bounds how much body moves per call
 //     (back-pressure).
-//   - The head is collected whole (bounded by Limits::max_header_bytes) and
-//     checked before http-parser sees it: no obs-fold, no whitespace before a
+//   - The head is checked whole (bounded by Limits::max_header_bytes)
+//     before http-parser sees it (a head whole in one Feed where it lies,
+//     one cut across Feeds collected first; the same answer either way):
+//     no obs-fold, no whitespace before a
 //     colon, no control character or NUL in a value, CRLF line ends only, at
 //     most max_header_count fields, request line within max_uri_bytes. Then
 //     http-parser (strict build) parses it, and the head is checked again for
