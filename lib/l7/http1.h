@@ -125,7 +125,8 @@ class HeaderList {
   size_t size_ = 0;
 };
 
-// The head of a request or response, as parsed and checked.
+// The head of a request or response, as parsed and checked. A member added
+// here belongs in Clear() and Swap() too.
 struct MessageHead {
   // Request.
   std::string method;
