@@ -5,7 +5,9 @@
 // Asserts:
 //   - framing does not depend on segmentation: whole, split in two at the
 //     chosen point, and (payloads up to 256 bytes) one byte per Feed give the
-//     same heads, decoded bodies, completions and refusal status;
+//     same heads, decoded bodies, completions and refusal status and detail
+//     (whole, the head walk's 8-byte scan runs; one byte per Feed, every
+//     line is checked by the byte-table checks: the two must agree);
 //   - what lb-l7 would send upstream for an accepted head parses back through
 //     the same strict parser to the same method, target, host and framing
 //     (no byte of a client field can change the framing the backend sees).
@@ -68,7 +70,7 @@ std::string Run(const std::string& in, size_t first, size_t step, Record* last) 
     const size_t used = p.Feed(in.data() + off, n, &r);
     off += used;
     if (p.error() != Http1Error::kNone) {
-      absl::StrAppend(&out, r.log, "E", p.status());
+      absl::StrAppend(&out, r.log, "E", p.status(), " ", p.error_detail());
       return out;
     }
     if (p.complete()) {

@@ -7,7 +7,9 @@
 // Asserts:
 //   - framing does not depend on segmentation (whole, split in two, and up
 //     to 256 bytes one byte per Feed): same heads, bodies, completion,
-//     refusal, and the same outcome at EOF;
+//     refusal (status and detail: the 8-byte scan of a head whole against
+//     the byte-table checks of one fed a byte at a time), and the same
+//     outcome at EOF;
 //   - the head lb-l7 would write to the client for an accepted final
 //     response parses back (as a response to the same request) with the
 //     same status and with framing that matches what lb-l7 sends.
@@ -68,7 +70,8 @@ std::string Run(const std::string& in, size_t first, size_t step, bool head_req,
     first_call = false;
     const size_t used = p.Feed(in.data() + off, n, &r);
     off += used;
-    if (p.error() != Http1Error::kNone) return absl::StrCat(out, r.log, "E", p.status());
+    if (p.error() != Http1Error::kNone)
+      return absl::StrCat(out, r.log, "E", p.status(), " ", p.error_detail());
     if (p.complete()) {
       out += r.log;
       *last = r;

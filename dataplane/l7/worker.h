@@ -238,7 +238,9 @@ class Worker {
   void UpstreamTimedOut(UpstreamConn* u);
 
   // Upstream side.
-  void StartUpstream(ClientConn* c, std::string pending);
+  // Sends `pending` (the upstream head and any body bytes parsed with it)
+  // to a backend; may take its contents (queue), else leaves it empty.
+  void StartUpstream(ClientConn* c, std::string* pending);
   void Attach(ClientConn* c, UpstreamConn* u, int backend);
   void CompleteResponse(UpstreamConn* u, bool no_extra);
   bool Connect(ClientConn* c, int backend, std::string* pending);
@@ -273,7 +275,8 @@ class Worker {
   void SetInterest(Pollable* p, uint32_t events);
   void Graveyard(Pollable* p);
   int64_t Now() const;
-  std::string NextRequestId();
+  // A new generated X-Request-ID (32 hex), valid until the next call.
+  absl::string_view NextRequestId();
   int BackendSlot(int pool, int backend) const { return backend_base_[pool] + backend; }
 
   const int id_;
@@ -299,6 +302,13 @@ class Worker {
   std::vector<UpstreamConn*> upstreams_;
   std::vector<Pollable*> dead_;
   std::string scratch_;
+  // Heads built per request (upstream request, client response): their
+  // capacity stays with the worker, no allocation per request. Moved out
+  // while in use, so a nested use (it should not happen) would only
+  // allocate.
+  std::string up_head_scratch_;
+  std::string resp_head_scratch_;
+  char request_id_[32] = {};
   uint64_t request_seq_ = 0;
   uint64_t id_seed_ = 0;
   std::atomic<int64_t> stop_deadline_ns_{0};  // 0 = running

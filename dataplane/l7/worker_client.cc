@@ -255,7 +255,7 @@ void Worker::PumpLoop(ClientConn* c) {
 
 void Worker::ClientHead(ClientConn* c) {
   // The head moves to the connection (swapped: no copy, capacities kept).
-  std::swap(c->req, *c->parser.mutable_head());
+  c->req.Swap(*c->parser.mutable_head());
   counters_->protocol_requests[0].Add();
   RouteRequest(c);
 }
@@ -290,17 +290,19 @@ void Worker::RouteRequest(ClientConn* c) {
   if (c->Secure()) fi.proto = "https";
   fi.client_cert_subject = c->client_subject;
   fi.fallback_host = lc.addr.text;
-  const std::string rid = NextRequestId();
-  fi.request_id = rid;
-  std::string head;
-  c->rid = BuildUpstreamRequest(h, fi, &head, lc.router.RulesOf(c->route));
+  fi.request_id = NextRequestId();
+  std::string head = std::move(up_head_scratch_);  // moves inline, swap is a call
+  head.clear();
+  const absl::string_view rid = BuildUpstreamRequest(h, fi, &head, lc.router.RulesOf(c->route));
+  c->rid.assign(rid.data(), rid.size());
   const bool bodyless = !h.chunked && h.content_length <= 0;
-  if (bodyless) c->up_head = head;
+  if (bodyless) c->up_head.assign(head);
   if (StickyLookup(c)) {
-    c->pending = std::move(head);  // resumed by StoreResults
-    return;
+    c->pending.assign(head);  // resumed by StoreResults
+  } else {
+    StartUpstream(c, &head);
   }
-  StartUpstream(c, std::move(head));
+  up_head_scratch_ = std::move(head);
 }
 
 void Worker::ClientBody(ClientConn* c, const char* data, size_t n) {

@@ -96,7 +96,7 @@ void Worker::StoreResults(RedisStore* s) {
 void Worker::Resume(ClientConn* c) {
   std::string pending = std::move(c->pending);
   c->pending.clear();
-  StartUpstream(c, std::move(pending));
+  StartUpstream(c, &pending);
   // The body (if any) can flow now; a pipelined request may wait too.
   if (!c->dead && !c->in_pump && !c->queued) ClientPump(c);
   if (!c->dead) ClientFlush(c);

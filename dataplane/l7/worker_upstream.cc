@@ -42,7 +42,7 @@ void Worker::Attach(ClientConn* c, UpstreamConn* u, int backend) {
   c->backend = backend;  // counted active by StartUpstream (TryBegin)
 }
 
-void Worker::StartUpstream(ClientConn* c, std::string pending) {
+void Worker::StartUpstream(ClientConn* c, std::string* pending) {
   const PoolConfig& pc = config_->pools[c->pool];
   Balancer& bal = balancers_[c->pool];
   while (true) {
@@ -51,12 +51,12 @@ void Worker::StartUpstream(ClientConn* c, std::string pending) {
     // A backend at its max_connections (another worker may have taken the
     // last place since the pick): wait in the queue.
     if (b >= 0 && !bal.TryBegin(b)) {
-      Enqueue(c, std::move(pending));
+      Enqueue(c, std::move(*pending));
       return;
     }
     if (b < 0) {
       if (bal.saw_full()) {
-        Enqueue(c, std::move(pending));
+        Enqueue(c, std::move(*pending));
       } else if (c->tried.empty()) {
         counters_->no_backend.Add();
         LocalResponse(c, 503, "no backend available", false);
@@ -72,11 +72,12 @@ void Worker::StartUpstream(ClientConn* c, std::string pending) {
       u->reused = true;
       counters_->upstream_reused.Add();
       Attach(c, u, b);
-      u->out.Append(pending);
+      u->out.Append(*pending);
+      pending->clear();
       UpstreamFlush(u);
       return;
     }
-    if (Connect(c, b, &pending)) return;
+    if (Connect(c, b, pending)) return;
     bal.End(b);
     if (!IsIdempotent(c->req.method) || c->tried.size() > pc.connect_retries ||
         !RetryAllowed(c->pool)) {
@@ -141,7 +142,7 @@ void Worker::ServeQueues() {
       const int64_t deadline = c->deadline;
       std::string pending = std::move(c->pending);
       c->pending.clear();
-      StartUpstream(c, std::move(pending));
+      StartUpstream(c, &pending);
       requeue_front_ = false;
       if (c->queued) {
         c->deadline = deadline;
@@ -267,7 +268,7 @@ void Worker::UpstreamFailed(UpstreamConn* u, bool connect_failure, const char* w
   CloseUpstream(u);
   if (retry) {
     counters_->upstream_retries.Add();
-    StartUpstream(c, std::move(pending));
+    StartUpstream(c, &pending);
     // A request body that was waiting for room can flow again.
     if (!c->dead && !c->req_done && !c->in_pump) ClientPump(c);
   } else if (!c->resp_started) {
@@ -471,15 +472,17 @@ void Worker::UpstreamHead(UpstreamConn* u) {
     c->framing = ClientFraming::kLength;  // h2 DATA frames: the body as it comes
   }
   c->keep_alive = c->req.keep_alive && !CloseOnDrain(c) && c->framing != ClientFraming::kClose;
-  std::string s;
+  std::string s = std::move(resp_head_scratch_);  // moves inline, swap is a call
+  s.clear();
   BuildClientResponse(r, c->req, c->keep_alive, c->framing, &s,
                       config_->listeners[c->listener].router.RulesOf(c->route));
   StickyRespond(c, &s);
   if (c->h2_parent != nullptr) {
     H2Respond(c, s, c->framing != ClientFraming::kNone);
-    return;
+  } else {
+    c->out.Append(s);
   }
-  c->out.Append(s);
+  resp_head_scratch_ = std::move(s);
 }
 
 void Worker::UpstreamBody(UpstreamConn* u, const char* data, size_t n) {

@@ -129,7 +129,7 @@ struct H2Callbacks {
       st->refuse = 431;
       return 0;
     }
-    m.headers.push_back(HeaderField{std::string(n), std::string(v)});
+    m.headers.Add(n, v);
     return 0;
   }
 
@@ -192,7 +192,7 @@ struct H2Callbacks {
       m.content_length = 0;  // a POST without a body: say so upstream
     }
     m.chunked = !end_stream && m.content_length < 0;
-    if (!st->cookie.empty()) m.headers.push_back(HeaderField{"cookie", st->cookie});
+    if (!st->cookie.empty()) m.headers.Add("cookie", st->cookie);
     m.major = 2;
     m.minor = 1;
     m.keep_alive = true;

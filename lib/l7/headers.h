@@ -65,9 +65,10 @@ bool IsHopByHop(const MessageHead& head, absl::string_view name);
 
 // Appends the upstream request head (request line, fields, CRLF CRLF) to
 // `out`. `chunked` selects Transfer-Encoding: chunked, else a Content-Length
-// of head.content_length when >= 0. Returns the X-Request-ID that was sent.
-std::string BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& info, std::string* out,
-                                 const HeaderRules* rules = nullptr);
+// of head.content_length when >= 0. Returns the X-Request-ID that was sent:
+// a view into `head` or into info.request_id, valid as long as they are.
+absl::string_view BuildUpstreamRequest(const MessageHead& head, const ForwardInfo& info,
+                                       std::string* out, const HeaderRules* rules = nullptr);
 
 // How the response body will reach the client.
 enum class ClientFraming { kNone, kLength, kChunked, kClose };

@@ -10,8 +10,10 @@
 //     message (pipelined bytes stay with the caller) and takes at most the
 //     `n` bytes offered, so the caller bounds how much body moves per call
 //     (back-pressure).
-//   - The head is collected whole (bounded by Limits::max_header_bytes) and
-//     checked before http-parser sees it: no obs-fold, no whitespace before a
+//   - The head is checked whole (bounded by Limits::max_header_bytes)
+//     before http-parser sees it (a head whole in one Feed where it lies,
+//     one cut across Feeds collected first; the same answer either way):
+//     no obs-fold, no whitespace before a
 //     colon, no control character or NUL in a value, CRLF line ends only, at
 //     most max_header_count fields, request line within max_uri_bytes. Then
 //     http-parser (strict build) parses it, and the head is checked again for
@@ -37,9 +39,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/string_view.h"
 
 namespace lb::l7 {
@@ -56,7 +61,72 @@ struct HeaderField {
   std::string value;  // leading/trailing OWS removed
 };
 
-// The head of a request or response, as parsed and checked.
+// The fields of a head, in order. clear() keeps every field slot and the
+// capacity of its strings, so a connection's next head reuses them: no
+// allocation per field in the steady state (nginx keeps its buffers per
+// worker for the same reason). Iterates, indexes and grows like a vector.
+class HeaderList {
+ public:
+  HeaderList() = default;
+  HeaderList(std::initializer_list<HeaderField> l) : fields_(l), size_(l.size()) {}
+  HeaderList& operator=(std::initializer_list<HeaderField> l) {
+    clear();
+    for (const HeaderField& f : l) push_back(f);
+    return *this;
+  }
+  HeaderList(const HeaderList& o) : fields_(o.begin(), o.end()), size_(o.size_) {}
+  HeaderList& operator=(const HeaderList& o) {
+    if (this != &o) {
+      clear();
+      for (const HeaderField& f : o) push_back(f);
+    }
+    return *this;
+  }
+  void swap(HeaderList& o) noexcept {
+    fields_.swap(o.fields_);
+    std::swap(size_, o.size_);
+  }
+  HeaderList(HeaderList&& o) noexcept
+      : fields_(std::move(o.fields_)), size_(std::exchange(o.size_, 0)) {}
+  HeaderList& operator=(HeaderList&& o) noexcept {
+    fields_ = std::move(o.fields_);
+    size_ = std::exchange(o.size_, 0);
+    return *this;
+  }
+
+  const HeaderField* begin() const { return fields_.data(); }
+  const HeaderField* end() const { return fields_.data() + size_; }
+  HeaderField* begin() { return fields_.data(); }
+  HeaderField* end() { return fields_.data() + size_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const HeaderField& operator[](size_t i) const { return fields_[i]; }
+  HeaderField& operator[](size_t i) { return fields_[i]; }
+  HeaderField& back() { return fields_[size_ - 1]; }
+  const HeaderField& back() const { return fields_[size_ - 1]; }
+  // A new last field, empty (a reused slot keeps its strings' capacity).
+  HeaderField& emplace_back() {
+    if (size_ == fields_.size()) fields_.emplace_back();
+    HeaderField& f = fields_[size_++];
+    f.name.clear();
+    f.value.clear();
+    return f;
+  }
+  void Add(absl::string_view name, absl::string_view value) {
+    HeaderField& f = emplace_back();
+    f.name.assign(name.data(), name.size());
+    f.value.assign(value.data(), value.size());
+  }
+  void push_back(const HeaderField& f) { Add(f.name, f.value); }
+  void clear() { size_ = 0; }
+
+ private:
+  std::vector<HeaderField> fields_;  // [size_, end) are spare slots
+  size_t size_ = 0;
+};
+
+// The head of a request or response, as parsed and checked. A member added
+// here belongs in Clear() and Swap() too.
 struct MessageHead {
   // Request.
   std::string method;
@@ -68,7 +138,7 @@ struct MessageHead {
   std::string reason;
   // Both.
   int major = 1, minor = 1;
-  std::vector<HeaderField> headers;
+  HeaderList headers;
   bool chunked = false;
   int64_t content_length = -1;    // -1: none
   bool keep_alive = true;         // http_should_keep_alive
@@ -80,6 +150,9 @@ struct MessageHead {
   // The first value of header `name` (case-insensitive), or nullptr.
   const std::string* Find(absl::string_view name) const;
   void Clear();
+  // Member by member: no temporary head (std::swap moves every string
+  // three times), every buffer keeps its capacity on one side or the other.
+  void Swap(MessageHead& o);
 };
 
 enum class Http1Error {
@@ -136,10 +209,18 @@ class Http1Parser {
 
  private:
   enum class Phase { kHead, kBody, kDone, kError };
+  enum class Walk { kMore, kEnd, kFailed };
   size_t FeedHead(const char* data, size_t n, Http1Sink* sink);
   bool Fail(Http1Error e, absl::string_view detail);
-  bool ScanHead();  // lexical checks of head_buf_ before http-parser
-  bool CheckStartLine(absl::string_view line);
+  // Lexical checks of the head before http-parser sees it, in one walk over
+  // its lines (head bytes base[0, size), from line_start_ on). kEnd: the
+  // head ends at line_start_.
+  Walk WalkHead(const char* base, size_t size);
+  // The checks of one complete line (without its CRLF); the first failure
+  // is kept in deferred_ (reported once the head is complete).
+  void CheckLine(const char* line, size_t len, bool first);
+  void CheckStartLine(absl::string_view line);
+  void Defer(Http1Error e, const char* detail);
   bool CheckRequestHead();
   bool CheckFraming();
 
@@ -158,10 +239,22 @@ class Http1Parser {
   Phase phase_ = Phase::kHead;
   Http1Error error_ = Http1Error::kNone;
   std::string detail_;
+  // A head that came in several reads, collected. A head whole in one
+  // read is walked and parsed where it lies (no copy).
   std::string head_buf_;
-  size_t scan_from_ = 0;          // where to resume looking for CRLFCRLF
-  bool first_line_done_ = false;  // a LF was seen in head_buf_
-  size_t leading_skipped_ = 0;    // empty-line bytes skipped before the request line
+  size_t leading_skipped_ = 0;  // empty-line bytes skipped before the request line
+  // Walk state, offsets from the head's first byte (so the same whether
+  // the head is in head_buf_ or in the caller's bytes).
+  size_t line_start_ = 0;      // first line not yet walked (> 0: the start line is)
+  size_t lf_from_ = 0;         // where to resume looking for that line's LF
+  bool line_partial_ = false;  // that line was seen incomplete
+  size_t fields_ = 0;          // field lines walked
+  // The first refusal of a line check: reported only when the head is
+  // complete and within max_header_bytes, as a bare LF or an over-long
+  // request line anywhere in the head is refused first (the same answer
+  // whatever the segmentation).
+  Http1Error deferred_ = Http1Error::kNone;
+  const char* deferred_detail_ = nullptr;
   MessageHead head_;
   bool in_value_ = false;
   bool headers_done_ = false;
@@ -173,6 +266,17 @@ class Http1Parser {
 
 // Lowercases ASCII in place.
 void AsciiLower(std::string* s);
+
+// `s` equals `lower` (all lowercase) ignoring ASCII case. Inline: the field
+// name checks call it for every field of every message, mostly on names of
+// a few bytes (absl::EqualsIgnoreCase is two calls deep).
+inline bool EqualsLowerAscii(absl::string_view s, absl::string_view lower) {
+  if (s.size() != lower.size()) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (absl::ascii_tolower(static_cast<unsigned char>(s[i])) != lower[i]) return false;
+  }
+  return true;
+}
 
 }  // namespace lb::l7
 

@@ -60,12 +60,18 @@ Router::~Router() = default;
 
 int Router::Match(absl::string_view host, absl::string_view path, absl::string_view method,
                   const MessageHead* head) const {
-  const std::string h = HostWithoutPort(host);
+  // Lowercased and without its port only when a route looks at hosts.
+  std::string h;
+  bool have_h = false;
   const size_t q = path.find('?');
   if (q != absl::string_view::npos) path = path.substr(0, q);
   for (size_t i = 0; i < routes_.size(); ++i) {
     const RouteSpec& s = routes_[i];
     if (!s.hosts.empty()) {
+      if (!have_h) {
+        h = HostWithoutPort(host);
+        have_h = true;
+      }
       bool ok = false;
       for (const std::string& want : s.hosts) {
         if (want[0] == '*') {

@@ -172,5 +172,47 @@ TEST(Headers, ErrorResponse) {
             "Connection: close\r\n\r\ncannot connect to a backend\n");
 }
 
+// The name lists behind a length switch: every listed name (any case) is
+// known, and names of the same lengths that are not listed are not.
+TEST(Headers, ProtectedNamesByLengthThenLetters) {
+  for (const char* n :
+       {"host", "Content-Length", "TRANSFER-ENCODING", "connection", "Keep-Alive",
+        "proxy-connection", "TE", "trailer", "Upgrade", "X-Forwarded-For", "x-forwarded-proto",
+        "X-Forwarded-Port", "Forwarded", "X-Request-ID", "x-client-cert-subject"}) {
+    EXPECT_TRUE(IsProtectedHeader(n)) << n;
+  }
+  for (const char* n :
+       {"", "t", "tf", "date", "hosts", "trailers", "upgradE-", "forwardet", "connectiom",
+        "keep-alivf", "content-type", "content-lengtx", "x-forwarded-fox", "x-forwarded-pory",
+        "proxy-connectio_", "transfer-encodinf", "x-client-cert-subjecu", "x-request-i"}) {
+    EXPECT_FALSE(IsProtectedHeader(n)) << n;
+  }
+}
+
+// Connection tokens split by hand: empty elements, spaces and tabs around
+// tokens, any case; only whole tokens name a field.
+TEST(Headers, ConnectionTokensSplitByHand) {
+  const MessageHead h = Parse(
+      "GET / HTTP/1.1\r\nHost: a\r\nConnection: ,, X-A ,\tx-b\t,,\r\nConnection: X-C\r\n"
+      "Connection:\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\nX-D: 4\r\nX-AB: 5\r\n\r\n");
+  EXPECT_TRUE(IsHopByHop(h, "x-a"));
+  EXPECT_TRUE(IsHopByHop(h, "X-B"));
+  EXPECT_TRUE(IsHopByHop(h, "x-c"));
+  EXPECT_TRUE(IsHopByHop(h, "keep-alive"));
+  EXPECT_FALSE(IsHopByHop(h, "x-d"));
+  EXPECT_FALSE(IsHopByHop(h, "x-ab"));
+  EXPECT_FALSE(IsHopByHop(h, ""));
+  ForwardInfo fi;
+  fi.client_ip = "192.0.2.7";
+  fi.listener_port = 80;
+  fi.request_id = "r";
+  std::string out;
+  BuildUpstreamRequest(h, fi, &out);
+  EXPECT_EQ(out,
+            "GET / HTTP/1.1\r\nHost: a\r\nX-D: 4\r\nX-AB: 5\r\n"
+            "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: 80\r\n"
+            "Forwarded: for=192.0.2.7;proto=http;host=a\r\nX-Request-ID: r\r\n\r\n");
+}
+
 }  // namespace
 }  // namespace lb::l7

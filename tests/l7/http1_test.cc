@@ -4,6 +4,7 @@
 #include "lib/l7/http1.h"
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -209,6 +210,221 @@ TEST(Http1Response, HeadResponseHasNoBodyAndCloseDelimitedEndsAtEof) {
     EXPECT_FALSE(p.FeedEof(&c));  // truncated
     EXPECT_EQ(p.status(), 502);
   }
+}
+
+// What a parser makes of `in` fed in pieces: the first `first` bytes, then
+// `step` bytes per Feed (0 = the rest at once). Error status and detail, or
+// the head's fields, framing and body, as one comparable string.
+std::string Outcome(Http1Parser::Kind kind, const Http1Limits& lim, const std::string& in,
+                    size_t first, size_t step) {
+  Http1Parser p(kind, lim);
+  Collect c;
+  size_t off = 0;
+  bool first_call = true;
+  while (off < in.size() && !p.complete() && p.error() == Http1Error::kNone) {
+    size_t n = in.size() - off;
+    if (first_call && first > 0) {
+      n = std::min(n, first);
+    } else if (step > 0) {
+      n = std::min(n, step);
+    }
+    first_call = false;
+    const size_t used = p.Feed(in.data() + off, n, &c);
+    off += used;
+    if (used == 0) break;
+  }
+  if (p.error() != Http1Error::kNone) {
+    return "error " + std::to_string(p.status()) + " " + p.error_detail();
+  }
+  std::string out = c.head.method + " " + c.head.target + " " + c.head.host + " " +
+                    std::to_string(c.head.status) + " " + c.head.reason + "|";
+  for (const HeaderField& f : c.head.headers) out += f.name + "=" + f.value + "|";
+  out += std::to_string(c.head.content_length) + (c.head.chunked ? " chunked" : "") + "|" + c.body +
+         (p.complete() ? "|complete" : "|partial") + " used=" + std::to_string(off);
+  return out;
+}
+
+// The 8-byte scan (SWAR) of the head walk: a byte to refuse is refused, with
+// the same detail as the byte-table checks give it, at every position of an
+// 8-byte word (the value starts at 16 offsets), in the value and in the
+// name; and HTAB or bytes >= 0x80 in a value stay accepted. The head whole
+// (the scan) and fed one byte at a time (every line incomplete when first
+// seen: the byte-table checks) must agree on every input.
+TEST(Http1Swar, EveryRefusedByteAtEveryWordPosition) {
+  Http1Limits lim;
+  struct Bad {
+    std::string byte;
+    const char* detail;
+  };
+  const std::vector<Bad> value_bytes = {
+      {std::string(1, '\0'), "control character in field value"},
+      {"\x01", "control character in field value"},
+      {"\x0b", "control character in field value"},
+      {"\x1f", "control character in field value"},
+      {"\x7f", "control character in field value"},
+      {"\r", "bare CR in head"},
+      {"\n", "bare LF in head"},
+  };
+  for (size_t pad = 0; pad < 16; ++pad) {
+    for (size_t at = 0; at <= 8; ++at) {
+      for (const Bad& b : value_bytes) {
+        std::string value = std::string(pad, 'v') + std::string(8, 'w');
+        value.insert(pad + at, b.byte);
+        const std::string in = "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: " + value + "\r\n\r\n";
+        const std::string whole = Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 0);
+        EXPECT_EQ(whole, std::string("error 400 ") + b.detail)
+            << "pad " << pad << " at " << at << " byte " << int(b.byte[0]);
+        EXPECT_EQ(whole, Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 1));
+        // And in a response (the same walk, 502).
+        const std::string resp =
+            "HTTP/1.1 200 OK\r\nX-Pad: " + value + "\r\nContent-Length: 0\r\n\r\n";
+        EXPECT_EQ(Outcome(Http1Parser::Kind::kResponse, lim, resp, 0, 0),
+                  std::string("error 502 ") + b.detail);
+      }
+      // A control byte right before a bare LF: the LF is bare whatever
+      // precedes it (only CR makes a line end).
+      if (at == 8) {
+        for (const std::string& b : {std::string("\t"), std::string(1, '\0'), std::string("\x01"),
+                                     std::string("\x1f"), std::string("\x7f")}) {
+          const std::string in =
+              "GET / HTTP/1.1\r\nX-Pad: " + std::string(pad, 'v') + b + "\nHost: a\r\n\r\n";
+          EXPECT_EQ(Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 0),
+                    "error 400 bare LF in head")
+              << "pad " << pad << " byte " << int(b[0]);
+          EXPECT_EQ(Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 1),
+                    "error 400 bare LF in head");
+        }
+      }
+      // Accepted: HTAB and obs-text anywhere in a value.
+      for (const char* ok : {"\t", "\x80", "\xff", " "}) {
+        std::string value = std::string(pad, 'v') + std::string(8, 'w');
+        value.insert(pad + at, ok);
+        const std::string in = "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: " + value + "\r\n\r\n";
+        const std::string whole = Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 0);
+        EXPECT_EQ(whole.rfind("error", 0), std::string::npos) << whole;
+        EXPECT_EQ(whole, Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 1));
+      }
+    }
+  }
+  // In the name, at every position of a 16-byte name.
+  for (size_t at = 0; at <= 16; ++at) {
+    // Around the ranges the 8-byte name scan clears (letters, digits, '-'),
+    // and 0xc1 / 0xe1, which are 'A' / 'a' but for their high bit.
+    for (const char* bad : {" ", "\t", "\x01", "\x7f", "(", "\x80", "\xc1", "\xe1", "\xad", "\xb0",
+                            "@", "[", "{", "/", ",", "\"", "=", "\\"}) {
+      std::string name(16, 'n');
+      name.insert(at, bad);
+      const std::string in = "GET / HTTP/1.1\r\nHost: a\r\n" + name + ": v\r\n\r\n";
+      const std::string whole = Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 0);
+      EXPECT_EQ(whole.rfind("error 400", 0), 0u) << "at " << at << " byte " << int(bad[0]);
+      EXPECT_EQ(whole, Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 1));
+    }
+  }
+  // Names with every tchar outside the 8-byte scan's ranges, at every
+  // position: accepted, with the name as sent.
+  for (size_t at = 0; at <= 16; ++at) {
+    for (const char* ok : {"_", "!", "#", "$", "%", "&", "'", "*", "+", ".",
+                           "^", "`", "|", "~", "Z", "z", "A", "0", "9", "-"}) {
+      std::string name(16, 'n');
+      name.insert(at, ok);
+      const std::string in = "GET / HTTP/1.1\r\nHost: a\r\n" + name + ": v\r\n\r\n";
+      const std::string whole = Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 0);
+      EXPECT_NE(whole.find("|" + name + "=v|"), std::string::npos) << whole;
+      EXPECT_EQ(whole, Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 1));
+    }
+  }
+  // In the start line.
+  for (size_t at = 0; at <= 16; ++at) {
+    for (const std::string& bad : {std::string("\x01"), std::string("\t"), std::string("\x7f"),
+                                   std::string(1, '\0'), std::string("\r")}) {
+      std::string target = "/" + std::string(16, 't');
+      target.insert(1 + at, bad);
+      const std::string in = "GET " + target + " HTTP/1.1\r\nHost: a\r\n\r\n";
+      const std::string whole = Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 0);
+      EXPECT_EQ(whole.rfind("error 400", 0), 0u) << "at " << at << " byte " << int(bad[0]);
+      EXPECT_EQ(whole, Outcome(Http1Parser::Kind::kRequest, lim, in, 0, 1));
+    }
+  }
+}
+
+// Heads split across two reads at every offset (and fed a byte at a time)
+// decode to exactly what the head whole in one read (parsed in place)
+// decodes to, refusals included with their detail.
+TEST(Http1Swar, HeadSplitAtEveryOffsetAgreesWithWhole) {
+  Http1Limits lim;
+  lim.max_header_bytes = 200;
+  lim.max_header_count = 4;
+  lim.max_uri_bytes = 40;
+  const std::vector<std::pair<Http1Parser::Kind, std::string>> inputs = {
+      {Http1Parser::Kind::kRequest,
+       "GET /a?b=c HTTP/1.1\r\nHost: Example.test\r\nAccept:  */*  \r\nX-Tab: a\tb\r\n\r\n"},
+      {Http1Parser::Kind::kRequest,
+       "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n"},
+      {Http1Parser::Kind::kRequest,
+       "POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"},
+      {Http1Parser::Kind::kRequest, "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"},
+      {Http1Parser::Kind::kRequest, "\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"},
+      {Http1Parser::Kind::kRequest, "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n"},
+      {Http1Parser::Kind::kRequest, "GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\nY: \n\r\n"},
+      {Http1Parser::Kind::kRequest, "GET / HTTP/1.1\r\nHost : a\r\n\r\n"},
+      {Http1Parser::Kind::kRequest, "GET / HTTP/1.1\r\nHost: a\r\nX: \x01\r\nBad Name: x\r\n\r\n"},
+      {Http1Parser::Kind::kRequest,
+       "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\n\r\n"},
+      {Http1Parser::Kind::kRequest,
+       "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nX\x01: 1\r\nY: 1\n\r\n"},
+      {Http1Parser::Kind::kRequest,
+       "GET /" + std::string(60, 'u') + " HTTP/1.1\r\nHost: a\r\n\r\n"},
+      {Http1Parser::Kind::kRequest, "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(220, 'x')},
+      {Http1Parser::Kind::kRequest, "GET / HTTP/1.1\r\nHost: a\r\r\n\r\n"},
+      {Http1Parser::Kind::kRequest, "GET / HTTP/1.1\r\nHost: a\r\n\r"},
+      {Http1Parser::Kind::kResponse,
+       "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Mon, 07 Dec 2026 12:00:00 GMT\r\n"
+       "Content-Type: application/octet-stream\r\nContent-Length: 4\r\n\r\nbody"},
+      {Http1Parser::Kind::kResponse, "HTTP/1.1 204 No Content\r\nX: \x7f\r\n\r\n"},
+      {Http1Parser::Kind::kResponse, "HTTP/1.1 200\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+  };
+  for (const auto& [kind, in] : inputs) {
+    const std::string whole = Outcome(kind, lim, in, 0, 0);
+    EXPECT_EQ(whole, Outcome(kind, lim, in, 0, 1)) << in;
+    for (size_t split = 1; split < in.size(); ++split) {
+      EXPECT_EQ(whole, Outcome(kind, lim, in, split, 0)) << in << " split at " << split;
+    }
+  }
+}
+
+// A head whole in one read is parsed where it lies: Feed takes exactly the
+// head (and the body it can), and the fields' strings keep their capacity
+// from one message to the next (no allocation per field once warm).
+TEST(Http1Swar, InPlaceHeadAndFieldStorageReused) {
+  const std::string in =
+      "HTTP/1.1 200 OK\r\nDate: Mon, 07 Dec 2026 12:00:00 GMT\r\n"
+      "Content-Type: application/octet-stream\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1";
+  const size_t head_size = in.find("\r\n\r\n") + 4;
+  Http1Parser p(Http1Parser::Kind::kResponse, Http1Limits{});
+  Collect c;
+  EXPECT_EQ(p.Feed(in.data(), in.size(), &c), head_size);  // the head alone
+  EXPECT_EQ(c.heads, 1);
+  EXPECT_EQ(p.Feed(in.data() + head_size, in.size() - head_size, &c), 3u);
+  ASSERT_TRUE(p.complete()) << p.error_detail();
+  EXPECT_EQ(c.body, "abc");
+  ASSERT_EQ(p.head().headers.size(), 3u);
+  const char* date = p.head().headers[0].value.data();
+  const char* type = p.head().headers[1].value.data();
+  p.Reset();
+  EXPECT_TRUE(p.head().headers.empty());
+  Collect c2;
+  EXPECT_EQ(p.Feed(in.data(), in.size(), &c2), head_size);
+  EXPECT_EQ(c2.heads, 1);
+  ASSERT_EQ(p.head().headers.size(), 3u);
+  EXPECT_EQ(p.head().headers[0].value.data(), date);
+  EXPECT_EQ(p.head().headers[1].value.data(), type);
+  EXPECT_EQ(p.head().headers[1].value, "application/octet-stream");
+  // Copies and moves carry only the fields in use.
+  MessageHead copy = p.head();
+  EXPECT_EQ(copy.headers.size(), 3u);
+  MessageHead moved = std::move(copy);
+  EXPECT_EQ(moved.headers.size(), 3u);
+  EXPECT_EQ(*moved.Find("content-length"), "3");
 }
 
 }  // namespace
