@@ -20,6 +20,17 @@ MessageHead Parse(const std::string& in, Http1Parser::Kind kind = Http1Parser::K
   return k.h;
 }
 
+// The upstream head for a plain-HTTP client 192.0.2.7 on port 80, request id "r".
+std::string Upstream(const MessageHead& h, const HeaderRules* rules = nullptr) {
+  ForwardInfo fi;
+  fi.client_ip = "192.0.2.7";
+  fi.listener_port = 80;
+  fi.request_id = "r";
+  std::string out;
+  BuildUpstreamRequest(h, fi, &out, rules);
+  return out;
+}
+
 TEST(Headers, UpstreamRequestGolden) {
   const MessageHead h = Parse(
       "POST http://api.test/v1?x HTTP/1.1\r\nHost: api.test\r\nConnection: keep-alive, X-Secret\r\n"
@@ -115,13 +126,7 @@ TEST(Headers, UpgradeHandshakePassesItsUpgradeOnly) {
       "GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Hop\r\n"
       "X-Hop: 1\r\nSec-WebSocket-Key: k\r\n\r\n");
   EXPECT_TRUE(h.upgrade);
-  ForwardInfo fi;
-  fi.client_ip = "192.0.2.7";
-  fi.listener_port = 80;
-  fi.request_id = "r";
-  std::string out;
-  BuildUpstreamRequest(h, fi, &out);
-  EXPECT_EQ(out,
+  EXPECT_EQ(Upstream(h),
             "GET /chat HTTP/1.1\r\nHost: a\r\nSec-WebSocket-Key: k\r\n"
             "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: 80\r\n"
             "Forwarded: for=192.0.2.7;proto=http;host=a\r\nX-Request-ID: r\r\n"
@@ -143,13 +148,7 @@ TEST(Headers, RouteRulesAddAndRemove) {
   rules.request_add = {{"X-Route", "api"}};
   rules.response_remove = {"Server"};
   rules.response_add = {{"Cache-Control", "no-store"}};
-  ForwardInfo fi;
-  fi.client_ip = "192.0.2.7";
-  fi.listener_port = 80;
-  fi.request_id = "r";
-  std::string out;
-  BuildUpstreamRequest(h, fi, &out, &rules);
-  EXPECT_EQ(out,
+  EXPECT_EQ(Upstream(h, &rules),
             "GET / HTTP/1.1\r\nHost: a\r\nCookie: c\r\nX-Forwarded-For: 192.0.2.7\r\n"
             "X-Forwarded-Proto: http\r\nX-Forwarded-Port: 80\r\n"
             "Forwarded: for=192.0.2.7;proto=http;host=a\r\nX-Request-ID: r\r\n"
@@ -202,13 +201,7 @@ TEST(Headers, ConnectionTokensSplitByHand) {
   EXPECT_FALSE(IsHopByHop(h, "x-d"));
   EXPECT_FALSE(IsHopByHop(h, "x-ab"));
   EXPECT_FALSE(IsHopByHop(h, ""));
-  ForwardInfo fi;
-  fi.client_ip = "192.0.2.7";
-  fi.listener_port = 80;
-  fi.request_id = "r";
-  std::string out;
-  BuildUpstreamRequest(h, fi, &out);
-  EXPECT_EQ(out,
+  EXPECT_EQ(Upstream(h),
             "GET / HTTP/1.1\r\nHost: a\r\nX-D: 4\r\nX-AB: 5\r\n"
             "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: 80\r\n"
             "Forwarded: for=192.0.2.7;proto=http;host=a\r\nX-Request-ID: r\r\n\r\n");
