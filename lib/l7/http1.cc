@@ -404,7 +404,9 @@ Http1Parser::Walk Http1Parser::WalkHead(const char* base, size_t size) {
       Defer(Http1Error::kBadRequest, "empty lines before the start line");
     } else if (first) {
       CheckStartLine(absl::string_view(base + pos, len));
-    } else if (++fields_ > limits_.max_header_count) {
+    }
+    // A field line that passed its checks (clean, or by the byte table).
+    if (!first && deferred_ == Http1Error::kNone && ++fields_ > limits_.max_header_count) {
       Defer(Http1Error::kHeaderTooLarge, "too many header fields");
     }
   }
@@ -447,9 +449,6 @@ void Http1Parser::CheckLine(const char* line, size_t len, bool first) {
     if (kByteClass.c[static_cast<unsigned char>(line[k])] & kCtl) {
       return Defer(Http1Error::kBadRequest, "control character in field value");
     }
-  }
-  if (++fields_ > limits_.max_header_count) {
-    Defer(Http1Error::kHeaderTooLarge, "too many header fields");
   }
 }
 
