@@ -69,7 +69,10 @@ namespace lb {
 // "LBTABLE1" / "LBSTATS1" as little-endian 64-bit words.
 inline constexpr uint64_t kTableMagic = 0x31454C4241544C42ull;
 inline constexpr uint64_t kStatsMagic = 0x3153544154534C42ull;
-inline constexpr uint32_t kTableAbiVersion = 1;
+// 2: the slot checksum hashes in four lanes (shm_region.cc MixBytesWide): a
+// version-1 lcore would refuse every version-2 slot as a checksum mismatch,
+// so the header says which one a region holds.
+inline constexpr uint32_t kTableAbiVersion = 2;
 // 2: the per-port area (StatsRegionHeader::max_ports/ports_offset,
 // PortCounters) after the lcore slices. A version-1 reader would accept a
 // version-2 region (the new fields live in bytes it ignored) but compute a
