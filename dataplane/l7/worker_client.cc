@@ -254,8 +254,7 @@ void Worker::PumpLoop(ClientConn* c) {
 }
 
 void Worker::ClientHead(ClientConn* c) {
-  // The head moves to the connection (swapped: no copy, capacities kept).
-  c->req.Swap(*c->parser.mutable_head());
+  // c->req is the parser's head: nothing to move.
   counters_->protocol_requests[0].Add();
   RouteRequest(c);
 }

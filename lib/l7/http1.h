@@ -201,9 +201,12 @@ class Http1Parser {
   // HTTP status to answer for error(): 400/413/414/431/501/505.
   int status() const;
   const MessageHead& head() const { return head_; }
-  // The head, for a caller that keeps it beyond OnHead: swapping it out (and
-  // an old head in) lets both keep their buffers' capacity. Only in or after
-  // OnHead; the parser does not read its head again until Reset().
+  // The head, for a caller that keeps it beyond OnHead (it stays as it is
+  // until Reset(), body and trailers parsed meanwhile do not touch it) or
+  // swaps it out (and an old head in) to keep both buffers' capacity. The
+  // address is the parser's for its lifetime. Changes by the caller only in
+  // or after OnHead, or after an error; the parser does not read its head
+  // again until Reset().
   MessageHead* mutable_head() { return &head_; }
   uint64_t body_bytes() const { return body_bytes_; }
 
