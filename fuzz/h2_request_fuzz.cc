@@ -107,9 +107,9 @@ struct Sink : lb::l7::H2Sink {
       server->ResetStream(id, 2);
       return;
     }
-    const std::string* echo = h->headers.empty() ? nullptr : &h->headers[0].value;
+    const absl::string_view* echo = h->headers.empty() ? nullptr : &h->headers[0].value;
     std::string head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n";
-    if (echo != nullptr && echo->find_first_of("\r\n") == std::string::npos) {
+    if (echo != nullptr && echo->find_first_of("\r\n") == absl::string_view::npos) {
       absl::StrAppend(&head, "X-Echo: ", *echo, "\r\n");
     }
     head += "Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n";

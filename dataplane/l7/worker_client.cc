@@ -184,7 +184,7 @@ uint64_t PickHash(const PoolConfig& pc, const MessageHead& h, uint64_t ip_hash) 
   if (pc.algorithm != BalanceAlgorithm::kMaglev) return ip_hash;
   switch (pc.hash_on) {
     case HashOn::kHeader:
-      if (const std::string* v = h.Find(pc.hash_name)) return HashKey(*v);
+      if (const absl::string_view* v = h.Find(pc.hash_name)) return HashKey(*v);
       break;
     case HashOn::kCookie:
       if (auto v = FindRequestCookie(h, pc.hash_name)) return HashKey(*v);
@@ -254,8 +254,7 @@ void Worker::PumpLoop(ClientConn* c) {
 }
 
 void Worker::ClientHead(ClientConn* c) {
-  // The head moves to the connection (swapped: no copy, capacities kept).
-  c->req.Swap(*c->parser.mutable_head());
+  // c->req is the parser's head: nothing to move.
   counters_->protocol_requests[0].Add();
   RouteRequest(c);
 }

@@ -249,12 +249,12 @@ absl::string_view BuildUpstreamRequest(const MessageHead& head, const ForwardInf
     if (rules != nullptr && Removed(&rules->request_remove, f.name)) continue;
     if (id == Name::kXForwardedFor) {
       if (!xff.empty()) xff.append(", ", 2);
-      xff.append(f.value);
+      xff.append(f.value.data(), f.value.size());
       continue;
     }
     if (id == Name::kForwarded) {
       if (!fwd.empty()) fwd.append(", ", 2);
-      fwd.append(f.value);
+      fwd.append(f.value.data(), f.value.size());
       continue;
     }
     w.Field(f.name, f.value);

@@ -107,18 +107,13 @@ bool IsHostChar(unsigned char c) {
 
 absl::string_view Trim(absl::string_view s) { return absl::StripAsciiWhitespace(s); }
 
-// Trim() without a copy (no allocation when nothing is stripped, the usual case).
-void TrimInPlace(std::string* s) {
+// Trim() of a view, inline for the usual case (nothing to strip).
+void TrimInPlace(absl::string_view* s) {
   if (s->empty() || (!absl::ascii_isspace(static_cast<unsigned char>(s->front())) &&
                      !absl::ascii_isspace(static_cast<unsigned char>(s->back())))) {
     return;
   }
-  const absl::string_view t = Trim(*s);
-  if (t.size() == s->size()) return;
-  const size_t from = static_cast<size_t>(t.data() - s->data());
-  const size_t n = t.size();
-  s->erase(0, from);
-  s->resize(n);
+  *s = Trim(*s);
 }
 
 // "host:80" and "host" name the same authority for http; compare without a
@@ -139,7 +134,24 @@ void AsciiLower(std::string* s) {
   for (char& c : *s) c = absl::ascii_tolower(static_cast<unsigned char>(c));
 }
 
-const std::string* MessageHead::Find(absl::string_view name) const {
+absl::string_view HeaderList::Store(absl::string_view s) {
+  if (s.empty()) return absl::string_view();
+  while (block_ < blocks_.size() && used_ + s.size() > blocks_[block_].size) {
+    ++block_;
+    used_ = 0;
+  }
+  if (block_ == blocks_.size()) {
+    const size_t n = std::max(s.size(), kBlockBytes);
+    blocks_.push_back(Block{std::unique_ptr<char[]>(new char[n]), n});
+    used_ = 0;
+  }
+  char* const d = blocks_[block_].bytes.get() + used_;
+  std::memcpy(d, s.data(), s.size());
+  used_ += s.size();
+  return absl::string_view(d, s.size());
+}
+
+const absl::string_view* MessageHead::Find(absl::string_view name) const {
   for (const HeaderField& h : headers) {
     if (h.name.size() == name.size() && absl::EqualsIgnoreCase(h.name, name)) return &h.value;
   }
@@ -331,8 +343,11 @@ size_t Http1Parser::FeedHead(const char* data, size_t n, Http1Sink* sink) {
     Fail(deferred_, deferred_detail_);
     return used;
   }
+  // http-parser runs on the head's copy in the field list, so that the
+  // fields it reports are views into bytes the head owns.
+  const absl::string_view own = head_.headers.Store(absl::string_view(base, head_size));
   sink_ = sink;
-  const size_t parsed = http_parser_execute(&parser_, &settings_, base, head_size);
+  const size_t parsed = http_parser_execute(&parser_, &settings_, own.data(), head_size);
   sink_ = nullptr;
   if (phase_ == Phase::kError) return used;
   const http_errno err = HTTP_PARSER_ERRNO(&parser_);
@@ -540,7 +555,7 @@ bool Http1Parser::CheckRequestHead() {
   for (const HeaderField& f : head_.headers) {
     if (EqualsLowerAscii(f.name, "host")) {
       ++hosts;
-      host = f.value;
+      host.assign(f.value.data(), f.value.size());
     }
   }
   if (hosts > 1) return Fail(Http1Error::kBadRequest, "several Host");
@@ -608,23 +623,47 @@ int Http1Parser::OnStatus(http_parser* p, const char* at, size_t n) {
   return 0;
 }
 
+// `at` points into the head's copy in head_.headers (FeedHead), so a field
+// is two views, set where a piece starts. A piece reported in parts (never
+// seen: the head is parsed in one call) grows its view, or is joined in a
+// new copy should the parts not be adjacent.
+void Http1Parser::Extend(absl::string_view* v, const char* at, size_t n) {
+  if (v->empty()) {
+    *v = absl::string_view(at, n);
+  } else if (v->data() + v->size() == at) {
+    *v = absl::string_view(v->data(), v->size() + n);
+  } else {
+    std::string joined(*v);
+    joined.append(at, n);
+    *v = head_.headers.Store(joined);
+  }
+}
+
 int Http1Parser::OnHeaderField(http_parser* p, const char* at, size_t n) {
   auto* self = static_cast<Http1Parser*>(p->data);
   if (self->headers_done_) return 0;  // trailer: dropped
-  if (self->in_value_ || self->head_.headers.empty()) {
-    self->head_.headers.emplace_back();
+  HeaderList& fields = self->head_.headers;
+  if (self->in_value_ || fields.empty()) {
+    fields.emplace_back().name = absl::string_view(at, n);
     self->in_value_ = false;
+    return 0;
   }
-  self->head_.headers.back().name.append(at, n);
+  self->Extend(&fields.back().name, at, n);
   return 0;
 }
 
 int Http1Parser::OnHeaderValue(http_parser* p, const char* at, size_t n) {
   auto* self = static_cast<Http1Parser*>(p->data);
   if (self->headers_done_) return 0;
-  if (self->head_.headers.empty()) return -1;
-  self->in_value_ = true;
-  self->head_.headers.back().value.append(at, n);
+  HeaderList& fields = self->head_.headers;
+  if (fields.empty()) return -1;
+  if (!self->in_value_) {
+    // The first piece of this field's value (emplace_back left it empty).
+    fields.back().value = absl::string_view(at, n);
+    self->in_value_ = true;
+    return 0;
+  }
+  self->Extend(&fields.back().value, at, n);
   return 0;
 }
 

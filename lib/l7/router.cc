@@ -107,7 +107,7 @@ int Router::Match(absl::string_view host, absl::string_view path, absl::string_v
       if (head == nullptr) continue;
       bool ok = true;
       for (const HeaderMatch& m : s.headers) {
-        const std::string* v = head->Find(m.name);
+        const absl::string_view* v = head->Find(m.name);
         ok = ok && v != nullptr && (m.present_only || *v == m.value);
       }
       if (!ok) continue;

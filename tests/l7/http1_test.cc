@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace lb::l7 {
@@ -238,7 +239,7 @@ std::string Outcome(Http1Parser::Kind kind, const Http1Limits& lim, const std::s
   }
   std::string out = c.head.method + " " + c.head.target + " " + c.head.host + " " +
                     std::to_string(c.head.status) + " " + c.head.reason + "|";
-  for (const HeaderField& f : c.head.headers) out += f.name + "=" + f.value + "|";
+  for (const HeaderField& f : c.head.headers) absl::StrAppend(&out, f.name, "=", f.value, "|");
   out += std::to_string(c.head.content_length) + (c.head.chunked ? " chunked" : "") + "|" + c.body +
          (p.complete() ? "|complete" : "|partial") + " used=" + std::to_string(off);
   return out;
@@ -393,7 +394,7 @@ TEST(Http1Swar, HeadSplitAtEveryOffsetAgreesWithWhole) {
 }
 
 // A head whole in one read is parsed where it lies: Feed takes exactly the
-// head (and the body it can), and the fields' strings keep their capacity
+// head (and the body it can), and the fields' bytes keep their storage
 // from one message to the next (no allocation per field once warm).
 TEST(Http1Swar, InPlaceHeadAndFieldStorageReused) {
   const std::string in =
@@ -425,6 +426,62 @@ TEST(Http1Swar, InPlaceHeadAndFieldStorageReused) {
   MessageHead moved = std::move(copy);
   EXPECT_EQ(moved.headers.size(), 3u);
   EXPECT_EQ(*moved.Find("content-length"), "3");
+}
+
+// The fields are views into the head's own copy of its bytes: they outlive
+// the caller's buffer, and survive a swap, a move and a copy of the head.
+TEST(Http1Views, FieldsOwnTheirBytesThroughSwapMoveAndCopy) {
+  std::string in = "GET /a HTTP/1.1\r\nHost: x\r\nX-Trim:   padded  \r\nX-Empty:\r\n\r\n";
+  Http1Parser p(Http1Parser::Kind::kRequest, Http1Limits{});
+  Collect c;
+  ASSERT_EQ(p.Feed(in.data(), in.size(), &c), in.size());
+  ASSERT_EQ(c.heads, 1) << p.error_detail();
+  in.assign(in.size(), '#');  // the caller reuses its buffer
+  const HeaderList want = {{"Host", "x"}, {"X-Trim", "padded"}, {"X-Empty", ""}};
+  auto same = [&](const MessageHead& h) {
+    ASSERT_EQ(h.headers.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_EQ(h.headers[i].name, want[i].name) << i;
+      EXPECT_EQ(h.headers[i].value, want[i].value) << i;
+    }
+  };
+  same(p.head());
+  MessageHead swapped;
+  swapped.Swap(*p.mutable_head());
+  p.Reset();  // the parser's next head does not reuse the swapped-out bytes
+  const std::string other = "GET /b HTTP/1.1\r\nHost: yyyyyyyyyyyyyyyy\r\n\r\n";
+  ASSERT_EQ(p.Feed(other.data(), other.size(), &c), other.size());
+  same(swapped);
+  MessageHead moved = std::move(swapped);
+  same(moved);
+  MessageHead copy = moved;
+  moved.Clear();
+  same(copy);
+  EXPECT_EQ(*p.head().Find("host"), "yyyyyyyyyyyyyyyy");
+}
+
+// Fields added one by one (HTTP/2) fill several blocks; the earlier ones
+// stay where they are, and clear() keeps the blocks for the next head.
+TEST(Http1Views, AddedFieldsStayValidAcrossBlocks) {
+  HeaderList l;
+  std::vector<std::string> values;
+  for (int i = 0; i < 200; ++i) {
+    values.push_back(std::string(static_cast<size_t>(i % 37), static_cast<char>('a' + i % 26)));
+    l.Add("x-field-" + std::to_string(i), values.back());
+  }
+  l.Add("x-big", std::string(5000, 'z'));
+  ASSERT_EQ(l.size(), 201u);
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_EQ(l[static_cast<size_t>(i)].name, "x-field-" + std::to_string(i));
+    EXPECT_EQ(l[static_cast<size_t>(i)].value, values[static_cast<size_t>(i)]);
+  }
+  EXPECT_EQ(l[200].value, std::string(5000, 'z'));
+  const char* first = l[0].name.data();
+  l.clear();
+  EXPECT_TRUE(l.empty());
+  l.Add("x-field-0", "");
+  EXPECT_EQ(l[0].name.data(), first);
+  EXPECT_EQ(l[0].name, "x-field-0");
 }
 
 }  // namespace
