@@ -141,6 +141,10 @@ struct ClientConn : Pollable {
   ~ClientConn() override {
     if (ssl != nullptr) SSL_free(ssl);
   }
+  // `req` refers into this connection's own parser: a copy would point at
+  // the original's.
+  ClientConn(const ClientConn&) = delete;
+  ClientConn& operator=(const ClientConn&) = delete;
   enum class State { kWaiting, kActive, kClosing, kLingering };
   State state = State::kWaiting;
   int listener = 0;

@@ -227,7 +227,19 @@ def run(h, lb_cp, lbctl):
     wrk = subprocess.Popen(["wrk", "-t1", "-c8", "-d3s", f"http://127.0.0.1:{listen}/x"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     h.procs.append(wrk)
-    time.sleep(0.7)
+    # The change must find all of them open: wrk took up to ~1.7 s to
+    # connect on a busy 2-vCPU machine (its connections then came after the
+    # change and none could be handed over).
+    def wrk_conns():
+        out = subprocess.run(["ss", "-Htnp", "state", "established", f"( dport = :{listen} )"],
+                             capture_output=True, text=True).stdout
+        return sum(f"pid={wrk.pid}," in line for line in out.splitlines())
+
+    deadline = time.time() + 10
+    while wrk_conns() < 8 and time.time() < deadline:
+        time.sleep(0.05)
+    check(wrk_conns() == 8, f"wrk not connected: {wrk_conns()} of 8 connections")
+    time.sleep(0.3)
     cfg2 = h.write("l7-2.textproto", l7_config(listen, a, b, default="b", api_pool="a"))
     r = lbctl_run("l7", "set", cfg2, "--expected_generation=1")
     check(r.returncode == 0 and "generation 2" in r.stdout, f"lbctl l7 set 2: {r.stdout}{r.stderr}")
