@@ -13,12 +13,13 @@
 //    process rather than once per lcore; lcores keep their slot until the
 //    verdict is there and then only read it. Who verifies: the first lcore
 //    that sees a new generation, inline, when the slot is small (at most
-//    kInlineVerifyBytes to read, about 130 us: one VIP with a 65,537-entry
+//    kInlineVerifyBytes to read, about 60 us: one VIP with a 65,537-entry
 //    ring and up to ~3,000 backends); a larger one is left to lb-dataplane's
 //    verifier thread (UseVerifierThread). A slot at the default maximum
-//    capacities (64 VIPs x 65,537-entry rings, 16 MiB) takes about 4.5 ms,
-//    3.3 ms of it the checksum (a serial hash chain): on an lcore that would
-//    be about 45,000 packets at 10 Mpps against 1,024 RX descriptors.
+//    capacities (64 VIPs x 65,537-entry rings, 16 MiB) takes about 2.4 ms,
+//    1.1 ms of it the checksum (four-lane hash, shm_region.cc; 3.3-3.8 ms
+//    as one serial chain before): on an lcore that would be about 24,000
+//    packets at 10 Mpps against 1,024 RX descriptors.
 //    Without a verifier thread (in-process harnesses, benchmarks) the first
 //    lcore verifies every slot inline. The thread alone would be simpler,
 //    but its wake-up on a busy machine costs milliseconds (measured 1-5 ms
@@ -83,8 +84,9 @@ bool CheckSlot(const SlotView& v, SlotFault* fault);
 bool CheckSlotIndices(const SlotView& v, SlotFault* fault);
 
 // The most an lcore verifies inline (bytes CheckSlot reads). CheckSlot reads
-// about 4 GB/s (0.56 MiB in 140 us, tests/unit/slot_verify_test.cc), so
-// about 130 us: the time a 1,024-descriptor RX ring fills at 8 Mpps.
+// about 9 GB/s (0.56 MiB in 62 us, tests/unit/slot_verify_test.cc; 140 us
+// with the one-lane checksum, when this limit was set for ~130 us, the time
+// a 1,024-descriptor RX ring fills at 8 Mpps), so about 60 us.
 inline constexpr uint64_t kInlineVerifyBytes = 512 * 1024;
 
 // What CheckSlot would read for `v` (counts clamped to the capacities).
