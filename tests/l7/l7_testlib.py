@@ -8,6 +8,7 @@ Imported from the test's own directory:
   import l7_testlib as lib
 """
 import os
+import random
 import re
 import shutil
 import signal
@@ -19,11 +20,22 @@ import urllib.request
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A port free now and below the kernel's ephemeral range: a port the
+    kernel handed out for bind(0) is also the local port it gives outgoing
+    connections, so a client of a test running beside this one could take
+    it before our server binds it (seen: Prometheus "bind: address already
+    in use" in a CI run)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    for _ in range(200):
+        p = random.randint(max(1024, low - 12000), low - 1)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+        return p
+    raise RuntimeError(f"no free port below {low}")
 
 
 def fail(msg):
