@@ -19,11 +19,18 @@
 // misses between per-packet work costs. Compare with the same --work on the
 // 1 MiB buffer, where the chain's own cost is all there is.
 //
+// --same_page makes the second step of every chain a random line of the
+// same 4 KiB page as the first (a bucket header and one of its entries in
+// the connection table's layout since 2026-12-07), instead of any line: it
+// shows what a second dependent line costs without a second TLB miss.
+//
 //   mem_probe [--mib=N[,N...]] [--levels=N[,N...]] [--burst=N] [--work=N[,N...]]
+//             [--same_page]
 // (defaults: 1,144,1200 MiB — an L2-sized buffer, the 1M-flow table, the
 // 8M-flow table —, levels 1,2, burst 32, work 0). One line per (size,
 // levels, work):
-//   mem_probe mib=<n> levels=<l> burst=<b> work=<w> cycles_per_chain=<x> anon_huge_mib=<h>
+//   mem_probe mib=<n> levels=<l> burst=<b> work=<w> same_page=<0|1> cycles_per_chain=<x>
+//             anon_huge_mib=<h>
 // where cycles are TSC ticks per chain (per packet, for the table) and
 // anon_huge_mib is how much of the process was on THP when it ran.
 //
@@ -82,7 +89,9 @@ uint64_t AnonHugeMib() {
 // One (size, levels) measurement over a buffer whose every line holds, in
 // its first word, the index of a random line: the chain's next step.
 double CyclesPerChain(const uint64_t* words, int levels, size_t burst, uint64_t work,
-                      const std::vector<uint64_t>& starts) {
+                      bool same_page, const std::vector<uint64_t>& starts) {
+  // Word 0 of a line: a random line anywhere; word 1: one in the same 4 KiB page.
+  const size_t hop = same_page ? 1 : 0;
   auto line = [words](uint64_t i) { return words + i * (kLine / sizeof(uint64_t)); };
   std::vector<uint64_t> next(burst);
   uint64_t sink = 0, x = 1;
@@ -95,7 +104,7 @@ double CyclesPerChain(const uint64_t* words, int levels, size_t burst, uint64_t 
       asm volatile("xor %0, %0" : "+r"(zero));
       __builtin_prefetch(line(starts[b + i] + zero));
     }
-    for (size_t i = 0; i < burst; ++i) next[i] = *line(starts[b + i]);
+    for (size_t i = 0; i < burst; ++i) next[i] = line(starts[b + i])[hop];
     for (int l = 1; l < levels; ++l) {
       for (size_t i = 0; i < burst; ++i) __builtin_prefetch(line(next[i]));
       for (size_t i = 0; i < burst; ++i) next[i] = *line(next[i]);
@@ -112,6 +121,7 @@ double CyclesPerChain(const uint64_t* words, int levels, size_t burst, uint64_t 
 int main(int argc, char** argv) {
   std::vector<uint64_t> mibs = {1, 144, 1200}, levels = {1, 2}, works = {0};
   uint64_t burst = 32;
+  bool same_page = false;
   for (int i = 1; i < argc; ++i) {
     const absl::string_view a = argv[i];
     if (absl::StartsWith(a, "--mib=")) {
@@ -120,12 +130,14 @@ int main(int argc, char** argv) {
       levels = ParseList("--levels", a.substr(9), 1, 8);
     } else if (absl::StartsWith(a, "--work=")) {
       works = ParseList("--work", a.substr(7), 0, 1000);
+    } else if (a == "--same_page") {
+      same_page = true;
     } else if (absl::StartsWith(a, "--burst=")) {
       burst = ParseList("--burst", a.substr(8), 1, 256).front();
     } else {
       Die("unknown argument \"" + std::string(a) +
           "\" (usage: mem_probe [--mib=N,...] [--levels=N,...] [--burst=N] "
-          "[--work=N,...])");
+          "[--work=N,...] [--same_page])");
     }
   }
   std::mt19937_64 rng(1);
@@ -135,18 +147,23 @@ int main(int argc, char** argv) {
     if (p == MAP_FAILED) Die("mmap of " + std::to_string(mib) + " MiB: " + std::strerror(errno));
     madvise(p, bytes, MADV_HUGEPAGE);  // best effort, as lib/conn_table.cc
     auto* words = static_cast<uint64_t*>(p);
-    for (size_t i = 0; i < lines; ++i) words[i * (kLine / sizeof(uint64_t))] = rng() % lines;
+    constexpr size_t kLinesPerPage = 4096 / kLine;
+    for (size_t i = 0; i < lines; ++i) {
+      words[i * (kLine / sizeof(uint64_t))] = rng() % lines;
+      words[i * (kLine / sizeof(uint64_t)) + 1] =
+          (i & ~(kLinesPerPage - 1)) + rng() % kLinesPerPage;
+    }
     std::vector<uint64_t> starts(kChains);
     for (uint64_t& s : starts) s = rng() % lines;
     const uint64_t huge = AnonHugeMib();
     for (uint64_t w : works) {
       for (uint64_t l : levels) {
-        const double c = CyclesPerChain(words, static_cast<int>(l), burst, w, starts);
+        const double c = CyclesPerChain(words, static_cast<int>(l), burst, w, same_page, starts);
         std::printf(
-            "mem_probe mib=%lu levels=%lu burst=%lu work=%lu cycles_per_chain=%.1f "
+            "mem_probe mib=%lu levels=%lu burst=%lu work=%lu same_page=%d cycles_per_chain=%.1f "
             "anon_huge_mib=%lu\n",
             static_cast<unsigned long>(mib), static_cast<unsigned long>(l),
-            static_cast<unsigned long>(burst), static_cast<unsigned long>(w), c,
+            static_cast<unsigned long>(burst), static_cast<unsigned long>(w), same_page ? 1 : 0, c,
             static_cast<unsigned long>(huge));
       }
     }
