@@ -155,8 +155,9 @@ absl::StatusOr<std::unique_ptr<ConnTable>> ConnTable::Create(const ConnTableOpti
   if (!nb.ok()) return nb.status();
   const uint32_t num_buckets = *nb;
   const size_t capacity = size_t{num_buckets} * kWays;
+  const size_t header_bytes = size_t{num_buckets} * sizeof(Bucket);
   const size_t bytes =
-      (size_t{num_buckets} * kGroupBytes + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
+      (header_bytes + capacity * sizeof(Entry) + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
 
   const long pages = sysconf(_SC_PHYS_PAGES);
   const long page_size = sysconf(_SC_PAGESIZE);
@@ -185,7 +186,8 @@ absl::StatusOr<std::unique_ptr<ConnTable>> ConnTable::Create(const ConnTableOpti
   t->map_bytes_ = bytes;
   t->hugetlb_ = hugetlb;
   // The mapping is zero-filled: every bucket starts empty, every seq even.
-  t->groups_ = static_cast<char*>(mem);
+  t->buckets_ = static_cast<Bucket*>(mem);
+  t->entries_ = reinterpret_cast<Entry*>(static_cast<char*>(mem) + header_bytes);
   t->bucket_mask_ = num_buckets - 1;
   t->capacity_ = static_cast<uint32_t>(capacity);
   t->SetTimeouts(options);
@@ -201,11 +203,11 @@ void ConnTable::SetTimeouts(const ConnTableOptions& options) {
 
 void ConnTable::ForEachLive(RemovedFn fn, void* ctx) const {
   for (uint32_t bucket = 0; bucket <= bucket_mask_; ++bucket) {
-    uint32_t live = BucketAt(bucket).valid;
+    uint32_t live = buckets_[bucket].valid;
     while (live != 0) {
       const uint32_t way = static_cast<uint32_t>(__builtin_ctz(live));
       live &= live - 1;
-      fn(ctx, UnpackValue(EntryOf(bucket, way).value));
+      fn(ctx, UnpackValue(entries_[bucket * kWays + way].value));
     }
   }
 }
@@ -214,11 +216,11 @@ void ConnTable::ForEachLive(RemovedFn fn, void* ctx) const {
 // whose clock read is older) counts as fresh rather than 49 days old.
 // Owner only: plain reads are fine, no other thread writes.
 int ConnTable::FindWay(uint32_t bucket, uint16_t sig, const uint64_t* kw) const {
-  const Bucket& b = BucketAt(bucket);
+  const Bucket& b = buckets_[bucket];
   uint32_t match = MatchWays(b, sig);
   while (match != 0) {
     const int way = __builtin_ctz(match);
-    const uint64_t* ek = EntryOf(bucket, way).key;
+    const uint64_t* ek = entries_[bucket * kWays + way].key;
     if (((ek[0] ^ kw[0]) | (ek[1] ^ kw[1]) | (ek[2] ^ kw[2]) | (ek[3] ^ kw[3]) | (ek[4] ^ kw[4])) ==
         0) {
       return way;
@@ -238,12 +240,12 @@ uint32_t ConnTable::LookupSlow(const FlowKey& k, uint64_t hash, uint32_t now_ms,
   uint32_t bucket = static_cast<uint32_t>(hash) & bucket_mask_;
   int way = FindWay(bucket, sig, kw);
   if (way < 0) {
-    if (BucketAt(bucket).overflow == 0) return kNoEntry;
+    if (buckets_[bucket].overflow == 0) return kNoEntry;
     bucket = Alternate(hash);
     way = FindWay(bucket, sig, kw);
     if (way < 0) return kNoEntry;
   }
-  Bucket& b = BucketAt(bucket);
+  Bucket& b = buckets_[bucket];
   const uint8_t cls = b.cls[way];
   if (Expired(b.stamp[way], cls, now_ms)) return kNoEntry;
   StoreRelaxed(b.stamp[way], now_ms);
@@ -254,12 +256,12 @@ uint32_t ConnTable::LookupSlow(const FlowKey& k, uint64_t hash, uint32_t now_ms,
     if (next != cls) StoreRelaxed(b.cls[way], next);
   }
   const uint32_t entry = bucket * kWays + static_cast<uint32_t>(way);
-  *out = UnpackValue(EntryAt(entry).value);
+  *out = UnpackValue(entries_[entry].value);
   return entry;
 }
 
 void ConnTable::Touch(uint32_t entry, uint32_t now_ms, uint8_t tcp_flags) {
-  Bucket& b = BucketAt(entry / kWays);
+  Bucket& b = buckets_[entry / kWays];
   const uint32_t way = entry % kWays;
   StoreRelaxed(b.stamp[way], now_ms);
   const uint8_t cls = b.cls[way];
@@ -274,8 +276,8 @@ void ConnTable::Touch(uint32_t entry, uint32_t now_ms, uint8_t tcp_flags) {
 // only, so the owner pays two plain stores per insert or update.
 void ConnTable::Write(uint32_t bucket, uint32_t way, const uint64_t* kw, uint64_t hash,
                       const ConnValue& v, ConnClass c, uint32_t now_ms) {
-  Entry& e = EntryOf(bucket, way);
-  Bucket& b = BucketAt(bucket);
+  Entry& e = entries_[bucket * kWays + way];
+  Bucket& b = buckets_[bucket];
   const uint32_t seq = e.seq;
   StoreRelaxed(e.seq, seq + 1);
   std::atomic_thread_fence(std::memory_order_release);
@@ -290,10 +292,11 @@ void ConnTable::Write(uint32_t bucket, uint32_t way, const uint64_t* kw, uint64_
 }
 
 void ConnTable::Free(uint32_t bucket, uint32_t way) {
-  Bucket& b = BucketAt(bucket);
+  Bucket& b = buckets_[bucket];
   const uint8_t bit = static_cast<uint8_t>(1u << way);
   if ((b.in_alt & bit) != 0) {
-    Bucket& primary = BucketAt(static_cast<uint32_t>(EntryOf(bucket, way).hash) & bucket_mask_);
+    Bucket& primary =
+        buckets_[static_cast<uint32_t>(entries_[bucket * kWays + way].hash) & bucket_mask_];
     StoreRelaxed(primary.overflow, primary.overflow - 1);
     StoreRelaxed(b.in_alt, static_cast<uint8_t>(b.in_alt & ~bit));
   }
@@ -314,23 +317,23 @@ uint32_t ConnTable::Insert(const FlowKey& k, uint64_t hash, const ConnValue& v, 
   // which keeps its primary/alternate bookkeeping, and never duplicate a key.
   uint32_t bucket = primary;
   int way = FindWay(primary, sig, kw);
-  if (way < 0 && BucketAt(primary).overflow != 0) {
+  if (way < 0 && buckets_[primary].overflow != 0) {
     bucket = alt;
     way = FindWay(alt, sig, kw);
   }
   if (way >= 0) {
     const uint32_t entry = bucket * kWays + static_cast<uint32_t>(way);
     *evicted = true;
-    *evicted_value = UnpackValue(EntryAt(entry).value);
-    if (Expired(BucketAt(bucket).stamp[way], BucketAt(bucket).cls[way], now_ms)) ++expirations_;
+    *evicted_value = UnpackValue(entries_[entry].value);
+    if (Expired(buckets_[bucket].stamp[way], buckets_[bucket].cls[way], now_ms)) ++expirations_;
     Write(bucket, static_cast<uint32_t>(way), kw, hash, v, c, now_ms);
     return entry;
   }
 
-  uint32_t free_ways = ~BucketAt(primary).valid & 0xffu;
+  uint32_t free_ways = ~buckets_[primary].valid & 0xffu;
   bucket = primary;
   if (free_ways == 0) {
-    free_ways = ~BucketAt(alt).valid & 0xffu;
+    free_ways = ~buckets_[alt].valid & 0xffu;
     bucket = alt;
   }
   if (free_ways == 0) {
@@ -342,7 +345,7 @@ uint32_t ConnTable::Insert(const FlowKey& k, uint64_t hash, const ConnValue& v, 
     uint64_t best_score = 0;
     way = -1;
     for (const uint32_t cand : {primary, alt}) {
-      const Bucket& b = BucketAt(cand);
+      const Bucket& b = buckets_[cand];
       for (uint32_t w = 0; w < kWays; ++w) {
         const int32_t age = static_cast<int32_t>(now_ms - b.stamp[w]);
         const uint64_t expired = age > static_cast<int32_t>(timeout_ms_[b.cls[w]]);
@@ -357,7 +360,7 @@ uint32_t ConnTable::Insert(const FlowKey& k, uint64_t hash, const ConnValue& v, 
       }
     }
     *evicted = true;
-    *evicted_value = UnpackValue(EntryOf(bucket, way).value);
+    *evicted_value = UnpackValue(entries_[bucket * kWays + way].value);
     if ((best_score >> 33) != 0) {
       ++expirations_;
     } else {
@@ -370,9 +373,9 @@ uint32_t ConnTable::Insert(const FlowKey& k, uint64_t hash, const ConnValue& v, 
   }
 
   if (bucket != primary) {
-    Bucket& p = BucketAt(primary);
+    Bucket& p = buckets_[primary];
     StoreRelaxed(p.overflow, p.overflow + 1);
-    Bucket& a = BucketAt(bucket);
+    Bucket& a = buckets_[bucket];
     StoreRelaxed(a.in_alt, static_cast<uint8_t>(a.in_alt | (1u << way)));
   }
   Write(bucket, static_cast<uint32_t>(way), kw, hash, v, c, now_ms);
@@ -381,7 +384,7 @@ uint32_t ConnTable::Insert(const FlowKey& k, uint64_t hash, const ConnValue& v, 
 }
 
 void ConnTable::Update(uint32_t entry, const ConnValue& v) {
-  Entry& e = EntryAt(entry);
+  Entry& e = entries_[entry];
   const uint32_t seq = e.seq;
   StoreRelaxed(e.seq, seq + 1);
   std::atomic_thread_fence(std::memory_order_release);
@@ -393,14 +396,14 @@ void ConnTable::Erase(uint32_t entry) {
   if (entry >= capacity_) return;
   const uint32_t bucket = entry / kWays;
   const uint32_t way = entry % kWays;
-  if ((BucketAt(bucket).valid & (1u << way)) == 0) return;
+  if ((buckets_[bucket].valid & (1u << way)) == 0) return;
   Free(bucket, way);
 }
 
-ConnValue ConnTable::ValueOf(uint32_t entry) const { return UnpackValue(EntryAt(entry).value); }
+ConnValue ConnTable::ValueOf(uint32_t entry) const { return UnpackValue(entries_[entry].value); }
 
 ConnClass ConnTable::ClassOf(uint32_t entry) const {
-  return static_cast<ConnClass>(BucketAt(entry / kWays).cls[entry % kWays]);
+  return static_cast<ConnClass>(buckets_[entry / kWays].cls[entry % kWays]);
 }
 
 size_t ConnTable::Sweep(uint32_t now_ms, uint32_t max_buckets, RemovedFn removed, void* ctx) {
@@ -410,13 +413,13 @@ size_t ConnTable::Sweep(uint32_t now_ms, uint32_t max_buckets, RemovedFn removed
   for (; budget > 0; --budget) {
     const uint32_t bucket = sweep_cursor_;
     sweep_cursor_ = (sweep_cursor_ + 1) & bucket_mask_;
-    const Bucket& b = BucketAt(bucket);
+    const Bucket& b = buckets_[bucket];
     uint32_t live = b.valid;
     while (live != 0) {
       const uint32_t way = static_cast<uint32_t>(__builtin_ctz(live));
       live &= live - 1;
       if (!Expired(b.stamp[way], b.cls[way], now_ms)) continue;
-      const ConnValue v = UnpackValue(EntryOf(bucket, way).value);
+      const ConnValue v = UnpackValue(entries_[bucket * kWays + way].value);
       Free(bucket, way);
       ++freed;
       if (removed != nullptr) removed(ctx, v);
@@ -431,14 +434,14 @@ absl::Status ConnTable::Validate() const {
   std::vector<uint32_t> overflow(num_buckets, 0);
   size_t live = 0;
   for (uint32_t bucket = 0; bucket < num_buckets; ++bucket) {
-    const Bucket& b = BucketAt(bucket);
+    const Bucket& b = buckets_[bucket];
     if ((b.in_alt & ~b.valid) != 0) {
       return absl::InternalError(absl::StrFormat("bucket %u: in_alt bit on a free way", bucket));
     }
     for (uint32_t way = 0; way < kWays; ++way) {
       if ((b.valid & (1u << way)) == 0) continue;
       ++live;
-      const Entry& e = EntryOf(bucket, way);
+      const Entry& e = entries_[bucket * kWays + way];
       const uint32_t primary = static_cast<uint32_t>(e.hash) & bucket_mask_;
       const bool in_alt = (b.in_alt & (1u << way)) != 0;
       if (b.sig[way] != Signature(e.hash) || (e.seq & 1) != 0 || b.cls[way] > kMaxClass) {
@@ -456,9 +459,9 @@ absl::Status ConnTable::Validate() const {
     return absl::InternalError(absl::StrFormat("size %u but %u live entries", size_, live));
   }
   for (uint32_t bucket = 0; bucket < num_buckets; ++bucket) {
-    if (overflow[bucket] != BucketAt(bucket).overflow) {
+    if (overflow[bucket] != buckets_[bucket].overflow) {
       return absl::InternalError(absl::StrFormat("bucket %u: overflow count %u, actual %u", bucket,
-                                                 BucketAt(bucket).overflow, overflow[bucket]));
+                                                 buckets_[bucket].overflow, overflow[bucket]));
     }
   }
   return absl::OkStatus();
@@ -476,14 +479,14 @@ bool ConnTable::Peek(const FlowKey& k, uint64_t hash, uint32_t now_ms, ConnValue
   const uint16_t sig = Signature(hash);
   const uint32_t primary = static_cast<uint32_t>(hash) & bucket_mask_;
   const uint32_t candidates[2] = {primary, Alternate(hash)};
-  const int probes = LoadRelaxed(BucketAt(primary).overflow) != 0 ? 2 : 1;
+  const int probes = LoadRelaxed(buckets_[primary].overflow) != 0 ? 2 : 1;
   for (int p = 0; p < probes; ++p) {
     const uint32_t bucket = candidates[p];
-    const Bucket& b = BucketAt(bucket);
+    const Bucket& b = buckets_[bucket];
     const uint32_t valid = LoadRelaxed(b.valid);
     for (uint32_t way = 0; way < kWays; ++way) {
       if ((valid & (1u << way)) == 0 || LoadRelaxed(b.sig[way]) != sig) continue;
-      const Entry& e = EntryOf(bucket, way);
+      const Entry& e = entries_[bucket * kWays + way];
       const uint32_t seq0 = __atomic_load_n(&e.seq, __ATOMIC_ACQUIRE);
       if ((seq0 & 1) != 0) continue;
       uint64_t diff = 0;

@@ -2,15 +2,9 @@
 // backend that served its first packet, so that a Maglev table change or a
 // backend going down (see Update) does not move established connections.
 //
-// Shape: buckets of 8 ways, each one group of nine 64-byte lines: the bucket
-// header (8 x 16-bit signature, 8 x 32-bit last-seen stamp, 8 x class,
-// occupancy bits), then its 8 entries (key, value, seqlock). A hit reads the
-// header and one entry line of the same group, so both lines nearly always
-// share a 4 KiB page: one TLB miss and one page walk per lookup, not two
-// (headers and entries were two arrays until 2026-12-07; on this
-// Firecracker guest, whose memory the host maps with 4 KiB pages, a second
-// dependent line in another page cost 105-128 TSC ticks per lookup against
-// 80-92 in the same page: perf/RESULTS.md). All memory is mapped once by
+// Shape: a fixed array of 64-byte entries (key, value, seqlock) and, per group
+// of 8 entries, a 64-byte bucket header (8 x 16-bit signature, 8 x 32-bit
+// last-seen stamp, 8 x class, occupancy bits). All memory is mapped once by
 // Create() (2 MiB aligned, transparent hugepages requested, pre-faulted) and
 // never grows: insert into a full bucket evicts.
 //
@@ -275,20 +269,6 @@ class ConnTable {
     uint32_t reserved;
   };
   static_assert(sizeof(Bucket) == 64 && sizeof(Entry) == 64, "one cache line each");
-  static constexpr size_t kGroupBytes = sizeof(Bucket) + kWays * sizeof(Entry);
-  Bucket& BucketAt(uint32_t bucket) const {
-    return *reinterpret_cast<Bucket*>(groups_ + size_t{bucket} * kGroupBytes);
-  }
-  // Way `way` of bucket `bucket`: the line after the header, in the same
-  // group (the hot paths compute the group's address once for both).
-  Entry& EntryOf(uint32_t bucket, uint32_t way) const {
-    return *reinterpret_cast<Entry*>(groups_ + size_t{bucket} * kGroupBytes +
-                                     (size_t{way} + 1) * sizeof(Entry));
-  }
-  // The same by handle: line e + e / 8 + 1 of the groups.
-  Entry& EntryAt(uint32_t entry) const {
-    return *reinterpret_cast<Entry*>(groups_ + (size_t{entry} + entry / kWays + 1) * sizeof(Entry));
-  }
 
   ConnTable() = default;
   uint32_t LookupSlow(const FlowKey& k, uint64_t hash, uint32_t now_ms, uint8_t tcp_flags,
@@ -314,10 +294,9 @@ class ConnTable {
   // conn_table_shm.cc: points the arrays into a mapped file and recounts size_.
   void AdoptFile(void* base, size_t bytes, uint32_t capacity);
 
-  // Groups: bucket b's header, then its 8 entries (kGroupBytes each, see
-  // "Shape"). Entry i is way i % 8 of bucket i / 8.
-  char* groups_ = nullptr;
-  uint32_t bucket_mask_ = 0;  // number of buckets - 1 (a power of two, >= 2)
+  Bucket* buckets_ = nullptr;  // num_buckets_ headers
+  Entry* entries_ = nullptr;   // capacity_ entries; entry i is way i % 8 of bucket i / 8
+  uint32_t bucket_mask_ = 0;   // num_buckets_ - 1 (a power of two, >= 2)
   uint32_t capacity_ = 0;
   uint32_t size_ = 0;
   uint32_t sweep_cursor_ = 0;
@@ -363,18 +342,18 @@ __attribute__((always_inline)) inline uint32_t ConnTable::MatchWays(const Bucket
 }
 
 inline void ConnTable::Prefetch(uint64_t hash) const {
-  PrefetchLine(&BucketAt(hash & bucket_mask_));
+  PrefetchLine(&buckets_[hash & bucket_mask_]);
 }
 
 inline void ConnTable::PrefetchEntry(uint64_t hash) const {
   const uint32_t bucket = static_cast<uint32_t>(hash) & bucket_mask_;
-  const Bucket& b = BucketAt(bucket);
+  const Bucket& b = buckets_[bucket];
   // The same SSE2 compare as the lookups (a scalar loop cost ~50 more
   // instructions per packet, callgrind on perf/l4_bench).
   uint32_t match = MatchWays(b, Signature(hash));
   if (match != 0) {
     do {
-      PrefetchLine(&EntryOf(bucket, __builtin_ctz(match)));
+      PrefetchLine(&entries_[bucket * kWays + __builtin_ctz(match)]);
       match &= match - 1;
     } while (match != 0);
   } else {
@@ -383,9 +362,9 @@ inline void ConnTable::PrefetchEntry(uint64_t hash) const {
     // new flow pays a serialized DRAM access in Write.
     const uint32_t free_ways = ~static_cast<uint32_t>(b.valid) & ((1u << kWays) - 1);
     if (free_ways != 0) {
-      PrefetchLine(&EntryOf(bucket, __builtin_ctz(free_ways)));
+      PrefetchLine(&entries_[bucket * kWays + __builtin_ctz(free_ways)]);
     }
-    if (b.overflow != 0) PrefetchLine(&BucketAt(Alternate(hash)));
+    if (b.overflow != 0) PrefetchLine(&buckets_[Alternate(hash)]);
   }
 }
 
@@ -395,13 +374,13 @@ inline void ConnTable::PrefetchEntry(uint64_t hash) const {
 inline uint32_t ConnTable::Lookup(const FlowKey& k, uint64_t hash, uint32_t now_ms,
                                   uint8_t tcp_flags, ConnValue* out) {
   const uint32_t bucket = static_cast<uint32_t>(hash) & bucket_mask_;
-  Bucket& b = BucketAt(bucket);
+  Bucket& b = buckets_[bucket];
   uint32_t match = MatchWays(b, Signature(hash));
   uint64_t kw[5];
   std::memcpy(kw, &k, sizeof(kw));
   while (match != 0) {
     const uint32_t way = static_cast<uint32_t>(__builtin_ctz(match));
-    const Entry& e = EntryOf(bucket, way);
+    const Entry& e = entries_[bucket * kWays + way];
     if (((e.key[0] ^ kw[0]) | (e.key[1] ^ kw[1]) | (e.key[2] ^ kw[2]) | (e.key[3] ^ kw[3]) |
          (e.key[4] ^ kw[4])) == 0) {
       const uint8_t cls = b.cls[way];

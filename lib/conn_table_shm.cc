@@ -58,12 +58,10 @@ std::string Incompatibility(const ConnTableFileHeader& h, size_t file_size, cons
                            h.bucket_size, h.entry_size, h.key_size, h.value_size);
   }
   if (h.flow_hash_seed != kFlowHashSeed) return "flow hash seed differs (entries placed by hash)";
-  // Groups of a header and its kWays entries (lib/conn_table.h "Shape"):
-  // the first entry follows the first header.
-  const uint64_t groups_end =
-      h.buckets_offset + uint64_t{h.num_buckets} * (1 + ConnTable::kWays) * 64;
-  if (h.buckets_offset != kConnTableHeaderBytes || h.entries_offset != h.buckets_offset + 64 ||
-      groups_end > h.file_size || h.file_size != file_size) {
+  const uint64_t entries_end = h.entries_offset + uint64_t{h.capacity} * 64;
+  if (h.buckets_offset != kConnTableHeaderBytes ||
+      h.entries_offset != h.buckets_offset + uint64_t{h.num_buckets} * 64 ||
+      entries_end > h.file_size || h.file_size != file_size) {
     return absl::StrFormat("offsets or file_size %u (file is %u bytes) inconsistent", h.file_size,
                            file_size);
   }
@@ -85,11 +83,13 @@ std::string ConnTableFileName(const std::string& prefix, uint32_t lcore) {
 void ConnTable::AdoptFile(void* base, size_t bytes, uint32_t capacity) {
   map_base_ = base;
   map_bytes_ = bytes;
-  groups_ = static_cast<char*>(base) + kConnTableHeaderBytes;
+  buckets_ = reinterpret_cast<Bucket*>(static_cast<char*>(base) + kConnTableHeaderBytes);
+  entries_ = reinterpret_cast<Entry*>(reinterpret_cast<char*>(buckets_) +
+                                      size_t{capacity / kWays} * sizeof(Bucket));
   capacity_ = capacity;
   bucket_mask_ = capacity / kWays - 1;
   size_ = 0;
-  for (uint32_t b = 0; b <= bucket_mask_; ++b) size_ += __builtin_popcount(BucketAt(b).valid);
+  for (uint32_t b = 0; b <= bucket_mask_; ++b) size_ += __builtin_popcount(buckets_[b].valid);
 }
 
 absl::StatusOr<std::unique_ptr<ConnTable>> ConnTable::CreateShared(const ConnTableOptions& options,
@@ -103,9 +103,8 @@ absl::StatusOr<std::unique_ptr<ConnTable>> ConnTable::CreateShared(const ConnTab
   want.num_buckets = *nb;
   want.capacity = *nb * kWays;
   want.buckets_offset = kConnTableHeaderBytes;
-  want.entries_offset = want.buckets_offset + sizeof(Bucket);
-  want.file_size =
-      RoundUpToHugePage(want.buckets_offset + uint64_t{want.num_buckets} * kGroupBytes);
+  want.entries_offset = want.buckets_offset + uint64_t{want.num_buckets} * sizeof(Bucket);
+  want.file_size = RoundUpToHugePage(want.entries_offset + uint64_t{want.capacity} * sizeof(Entry));
 
   std::unique_ptr<ConnTable> t(new ConnTable());
   t->SetTimeouts(options);

@@ -3,9 +3,8 @@
 // conn_table_shm.cc).
 //
 // A file <prefix>.conn.<lcore> holds one lcore's table: this header in the
-// first 4 KiB, then the buckets, each its header line followed by its 8
-// entry lines, exactly as ConnTable lays them out in private memory (ABI 2;
-// ABI 1 had all headers, then all entries, and is re-created empty). The immutable part (magic
+// first 4 KiB, then the bucket headers, then the entries, exactly as
+// ConnTable lays them out in private memory. The immutable part (magic
 // through timeouts) is written when the file is created; a process attaches
 // only when every geometry field equals what it would create, the flow hash
 // seed is the same (entries are placed by hash) and the boot id is this
@@ -35,7 +34,7 @@
 namespace lb {
 
 inline constexpr uint64_t kConnTableMagic = 0x31304e4e4f43424cull;  // "LBCONN01" little-endian
-inline constexpr uint32_t kConnTableAbiVersion = 2;
+inline constexpr uint32_t kConnTableAbiVersion = 1;
 inline constexpr size_t kConnTableHeaderBytes = 4096;  // buckets start here
 
 // The lifecycle states (shared_file.h), by their connection-table names.
@@ -55,8 +54,8 @@ struct ConnTableFileHeader {
   uint32_t key_size;     // sizeof(FlowKey)
   uint32_t value_size;   // sizeof(ConnValue)
   uint64_t flow_hash_seed;
-  uint64_t buckets_offset;  // the first bucket header (kConnTableHeaderBytes)
-  uint64_t entries_offset;  // the first entry: buckets_offset + 64
+  uint64_t buckets_offset;
+  uint64_t entries_offset;
   uint64_t file_size;
   char boot_id[40];  // /proc/sys/kernel/random/boot_id, NUL padded
   uint32_t owner_lcore;
