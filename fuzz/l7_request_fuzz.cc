@@ -78,6 +78,7 @@ std::string Run(const std::string& in, size_t first, size_t step, Record* last) 
       *last = r;
       r = Record();
       p.Reset();
+      p.ReleaseIdleMemory();  // as lb-l7 between requests (its views must be dead)
       stalls = 0;
       continue;
     }

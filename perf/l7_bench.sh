@@ -17,7 +17,7 @@
 # their min and max; each proxy's line gives its medians over the rounds
 # (user_share: the proxy's user time over its user+system time). nginx runs
 # once after the rounds. L7_ONLY=h1_small runs that case alone, L7_ONLY=latency
-# the added-latency case alone. The h2c case (HTTP/2 by prior knowledge to
+# the added-latency case alone, L7_ONLY=idle the idle-connection memory alone. The h2c case (HTTP/2 by prior knowledge to
 # the proxy, HTTP/1.1 keep-alive to the backend) uses h2load (-t1 -c20
 # -m10: 200 concurrent streams) against lb-l7 and HAProxy (bind ... proto
 # h2); nginx 1.22 has no h2c with prior knowledge beside HTTP/1 on a port. For every case the three proxies run one
@@ -284,26 +284,9 @@ print('l7_added_latency proxy=%s rate=%s p50_ms=%s p99_ms=%.3f added_p99_ms=%.3f
       "$name" "$(med ${RATES[$name]})" "${P99[$name]}" "${P99[none]}" "$(med ${P50[$name]})"
   done
 }
-# L7_ONLY=latency: the added-latency case alone, at half of one 2-second
-# saturating wrk run through lb-l7.
-if [[ ${L7_ONLY:-} == latency ]]; then
-  taskset -c 1 wrk -t1 -c50 -d1s "http://127.0.0.1:$LBP/small" > /dev/null  # warm
-  measure lb-l7 h1_small /small 2
-  echo "l7 case=h1_small proxy=lb-l7 rps=$M_RPS (saturating, for the rate below)"
-  run_added_latency $((M_RPS / 2))
-  exit 0
-fi
-run_small_rounds
-# L7_ONLY=h1_small: stop here (quick checks of the headline case).
-[[ ${L7_ONLY:-} == h1_small ]] && exit 0
-run_case h1_16k /16k
-run_case h1_1m /1m
-run_h2_case h2c /small
-
-run_added_latency $((RPS[h1_small,lb-l7] / 2))
-
 # Memory per idle keep-alive connection at 10,000 connections.
-python3 - "$LBPID" "$LBP" <<'EOF'
+run_idle_conn() {
+  python3 - "$LBPID" "$LBP" <<'EOF'
 import socket, sys, time
 pid, port = sys.argv[1], int(sys.argv[2])
 def rss():
@@ -322,3 +305,27 @@ for _ in range(10000):
 time.sleep(0.3)
 print("l7_idle_conn_bytes=%d" % ((rss() - before) // len(conns)))
 EOF
+}
+# L7_ONLY=idle: the idle-connection memory case alone.
+if [[ ${L7_ONLY:-} == idle ]]; then
+  run_idle_conn
+  exit 0
+fi
+# L7_ONLY=latency: the added-latency case alone, at half of one 2-second
+# saturating wrk run through lb-l7.
+if [[ ${L7_ONLY:-} == latency ]]; then
+  taskset -c 1 wrk -t1 -c50 -d1s "http://127.0.0.1:$LBP/small" > /dev/null  # warm
+  measure lb-l7 h1_small /small 2
+  echo "l7 case=h1_small proxy=lb-l7 rps=$M_RPS (saturating, for the rate below)"
+  run_added_latency $((M_RPS / 2))
+  exit 0
+fi
+run_small_rounds
+# L7_ONLY=h1_small: stop here (quick checks of the headline case).
+[[ ${L7_ONLY:-} == h1_small ]] && exit 0
+run_case h1_16k /16k
+run_case h1_1m /1m
+run_h2_case h2c /small
+
+run_added_latency $((RPS[h1_small,lb-l7] / 2))
+run_idle_conn

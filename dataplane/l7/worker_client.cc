@@ -419,7 +419,11 @@ void Worker::FinishStream(ClientConn* c) {
   c->parser.Reset();
   c->head_timer = false;
   c->deadline = Now() + config_->timeouts.idle_ns;
-  if (c->in.empty()) c->in.Shrink();
+  if (c->in.empty()) {
+    // Idle until the client sends again: keep no buffer or head memory.
+    c->in.Shrink();
+    c->parser.ReleaseIdleMemory();
+  }
   if (!c->in_pump) ClientPump(c);  // a pipelined request may be waiting
   if (c->dead) return;
   ClientFlush(c);

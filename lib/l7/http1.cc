@@ -134,6 +134,14 @@ void AsciiLower(std::string* s) {
   for (char& c : *s) c = absl::ascii_tolower(static_cast<unsigned char>(c));
 }
 
+// Blocks of HeaderList::kBlockBytes given back by this thread's lists
+// (Release), for its next head. An lb-l7 worker is one thread, so this is
+// a per-worker pool without a lock.
+std::vector<std::unique_ptr<char[]>>& HeaderBlockPool() {
+  static thread_local std::vector<std::unique_ptr<char[]>> pool;
+  return pool;
+}
+
 absl::string_view HeaderList::Store(absl::string_view s) {
   if (s.empty()) return absl::string_view();
   while (block_ < blocks_.size() && used_ + s.size() > blocks_[block_].size) {
@@ -141,14 +149,29 @@ absl::string_view HeaderList::Store(absl::string_view s) {
     used_ = 0;
   }
   if (block_ == blocks_.size()) {
-    const size_t n = std::max(s.size(), kBlockBytes);
-    blocks_.push_back(Block{std::unique_ptr<char[]>(new char[n]), n});
+    std::vector<std::unique_ptr<char[]>>& pool = HeaderBlockPool();
+    if (s.size() <= kBlockBytes && !pool.empty()) {
+      blocks_.push_back(Block{std::move(pool.back()), kBlockBytes});
+      pool.pop_back();
+    } else {
+      const size_t n = std::max(s.size(), kBlockBytes);
+      blocks_.push_back(Block{std::unique_ptr<char[]>(new char[n]), n});
+    }
     used_ = 0;
   }
   char* const d = blocks_[block_].bytes.get() + used_;
   std::memcpy(d, s.data(), s.size());
   used_ += s.size();
   return absl::string_view(d, s.size());
+}
+
+void HeaderList::Release() {
+  clear();
+  std::vector<std::unique_ptr<char[]>>& pool = HeaderBlockPool();
+  for (Block& b : blocks_) {
+    if (b.size == kBlockBytes && pool.size() < kPoolBlocks) pool.push_back(std::move(b.bytes));
+  }
+  blocks_.clear();
 }
 
 const absl::string_view* MessageHead::Find(absl::string_view name) const {
@@ -224,6 +247,11 @@ void Http1Parser::Reset() {
   request_was_head_ = false;
   body_bytes_ = 0;
   sink_ = nullptr;
+}
+
+void Http1Parser::ReleaseIdleMemory() {
+  head_.headers.Release();
+  if (head_buf_.capacity() > std::string().capacity()) std::string().swap(head_buf_);
 }
 
 int Http1Parser::status() const {

@@ -67,10 +67,11 @@ struct HeaderField {
 // fields point into that copy (a std::string per name and value cost two
 // appends a field, ~1k instructions a request on h1_small); Add() copies a
 // field in. The bytes sit in blocks that never move (a swap or a move keeps
-// every view valid) and that clear() keeps for the next head: no allocation
-// per field in the steady state (nginx keeps its buffers per worker for the
-// same reason). Iterates, indexes and grows like a vector; a copy copies the
-// bytes.
+// every view valid) and that clear() keeps for the next head, or Release()
+// hands to a per-thread pool (HAProxy's buffer pools, for the same reason:
+// memory follows the requests in flight, not the connections open): no
+// allocation per field, and none per request in the steady state. Iterates, indexes and grows like
+// a vector; a copy copies the bytes.
 class HeaderList {
  public:
   HeaderList() = default;
@@ -140,6 +141,11 @@ class HeaderList {
   // A copy of `s` in the list's bytes, valid until clear() (or the list's
   // end), wherever the list is moved or swapped to.
   absl::string_view Store(absl::string_view s);
+  // clear(), and the blocks go back to this thread's pool (at most
+  // kPoolBlocks are kept there) for the next list on the thread that
+  // needs one: an idle keep-alive connection then holds no head bytes, and
+  // a busy one takes a pooled block instead of allocating.
+  void Release();
 
  private:
   struct Block {
@@ -147,7 +153,8 @@ class HeaderList {
     size_t size = 0;
   };
   static constexpr size_t kBlockBytes = 1024;
-  std::vector<HeaderField> fields_;  // [size_, end) are spare slots
+  static constexpr size_t kPoolBlocks = 256;  // 256 KiB per thread at most
+  std::vector<HeaderField> fields_;           // [size_, end) are spare slots
   size_t size_ = 0;
   std::vector<Block> blocks_;  // [block_] is being filled, up to used_
   size_t block_ = 0;
@@ -211,6 +218,10 @@ class Http1Parser {
 
   // Ready for the next message (keeps buffer capacity).
   void Reset();
+  // After Reset(), while no next message has begun: gives back the memory
+  // the last head used (HeaderList::Release, the split-head buffer), so an
+  // idle connection does not keep it.
+  void ReleaseIdleMemory();
   // Response parsing only: the request was HEAD (no body follows the head).
   void SetRequestWasHead(bool v) { request_was_head_ = v; }
 

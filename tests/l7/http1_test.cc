@@ -484,5 +484,46 @@ TEST(Http1Views, AddedFieldsStayValidAcrossBlocks) {
   EXPECT_EQ(l[0].name, "x-field-0");
 }
 
+// Release() hands the list's block to this thread's pool: the next list
+// that needs a block takes that one (no allocation), and the released list
+// works as a new one.
+TEST(Http1Views, ReleasedBlocksAreReusedByTheNextHead) {
+  HeaderList a;
+  a.Add("host", "example.com");
+  const char* block = a[0].name.data();
+  a.Release();
+  EXPECT_TRUE(a.empty());
+  HeaderList b;
+  b.Add("x", "y");
+  EXPECT_EQ(b[0].name.data(), block) << "the pooled block was not reused";
+  EXPECT_EQ(b[0].name, "x");
+  a.Add("host", "again");
+  EXPECT_EQ(a[0].value, "again");
+  EXPECT_NE(a[0].name.data(), block) << "two lists share a block";
+  EXPECT_EQ(b[0].value, "y");
+}
+
+// A keep-alive parser gives its head memory back between requests (the
+// first head arrives in pieces, so the split-head buffer is used too) and
+// parses the next request as before.
+TEST(Http1Views, ParserReleasesIdleMemoryAndParsesTheNextHead) {
+  Http1Parser p(Http1Parser::Kind::kRequest, Http1Limits());
+  Collect sink;
+  const std::string r1 =
+      "GET /a HTTP/1.1\r\nHost: one\r\nX-Long: " + std::string(300, 'v') + "\r\n\r\n";
+  ASSERT_EQ(FeedAll(p, r1, &sink, 7), r1.size());
+  ASSERT_TRUE(p.complete());
+  EXPECT_EQ(p.head().Find("x-long")->size(), 300u);
+  p.Reset();
+  p.ReleaseIdleMemory();
+  const std::string r2 = "GET /b HTTP/1.1\r\nHost: two\r\n\r\n";
+  ASSERT_EQ(FeedAll(p, r2, &sink), r2.size());
+  ASSERT_TRUE(p.complete());
+  EXPECT_EQ(p.head().target, "/b");
+  EXPECT_EQ(*p.head().Find("host"), "two");
+  EXPECT_EQ(p.head().Find("x-long"), nullptr);
+  EXPECT_EQ(sink.heads, 2);
+}
+
 }  // namespace
 }  // namespace lb::l7
