@@ -1,16 +1,22 @@
 // Control-plane latency: API call accepted -> every live lcore of a real
 // lb-dataplane forwards with the new table generation.
 //
-//   control_bench <path to lb-dataplane> [--ops=N] [--backends=N]
+//   control_bench <path to lb-dataplane> [--ops=N] [--backends=N] [--warmup=N]
 //
 // Starts lb-dataplane on a net_null port (one lcore, --no-huge), runs the real
 // ControlPlane in this process over regions and a store in a /dev/shm temp
 // dir, and for 10 and 1,000 backends (or only --backends) times N UpdateBackend calls (a weight
-// flip: a new Maglev ring every time). Prints one line per size:
+// flip: a new Maglev ring every time), after --warmup calls (default 5) that
+// are not in the figures: the first call after start takes 13-15 ms (cold
+// code and first-touch allocations; the second 2.5-3.9 ms), and with 200
+// calls the p99 is the third slowest, so two cold calls would set it. The
+// first call's latency is printed on its own. Prints one line per size:
 //
 //   control backends=<n> api_to_lcores_ms_p50=<x> api_to_lcores_ms_p99=<y>
 //
-// followed by "#" lines with the publish and build times (build = BuildTables
+// then "# ... first_call_ms=<x> warmup=<n> slowest=<i:ms ...>" (the six
+// slowest measured calls by index, to see whether the tail is spread or
+// bunched), followed by "#" lines with the publish and build times (build = BuildTables
 // with the Maglev rings + the slot check), so the "beyond the Maglev build"
 // target can be read off, and one "# ... phases_ms_p50/p99" line with the
 // wall-clock phases of each call (lb::PublishReport): before_validate (the
@@ -67,7 +73,7 @@ lb::v1::Config MakeConfig(int backends) {
   return c;
 }
 
-int Run(const std::string& dataplane, int backends, int ops) {
+int Run(const std::string& dataplane, int backends, int ops, int warmup) {
   char tmpl[] = "/dev/shm/lb-control-bench-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) {
     std::perror("mkdtemp");
@@ -123,9 +129,14 @@ int Run(const std::string& dataplane, int backends, int ops) {
     std::fprintf(stderr, "lb-dataplane did not come up\n");
     rc = 1;
   } else {
-    const size_t before = (*cp)->ApiToLcoresLatenciesMs().size();
-    const size_t builds_before = build_ms->size();
-    for (int i = 0; i < ops && rc == 0; ++i) {
+    const size_t cold = (*cp)->ApiToLcoresLatenciesMs().size();
+    size_t before = cold;
+    size_t builds_before = build_ms->size();
+    for (int i = 0; i < warmup + ops && rc == 0; ++i) {
+      if (i == warmup) {
+        before = (*cp)->ApiToLcoresLatenciesMs().size();
+        builds_before = build_ms->size();
+      }
       lb::v1::UpdateBackendRequest req;
       req.set_id(static_cast<uint32_t>(1 + i % backends));
       req.set_weight(static_cast<uint32_t>(1 + (i / backends) % 2 + 1));
@@ -136,11 +147,21 @@ int Run(const std::string& dataplane, int backends, int ops) {
       }
     }
     std::vector<double> lat = (*cp)->ApiToLcoresLatenciesMs();
+    const double first_call = lat.size() > cold ? lat[cold] : 0;
     std::vector<double> pub = (*cp)->PublishLatenciesMs();
     lat.erase(lat.begin(), lat.begin() + static_cast<long>(std::min(before, lat.size())));
     pub.erase(pub.begin(), pub.begin() + static_cast<long>(std::min(before, pub.size())));
     std::printf("control backends=%d api_to_lcores_ms_p50=%.3f api_to_lcores_ms_p99=%.3f\n",
                 backends, Percentile(lat, 0.5), Percentile(lat, 0.99));
+    std::vector<size_t> slow(lat.size());
+    for (size_t i = 0; i < slow.size(); ++i) slow[i] = i;
+    std::sort(slow.begin(), slow.end(), [&lat](size_t a, size_t b) { return lat[a] > lat[b]; });
+    std::string slowest;
+    for (size_t i = 0; i < slow.size() && i < 6; ++i) {
+      absl::StrAppend(&slowest, i == 0 ? "" : ",", slow[i], ":", absl::SixDigits(lat[slow[i]]));
+    }
+    std::printf("# backends=%d first_call_ms=%.3f warmup=%d slowest=%s\n", backends, first_call,
+                warmup, slowest.c_str());
     std::vector<double> build(build_ms->begin() + static_cast<long>(builds_before),
                               build_ms->end());
     std::printf(
@@ -184,7 +205,8 @@ int Run(const std::string& dataplane, int backends, int ops) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: control_bench <lb-dataplane> [--ops=N] [--backends=N]\n");
+    std::fprintf(stderr,
+                 "usage: control_bench <lb-dataplane> [--ops=N] [--backends=N] [--warmup=N]\n");
     return 2;
   }
   // The dataplane's lcore busy-polls CPU 0 (-l 0); keep the control plane
@@ -196,18 +218,21 @@ int main(int argc, char** argv) {
     sched_setaffinity(0, sizeof(set), &set);
   }
   int ops = 200;
+  int warmup = 5;
   std::vector<int> sizes = {10, 1000};
   for (int i = 2; i < argc; ++i) {
     int n = 0;
     if (std::sscanf(argv[i], "--backends=%d", &n) == 1 && n > 0) {
       sizes = {n};
+    } else if (std::sscanf(argv[i], "--warmup=%d", &n) == 1 && n >= 0) {
+      warmup = n;
     } else if (std::sscanf(argv[i], "--ops=%d", &ops) != 1 || ops <= 0) {
       std::fprintf(stderr, "control_bench: bad argument %s\n", argv[i]);
       return 2;
     }
   }
   for (int n : sizes) {
-    if (Run(argv[1], n, ops) != 0) return 1;
+    if (Run(argv[1], n, ops, warmup) != 0) return 1;
   }
   return 0;
 }
