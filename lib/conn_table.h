@@ -316,7 +316,7 @@ class ConnTable {
 // side effects: moved into a function of its own (a loop of PrefetchEntry
 // over a burst, tried on 2026-12-07, perf/RESULTS.md), every prefetch of the
 // loop was deleted and the function compiled to a bare `ret`; 1M-flow
-// lookups then cost 2-4x. An asm volatile statement is never removed.
+// lookups then cost 2-5x. An asm volatile statement is never removed.
 __attribute__((always_inline)) inline void PrefetchLine(const void* p) {
 #if defined(__x86_64__) || defined(__i386__)
   asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));

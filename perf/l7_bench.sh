@@ -17,12 +17,14 @@
 # their min and max; each proxy's line gives its medians over the rounds
 # (user_share: the proxy's user time over its user+system time). nginx runs
 # once after the rounds. L7_ONLY=h1_small runs that case alone, L7_ONLY=latency
-# the added-latency case alone, L7_ONLY=idle the idle-connection memory alone. The h2c case (HTTP/2 by prior knowledge to
-# the proxy, HTTP/1.1 keep-alive to the backend) uses h2load (-t1 -c20
-# -m10: 200 concurrent streams) against lb-l7 and HAProxy (bind ... proto
-# h2); nginx 1.22 has no h2c with prior knowledge beside HTTP/1 on a port. For every case the three proxies run one
-# after another (interleaved, same client, same backend); the proxy's
-# utime+stime from /proc before and after gives requests per proxy CPU-second.
+# the added-latency case alone, L7_ONLY=idle the idle-connection memory
+# alone. The h2c case (HTTP/2 by prior knowledge to the proxy, HTTP/1.1
+# keep-alive to the backend) uses h2load (-t1 -c20 -m10: 200 concurrent
+# streams) against lb-l7 and HAProxy (bind ... proto h2); nginx 1.22 has no
+# h2c with prior knowledge beside HTTP/1 on a port. For every case the
+# three proxies run one after another (interleaved, same client, same
+# backend); the proxy's utime+stime from /proc before and after gives
+# requests per proxy CPU-second.
 # Output, one line per case and proxy, then a ratio line per case:
 #   l7_round case=h1_small round=N lb-l7=N haproxy=N ratio=N   (h1_small only)
 #   l7 case=h1_small proxy=lb-l7 req_per_cpu_s=N rps=N p50_ms=N p99_ms=N [user_share=N]

@@ -20,9 +20,10 @@
 // 1 MiB buffer, where the chain's own cost is all there is.
 //
 // --same_page makes the second step of every chain a random line of the
-// same 4 KiB page as the first (a bucket header and one of its entries in
-// the connection table's layout since 2026-12-07), instead of any line: it
-// shows what a second dependent line costs without a second TLB miss.
+// same 4 KiB page as the first (where a layout grouping a bucket header with
+// its entries would put the entry; perf/RESULTS.md, 2026-12-07), instead of
+// any line: it shows what a second dependent line costs without a second
+// TLB miss.
 //
 //   mem_probe [--mib=N[,N...]] [--levels=N[,N...]] [--burst=N] [--work=N[,N...]]
 //             [--same_page]
@@ -87,10 +88,11 @@ uint64_t AnonHugeMib() {
 }
 
 // One (size, levels) measurement over a buffer whose every line holds, in
-// its first word, the index of a random line: the chain's next step.
+// its first word, the index of a random line: the chain's next step (with
+// same_page, the first step takes the second word instead: a line of the
+// same 4 KiB page).
 double CyclesPerChain(const uint64_t* words, int levels, size_t burst, uint64_t work,
                       bool same_page, const std::vector<uint64_t>& starts) {
-  // Word 0 of a line: a random line anywhere; word 1: one in the same 4 KiB page.
   const size_t hop = same_page ? 1 : 0;
   auto line = [words](uint64_t i) { return words + i * (kLine / sizeof(uint64_t)); };
   std::vector<uint64_t> next(burst);
@@ -148,10 +150,12 @@ int main(int argc, char** argv) {
     madvise(p, bytes, MADV_HUGEPAGE);  // best effort, as lib/conn_table.cc
     auto* words = static_cast<uint64_t*>(p);
     constexpr size_t kLinesPerPage = 4096 / kLine;
-    for (size_t i = 0; i < lines; ++i) {
-      words[i * (kLine / sizeof(uint64_t))] = rng() % lines;
-      words[i * (kLine / sizeof(uint64_t)) + 1] =
-          (i & ~(kLinesPerPage - 1)) + rng() % kLinesPerPage;
+    for (size_t i = 0; i < lines; ++i) words[i * (kLine / sizeof(uint64_t))] = rng() % lines;
+    if (same_page) {  // after word 0, so the default chains are as they always were
+      for (size_t i = 0; i < lines; ++i) {
+        words[i * (kLine / sizeof(uint64_t)) + 1] =
+            (i & ~(kLinesPerPage - 1)) + rng() % kLinesPerPage;
+      }
     }
     std::vector<uint64_t> starts(kChains);
     for (uint64_t& s : starts) s = rng() % lines;

@@ -70,8 +70,8 @@ struct HeaderField {
 // every view valid) and that clear() keeps for the next head, or Release()
 // hands to a per-thread pool (HAProxy's buffer pools, for the same reason:
 // memory follows the requests in flight, not the connections open): no
-// allocation per field, and none per request in the steady state. Iterates, indexes and grows like
-// a vector; a copy copies the bytes.
+// allocation per field, and none per request in the steady state. Iterates,
+// indexes and grows like a vector; a copy copies the bytes.
 class HeaderList {
  public:
   HeaderList() = default;
