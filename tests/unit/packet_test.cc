@@ -948,8 +948,12 @@ Bytes NaMessage(const Addr6& target, const Bytes& options) {
 }
 
 Bytes LinkAddrOption(uint8_t type, const uint8_t* mac) {
-  Bytes o = {type, 1};
-  o.insert(o.end(), mac, mac + 6);
+  // Sized once: GCC 12 -O3 misreads insert() after an initializer list as
+  // out of bounds (-Warray-bounds), which broke --buildtype=release.
+  Bytes o(8);
+  o[0] = type;
+  o[1] = 1;  // length in units of 8 bytes
+  std::copy(mac, mac + 6, o.begin() + 2);
   return o;
 }
 
