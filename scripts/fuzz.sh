@@ -10,7 +10,8 @@
 # what they link. Each target runs on a copy of fuzz/corpus/<name> (the tree's
 # corpus never grows) plus fuzz/regressions/<name>; a crash, sanitizer report
 # or timeout keeps the work directory and names the input that caused it.
-# Prints one line per target, "fuzz <name>: ok, N execs in S s" or
+# Runs FUZZ_JOBS targets at once (default: one per CPU). Prints one line per
+# target, in target order, "fuzz <name>: ok, N execs in S s" or
 # "fuzz <name>: FAILED ...", and exits non-zero if any target failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,12 +40,11 @@ ninja -C "$BUILD" "${NINJA_TARGETS[@]}" >"$BUILD/fuzz-build.log" 2>&1 ||
   { tail -n 30 "$BUILD/fuzz-build.log"; exit 1; }
 
 WORK=$(mktemp -d /tmp/lb-fuzz.XXXXXX)
-failed=0
-for t in "${TARGETS[@]}"; do
-  dir="$WORK/$t"
+# run_one TARGET: one target's run; its line goes to $WORK/TARGET/result.
+run_one() {
+  local t=$1 dir="$WORK/$1" limit=() start rc secs execs crash
   mkdir -p "$dir/corpus"
   cp -r "fuzz/corpus/$t/." "$dir/corpus/"
-  limit=()
   ((SECONDS_EACH > 0)) && limit=(-max_total_time="$SECONDS_EACH")
   start=$(date +%s)
   set +e
@@ -57,13 +57,36 @@ for t in "${TARGETS[@]}"; do
   secs=$(($(date +%s) - start))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)
   if ((rc == 0)); then
-    echo "fuzz $t: ok, ${execs:-0} execs in ${secs} s"
+    echo "fuzz $t: ok, ${execs:-0} execs in ${secs} s" >"$dir/result"
   else
-    failed=$((failed + 1))
-    crash=$(ls "$dir"/crash-* "$dir"/timeout-* "$dir"/leak-* "$dir"/oom-* 2>/dev/null | head -1)
-    echo "fuzz $t: FAILED (exit $rc) after ${execs:-?} execs; input ${crash:-none}, log $dir/log"
-    grep -m1 -E 'ERROR: |runtime error|deadly signal' "$dir/log" || true
+    crash=$(ls "$dir"/crash-* "$dir"/timeout-* "$dir"/leak-* "$dir"/oom-* 2>/dev/null | head -1 || true)
+    {
+      echo "fuzz $t: FAILED (exit $rc) after ${execs:-?} execs; input ${crash:-none}, log $dir/log"
+      grep -m1 -E 'ERROR: |runtime error|deadly signal' "$dir/log" || true
+    } >"$dir/result"
   fi
+}
+
+# Each libFuzzer process is single-threaded: run one per CPU (FUZZ_JOBS),
+# so every target still gets its full time on a core of its own, and print
+# the lines in target order.
+JOBS=${FUZZ_JOBS:-$(nproc)}
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT  # no fuzzer outlives the script
+running=0
+for t in "${TARGETS[@]}"; do
+  if ((running >= JOBS)); then
+    wait -n || true  # run_one's status is its result file
+    running=$((running - 1))
+  fi
+  run_one "$t" &
+  running=$((running + 1))
+done
+wait || true
+failed=0
+for t in "${TARGETS[@]}"; do
+  [[ -f "$WORK/$t/result" ]] || echo "fuzz $t: FAILED (no result; see $WORK/$t)" >"$WORK/$t/result"
+  cat "$WORK/$t/result"
+  grep -q '^fuzz .*: ok,' "$WORK/$t/result" || failed=$((failed + 1))
 done
 if ((failed == 0)); then rm -rf "$WORK"; fi
 exit $((failed > 0))
