@@ -60,7 +60,7 @@ bool PercentDecode(absl::string_view in, std::string* out) {
       return false;
     }
     int v = 0;
-    absl::SimpleHexAtoi(in.substr(i + 1, 2), &v);
+    if (!absl::SimpleHexAtoi(in.substr(i + 1, 2), &v)) return false;
     out->push_back(static_cast<char>(v));
     i += 2;
   }
