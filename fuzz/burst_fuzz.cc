@@ -67,7 +67,7 @@ lb::testing::Dataplane& TheDataplane() {
     if (rte_eal_init(static_cast<int>(sizeof(eal) / sizeof(eal[0])), const_cast<char**>(eal)) < 0) {
       std::abort();
     }
-    lb::dp::RemoveEalRuntimeDirAtExit();
+    lb::dp::RemoveEalRuntimeDirNow();
     // No per-lcore cache, so the harness's in-use count is exact.
     rte_mempool* pool =
         rte_pktmbuf_pool_create("fuzz", 511, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
@@ -79,6 +79,8 @@ lb::testing::Dataplane& TheDataplane() {
     if (!d->Open(options).ok()) std::abort();
     d->PublishAndSwap(kConfig);
     FailIfTestFailed();
+    // Nothing of this process stays on disk, even if it crashes.
+    d->RemoveFiles();
     return d;
   }();
   return *dp;

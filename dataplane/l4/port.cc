@@ -208,4 +208,6 @@ void RemoveEalRuntimeDirAtExit() {
   std::atexit([] { RemoveDir(dir); });
 }
 
+void RemoveEalRuntimeDirNow() { RemoveDir(PrimaryRuntimeDir()); }
+
 }  // namespace lb::dp

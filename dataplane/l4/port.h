@@ -66,8 +66,14 @@ bool CopyPortCounters(uint16_t port_id, PortCounters* out);
 void EalCleanup();
 
 // Registers (atexit) the removal of this primary process's EAL runtime
-// directory, for processes that never reach EalCleanup (libFuzzer targets).
+// directory, for processes that return from main without EalCleanup.
 void RemoveEalRuntimeDirAtExit();
+
+// Removes this primary process's EAL runtime directory now, for a process
+// started with --no-shconf (the EAL keeps nothing in it then) that may never
+// reach EalCleanup: a libFuzzer target _Exits on a crash, past any atexit
+// handler, and would leave the directory behind.
+void RemoveEalRuntimeDirNow();
 
 }  // namespace lb::dp
 
