@@ -4,6 +4,13 @@
 # answers from one nginx backend; proxy on CPU 0, wrk and backend on CPU 1),
 # counted rather than timed, so that the load of the shared machine moves
 # the numbers little:
+#   - at full speed with nothing attached, from /proc: the proxy's user and
+#     system time per request (utime/stime: the kernel splits the exact run
+#     time by tick samples, so the split is good to a few percent), its
+#     blocks per request (voluntary context switches of all its threads),
+#     the wake-up IPIs CPU 0 took per request (function-call and
+#     rescheduling interrupts: waking a sleeping proxy on an idle CPU costs
+#     one) and CPU 1's busy time per request (wrk and the backend);
 #   - at full speed, kernel tracepoints on the proxy (perf stat): syscalls,
 #     epoll_wait calls and context switches per request;
 #   - which syscalls: `strace -c -f` attached after a warm-up (strace slows
@@ -18,6 +25,7 @@
 #
 # KEEP_CALLGRIND=prefix keeps the callgrind profiles as prefix.lb-l7 and
 # prefix.haproxy (for callgrind_annotate). Output, per proxy:
+#   l7_cost case=h1_small proxy=lb-l7 proc requests=N user_us_per_req=N sys_us_per_req=N blocks_per_req=N cpu0_ipis_per_req=N cpu1_busy_us_per_req=N
 #   l7_cost case=h1_small proxy=lb-l7 at_speed requests=N syscalls_per_req=N epoll_wait_per_req=N ctx_switches_per_req=N
 #   l7_cost case=h1_small proxy=lb-l7 strace requests=N syscalls_per_req=N read=N ...
 #   l7_cost case=h1_small proxy=lb-l7 callgrind requests=N user_instr_per_req=N
@@ -96,6 +104,26 @@ load() {
   REQS=$(awk '/requests in/ {print $1}' <<<"$out")
 }
 
+# proc_snapshot: "utime stime blocks cpu0_ipis cpu1_busy" (ticks, counts).
+proc_snapshot() {
+  local ut st
+  read -r ut st < <(awk '{print $14, $15}' "/proc/$PID/stat")
+  echo "$ut $st" \
+    "$(cat /proc/"$PID"/task/*/status | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s}')" \
+    "$(awk '$1 == "CAL:" || $1 == "RES:" {s += $2} END {print s}' /proc/interrupts)" \
+    "$(awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8}' /proc/stat)"
+}
+PROC_PY='
+import sys
+name, n, hz = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+a, b = [float(x) for x in sys.argv[4].split()], [float(x) for x in sys.argv[5].split()]
+d = [y - x for x, y in zip(a, b)]
+us = 1e6 / hz / n
+print("l7_cost case=h1_small proxy=%s proc requests=%d user_us_per_req=%.2f sys_us_per_req=%.2f "
+      "blocks_per_req=%.3f cpu0_ipis_per_req=%.3f cpu1_busy_us_per_req=%.2f" % (
+          name, n, d[0] * us, d[1] * us, d[2] / n, d[3] / n, d[4] * 1e6 / hz / n))
+'
+HZ=$(getconf CLK_TCK)
 PSTAT_PY='
 import sys
 name, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -128,6 +156,10 @@ print("l7_cost case=h1_small proxy=%s strace requests=%d syscalls_per_req=%.3f %
 for name in lb-l7 haproxy; do
   start "$name"
   load 1  # warm: upstream connections pooled
+  before=$(proc_snapshot)
+  load "$SECS"
+  python3 -c "$PROC_PY" "$name" "$REQS" "$HZ" "$before" "$(proc_snapshot)"
+
   perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,context-switches \
     -p "$PID" -o "$WORK/pstat.txt" &
   SPID=$!
