@@ -25,13 +25,18 @@
 // any line: it shows what a second dependent line costs without a second
 // TLB miss.
 //
+// --pair makes every step read the 128-byte aligned pair of lines its line
+// belongs to (both prefetched, both loaded): a lookup of a 128-byte bucket
+// that holds keys and values inline, the layout RESULTS.md (2026-12-08)
+// proposes for issue 9.
+//
 //   mem_probe [--mib=N[,N...]] [--levels=N[,N...]] [--burst=N] [--work=N[,N...]]
-//             [--same_page]
+//             [--same_page] [--pair]
 // (defaults: 1,144,1200 MiB — an L2-sized buffer, the 1M-flow table, the
 // 8M-flow table —, levels 1,2, burst 32, work 0). One line per (size,
 // levels, work):
-//   mem_probe mib=<n> levels=<l> burst=<b> work=<w> same_page=<0|1> cycles_per_chain=<x>
-//             anon_huge_mib=<h>
+//   mem_probe mib=<n> levels=<l> burst=<b> work=<w> same_page=<0|1> pair=<0|1>
+//             cycles_per_chain=<x> anon_huge_mib=<h>
 // where cycles are TSC ticks per chain (per packet, for the table) and
 // anon_huge_mib is how much of the process was on THP when it ran.
 //
@@ -90,10 +95,13 @@ uint64_t AnonHugeMib() {
 // One (size, levels) measurement over a buffer whose every line holds, in
 // its first word, the index of a random line: the chain's next step (with
 // same_page, the first step takes the second word instead: a line of the
-// same 4 KiB page).
+// same 4 KiB page). Word 2 of every line is zero: with pair, a step adds
+// word 2 of its line's neighbour (index ^ 1), which loads that line without
+// changing the chain.
 double CyclesPerChain(const uint64_t* words, int levels, size_t burst, uint64_t work,
-                      bool same_page, const std::vector<uint64_t>& starts) {
+                      bool same_page, bool pair, const std::vector<uint64_t>& starts) {
   const size_t hop = same_page ? 1 : 0;
+  const uint64_t twin = pair ? 1 : 0;  // with pair, a line's neighbour; else itself
   auto line = [words](uint64_t i) { return words + i * (kLine / sizeof(uint64_t)); };
   std::vector<uint64_t> next(burst);
   uint64_t sink = 0, x = 1;
@@ -105,11 +113,17 @@ double CyclesPerChain(const uint64_t* words, int levels, size_t burst, uint64_t 
       uint64_t zero = x;
       asm volatile("xor %0, %0" : "+r"(zero));
       __builtin_prefetch(line(starts[b + i] + zero));
+      if (pair) __builtin_prefetch(line((starts[b + i] + zero) ^ twin));
     }
-    for (size_t i = 0; i < burst; ++i) next[i] = line(starts[b + i])[hop];
+    for (size_t i = 0; i < burst; ++i) {
+      next[i] = line(starts[b + i])[hop] + line(starts[b + i] ^ twin)[2];
+    }
     for (int l = 1; l < levels; ++l) {
-      for (size_t i = 0; i < burst; ++i) __builtin_prefetch(line(next[i]));
-      for (size_t i = 0; i < burst; ++i) next[i] = *line(next[i]);
+      for (size_t i = 0; i < burst; ++i) {
+        __builtin_prefetch(line(next[i]));
+        if (pair) __builtin_prefetch(line(next[i] ^ twin));
+      }
+      for (size_t i = 0; i < burst; ++i) next[i] = *line(next[i]) + line(next[i] ^ twin)[2];
     }
     for (size_t i = 0; i < burst; ++i) sink += next[i];
   }
@@ -123,7 +137,7 @@ double CyclesPerChain(const uint64_t* words, int levels, size_t burst, uint64_t 
 int main(int argc, char** argv) {
   std::vector<uint64_t> mibs = {1, 144, 1200}, levels = {1, 2}, works = {0};
   uint64_t burst = 32;
-  bool same_page = false;
+  bool same_page = false, pair = false;
   for (int i = 1; i < argc; ++i) {
     const absl::string_view a = argv[i];
     if (absl::StartsWith(a, "--mib=")) {
@@ -134,12 +148,14 @@ int main(int argc, char** argv) {
       works = ParseList("--work", a.substr(7), 0, 1000);
     } else if (a == "--same_page") {
       same_page = true;
+    } else if (a == "--pair") {
+      pair = true;
     } else if (absl::StartsWith(a, "--burst=")) {
       burst = ParseList("--burst", a.substr(8), 1, 256).front();
     } else {
       Die("unknown argument \"" + std::string(a) +
           "\" (usage: mem_probe [--mib=N,...] [--levels=N,...] [--burst=N] "
-          "[--work=N,...] [--same_page])");
+          "[--work=N,...] [--same_page] [--pair])");
     }
   }
   std::mt19937_64 rng(1);
@@ -162,13 +178,14 @@ int main(int argc, char** argv) {
     const uint64_t huge = AnonHugeMib();
     for (uint64_t w : works) {
       for (uint64_t l : levels) {
-        const double c = CyclesPerChain(words, static_cast<int>(l), burst, w, same_page, starts);
+        const double c =
+            CyclesPerChain(words, static_cast<int>(l), burst, w, same_page, pair, starts);
         std::printf(
-            "mem_probe mib=%lu levels=%lu burst=%lu work=%lu same_page=%d cycles_per_chain=%.1f "
-            "anon_huge_mib=%lu\n",
+            "mem_probe mib=%lu levels=%lu burst=%lu work=%lu same_page=%d pair=%d "
+            "cycles_per_chain=%.1f anon_huge_mib=%lu\n",
             static_cast<unsigned long>(mib), static_cast<unsigned long>(l),
-            static_cast<unsigned long>(burst), static_cast<unsigned long>(w), same_page ? 1 : 0, c,
-            static_cast<unsigned long>(huge));
+            static_cast<unsigned long>(burst), static_cast<unsigned long>(w), same_page ? 1 : 0,
+            pair ? 1 : 0, c, static_cast<unsigned long>(huge));
       }
     }
     munmap(p, bytes);
