@@ -106,9 +106,7 @@ load() {
 
 # proc_snapshot: "utime stime blocks cpu0_ipis cpu1_busy" (ticks, counts).
 proc_snapshot() {
-  local ut st
-  read -r ut st < <(awk '{print $14, $15}' "/proc/$PID/stat")
-  echo "$ut $st" \
+  echo "$(awk '{print $14, $15}' "/proc/$PID/stat")" \
     "$(cat /proc/"$PID"/task/*/status | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s}')" \
     "$(awk '$1 == "CAL:" || $1 == "RES:" {s += $2} END {print s}' /proc/interrupts)" \
     "$(awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8}' /proc/stat)"
@@ -121,7 +119,7 @@ d = [y - x for x, y in zip(a, b)]
 us = 1e6 / hz / n
 print("l7_cost case=h1_small proxy=%s proc requests=%d user_us_per_req=%.2f sys_us_per_req=%.2f "
       "blocks_per_req=%.3f cpu0_ipis_per_req=%.3f cpu1_busy_us_per_req=%.2f" % (
-          name, n, d[0] * us, d[1] * us, d[2] / n, d[3] / n, d[4] * 1e6 / hz / n))
+          name, n, d[0] * us, d[1] * us, d[2] / n, d[3] / n, d[4] * us))
 '
 HZ=$(getconf CLK_TCK)
 PSTAT_PY='
